@@ -1,0 +1,1 @@
+//! Raft log and state-machine storage, in memory or on disk. (STUB)
