@@ -1,1 +1,24 @@
-fn main() {}
+//! `chatd`: one raftchat replica. See `chatd --help` and the README.
+
+use clap::Parser;
+use raftchat::server::config::ChatdArgs;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = ChatdArgs::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match raftchat::server::replica::run(args, raftchat::server::signals::terminated()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,8 +1,20 @@
 //! The replica: consensus glue, storage, the pure chat state machine, and the
-//! gRPC services.
+//! gRPC services. `replica::run` is the server loop that wires them together.
 
+pub mod auth;
+pub mod chat_service;
+pub mod cluster_service;
 pub mod command;
+pub mod config;
+pub mod consensus;
+pub mod convert;
 pub mod events;
+pub mod network;
+pub mod presence;
+pub mod raft_service;
 pub mod raft_types;
+pub mod replica;
+pub mod signals;
 pub mod state;
 pub mod storage;
+pub mod subscribe;

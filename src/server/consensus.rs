@@ -1,0 +1,313 @@
+//! The replica's handle on Raft: proposing writes and making reads
+//! linearizable, from any replica.
+//!
+//! Writes: on the leader, proposals go to a batching proposer that gathers
+//! every proposal waiting while earlier entries are in flight into one log
+//! entry (one fsync and one replication round for all of them) and fans the
+//! per-proposal results back. A follower forwards each proposal to the leader,
+//! which batches it with its own.
+//!
+//! Reads: the leader confirms its leadership with a quorum and returns the
+//! read index (openraft's `get_read_log_id`); the reading replica, leader or
+//! follower, waits until it has applied that index and then reads its local
+//! state.
+//!
+//! Neither ever hangs: the leader refuses at once when it has not heard from a
+//! majority recently, and everything else is bounded by [`Timeouts`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ServerState;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::server::command::{Batch, CommandResult, Proposal};
+use crate::server::network::{ForwardReply, Peers, ReadIndexReply, RemoteFailure};
+use crate::server::raft_types::{NodeId, Raft, RaftMetrics};
+
+/// Most proposals in one log entry.
+const MAX_BATCH: usize = 1024;
+/// Log entries the proposer keeps in flight at once.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Bounds on how long the server waits for consensus.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A write not committed within this is reported UNAVAILABLE (it may
+    /// still commit; retrying with the same request id is safe).
+    pub commit: Duration,
+    /// A leader that has not heard from a majority for this long refuses
+    /// writes and reads at once instead of waiting.
+    pub quorum_silence: Duration,
+}
+
+impl Timeouts {
+    pub fn for_election_timeout(max_election_ms: u64) -> Self {
+        Self {
+            commit: Duration::from_secs(3),
+            quorum_silence: Duration::from_millis((max_election_ms * 2).max(500)),
+        }
+    }
+}
+
+/// Wall clock in Unix milliseconds: only ever read by proposers, never by
+/// the state machine.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Pending {
+    proposal: Proposal,
+    reply: oneshot::Sender<ForwardReply>,
+}
+
+/// Cheap to clone; shared by every service.
+#[derive(Clone)]
+pub struct Consensus {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub peers: Arc<Peers>,
+    pub timeouts: Timeouts,
+    proposals: mpsc::Sender<Pending>,
+}
+
+impl Consensus {
+    pub fn start(id: NodeId, raft: Raft, peers: Arc<Peers>, timeouts: Timeouts) -> Self {
+        let (tx, rx) = mpsc::channel(64 * 1024);
+        tokio::spawn(run_proposer(raft.clone(), rx, timeouts.commit));
+        Self {
+            id,
+            raft,
+            peers,
+            timeouts,
+            proposals: tx,
+        }
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The current leader and its URL, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let id = m.current_leader?;
+        let url = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some((id, url))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Applies `proposal` through the log, from any replica.
+    pub async fn propose(&self, proposal: Proposal) -> ForwardReply {
+        // A stale view of the leader costs at most one extra hop.
+        for _ in 0..2 {
+            let reply = if self.is_leader() {
+                self.propose_local(proposal.clone()).await
+            } else {
+                match self.leader() {
+                    Some((_, url)) if !url.is_empty() => {
+                        match self.peers.forward(&url, &proposal, self.timeouts.commit).await {
+                            Ok(reply) => reply,
+                            Err(status) => Err(RemoteFailure::Unavailable(format!(
+                                "cannot reach the leader at {url}: {}",
+                                status.message()
+                            ))),
+                        }
+                    }
+                    _ => Err(no_leader()),
+                }
+            };
+            match reply {
+                Err(RemoteFailure::NotLeader(_)) => tokio::task::yield_now().await,
+                other => return other,
+            }
+        }
+        Err(RemoteFailure::Unavailable(
+            "leadership is changing; retry shortly".into(),
+        ))
+    }
+
+    /// Proposes on this replica, which must be the leader.
+    pub async fn propose_local(&self, proposal: Proposal) -> ForwardReply {
+        if !self.is_leader() {
+            return Err(RemoteFailure::NotLeader(self.id));
+        }
+        self.check_quorum()?;
+        let (tx, rx) = oneshot::channel();
+        self.proposals
+            .send(Pending { proposal, reply: tx })
+            .await
+            .map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Refuses at once when the leader has not heard from a majority of
+    /// voters within `quorum_silence`.
+    pub fn check_quorum(&self) -> Result<(), RemoteFailure> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        drop(m);
+        let needed = voters.len() / 2 + 1;
+        let reachable = voters
+            .iter()
+            .filter(|v| {
+                **v == self.id
+                    || self
+                        .peers
+                        .since_contact(**v)
+                        .is_some_and(|d| d < self.timeouts.quorum_silence)
+            })
+            .count();
+        if reachable >= needed {
+            Ok(())
+        } else {
+            Err(RemoteFailure::Unavailable(format!(
+                "no quorum: the leader reaches {reachable} of {} replicas, {needed} needed",
+                voters.len()
+            )))
+        }
+    }
+
+    /// The leader's side of a linearizable read: the index a reader must
+    /// have applied.
+    pub async fn read_index_local(&self) -> ReadIndexReply {
+        if !self.is_leader() {
+            return Err(RemoteFailure::NotLeader(self.id));
+        }
+        self.check_quorum()?;
+        match tokio::time::timeout(self.timeouts.commit, self.raft.get_read_log_id()).await {
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(RaftError::APIError(_))) => Err(RemoteFailure::NotLeader(self.id)),
+            Ok(Err(e)) => Err(RemoteFailure::Unavailable(e.to_string())),
+            Err(_) => Err(RemoteFailure::Unavailable(
+                "no quorum: leadership not confirmed in time".into(),
+            )),
+        }
+    }
+
+    /// Waits until this replica's state reflects every write committed before
+    /// the call: after it, a read of the local state is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), RemoteFailure> {
+        let index = if self.is_leader() {
+            self.read_index_local().await?
+        } else {
+            let (_, url) = self.leader().filter(|(_, u)| !u.is_empty()).ok_or_else(no_leader)?;
+            self.peers
+                .read_index(&url, self.timeouts.commit)
+                .await
+                .map_err(|s| {
+                    RemoteFailure::Unavailable(format!(
+                        "cannot reach the leader at {url}: {}",
+                        s.message()
+                    ))
+                })??
+        };
+        self.raft
+            .wait(Some(self.timeouts.commit))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| {
+                RemoteFailure::Unavailable(format!("this replica is catching up: {e}"))
+            })?;
+        Ok(())
+    }
+}
+
+fn no_leader() -> RemoteFailure {
+    RemoteFailure::Unavailable("no leader: an election is in progress or there is no quorum".into())
+}
+
+fn shutting_down() -> RemoteFailure {
+    RemoteFailure::Unavailable("replica is shutting down".into())
+}
+
+/// Gathers waiting proposals into batches and keeps up to
+/// [`MAX_IN_FLIGHT`] entries in flight. Batches enter Raft in the order they
+/// were formed (`client_write_ff` is called here, in sequence); only the
+/// waiting for their results is concurrent.
+async fn run_proposer(raft: Raft, mut rx: mpsc::Receiver<Pending>, commit_timeout: Duration) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut pending = vec![first];
+        while pending.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => pending.push(p),
+                Err(_) => break,
+            }
+        }
+        let (proposals, replies): (Vec<Proposal>, Vec<_>) =
+            pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+        let batch = Batch {
+            ts_ms: now_ms(),
+            proposals,
+        };
+        let receiver = match raft.client_write_ff(batch).await {
+            Ok(rx) => rx,
+            Err(_) => {
+                fan_out_error(replies, shutting_down());
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tokio::time::timeout(commit_timeout, receiver).await {
+                Ok(Ok(Ok(response))) => fan_out(replies, response.data),
+                Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                    fan_out_error(replies, RemoteFailure::NotLeader(f.leader_id.unwrap_or(0)))
+                }
+                Ok(Ok(Err(e))) => fan_out_error(replies, RemoteFailure::Unavailable(e.to_string())),
+                Ok(Err(_)) => fan_out_error(replies, shutting_down()),
+                Err(_) => fan_out_error(
+                    replies,
+                    RemoteFailure::Unavailable(format!(
+                        "no quorum: the write was not committed within {} ms (it may still \
+                         commit; retrying with the same request id is safe)",
+                        commit_timeout.as_millis()
+                    )),
+                ),
+            }
+        });
+    }
+}
+
+fn fan_out(replies: Vec<oneshot::Sender<ForwardReply>>, results: Vec<CommandResult>) {
+    if replies.len() != results.len() {
+        tracing::error!(
+            expected = replies.len(),
+            got = results.len(),
+            "state machine returned a wrong number of results"
+        );
+    }
+    let mut results = results.into_iter();
+    for reply in replies {
+        let result = results.next().ok_or_else(|| {
+            RemoteFailure::Unavailable("internal error: missing result".into())
+        });
+        let _ = reply.send(result);
+    }
+}
+
+fn fan_out_error(replies: Vec<oneshot::Sender<ForwardReply>>, err: RemoteFailure) {
+    for reply in replies {
+        let _ = reply.send(Err(err.clone()));
+    }
+}

@@ -1,0 +1,47 @@
+//! The receiving side of replica-to-replica traffic (see `network.rs`).
+
+use tonic::{Request, Response, Status};
+
+use crate::proto::raft_server::Raft as RaftRpc;
+use crate::proto::RaftBytes;
+use crate::server::consensus::Consensus;
+use crate::server::network::{decode, encode, ForwardRequest};
+
+pub struct RaftService {
+    pub consensus: Consensus,
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        let rpc = decode(req.get_ref())?;
+        let result = self.consensus.raft.append_entries(rpc).await;
+        Ok(Response::new(encode(&result)?))
+    }
+
+    async fn vote(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        let rpc = decode(req.get_ref())?;
+        let result = self.consensus.raft.vote(rpc).await;
+        Ok(Response::new(encode(&result)?))
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftBytes>,
+    ) -> Result<Response<RaftBytes>, Status> {
+        let rpc = decode(req.get_ref())?;
+        let result = self.consensus.raft.install_snapshot(rpc).await;
+        Ok(Response::new(encode(&result)?))
+    }
+
+    async fn forward(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        let proposal: ForwardRequest = decode(req.get_ref())?;
+        let result = self.consensus.propose_local(proposal).await;
+        Ok(Response::new(encode(&result)?))
+    }
+
+    async fn read_index(&self, _req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        let result = self.consensus.read_index_local().await;
+        Ok(Response::new(encode(&result)?))
+    }
+}

@@ -1,0 +1,168 @@
+//! Starting and stopping one replica: the server loop.
+//!
+//! 1. bind the port (so a busy port fails fast, before anything else);
+//! 2. open storage (memory or disk) and recover;
+//! 3. start Raft, and bootstrap the static membership from the flags
+//!    (`initialize` on a replica that already has state is refused with
+//!    `NotAllowed`, which is the normal restart path);
+//! 4. serve the Chat, Cluster and Raft services on the one port;
+//! 5. on SIGTERM/SIGINT: refuse new requests, let in-flight ones finish
+//!    (bounded), stop Raft (every acknowledged entry is already fsynced),
+//!    return.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::proto::chat_server::ChatServer;
+use crate::proto::cluster_server::ClusterServer;
+use crate::proto::raft_server::RaftServer;
+use crate::server::chat_service::{ChatService, ServiceContext};
+use crate::server::cluster_service::ClusterService;
+use crate::server::config::ChatdArgs;
+use crate::server::consensus::{Consensus, Timeouts};
+use crate::server::events::{EventHub, DEFAULT_EVENT_CAPACITY};
+use crate::server::network::{Network, Peers, MAX_RAFT_MESSAGE};
+use crate::server::presence::Presence;
+use crate::server::raft_service::RaftService;
+use crate::server::raft_types::Raft;
+use crate::server::storage;
+
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Entries kept in the log after a snapshot, so a briefly lagging replica
+/// catches up from the log rather than a full snapshot.
+const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
+
+/// Runs a replica until `shutdown` resolves.
+pub async fn run(args: ChatdArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    let id = args.server_id;
+    let url = args.own_url();
+    let addr = SocketAddr::new(args.listen, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--listen/--port)"))?;
+    tracing::info!(id, %addr, %url, members = ?args.members(), "starting replica");
+
+    let hub = EventHub::new(DEFAULT_EVENT_CAPACITY);
+    let (log_store, state_store) = storage::open(args.server_storage.clone(), hub.clone())
+        .await
+        .context("cannot open storage (--server-storage)")?;
+    let state = state_store.shared();
+
+    let config = Config {
+        cluster_name: "raftchat".into(),
+        heartbeat_interval: args.heartbeat_ms,
+        election_timeout_min: args.election_timeout_ms.min,
+        election_timeout_max: args.election_timeout_ms.max,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(args.snapshot_every),
+        max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(args.snapshot_every),
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    }
+    .validate()
+    .context("invalid Raft timing (--heartbeat-ms / --election-timeout-ms)")?;
+
+    let peers = Peers::new();
+    let network = Network {
+        peers: peers.clone(),
+    };
+    let raft = Raft::new(id, Arc::new(config), network, log_store, state_store)
+        .await
+        .context("cannot start Raft")?;
+
+    let members: BTreeMap<u64, BasicNode> = args
+        .members()
+        .into_iter()
+        .map(|(id, url)| (id, BasicNode { addr: url }))
+        .collect();
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!("bootstrapped a fresh replica with the configured membership"),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+            tracing::info!("replica already has state; rejoining")
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot bootstrap membership: {e}")),
+    }
+    tokio::spawn(log_role_changes(raft.clone()));
+
+    let timeouts = Timeouts::for_election_timeout(args.election_timeout_ms.max);
+    let consensus = Consensus::start(id, raft.clone(), peers, timeouts);
+    let presence = Presence::start(consensus.clone(), state.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(ServiceContext {
+        consensus: consensus.clone(),
+        state,
+        hub,
+        presence,
+        session_ttl: args.session_ttl(),
+        shutdown: stop_rx.clone(),
+    });
+
+    let chat = ChatServer::new(ChatService { ctx: ctx.clone() });
+    let cluster = ClusterServer::new(ClusterService {
+        ctx,
+        url,
+        persistent: args.server_storage.is_some(),
+        started: Instant::now(),
+    });
+    let raft_rpc = RaftServer::new(RaftService { consensus })
+        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE);
+
+    let mut drained = stop_rx.clone();
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+        .add_service(chat)
+        .add_service(cluster)
+        .add_service(raft_rpc)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = drained.wait_for(|s| *s).await;
+        });
+    let mut server = std::pin::pin!(server);
+
+    tokio::select! {
+        res = &mut server => res.context("server failed")?,
+        _ = shutdown => {
+            tracing::info!("shutting down: refusing new requests, draining in-flight ones");
+            let _ = stop_tx.send(true);
+            if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
+                tracing::warn!("in-flight requests did not finish in {DRAIN_TIMEOUT:?}; stopping anyway");
+            }
+        }
+    }
+    raft.shutdown().await.ok();
+    tracing::info!("replica stopped");
+    Ok(())
+}
+
+/// Logs elections, role changes and leader changes.
+async fn log_role_changes(raft: Raft) {
+    let mut metrics = raft.metrics();
+    let mut last = None;
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            (m.state, m.current_leader, m.current_term)
+        };
+        if last != Some(now) {
+            let (state, leader, term) = now;
+            tracing::info!(role = ?state, ?leader, term, "raft role");
+            last = Some(now);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
