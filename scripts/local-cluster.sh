@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Starts a local 5-replica raftchat cluster: five real `chatd` processes on
+# 127.0.0.1:7001-7005, storage under one directory. Ctrl-C stops them all.
+#
+#   scripts/local-cluster.sh [DATA_DIR]        (default: ./data)
+#
+# Extra chatd flags can be passed through CHATD_EXTRA_ARGS, e.g.
+#   CHATD_EXTRA_ARGS="--snapshot-every 1000" scripts/local-cluster.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-./data}
+cargo build --release --bin chatd --bin chatctl
+mkdir -p "$data"
+ports=(7001 7002 7003 7004 7005)
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping replicas: ${pids[*]}"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+for id in 1 2 3 4 5; do
+  peers=()
+  for p in 1 2 3 4 5; do
+    [ "$p" = "$id" ] || peers+=("$p=127.0.0.1:${ports[$((p-1))]}")
+  done
+  # shellcheck disable=SC2086
+  ./target/release/chatd --server-id "$id" --port "${ports[$((id-1))]}" \
+    --replica-urls "$(IFS=,; echo "${peers[*]}")" \
+    --server-storage "$data/replica-$id" ${CHATD_EXTRA_ARGS:-} \
+    2> "$data/replica-$id.log" &
+  pids+=($!)
+done
+echo "5 replicas running on 127.0.0.1:7001-7005 (logs: $data/replica-N.log)."
+echo "Try:  ./target/release/chatctl status"
+echo "Ctrl-C stops them all."
+wait
