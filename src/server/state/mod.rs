@@ -31,7 +31,8 @@
 //!   implies having read); each other member gets one more unread. The
 //!   `Message` event goes to every member, sender included.
 //! - **Direct conversations** are created by the first message
-//!   (`Membership::Created` to both). Their view's `name` is the peer's name,
+//!   (`Membership::Created` to both, `user` = the sender; for groups `user`
+//!   is the creator). Their view's `name` is the peer's name,
 //!   `members` the current members' names.
 //! - **Groups.** Names unique ignoring case. A new member starts with the
 //!   whole history read. Leaving drops the member's read state; an empty group
@@ -240,7 +241,7 @@ impl ChatState {
             .of_user(user)
             .filter_map(|id| self.conversation_view(id, user))
             .collect();
-        views.sort_by(|a, b| (b.last_activity_ms, b.id).cmp(&(a.last_activity_ms, a.id)));
+        views.sort_by_key(|v| std::cmp::Reverse((v.last_activity_ms, v.id)));
         views
     }
 

@@ -1092,7 +1092,7 @@ fn replica_restart_drops_its_subscriptions() {
     assert!(h.s.is_online(b));
     let ev = h.take();
     assert_eq!(ev.len(), 1); // a offline; b stays online via replica 2
-    assert_eq!(presence_of(&ev[0]).1, false);
+    assert!(!presence_of(&ev[0]).1);
     h.ok(Command::ReplicaStarted { replica: 1 });
     assert!(h.take().is_empty());
     assert_eq!(h.s.presence.lease(1), None);
@@ -1478,4 +1478,32 @@ fn resolve_targets() {
         h.s.resolve(a, &Target::Conversation(500)).unwrap_err().kind,
         ErrorKind::NotFound
     );
+}
+
+#[test]
+fn reused_subscription_key_moves_to_the_new_user() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let open = |session| Command::SubscriptionOpened {
+        replica: 4,
+        subscription: 1,
+        session,
+    };
+    h.ok(open(ta));
+    h.take();
+    h.ok(open(tb));
+    let flips: Vec<(String, bool)> = h
+        .take()
+        .iter()
+        .map(|e| {
+            let (u, online, _) = presence_of(e);
+            (u, online)
+        })
+        .collect();
+    assert_eq!(flips, vec![("a".into(), false), ("b".into(), true)]);
+    assert!(!h.s.is_online(a) && h.s.is_online(b));
+    // Reopening the same key for the same user changes nothing.
+    h.ok(open(tb));
+    assert!(h.take().is_empty());
 }
