@@ -2,19 +2,97 @@
 //!
 //! [`ChatState::apply_batch`] is the only way state changes. Everything that
 //! could differ between replicas (time, hashes, tokens) arrives inside the
-//! [`Batch`]. All collections are ordered (`BTreeMap`/`VecDeque`), so the
-//! serialized state — and therefore [`ChatState::digest`] — is identical on
-//! every replica that applied the same log.
+//! [`Batch`]. All collections are ordered (`BTreeMap`/`BTreeSet`/`VecDeque`),
+//! so the serialized state — and therefore [`ChatState::digest`] — is
+//! identical on every replica that applied the same log. The state contains
+//! maps with non-string keys: serialize it with `postcard`, not JSON.
 //!
-//! STUB: the public API below is the contract used by storage and services.
+//! # Semantics
+//!
+//! - **Clock.** `now = max(previous now, batch.ts_ms)`; every timestamp stored
+//!   uses `now`, so state time never goes backwards across leader changes.
+//! - **Batch start.** Remembered request ids older than the dedup window are
+//!   forgotten, then every replica whose presence lease is `< now` loses its
+//!   subscriptions (offline events follow).
+//! - **Events.** Each event gets `seq = ++counter` (replicated) and the
+//!   entry's log index. Recipients are sorted user ids.
+//! - **Dedup.** A proposal whose request id was applied less than
+//!   `DEDUP_WINDOW_MS` ago (state time) returns the stored original result,
+//!   `Ok` or `Err`, without applying and without events. Request ids are
+//!   scoped by the caller: the session token hash for session commands, the
+//!   new token hash for `CreateSession`, the lowercase name for
+//!   `CreateAccount`; different callers never share results.
+//! - **Validation first.** Every command checks everything before it changes
+//!   anything, so a refused command leaves no trace (and no events).
+//! - **Sessions.** Valid iff present and `now < expires_ms`. A password
+//!   change revokes all of the user's other sessions; logout removes one.
+//! - **Messages.** Global ids from 1. Sending moves the sender's read pointer
+//!   to the new message (their unread in that conversation becomes 0: replying
+//!   implies having read); each other member gets one more unread. The
+//!   `Message` event goes to every member, sender included.
+//! - **Direct conversations** are created by the first message
+//!   (`Membership::Created` to both, `user` = the sender; for groups `user`
+//!   is the creator). Their view's `name` is the peer's name,
+//!   `members` the current members' names.
+//! - **Groups.** Names unique ignoring case. A new member starts with the
+//!   whole history read. Leaving drops the member's read state; an empty group
+//!   is removed with its messages.
+//! - **Deleting an account** revokes its sessions, drops its subscriptions
+//!   (offline event), removes it from every conversation (`AccountDeleted` to
+//!   the remaining members, also in direct conversations), frees its name.
+//!   Its messages stay, under the name they were sent with. A direct
+//!   conversation stays readable by the peer but cannot be sent to; once both
+//!   sides are deleted it is removed, like an empty group.
+//! - **Deleting messages** removes them (bodies included) from the state and
+//!   blanks their bodies in remembered dedup results.
+//! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
+//!   `last_seen_ms = now` and sends `Presence` to the user and everyone who
+//!   shares a conversation with them.
+
+mod accounts;
+mod apply;
+mod conversations;
+mod dedup;
+mod pattern;
+mod presence;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::server::command::*;
 
+use accounts::Accounts;
+use conversations::Conversations;
+use dedup::{Dedup, Scope};
+use presence::Presence;
+use sessions::Sessions;
+
+pub use pattern::wildcard_match;
+
 /// The whole replicated chat state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatState {}
+pub struct ChatState {
+    /// State clock: the largest batch timestamp applied so far.
+    now_ms: u64,
+    /// The last event `seq` handed out.
+    event_seq: u64,
+    accounts: Accounts,
+    sessions: Sessions,
+    conversations: Conversations,
+    presence: Presence,
+    dedup: Dedup,
+}
+
+/// Where the events of the entry being applied go.
+struct Emitter<'a> {
+    index: u64,
+    events: &'a mut Vec<ChatEvent>,
+}
 
 impl ChatState {
     /// Applies one log entry. Returns one result per proposal, in order, and
@@ -26,31 +104,74 @@ impl ChatState {
         batch: &Batch,
         events: &mut Vec<ChatEvent>,
     ) -> Vec<CommandResult> {
-        let _ = (index, events);
+        self.now_ms = self.now_ms.max(batch.ts_ms);
+        let mut out = Emitter { index, events };
+        self.dedup.evict(self.now_ms);
+        self.expire_leases(&mut out);
         batch
             .proposals
             .iter()
-            .map(|_| Err(ChatError::precondition("not implemented")))
+            .map(|p| self.apply_proposal(&mut out, p))
             .collect()
+    }
+
+    fn apply_proposal(&mut self, out: &mut Emitter<'_>, proposal: &Proposal) -> CommandResult {
+        let Some(id) = &proposal.request_id else {
+            return self.apply_command(out, &proposal.command);
+        };
+        let scope = Scope::of(&proposal.command);
+        if let Some(original) = self.dedup.get(&scope, id) {
+            return original.clone();
+        }
+        let result = self.apply_command(out, &proposal.command);
+        self.dedup.remember(scope, id, self.now_ms, result.clone());
+        result
+    }
+
+    /// Numbers and records one event.
+    fn emit(&mut self, out: &mut Emitter<'_>, recipients: Vec<UserId>, kind: EventKind) {
+        self.event_seq += 1;
+        out.events.push(ChatEvent {
+            seq: self.event_seq,
+            index: out.index,
+            recipients,
+            kind,
+        });
+    }
+
+    /// The state clock: the newest batch timestamp applied (0 before any).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 
     /// The user a session token belongs to, if the session exists and has not
     /// expired at `now_ms`.
     pub fn authenticate(&self, session: &TokenHash, now_ms: u64) -> Result<UserId, ChatError> {
-        let _ = (session, now_ms);
-        Err(ChatError::unauthenticated("not implemented"))
+        self.sessions.check(session, now_ms)
     }
 
     /// The account and its argon2id PHC password hash, by name (ignoring case).
     pub fn account_credentials(&self, username: &str) -> Option<(AccountView, String)> {
-        let _ = username;
-        None
+        let id = self.accounts.find(username)?;
+        let hash = self.accounts.get(id)?.password_hash.clone();
+        Some((self.account(id)?, hash))
     }
 
     /// The account of a user id (deleted accounts are `None`).
     pub fn account(&self, user: UserId) -> Option<AccountView> {
-        let _ = user;
-        None
+        let a = self.accounts.get(user)?;
+        Some(AccountView {
+            id: user,
+            username: a.username.clone(),
+            online: self.presence.is_online(user),
+            last_seen_ms: a.last_seen_ms,
+            created_ms: a.created_ms,
+        })
+    }
+
+    /// Whether `user` holds at least one live subscription.
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.presence.is_online(user)
     }
 
     /// Accounts whose name matches `pattern` (`*`, `?`, case-insensitive),
@@ -62,14 +183,66 @@ impl ChatState {
         after: &str,
         limit: usize,
     ) -> (Vec<AccountView>, Option<String>) {
-        let _ = (pattern, after, limit);
-        (Vec::new(), None)
+        let pattern: Vec<char> = if pattern.is_empty() {
+            vec!['*']
+        } else {
+            pattern.to_lowercase().chars().collect()
+        };
+        let prefix = pattern::literal_prefix(&pattern);
+        let after = after.to_lowercase();
+        // Every match starts with the literal prefix: start the scan there.
+        let start = if after.as_str() >= prefix.as_str() {
+            Bound::Excluded(after.as_str())
+        } else {
+            Bound::Included(prefix.as_str())
+        };
+        let mut matches = self
+            .accounts
+            .names_from(start)
+            .take_while(|(name, _)| name.starts_with(prefix.as_str()))
+            .filter(|(name, _)| {
+                let name: Vec<char> = name.chars().collect();
+                pattern::wildcard_match(&pattern, &name)
+            });
+        let mut page = Vec::new();
+        let mut last = None;
+        for (name, id) in matches.by_ref().take(limit) {
+            if let Some(view) = self.account(id) {
+                page.push(view);
+                last = Some(name.clone());
+            }
+        }
+        let next = if matches.next().is_some() { last } else { None };
+        (page, next)
     }
 
-    /// `user`'s conversations, most recent activity first.
+    fn conversation_view(&self, id: ConversationId, user: UserId) -> Option<ConversationView> {
+        let c = self.conversations.get(id)?;
+        let me = c.members.get(&user)?;
+        let mut members: Vec<String> = c.members.values().map(|m| m.name.clone()).collect();
+        members.sort_by_key(|n| n.to_lowercase());
+        Some(ConversationView {
+            id,
+            kind: c.kind,
+            name: c.display_name(user).to_owned(),
+            members,
+            unread: me.unread,
+            last_message_id: c.last_message_id(),
+            last_activity_ms: c.last_activity_ms,
+            read_up_to: me.read_up_to,
+        })
+    }
+
+    /// `user`'s conversations, most recent activity first (ties: newer
+    /// conversation first).
     pub fn conversations(&self, user: UserId) -> Vec<ConversationView> {
-        let _ = user;
-        Vec::new()
+        let mut views: Vec<ConversationView> = self
+            .conversations
+            .of_user(user)
+            .filter_map(|id| self.conversation_view(id, user))
+            .collect();
+        views.sort_by_key(|v| std::cmp::Reverse((v.last_activity_ms, v.id)));
+        views
     }
 
     /// One conversation as `user` sees it; PERMISSION_DENIED if not a member.
@@ -78,15 +251,42 @@ impl ChatState {
         user: UserId,
         conversation: ConversationId,
     ) -> Result<ConversationView, ChatError> {
-        let _ = (user, conversation);
-        Err(ChatError::not_found("not implemented"))
+        self.conversations.member_of(conversation, user)?;
+        self.conversation_view(conversation, user).ok_or_else(|| {
+            ChatError::not_found(format!("conversation {conversation} does not exist"))
+        })
     }
 
     /// Resolves a target to an existing conversation `user` belongs to.
     /// A direct conversation that has no message yet is NOT_FOUND.
     pub fn resolve(&self, user: UserId, target: &Target) -> Result<ConversationId, ChatError> {
-        let _ = (user, target);
-        Err(ChatError::not_found("not implemented"))
+        match target {
+            Target::User(name) => {
+                let peer = self.accounts.require(name)?;
+                if peer == user {
+                    return Err(ChatError::invalid("there is no conversation with yourself"));
+                }
+                self.conversations
+                    .direct_between(user, peer)
+                    .ok_or_else(|| {
+                        ChatError::not_found(format!("no conversation with '{name}' yet"))
+                    })
+            }
+            Target::Group(name) => {
+                let id = self
+                    .conversations
+                    .group_by_name(name)
+                    .ok_or_else(|| ChatError::not_found(format!("no group named '{name}'")))?;
+                self.conversations
+                    .member_of(id, user)
+                    .map_err(|_| ChatError::denied(format!("you are not a member of '{name}'")))?;
+                Ok(id)
+            }
+            Target::Conversation(id) => {
+                self.conversations.member_of(*id, user)?;
+                Ok(*id)
+            }
+        }
     }
 
     /// A page of history, newest first, ids below `before` (0 = newest), and
@@ -98,29 +298,45 @@ impl ChatState {
         before: MessageId,
         limit: usize,
     ) -> Result<(Vec<MessageView>, bool), ChatError> {
-        let _ = (user, conversation, before, limit);
-        Err(ChatError::not_found("not implemented"))
+        let c = self.conversations.member_of(conversation, user)?;
+        let upper = if before == 0 {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(before)
+        };
+        let mut older = c.messages.range((Bound::Unbounded, upper)).rev();
+        let page = older
+            .by_ref()
+            .take(limit)
+            .filter_map(|(id, _)| c.message_view(conversation, *id))
+            .collect();
+        Ok((page, older.next().is_some()))
     }
 
     /// Total unread messages of `user` across conversations.
     pub fn total_unread(&self, user: UserId) -> u64 {
-        let _ = user;
-        0
+        self.conversations
+            .of_user(user)
+            .map(|c| self.conversations.unread(c, user))
+            .sum()
     }
 
     /// The seq of the last event produced (0 = none yet).
     pub fn last_event_seq(&self) -> u64 {
-        0
+        self.event_seq
     }
 
     /// The earliest presence lease expiry, if any replica holds subscriptions.
     /// The leader proposes a `Tick` after it passes.
     pub fn next_lease_expiry(&self) -> Option<u64> {
-        None
+        self.presence.next_expiry()
     }
 
     /// SHA-256 over the canonical serialization of the whole state.
     pub fn digest(&self) -> [u8; 32] {
-        [0; 32]
+        // Serializing plain data into a Vec cannot fail; an empty input would
+        // still yield a (wrong but deterministic) digest rather than a panic.
+        let bytes = postcard::to_allocvec(self).unwrap_or_default();
+        Sha256::digest(&bytes).into()
     }
 }

@@ -1,0 +1,1509 @@
+//! Behavioural tests of the state machine through its public API.
+
+use super::*;
+
+fn tok(s: &str) -> TokenHash {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+fn hash(name: &str) -> String {
+    format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}")
+}
+
+const FAR: u64 = u64::MAX / 2;
+
+/// A state plus a log position and clock, to apply commands tersely.
+struct H {
+    s: ChatState,
+    index: u64,
+    ts: u64,
+    events: Vec<ChatEvent>,
+}
+
+impl H {
+    fn new() -> Self {
+        H {
+            s: ChatState::default(),
+            index: 0,
+            ts: 1_000,
+            events: Vec::new(),
+        }
+    }
+
+    fn batch(&mut self, proposals: Vec<Proposal>) -> Vec<CommandResult> {
+        self.index += 1;
+        let batch = Batch {
+            ts_ms: self.ts,
+            proposals,
+        };
+        self.s.apply_batch(self.index, &batch, &mut self.events)
+    }
+
+    fn run(&mut self, command: Command) -> CommandResult {
+        self.batch(vec![Proposal {
+            request_id: None,
+            command,
+        }])
+        .remove(0)
+    }
+
+    fn with_id(&mut self, id: &str, command: Command) -> CommandResult {
+        self.batch(vec![Proposal {
+            request_id: Some(id.into()),
+            command,
+        }])
+        .remove(0)
+    }
+
+    fn ok(&mut self, command: Command) -> Outcome {
+        self.run(command).expect("command should succeed")
+    }
+
+    fn err(&mut self, command: Command) -> ChatError {
+        self.run(command).expect_err("command should fail")
+    }
+
+    fn tick(&mut self) {
+        self.ok(Command::Tick);
+    }
+
+    fn take(&mut self) -> Vec<ChatEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Creates an account and logs it in with token `tok(name)`.
+    fn user(&mut self, name: &str) -> (UserId, TokenHash) {
+        let Outcome::Account(a) = self.ok(create_account(name)) else {
+            panic!("expected an account")
+        };
+        self.login(name, name);
+        (a.id, tok(name))
+    }
+
+    fn login(&mut self, name: &str, token: &str) -> Outcome {
+        self.ok(Command::CreateSession {
+            username: name.into(),
+            verified_hash: hash(name),
+            token_hash: tok(token),
+            expires_ms: FAR,
+        })
+    }
+
+    fn send(&mut self, session: TokenHash, target: Target, body: &str) -> MessageView {
+        match self.ok(Command::Send {
+            session,
+            target,
+            body: body.into(),
+        }) {
+            Outcome::Sent(v) => v,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn dm(&mut self, from: TokenHash, to: &str, body: &str) -> MessageView {
+        self.send(from, Target::User(to.into()), body)
+    }
+
+    fn group(&mut self, session: TokenHash, name: &str, members: &[&str]) -> ConversationView {
+        match self.ok(Command::CreateGroup {
+            session,
+            name: name.into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }) {
+            Outcome::Conversation(v) => v,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn unread(&self, user: UserId, conv: ConversationId) -> u64 {
+        self.s.conversation(user, conv).unwrap().unread
+    }
+}
+
+fn create_account(name: &str) -> Command {
+    Command::CreateAccount {
+        username: name.into(),
+        password_hash: hash(name),
+    }
+}
+
+fn kinds(events: &[ChatEvent]) -> Vec<&EventKind> {
+    events.iter().map(|e| &e.kind).collect()
+}
+
+// ------------------------------------------------------------------ accounts
+
+#[test]
+fn account_names_are_validated_and_unique_ignoring_case() {
+    let mut h = H::new();
+    for bad in ["", "has space", "ünï", "a/b", &"x".repeat(33)] {
+        let e = h.err(create_account(bad));
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{bad:?}");
+        assert!(e.message.contains("1-32"), "{}", e.message);
+    }
+    h.ok(create_account(&"x".repeat(32)));
+    h.ok(create_account("A.b_c-9"));
+    h.ok(create_account("Alice"));
+    let e = h.err(create_account("aLICE"));
+    assert_eq!(e.kind, ErrorKind::AlreadyExists);
+    assert_eq!(e.message, "username 'aLICE' is taken");
+}
+
+#[test]
+fn account_ids_are_monotonic_and_never_reused() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, _) = h.user("b");
+    assert_eq!((a, b), (1, 2));
+    h.ok(Command::DeleteAccount {
+        session: ta,
+        verified_hash: hash("a"),
+    });
+    assert!(h.s.account(a).is_none());
+    assert!(h.s.account_credentials("a").is_none());
+    // The name is free again, with a fresh id.
+    let (a2, _) = h.user("A");
+    assert_eq!(a2, 3);
+    assert_eq!(h.s.account_credentials("a").unwrap().0.username, "A");
+}
+
+#[test]
+fn account_view_and_credentials() {
+    let mut h = H::new();
+    h.ts = 5_000;
+    let Outcome::Account(v) = h.ok(create_account("Bob")) else {
+        panic!()
+    };
+    assert_eq!(
+        v,
+        AccountView {
+            id: 1,
+            username: "Bob".into(),
+            online: false,
+            last_seen_ms: 0,
+            created_ms: 5_000,
+        }
+    );
+    let (view, stored) = h.s.account_credentials("BOB").unwrap();
+    assert_eq!(view, v);
+    assert_eq!(stored, hash("Bob"));
+    assert_eq!(h.s.account(1), Some(v));
+    assert_eq!(h.s.account(2), None);
+}
+
+#[test]
+fn clock_never_goes_backwards() {
+    let mut h = H::new();
+    h.ts = 10_000;
+    h.tick();
+    h.ts = 4_000; // a new leader with a slow clock
+    let Outcome::Account(v) = h.ok(create_account("a")) else {
+        panic!()
+    };
+    assert_eq!(v.created_ms, 10_000);
+    assert_eq!(h.s.now_ms(), 10_000);
+    h.ts = 12_000;
+    h.tick();
+    assert_eq!(h.s.now_ms(), 12_000);
+}
+
+// ------------------------------------------------------------------ sessions
+
+#[test]
+fn login_checks_account_and_hash_without_leaking_existence() {
+    let mut h = H::new();
+    h.ok(create_account("alice"));
+    let missing = h.err(Command::CreateSession {
+        username: "nobody".into(),
+        verified_hash: hash("nobody"),
+        token_hash: tok("t1"),
+        expires_ms: FAR,
+    });
+    let mismatch = h.err(Command::CreateSession {
+        username: "alice".into(),
+        verified_hash: hash("old"),
+        token_hash: tok("t1"),
+        expires_ms: FAR,
+    });
+    assert_eq!(missing, mismatch);
+    assert_eq!(missing.kind, ErrorKind::Unauthenticated);
+    assert_eq!(missing.message, "wrong username or password");
+    let Outcome::Session {
+        account,
+        unread,
+        expires_ms,
+    } = h.ok(Command::CreateSession {
+        username: "ALICE".into(),
+        verified_hash: hash("alice"),
+        token_hash: tok("t1"),
+        expires_ms: FAR,
+    })
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (account.username.as_str(), unread, expires_ms),
+        ("alice", 0, FAR)
+    );
+    assert_eq!(h.s.authenticate(&tok("t1"), 0), Ok(1));
+}
+
+#[test]
+fn login_reports_total_unread() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    let (_, tb) = h.user("b");
+    h.user("c");
+    h.dm(ta, "c", "1");
+    h.dm(tb, "c", "2");
+    h.dm(tb, "c", "3");
+    let Outcome::Session { unread, .. } = h.login("c", "c2") else {
+        panic!()
+    };
+    assert_eq!(unread, 3);
+}
+
+#[test]
+fn sessions_expire_by_state_clock_and_reader_clock() {
+    let mut h = H::new();
+    h.ok(create_account("a"));
+    h.ok(Command::CreateSession {
+        username: "a".into(),
+        verified_hash: hash("a"),
+        token_hash: tok("s"),
+        expires_ms: 2_000,
+    });
+    assert_eq!(h.s.authenticate(&tok("s"), 1_999), Ok(1));
+    assert_eq!(
+        h.s.authenticate(&tok("s"), 2_000).unwrap_err().kind,
+        ErrorKind::Unauthenticated
+    );
+    assert!(h.s.authenticate(&tok("unknown"), 0).is_err());
+    h.user("b");
+    h.ts = 2_000;
+    let e = h.err(Command::Send {
+        session: tok("s"),
+        target: Target::User("b".into()),
+        body: "hi".into(),
+    });
+    assert_eq!(e.kind, ErrorKind::Unauthenticated);
+    assert_eq!(e.message, "session expired or unknown; log in again");
+    // Logging in again purges the expired session.
+    assert_eq!(h.s.sessions.count(1), 1);
+    h.login("a", "fresh");
+    assert_eq!(h.s.sessions.count(1), 1);
+}
+
+#[test]
+fn end_session() {
+    let mut h = H::new();
+    let (_, t) = h.user("a");
+    h.login("a", "other");
+    h.ok(Command::EndSession { session: t });
+    assert!(h.s.authenticate(&t, 0).is_err());
+    assert!(h.s.authenticate(&tok("other"), 0).is_ok());
+    let e = h.err(Command::EndSession { session: t });
+    assert_eq!(e.kind, ErrorKind::Unauthenticated);
+}
+
+#[test]
+fn change_password_revokes_other_sessions() {
+    let mut h = H::new();
+    let (_, t) = h.user("a");
+    h.login("a", "phone");
+    let e = h.err(Command::ChangePassword {
+        session: t,
+        verified_hash: hash("wrong"),
+        new_hash: "new".into(),
+    });
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::Unauthenticated, "wrong password")
+    );
+    assert!(h.s.authenticate(&tok("phone"), 0).is_ok());
+    h.ok(Command::ChangePassword {
+        session: t,
+        verified_hash: hash("a"),
+        new_hash: "new".into(),
+    });
+    assert!(h.s.authenticate(&t, 0).is_ok());
+    assert!(h.s.authenticate(&tok("phone"), 0).is_err());
+    assert_eq!(h.s.account_credentials("a").unwrap().1, "new");
+    // A login verified against the old hash is refused at apply.
+    let e = h.err(Command::CreateSession {
+        username: "a".into(),
+        verified_hash: hash("a"),
+        token_hash: tok("late"),
+        expires_ms: FAR,
+    });
+    assert_eq!(e.kind, ErrorKind::Unauthenticated);
+}
+
+// ------------------------------------------------------------------ messages
+
+#[test]
+fn first_direct_message_creates_the_conversation() {
+    let mut h = H::new();
+    let (a, ta) = h.user("alice");
+    let (b, _) = h.user("bob");
+    h.take();
+    h.ts = 7_000;
+    let m = h.dm(ta, "BOB", "hello");
+    assert_eq!(
+        m,
+        MessageView {
+            id: 1,
+            conversation: 1,
+            sender_id: a,
+            sender: "alice".into(),
+            body: "hello".into(),
+            sent_ms: 7_000,
+            index: h.index,
+        }
+    );
+    let ev = h.take();
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert_eq!(
+        ev[0].kind,
+        EventKind::Membership {
+            conversation: 1,
+            user: "alice".into(),
+            change: MembershipChange::Created,
+        }
+    );
+    assert_eq!(ev[1].recipients, vec![a, b]);
+    assert_eq!(ev[1].kind, EventKind::Message(m.clone()));
+    // The second message reuses the conversation, without a Created event.
+    let m2 = h.dm(ta, "bob", "again");
+    assert_eq!((m2.id, m2.conversation), (2, 1));
+    assert_eq!(h.take().len(), 1);
+
+    let va = h.s.conversation(a, 1).unwrap();
+    let vb = h.s.conversation(b, 1).unwrap();
+    assert_eq!(va.name, "bob");
+    assert_eq!(vb.name, "alice");
+    assert_eq!(va.members, vec!["alice", "bob"]);
+    assert_eq!(va.kind, ConversationKind::Direct);
+    assert_eq!((va.unread, va.read_up_to), (0, 2));
+    assert_eq!((vb.unread, vb.read_up_to), (2, 0));
+    assert_eq!(vb.last_message_id, 2);
+    assert_eq!(h.s.total_unread(b), 2);
+}
+
+#[test]
+fn send_validation() {
+    let mut h = H::new();
+    let (_, ta) = h.user("alice");
+    h.user("bob");
+    let send = |target: Target, body: &str| Command::Send {
+        session: ta,
+        target,
+        body: body.into(),
+    };
+    let e = h.err(send(Target::User("bob".into()), ""));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::InvalidArgument, "message body is empty")
+    );
+    let e = h.err(send(
+        Target::User("bob".into()),
+        &"x".repeat(MAX_BODY_BYTES + 1),
+    ));
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(e.message.contains("4096"), "{}", e.message);
+    h.ok(send(
+        Target::User("bob".into()),
+        &"x".repeat(MAX_BODY_BYTES),
+    ));
+    let e = h.err(send(Target::User("carol".into()), "hi"));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotFound, "no account named 'carol'")
+    );
+    let e = h.err(send(Target::User("Alice".into()), "hi"));
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    let e = h.err(send(Target::Group("nope".into()), "hi"));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotFound, "no group named 'nope'")
+    );
+    let e = h.err(send(Target::Conversation(99), "hi"));
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(e.message.contains("99"));
+    // Failed sends left no messages and no ids behind.
+    assert_eq!(h.dm(ta, "bob", "ok").id, 2);
+}
+
+#[test]
+fn non_members_cannot_send_or_read() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let (c, tc) = h.user("c");
+    h.dm(ta, "b", "private");
+    let g = h.group(ta, "Team", &[]);
+    for target in [
+        Target::Conversation(1),
+        Target::Conversation(g.id),
+        Target::Group("team".into()),
+    ] {
+        let e = h.err(Command::Send {
+            session: tc,
+            target,
+            body: "x".into(),
+        });
+        assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    }
+    assert_eq!(
+        h.s.history(c, 1, 0, 10).unwrap_err().kind,
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        h.s.conversation(c, 1).unwrap_err().kind,
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        h.s.history(c, 42, 0, 10).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn unread_counts_follow_sends_and_pointers() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (c, _) = h.user("c");
+    let g = h.group(ta, "g", &["b", "c"]).id;
+    for i in 0..3 {
+        h.send(ta, Target::Conversation(g), &format!("m{i}"));
+    }
+    assert_eq!((h.unread(a, g), h.unread(b, g), h.unread(c, g)), (0, 3, 3));
+    // b replies: b's pointer moves to its own message, everything read.
+    let reply = h.send(tb, Target::Group("G".into()), "reply");
+    assert_eq!((h.unread(a, g), h.unread(b, g), h.unread(c, g)), (1, 0, 4));
+    assert_eq!(h.s.conversation(b, g).unwrap().read_up_to, reply.id);
+}
+
+// -------------------------------------------------------------------- groups
+
+#[test]
+fn create_group_rules() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, _) = h.user("b");
+    h.take();
+    let cg = |name: &str, members: &[&str]| Command::CreateGroup {
+        session: ta,
+        name: name.into(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+    };
+    for bad in ["", "   ", &"g".repeat(MAX_GROUP_NAME_LEN + 1)] {
+        assert_eq!(
+            h.err(cg(bad, &[])).kind,
+            ErrorKind::InvalidArgument,
+            "{bad:?}"
+        );
+    }
+    let e = h.err(cg("g", &["b", "zed", "yon"]));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotFound, "no account named 'zed'")
+    );
+    assert!(h.take().is_empty());
+    let Outcome::Conversation(v) = h.ok(cg(&"é".repeat(MAX_GROUP_NAME_LEN), &["B", "b", "a"]))
+    else {
+        panic!()
+    };
+    assert_eq!(v.kind, ConversationKind::Group);
+    assert_eq!(v.members, vec!["a", "b"]);
+    assert_eq!((v.unread, v.last_message_id, v.read_up_to), (0, 0, 0));
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert!(matches!(
+        ev[0].kind,
+        EventKind::Membership {
+            change: MembershipChange::Created,
+            ..
+        }
+    ));
+    h.group(ta, "Team", &[]);
+    let e = h.err(cg("TEAM", &[]));
+    assert_eq!(e.kind, ErrorKind::AlreadyExists);
+    assert!(e.message.contains("TEAM"));
+}
+
+#[test]
+fn add_member_rules() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (c, tc) = h.user("c");
+    let g = h.group(ta, "g", &["b"]).id;
+    h.send(tb, Target::Conversation(g), "old news");
+    let dm = h.dm(ta, "b", "hi").conversation;
+    h.take();
+    let add = |session, conversation, who: &str| Command::AddMember {
+        session,
+        conversation,
+        username: who.into(),
+    };
+    assert_eq!(h.err(add(tc, g, "c")).kind, ErrorKind::PermissionDenied);
+    let e = h.err(add(ta, dm, "c"));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorKind::FailedPrecondition,
+            "cannot add members to a direct conversation"
+        )
+    );
+    let e = h.err(add(ta, g, "ghost"));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotFound, "no account named 'ghost'")
+    );
+    assert_eq!(h.err(add(ta, g, "B")).kind, ErrorKind::AlreadyExists);
+    assert_eq!(h.err(add(ta, 77, "c")).kind, ErrorKind::NotFound);
+    assert!(h.take().is_empty());
+
+    h.ok(add(ta, g, "C"));
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b, c]);
+    assert_eq!(
+        ev[0].kind,
+        EventKind::Membership {
+            conversation: g,
+            user: "c".into(),
+            change: MembershipChange::Joined,
+        }
+    );
+    let v = h.s.conversation(c, g).unwrap();
+    assert_eq!((v.unread, v.read_up_to), (0, 1));
+    assert_eq!(h.s.history(c, g, 0, 10).unwrap().0.len(), 1);
+}
+
+#[test]
+fn leaving_groups() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let g = h.group(ta, "club", &["b"]).id;
+    let m = h.send(tb, Target::Conversation(g), "hi");
+    let dm = h.dm(ta, "b", "x").conversation;
+    h.take();
+    let leave = |session, conversation| Command::LeaveGroup {
+        session,
+        conversation,
+    };
+    assert_eq!(h.err(leave(ta, dm)).kind, ErrorKind::FailedPrecondition);
+    h.ok(leave(ta, g));
+    let ev = h.take();
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert_eq!(
+        ev[0].kind,
+        EventKind::Membership {
+            conversation: g,
+            user: "a".into(),
+            change: MembershipChange::Left,
+        }
+    );
+    assert_eq!(h.err(leave(ta, g)).kind, ErrorKind::PermissionDenied);
+    assert_eq!(h.s.conversations(a).len(), 1);
+    assert_eq!(h.s.conversation(b, g).unwrap().members, vec!["b"]);
+    // The last member leaving removes the group and its messages.
+    h.ok(leave(tb, g));
+    assert_eq!(
+        h.s.conversation(b, g).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert!(h.s.conversations.home_of(m.id).is_none());
+    let e = h.err(Command::DeleteMessages {
+        session: tb,
+        ids: vec![m.id],
+    });
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    // And frees the name.
+    h.group(ta, "CLUB", &[]);
+}
+
+// ------------------------------------------------------------- read pointers
+
+#[test]
+fn mark_read_clamps_and_only_moves_forward() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let c = h.dm(ta, "b", "1").conversation;
+    h.dm(ta, "b", "2");
+    h.dm(ta, "b", "3");
+    h.take();
+    let mark = |up_to| Command::MarkRead {
+        session: tb,
+        conversation: c,
+        up_to,
+    };
+    h.ok(mark(2));
+    assert_eq!(h.unread(b, c), 1);
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert_eq!(
+        ev[0].kind,
+        EventKind::ReadReceipt {
+            conversation: c,
+            reader: "b".into(),
+            up_to: 2,
+        }
+    );
+    h.ok(mark(1)); // backwards: nothing happens
+    assert!(h.take().is_empty());
+    assert_eq!(h.s.conversation(b, c).unwrap().read_up_to, 2);
+    h.ok(mark(1_000)); // clamped to the newest message
+    assert_eq!(h.s.conversation(b, c).unwrap().read_up_to, 3);
+    assert_eq!(h.unread(b, c), 0);
+    assert_eq!(h.take().len(), 1);
+    h.ok(mark(1_000));
+    assert!(h.take().is_empty());
+    let e = h.err(Command::MarkRead {
+        session: tok("nobody"),
+        conversation: c,
+        up_to: 1,
+    });
+    assert_eq!(e.kind, ErrorKind::Unauthenticated);
+    let (_, tx) = h.user("x");
+    let e = h.err(Command::MarkRead {
+        session: tx,
+        conversation: c,
+        up_to: 1,
+    });
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+}
+
+#[test]
+fn read_unread_across_conversations_in_id_order() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (_, tc) = h.user("c");
+    let m1 = h.dm(ta, "b", "a1");
+    let m2 = h.dm(tc, "b", "c1");
+    h.dm(tb, "a", "own"); // b's own message is never unread
+    let m4 = h.dm(ta, "b", "a2");
+    let m5 = h.dm(tc, "b", "c2");
+    assert_eq!(h.s.total_unread(b), 3); // b's reply read a1 in that DM
+    let _ = m1;
+    h.take();
+    let ru = |conversation, limit| Command::ReadUnread {
+        session: tb,
+        conversation,
+        limit,
+    };
+    assert_eq!(h.err(ru(None, 0)).kind, ErrorKind::InvalidArgument);
+    assert_eq!(h.err(ru(None, 1001)).kind, ErrorKind::InvalidArgument);
+    let Outcome::Messages {
+        messages,
+        remaining,
+    } = h.ok(ru(None, 1))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![m2.id]
+    );
+    assert_eq!(remaining, 2);
+    let Outcome::Messages {
+        messages,
+        remaining,
+    } = h.ok(ru(None, 1000))
+    else {
+        panic!()
+    };
+    assert_eq!(
+        messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![m4.id, m5.id]
+    );
+    assert_eq!(messages[0].body, "a2");
+    assert_eq!(remaining, 0);
+    assert_eq!(h.s.total_unread(b), 0);
+    let receipts = h
+        .take()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::ReadReceipt { .. }))
+        .count();
+    assert_eq!(receipts, 3);
+    let Outcome::Messages {
+        messages,
+        remaining,
+    } = h.ok(ru(None, 10))
+    else {
+        panic!()
+    };
+    assert!(messages.is_empty());
+    assert_eq!(remaining, 0);
+    assert!(h.take().is_empty());
+}
+
+#[test]
+fn read_unread_in_one_conversation() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (_, tc) = h.user("c");
+    let dm_a = h.dm(ta, "b", "1").conversation;
+    h.dm(ta, "b", "2");
+    h.dm(ta, "b", "3");
+    let dm_c = h.dm(tc, "b", "other").conversation;
+    let Outcome::Messages {
+        messages,
+        remaining,
+    } = h.ok(Command::ReadUnread {
+        session: tb,
+        conversation: Some(dm_a),
+        limit: 2,
+    })
+    else {
+        panic!()
+    };
+    assert_eq!(
+        messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["1", "2"]
+    );
+    assert_eq!(remaining, 1);
+    assert_eq!(h.s.conversation(b, dm_a).unwrap().read_up_to, 2);
+    assert_eq!(h.unread(b, dm_c), 1);
+    let e = h.err(Command::ReadUnread {
+        session: ta,
+        conversation: Some(dm_c),
+        limit: 2,
+    });
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+}
+
+// ------------------------------------------------------------------ deletion
+
+#[test]
+fn delete_messages_is_all_or_nothing() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let m1 = h.dm(ta, "b", "one");
+    let m2 = h.dm(ta, "b", "two");
+    let theirs = h.dm(tb, "a", "three"); // b has now read m1, m2
+    let m4 = h.dm(ta, "b", "four");
+    let conv = m1.conversation;
+    h.take();
+    let del = |session, ids: Vec<MessageId>| Command::DeleteMessages { session, ids };
+    assert_eq!(h.err(del(ta, vec![])).kind, ErrorKind::InvalidArgument);
+    assert_eq!(
+        h.err(del(ta, vec![1; 1001])).kind,
+        ErrorKind::InvalidArgument
+    );
+    let e = h.err(del(ta, vec![m1.id, 99]));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotFound, "message 99 does not exist")
+    );
+    let e = h.err(del(ta, vec![m1.id, theirs.id]));
+    assert_eq!(
+        (e.kind, e.message),
+        (
+            ErrorKind::PermissionDenied,
+            format!("message {} is not yours", theirs.id)
+        )
+    );
+    assert!(h.take().is_empty());
+    assert_eq!(h.s.history(b, conv, 0, 10).unwrap().0.len(), 4);
+    assert_eq!(h.unread(b, conv), 1);
+
+    assert_eq!(
+        h.ok(del(ta, vec![m4.id, m2.id, m2.id])),
+        Outcome::Deleted(2)
+    );
+    assert_eq!(h.unread(b, conv), 0); // m4 was unread, m2 was not
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert_eq!(
+        ev[0].kind,
+        EventKind::MessagesDeleted {
+            conversation: conv,
+            ids: vec![m2.id, m4.id],
+        }
+    );
+    let (page, _) = h.s.history(b, conv, 0, 10).unwrap();
+    assert_eq!(
+        page.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![theirs.id, m1.id]
+    );
+    assert_eq!(
+        h.s.conversation(b, conv).unwrap().last_message_id,
+        theirs.id
+    );
+    // The body is gone from the serialized state.
+    let bytes = postcard::to_allocvec(&h.s).unwrap();
+    assert!(!bytes.windows(4).any(|w| w == b"four"));
+    assert!(bytes.windows(5).any(|w| w == b"three"));
+}
+
+#[test]
+fn delete_account_semantics() {
+    let mut h = H::new();
+    let (a, ta) = h.user("alice");
+    let (b, tb) = h.user("bob");
+    let (c, tc) = h.user("carol");
+    h.login("alice", "alice-phone");
+    let dm = h.dm(ta, "bob", "from alice").conversation;
+    let g = h.group(ta, "trio", &["bob", "carol"]).id;
+    let solo = h.group(ta, "solo", &[]).id;
+    let both_gone = h.dm(ta, "carol", "to carol").conversation;
+    h.send(tb, Target::Conversation(g), "bob in group");
+    h.dm(tb, "alice", "unread by alice");
+    h.ok(Command::SubscriptionOpened {
+        replica: 1,
+        subscription: 1,
+        session: ta,
+    });
+    h.take();
+
+    let e = h.err(Command::DeleteAccount {
+        session: ta,
+        verified_hash: hash("wrong"),
+    });
+    assert_eq!(e.kind, ErrorKind::Unauthenticated);
+    assert!(h.take().is_empty());
+    h.ok(Command::DeleteAccount {
+        session: ta,
+        verified_hash: hash("alice"),
+    });
+    let ev = h.take();
+    // Offline to alice and her contacts, then AccountDeleted per conversation.
+    assert_eq!(ev[0].recipients, vec![a, b, c]);
+    assert!(matches!(
+        ev[0].kind,
+        EventKind::Presence { online: false, .. }
+    ));
+    let deleted: Vec<(ConversationId, Vec<UserId>)> = ev[1..]
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Membership {
+                conversation,
+                user,
+                change: MembershipChange::AccountDeleted,
+            } if user == "alice" => (*conversation, e.recipients.clone()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![(dm, vec![b]), (g, vec![b, c]), (both_gone, vec![c])]
+    );
+
+    // Sessions gone, account gone, presence gone, name free.
+    assert!(h.s.authenticate(&ta, 0).is_err());
+    assert!(h.s.authenticate(&tok("alice-phone"), 0).is_err());
+    assert!(h.s.account(a).is_none());
+    assert!(h.s.list_accounts("*", "", 10).0.iter().all(|v| v.id != a));
+    assert_eq!(h.s.next_lease_expiry(), None);
+    assert_eq!(h.s.total_unread(a), 0);
+    assert!(h.s.conversations(a).is_empty());
+    // The empty group is gone; the trio lives on without alice.
+    assert_eq!(
+        h.s.conversation(b, solo).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        h.s.conversation(b, g).unwrap().members,
+        vec!["bob", "carol"]
+    );
+    // The DM stays readable with alice's messages and name.
+    let v = h.s.conversation(b, dm).unwrap();
+    assert_eq!(
+        (v.name.as_str(), v.members.clone()),
+        ("alice", vec!["bob".to_string()])
+    );
+    let (page, _) = h.s.history(b, dm, 0, 10).unwrap();
+    assert_eq!(page.last().unwrap().sender, "alice");
+    assert_eq!(page.last().unwrap().body, "from alice");
+    // But nobody can write to alice any more.
+    let e = h.err(Command::Send {
+        session: tb,
+        target: Target::Conversation(dm),
+        body: "hello?".into(),
+    });
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(e.message.contains("alice"));
+    let e = h.err(Command::Send {
+        session: tb,
+        target: Target::User("alice".into()),
+        body: "hello?".into(),
+    });
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    // carol deleting too removes the DM nobody is left in.
+    h.ok(Command::DeleteAccount {
+        session: tc,
+        verified_hash: hash("carol"),
+    });
+    assert!(h.s.conversations.get(both_gone).is_none());
+    assert!(h.s.conversations.get(dm).is_some());
+    // A new alice gets a new id and a new DM with bob.
+    let (a2, _) = h.user("Alice");
+    assert_ne!(a2, a);
+    let fresh = h.dm(tb, "alice", "hi new alice").conversation;
+    assert_ne!(fresh, dm);
+}
+
+// ------------------------------------------------------------------ presence
+
+fn presence_of(ev: &ChatEvent) -> (String, bool, u64) {
+    match &ev.kind {
+        EventKind::Presence {
+            user,
+            online,
+            last_seen_ms,
+        } => (user.clone(), *online, *last_seen_ms),
+        other => panic!("not presence: {other:?}"),
+    }
+}
+
+#[test]
+fn presence_transitions_and_contacts() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, _) = h.user("b");
+    let (c, _) = h.user("c");
+    h.dm(ta, "b", "hi");
+    h.take();
+    let open = |replica, subscription| Command::SubscriptionOpened {
+        replica,
+        subscription,
+        session: ta,
+    };
+    h.ts = 2_000;
+    h.ok(open(1, 10));
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b]); // not c: no shared conversation
+    assert_eq!(presence_of(&ev[0]), ("a".into(), true, 2_000));
+    let view = h.s.account(a).unwrap();
+    assert!(view.online);
+    assert_eq!(view.last_seen_ms, 2_000);
+    assert!(!h.s.account(c).unwrap().online);
+    // A second device: no transition.
+    h.ok(open(2, 20));
+    assert!(h.take().is_empty());
+    h.ts = 3_000;
+    h.ok(Command::SubscriptionClosed {
+        replica: 1,
+        subscription: 10,
+    });
+    assert!(h.take().is_empty());
+    h.ok(Command::SubscriptionClosed {
+        replica: 2,
+        subscription: 20,
+    });
+    let ev = h.take();
+    assert_eq!(presence_of(&ev[0]), ("a".into(), false, 3_000));
+    assert_eq!(h.s.account(a).unwrap().last_seen_ms, 3_000);
+    // Closing an unknown subscription is a no-op.
+    h.ok(Command::SubscriptionClosed {
+        replica: 2,
+        subscription: 20,
+    });
+    assert!(h.take().is_empty());
+    // An invalid session cannot open a subscription.
+    let e = h.err(Command::SubscriptionOpened {
+        replica: 1,
+        subscription: 1,
+        session: tok("nope"),
+    });
+    assert_eq!(e.kind, ErrorKind::Unauthenticated);
+}
+
+#[test]
+fn leases_expire_at_batch_start() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (_, tb) = h.user("b");
+    h.ts = 10_000;
+    h.ok(Command::SubscriptionOpened {
+        replica: 1,
+        subscription: 1,
+        session: ta,
+    });
+    h.ok(Command::SubscriptionOpened {
+        replica: 2,
+        subscription: 1,
+        session: tb,
+    });
+    assert_eq!(h.s.next_lease_expiry(), Some(10_000 + PRESENCE_LEASE_MS));
+    // Replica 2 renews; replica 1 goes silent.
+    h.ok(Command::PresenceLease {
+        replica: 2,
+        until_ms: 50_000,
+    });
+    // A lease for a replica without subscriptions is ignored.
+    h.ok(Command::PresenceLease {
+        replica: 3,
+        until_ms: 1,
+    });
+    assert_eq!(h.s.presence.lease(3), None);
+    h.ts = 10_000 + PRESENCE_LEASE_MS; // not yet past
+    h.tick();
+    assert!(h.s.is_online(a));
+    h.take();
+    h.ts += 1;
+    h.tick();
+    assert!(!h.s.is_online(a));
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        presence_of(&ev[0]),
+        ("a".into(), false, 10_000 + PRESENCE_LEASE_MS + 1)
+    );
+    assert_eq!(h.s.next_lease_expiry(), Some(50_000));
+    // A new subscription never shortens a lease.
+    h.ok(Command::SubscriptionOpened {
+        replica: 2,
+        subscription: 2,
+        session: ta,
+    });
+    assert_eq!(h.s.next_lease_expiry(), Some(50_000));
+}
+
+#[test]
+fn replica_restart_drops_its_subscriptions() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    for (replica, subscription, session) in [(1, 1, ta), (1, 2, tb), (2, 3, tb)] {
+        h.ok(Command::SubscriptionOpened {
+            replica,
+            subscription,
+            session,
+        });
+    }
+    h.take();
+    h.ok(Command::ReplicaStarted { replica: 1 });
+    assert!(!h.s.is_online(a));
+    assert!(h.s.is_online(b));
+    let ev = h.take();
+    assert_eq!(ev.len(), 1); // a offline; b stays online via replica 2
+    assert!(!presence_of(&ev[0]).1);
+    h.ok(Command::ReplicaStarted { replica: 1 });
+    assert!(h.take().is_empty());
+    assert_eq!(h.s.presence.lease(1), None);
+}
+
+// --------------------------------------------------------------------- dedup
+
+#[test]
+fn dedup_returns_the_original_result_without_applying() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let send = Command::Send {
+        session: ta,
+        target: Target::User("b".into()),
+        body: "once".into(),
+    };
+    let first = h.with_id("r1", send.clone()).unwrap();
+    let seq = h.s.last_event_seq();
+    h.take();
+    h.ts += 60_000;
+    let again = h.with_id("r1", send.clone()).unwrap();
+    assert_eq!(again, first);
+    assert!(h.take().is_empty());
+    assert_eq!(h.s.last_event_seq(), seq);
+    assert_eq!(h.s.history(1, 1, 0, 10).unwrap().0.len(), 1);
+    // Even a different command under the same id returns the original.
+    assert_eq!(h.with_id("r1", Command::Tick).unwrap(), Outcome::Done);
+    assert_eq!(
+        h.with_id("r1", Command::EndSession { session: ta })
+            .unwrap(),
+        first
+    );
+    assert!(h.s.authenticate(&ta, 0).is_ok());
+
+    // Errors are remembered too, even when the cause has gone away.
+    let to_c = Command::Send {
+        session: ta,
+        target: Target::User("c".into()),
+        body: "x".into(),
+    };
+    let e = h.with_id("r2", to_c.clone()).unwrap_err();
+    h.user("c");
+    assert_eq!(h.with_id("r2", to_c.clone()).unwrap_err(), e);
+
+    // After the window, the id is forgotten and the command applies again.
+    h.ts += DEDUP_WINDOW_MS;
+    let third = h.with_id("r1", send).unwrap();
+    assert_ne!(third, first);
+    assert!(h.with_id("r2", to_c).is_ok());
+}
+
+#[test]
+fn dedup_window_edges_and_scopes() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    let (_, tb) = h.user("b");
+    let send = |session, body: &str| Command::Send {
+        session,
+        target: Target::Group("g".into()),
+        body: body.into(),
+    };
+    h.group(ta, "g", &["b"]);
+    let t0 = h.ts;
+    let first = h.with_id("same", send(ta, "from a")).unwrap();
+    // Another user's request with the same id is not confused with it.
+    let other = h.with_id("same", send(tb, "from b")).unwrap();
+    assert_ne!(first, other);
+    h.ts = t0 + DEDUP_WINDOW_MS - 1;
+    assert_eq!(h.with_id("same", send(ta, "again")).unwrap(), first);
+    assert_eq!(h.s.dedup.len(), 2);
+    h.ts = t0 + DEDUP_WINDOW_MS;
+    h.tick();
+    assert_eq!(h.s.dedup.len(), 0);
+}
+
+#[test]
+fn dedup_forgets_deleted_bodies() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let send = Command::Send {
+        session: ta,
+        target: Target::User("b".into()),
+        body: "secret".into(),
+    };
+    let Outcome::Sent(m) = h.with_id("r", send.clone()).unwrap() else {
+        panic!()
+    };
+    h.ok(Command::DeleteMessages {
+        session: ta,
+        ids: vec![m.id],
+    });
+    let Outcome::Sent(again) = h.with_id("r", send).unwrap() else {
+        panic!()
+    };
+    assert_eq!((again.id, again.body.as_str()), (m.id, ""));
+    let bytes = postcard::to_allocvec(&h.s).unwrap();
+    assert!(!bytes.windows(6).any(|w| w == b"secret"));
+}
+
+// -------------------------------------------------------------------- events
+
+#[test]
+fn events_are_numbered_and_stamped_with_the_entry_index() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    assert_eq!(h.s.last_event_seq(), 0);
+    h.index = 41;
+    // One entry, two proposals: Created + Message, then Message.
+    let results = h.batch(vec![
+        Proposal {
+            request_id: None,
+            command: Command::Send {
+                session: ta,
+                target: Target::User("b".into()),
+                body: "1".into(),
+            },
+        },
+        Proposal {
+            request_id: None,
+            command: Command::Send {
+                session: ta,
+                target: Target::Conversation(1),
+                body: "2".into(),
+            },
+        },
+    ]);
+    assert!(results.iter().all(|r| r.is_ok()));
+    let ev = h.take();
+    assert_eq!(ev.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(ev.iter().all(|e| e.index == 42));
+    assert_eq!(h.s.last_event_seq(), 3);
+    let Outcome::Sent(m) = results[1].clone().unwrap() else {
+        panic!()
+    };
+    assert_eq!(m.index, 42);
+    h.dm(ta, "b", "3");
+    let ev = h.take();
+    assert_eq!((ev[0].seq, ev[0].index), (4, 43));
+    assert_eq!(kinds(&ev).len(), 1);
+}
+
+#[test]
+fn failed_commands_produce_no_events() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.take();
+    let e = h.err(Command::CreateGroup {
+        session: ta,
+        name: "g".into(),
+        members: vec!["missing".into()],
+    });
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(h.take().is_empty());
+    assert_eq!(h.s.last_event_seq(), 0);
+    assert!(h.s.conversations(1).is_empty());
+}
+
+// ------------------------------------------------------------- determinism
+
+fn script(variant: &str) -> Vec<Batch> {
+    let p = |command| Proposal {
+        request_id: Some(format!("{command:?}")),
+        command,
+    };
+    let login = |name: &str| Command::CreateSession {
+        username: name.into(),
+        verified_hash: hash(name),
+        token_hash: tok(name),
+        expires_ms: FAR,
+    };
+    vec![
+        Batch {
+            ts_ms: 100,
+            proposals: vec![
+                p(create_account("a")),
+                p(create_account("b")),
+                p(login("a")),
+                p(login("b")),
+            ],
+        },
+        Batch {
+            ts_ms: 90,
+            proposals: vec![
+                p(Command::Send {
+                    session: tok("a"),
+                    target: Target::User("b".into()),
+                    body: variant.into(),
+                }),
+                p(Command::SubscriptionOpened {
+                    replica: 1,
+                    subscription: 1,
+                    session: tok("b"),
+                }),
+            ],
+        },
+        Batch {
+            ts_ms: 200,
+            proposals: vec![p(Command::ReadUnread {
+                session: tok("b"),
+                conversation: None,
+                limit: 10,
+            })],
+        },
+    ]
+}
+
+fn replay(batches: &[Batch]) -> (ChatState, Vec<CommandResult>, Vec<ChatEvent>) {
+    let mut s = ChatState::default();
+    let mut events = Vec::new();
+    let mut results = Vec::new();
+    for (i, b) in batches.iter().enumerate() {
+        results.extend(s.apply_batch(i as u64 + 1, b, &mut events));
+    }
+    (s, results, events)
+}
+
+#[test]
+fn same_log_same_state_and_digest() {
+    let (s1, r1, e1) = replay(&script("hello"));
+    let (s2, r2, e2) = replay(&script("hello"));
+    assert_eq!(s1, s2);
+    assert_eq!(s1.digest(), s2.digest());
+    assert_eq!((r1, e1), (r2, e2));
+    let (s3, _, _) = replay(&script("hullo"));
+    assert_ne!(s1.digest(), s3.digest());
+    assert_ne!(ChatState::default().digest(), s1.digest());
+}
+
+#[test]
+fn postcard_round_trip() {
+    let (s, _, _) = replay(&script("round trip"));
+    let bytes = postcard::to_allocvec(&s).unwrap();
+    let back: ChatState = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.digest(), s.digest());
+    // The restored state keeps working identically.
+    let mut a = s.clone();
+    let mut b = back;
+    let batch = script("x").remove(1);
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    assert_eq!(
+        a.apply_batch(9, &batch, &mut ea),
+        b.apply_batch(9, &batch, &mut eb)
+    );
+    assert_eq!((a.digest(), ea), (b.digest(), eb));
+}
+
+// --------------------------------------------------------------------- reads
+
+#[test]
+fn list_accounts_patterns_and_paging() {
+    let mut h = H::new();
+    for n in ["alice", "Albert", "bob", "alfred", "zed", "al", "Bobby"] {
+        h.ok(create_account(n));
+    }
+    let names = |(v, next): (Vec<AccountView>, Option<String>)| {
+        (v.into_iter().map(|a| a.username).collect::<Vec<_>>(), next)
+    };
+    assert_eq!(
+        names(h.s.list_accounts("", "", 100)).0,
+        vec!["al", "Albert", "alfred", "alice", "bob", "Bobby", "zed"]
+    );
+    assert_eq!(
+        names(h.s.list_accounts("AL*", "", 100)).0,
+        vec!["al", "Albert", "alfred", "alice"]
+    );
+    assert_eq!(
+        names(h.s.list_accounts("al?*", "", 100)).0,
+        vec!["Albert", "alfred", "alice"]
+    );
+    assert_eq!(
+        names(h.s.list_accounts("*b*", "", 100)).0,
+        vec!["Albert", "bob", "Bobby"]
+    );
+    assert_eq!(names(h.s.list_accounts("b?b", "", 100)).0, vec!["bob"]);
+    assert_eq!(
+        names(h.s.list_accounts("nobody", "", 100)).0,
+        Vec::<String>::new()
+    );
+    // Paging: the cursor is the last lowercase name, only if more remain.
+    assert_eq!(
+        names(h.s.list_accounts("al*", "", 2)),
+        (vec!["al".into(), "Albert".into()], Some("albert".into()))
+    );
+    assert_eq!(
+        names(h.s.list_accounts("al*", "albert", 2)),
+        (vec!["alfred".into(), "alice".into()], None)
+    );
+    assert_eq!(
+        names(h.s.list_accounts("al*", "ALFRED", 2)),
+        (vec!["alice".into()], None)
+    );
+    assert_eq!(
+        names(h.s.list_accounts("*", "b", 2)),
+        (vec!["bob".into(), "Bobby".into()], Some("bobby".into()))
+    );
+    assert_eq!(
+        names(h.s.list_accounts("*", "bobby", 2)),
+        (vec!["zed".into()], None)
+    );
+    assert_eq!(names(h.s.list_accounts("*", "zzz", 2)), (vec![], None));
+    assert_eq!(names(h.s.list_accounts("a*", "b", 2)), (vec![], None));
+}
+
+#[test]
+fn conversations_are_ordered_by_recent_activity() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    h.user("b");
+    h.user("c");
+    h.ts = 1_000;
+    let g1 = h.group(ta, "one", &[]).id;
+    let g2 = h.group(ta, "two", &[]).id; // same time: higher id first
+    h.ts = 2_000;
+    let dm = h.dm(ta, "c", "x").conversation;
+    let order = |h: &H| {
+        h.s.conversations(a)
+            .iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(order(&h), vec![dm, g2, g1]);
+    h.ts = 3_000;
+    h.send(ta, Target::Group("one".into()), "bump");
+    assert_eq!(order(&h), vec![g1, dm, g2]);
+    assert_eq!(h.s.conversations(a)[0].last_activity_ms, 3_000);
+}
+
+#[test]
+fn history_pages_newest_first() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    h.user("b");
+    let ids: Vec<MessageId> = (0..5).map(|i| h.dm(ta, "b", &i.to_string()).id).collect();
+    let c = 1;
+    let page = |before, limit| {
+        let (m, more) = h.s.history(a, c, before, limit).unwrap();
+        (m.iter().map(|m| m.id).collect::<Vec<_>>(), more)
+    };
+    assert_eq!(page(0, 2), (vec![ids[4], ids[3]], true));
+    assert_eq!(page(ids[3], 2), (vec![ids[2], ids[1]], true));
+    assert_eq!(page(ids[1], 2), (vec![ids[0]], false));
+    assert_eq!(page(0, 5), (ids.iter().rev().copied().collect(), false));
+    assert_eq!(page(ids[0], 5), (vec![], false));
+}
+
+#[test]
+fn resolve_targets() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    h.user("b");
+    let (c, _) = h.user("c");
+    let e = h.s.resolve(a, &Target::User("b".into())).unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::NotFound, "no conversation with 'b' yet")
+    );
+    assert_eq!(
+        h.s.resolve(a, &Target::User("ghost".into()))
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
+    let dm = h.dm(ta, "b", "hi").conversation;
+    assert_eq!(h.s.resolve(a, &Target::User("B".into())), Ok(dm));
+    let g = h.group(ta, "Crew", &[]).id;
+    assert_eq!(h.s.resolve(a, &Target::Group("crew".into())), Ok(g));
+    assert_eq!(
+        h.s.resolve(c, &Target::Group("crew".into()))
+            .unwrap_err()
+            .kind,
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        h.s.resolve(c, &Target::Conversation(dm)).unwrap_err().kind,
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(h.s.resolve(a, &Target::Conversation(dm)), Ok(dm));
+    assert_eq!(
+        h.s.resolve(a, &Target::Conversation(500)).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn reused_subscription_key_moves_to_the_new_user() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let open = |session| Command::SubscriptionOpened {
+        replica: 4,
+        subscription: 1,
+        session,
+    };
+    h.ok(open(ta));
+    h.take();
+    h.ok(open(tb));
+    let flips: Vec<(String, bool)> = h
+        .take()
+        .iter()
+        .map(|e| {
+            let (u, online, _) = presence_of(e);
+            (u, online)
+        })
+        .collect();
+    assert_eq!(flips, vec![("a".into(), false), ("b".into(), true)]);
+    assert!(!h.s.is_online(a) && h.s.is_online(b));
+    // Reopening the same key for the same user changes nothing.
+    h.ok(open(tb));
+    assert!(h.take().is_empty());
+}
