@@ -228,6 +228,8 @@ impl LogStore {
         })
     }
 
+    // StorageError is openraft's type; every trait method returns it anyway.
+    #[allow(clippy::result_large_err)]
     fn send(&self, op: Op) -> Result<(), StorageError> {
         let Some(tx) = self.writer.as_ref().and_then(|w| w.tx.as_ref()) else {
             return Err(write_err("log writer is not running"));

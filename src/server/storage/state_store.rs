@@ -321,6 +321,8 @@ impl StateStore {
         self.state.clone()
     }
 
+    // StorageError is openraft's type; every trait method returns it anyway.
+    #[allow(clippy::result_large_err)]
     fn write_state(&self) -> Result<RwLockWriteGuard<'_, AppliedState>, StorageError> {
         self.state
             .write()
