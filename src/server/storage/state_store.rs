@@ -1,0 +1,597 @@
+//! The state machine side: applies committed entries to the [`ChatState`],
+//! publishes the resulting events, and builds/installs/persists snapshots.
+//!
+//! The applied state is not written on every apply; durability comes from the
+//! snapshot plus the log (openraft re-applies committed entries after the
+//! snapshot on start). A snapshot is therefore fsynced before openraft may
+//! purge the log it covers.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, StorageIOError};
+use serde::{Deserialize, Serialize};
+
+use super::meta_file::{sync_dir, with_path};
+use super::StorageOpenError;
+use crate::server::command::CommandResult;
+use crate::server::events::EventHub;
+use crate::server::raft_types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::server::state::ChatState;
+
+const SNAPSHOT_DIR: &str = "snapshots";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP01";
+const SNAPSHOT_VERSION: u32 = 1;
+/// magic + version + crc + len.
+const SNAPSHOT_HEADER_LEN: usize = 8 + 4 + 4 + 8;
+
+/// Everything applied so far. Readers (the gRPC services) take the read lock
+/// briefly and never hold it across an `.await`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub chat: ChatState,
+}
+
+pub type SharedState = Arc<RwLock<AppliedState>>;
+
+/// The snapshot data as sent to followers; borrowed so that building does
+/// not clone the chat state. Field order matches [`AppliedState`].
+#[derive(Serialize)]
+struct SnapshotDataRef<'a> {
+    last_applied: &'a Option<LogId>,
+    membership: &'a StoredMembership,
+    chat: &'a ChatState,
+}
+
+/// The current snapshot: its meta and the encoded [`AppliedState`].
+#[derive(Clone)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Arc<Vec<u8>>,
+}
+
+/// Holds the current snapshot, in memory and (disk mode) in `dir`.
+struct SnapshotStore {
+    dir: Option<PathBuf>,
+    current: Mutex<Option<StoredSnapshot>>,
+    /// Sequence for snapshot ids and file names; unique across restarts.
+    seq: AtomicU64,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::write_state_machine(openraft::AnyError::error(e)),
+    }
+}
+
+fn snap_write_err(meta: &SnapshotMeta, e: impl std::fmt::Display) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::write_snapshot(
+            Some(meta.signature()),
+            openraft::AnyError::error(e),
+        ),
+    }
+}
+
+fn snapshot_file_name(seq: u64) -> String {
+    format!("snap-{seq:020}.snap")
+}
+
+fn parse_snapshot_seq(name: &str) -> Option<u64> {
+    name.strip_prefix("snap-")?
+        .strip_suffix(".snap")?
+        .parse()
+        .ok()
+}
+
+fn encode_snapshot_file(meta: &SnapshotMeta, data: &[u8]) -> io::Result<Vec<u8>> {
+    let payload = postcard::to_stdvec(&(meta, data))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let mut buf = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
+    buf.extend_from_slice(SNAPSHOT_MAGIC);
+    buf.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&payload);
+    Ok(buf)
+}
+
+fn decode_snapshot_file(path: &Path, bytes: &[u8]) -> Result<StoredSnapshot, StorageOpenError> {
+    let corrupt = |offset: u64, reason: String| StorageOpenError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    if bytes.len() < SNAPSHOT_HEADER_LEN || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err(corrupt(0, "bad snapshot header".into()));
+    }
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let version = word(8);
+    if version != SNAPSHOT_VERSION {
+        return Err(corrupt(
+            8,
+            format!("unsupported snapshot version {version}"),
+        ));
+    }
+    let crc = word(12);
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(&bytes[16..24]);
+    let len = u64::from_le_bytes(len8);
+    let payload = &bytes[SNAPSHOT_HEADER_LEN..];
+    if payload.len() as u64 != len {
+        return Err(corrupt(
+            16,
+            format!(
+                "length {len} does not match {} payload bytes",
+                payload.len()
+            ),
+        ));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err(corrupt(12, "snapshot checksum mismatch".into()));
+    }
+    let (meta, data): (SnapshotMeta, Vec<u8>) = postcard::from_bytes(payload)
+        .map_err(|e| corrupt(SNAPSHOT_HEADER_LEN as u64, format!("decode: {e}")))?;
+    Ok(StoredSnapshot {
+        meta,
+        data: Arc::new(data),
+    })
+}
+
+fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
+    postcard::from_bytes(data)
+}
+
+impl SnapshotStore {
+    fn snapshot_of(s: &StoredSnapshot) -> Snapshot {
+        Snapshot {
+            meta: s.meta.clone(),
+            snapshot: Box::new(Cursor::new(s.data.as_ref().clone())),
+        }
+    }
+
+    fn current(&self) -> Option<StoredSnapshot> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes `snap` the current snapshot (durably, in disk mode) unless a
+    /// newer one is already current — a build can race with an install.
+    /// Blocking; call from `spawn_blocking`.
+    fn save(&self, snap: StoredSnapshot) -> io::Result<bool> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cur) = current.as_ref() {
+            if cur.meta.last_log_id > snap.meta.last_log_id {
+                return Ok(false);
+            }
+        }
+        if let Some(dir) = &self.dir {
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            let name = snapshot_file_name(seq);
+            let path = dir.join(&name);
+            let tmp = dir.join(format!("{name}.tmp"));
+            let buf = encode_snapshot_file(&snap.meta, &snap.data)?;
+            {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)
+                    .map_err(|e| with_path("create", &tmp, e))?;
+                f.write_all(&buf).map_err(|e| with_path("write", &tmp, e))?;
+                f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
+            }
+            fs::rename(&tmp, &path).map_err(|e| with_path("rename", &tmp, e))?;
+            sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
+            // Only the newest is kept.
+            let mut removed = false;
+            for item in fs::read_dir(dir).map_err(|e| with_path("list", dir, e))? {
+                let p = item.map_err(|e| with_path("list", dir, e))?.path();
+                let is_old = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(parse_snapshot_seq)
+                    .is_some_and(|s| s != seq);
+                if is_old {
+                    fs::remove_file(&p).map_err(|e| with_path("remove", &p, e))?;
+                    removed = true;
+                }
+            }
+            if removed {
+                sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
+            }
+            tracing::info!(
+                file = %path.display(),
+                bytes = buf.len(),
+                last_log_id = ?snap.meta.last_log_id,
+                "snapshot saved"
+            );
+        }
+        *current = Some(snap);
+        Ok(true)
+    }
+
+    /// Loads the newest snapshot in `dir`, removing leftovers.
+    fn load(dir: &Path) -> Result<(Option<StoredSnapshot>, u64), StorageOpenError> {
+        fs::create_dir_all(dir).map_err(|e| StorageOpenError::io("create dir", dir, e))?;
+        let mut newest: Option<(u64, PathBuf)> = None;
+        let mut changed = false;
+        for item in fs::read_dir(dir).map_err(|e| StorageOpenError::io("list", dir, e))? {
+            let p = item
+                .map_err(|e| StorageOpenError::io("list", dir, e))?
+                .path();
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.ends_with(".tmp") {
+                fs::remove_file(&p).map_err(|e| StorageOpenError::io("remove", &p, e))?;
+                changed = true;
+            } else if let Some(seq) = parse_snapshot_seq(name) {
+                if newest.as_ref().is_none_or(|(s, _)| seq > *s) {
+                    newest = Some((seq, p));
+                }
+            }
+        }
+        if changed {
+            sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?;
+        }
+        let Some((seq, path)) = newest else {
+            return Ok((None, 0));
+        };
+        let bytes = fs::read(&path).map_err(|e| StorageOpenError::io("read", &path, e))?;
+        let snap = decode_snapshot_file(&path, &bytes)?;
+        Ok((Some(snap), seq + 1))
+    }
+}
+
+/// The Raft state machine. See the module docs.
+pub struct StateStore {
+    state: SharedState,
+    hub: Arc<EventHub>,
+    snapshots: Arc<SnapshotStore>,
+}
+
+/// Builds a snapshot of the state at the moment `build_snapshot` runs.
+pub struct SnapshotBuilder {
+    state: SharedState,
+    snapshots: Arc<SnapshotStore>,
+}
+
+impl StateStore {
+    /// A state machine whose snapshots live only in memory.
+    pub fn new_memory(hub: Arc<EventHub>) -> StateStore {
+        StateStore {
+            state: SharedState::default(),
+            hub,
+            snapshots: Arc::new(SnapshotStore {
+                dir: None,
+                current: Mutex::new(None),
+                seq: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Opens `dir/snapshots`, restores the state from the newest snapshot and
+    /// resets `hub` to its event seq.
+    pub fn open(dir: &Path, hub: Arc<EventHub>) -> Result<StateStore, StorageOpenError> {
+        let snap_dir = dir.join(SNAPSHOT_DIR);
+        let (current, next_seq) = SnapshotStore::load(&snap_dir)?;
+        let mut state = AppliedState::default();
+        if let Some(snap) = &current {
+            state = decode_state(&snap.data).map_err(|e| StorageOpenError::Corrupt {
+                path: snap_dir.join(snapshot_file_name(next_seq - 1)),
+                offset: SNAPSHOT_HEADER_LEN as u64,
+                reason: format!("snapshot state does not decode: {e}"),
+            })?;
+            tracing::info!(
+                dir = %snap_dir.display(),
+                snapshot_id = %snap.meta.snapshot_id,
+                last_applied = ?state.last_applied,
+                bytes = snap.data.len(),
+                "state restored from snapshot"
+            );
+            hub.reset(state.chat.last_event_seq());
+        } else {
+            tracing::info!(dir = %snap_dir.display(), "no snapshot; starting from empty state");
+        }
+        Ok(StateStore {
+            state: Arc::new(RwLock::new(state)),
+            hub,
+            snapshots: Arc::new(SnapshotStore {
+                dir: Some(snap_dir),
+                current: Mutex::new(current),
+                seq: AtomicU64::new(next_seq.max(1)),
+            }),
+        })
+    }
+
+    /// The applied state, for the services to read.
+    pub fn shared(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    // StorageError is openraft's type; every trait method returns it anyway.
+    #[allow(clippy::result_large_err)]
+    fn write_state(&self) -> Result<RwLockWriteGuard<'_, AppliedState>, StorageError> {
+        self.state
+            .write()
+            .map_err(|_| sm_err("state lock poisoned by a panic during apply"))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (data, last_applied, membership) = {
+            let st = self
+                .state
+                .read()
+                .map_err(|_| sm_err("state lock poisoned"))?;
+            let data = postcard::to_stdvec(&SnapshotDataRef {
+                last_applied: &st.last_applied,
+                membership: &st.membership,
+                chat: &st.chat,
+            })
+            .map_err(|e| StorageError::IO {
+                source: StorageIOError::read_state_machine(&e),
+            })?;
+            (data, st.last_applied, st.membership.clone())
+        };
+        let seq = self.snapshots.seq.load(Ordering::Relaxed);
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
+            None => format!("0-none-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: Arc::new(data),
+        };
+        let size = stored.data.len();
+        let store = self.snapshots.clone();
+        let snap = stored.clone();
+        tokio::task::spawn_blocking(move || store.save(snap))
+            .await
+            .map_err(|e| snap_write_err(&meta, e))?
+            .map_err(|e| snap_write_err(&meta, e))?;
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            last_log_id = ?meta.last_log_id,
+            bytes = size,
+            "snapshot built"
+        );
+        Ok(SnapshotStore::snapshot_of(&stored))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let st = self
+            .state
+            .read()
+            .map_err(|_| sm_err("state lock poisoned"))?;
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResult>>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut results = Vec::new();
+        let mut events = Vec::new();
+        {
+            let mut st = self.write_state()?;
+            for entry in entries {
+                st.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => results.push(Vec::new()),
+                    EntryPayload::Normal(batch) => {
+                        let r = st.chat.apply_batch(entry.log_id.index, &batch, &mut events);
+                        results.push(r);
+                    }
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(entry.log_id), m);
+                        results.push(Vec::new());
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.hub.publish(events);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            state: self.state.clone(),
+            snapshots: self.snapshots.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let new_state = decode_state(&data).map_err(|e| StorageError::IO {
+            source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
+        })?;
+        let size = data.len();
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: Arc::new(data),
+        };
+        // Persist first: once the state is replaced openraft may purge the
+        // log the old state depended on.
+        let store = self.snapshots.clone();
+        let m = meta.clone();
+        tokio::task::spawn_blocking(move || store.save(stored))
+            .await
+            .map_err(|e| snap_write_err(&m, e))?
+            .map_err(|e| snap_write_err(&m, e))?;
+        let seq = new_state.chat.last_event_seq();
+        {
+            let mut st = self.write_state()?;
+            *st = new_state;
+        }
+        self.hub.reset(seq);
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            last_log_id = ?meta.last_log_id,
+            bytes = size,
+            "snapshot installed"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self
+            .snapshots
+            .current()
+            .map(|s| SnapshotStore::snapshot_of(&s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::server::command::{Batch, Command, Proposal};
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    fn entries() -> Vec<Entry> {
+        let members: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        vec![
+            Entry {
+                log_id: log_id(1, 1),
+                payload: EntryPayload::Membership(Membership::new(vec![members], None)),
+            },
+            Entry {
+                log_id: log_id(1, 2),
+                payload: EntryPayload::Blank,
+            },
+            Entry {
+                log_id: log_id(1, 3),
+                payload: EntryPayload::Normal(Batch {
+                    ts_ms: 1000,
+                    proposals: vec![Proposal {
+                        request_id: Some("r1".into()),
+                        command: Command::Tick,
+                    }],
+                }),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn apply_returns_one_result_vec_per_entry() {
+        let mut sm = StateStore::new_memory(EventHub::new(16));
+        let out = sm.apply(entries()).await.unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[2].len(), 1);
+        let (last, membership) = sm.applied_state().await.unwrap();
+        assert_eq!(last, Some(log_id(1, 3)));
+        assert_eq!(membership.log_id(), &Some(log_id(1, 1)));
+        assert_eq!(sm.shared().read().unwrap().last_applied, Some(log_id(1, 3)));
+    }
+
+    #[tokio::test]
+    async fn disk_snapshot_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = EventHub::new(16);
+        let (meta, applied, chat) = {
+            let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
+            assert!(sm.get_current_snapshot().await.unwrap().is_none());
+            sm.apply(entries()).await.unwrap();
+            let mut b = sm.get_snapshot_builder().await;
+            b.build_snapshot().await.unwrap();
+            // A second build replaces the first on disk.
+            let snap = b.build_snapshot().await.unwrap();
+            let files = fs::read_dir(dir.path().join(SNAPSHOT_DIR)).unwrap().count();
+            assert_eq!(files, 1);
+            let applied = sm.applied_state().await.unwrap();
+            let chat = sm.shared().read().unwrap().chat.clone();
+            (snap.meta, applied, chat)
+        };
+        let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
+        assert_eq!(sm.applied_state().await.unwrap(), applied);
+        assert_eq!(sm.shared().read().unwrap().chat.digest(), chat.digest());
+        assert_eq!(sm.shared().read().unwrap().chat, chat);
+        let cur = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(cur.meta, meta);
+
+        // Install it on a fresh disk store and reopen that one too.
+        let dir2 = tempfile::tempdir().unwrap();
+        {
+            let mut f = StateStore::open(dir2.path(), hub.clone()).unwrap();
+            let mut rx = f.begin_receiving_snapshot().await.unwrap();
+            *rx = *cur.snapshot;
+            f.install_snapshot(&cur.meta, rx).await.unwrap();
+            assert_eq!(f.applied_state().await.unwrap(), applied);
+        }
+        let mut f = StateStore::open(dir2.path(), hub).unwrap();
+        assert_eq!(f.applied_state().await.unwrap(), applied);
+        assert_eq!(f.get_current_snapshot().await.unwrap().unwrap().meta, meta);
+    }
+
+    #[tokio::test]
+    async fn corrupt_snapshot_is_hard_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut sm = StateStore::open(dir.path(), EventHub::new(16)).unwrap();
+            sm.apply(entries()).await.unwrap();
+            sm.get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+        }
+        let snap_dir = dir.path().join(SNAPSHOT_DIR);
+        let path = fs::read_dir(&snap_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let err = match StateStore::open(dir.path(), EventHub::new(16)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("corrupt snapshot accepted"),
+        };
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(name), "{err}");
+        assert!(err.contains("checksum"), "{err}");
+    }
+}

@@ -1,0 +1,748 @@
+//! A segmented, append-only, checksummed write-ahead log of opaque records.
+//!
+//! It knows nothing about Raft: a record is a `u64` index plus a byte payload,
+//! and indices strictly increase. The WAL does not insist on `last + 1`
+//! (openraft's own conformance suite appends logs with holes, and a log
+//! purged past its end by a snapshot install restarts at any index); the log
+//! store checks that the recovered Raft log is gap-free.
+//!
+//! # Layout
+//!
+//! `DIR/NNNNNNNNNNNNNNNNNNNN.seg`, named by the zero-padded index of the
+//! segment's first record. Each record is
+//!
+//! ```text
+//! [payload len u32 LE][crc32 u32 LE over (index u64 LE ++ payload)][index u64 LE][payload]
+//! ```
+//!
+//! # Durability
+//!
+//! * `append` writes all records of the call with one `write_all`, then
+//!   `fdatasync`s. A new segment is started (file created, directory fsynced)
+//!   when the current one has reached the size limit.
+//! * `truncate_from` deletes later segments newest-first, fsyncs the directory,
+//!   then shortens the segment holding the cut and fsyncs it. Every crash
+//!   point leaves a gap-free prefix of the old log.
+//! * `purge_upto` deletes wholly purged segments oldest-first and *rewrites*
+//!   the partially purged one (new file named by its new first index, fsync,
+//!   rename, fsync dir, delete old, fsync dir), so no purged record survives
+//!   in any file. A crash between rename and delete leaves the old segment
+//!   overlapping the new one; recovery recognises and deletes it.
+//!
+//! # Recovery
+//!
+//! Segments are scanned in order. Only the last segment may end in a torn
+//! write: a header or payload that runs past EOF, a checksum mismatch on a
+//! record that ends exactly at EOF, or an all-zero remainder. That tail is
+//! logged (`warn`) and cut off. Anything else — a bad checksum with more data
+//! after it, an index that does not increase (or does not match the segment
+//! name), any damage in an earlier segment — is a
+//! hard error naming the file and byte offset: data is never silently dropped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::meta_file::{sync_dir, with_path};
+use super::StorageOpenError;
+
+/// Bytes before each payload: len, crc, index.
+pub const RECORD_HEADER_LEN: u64 = 16;
+/// Roll to a new segment once the current one reaches this size.
+pub const DEFAULT_SEGMENT_LIMIT: u64 = 64 << 20;
+
+const SEGMENT_EXT: &str = "seg";
+
+/// One segment file and where its records start.
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    first: u64,
+    /// (index, byte offset) of every record, in order.
+    offsets: Vec<(u64, u64)>,
+    /// Valid length in bytes.
+    len: u64,
+}
+
+impl Segment {
+    fn last(&self) -> Option<u64> {
+        self.offsets.last().map(|(i, _)| *i)
+    }
+
+    /// Position of the first record with index `>= index`.
+    fn position(&self, index: u64) -> usize {
+        self.offsets.partition_point(|(i, _)| *i < index)
+    }
+}
+
+/// The write-ahead log. All methods block on disk I/O; callers run them on a
+/// dedicated thread.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    segment_limit: u64,
+    segments: Vec<Segment>,
+    /// Append handle of the last segment.
+    active: Option<File>,
+}
+
+/// A recovered record: index and payload.
+pub type Record = (u64, Vec<u8>);
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.{SEGMENT_EXT}"))
+}
+
+fn crc_of(index: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&index.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn encode_into(buf: &mut Vec<u8>, index: u64, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "WAL record larger than 4 GiB"))?;
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&crc_of(index, payload).to_le_bytes());
+    buf.extend_from_slice(&index.to_le_bytes());
+    buf.extend_from_slice(payload);
+    Ok(())
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| with_path("open", path, e))
+}
+
+/// Result of scanning one segment file.
+struct Scan {
+    records: Vec<Record>,
+    offsets: Vec<(u64, u64)>,
+    valid_len: u64,
+    /// (offset, reason) of a torn tail that must be cut off.
+    torn: Option<(u64, String)>,
+}
+
+fn read_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn read_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Parses a segment. `is_last` enables torn-tail tolerance.
+fn scan_segment(
+    path: &Path,
+    bytes: &[u8],
+    first: u64,
+    is_last: bool,
+) -> Result<Scan, StorageOpenError> {
+    let n = bytes.len() as u64;
+    let mut off = 0u64;
+    // The first record must carry the segment's name; later ones increase.
+    let mut prev: Option<u64> = None;
+    let mut records = Vec::new();
+    let mut offsets = Vec::new();
+    while off < n {
+        let rest = &bytes[off as usize..];
+        // Err((reason, tail_shaped)): `tail_shaped` means the anomaly looks
+        // like an interrupted final write.
+        let parsed: Result<(u64, &[u8], u64), (String, bool)> =
+            if (rest.len() as u64) < RECORD_HEADER_LEN {
+                Err(("incomplete record header".into(), true))
+            } else {
+                let len = u64::from(read_u32(rest));
+                let crc = read_u32(&rest[4..]);
+                let index = read_u64(&rest[8..]);
+                let end = off + RECORD_HEADER_LEN + len;
+                if end > n {
+                    Err((format!("record of {len} bytes runs past end of file"), true))
+                } else {
+                    let payload = &bytes[(off + RECORD_HEADER_LEN) as usize..end as usize];
+                    if crc_of(index, payload) != crc {
+                        Err(("checksum mismatch".into(), end == n))
+                    } else if prev.map_or(index != first, |p| index <= p) {
+                        let want = prev
+                            .map_or(format!("index {first}"), |p| format!("an index above {p}"));
+                        Err((format!("expected {want}, found index {index}"), false))
+                    } else {
+                        Ok((index, payload, end))
+                    }
+                }
+            };
+        match parsed {
+            Ok((index, payload, end)) => {
+                records.push((index, payload.to_vec()));
+                offsets.push((index, off));
+                off = end;
+                prev = Some(index);
+            }
+            Err((reason, tail_shaped)) => {
+                let zero_tail = rest.iter().all(|&b| b == 0);
+                if is_last && (tail_shaped || zero_tail) {
+                    let reason = if zero_tail && !tail_shaped {
+                        format!("{reason} (zero-filled tail)")
+                    } else {
+                        reason
+                    };
+                    return Ok(Scan {
+                        records,
+                        offsets,
+                        valid_len: off,
+                        torn: Some((off, reason)),
+                    });
+                }
+                let why = if is_last {
+                    "more data follows, so this is not a torn write"
+                } else {
+                    "not the last segment"
+                };
+                return Err(StorageOpenError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: off,
+                    reason: format!("{reason} ({why})"),
+                });
+            }
+        }
+    }
+    Ok(Scan {
+        records,
+        offsets,
+        valid_len: off,
+        torn: None,
+    })
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `dir`, recovers it and returns
+    /// every record in index order.
+    pub fn open(dir: &Path, segment_limit: u64) -> Result<(Wal, Vec<Record>), StorageOpenError> {
+        fs::create_dir_all(dir).map_err(|e| StorageOpenError::io("create dir", dir, e))?;
+        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        let listing = fs::read_dir(dir).map_err(|e| StorageOpenError::io("list", dir, e))?;
+        let mut removed_tmp = false;
+        for item in listing {
+            let item = item.map_err(|e| StorageOpenError::io("list", dir, e))?;
+            let path = item.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.ends_with(".tmp") {
+                // An unfinished purge rewrite; the original is still in place.
+                fs::remove_file(&path).map_err(|e| StorageOpenError::io("remove", &path, e))?;
+                removed_tmp = true;
+                continue;
+            }
+            if let Some(stem) = name.strip_suffix(".seg") {
+                let first = stem.parse::<u64>().map_err(|_| StorageOpenError::Corrupt {
+                    path: path.clone(),
+                    offset: 0,
+                    reason: "segment file name is not an index".into(),
+                })?;
+                names.push((first, path));
+            }
+        }
+        if removed_tmp {
+            sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?;
+        }
+        names.sort();
+
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut per_segment: Vec<Vec<Record>> = Vec::new();
+        let count = names.len();
+        for (i, (first, path)) in names.into_iter().enumerate() {
+            let is_last = i + 1 == count;
+            let bytes = fs::read(&path).map_err(|e| StorageOpenError::io("read", &path, e))?;
+            let scan = scan_segment(&path, &bytes, first, is_last)?;
+            if let Some((offset, reason)) = &scan.torn {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset,
+                    discarded_bytes = bytes.len() as u64 - offset,
+                    reason = %reason,
+                    "WAL: discarding torn tail of last segment"
+                );
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| StorageOpenError::io("open", &path, e))?;
+                f.set_len(scan.valid_len)
+                    .map_err(|e| StorageOpenError::io("truncate", &path, e))?;
+                f.sync_all()
+                    .map_err(|e| StorageOpenError::io("fsync", &path, e))?;
+            }
+            if scan.records.is_empty() {
+                if !is_last {
+                    return Err(StorageOpenError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason: "empty segment before the last one".into(),
+                    });
+                }
+                // Created by a roll (or emptied by a torn write) before any
+                // record became durable.
+                fs::remove_file(&path).map_err(|e| StorageOpenError::io("remove", &path, e))?;
+                sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?;
+                continue;
+            }
+            segments.push(Segment {
+                path,
+                first,
+                offsets: scan.offsets,
+                len: scan.valid_len,
+            });
+            per_segment.push(scan.records);
+        }
+
+        // Leftovers of an interrupted purge rewrite: an older segment that the
+        // next one (its rewritten tail) overlaps. Delete the older one.
+        let mut k = 0;
+        while k + 1 < segments.len() {
+            let (prev_first, prev_last) = (segments[k].first, segments[k].last().unwrap_or(0));
+            let next = &segments[k + 1];
+            let next_last = next.last().unwrap_or(0);
+            if next.first > prev_first && next.first <= prev_last {
+                if next_last < prev_last {
+                    return Err(StorageOpenError::Corrupt {
+                        path: next.path.clone(),
+                        offset: 0,
+                        reason: format!(
+                            "segment overlaps {} but does not cover it",
+                            segments[k].path.display()
+                        ),
+                    });
+                }
+                let old = segments.remove(k);
+                per_segment.remove(k);
+                tracing::warn!(file = %old.path.display(), "WAL: removing segment left by an interrupted purge");
+                fs::remove_file(&old.path)
+                    .map_err(|e| StorageOpenError::io("remove", &old.path, e))?;
+                sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?;
+                continue;
+            }
+            if next.first <= prev_last {
+                return Err(StorageOpenError::Corrupt {
+                    path: next.path.clone(),
+                    offset: 0,
+                    reason: format!(
+                        "segment starts at index {} but the previous one ends at {prev_last}",
+                        next.first
+                    ),
+                });
+            }
+            k += 1;
+        }
+
+        let active = match segments.last() {
+            Some(s) => {
+                Some(open_append(&s.path).map_err(|e| StorageOpenError::io("open", &s.path, e))?)
+            }
+            None => None,
+        };
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            segment_limit: segment_limit.max(1),
+            segments,
+            active,
+        };
+        Ok((wal, per_segment.into_iter().flatten().collect()))
+    }
+
+    /// Index of the first record, if any.
+    pub fn first_index(&self) -> Option<u64> {
+        self.segments.first().map(|s| s.first)
+    }
+
+    /// Index of the last record, if any.
+    pub fn last_index(&self) -> Option<u64> {
+        self.segments.last().and_then(|s| s.last())
+    }
+
+    /// Appends consecutive records with one write and one `fdatasync`.
+    pub fn append(&mut self, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        let Some((first, _)) = records.first() else {
+            return Ok(());
+        };
+        let mut prev = self.last_index();
+        for (index, _) in records {
+            if prev.is_some_and(|p| *index <= p) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "WAL append out of order: index {index} after {}",
+                        prev.unwrap_or_default()
+                    ),
+                ));
+            }
+            prev = Some(*index);
+        }
+        let roll = match self.segments.last() {
+            None => true,
+            Some(s) => s.len >= self.segment_limit,
+        };
+        if roll || self.active.is_none() {
+            let path = segment_path(&self.dir, *first);
+            let f = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| with_path("create", &path, e))?;
+            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
+            self.segments.push(Segment {
+                path,
+                first: *first,
+                offsets: Vec::new(),
+                len: 0,
+            });
+            self.active = Some(f);
+        }
+        let (Some(seg), Some(file)) = (self.segments.last_mut(), self.active.as_mut()) else {
+            return Err(io::Error::other("WAL has no active segment"));
+        };
+        let mut buf = Vec::with_capacity(
+            records
+                .iter()
+                .map(|(_, p)| p.len() + RECORD_HEADER_LEN as usize)
+                .sum(),
+        );
+        let mut offsets = Vec::with_capacity(records.len());
+        for (index, payload) in records {
+            offsets.push((*index, seg.len + buf.len() as u64));
+            encode_into(&mut buf, *index, payload)?;
+        }
+        file.write_all(&buf)
+            .map_err(|e| with_path("write", &seg.path, e))?;
+        file.sync_data()
+            .map_err(|e| with_path("fdatasync", &seg.path, e))?;
+        seg.len += buf.len() as u64;
+        seg.offsets.extend(offsets);
+        Ok(())
+    }
+
+    /// Removes every record with index `>= index`.
+    pub fn truncate_from(&mut self, index: u64) -> io::Result<()> {
+        let Some(last) = self.last_index() else {
+            return Ok(());
+        };
+        if index > last {
+            return Ok(());
+        }
+        // Drop whole segments newest-first so every crash point leaves a prefix.
+        let mut removed = false;
+        while let Some(seg) = self.segments.last() {
+            if seg.first < index {
+                break;
+            }
+            self.active = None;
+            fs::remove_file(&seg.path).map_err(|e| with_path("remove", &seg.path, e))?;
+            self.segments.pop();
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
+        }
+        if let Some(seg) = self.segments.last_mut() {
+            if let Some(seg_last) = seg.last() {
+                if index <= seg_last {
+                    let keep = seg.position(index);
+                    let cut = seg.offsets[keep].1;
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&seg.path)
+                        .map_err(|e| with_path("open", &seg.path, e))?;
+                    f.set_len(cut)
+                        .map_err(|e| with_path("truncate", &seg.path, e))?;
+                    f.sync_all().map_err(|e| with_path("fsync", &seg.path, e))?;
+                    seg.offsets.truncate(keep);
+                    seg.len = cut;
+                }
+            }
+        }
+        self.reopen_active()
+    }
+
+    /// Removes every record with index `<= index` from disk, rewriting the
+    /// segment that is only partly purged.
+    pub fn purge_upto(&mut self, index: u64) -> io::Result<()> {
+        let mut removed = false;
+        while let Some(seg) = self.segments.first() {
+            match seg.last() {
+                Some(l) if l > index => break,
+                _ => {}
+            }
+            if self.segments.len() == 1 {
+                self.active = None;
+            }
+            fs::remove_file(&seg.path).map_err(|e| with_path("remove", &seg.path, e))?;
+            self.segments.remove(0);
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
+        }
+        let needs_rewrite = self.segments.first().is_some_and(|s| s.first <= index);
+        if needs_rewrite {
+            let is_active = self.segments.len() == 1;
+            if is_active {
+                self.active = None;
+            }
+            let seg = &mut self.segments[0];
+            let skip = seg.position(index + 1);
+            let (keep_from, base) = seg.offsets[skip];
+            let mut tail = Vec::with_capacity((seg.len - base) as usize);
+            {
+                let mut f = File::open(&seg.path).map_err(|e| with_path("open", &seg.path, e))?;
+                f.seek(SeekFrom::Start(base))
+                    .map_err(|e| with_path("seek", &seg.path, e))?;
+                f.take(seg.len - base)
+                    .read_to_end(&mut tail)
+                    .map_err(|e| with_path("read", &seg.path, e))?;
+            }
+            if tail.len() as u64 != seg.len - base {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} is shorter than expected", seg.path.display()),
+                ));
+            }
+            let new_path = segment_path(&self.dir, keep_from);
+            let tmp = new_path.with_extension("seg.tmp");
+            {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)
+                    .map_err(|e| with_path("create", &tmp, e))?;
+                f.write_all(&tail)
+                    .map_err(|e| with_path("write", &tmp, e))?;
+                f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
+            }
+            fs::rename(&tmp, &new_path).map_err(|e| with_path("rename", &tmp, e))?;
+            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
+            fs::remove_file(&seg.path).map_err(|e| with_path("remove", &seg.path, e))?;
+            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
+            seg.offsets = seg.offsets[skip..]
+                .iter()
+                .map(|(i, o)| (*i, o - base))
+                .collect();
+            seg.len -= base;
+            seg.first = keep_from;
+            seg.path = new_path;
+        }
+        self.reopen_active()
+    }
+
+    fn reopen_active(&mut self) -> io::Result<()> {
+        self.active = match self.segments.last() {
+            Some(s) => Some(open_append(&s.path)?),
+            None => None,
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u64) -> (u64, Vec<u8>) {
+        (i, format!("payload-{i:05}-xyz").into_bytes())
+    }
+
+    fn recs(r: std::ops::RangeInclusive<u64>) -> Vec<(u64, Vec<u8>)> {
+        r.map(rec).collect()
+    }
+
+    fn seg_files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn append_reopen_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        assert!(got.is_empty());
+        wal.append(&recs(1..=3)).unwrap();
+        wal.append(&recs(4..=4)).unwrap();
+        assert!(
+            wal.append(&recs(3..=3)).is_err(),
+            "going back must be refused"
+        );
+        drop(wal);
+        let (wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        assert_eq!(got, recs(1..=4));
+        assert_eq!((wal.first_index(), wal.last_index()), (Some(1), Some(4)));
+    }
+
+    #[test]
+    fn rollover_creates_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 100).unwrap();
+        for i in 1..=10 {
+            wal.append(&recs(i..=i)).unwrap();
+        }
+        let files = seg_files(dir.path());
+        assert!(files.len() > 2, "{files:?}");
+        assert!(files[0].ends_with("00000000000000000001.seg"));
+        drop(wal);
+        let (_, got) = Wal::open(dir.path(), 100).unwrap();
+        assert_eq!(got, recs(1..=10));
+    }
+
+    #[test]
+    fn truncate_from_removes_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 100).unwrap();
+        for i in 1..=10 {
+            wal.append(&recs(i..=i)).unwrap();
+        }
+        wal.truncate_from(5).unwrap();
+        assert_eq!(wal.last_index(), Some(4));
+        wal.append(&recs(5..=6)).unwrap();
+        drop(wal);
+        let (mut wal, got) = Wal::open(dir.path(), 100).unwrap();
+        assert_eq!(got, recs(1..=6));
+        wal.truncate_from(1).unwrap();
+        assert_eq!(wal.last_index(), None);
+        assert!(seg_files(dir.path()).is_empty());
+        wal.append(&recs(1..=2)).unwrap();
+        drop(wal);
+        assert_eq!(Wal::open(dir.path(), 100).unwrap().1, recs(1..=2));
+    }
+
+    #[test]
+    fn purge_rewrites_and_leaves_no_purged_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 120).unwrap();
+        for i in 1..=10 {
+            wal.append(&recs(i..=i)).unwrap();
+        }
+        // Index 5 sits in the middle of a segment.
+        wal.purge_upto(5).unwrap();
+        assert_eq!(wal.first_index(), Some(6));
+        for f in seg_files(dir.path()) {
+            let bytes = fs::read(&f).unwrap();
+            for i in 1..=5 {
+                assert!(!contains(&bytes, &rec(i).1), "record {i} still in {f:?}");
+            }
+        }
+        wal.append(&recs(11..=11)).unwrap();
+        drop(wal);
+        let (mut wal, got) = Wal::open(dir.path(), 120).unwrap();
+        assert_eq!(got, recs(6..=11));
+        // Purge past the end empties the log; any index may follow.
+        wal.purge_upto(20).unwrap();
+        assert!(seg_files(dir.path()).is_empty());
+        wal.append(&recs(21..=21)).unwrap();
+        drop(wal);
+        assert_eq!(Wal::open(dir.path(), 120).unwrap().1, recs(21..=21));
+    }
+
+    #[test]
+    fn interrupted_purge_leftover_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        wal.append(&recs(1..=5)).unwrap();
+        drop(wal);
+        let old = dir.path().join("00000000000000000001.seg");
+        let saved = fs::read(&old).unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        wal.purge_upto(2).unwrap();
+        drop(wal);
+        // Simulate a crash after the rename but before the old file was deleted.
+        fs::write(&old, saved).unwrap();
+        let (_, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        assert_eq!(got, recs(3..=5));
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn torn_tail_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        wal.append(&recs(1..=3)).unwrap();
+        drop(wal);
+        let path = dir.path().join("00000000000000000001.seg");
+        let len = fs::metadata(&path).unwrap().len();
+        let rec_len = RECORD_HEADER_LEN + rec(3).1.len() as u64;
+        // Cut the last record in half.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - rec_len / 2)
+            .unwrap();
+        let (mut wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        assert_eq!(got, recs(1..=2));
+        wal.append(&recs(3..=4)).unwrap();
+        drop(wal);
+        // Zeros after the last record (e.g. preallocated blocks).
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0u8; 100]).unwrap();
+        drop(f);
+        let (mut wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        assert_eq!(got, recs(1..=4));
+        wal.append(&recs(5..=5)).unwrap();
+        drop(wal);
+        // A bad checksum on a final record that ends exactly at EOF.
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        fs::write(&path, &bytes).unwrap();
+        let (_, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        assert_eq!(got, recs(1..=4));
+    }
+
+    #[test]
+    fn corrupt_middle_record_is_hard_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        wal.append(&recs(1..=4)).unwrap();
+        drop(wal);
+        let path = dir.path().join("00000000000000000001.seg");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[RECORD_HEADER_LEN as usize + 2] ^= 0x01; // payload of record 1
+        fs::write(&path, &bytes).unwrap();
+        let err = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("00000000000000000001.seg"), "{msg}");
+        assert!(msg.contains("offset 0"), "{msg}");
+        // The file was left alone for the operator.
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn corruption_in_earlier_segment_is_hard_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 60).unwrap();
+        for i in 1..=6 {
+            wal.append(&recs(i..=i)).unwrap();
+        }
+        drop(wal);
+        let files = seg_files(dir.path());
+        assert!(files.len() >= 2);
+        let first = &files[0];
+        let mut bytes = fs::read(first).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        fs::write(first, &bytes).unwrap();
+        let err = Wal::open(dir.path(), 60).unwrap_err().to_string();
+        assert!(err.contains("00000000000000000001.seg"), "{err}");
+        assert!(err.contains("not the last segment"), "{err}");
+    }
+}
