@@ -120,6 +120,12 @@ pub async fn open(
                 .map_err(|e| StorageOpenError::io("create dir", &dir, e))?;
             let log = LogStore::open(&dir)?;
             let sm = StateStore::open(&dir, hub)?;
+            // Make the (possibly just created) directories themselves durable.
+            meta_file::sync_dir(&dir).map_err(|e| StorageOpenError::io("fsync dir", &dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                meta_file::sync_dir(parent)
+                    .map_err(|e| StorageOpenError::io("fsync dir", parent, e))?;
+            }
             Ok((log, sm))
         }
     }

@@ -347,7 +347,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             })?;
             (data, st.last_applied, st.membership.clone())
         };
-        let seq = self.snapshots.seq.load(Ordering::Relaxed);
+        // Shares the counter with file names: ids stay unique across builds
+        // of the same log id and across restarts.
+        let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
             None => format!("0-none-{seq}"),
