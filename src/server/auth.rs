@@ -1,7 +1,9 @@
 //! Passwords and session tokens, handled by the replica that receives the
 //! request so that only hashes ever enter the replicated log.
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -79,9 +81,15 @@ mod tests {
     #[test]
     fn bearer_token_parsing() {
         let mut md = MetadataMap::new();
-        assert_eq!(session_from(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            session_from(&md).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
         md.insert("authorization", "Basic xyz".parse().unwrap());
-        assert_eq!(session_from(&md).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            session_from(&md).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
         let token = new_token();
         md.insert("authorization", format!("Bearer {token}").parse().unwrap());
         assert_eq!(session_from(&md).unwrap(), token_hash(&token));

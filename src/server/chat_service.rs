@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::proto::chat_server::Chat;
-use crate::proto::{self, send_message_request, history_request};
+use crate::proto::{self, history_request, send_message_request};
 use crate::server::auth;
 use crate::server::command::*;
 use crate::server::consensus::{now_ms, Consensus};
@@ -79,15 +79,23 @@ impl ServiceContext {
 
     /// The user behind the request's session, checked against local state.
     fn user(&self, session: &TokenHash) -> Result<UserId, Status> {
-        self.read(|s| s.authenticate(session, now_ms())).map_err(chat_error)
+        self.read(|s| s.authenticate(session, now_ms()))
+            .map_err(chat_error)
     }
 
     /// Password verification for an existing session's account.
-    async fn verify_own_password(&self, session: &TokenHash, password: String) -> Result<String, Status> {
+    async fn verify_own_password(
+        &self,
+        session: &TokenHash,
+        password: String,
+    ) -> Result<String, Status> {
         self.barrier().await?;
         let user = self.user(session)?;
         let (_, hash) = self
-            .read(|s| s.account(user).and_then(|a| s.account_credentials(&a.username)))
+            .read(|s| {
+                s.account(user)
+                    .and_then(|a| s.account_credentials(&a.username))
+            })
             .ok_or_else(|| Status::unauthenticated("account no longer exists"))?;
         if !auth::verify_password(password, hash.clone()).await? {
             return Err(Status::unauthenticated("wrong password"));
@@ -106,9 +114,13 @@ fn page(limit: u32) -> usize {
 
 fn non_empty_password(p: &str, flag: &str) -> Result<(), Status> {
     if p.is_empty() {
-        Err(Status::invalid_argument(format!("{flag} must not be empty")))
+        Err(Status::invalid_argument(format!(
+            "{flag} must not be empty"
+        )))
     } else if p.len() > 1024 {
-        Err(Status::invalid_argument(format!("{flag} is longer than 1024 bytes")))
+        Err(Status::invalid_argument(format!(
+            "{flag} is longer than 1024 bytes"
+        )))
     } else {
         Ok(())
     }
@@ -200,7 +212,8 @@ impl Chat for ChatService {
         let r = async {
             let session = auth::session_from(req.metadata())?;
             let req = req.into_inner();
-            ctx.write(req.request_id, Command::EndSession { session }).await?;
+            ctx.write(req.request_id, Command::EndSession { session })
+                .await?;
             Ok(proto::Ack {})
         }
         .await;
@@ -284,7 +297,11 @@ impl Chat for ChatService {
                 Some(send_message_request::To::User(u)) => Target::User(u),
                 Some(send_message_request::To::Group(g)) => Target::Group(g),
                 Some(send_message_request::To::ConversationId(id)) => Target::Conversation(id),
-                None => return Err(Status::invalid_argument("say who the message is to: user, group or conversation_id")),
+                None => {
+                    return Err(Status::invalid_argument(
+                        "say who the message is to: user, group or conversation_id",
+                    ))
+                }
             };
             if req.body.is_empty() {
                 return Err(Status::invalid_argument("message body is empty"));
@@ -386,7 +403,10 @@ impl Chat for ChatService {
             let (conversations, total_unread) =
                 ctx.read(|s| (s.conversations(user), s.total_unread(user)));
             Ok(proto::ListConversationsReply {
-                conversations: conversations.into_iter().map(convert::conversation).collect(),
+                conversations: conversations
+                    .into_iter()
+                    .map(convert::conversation)
+                    .collect(),
                 total_unread,
             })
         }
@@ -406,14 +426,19 @@ impl Chat for ChatService {
                 Some(history_request::With::User(u)) => Target::User(u),
                 Some(history_request::With::Group(g)) => Target::Group(g),
                 Some(history_request::With::ConversationId(id)) => Target::Conversation(id),
-                None => return Err(Status::invalid_argument("say which conversation: user, group or conversation_id")),
+                None => {
+                    return Err(Status::invalid_argument(
+                        "say which conversation: user, group or conversation_id",
+                    ))
+                }
             };
             ctx.barrier().await?;
             let user = ctx.user(&session)?;
             ctx.read(|s| {
                 let conversation = s.resolve(user, &target)?;
                 let view = s.conversation(user, conversation)?;
-                let (messages, more) = s.history(user, conversation, req.before, page(req.limit))?;
+                let (messages, more) =
+                    s.history(user, conversation, req.before, page(req.limit))?;
                 Ok(proto::HistoryReply {
                     conversation: Some(convert::conversation(view)),
                     messages: messages.into_iter().map(convert::message).collect(),
@@ -440,7 +465,10 @@ impl Chat for ChatService {
                 limit: req.limit,
             };
             match ctx.write(req.request_id, command).await? {
-                Outcome::Messages { messages, remaining } => Ok(proto::ReadUnreadReply {
+                Outcome::Messages {
+                    messages,
+                    remaining,
+                } => Ok(proto::ReadUnreadReply {
                     messages: messages.into_iter().map(convert::message).collect(),
                     remaining,
                 }),
@@ -503,7 +531,12 @@ impl Chat for ChatService {
             let session = auth::session_from(req.metadata())?;
             ctx.barrier().await?;
             let user = ctx.user(&session)?;
-            Ok(subscribe::stream(ctx.clone(), session, user, req.into_inner().after_seq))
+            Ok(subscribe::stream(
+                ctx.clone(),
+                session,
+                user,
+                req.into_inner().after_seq,
+            ))
         }
         .await;
         respond(&self.ctx.consensus, r)

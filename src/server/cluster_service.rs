@@ -29,7 +29,10 @@ fn role(state: ServerState) -> &'static str {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn status(&self, req: Request<proto::StatusRequest>) -> Result<Response<StatusReply>, Status> {
+    async fn status(
+        &self,
+        req: Request<proto::StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
         let consensus = &self.ctx.consensus;
         let m = consensus.metrics();
         let membership = m.membership_config.membership();
@@ -62,11 +65,11 @@ impl Cluster for ClusterService {
         let (leader_id, leader_url) = consensus.leader().unwrap_or((0, String::new()));
         let (applied, digest) = {
             let guard = self.ctx.state.read().unwrap_or_else(|e| e.into_inner());
-            let digest = req
-                .get_ref()
-                .with_digest
-                .then(|| hex::encode(guard.chat.digest()))
-                .unwrap_or_default();
+            let digest = if req.get_ref().with_digest {
+                hex::encode(guard.chat.digest())
+            } else {
+                String::new()
+            };
             (guard.last_applied.map(|l| l.index).unwrap_or(0), digest)
         };
         let reply = StatusReply {

@@ -120,8 +120,14 @@ fn parse_range(s: &str) -> Result<MillisRange, String> {
     let (min, max) = s
         .split_once('-')
         .ok_or_else(|| format!("'{s}' is not MIN-MAX (e.g. 150-300)"))?;
-    let min: u64 = min.trim().parse().map_err(|_| format!("'{s}': MIN is not a number"))?;
-    let max: u64 = max.trim().parse().map_err(|_| format!("'{s}': MAX is not a number"))?;
+    let min: u64 = min
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': MIN is not a number"))?;
+    let max: u64 = max
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': MAX is not a number"))?;
     if min == 0 || max <= min {
         return Err(format!("'{s}': need 0 < MIN < MAX"));
     }
@@ -204,7 +210,14 @@ mod tests {
 
     #[test]
     fn malformed_replica_urls_name_the_flag_and_form() {
-        for bad in ["2h2:7002", "x=h:1", "2=h", "2=:7002", "2=h:0", "2=h:1,2=h:2"] {
+        for bad in [
+            "2h2:7002",
+            "x=h:1",
+            "2=h",
+            "2=:7002",
+            "2=h:0",
+            "2=h:1,2=h:2",
+        ] {
             let err = parse(&["--server-id", "1", "--port", "7001", "--replica-urls", bad])
                 .unwrap_err()
                 .to_string();
@@ -218,9 +231,16 @@ mod tests {
         assert!(a.validate().unwrap_err().contains("own id"));
         let a = parse(&["--server-id", "1", "--port", "1", "--heartbeat-ms", "500"]).unwrap();
         assert!(a.validate().unwrap_err().contains("--heartbeat-ms"));
-        let err = parse(&["--server-id", "1", "--port", "1", "--election-timeout-ms", "300-100"])
-            .unwrap_err()
-            .to_string();
+        let err = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--election-timeout-ms",
+            "300-100",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--election-timeout-ms"), "{err}");
         assert!(parse(&["--server-id", "0", "--port", "1"]).is_err());
     }

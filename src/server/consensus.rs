@@ -121,7 +121,11 @@ impl Consensus {
             } else {
                 match self.leader() {
                     Some((_, url)) if !url.is_empty() => {
-                        match self.peers.forward(&url, &proposal, self.timeouts.commit).await {
+                        match self
+                            .peers
+                            .forward(&url, &proposal, self.timeouts.commit)
+                            .await
+                        {
                             Ok(reply) => reply,
                             Err(status) => Err(RemoteFailure::Unavailable(format!(
                                 "cannot reach the leader at {url}: {}",
@@ -150,7 +154,10 @@ impl Consensus {
         self.check_quorum()?;
         let (tx, rx) = oneshot::channel();
         self.proposals
-            .send(Pending { proposal, reply: tx })
+            .send(Pending {
+                proposal,
+                reply: tx,
+            })
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -207,7 +214,10 @@ impl Consensus {
         let index = if self.is_leader() {
             self.read_index_local().await?
         } else {
-            let (_, url) = self.leader().filter(|(_, u)| !u.is_empty()).ok_or_else(no_leader)?;
+            let (_, url) = self
+                .leader()
+                .filter(|(_, u)| !u.is_empty())
+                .ok_or_else(no_leader)?;
             self.peers
                 .read_index(&url, self.timeouts.commit)
                 .await
@@ -222,9 +232,7 @@ impl Consensus {
             .wait(Some(self.timeouts.commit))
             .applied_index_at_least(Some(index), "linearizable read")
             .await
-            .map_err(|e| {
-                RemoteFailure::Unavailable(format!("this replica is catching up: {e}"))
-            })?;
+            .map_err(|e| RemoteFailure::Unavailable(format!("this replica is catching up: {e}")))?;
         Ok(())
     }
 }
@@ -299,9 +307,9 @@ fn fan_out(replies: Vec<oneshot::Sender<ForwardReply>>, results: Vec<CommandResu
     }
     let mut results = results.into_iter();
     for reply in replies {
-        let result = results.next().ok_or_else(|| {
-            RemoteFailure::Unavailable("internal error: missing result".into())
-        });
+        let result = results
+            .next()
+            .ok_or_else(|| RemoteFailure::Unavailable("internal error: missing result".into()));
         let _ = reply.send(result);
     }
 }

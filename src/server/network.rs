@@ -116,7 +116,11 @@ impl Peers {
     }
 
     /// Asks the leader at `url` for a linearizable read index.
-    pub async fn read_index(&self, url: &str, timeout: Duration) -> Result<ReadIndexReply, tonic::Status> {
+    pub async fn read_index(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<ReadIndexReply, tonic::Status> {
         let mut req = tonic::Request::new(encode(&())?);
         req.set_timeout(timeout);
         let reply = self.client(url)?.read_index(req).await?;
@@ -166,8 +170,8 @@ impl PeerConnection {
             .peers
             .client(&self.url)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let payload = postcard::to_allocvec(req)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload =
+            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftBytes { data: payload });
         request.set_timeout(option.hard_ttl());
         let reply = match kind {
@@ -181,8 +185,9 @@ impl PeerConnection {
             _ => RPCError::Network(NetworkError::new(&status)),
         })?;
         self.peers.touch(self.target);
-        let result: Result<Resp, RaftError<NodeId, E>> = postcard::from_bytes(&reply.get_ref().data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            postcard::from_bytes(&reply.get_ref().data)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -221,7 +226,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     /// Retry an unreachable peer quickly at first (a restarted replica should
     /// rejoin fast), then settle at half a second.
     fn backoff(&self) -> openraft::network::Backoff {
-        let steps = [50u64, 100, 200, 300].into_iter().chain(std::iter::repeat(500));
+        let steps = [50u64, 100, 200, 300]
+            .into_iter()
+            .chain(std::iter::repeat(500));
         openraft::network::Backoff::new(steps.map(Duration::from_millis))
     }
 }

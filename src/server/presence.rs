@@ -80,7 +80,11 @@ struct Sub {
     opened: bool,
 }
 
-async fn housekeeping(consensus: Consensus, state: SharedState, mut ops: mpsc::UnboundedReceiver<Op>) {
+async fn housekeeping(
+    consensus: Consensus,
+    state: SharedState,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+) {
     let replica = consensus.id;
     let mut started = false;
     let mut subs: BTreeMap<u64, Sub> = BTreeMap::new();
@@ -146,7 +150,10 @@ async fn housekeeping(consensus: Consensus, state: SharedState, mut ops: mpsc::U
         let now = now_ms();
         if !subs.is_empty() && now >= last_lease + PRESENCE_LEASE_MS / 3 {
             let until_ms = now + PRESENCE_LEASE_MS;
-            if propose(Command::PresenceLease { replica, until_ms }).await.is_ok() {
+            if propose(Command::PresenceLease { replica, until_ms })
+                .await
+                .is_ok()
+            {
                 last_lease = now;
             }
         }

@@ -44,7 +44,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
 
 /// Runs a replica until `shutdown` resolves.
-pub async fn run(args: ChatdArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    args: ChatdArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let id = args.server_id;
     let url = args.own_url();

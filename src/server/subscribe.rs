@@ -117,7 +117,9 @@ async fn pump(
 }
 
 async fn send(tx: &mpsc::Sender<Item>, item: Item) -> Result<(), String> {
-    tx.send(item).await.map_err(|_| "client went away".to_string())
+    tx.send(item)
+        .await
+        .map_err(|_| "client went away".to_string())
 }
 
 /// The wire form of an event for one recipient.
