@@ -130,7 +130,10 @@ impl Cluster {
     }
 
     pub fn start_replica(&mut self, id: u64) {
-        assert!(self.replicas[&id].child.is_none(), "replica {id} is already running");
+        assert!(
+            self.replicas[&id].child.is_none(),
+            "replica {id} is already running"
+        );
         let log = File::options()
             .create(true)
             .append(true)
@@ -188,7 +191,10 @@ impl Cluster {
                 .ok()
                 .map(|r| r.into_inner())
         };
-        tokio::time::timeout(Duration::from_secs(2), fut).await.ok().flatten()
+        tokio::time::timeout(Duration::from_secs(2), fut)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Waits until every running replica agrees on one leader; returns it.
@@ -223,7 +229,11 @@ impl Cluster {
         loop {
             let mut seen = Vec::new();
             for id in self.running() {
-                seen.push(self.status(id, true).await.map(|s| (s.applied_index, s.digest)));
+                seen.push(
+                    self.status(id, true)
+                        .await
+                        .map(|s| (s.applied_index, s.digest)),
+                );
             }
             if let Some(Some(first)) = seen.first() {
                 if seen.iter().all(|s| s.as_ref() == Some(first)) {
@@ -246,7 +256,10 @@ impl Cluster {
             let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let start = lines.len().saturating_sub(15);
-            out.push_str(&format!("--- replica {id} ---\n{}\n", lines[start..].join("\n")));
+            out.push_str(&format!(
+                "--- replica {id} ---\n{}\n",
+                lines[start..].join("\n")
+            ));
         }
         out
     }
@@ -262,4 +275,59 @@ impl Drop for Cluster {
             self.kill(id);
         }
     }
+}
+
+/// A client for these replicas with test-friendly deadlines.
+pub fn client_for(urls: Vec<String>) -> raftchat::client::ChatClient {
+    let mut config = raftchat::client::ClientConfig::new(urls);
+    config.rpc_timeout = Duration::from_millis(1500);
+    config.write_deadline = Duration::from_secs(15);
+    raftchat::client::ChatClient::new(config).expect("client config")
+}
+
+impl Cluster {
+    /// A client that may use every replica.
+    pub fn client(&self) -> raftchat::client::ChatClient {
+        client_for(self.urls())
+    }
+
+    /// A client pinned to one replica: every call is served there.
+    pub fn client_on(&self, id: u64) -> raftchat::client::ChatClient {
+        client_for(vec![self.url(id)])
+    }
+}
+
+/// Creates `name` (password `pw-<name>`) and returns a logged-in client.
+pub async fn user(cluster: &Cluster, name: &str) -> raftchat::client::ChatClient {
+    let client = cluster.client();
+    client
+        .create_account(name, &format!("pw-{name}"))
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    client
+        .login(name, &format!("pw-{name}"))
+        .await
+        .unwrap_or_else(|e| panic!("login {name}: {e}"));
+    client
+}
+
+/// Every message body in the conversation with `peer`, oldest first, as
+/// read by `client` (all pages).
+pub async fn bodies_with(client: &raftchat::client::ChatClient, peer: &str) -> Vec<String> {
+    let target = raftchat::client::Target::User(peer.to_string());
+    let mut out = Vec::new();
+    let mut before = 0;
+    loop {
+        let page = client
+            .history(&target, before, 1000)
+            .await
+            .unwrap_or_else(|e| panic!("history with {peer}: {e}"));
+        out.extend(page.messages.iter().map(|m| m.body.clone()));
+        match page.messages.last() {
+            Some(m) if page.more => before = m.id,
+            _ => break,
+        }
+    }
+    out.reverse();
+    out
 }

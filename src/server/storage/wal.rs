@@ -47,6 +47,9 @@ use super::meta_file::{sync_dir, with_path};
 use super::StorageOpenError;
 
 /// Bytes before each payload: len, crc, index.
+/// Largest payload a record may carry; a longer length field is damage.
+pub const MAX_RECORD_LEN: u64 = 256 * 1024 * 1024;
+
 pub const RECORD_HEADER_LEN: u64 = 16;
 /// Roll to a new segment once the current one reaches this size.
 pub const DEFAULT_SEGMENT_LIMIT: u64 = 64 << 20;
@@ -161,7 +164,14 @@ fn scan_segment(
                 let crc = read_u32(&rest[4..]);
                 let index = read_u64(&rest[8..]);
                 let end = off + RECORD_HEADER_LEN + len;
-                if end > n {
+                if len > MAX_RECORD_LEN {
+                    // We never write such a record, so this is not a torn
+                    // write but a damaged length field.
+                    Err((
+                        format!("record length {len} exceeds the {MAX_RECORD_LEN}-byte limit"),
+                        false,
+                    ))
+                } else if end > n {
                     Err((format!("record of {len} bytes runs past end of file"), true))
                 } else {
                     let payload = &bytes[(off + RECORD_HEADER_LEN) as usize..end as usize];
@@ -370,7 +380,16 @@ impl Wal {
             return Ok(());
         };
         let mut prev = self.last_index();
-        for (index, _) in records {
+        for (index, payload) in records {
+            if payload.len() as u64 > MAX_RECORD_LEN {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "WAL record {index} is {} bytes, over the limit",
+                        payload.len()
+                    ),
+                ));
+            }
             if prev.is_some_and(|p| *index <= p) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -706,6 +725,20 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let (_, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert_eq!(got, recs(1..=4));
+    }
+
+    #[test]
+    fn damaged_length_field_is_not_mistaken_for_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        wal.append(&recs(1..=4)).unwrap();
+        drop(wal);
+        let path = dir.path().join("00000000000000000001.seg");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[3] = 0xFF; // high byte of record 1's length
+        fs::write(&path, &bytes).unwrap();
+        let err = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap_err().to_string();
+        assert!(err.contains("00000000000000000001.seg") && err.contains("offset 0"), "{err}");
     }
 
     #[test]

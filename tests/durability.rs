@@ -1,0 +1,184 @@
+//! What survives crashes: whole-cluster kills, lagging replicas catching up
+//! through snapshots, torn and corrupted logs, and memory-only replicas.
+
+mod common;
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{bodies_with, user, Cluster, Options};
+use raftchat::client::Target;
+
+/// All five SIGKILLed at once and restarted: nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_cluster_kill_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(Options::default());
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let target = Target::User("bob".into());
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        let body = format!("m{i}");
+        alice.send(&target, &body).await.unwrap();
+        acked.push(body);
+    }
+    for id in 1..=5 {
+        cluster.kill(id);
+    }
+    for id in [3, 1, 5, 2, 4] {
+        cluster.start_replica(id);
+    }
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    // The old session is still valid: sessions are replicated state.
+    assert_eq!(bodies_with(&alice, "bob").await, acked);
+    cluster.wait_converged(Duration::from_secs(20)).await;
+}
+
+/// A replica down while 2,000 messages are written (snapshots every 200
+/// entries) catches up after restart through a snapshot; digests match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_replica_catches_up_through_a_snapshot() {
+    let mut cluster = Cluster::start(Options {
+        snapshot_every: Some(200),
+        ..Options::default()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let down = if leader == 5 { 4 } else { 5 };
+    cluster.kill(down);
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let target = Target::User("bob".into());
+    // Concurrent senders: the proposer batches them.
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let alice = alice.clone();
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250 {
+                alice.send(&target, &format!("t{t}-{i}")).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The log the down replica needs has been compacted away.
+    let status = cluster.status(cluster.running()[0], false).await.unwrap();
+    assert!(status.snapshot_index > 0, "no snapshot taken: {status:?}");
+
+    cluster.start_replica(down);
+    let digest = cluster.wait_converged(Duration::from_secs(60)).await;
+    let restarted = cluster.status(down, true).await.unwrap();
+    assert_eq!(restarted.digest, digest);
+    assert!(
+        restarted.snapshot_index > 0,
+        "caught up without a snapshot: {restarted:?}"
+    );
+    assert!(
+        std::fs::read_to_string(cluster.log_path(down))
+            .unwrap()
+            .contains("snapshot"),
+        "the restarted replica's log does not mention a snapshot"
+    );
+    let reader = cluster.client_on(down);
+    reader.login("bob", "pw-bob").await.unwrap();
+    assert_eq!(bodies_with(&reader, "alice").await.len(), 2000);
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// A truncated log tail on a stopped replica is discarded on restart and the
+/// replica catches up; a corrupted record in the middle stops it with an
+/// error naming the file and offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tail_is_discarded_and_corruption_stops_the_replica() {
+    let mut cluster = Cluster::start(Options::default());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let target = Target::User("bob".into());
+    for i in 0..20 {
+        alice.send(&target, &format!("m{i}")).await.unwrap();
+    }
+    let victim = if leader == 1 { 2 } else { 1 };
+    cluster.wait_converged(Duration::from_secs(10)).await;
+    cluster.kill(victim);
+
+    // Tear the tail: cut the last record in half.
+    let dir = cluster.storage_dir(victim);
+    let last = segments(&dir).pop().expect("a segment");
+    let len = std::fs::metadata(&last).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    file.set_len(len - 7).unwrap();
+    drop(file);
+    cluster.start_replica(victim);
+    for i in 20..25 {
+        alice.send(&target, &format!("m{i}")).await.unwrap();
+    }
+    cluster.wait_converged(Duration::from_secs(20)).await;
+    let log = std::fs::read_to_string(cluster.log_path(victim)).unwrap();
+    assert!(log.contains("torn"), "no torn-tail warning in:\n{log}");
+
+    // Corrupt a record in the middle: the replica refuses to start.
+    cluster.kill(victim);
+    let first = segments(&dir).remove(0);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap();
+    // Bytes 16.. are the first record's payload (after len, crc, index).
+    file.seek(SeekFrom::Start(20)).unwrap();
+    file.write_all(&[0xFF, 0x00, 0xFF]).unwrap();
+    drop(file);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(cluster.args(victim))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "chatd started on a corrupted log");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let name = first.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        stderr.contains(&name),
+        "error does not name the file: {stderr}"
+    );
+    assert!(
+        stderr.contains("offset"),
+        "error does not name the offset: {stderr}"
+    );
+}
+
+/// Memory-only replicas: a restarted one comes back empty and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_only_replica_catches_up_after_restart() {
+    let mut cluster = Cluster::start(Options {
+        storage: false,
+        ..Options::default()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let target = Target::User("bob".into());
+    for i in 0..20 {
+        alice.send(&target, &format!("m{i}")).await.unwrap();
+    }
+    let victim = if leader == 3 { 4 } else { 3 };
+    cluster.kill(victim);
+    for i in 20..30 {
+        alice.send(&target, &format!("m{i}")).await.unwrap();
+    }
+    cluster.start_replica(victim);
+    cluster.wait_converged(Duration::from_secs(30)).await;
+    let reader = cluster.client_on(victim);
+    reader.login("bob", "pw-bob").await.unwrap();
+    assert_eq!(bodies_with(&reader, "alice").await.len(), 30);
+}
