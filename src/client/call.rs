@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::handle::GrpcChat;
-use super::retry::{is_retryable, is_transport, Backoff};
+use super::retry::{describe_failure, is_retryable, is_transport, no_answer, Backoff};
 use super::servers::{human_duration, leader_hint};
 use super::{ChatClient, ClientError};
 
@@ -75,11 +75,11 @@ impl ChatClient {
                     if is_transport(&status) {
                         server.reset();
                     }
-                    (leader_hint(status.metadata()), ClientError::from(status).to_string())
+                    (leader_hint(status.metadata()), describe_failure(&status, budget))
                 }
                 Err(_elapsed) => {
                     server.reset();
-                    (None, format!("no answer within {}", human_duration(budget)))
+                    (None, no_answer(budget))
                 }
             };
 
@@ -130,5 +130,83 @@ impl ChatClient {
                 human_duration(elapsed)
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use tokio::net::TcpListener;
+
+    use crate::client::{ChatClient, ClientConfig, SubscriptionItem};
+
+    /// Addresses nobody listens on: bind, note the port, close.
+    async fn dead_addresses(n: usize) -> Vec<String> {
+        let mut addrs = Vec::new();
+        for _ in 0..n {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push(listener.local_addr().unwrap().to_string());
+        }
+        addrs
+    }
+
+    fn quick(servers: Vec<String>) -> ClientConfig {
+        let mut config = ClientConfig::new(servers);
+        config.rpc_timeout = Duration::from_millis(200);
+        config.write_deadline = Duration::from_millis(600);
+        config.connect_timeout = Duration::from_millis(100);
+        config
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_fails_with_unavailable_within_the_deadline() {
+        let servers = dead_addresses(3).await;
+        let client = ChatClient::new(quick(servers.clone())).unwrap();
+        let started = std::time::Instant::now();
+        let err = client.list_accounts("", "", 0).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+        assert!(err.is_unavailable(), "{err}");
+        assert!(err.message.starts_with("no quorum: list accounts"), "{err}");
+        for server in &servers {
+            assert!(err.message.contains(server.as_str()), "{err}");
+        }
+        assert!(client.connection_state().borrow().reconnecting);
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_cannot_hang_a_call() {
+        // Accepts connections but never says a word.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = listener.local_addr().unwrap().to_string();
+        let keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = ChatClient::new(quick(vec![silent.clone()])).unwrap();
+        let started = std::time::Instant::now();
+        let err = client.send(&"bob".parse().unwrap(), "hi").await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+        assert!(err.is_unavailable(), "{err}");
+        assert!(err.message.contains("no answer within"), "{err}");
+        keep.abort();
+    }
+
+    #[tokio::test]
+    async fn a_subscription_keeps_reconnecting_across_replicas() {
+        let servers = dead_addresses(2).await;
+        let client = ChatClient::new(quick(servers.clone())).unwrap();
+        let items: Vec<SubscriptionItem> = client.subscribe(Some(7)).take(3).collect().await;
+        let targets: Vec<&str> = items
+            .iter()
+            .map(|item| match item {
+                SubscriptionItem::Reconnecting { server, .. } => server.as_str(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(targets, vec![&servers[1], &servers[0], &servers[1]]);
     }
 }

@@ -23,6 +23,33 @@ pub(crate) fn is_transport(status: &Status) -> bool {
     status.source().is_some()
 }
 
+/// Whether the status is tonic's own client-side deadline (the
+/// `grpc-timeout` we set on a request) expiring: the replica did not answer.
+pub(crate) fn is_local_timeout(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(err) = source {
+        if err.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// A one-line description of a failed attempt that lasted at most `budget`.
+pub(crate) fn describe_failure(status: &Status, budget: Duration) -> String {
+    if is_local_timeout(status) {
+        no_answer(budget)
+    } else {
+        super::ClientError::from(status.clone()).to_string()
+    }
+}
+
+/// The description of an attempt that got no answer in time.
+pub(crate) fn no_answer(budget: Duration) -> String {
+    format!("no answer within {}", super::servers::human_duration(budget))
+}
+
 /// Exponential backoff between attempts: `initial`, doubling, capped at `max`.
 ///
 /// It keeps a cluster without quorum from being hammered while still
@@ -104,6 +131,19 @@ mod tests {
         let status = Status::from_error(Box::new(io));
         assert!(is_transport(&status));
         assert!(is_retryable(&status));
+        assert!(!is_local_timeout(&status));
+        assert!(describe_failure(&status, Duration::from_secs(1)).contains("reset"));
+    }
+
+    #[test]
+    fn local_timeouts_read_as_no_answer() {
+        let status = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert!(is_local_timeout(&status));
+        assert!(is_retryable(&status));
+        assert_eq!(
+            describe_failure(&status, Duration::from_millis(200)),
+            "no answer within 200 ms"
+        );
     }
 
     #[test]

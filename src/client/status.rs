@@ -5,8 +5,9 @@ use tonic::Request;
 use crate::proto::{StatusReply, StatusRequest};
 
 use super::handle::GrpcCluster;
-use super::servers::{human_duration, leader_hint};
-use super::{ChatClient, ClientError};
+use super::retry::{describe_failure, is_transport, no_answer};
+use super::servers::leader_hint;
+use super::ChatClient;
 
 /// One replica's answer to a status query.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +35,15 @@ impl ChatClient {
                     self.note_hint(leader_hint(response.metadata()));
                     Ok(response.into_inner())
                 }
-                Ok(Err(status)) => Err(ClientError::from(status).to_string()),
+                Ok(Err(status)) => {
+                    if is_transport(&status) {
+                        server.reset();
+                    }
+                    Err(describe_failure(&status, timeout))
+                }
                 Err(_elapsed) => {
                     server.reset();
-                    Err(format!("no answer within {}", human_duration(timeout)))
+                    Err(no_answer(timeout))
                 }
             };
             ServerStatus {

@@ -16,7 +16,7 @@ use crate::proto::event::Kind;
 use crate::proto::{Event, StatusRequest, SubscribeRequest};
 
 use super::handle::{GrpcChat, GrpcCluster};
-use super::retry::{is_retryable, is_transport, Backoff};
+use super::retry::{describe_failure, is_retryable, is_transport, no_answer, Backoff};
 use super::servers::{human_duration, leader_hint};
 use super::{ChatClient, ClientError};
 
@@ -159,12 +159,11 @@ impl Subscription {
                     server.reset();
                 }
                 let hint = leader_hint(status.metadata());
-                self.move_on(index, hint, ClientError::from(status).to_string());
+                self.move_on(index, hint, describe_failure(&status, timeout));
             }
             Err(_elapsed) => {
                 server.reset();
-                let error = format!("no answer within {}", human_duration(timeout));
-                self.move_on(index, None, error);
+                self.move_on(index, None, no_answer(timeout));
             }
         }
     }
@@ -258,7 +257,16 @@ impl Subscription {
                     Ok(())
                 }
             }
-            Ok(Err(status)) => Err(ClientError::from(status).to_string()),
+            Ok(Err(status)) => {
+                if is_transport(&status) {
+                    server.reset();
+                }
+                Err(format!(
+                    "{} failed a status check: {}",
+                    server.addr,
+                    describe_failure(&status, timeout)
+                ))
+            }
             Err(_elapsed) => {
                 server.reset();
                 Err(format!(
