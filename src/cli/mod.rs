@@ -1,0 +1,1 @@
+//! chatctl (placeholder while the client is built).
