@@ -72,7 +72,7 @@ async fn survives_two_failures_refuses_cleanly_without_quorum_and_recovers() {
     let _bob = user(&cluster, "bob").await;
     let bob_target = Target::User("bob".into());
     let mut acked = Vec::new();
-    let mut send = |body: String| {
+    let send = |body: String| {
         let alice = alice.clone();
         let target = bob_target.clone();
         async move {

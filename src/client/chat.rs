@@ -58,7 +58,11 @@ impl ChatClient {
             request_id: new_request_id(),
         };
         let result = self
-            .unary("logout", message, |mut c, r| async move { c.logout(r).await })
+            .unary(
+                "logout",
+                message,
+                |mut c, r| async move { c.logout(r).await },
+            )
             .await;
         self.set_token(None);
         result.map(drop)
@@ -115,8 +119,22 @@ impl ChatClient {
 
     /// Sends `body` to a user, a group or a conversation.
     pub async fn send(&self, to: &Target, body: &str) -> Result<SendMessageReply, ClientError> {
+        self.send_with_request_id(to, body, &new_request_id()).await
+    }
+
+    /// Sends with a request id the caller chose (see [`new_request_id`]):
+    /// calling again with the same id — even much later, on another client,
+    /// through another replica — returns the original message instead of
+    /// sending a second one. This is how a UI sends a queued message exactly
+    /// once across restarts of its own retry loop.
+    pub async fn send_with_request_id(
+        &self,
+        to: &Target,
+        body: &str,
+        request_id: &str,
+    ) -> Result<SendMessageReply, ClientError> {
         let message = SendMessageRequest {
-            request_id: new_request_id(),
+            request_id: request_id.to_string(),
             to: Some(to.to_send()),
             body: body.to_string(),
         };
@@ -144,7 +162,11 @@ impl ChatClient {
     }
 
     /// Adds `username` to the group conversation `conversation_id`.
-    pub async fn add_member(&self, conversation_id: u64, username: &str) -> Result<(), ClientError> {
+    pub async fn add_member(
+        &self,
+        conversation_id: u64,
+        username: &str,
+    ) -> Result<(), ClientError> {
         let message = AddMemberRequest {
             request_id: new_request_id(),
             conversation_id,
@@ -195,9 +217,11 @@ impl ChatClient {
             before,
             limit,
         };
-        self.unary("history", message, |mut c, r| async move {
-            c.history(r).await
-        })
+        self.unary(
+            "history",
+            message,
+            |mut c, r| async move { c.history(r).await },
+        )
         .await
     }
 

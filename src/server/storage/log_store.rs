@@ -193,6 +193,19 @@ impl LogStore {
             }
         }
         let last = map.last_key_value().map(|(_, e)| e.log_id);
+        // A discarded torn tail can take entries the saved committed id
+        // points at. Everything still on disk up to that id was committed
+        // (the log is a prefix of the one that id was saved against), so
+        // clamp it to the recovered end rather than ask Raft to apply
+        // entries that are gone.
+        let durable_end = last.or(last_purged);
+        let committed = match (committed, durable_end) {
+            (Some(c), end) if end.is_none_or(|end| c.index > end.index) => {
+                tracing::warn!(saved = %c, recovered_end = ?end, "committed id beyond the recovered log; clamping");
+                end
+            }
+            (c, _) => c,
+        };
         tracing::info!(
             dir = %dir.display(),
             entries = map.len(),

@@ -737,8 +737,13 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[3] = 0xFF; // high byte of record 1's length
         fs::write(&path, &bytes).unwrap();
-        let err = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap_err().to_string();
-        assert!(err.contains("00000000000000000001.seg") && err.contains("offset 0"), "{err}");
+        let err = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("00000000000000000001.seg") && err.contains("offset 0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,347 @@
+//! The chat API against a real cluster: bad input gets the right status
+//! code and a useful message; subscriptions deliver every event exactly once
+//! across a replica failure; presence follows subscriptions.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{user, Cluster, Options};
+use futures::StreamExt;
+use raftchat::client::{ClientError, SubscriptionItem, Target};
+use raftchat::proto::event::Kind;
+use tonic::Code;
+
+fn expect_code<T: std::fmt::Debug>(
+    result: Result<T, ClientError>,
+    code: Code,
+    what: &str,
+) -> String {
+    match result {
+        Ok(v) => panic!("{what}: expected {code:?}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(e.code(), code, "{what}: {e}");
+            assert!(!e.message().is_empty(), "{what}: empty message");
+            e.message().to_string()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_status() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let _carol = user(&cluster, "carol").await;
+    let anon = cluster.client();
+
+    // Usernames.
+    for bad in [
+        "",
+        "has space",
+        "way-too-long-name-for-this-chat-system",
+        "émile",
+    ] {
+        let msg = expect_code(
+            anon.create_account(bad, "pw").await,
+            Code::InvalidArgument,
+            bad,
+        );
+        assert!(msg.contains("username"), "{msg}");
+    }
+    expect_code(
+        anon.create_account("ALICE", "pw").await,
+        Code::AlreadyExists,
+        "case-insensitive duplicate",
+    );
+
+    // Bodies.
+    let to_bob = Target::User("bob".into());
+    expect_code(
+        alice.send(&to_bob, "").await,
+        Code::InvalidArgument,
+        "empty body",
+    );
+    let big = "x".repeat(4097);
+    let msg = expect_code(
+        alice.send(&to_bob, &big).await,
+        Code::InvalidArgument,
+        "oversized body",
+    );
+    assert!(msg.contains("4096"), "{msg}");
+    alice
+        .send(&to_bob, &"x".repeat(4096))
+        .await
+        .expect("a 4 KiB body is fine");
+
+    // Credentials.
+    expect_code(
+        anon.login("alice", "wrong").await,
+        Code::Unauthenticated,
+        "wrong password",
+    );
+    expect_code(
+        anon.login("nobody", "pw").await,
+        Code::Unauthenticated,
+        "unknown user",
+    );
+
+    // Unknown recipient.
+    let msg = expect_code(
+        alice.send(&Target::User("zed".into()), "hi").await,
+        Code::NotFound,
+        "unknown recipient",
+    );
+    assert!(msg.contains("zed"), "{msg}");
+
+    // Reading someone else's conversation.
+    let dm = alice
+        .send(&to_bob, "private")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    let carol = cluster.client();
+    carol.login("carol", "pw-carol").await.unwrap();
+    expect_code(
+        carol
+            .history(&Target::Conversation(dm.conversation_id), 0, 10)
+            .await,
+        Code::PermissionDenied,
+        "reading another user's conversation",
+    );
+
+    // Deleting someone else's message.
+    let msg = expect_code(
+        bob.delete_messages(&[dm.id]).await,
+        Code::PermissionDenied,
+        "deleting another user's message",
+    );
+    assert!(msg.contains(&dm.id.to_string()), "{msg}");
+
+    // Forged and ended sessions.
+    let forged = cluster.client();
+    forged.set_token(Some("0".repeat(64)));
+    expect_code(
+        forged.send(&to_bob, "hi").await,
+        Code::Unauthenticated,
+        "forged token",
+    );
+    expect_code(
+        forged.list_conversations().await,
+        Code::Unauthenticated,
+        "forged token read",
+    );
+    let no_token = cluster.client();
+    expect_code(
+        no_token.list_conversations().await,
+        Code::Unauthenticated,
+        "missing token",
+    );
+    let leaving = cluster.client();
+    leaving.login("carol", "pw-carol").await.unwrap();
+    let stale = leaving.token();
+    leaving.logout().await.unwrap();
+    leaving.set_token(stale);
+    expect_code(
+        leaving.send(&to_bob, "hi").await,
+        Code::Unauthenticated,
+        "logged-out token",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_session_is_refused() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        extra_args: vec!["--session-ttl-secs".into(), "1".into()],
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    alice
+        .send(&Target::User("bob".into()), "in time")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let msg = expect_code(
+        alice.send(&Target::User("bob".into()), "too late").await,
+        Code::Unauthenticated,
+        "expired session",
+    );
+    assert!(msg.contains("expired"), "{msg}");
+}
+
+#[test]
+fn malformed_flags_name_the_flag() {
+    for (args, flag) in [
+        (
+            vec![
+                "--server-id",
+                "1",
+                "--port",
+                "7001",
+                "--replica-urls",
+                "2-host:1",
+            ],
+            "--replica-urls",
+        ),
+        (
+            vec![
+                "--server-id",
+                "1",
+                "--port",
+                "7001",
+                "--replica-urls",
+                "2=host",
+            ],
+            "--replica-urls",
+        ),
+        (vec!["--server-id", "x", "--port", "7001"], "--server-id"),
+        (
+            vec![
+                "--server-id",
+                "1",
+                "--port",
+                "7001",
+                "--election-timeout-ms",
+                "300",
+            ],
+            "--election-timeout-ms",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+/// Collects events until `n` message events arrived (or the timeout).
+async fn take_events(
+    stream: &mut (impl futures::Stream<Item = SubscriptionItem> + Unpin),
+    n: usize,
+    timeout: Duration,
+) -> Vec<raftchat::proto::Event> {
+    let mut events = Vec::new();
+    let _ = tokio::time::timeout(timeout, async {
+        while events
+            .iter()
+            .filter(|e: &&raftchat::proto::Event| matches!(e.kind, Some(Kind::Message(_))))
+            .count()
+            < n
+        {
+            match stream.next().await {
+                Some(SubscriptionItem::Event(e)) => events.push(e),
+                Some(SubscriptionItem::Failed(e)) => panic!("subscription failed: {e}"),
+                Some(_) => {}
+                None => break,
+            }
+        }
+    })
+    .await;
+    events
+}
+
+/// A subscriber whose replica is killed resumes on another one and sees
+/// every message exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_resumes_exactly_once_after_its_replica_dies() {
+    let mut cluster = Cluster::start(Options::default());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _ = user(&cluster, "bob").await;
+    // bob subscribes through a follower, with every replica to fail over to.
+    let follower = if leader == 1 { 2 } else { 1 };
+    let mut order = vec![cluster.url(follower)];
+    order.extend(
+        cluster
+            .urls()
+            .into_iter()
+            .filter(|u| *u != cluster.url(follower)),
+    );
+    let bob = common::client_for(order);
+    bob.login("bob", "pw-bob").await.unwrap();
+    let mut stream = Box::pin(bob.subscribe(None));
+    // Wait until live.
+    loop {
+        if let Some(SubscriptionItem::Live { .. }) = stream.next().await {
+            break;
+        }
+    }
+    let to_bob = Target::User("bob".into());
+    for i in 0..5 {
+        alice.send(&to_bob, &format!("m{i}")).await.unwrap();
+    }
+    cluster.kill(follower);
+    for i in 5..10 {
+        alice.send(&to_bob, &format!("m{i}")).await.unwrap();
+    }
+    let events = take_events(&mut stream, 10, Duration::from_secs(20)).await;
+    let bodies: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Message(m)) => Some(m.body.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seqs not increasing: {seqs:?}"
+    );
+}
+
+/// Presence: online while subscribed, offline after the subscriber leaves;
+/// listing accounts shows it on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_subscriptions() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let online = |id: u64| {
+        let c = cluster.client_on(id);
+        async move { c.list_accounts("ali*", "", 10).await.unwrap().accounts[0].online }
+    };
+    assert!(!online(1).await);
+    let stream = alice.subscribe(None);
+    let mut stream = Box::pin(stream);
+    while !matches!(stream.next().await, Some(SubscriptionItem::Live { .. })) {}
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !online(2).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice never came online"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while online(3).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice never went offline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accounts = cluster
+        .client_on(1)
+        .list_accounts("alice", "", 10)
+        .await
+        .unwrap()
+        .accounts;
+    assert!(accounts[0].last_seen_ms > 0);
+}
