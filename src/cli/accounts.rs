@@ -16,7 +16,9 @@ use super::time::format_ms;
 pub async fn register(client: &ChatClient, out: Output, user: &str) -> Result<()> {
     let password = session::new_password(PASSWORD_ENV, &format!("New password for {user}: "))?;
     let reply = client.create_account(user, &password).await?;
-    let account = reply.account.ok_or_else(|| ClientError::missing_field("account"))?;
+    let account = reply
+        .account
+        .ok_or_else(|| ClientError::missing_field("account"))?;
     out.either(
         || format!("created account {} (id {})", account.username, account.id),
         || account_json(&account),
@@ -34,7 +36,10 @@ pub async fn accounts(
 ) -> Result<()> {
     match user {
         Some(user) => {
-            as_user(client, user, |_| list_accounts(client, out, pattern, after, limit)).await
+            as_user(client, user, |_| {
+                list_accounts(client, out, pattern, after, limit)
+            })
+            .await
         }
         None => list_accounts(client, out, pattern, after, limit).await,
     }

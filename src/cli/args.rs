@@ -251,7 +251,15 @@ mod tests {
 
     #[test]
     fn global_flags_parse_anywhere() {
-        let cli = parse(&["status", "--servers", "a:1,b:2", "--timeout-ms", "50", "--json"]).unwrap();
+        let cli = parse(&[
+            "status",
+            "--servers",
+            "a:1,b:2",
+            "--timeout-ms",
+            "50",
+            "--json",
+        ])
+        .unwrap();
         assert_eq!(cli.servers, vec!["a:1", "b:2"]);
         assert_eq!(cli.timeout_ms, 50);
         assert!(cli.json);
@@ -283,10 +291,17 @@ mod tests {
         let cli = parse(&["history", "--as", "a", "--with", "bob", "--before", "9"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::History { before: Some(9), limit: 20, .. }
+            Command::History {
+                before: Some(9),
+                limit: 20,
+                ..
+            }
         ));
         let cli = parse(&["mark-read", "--as", "a", "--with", "bob", "--up-to", "7"]).unwrap();
-        assert!(matches!(cli.command, Command::MarkRead { up_to: Some(7), .. }));
+        assert!(matches!(
+            cli.command,
+            Command::MarkRead { up_to: Some(7), .. }
+        ));
     }
 
     #[test]

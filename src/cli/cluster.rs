@@ -183,10 +183,7 @@ mod tests {
 
     #[test]
     fn table_shows_every_replica() {
-        let table = status_table(&[
-            up(1, "leader", 57, "0123456789abcdef"),
-            down(2),
-        ]);
+        let table = status_table(&[up(1, "leader", 57, "0123456789abcdef"), down(2)]);
         assert_eq!(
             table,
             "ID  URL             ROLE         TERM  LEADER  COMMIT  APPLIED  DIGEST        UPTIME\n\

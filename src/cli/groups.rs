@@ -10,7 +10,12 @@ use super::output::Output;
 use super::render::conversation_json;
 
 /// `group create --as USER NAME [MEMBER...]`.
-pub async fn create(client: &ChatClient, out: Output, name: &str, members: &[String]) -> Result<()> {
+pub async fn create(
+    client: &ChatClient,
+    out: Output,
+    name: &str,
+    members: &[String],
+) -> Result<()> {
     let reply = client.create_group(name, members).await?;
     let conversation = reply
         .conversation
@@ -30,7 +35,9 @@ pub async fn create(client: &ChatClient, out: Output, name: &str, members: &[Str
 
 /// `group add --as USER NAME MEMBER`.
 pub async fn add(client: &ChatClient, out: Output, name: &str, member: &str) -> Result<()> {
-    let conversation = client.find_conversation(&Target::Group(name.into())).await?;
+    let conversation = client
+        .find_conversation(&Target::Group(name.into()))
+        .await?;
     client.add_member(conversation.id, member).await?;
     out.either(
         || format!("added {member} to #{name}"),
@@ -40,7 +47,9 @@ pub async fn add(client: &ChatClient, out: Output, name: &str, member: &str) -> 
 
 /// `group leave --as USER NAME`.
 pub async fn leave(client: &ChatClient, out: Output, name: &str) -> Result<()> {
-    let conversation = client.find_conversation(&Target::Group(name.into())).await?;
+    let conversation = client
+        .find_conversation(&Target::Group(name.into()))
+        .await?;
     client.leave_group(conversation.id).await?;
     out.either(
         || format!("left #{name}"),

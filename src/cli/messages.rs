@@ -55,7 +55,10 @@ pub async fn read(
     for message in &reply.messages {
         let line = message_line(message);
         if conversation_id == 0 {
-            out.text(&format!("(conversation {}) {line}", message.conversation_id))?;
+            out.text(&format!(
+                "(conversation {}) {line}",
+                message.conversation_id
+            ))?;
         } else {
             out.text(&line)?;
         }

@@ -47,7 +47,11 @@ impl Output {
 
     /// Prints the text or the JSON form, depending on the mode. Both are
     /// built lazily so only the needed one is computed.
-    pub fn either(&self, text: impl FnOnce() -> String, json: impl FnOnce() -> Value) -> Result<()> {
+    pub fn either(
+        &self,
+        text: impl FnOnce() -> String,
+        json: impl FnOnce() -> Value,
+    ) -> Result<()> {
         if self.json {
             self.object(&json())
         } else {

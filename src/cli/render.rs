@@ -177,7 +177,10 @@ mod tests {
 
     #[test]
     fn message_renderings() {
-        assert_eq!(message_line(&message()), "[5] 2026-11-23 08:52:12  alice: hi");
+        assert_eq!(
+            message_line(&message()),
+            "[5] 2026-11-23 08:52:12  alice: hi"
+        );
         let value = message_json(&message());
         assert_eq!(value["sender"], "alice");
         assert_eq!(value["conversation_id"], 3);

@@ -33,11 +33,11 @@ pub async fn watch(client: &ChatClient, out: Output, after: Option<u64>) -> Resu
 fn show(out: Output, item: &SubscriptionItem) -> Result<()> {
     match item {
         SubscriptionItem::Event(event) => out.either(|| event_line(event), || event_json(event)),
-        SubscriptionItem::Live { server, seq } => {
-            notice(out, format!("live on {server} at seq {seq}"), || {
-                json!({ "type": "live", "server": server, "seq": seq })
-            })
-        }
+        SubscriptionItem::Live { server, seq } => notice(
+            out,
+            format!("live on {server} at seq {seq}"),
+            || json!({ "type": "live", "server": server, "seq": seq }),
+        ),
         SubscriptionItem::Reconnecting {
             server,
             attempt,
@@ -49,7 +49,9 @@ fn show(out: Output, item: &SubscriptionItem) -> Result<()> {
         ),
         SubscriptionItem::Resync { oldest_seq } => notice(
             out,
-            format!("events were missed (oldest kept is {oldest_seq}); reload, continuing from now"),
+            format!(
+                "events were missed (oldest kept is {oldest_seq}); reload, continuing from now"
+            ),
             || json!({ "type": "resync", "oldest_seq": oldest_seq }),
         ),
         SubscriptionItem::Failed(err) => Err(err.clone().into()),

@@ -61,7 +61,8 @@ impl ChatClient {
             self.authorize(&mut request)?;
 
             let sent = Instant::now();
-            let attempt = tokio::time::timeout(budget, rpc(GrpcChat::new(server.channel()), request));
+            let attempt =
+                tokio::time::timeout(budget, rpc(GrpcChat::new(server.channel()), request));
             let (hint, error) = match attempt.await {
                 Ok(Ok(response)) => {
                     self.note_answer(index, sent.elapsed(), leader_hint(response.metadata()));
@@ -75,7 +76,10 @@ impl ChatClient {
                     if is_transport(&status) {
                         server.reset();
                     }
-                    (leader_hint(status.metadata()), describe_failure(&status, budget))
+                    (
+                        leader_hint(status.metadata()),
+                        describe_failure(&status, budget),
+                    )
                 }
                 Err(_elapsed) => {
                     server.reset();
@@ -188,7 +192,10 @@ mod tests {
         });
         let client = ChatClient::new(quick(vec![silent.clone()])).unwrap();
         let started = std::time::Instant::now();
-        let err = client.send(&"bob".parse().unwrap(), "hi").await.unwrap_err();
+        let err = client
+            .send(&"bob".parse().unwrap(), "hi")
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2), "{err}");
         assert!(err.is_unavailable(), "{err}");
         assert!(err.message.contains("no answer within"), "{err}");

@@ -58,7 +58,11 @@ impl ChatClient {
             request_id: new_request_id(),
         };
         let result = self
-            .unary("logout", message, |mut c, r| async move { c.logout(r).await })
+            .unary(
+                "logout",
+                message,
+                |mut c, r| async move { c.logout(r).await },
+            )
             .await;
         self.set_token(None);
         result.map(drop)
@@ -144,7 +148,11 @@ impl ChatClient {
     }
 
     /// Adds `username` to the group conversation `conversation_id`.
-    pub async fn add_member(&self, conversation_id: u64, username: &str) -> Result<(), ClientError> {
+    pub async fn add_member(
+        &self,
+        conversation_id: u64,
+        username: &str,
+    ) -> Result<(), ClientError> {
         let message = AddMemberRequest {
             request_id: new_request_id(),
             conversation_id,
@@ -195,9 +203,11 @@ impl ChatClient {
             before,
             limit,
         };
-        self.unary("history", message, |mut c, r| async move {
-            c.history(r).await
-        })
+        self.unary(
+            "history",
+            message,
+            |mut c, r| async move { c.history(r).await },
+        )
         .await
     }
 

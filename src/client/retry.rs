@@ -47,7 +47,10 @@ pub(crate) fn describe_failure(status: &Status, budget: Duration) -> String {
 
 /// The description of an attempt that got no answer in time.
 pub(crate) fn no_answer(budget: Duration) -> String {
-    format!("no answer within {}", super::servers::human_duration(budget))
+    format!(
+        "no answer within {}",
+        super::servers::human_duration(budget)
+    )
 }
 
 /// Exponential backoff between attempts: `initial`, doubling, capped at `max`.

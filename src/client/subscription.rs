@@ -297,7 +297,6 @@ impl Subscription {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,7 +376,10 @@ mod tests {
             index: 0,
             kind: Some(Kind::Resync(Resync { oldest_seq: 100 })),
         };
-        assert!(!sub.deliver(0, event.clone()), "the stream must be reopened");
+        assert!(
+            !sub.deliver(0, event.clone()),
+            "the stream must be reopened"
+        );
         assert_eq!(sub.resync, Some(100));
         assert!(sub.out.is_empty());
 

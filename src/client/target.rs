@@ -108,8 +108,14 @@ mod tests {
 
     #[test]
     fn hash_prefix_means_group() {
-        assert_eq!(Target::parse("#team").unwrap(), Target::Group("team".into()));
-        assert_eq!(Target::parse(" # team ").unwrap(), Target::Group("team".into()));
+        assert_eq!(
+            Target::parse("#team").unwrap(),
+            Target::Group("team".into())
+        );
+        assert_eq!(
+            Target::parse(" # team ").unwrap(),
+            Target::Group("team".into())
+        );
         assert_eq!(Target::parse("bob").unwrap(), Target::User("bob".into()));
     }
 
