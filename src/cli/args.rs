@@ -11,7 +11,7 @@ use crate::client::{Target, DEFAULT_SERVERS};
 /// Passwords are read from CHAT_PASSWORD (and CHAT_NEW_PASSWORD for
 /// `passwd`), or prompted for without echo.
 #[derive(Debug, Parser)]
-#[command(name = "chatctl", version, about, long_about = None)]
+#[command(name = "chatctl", version)]
 pub struct Cli {
     /// Replicas to talk to: comma-separated host:port list.
     #[arg(
