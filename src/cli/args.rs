@@ -47,8 +47,13 @@ pub struct Cli {
     )]
     pub deadline_ms: u64,
 
-    /// Print one JSON object per line instead of text.
-    #[arg(long, env = "CHAT_JSON", global = true)]
+    /// Print one JSON object per line instead of text (CHAT_JSON=1 works too).
+    #[arg(
+        long,
+        env = "CHAT_JSON",
+        global = true,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub json: bool,
 
     /// What to do.

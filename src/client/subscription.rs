@@ -210,7 +210,7 @@ impl Subscription {
                     self.client.server(index).reset();
                 }
                 let hint = leader_hint(status.metadata());
-                self.move_on(index, hint, ClientError::from(status).to_string());
+                self.move_on(index, hint, describe_failure(&status, quiet));
             }
             Err(_quiet) => match self.probe(index).await {
                 Ok(()) => self.stream = Some((index, stream)),
