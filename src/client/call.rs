@@ -164,6 +164,22 @@ mod tests {
         config
     }
 
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn calls_can_be_spawned() {
+        // UIs run calls on spawned tasks: every call future must be Send.
+        let client = ChatClient::new(ClientConfig::default()).unwrap();
+        let target = "bob".parse().unwrap();
+        assert_send(&client.send(&target, "hi"));
+        assert_send(&client.login("a", "b"));
+        assert_send(&client.history(&target, 0, 10));
+        assert_send(&client.cluster_status(true));
+        assert_send(&client.find_conversation(&target));
+        fn assert_sync<T: Send + Sync + Clone>(_: &T) {}
+        assert_sync(&client);
+    }
+
     #[tokio::test]
     async fn an_unreachable_cluster_fails_with_unavailable_within_the_deadline() {
         let servers = dead_addresses(3).await;

@@ -45,7 +45,7 @@ impl ChatClient {
             .unary("login", message, |mut c, r| async move { c.login(r).await })
             .await?;
         if reply.token.is_empty() {
-            return Err(ClientError::missing("session token"));
+            return Err(ClientError::missing_field("session token"));
         }
         self.set_token(Some(reply.token.clone()));
         Ok(reply)

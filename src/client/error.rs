@@ -66,8 +66,9 @@ impl ClientError {
         self.code == Code::InvalidArgument
     }
 
-    /// A local error about the response shape, e.g. a reply missing a field.
-    pub(crate) fn missing(what: &str) -> Self {
+    /// A reply lacked a field the contract promises (`INTERNAL`); used when
+    /// unpacking optional proto fields.
+    pub fn missing_field(what: &str) -> Self {
         Self::new(
             Code::Internal,
             format!("the server's reply has no {what} (client/server version mismatch?)"),

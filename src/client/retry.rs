@@ -39,10 +39,24 @@ pub(crate) fn is_local_timeout(status: &Status) -> bool {
 /// A one-line description of a failed attempt that lasted at most `budget`.
 pub(crate) fn describe_failure(status: &Status, budget: Duration) -> String {
     if is_local_timeout(status) {
-        no_answer(budget)
-    } else {
-        super::ClientError::from(status.clone()).to_string()
+        return no_answer(budget);
     }
+    let described = super::ClientError::from(status.clone()).to_string();
+    // Transport statuses say little ("tcp connect error"); the innermost
+    // cause ("Connection refused (os error 111)") is what a human needs.
+    match root_cause(status) {
+        Some(cause) if !described.contains(&cause) => format!("{described} ({cause})"),
+        _ => described,
+    }
+}
+
+/// The message of the innermost source error, if the status has one.
+fn root_cause(status: &Status) -> Option<String> {
+    let mut cause = status.source()?;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    Some(cause.to_string())
 }
 
 /// The description of an attempt that got no answer in time.

@@ -81,6 +81,27 @@ impl ChatClient {
     }
 }
 
+/// Whether a subscription error means "stop" rather than "try elsewhere".
+///
+/// Unlike a unary call, a subscription is meant to outlive transient
+/// trouble, so only errors that another replica or a later attempt cannot
+/// fix end it: a bad or expired session, a deleted account, a malformed
+/// request, or a server without the RPC. Anything else (including
+/// `FAILED_PRECONDITION` / `OUT_OF_RANGE` from a replica that lags behind
+/// the cursor) moves on to another replica.
+fn is_fatal(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    !is_retryable(status)
+        && matches!(
+            status.code(),
+            Code::Unauthenticated
+                | Code::PermissionDenied
+                | Code::NotFound
+                | Code::InvalidArgument
+                | Code::Unimplemented
+        )
+}
+
 /// The state machine behind [`ChatClient::subscribe`].
 struct Subscription {
     client: ChatClient,
@@ -150,7 +171,7 @@ impl Subscription {
                 }
                 self.stream = Some((index, response.into_inner()));
             }
-            Ok(Err(status)) if !is_retryable(&status) => {
+            Ok(Err(status)) if is_fatal(&status) => {
                 client.note_answer(index, sent.elapsed(), leader_hint(status.metadata()));
                 self.fail_for_good(status.into());
             }
@@ -181,7 +202,7 @@ impl Subscription {
             Ok(Ok(None)) => {
                 self.move_on(index, None, "the server closed the stream".to_string());
             }
-            Ok(Err(status)) if !is_retryable(&status) && !is_transport(&status) => {
+            Ok(Err(status)) if is_fatal(&status) => {
                 self.fail_for_good(status.into());
             }
             Ok(Err(status)) => {
@@ -189,7 +210,7 @@ impl Subscription {
                     self.client.server(index).reset();
                 }
                 let hint = leader_hint(status.metadata());
-                self.move_on(index, hint, ClientError::from(status).to_string());
+                self.move_on(index, hint, describe_failure(&status, quiet));
             }
             Err(_quiet) => match self.probe(index).await {
                 Ok(()) => self.stream = Some((index, stream)),
@@ -341,6 +362,17 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn only_unfixable_errors_end_a_subscription() {
+        assert!(is_fatal(&tonic::Status::unauthenticated("expired")));
+        assert!(is_fatal(&tonic::Status::not_found("account deleted")));
+        assert!(!is_fatal(&tonic::Status::unavailable("no leader")));
+        assert!(!is_fatal(&tonic::Status::failed_precondition(
+            "cursor ahead"
+        )));
+        assert!(!is_fatal(&tonic::Status::internal("oops")));
     }
 
     #[test]
