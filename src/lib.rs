@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod client;
+pub mod local_cluster;
 pub mod proto;
 pub mod server;

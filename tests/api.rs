@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{user, Cluster, Options};
+use common::{options, user, Clients, Cluster, Options};
 use futures::StreamExt;
 use raftchat::client::{ClientError, SubscriptionItem, Target};
 use raftchat::proto::event::Kind;
@@ -31,7 +31,7 @@ fn expect_code<T: std::fmt::Debug>(
 async fn bad_input_gets_a_clear_status() {
     let cluster = Cluster::start(Options {
         replicas: 3,
-        ..Options::default()
+        ..options()
     });
     cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
@@ -159,7 +159,7 @@ async fn expired_session_is_refused() {
     let cluster = Cluster::start(Options {
         replicas: 1,
         extra_args: vec!["--session-ttl-secs".into(), "1".into()],
-        ..Options::default()
+        ..options()
     });
     cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
@@ -255,7 +255,7 @@ async fn take_events(
 /// every message exactly once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_resumes_exactly_once_after_its_replica_dies() {
-    let mut cluster = Cluster::start(Options::default());
+    let mut cluster = Cluster::start(options());
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
     let _ = user(&cluster, "bob").await;
@@ -308,7 +308,7 @@ async fn subscription_resumes_exactly_once_after_its_replica_dies() {
 async fn presence_follows_subscriptions() {
     let cluster = Cluster::start(Options {
         replicas: 3,
-        ..Options::default()
+        ..options()
     });
     cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;

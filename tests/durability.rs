@@ -7,13 +7,13 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{bodies_with, user, Cluster, Options};
+use common::{bodies_with, options, user, Clients, Cluster, Options};
 use raftchat::client::Target;
 
 /// All five SIGKILLed at once and restarted: nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_cluster_kill_loses_nothing_acknowledged() {
-    let mut cluster = Cluster::start(Options::default());
+    let mut cluster = Cluster::start(options());
     cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;
@@ -42,7 +42,7 @@ async fn whole_cluster_kill_loses_nothing_acknowledged() {
 async fn lagging_replica_catches_up_through_a_snapshot() {
     let mut cluster = Cluster::start(Options {
         snapshot_every: Some(200),
-        ..Options::default()
+        ..options()
     });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let down = if leader == 5 { 4 } else { 5 };
@@ -102,7 +102,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 /// error naming the file and offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torn_tail_is_discarded_and_corruption_stops_the_replica() {
-    let mut cluster = Cluster::start(Options::default());
+    let mut cluster = Cluster::start(options());
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;
@@ -162,7 +162,7 @@ async fn torn_tail_is_discarded_and_corruption_stops_the_replica() {
 async fn memory_only_replica_catches_up_after_restart() {
     let mut cluster = Cluster::start(Options {
         storage: false,
-        ..Options::default()
+        ..options()
     });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{bodies_with, user, Cluster, Options};
+use common::{bodies_with, options, user, Clients, Cluster, Options};
 use raftchat::client::Target;
 
 /// Five replicas started in random order elect one leader; writes through
@@ -14,7 +14,7 @@ use raftchat::client::Target;
 async fn random_start_order_elects_one_leader_and_replicas_agree() {
     let cluster = Cluster::start(Options {
         start_order: Some(vec![4, 2, 5, 1, 3]),
-        ..Options::default()
+        ..options()
     });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     assert!((1..=5).contains(&leader));
@@ -66,7 +66,7 @@ async fn random_start_order_elects_one_leader_and_replicas_agree() {
 /// acknowledged is back and the replicas are identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_two_failures_refuses_cleanly_without_quorum_and_recovers() {
-    let mut cluster = Cluster::start(Options::default());
+    let mut cluster = Cluster::start(options());
     cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;
@@ -145,7 +145,7 @@ async fn survives_two_failures_refuses_cleanly_without_quorum_and_recovers() {
 /// another replica after the leader is killed — produces one message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_request_id_applies_once_across_leader_kill() {
-    let mut cluster = Cluster::start(Options::default());
+    let mut cluster = Cluster::start(options());
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;

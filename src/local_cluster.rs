@@ -1,0 +1,330 @@
+//! A local cluster of real `chatd` processes on loopback, for tests,
+//! examples and benchmarks: start, SIGKILL, SIGTERM, SIGSTOP and restart
+//! replicas, and wait for a leader or for convergence.
+//!
+//! Each replica's log goes to `replica-N.log` in the cluster's directory;
+//! when a test panics the tail of every log is printed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::proto::cluster_client::ClusterClient;
+use crate::proto::{StatusReply, StatusRequest};
+
+/// How a test cluster is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub replicas: u64,
+    /// Keep state on disk (`--server-storage`).
+    pub storage: bool,
+    pub snapshot_every: Option<u64>,
+    /// Start order of replica ids; default 1..=n.
+    pub start_order: Option<Vec<u64>>,
+    pub extra_args: Vec<String>,
+    /// The `chatd` binary (default: next to the running executable, or
+    /// `CHATD_BIN`).
+    pub chatd: Option<PathBuf>,
+    /// `RUST_LOG` for the replicas.
+    pub rust_log: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            replicas: 5,
+            storage: true,
+            snapshot_every: None,
+            start_order: None,
+            extra_args: Vec::new(),
+            chatd: None,
+            rust_log: "info,openraft=error".into(),
+        }
+    }
+}
+
+pub struct Replica {
+    pub id: u64,
+    pub port: u16,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub opts: Options,
+    pub replicas: BTreeMap<u64, Replica>,
+}
+
+/// A free loopback port (the OS picks it; we release it for chatd).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Cluster {
+    pub fn start(opts: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut replicas = BTreeMap::new();
+        for id in 1..=opts.replicas {
+            replicas.insert(
+                id,
+                Replica {
+                    id,
+                    port: free_port(),
+                    child: None,
+                },
+            );
+        }
+        let order = opts
+            .start_order
+            .clone()
+            .unwrap_or_else(|| (1..=opts.replicas).collect());
+        let mut cluster = Self {
+            dir,
+            opts,
+            replicas,
+        };
+        for id in order {
+            cluster.start_replica(id);
+        }
+        cluster
+    }
+
+    pub fn url(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.replicas[&id].port)
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.replicas.keys().map(|id| self.url(*id)).collect()
+    }
+
+    pub fn storage_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("replica-{id}"))
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("replica-{id}.log"))
+    }
+
+    /// The arguments `chatd` is started with.
+    pub fn args(&self, id: u64) -> Vec<String> {
+        let peers: Vec<String> = self
+            .replicas
+            .keys()
+            .filter(|p| **p != id)
+            .map(|p| format!("{p}={}", self.url(*p)))
+            .collect();
+        let mut args = vec![
+            "--server-id".to_string(),
+            id.to_string(),
+            "--port".into(),
+            self.replicas[&id].port.to_string(),
+            "--listen".into(),
+            "127.0.0.1".into(),
+            "--replica-urls".into(),
+            peers.join(","),
+        ];
+        if self.opts.storage {
+            args.push("--server-storage".into());
+            args.push(self.storage_dir(id).display().to_string());
+        }
+        if let Some(n) = self.opts.snapshot_every {
+            args.push("--snapshot-every".into());
+            args.push(n.to_string());
+        }
+        args.extend(self.opts.extra_args.iter().cloned());
+        args
+    }
+
+    pub fn start_replica(&mut self, id: u64) {
+        assert!(
+            self.replicas[&id].child.is_none(),
+            "replica {id} is already running"
+        );
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("replica log file");
+        let child = Command::new(self.chatd_path())
+            .args(self.args(id))
+            .env("RUST_LOG", &self.opts.rust_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn chatd");
+        self.replicas.get_mut(&id).expect("replica").child = Some(child);
+    }
+
+    fn signal(&mut self, id: u64, sig: i32) -> Option<ExitStatus> {
+        let child = self.replicas.get_mut(&id)?.child.take()?;
+        let mut child = child;
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        child.wait().ok()
+    }
+
+    /// The `chatd` binary these replicas run.
+    pub fn chatd_path(&self) -> PathBuf {
+        chatd_path(self.opts.chatd.as_deref())
+    }
+
+    /// SIGKILL: the replica dies at once, mid-whatever.
+    pub fn kill(&mut self, id: u64) {
+        self.signal(id, libc::SIGKILL);
+    }
+
+    /// SIGTERM: a graceful stop; returns the exit status.
+    pub fn terminate(&mut self, id: u64) -> Option<ExitStatus> {
+        self.signal(id, libc::SIGTERM)
+    }
+
+    /// SIGSTOP / SIGCONT: freeze and thaw a replica without killing it.
+    pub fn pause(&self, id: u64, paused: bool) {
+        if let Some(child) = &self.replicas[&id].child {
+            let sig = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+    }
+
+    /// The process id of a running replica.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.replicas[&id].child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.replicas[&id].child.is_some()
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.replicas
+            .values()
+            .filter(|r| r.child.is_some())
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// One replica's status, or `None` when it does not answer.
+    pub async fn status(&self, id: u64, with_digest: bool) -> Option<StatusReply> {
+        let url = format!("http://{}", self.url(id));
+        let fut = async {
+            let mut client = ClusterClient::connect(url).await.ok()?;
+            client
+                .status(StatusRequest { with_digest })
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        };
+        tokio::time::timeout(Duration::from_secs(2), fut)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits until every running replica agrees on one leader; returns it.
+    pub async fn wait_leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut leaders = Vec::new();
+            for id in self.running() {
+                leaders.push(self.status(id, false).await.map(|s| s.leader_id));
+            }
+            if let Some(Some(first)) = leaders.first() {
+                if *first != 0
+                    && self.running().contains(first)
+                    && leaders.iter().all(|l| *l == Some(*first))
+                {
+                    return *first;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {timeout:?}: {leaders:?}\n{}",
+                self.logs_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running replica has applied the same index and has
+    /// the same state digest; returns the digest.
+    pub async fn wait_converged(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for id in self.running() {
+                seen.push(
+                    self.status(id, true)
+                        .await
+                        .map(|s| (s.applied_index, s.digest)),
+                );
+            }
+            if let Some(Some(first)) = seen.first() {
+                if seen.iter().all(|s| s.as_ref() == Some(first)) {
+                    return first.1.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas did not converge within {timeout:?}: {seen:?}\n{}",
+                self.logs_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of every replica's log, for failure messages.
+    pub fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for id in self.replicas.keys() {
+            let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(15);
+            out.push_str(&format!(
+                "--- replica {id} ---\n{}\n",
+                lines[start..].join("\n")
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs_tail());
+        }
+        let ids: Vec<u64> = self.replicas.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}
+
+/// Finds `chatd`: an explicit path, `CHATD_BIN`, or the binary built next to
+/// the running executable (tests and examples live one level below it).
+pub fn chatd_path(explicit: Option<&std::path::Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("CHATD_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    for _ in 0..2 {
+        let candidate = dir.join("chatd");
+        if candidate.exists() {
+            return candidate;
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    PathBuf::from("chatd")
+}
