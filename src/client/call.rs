@@ -91,7 +91,10 @@ impl ChatClient {
                 everyone.push(index);
             }
             tried.push(index);
-            if tried.len() >= self.inner.servers.len() {
+            // Another replica may answer at once (a dead one is no reason
+            // to wait); pause only once every replica failed this round.
+            let round_done = tried.len() >= self.inner.servers.len();
+            if round_done {
                 tried.clear();
             }
             self.note_failure(index, hint, &tried, &error);
@@ -100,8 +103,10 @@ impl ChatClient {
                 message: error,
             });
 
-            let left = deadline.saturating_duration_since(Instant::now());
-            tokio::time::sleep(backoff.next_pause().min(left)).await;
+            if round_done {
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::sleep(backoff.next_pause().min(left)).await;
+            }
         }
     }
 

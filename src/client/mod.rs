@@ -17,7 +17,8 @@
 //! error or `UNAVAILABLE` moves the client to another replica — the leader
 //! when a leader hint (`x-raft-leader-id` / `x-raft-leader-url` response
 //! metadata) names a configured one, else the next in the list — and the
-//! call is retried after a short backoff (20 ms doubling to 200 ms) until
+//! call is retried at once, pausing only after a whole round of replicas
+//! failed (10 ms doubling to 100 ms), until
 //! its deadline (`write_deadline`) passes; it then fails with `UNAVAILABLE`
 //! ("no quorum: ..."), naming the replicas tried. Any other status is the
 //! server's answer and is returned at once.

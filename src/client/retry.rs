@@ -79,9 +79,10 @@ pub(crate) struct Backoff {
 }
 
 impl Backoff {
-    /// The policy of unary calls: 20 ms growing to 200 ms.
+    /// The policy of unary calls, between rounds over every replica: 10 ms
+    /// growing to 100 ms.
     pub(crate) fn for_calls() -> Self {
-        Self::new(Duration::from_millis(20), Duration::from_millis(200))
+        Self::new(Duration::from_millis(10), Duration::from_millis(100))
     }
 
     /// The policy of subscriptions, which retry forever: 20 ms growing to 1 s.
@@ -128,9 +129,9 @@ mod tests {
         let pauses: Vec<u64> = (0..6)
             .map(|_| backoff.next_pause().as_millis() as u64)
             .collect();
-        assert_eq!(pauses, vec![20, 40, 80, 160, 200, 200]);
+        assert_eq!(pauses, vec![10, 20, 40, 80, 100, 100]);
         backoff.reset();
-        assert_eq!(backoff.next_pause(), Duration::from_millis(20));
+        assert_eq!(backoff.next_pause(), Duration::from_millis(10));
     }
 
     #[test]

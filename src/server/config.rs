@@ -47,13 +47,13 @@ pub struct ChatdArgs {
     pub advertise_url: Option<String>,
 
     /// Leader heartbeat interval in milliseconds.
-    #[arg(long, env = "CHATD_HEARTBEAT_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CHATD_HEARTBEAT_MS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_ms: u64,
 
     /// Election timeout range `MIN-MAX` in milliseconds; a follower that hears
     /// no leader for a random time in this range starts an election. MIN must
     /// exceed the heartbeat interval.
-    #[arg(long, env = "CHATD_ELECTION_TIMEOUT_MS", default_value = "150-300", value_parser = parse_range)]
+    #[arg(long, env = "CHATD_ELECTION_TIMEOUT_MS", default_value = "80-160", value_parser = parse_range)]
     pub election_timeout_ms: MillisRange,
 
     /// Take a snapshot (and compact the log) every N applied entries.
