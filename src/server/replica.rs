@@ -20,7 +20,7 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::proto::chat_server::ChatServer;
 use crate::proto::cluster_server::ClusterServer;
@@ -122,6 +122,9 @@ pub async fn run(
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
 
+    // `Server::tcp_nodelay` only applies to sockets tonic binds itself; set
+    // it on ours, or Nagle + delayed ACKs add 40 ms to every RPC.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut drained = stop_rx.clone();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -130,7 +133,7 @@ pub async fn run(
         .add_service(chat)
         .add_service(cluster)
         .add_service(raft_rpc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = drained.wait_for(|s| *s).await;
         });
     let mut server = std::pin::pin!(server);
