@@ -2,5 +2,7 @@
 //!
 //! STUB crate doc; see README.md.
 
+pub mod cli;
+pub mod client;
 pub mod proto;
 pub mod server;

@@ -1,0 +1,67 @@
+//! Where chatctl's results go: text or one JSON object per line on stdout,
+//! notices on stderr. Write errors (e.g. a closed pipe in `chatctl watch |
+//! head`) are returned instead of panicking like `println!` would.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+/// The output mode chosen with `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// Text output, or JSON lines when `json` is set.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// Whether JSON lines were asked for.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `text` as is (a trailing newline is added when missing).
+    pub fn text(&self, text: &str) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| {
+                if text.ends_with('\n') {
+                    Ok(())
+                } else {
+                    stdout.write_all(b"\n")
+                }
+            })
+            .and_then(|()| stdout.flush())
+            .context("cannot write to stdout")
+    }
+
+    /// Prints one JSON object on one line.
+    pub fn object(&self, value: &Value) -> Result<()> {
+        self.text(&value.to_string())
+    }
+
+    /// Prints the text or the JSON form, depending on the mode. Both are
+    /// built lazily so only the needed one is computed.
+    pub fn either(
+        &self,
+        text: impl FnOnce() -> String,
+        json: impl FnOnce() -> Value,
+    ) -> Result<()> {
+        if self.json {
+            self.object(&json())
+        } else {
+            self.text(&text())
+        }
+    }
+
+    /// A side remark for humans (stderr), e.g. reconnection notices. Never
+    /// mixed into stdout, so JSON consumers are not confused.
+    pub fn notice(&self, text: &str) {
+        eprintln!("chatctl: {text}");
+    }
+}
