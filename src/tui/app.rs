@@ -358,9 +358,7 @@ impl App {
             Some(Overlay::Prompt(prompt)) if !prompt.busy => Some(&mut prompt.input),
             Some(_) => None,
             None => match self.screen {
-                Screen::SignIn if self.sign_in.pending.is_none() => {
-                    Some(self.sign_in.field_mut())
-                }
+                Screen::SignIn if self.sign_in.pending.is_none() => Some(self.sign_in.field_mut()),
                 Screen::SignIn => None,
                 Screen::Chat if self.focus == Focus::Compose => Some(&mut self.compose),
                 Screen::Chat => None,
@@ -681,18 +679,24 @@ impl App {
     fn on_message(&mut self, message: ChatMessage) -> Vec<Effect> {
         let me = self.me().to_string();
         let mut effects = Vec::new();
-        if self.conversations.by_id_mut(message.conversation_id).is_none() {
+        if self
+            .conversations
+            .by_id_mut(message.conversation_id)
+            .is_none()
+        {
             // A conversation we have not heard of (someone wrote to us first).
-            self.conversations.list.push(Conversation::from_info(&ConversationInfo {
-                id: message.conversation_id,
-                kind: ConversationKind::Direct,
-                name: message.sender.clone(),
-                members: Vec::new(),
-                unread: 0,
-                last_message_id: 0,
-                last_activity_ms: message.sent_ms,
-                read_up_to: 0,
-            }));
+            self.conversations
+                .list
+                .push(Conversation::from_info(&ConversationInfo {
+                    id: message.conversation_id,
+                    kind: ConversationKind::Direct,
+                    name: message.sender.clone(),
+                    members: Vec::new(),
+                    unread: 0,
+                    last_message_id: 0,
+                    last_activity_ms: message.sent_ms,
+                    read_up_to: 0,
+                }));
             effects.push(Effect::LoadConversations);
         }
         if let Some(conv) = self.conversations.by_id_mut(message.conversation_id) {
@@ -721,7 +725,11 @@ impl App {
         }
         let open = self.conversations.open.clone();
         if let Some(conv) = open.and_then(|key| self.conversations.get(&key).cloned()) {
-            if conv.log.position(self.view.anchor.unwrap_or(EntryKey::Local(0))).is_none() {
+            if conv
+                .log
+                .position(self.view.anchor.unwrap_or(EntryKey::Local(0)))
+                .is_none()
+            {
                 self.view.anchor = None;
             }
         }
@@ -965,9 +973,14 @@ impl App {
         self.connection.quorum_lost = false;
         if let Some(ConvKey::NewDirect(peer)) = self.conversations.key_of_local(local_id) {
             let from = ConvKey::NewDirect(peer.clone());
-            let existed = self.conversations.by_id_mut(message.conversation_id).is_some();
-            self.conversations.adopt_draft(&peer, message.conversation_id);
-            self.outbox.rekey(&from, &ConvKey::Id(message.conversation_id));
+            let existed = self
+                .conversations
+                .by_id_mut(message.conversation_id)
+                .is_some();
+            self.conversations
+                .adopt_draft(&peer, message.conversation_id);
+            self.outbox
+                .rekey(&from, &ConvKey::Id(message.conversation_id));
             if !existed {
                 effects.push(Effect::LoadConversations);
             }
@@ -1295,7 +1308,11 @@ impl App {
                 }
             }
             NetEvent::Connection(info) => {
-                let was_reconnecting = self.connection.info.as_ref().is_some_and(|i| i.reconnecting);
+                let was_reconnecting = self
+                    .connection
+                    .info
+                    .as_ref()
+                    .is_some_and(|i| i.reconnecting);
                 let recovered = was_reconnecting && !info.reconnecting;
                 self.connection.observe(info, self.now_ms);
                 if recovered {

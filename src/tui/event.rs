@@ -16,14 +16,18 @@ pub enum AppEvent {
     /// Bracketed paste into whatever text field has focus.
     Paste(String),
     /// The clock: the only source of "now" for the state (spinner, timers).
-    Tick { now_ms: u64 },
+    Tick {
+        now_ms: u64,
+    },
     Net(NetEvent),
 }
 
 /// A result or notification from the network layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetEvent {
-    SignedIn { username: String },
+    SignedIn {
+        username: String,
+    },
     SignInFailed(NetError),
     Conversations(Vec<ConversationInfo>),
     /// A page of history, oldest first, loaded for `before` (0 = newest page).
@@ -33,21 +37,51 @@ pub enum NetEvent {
         more: bool,
         before: u64,
     },
-    HistoryFailed { conversation_id: u64, error: NetError },
+    HistoryFailed {
+        conversation_id: u64,
+        error: NetError,
+    },
     /// The cluster committed the outbox message `local_id`.
-    Sent { local_id: u64, message: ChatMessage },
-    SendFailed { local_id: u64, error: NetError },
+    Sent {
+        local_id: u64,
+        message: ChatMessage,
+    },
+    SendFailed {
+        local_id: u64,
+        error: NetError,
+    },
     /// A message arrived on the subscription (ours included).
     MessageArrived(ChatMessage),
-    MessagesDeleted { conversation_id: u64, message_ids: Vec<u64> },
-    ReadReceipt { conversation_id: u64, reader: String, up_to: u64 },
+    MessagesDeleted {
+        conversation_id: u64,
+        message_ids: Vec<u64>,
+    },
+    ReadReceipt {
+        conversation_id: u64,
+        reader: String,
+        up_to: u64,
+    },
     /// A conversation was created, joined or left (`change` as on the wire).
-    Membership { conversation: ConversationInfo, user: String, change: String },
-    Presence { user: String, online: bool, last_seen_ms: u64 },
+    Membership {
+        conversation: ConversationInfo,
+        user: String,
+        change: String,
+    },
+    Presence {
+        user: String,
+        online: bool,
+        last_seen_ms: u64,
+    },
     /// The subscription is live on `server`.
-    SubscriptionLive { server: String },
+    SubscriptionLive {
+        server: String,
+    },
     /// The subscription broke and is moving to `server`.
-    SubscriptionReconnecting { server: String, attempt: u32, error: String },
+    SubscriptionReconnecting {
+        server: String,
+        attempt: u32,
+        error: String,
+    },
     /// Events were missed for good: reload everything.
     Resync,
     /// The subscription ended for good (e.g. the session expired).
@@ -63,11 +97,19 @@ pub enum NetEvent {
     /// Presence of specific accounts, looked up once for direct conversations.
     Presences(Vec<AccountInfo>),
     GroupCreated(ConversationInfo),
-    MemberAdded { conversation_id: u64, username: String },
-    MessagesDeletedByMe { deleted: u32 },
+    MemberAdded {
+        conversation_id: u64,
+        username: String,
+    },
+    MessagesDeletedByMe {
+        deleted: u32,
+    },
     AccountDeleted,
     /// Some other call failed; `op` names it for the user.
-    Failed { op: String, error: NetError },
+    Failed {
+        op: String,
+        error: NetError,
+    },
 }
 
 /// Who a message goes to.
@@ -81,12 +123,21 @@ pub enum SendTo {
 /// A request from the state to the network layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    SignIn { username: String, password: String },
+    SignIn {
+        username: String,
+        password: String,
+    },
     /// Create the account, then sign in.
-    CreateAccount { username: String, password: String },
+    CreateAccount {
+        username: String,
+        password: String,
+    },
     Subscribe,
     LoadConversations,
-    LoadHistory { conversation_id: u64, before: u64 },
+    LoadHistory {
+        conversation_id: u64,
+        before: u64,
+    },
     /// `request_id` is fixed per message, so retries are applied once.
     Send {
         local_id: u64,
@@ -94,12 +145,31 @@ pub enum Effect {
         to: SendTo,
         body: String,
     },
-    MarkRead { conversation_id: u64, up_to: u64 },
-    DeleteMessages { message_ids: Vec<u64> },
-    ListAccounts { pattern: String, after: String, limit: u32 },
-    LookupPresence { usernames: Vec<String> },
-    CreateGroup { name: String, members: Vec<String> },
-    AddMember { conversation_id: u64, username: String },
+    MarkRead {
+        conversation_id: u64,
+        up_to: u64,
+    },
+    DeleteMessages {
+        message_ids: Vec<u64>,
+    },
+    ListAccounts {
+        pattern: String,
+        after: String,
+        limit: u32,
+    },
+    LookupPresence {
+        usernames: Vec<String>,
+    },
+    CreateGroup {
+        name: String,
+        members: Vec<String>,
+    },
+    AddMember {
+        conversation_id: u64,
+        username: String,
+    },
     Logout,
-    DeleteAccount { password: String },
+    DeleteAccount {
+        password: String,
+    },
 }

@@ -140,7 +140,9 @@ impl Drop for Net {
 /// Performs one request-style effect; returns the events to report.
 async fn run(client: &ChatClient, sender: &ChatClient, effect: Effect) -> Vec<NetEvent> {
     match effect {
-        Effect::SignIn { username, password } => vec![sign_in(client, sender, &username, &password).await],
+        Effect::SignIn { username, password } => {
+            vec![sign_in(client, sender, &username, &password).await]
+        }
         Effect::CreateAccount { username, password } => {
             match client.create_account(&username, &password).await {
                 Ok(_) => vec![sign_in(client, sender, &username, &password).await],
@@ -158,7 +160,10 @@ async fn run(client: &ChatClient, sender: &ChatClient, effect: Effect) -> Vec<Ne
             before,
         } => {
             let target = Target::Conversation(conversation_id);
-            match client.history(&target, before, super::app::HISTORY_PAGE).await {
+            match client
+                .history(&target, before, super::app::HISTORY_PAGE)
+                .await
+            {
                 Ok(reply) => {
                     let Some(conversation) = reply.conversation.as_ref() else {
                         return vec![failed(
@@ -254,20 +259,16 @@ async fn run(client: &ChatClient, sender: &ChatClient, effect: Effect) -> Vec<Ne
             }
             vec![NetEvent::Presences(found)]
         }
-        Effect::CreateGroup { name, members } => {
-            match client.create_group(&name, &members).await {
-                Ok(reply) => match reply.conversation.as_ref() {
-                    Some(conversation) => vec![NetEvent::GroupCreated(conversation_info(
-                        conversation,
-                    ))],
-                    None => vec![failed(
-                        "create the group",
-                        &ClientError::missing_field("conversation"),
-                    )],
-                },
-                Err(err) => vec![failed("create the group", &err)],
-            }
-        }
+        Effect::CreateGroup { name, members } => match client.create_group(&name, &members).await {
+            Ok(reply) => match reply.conversation.as_ref() {
+                Some(conversation) => vec![NetEvent::GroupCreated(conversation_info(conversation))],
+                None => vec![failed(
+                    "create the group",
+                    &ClientError::missing_field("conversation"),
+                )],
+            },
+            Err(err) => vec![failed("create the group", &err)],
+        },
         Effect::AddMember {
             conversation_id,
             username,
@@ -310,7 +311,11 @@ async fn sign_in(
 }
 
 /// Publishes every change of the library's connection state.
-async fn watch_connection(client: ChatClient, events: UnboundedSender<NetEvent>, skip_initial: bool) {
+async fn watch_connection(
+    client: ChatClient,
+    events: UnboundedSender<NetEvent>,
+    skip_initial: bool,
+) {
     let mut state = client.connection_state();
     if skip_initial && state.changed().await.is_err() {
         return;
@@ -459,15 +464,19 @@ fn account_info(a: &Account) -> AccountInfo {
 fn replica_report(s: &ServerStatus) -> ReplicaReport {
     ReplicaReport {
         server: s.server.clone(),
-        status: s.result.as_ref().map_err(Clone::clone).map(|r| ReplicaStatus {
-            id: r.id,
-            url: r.url.clone(),
-            role: r.role.clone(),
-            term: r.term,
-            leader_id: r.leader_id,
-            leader_url: r.leader_url.clone(),
-            commit_index: r.commit_index,
-            applied_index: r.applied_index,
-        }),
+        status: s
+            .result
+            .as_ref()
+            .map_err(Clone::clone)
+            .map(|r| ReplicaStatus {
+                id: r.id,
+                url: r.url.clone(),
+                role: r.role.clone(),
+                term: r.term,
+                leader_id: r.leader_id,
+                leader_url: r.leader_url.clone(),
+                commit_index: r.commit_index,
+                applied_index: r.applied_index,
+            }),
     }
 }

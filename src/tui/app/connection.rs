@@ -91,10 +91,14 @@ impl Connection {
 
     /// The periodic status poll of every replica came back.
     pub fn observe_cluster(&mut self, reports: &[ReplicaReport], now_ms: u64) {
-        let reachable: Vec<_> = reports.iter().filter_map(|r| r.status.as_ref().ok()).collect();
+        let reachable: Vec<_> = reports
+            .iter()
+            .filter_map(|r| r.status.as_ref().ok())
+            .collect();
         let majority = reports.len() / 2 + 1;
         let with_leader = reachable.iter().filter(|s| s.leader_id != 0).count();
-        let has_quorum = !reports.is_empty() && reachable.len() >= majority && with_leader >= majority;
+        let has_quorum =
+            !reports.is_empty() && reachable.len() >= majority && with_leader >= majority;
         self.quorum_lost = !has_quorum;
 
         let current = self.info.as_ref().map(|i| i.server.as_str());

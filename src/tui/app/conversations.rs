@@ -149,14 +149,22 @@ impl MessageLog {
     /// Gives the own message `local_id` its committed identity, dropping a
     /// copy that the subscription may have delivered first.
     pub fn commit_local(&mut self, local_id: u64, message: &ChatMessage) -> bool {
-        let Some(pos) = self.entries.iter().position(|e| e.local_id == Some(local_id)) else {
+        let Some(pos) = self
+            .entries
+            .iter()
+            .position(|e| e.local_id == Some(local_id))
+        else {
             return false;
         };
         if self.entries[pos].id != Some(message.id) {
             self.entries
                 .retain(|e| e.local_id == Some(local_id) || e.id != Some(message.id));
         }
-        if let Some(entry) = self.entries.iter_mut().find(|e| e.local_id == Some(local_id)) {
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.local_id == Some(local_id))
+        {
             entry.id = Some(message.id);
             entry.sent_ms = message.sent_ms;
             entry.failed = None;
@@ -351,9 +359,11 @@ impl Conversations {
     /// Turns the draft direct conversation with `peer` into conversation
     /// `id`, merging into it if it already exists.
     pub fn adopt_draft(&mut self, peer: &str, id: u64) {
-        let Some(pos) = self.list.iter().position(|c| {
-            matches!(&c.key, ConvKey::NewDirect(p) if p.eq_ignore_ascii_case(peer))
-        }) else {
+        let Some(pos) = self
+            .list
+            .iter()
+            .position(|c| matches!(&c.key, ConvKey::NewDirect(p) if p.eq_ignore_ascii_case(peer)))
+        else {
             return;
         };
         let was_open = self.open.as_ref() == Some(&self.list[pos].key);

@@ -44,8 +44,7 @@ impl SignInForm {
         if user.is_some_and(|u| !u.is_empty()) {
             form.field = Field::Password;
         }
-        form.username
-            .move_cursor(ratatui_textarea::CursorMove::End);
+        form.username.move_cursor(ratatui_textarea::CursorMove::End);
         form
     }
 

@@ -40,7 +40,13 @@ fn tick(app: &mut App, now_ms: u64) -> Vec<Effect> {
     app.update(AppEvent::Tick { now_ms })
 }
 
-fn conv(id: u64, kind: ConversationKind, name: &str, unread: u64, activity: u64) -> ConversationInfo {
+fn conv(
+    id: u64,
+    kind: ConversationKind,
+    name: &str,
+    unread: u64,
+    activity: u64,
+) -> ConversationInfo {
     ConversationInfo {
         id,
         kind,
@@ -69,7 +75,12 @@ fn signed_in() -> App {
     press(&mut app, KeyCode::Tab);
     type_text(&mut app, "pw");
     press(&mut app, KeyCode::Enter);
-    net(&mut app, NetEvent::SignedIn { username: "alice".into() });
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
     app
 }
 
@@ -149,7 +160,12 @@ fn sign_in_sends_credentials_and_opens_the_chat() {
     );
     assert_eq!(app.sign_in.pending, Some(Pending::SigningIn));
 
-    let effects = net(&mut app, NetEvent::SignedIn { username: "alice".into() });
+    let effects = net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
     assert_eq!(effects, vec![Effect::LoadConversations, Effect::Subscribe]);
     assert_eq!(app.screen, Screen::Chat);
     assert_eq!(app.me.as_deref(), Some("alice"));
@@ -168,7 +184,10 @@ fn sign_in_errors_are_shown_inline() {
         NetEvent::SignInFailed(NetError::new(ErrorKind::Unauthenticated, "bad credentials")),
     );
     assert_eq!(app.screen, Screen::SignIn);
-    assert_eq!(app.sign_in.error.as_deref(), Some("Wrong user name or password."));
+    assert_eq!(
+        app.sign_in.error.as_deref(),
+        Some("Wrong user name or password.")
+    );
     assert_eq!(app.sign_in.pending, None);
 
     // Create account: name taken.
@@ -215,7 +234,10 @@ fn sending_moves_the_mark_queued_accepted_committed() {
             ..
         }
     ));
-    assert_eq!(entries(&app), vec![("hello".into(), Some(Delivery::Accepted), false)]);
+    assert_eq!(
+        entries(&app),
+        vec![("hello".into(), Some(Delivery::Accepted), false)]
+    );
     assert!(app.compose.is_empty());
 
     net(
@@ -225,7 +247,10 @@ fn sending_moves_the_mark_queued_accepted_committed() {
             message: msg(10, 1, "alice", "hello"),
         },
     );
-    assert_eq!(entries(&app), vec![("hello".into(), Some(Delivery::Committed), false)]);
+    assert_eq!(
+        entries(&app),
+        vec![("hello".into(), Some(Delivery::Committed), false)]
+    );
     assert!(app.outbox.is_empty());
 }
 
@@ -244,11 +269,26 @@ fn marks_never_move_backwards_and_echoes_are_not_duplicated() {
     let mut app = chatting();
     send(&mut app, "hi");
     // The subscription echo arrives before the send call returns.
-    net(&mut app, NetEvent::MessageArrived(msg(10, 1, "alice", "hi")));
-    assert_eq!(entries(&app), vec![("hi".into(), Some(Delivery::Committed), false)]);
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(10, 1, "alice", "hi")),
+    );
+    assert_eq!(
+        entries(&app),
+        vec![("hi".into(), Some(Delivery::Committed), false)]
+    );
     // A late, unavailable failure of the same send cannot demote it...
-    net(&mut app, NetEvent::SendFailed { local_id: 1, error: unavailable() });
-    assert_eq!(entries(&app), vec![("hi".into(), Some(Delivery::Committed), false)]);
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
+    );
+    assert_eq!(
+        entries(&app),
+        vec![("hi".into(), Some(Delivery::Committed), false)]
+    );
     // ...and the late OK does not add a second copy.
     net(
         &mut app,
@@ -272,7 +312,10 @@ fn messages_typed_without_quorum_are_sent_in_order_exactly_once() {
     // No quorum: the first attempt fails; nothing else goes out meanwhile.
     all_sends.extend(sends(&net(
         &mut app,
-        NetEvent::SendFailed { local_id: 1, error: unavailable() },
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
     )));
     all_sends.extend(sends(&send(&mut app, "b")));
     all_sends.extend(sends(&send(&mut app, "c")));
@@ -325,12 +368,18 @@ fn a_failed_message_is_marked_and_retried_with_its_request_id() {
             error: NetError::new(ErrorKind::InvalidArgument, "body too long"),
         },
     );
-    assert_eq!(entries(&app), vec![("x".into(), Some(Delivery::Accepted), true)]);
+    assert_eq!(
+        entries(&app),
+        vec![("x".into(), Some(Delivery::Accepted), true)]
+    );
     assert!(app.outbox.is_empty());
 
     let effects = press_mod(&mut app, KeyCode::Char('r'), KeyModifiers::CONTROL);
     assert_eq!(sends(&effects), vec![(1, "rq-1".into(), "x".into())]);
-    assert_eq!(entries(&app), vec![("x".into(), Some(Delivery::Accepted), false)]);
+    assert_eq!(
+        entries(&app),
+        vec![("x".into(), Some(Delivery::Accepted), false)]
+    );
 }
 
 // ------------------------------------------------------------------ connection
@@ -379,7 +428,10 @@ fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
         }),
     );
     assert_eq!(app.link_state(), LinkState::LeaderChanged);
-    assert_eq!(app.connection.leader, Some((2, "http://127.0.0.1:7002".into())));
+    assert_eq!(
+        app.connection.leader,
+        Some((2, "http://127.0.0.1:7002".into()))
+    );
     tick(&mut app, T0 + 1_000 + LEADER_CHANGE_SHOWN_MS + 1);
     assert_eq!(app.link_state(), LinkState::Connected);
 }
@@ -399,7 +451,12 @@ fn subscription_reconnecting_is_shown_too() {
         app.link_state(),
         LinkState::Reconnecting { next: Some(ref s), .. } if s == "127.0.0.1:7003"
     ));
-    net(&mut app, NetEvent::SubscriptionLive { server: "127.0.0.1:7003".into() });
+    net(
+        &mut app,
+        NetEvent::SubscriptionLive {
+            server: "127.0.0.1:7003".into(),
+        },
+    );
     assert_eq!(app.link_state(), LinkState::Connected);
 }
 
@@ -450,17 +507,28 @@ fn unread_counts_follow_arrivals_and_reading() {
         ]),
     );
     // The most recent conversation opens and loads; DM presence is looked up.
-    assert!(effects.contains(&Effect::LoadHistory { conversation_id: 1, before: 0 }));
-    assert!(effects.contains(&Effect::LookupPresence { usernames: vec!["bob".into()] }));
+    assert!(effects.contains(&Effect::LoadHistory {
+        conversation_id: 1,
+        before: 0
+    }));
+    assert!(effects.contains(&Effect::LookupPresence {
+        usernames: vec!["bob".into()]
+    }));
     assert_eq!(app.total_unread(), 2);
 
-    net(&mut app, NetEvent::MessageArrived(msg(7, 2, "carol", "ping")));
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(7, 2, "carol", "ping")),
+    );
     assert_eq!(app.total_unread(), 3);
     assert_eq!(app.terminal_title(), "(3) raftchat — alice");
     // The group now has the latest activity: it moves to the top.
     assert_eq!(app.conversations.list[0].name, "team");
     // Own messages do not count.
-    net(&mut app, NetEvent::MessageArrived(msg(8, 2, "alice", "pong")));
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(8, 2, "alice", "pong")),
+    );
     assert_eq!(app.total_unread(), 3);
 
     // Opening the group shows its messages: they become read.
@@ -469,18 +537,35 @@ fn unread_counts_follow_arrivals_and_reading() {
         &mut app,
         NetEvent::History {
             conversation: conv(2, ConversationKind::Group, "team", 3, T0 + 8000),
-            messages: vec![msg(5, 2, "carol", "a"), msg(6, 2, "dave", "b"), msg(7, 2, "carol", "ping"), msg(8, 2, "alice", "pong")],
+            messages: vec![
+                msg(5, 2, "carol", "a"),
+                msg(6, 2, "dave", "b"),
+                msg(7, 2, "carol", "ping"),
+                msg(8, 2, "alice", "pong"),
+            ],
             more: false,
             before: 0,
         },
     );
-    assert_eq!(effects, vec![Effect::MarkRead { conversation_id: 2, up_to: 8 }]);
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 2,
+            up_to: 8
+        }]
+    );
     assert_eq!(app.total_unread(), 0);
     assert_eq!(app.terminal_title(), "raftchat — alice");
 
     // A message arriving in the open, followed conversation is read at once.
     let effects = net(&mut app, NetEvent::MessageArrived(msg(9, 2, "dave", "new")));
-    assert_eq!(effects, vec![Effect::MarkRead { conversation_id: 2, up_to: 9 }]);
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 2,
+            up_to: 9
+        }]
+    );
     assert_eq!(app.total_unread(), 0);
 }
 
@@ -491,7 +576,9 @@ fn new_messages_do_not_move_a_scrolled_back_view() {
         &mut app,
         NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
     );
-    let history: Vec<_> = (1..=5).map(|i| msg(i, 1, "bob", &format!("m{i}"))).collect();
+    let history: Vec<_> = (1..=5)
+        .map(|i| msg(i, 1, "bob", &format!("m{i}")))
+        .collect();
     net(
         &mut app,
         NetEvent::History {
@@ -513,7 +600,13 @@ fn new_messages_do_not_move_a_scrolled_back_view() {
     assert_eq!(app.total_unread(), 1);
 
     let effects = press(&mut app, KeyCode::Char('G'));
-    assert_eq!(effects, vec![Effect::MarkRead { conversation_id: 1, up_to: 6 }]);
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 1,
+            up_to: 6
+        }]
+    );
     assert_eq!(app.total_unread(), 0);
 }
 
@@ -529,9 +622,17 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
     let effects = press(&mut app, KeyCode::Enter);
     assert_eq!(
         effects,
-        vec![Effect::ListAccounts { pattern: "b*".into(), after: "".into(), limit: PAGE_SIZE }]
+        vec![Effect::ListAccounts {
+            pattern: "b*".into(),
+            after: "".into(),
+            limit: PAGE_SIZE
+        }]
     );
-    let bob = AccountInfo { username: "bob".into(), online: true, last_seen_ms: T0 };
+    let bob = AccountInfo {
+        username: "bob".into(),
+        online: true,
+        last_seen_ms: T0,
+    };
     net(
         &mut app,
         NetEvent::Accounts {
@@ -545,7 +646,11 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
     let effects = press(&mut app, KeyCode::Char('n'));
     assert_eq!(
         effects,
-        vec![Effect::ListAccounts { pattern: "b*".into(), after: "bob".into(), limit: PAGE_SIZE }]
+        vec![Effect::ListAccounts {
+            pattern: "b*".into(),
+            after: "bob".into(),
+            limit: PAGE_SIZE
+        }]
     );
     // A stale reply for page 1 is ignored.
     net(
@@ -570,16 +675,25 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
 
     press(&mut app, KeyCode::Enter);
     assert!(app.overlay.is_none());
-    assert_eq!(app.conversations.open, Some(ConvKey::NewDirect("bob".into())));
+    assert_eq!(
+        app.conversations.open,
+        Some(ConvKey::NewDirect("bob".into()))
+    );
     let effects = send(&mut app, "hi bob");
     assert!(matches!(&effects[..], [Effect::Send { to: SendTo::User(u), .. }] if u == "bob"));
     let effects = net(
         &mut app,
-        NetEvent::Sent { local_id: 1, message: msg(3, 9, "alice", "hi bob") },
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(3, 9, "alice", "hi bob"),
+        },
     );
     assert!(effects.contains(&Effect::LoadConversations));
     assert_eq!(app.conversations.open, Some(ConvKey::Id(9)));
-    assert_eq!(entries(&app), vec![("hi bob".into(), Some(Delivery::Committed), false)]);
+    assert_eq!(
+        entries(&app),
+        vec![("hi bob".into(), Some(Delivery::Committed), false)]
+    );
 }
 
 #[test]
@@ -592,7 +706,11 @@ fn a_group_is_created_from_marked_accounts() {
             pattern: "".into(),
             after: "".into(),
             accounts: ["bob", "carol"]
-                .map(|u| AccountInfo { username: u.into(), online: false, last_seen_ms: 0 })
+                .map(|u| AccountInfo {
+                    username: u.into(),
+                    online: false,
+                    last_seen_ms: 0,
+                })
                 .to_vec(),
             next_after: "".into(),
         },
@@ -606,7 +724,10 @@ fn a_group_is_created_from_marked_accounts() {
     let effects = press(&mut app, KeyCode::Enter);
     assert_eq!(
         effects,
-        vec![Effect::CreateGroup { name: "team".into(), members: vec!["bob".into(), "carol".into()] }]
+        vec![Effect::CreateGroup {
+            name: "team".into(),
+            members: vec!["bob".into(), "carol".into()]
+        }]
     );
 }
 
@@ -614,14 +735,31 @@ fn a_group_is_created_from_marked_accounts() {
 fn deleting_own_messages_asks_first() {
     let mut app = chatting();
     send(&mut app, "oops");
-    net(&mut app, NetEvent::Sent { local_id: 1, message: msg(4, 1, "alice", "oops") });
+    net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(4, 1, "alice", "oops"),
+        },
+    );
     press(&mut app, KeyCode::Esc); // leave compose: messages pane
     assert_eq!(app.focus, Focus::Messages);
     assert!(press(&mut app, KeyCode::Char('d')).is_empty());
     assert!(matches!(app.overlay, Some(Overlay::Confirm(_))));
     let effects = press(&mut app, KeyCode::Char('y'));
-    assert_eq!(effects, vec![Effect::DeleteMessages { message_ids: vec![4] }]);
-    net(&mut app, NetEvent::MessagesDeleted { conversation_id: 1, message_ids: vec![4] });
+    assert_eq!(
+        effects,
+        vec![Effect::DeleteMessages {
+            message_ids: vec![4]
+        }]
+    );
+    net(
+        &mut app,
+        NetEvent::MessagesDeleted {
+            conversation_id: 1,
+            message_ids: vec![4],
+        },
+    );
     assert!(entries(&app).is_empty());
 }
 
@@ -631,7 +769,12 @@ fn deleting_the_account_needs_the_password() {
     press(&mut app, KeyCode::Char('X'));
     type_text(&mut app, "pw");
     let effects = press(&mut app, KeyCode::Enter);
-    assert_eq!(effects, vec![Effect::DeleteAccount { password: "pw".into() }]);
+    assert_eq!(
+        effects,
+        vec![Effect::DeleteAccount {
+            password: "pw".into()
+        }]
+    );
     net(
         &mut app,
         NetEvent::Failed {
@@ -639,7 +782,9 @@ fn deleting_the_account_needs_the_password() {
             error: NetError::new(ErrorKind::Unauthenticated, "wrong password"),
         },
     );
-    assert!(matches!(&app.overlay, Some(Overlay::Prompt(p)) if p.error.as_deref() == Some("Wrong password.")));
+    assert!(
+        matches!(&app.overlay, Some(Overlay::Prompt(p)) if p.error.as_deref() == Some("Wrong password."))
+    );
     net(&mut app, NetEvent::AccountDeleted);
     assert_eq!(app.screen, Screen::SignIn);
 }

@@ -48,7 +48,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, browser: &AccountsBrowse
             let (dot, dot_style, seen) = if account.online {
                 ("●", Style::default().fg(Color::Green), "online".to_string())
             } else if account.last_seen_ms == 0 {
-                ("○", Style::default().fg(Color::DarkGray), "never seen".to_string())
+                (
+                    "○",
+                    Style::default().fg(Color::DarkGray),
+                    "never seen".to_string(),
+                )
             } else {
                 (
                     "○",
@@ -56,7 +60,11 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, browser: &AccountsBrowse
                     format!("seen {}", time::ago(account.last_seen_ms, app.now_ms)),
                 )
             };
-            let you = if is_me(&account.username, me) { " (you)" } else { "" };
+            let you = if is_me(&account.username, me) {
+                " (you)"
+            } else {
+                ""
+            };
             ListItem::new(Line::from(vec![
                 Span::raw(if marked { "[x] " } else { "[ ] " }),
                 Span::styled(dot, dot_style),

@@ -8,21 +8,40 @@ use ratatui::Frame;
 use crate::tui::app::App;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
-    let header = Row::new(["id", "server", "role", "term", "leader", "commit", "applied", "reachable"])
-        .style(Style::default().add_modifier(Modifier::BOLD));
+    let header = Row::new([
+        "id",
+        "url",
+        "role",
+        "term",
+        "leader",
+        "commit",
+        "applied",
+        "reachable",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
     let rows = app.cluster.iter().map(|report| match &report.status {
         Ok(s) => {
             let role_style = match s.role.as_str() {
-                "leader" => Style::default().fg(Color::Green).add_modifier(Modifier::BOLD),
+                "leader" => Style::default()
+                    .fg(Color::Green)
+                    .add_modifier(Modifier::BOLD),
                 "candidate" => Style::default().fg(Color::Yellow),
                 _ => Style::default(),
             };
             Row::new(vec![
                 Cell::from(s.id.to_string()),
-                Cell::from(if s.url.is_empty() { report.server.clone() } else { s.url.clone() }),
+                Cell::from(if s.url.is_empty() {
+                    report.server.clone()
+                } else {
+                    s.url.clone()
+                }),
                 Cell::from(s.role.clone()).style(role_style),
                 Cell::from(s.term.to_string()),
-                Cell::from(if s.leader_id == 0 { "-".to_string() } else { s.leader_id.to_string() }),
+                Cell::from(if s.leader_id == 0 {
+                    "-".to_string()
+                } else {
+                    s.leader_id.to_string()
+                }),
                 Cell::from(s.commit_index.to_string()),
                 Cell::from(s.applied_index.to_string()),
                 Cell::from("yes").style(Style::default().fg(Color::Green)),

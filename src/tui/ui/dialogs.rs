@@ -19,7 +19,10 @@ pub fn render_confirm(frame: &mut Frame, area: Rect, kind: &ConfirmKind) {
     frame.render_widget(Clear, boxed);
     let text = vec![
         Line::styled(question, Style::default().add_modifier(Modifier::BOLD)),
-        Line::styled("y / Enter: yes    n / Esc: no", Style::default().fg(Color::DarkGray)),
+        Line::styled(
+            "y / Enter: yes    n / Esc: no",
+            Style::default().fg(Color::DarkGray),
+        ),
     ];
     frame.render_widget(
         Paragraph::new(text).wrap(Wrap { trim: true }).block(
@@ -72,7 +75,10 @@ pub fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
     let status = match (&prompt.error, prompt.busy) {
         (_, true) => Line::styled("Working…", Style::default().fg(Color::Yellow)),
         (Some(error), false) => Line::styled(error.clone(), Style::default().fg(Color::Red)),
-        (None, false) => Line::styled("Enter: ok    Esc: cancel", Style::default().fg(Color::DarkGray)),
+        (None, false) => Line::styled(
+            "Enter: ok    Esc: cancel",
+            Style::default().fg(Color::DarkGray),
+        ),
     };
     frame.render_widget(Paragraph::new(status), status_area);
 }

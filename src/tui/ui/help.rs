@@ -21,7 +21,9 @@ pub fn help_lines() -> Vec<Line<'static>> {
     for context in contexts {
         lines.push(Line::styled(
             context.title(),
-            Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
         ));
         for binding in BINDINGS.iter().filter(|b| b.context == context) {
             lines.push(Line::from(vec![

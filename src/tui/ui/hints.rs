@@ -22,7 +22,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         used += cost;
         spans.push(Span::styled(
             keys,
-            Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            Style::default()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
         ));
         spans.push(Span::styled(
             format!(" {}  ", binding.description),

@@ -49,7 +49,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     };
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(super::truncate(&title, usize::from(area.width.saturating_sub(4))))
+        .title(super::truncate(
+            &title,
+            usize::from(area.width.saturating_sub(4)),
+        ))
         .border_style(pane_style(focused));
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -94,7 +97,9 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
     let indicator = (below > 0).then(|| {
         Line::styled(
             format!("  ↓ {below} more below (G: newest)"),
-            Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
         )
     });
     if indicator.is_some() {
@@ -140,13 +145,22 @@ fn entry_lines(
 ) -> Vec<Line<'static>> {
     let clock = time::clock(entry.sent_ms, app.config.utc_offset_secs);
     let sender_style = if entry.is_own() {
-        Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+        Style::default()
+            .fg(Color::Cyan)
+            .add_modifier(Modifier::BOLD)
     } else {
-        Style::default().fg(Color::Magenta).add_modifier(Modifier::BOLD)
+        Style::default()
+            .fg(Color::Magenta)
+            .add_modifier(Modifier::BOLD)
     };
     let mut header = vec![
         Span::styled(
-            if marked { "»".to_string() } else { String::new() } + &clock + " ",
+            if marked {
+                "»".to_string()
+            } else {
+                String::new()
+            } + &clock
+                + " ",
             Style::default().fg(Color::DarkGray),
         ),
         Span::styled(entry.sender.clone(), sender_style),

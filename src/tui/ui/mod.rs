@@ -84,7 +84,9 @@ pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
 /// Border style of a pane: highlighted when it has the keyboard.
 pub(crate) fn pane_style(focused: bool) -> Style {
     if focused {
-        Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+        Style::default()
+            .fg(Color::Cyan)
+            .add_modifier(Modifier::BOLD)
     } else {
         Style::default().fg(Color::DarkGray)
     }

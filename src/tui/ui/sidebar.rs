@@ -20,7 +20,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let block = Block::default()
         .borders(Borders::ALL)
         .title(title)
-        .border_style(pane_style(app.focus == Focus::Sidebar && app.overlay.is_none()));
+        .border_style(pane_style(
+            app.focus == Focus::Sidebar && app.overlay.is_none(),
+        ));
     let width = usize::from(block.inner(area).width);
     let items: Vec<ListItem> = app
         .conversations

@@ -12,7 +12,7 @@ use crate::tui::app::{App, Field, Pending};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let form = &app.sign_in;
-    let boxed = centered(area, 56, 14);
+    let boxed = centered(area, 56, 13);
     frame.render_widget(Clear, boxed);
     let block = Block::default()
         .borders(Borders::ALL)
@@ -21,19 +21,29 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let inner = block.inner(boxed);
     frame.render_widget(block, boxed);
 
-    let [_, user_area, pass_area, _, message_area, _, help_area] = Layout::vertical([
+    let [_, user_area, pass_area, _, message_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(3),
         Constraint::Length(3),
         Constraint::Length(1),
-        Constraint::Length(2),
-        Constraint::Min(0),
-        Constraint::Length(1),
+        Constraint::Min(1),
     ])
     .areas(inner);
 
-    field(frame, user_area, "User name", &form.username, form.field == Field::Username);
-    field(frame, pass_area, "Password", &form.password, form.field == Field::Password);
+    field(
+        frame,
+        user_area,
+        "User name",
+        &form.username,
+        form.field == Field::Username,
+    );
+    field(
+        frame,
+        pass_area,
+        "Password",
+        &form.password,
+        form.field == Field::Password,
+    );
 
     let message = match (&form.pending, &form.error, &form.info) {
         (Some(Pending::SigningIn), _, _) => {
@@ -52,13 +62,6 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(
         Paragraph::new(message).wrap(ratatui::widgets::Wrap { trim: true }),
         message_area,
-    );
-    frame.render_widget(
-        Paragraph::new(Line::styled(
-            " Enter: sign in   Ctrl-N: create account   Tab: next field",
-            Style::default().fg(Color::DarkGray),
-        )),
-        help_area,
     );
 }
 

@@ -62,7 +62,7 @@ fn state_spans(app: &App) -> Vec<Span<'static>> {
             )];
             if let Some(error) = error {
                 spans.push(Span::styled(
-                    format!(" ({})", super::truncate(&error, 40)),
+                    format!(" ({})", super::truncate(&error, 28)),
                     Style::default().fg(Color::DarkGray),
                 ));
             }
@@ -92,5 +92,8 @@ pub fn render_notice(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         Style::default().fg(Color::Green)
     };
-    frame.render_widget(Paragraph::new(Line::styled(notice.text.clone(), style)), area);
+    frame.render_widget(
+        Paragraph::new(Line::styled(notice.text.clone(), style)),
+        area,
+    );
 }
