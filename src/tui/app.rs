@@ -239,6 +239,7 @@ impl App {
             AppEvent::Net(net) => self.on_net(net),
         };
         if self.screen == Screen::Chat {
+            effects.extend(self.open_first_if_none());
             effects.extend(self.pump_outbox());
             effects.extend(self.mark_shown_read());
         }
@@ -601,6 +602,18 @@ impl App {
         }
     }
 
+    /// Opens the most recent conversation when none is open, e.g. when the
+    /// first one appears.
+    fn open_first_if_none(&mut self) -> Vec<Effect> {
+        if self.conversations.open.is_some() {
+            return Vec::new();
+        }
+        match self.conversations.list.first().map(|c| c.key.clone()) {
+            Some(first) => self.open_conversation(first),
+            None => Vec::new(),
+        }
+    }
+
     fn select_conversation(&mut self, delta: isize) -> Vec<Effect> {
         let list = &self.conversations.list;
         if list.is_empty() {
@@ -628,15 +641,10 @@ impl App {
         {
             self.conversations.open = None;
         }
-        let mut effects = Vec::new();
-        match self.conversations.open.clone() {
-            Some(key) => effects.extend(self.load_if_needed(&key)),
-            None => {
-                if let Some(first) = self.conversations.list.first().map(|c| c.key.clone()) {
-                    effects.extend(self.open_conversation(first));
-                }
-            }
-        }
+        let mut effects = match self.conversations.open.clone() {
+            Some(key) => self.load_if_needed(&key),
+            None => self.open_first_if_none(),
+        };
         let unknown: Vec<String> = self
             .conversations
             .list
@@ -700,9 +708,16 @@ impl App {
             effects.push(Effect::LoadConversations);
         }
         if let Some(conv) = self.conversations.by_id_mut(message.conversation_id) {
+            // A conversation listed after this message was applied already
+            // counts it as unread: only newer messages add to the count.
+            let already_counted = message.id <= conv.last_message_id;
             let is_new = conv.log.insert_committed(&message, &me);
             conv.note_message(&message);
-            if is_new && !is_me(&message.sender, &me) && message.id > conv.read_up_to {
+            if is_new
+                && !already_counted
+                && !is_me(&message.sender, &me)
+                && message.id > conv.read_up_to
+            {
                 conv.unread = conv.unread.saturating_add(1);
             }
         }

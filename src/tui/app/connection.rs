@@ -47,8 +47,14 @@ pub struct Connection {
     /// majority with a leader. Cleared by the next success.
     pub quorum_lost: bool,
     pub leader_changed_at_ms: Option<u64>,
-    /// The latest leader seen, from hints or replica reports.
+    /// The current leader as the replicas report it (before the first
+    /// status poll: the client library's latest hint). `None` while no
+    /// reachable replica knows one (election in progress, no quorum).
     pub leader: Option<(u64, String)>,
+    /// The last leader id ever seen, to notice changes across elections.
+    last_leader_id: Option<u64>,
+    /// A status poll came back: replica reports now decide the leader.
+    polled: bool,
     /// The term reported by the replica we talk to (or the highest seen).
     pub term: Option<u64>,
 }
@@ -83,10 +89,17 @@ impl Connection {
 
     /// The client library published a new connection state.
     pub fn observe(&mut self, info: ConnectionInfo, now_ms: u64) {
-        if let Some(leader) = info.leader.clone() {
-            self.note_leader(leader, now_ms);
+        // Library hints are sticky (the last one seen, however old), so
+        // they only stand in until the replicas' own reports arrive.
+        if let Some(leader) = info.leader.clone().filter(|_| !self.polled) {
+            self.note_leader(Some(leader), now_ms);
         }
         self.info = Some(info);
+    }
+
+    /// Whether replica reports (rather than library hints) name the leader.
+    pub fn has_polled(&self) -> bool {
+        self.polled
     }
 
     /// The periodic status poll of every replica came back.
@@ -110,22 +123,24 @@ impl Connection {
             .map(|s| s.term)
             .or_else(|| reachable.iter().map(|s| s.term).max());
         // The leader as the highest-term replica that knows one reports it.
-        if let Some(s) = reachable
+        let leader = reachable
             .iter()
             .filter(|s| s.leader_id != 0)
             .max_by_key(|s| s.term)
-        {
-            self.note_leader((s.leader_id, s.leader_url.clone()), now_ms);
+            .map(|s| (s.leader_id, s.leader_url.clone()));
+        if !reports.is_empty() {
+            self.polled = true;
+            self.note_leader(leader, now_ms);
         }
     }
 
-    fn note_leader(&mut self, leader: (u64, String), now_ms: u64) {
-        let changed = self.leader.as_ref().is_some_and(|(id, _)| *id != leader.0);
-        if changed {
-            self.leader_changed_at_ms = Some(now_ms);
+    fn note_leader(&mut self, leader: Option<(u64, String)>, now_ms: u64) {
+        if let Some((id, _)) = &leader {
+            if self.last_leader_id.is_some_and(|last| last != *id) {
+                self.leader_changed_at_ms = Some(now_ms);
+            }
+            self.last_leader_id = Some(*id);
         }
-        if self.leader.as_ref().map(|(id, _)| *id) != Some(leader.0) || !leader.1.is_empty() {
-            self.leader = Some(leader);
-        }
+        self.leader = leader;
     }
 }

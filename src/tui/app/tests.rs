@@ -815,3 +815,54 @@ fn logout_returns_to_sign_in_and_drops_the_session() {
     assert!(app.outbox.is_empty());
     assert!(app.conversations.list.is_empty());
 }
+
+#[test]
+fn a_first_message_from_a_stranger_opens_and_counts_once() {
+    let mut app = signed_in();
+    net(&mut app, NetEvent::Conversations(vec![]));
+    // The membership event carries the recipient's view after the message.
+    let mut info = conv(5, ConversationKind::Direct, "carol", 1, T0 + 1000);
+    info.last_message_id = 1;
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: info,
+            user: "carol".into(),
+            change: "created".into(),
+        },
+    );
+    net(&mut app, NetEvent::MessageArrived(msg(1, 5, "carol", "hi")));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(5)));
+    assert_eq!(app.total_unread(), 1);
+}
+
+#[test]
+fn replica_reports_override_stale_leader_hints() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, true, 1)).collect()),
+    );
+    // Every reachable replica lost the leader: show none, whatever the hint.
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, i <= 2, 0)).collect()),
+    );
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionInfo {
+            server: "127.0.0.1:7002".into(),
+            leader: Some((1, "http://127.0.0.1:7001".into())),
+            ..ConnectionInfo::default()
+        }),
+    );
+    assert_eq!(app.connection.leader, None);
+    // A new leader after the election is flagged as a change.
+    tick(&mut app, T0 + 5_000);
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, true, 3)).collect()),
+    );
+    assert_eq!(app.connection.leader.as_ref().map(|l| l.0), Some(3));
+    assert_eq!(app.link_state(), LinkState::LeaderChanged);
+}

@@ -26,6 +26,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     spans.push(Span::raw(match &connection.leader {
         Some((id, url)) if !url.is_empty() => format!("leader {id} {url}"),
         Some((id, _)) => format!("leader {id}"),
+        None if connection.has_polled() => "no leader".to_string(),
         None => "leader ?".to_string(),
     }));
     spans.push(sep());
