@@ -866,3 +866,37 @@ fn replica_reports_override_stale_leader_hints() {
     assert_eq!(app.connection.leader.as_ref().map(|l| l.0), Some(3));
     assert_eq!(app.link_state(), LinkState::LeaderChanged);
 }
+
+#[test]
+fn the_mouse_wheel_scrolls_the_messages() {
+    use crossterm::event::{MouseEvent, MouseEventKind};
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: (1..=9).map(|i| msg(i, 1, "bob", "x")).collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    let wheel = |kind| {
+        AppEvent::Mouse(MouseEvent {
+            kind,
+            column: 40,
+            row: 10,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    app.update(wheel(MouseEventKind::ScrollUp));
+    assert_eq!(app.view.anchor, Some(EntryKey::Server(6)));
+    app.update(wheel(MouseEventKind::ScrollDown));
+    assert_eq!(
+        app.view.anchor, None,
+        "back at the bottom: follow new messages"
+    );
+}
