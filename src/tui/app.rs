@@ -4,6 +4,12 @@
 //! [`AppEvent::Tick`]). Whatever needs the network is returned as
 //! [`Effect`]s for `net.rs` to carry out; their results come back as
 //! [`NetEvent`]s. That makes every behaviour testable by feeding events.
+//!
+//! State types live in their own files (`conversations`, `outbox`,
+//! `connection`, `sign_in`, `accounts`); the transitions are split by
+//! concern into `impl App` blocks: `input` (keys → actions), `session`,
+//! `chat` (server data, read-when-shown), `scroll`, `sending`, `browse`
+//! (accounts browser) and `network` (dispatch of [`NetEvent`]s).
 
 mod accounts;
 mod browse;

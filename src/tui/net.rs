@@ -42,6 +42,9 @@ pub struct Net {
     sender: ChatClient,
     events: UnboundedSender<NetEvent>,
     subscription: Option<JoinHandle<()>>,
+    /// Send calls under way; aborted when the session ends, so a message
+    /// of one session can never go out under the next one's token.
+    sends: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -70,6 +73,7 @@ impl Net {
             sender,
             events,
             subscription: None,
+            sends: Vec::new(),
             background,
         })
     }
@@ -77,10 +81,12 @@ impl Net {
     /// Carries out `effect` in the background; the outcome arrives as a
     /// [`NetEvent`].
     pub fn execute(&mut self, effect: Effect) {
+        self.sends.retain(|task| !task.is_finished());
         match effect {
             Effect::Subscribe => self.subscribe(),
             Effect::Logout => {
                 self.stop_subscription();
+                self.abort_sends();
                 self.sender.set_token(None);
                 let client = self.client.clone();
                 // The session is dropped locally at once; telling the
@@ -90,17 +96,30 @@ impl Net {
                 });
             }
             effect => {
+                if matches!(effect, Effect::SignIn { .. } | Effect::CreateAccount { .. }) {
+                    self.abort_sends();
+                }
+                let is_send = matches!(effect, Effect::Send { .. });
                 let client = self.client.clone();
                 let sender = self.sender.clone();
                 let events = self.events.clone();
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     for event in run(&client, &sender, effect).await {
                         if events.send(event).is_err() {
                             break;
                         }
                     }
                 });
+                if is_send {
+                    self.sends.push(task);
+                }
             }
+        }
+    }
+
+    fn abort_sends(&mut self) {
+        for task in self.sends.drain(..) {
+            task.abort();
         }
     }
 
@@ -131,6 +150,7 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         self.stop_subscription();
+        self.abort_sends();
         for task in &self.background {
             task.abort();
         }

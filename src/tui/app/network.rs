@@ -69,6 +69,8 @@ impl App {
                 };
             }
             NetEvent::Resync => return self.resync(),
+            // A stream of a session that already ended: nothing to do.
+            NetEvent::SubscriptionFailed(_) if self.screen != Screen::Chat => {}
             NetEvent::SubscriptionFailed(error) => {
                 if error.kind == ErrorKind::Unauthenticated {
                     self.sign_out(Some("Your session expired: sign in again."));
@@ -134,7 +136,11 @@ impl App {
             NetEvent::MessagesDeletedByMe { deleted } => {
                 self.notify(format!("Deleted {deleted} message(s)."));
             }
-            NetEvent::AccountDeleted => self.sign_out(Some("Your account was deleted.")),
+            NetEvent::AccountDeleted => {
+                self.sign_out(Some("Your account was deleted."));
+                // Ends the local session: stream, pending sends, token.
+                return vec![Effect::Logout];
+            }
             NetEvent::Failed { op, error } => self.on_failed(&op, error),
         }
         Vec::new()

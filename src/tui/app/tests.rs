@@ -785,8 +785,18 @@ fn deleting_the_account_needs_the_password() {
     assert!(
         matches!(&app.overlay, Some(Overlay::Prompt(p)) if p.error.as_deref() == Some("Wrong password."))
     );
-    net(&mut app, NetEvent::AccountDeleted);
+    let effects = net(&mut app, NetEvent::AccountDeleted);
+    assert_eq!(effects, vec![Effect::Logout]);
     assert_eq!(app.screen, Screen::SignIn);
+    // The dying stream of the deleted session changes nothing.
+    net(
+        &mut app,
+        NetEvent::SubscriptionFailed(NetError::new(ErrorKind::Unauthenticated, "gone")),
+    );
+    assert_eq!(
+        app.sign_in.info.as_deref(),
+        Some("Your account was deleted.")
+    );
 }
 
 #[test]
