@@ -349,3 +349,21 @@ fn no_quorum_status() {
     );
     insta::assert_snapshot!(screen(&app));
 }
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let mut apps = vec![new_app(None), chat_app()];
+    let mut with_overlays = chat_app();
+    press(&mut with_overlays, KeyCode::Char('c'));
+    press(&mut with_overlays, KeyCode::Char('a'));
+    apps.push(with_overlays);
+    let mut help = chat_app();
+    press(&mut help, KeyCode::Char('?'));
+    apps.push(help);
+    for app in &apps {
+        for (width, height) in [(1, 1), (10, 3), (30, 8), (45, 12)] {
+            let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+            terminal.draw(|frame| draw(frame, app)).expect("draw");
+        }
+    }
+}
