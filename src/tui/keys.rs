@@ -145,187 +145,69 @@ use Action as A;
 use Context as C;
 use KeyCode as K;
 
-/// Every key binding of the application, by context.
+/// Every key binding of the application, by context. Within a context the
+/// order is the hint bar's order: most useful first.
+#[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
     // Sign in.
     bind(&[plain(K::Enter)], C::SignIn, A::SignIn, "sign in"),
     bind(&[ctrl('n')], C::SignIn, A::CreateAccount, "create account"),
-    bind(
-        &[
-            plain(K::Tab),
-            plain(K::Down),
-            plain(K::Up),
-            plain(K::BackTab),
-        ],
-        C::SignIn,
-        A::FocusNext,
-        "next field",
-    ),
+    bind(&[plain(K::Tab), plain(K::Down), plain(K::Up), plain(K::BackTab)], C::SignIn, A::FocusNext, "next field"),
     // Conversations.
-    bind(
-        &[plain(K::Up), ch('k')],
-        C::Sidebar,
-        A::Up,
-        "previous conversation",
-    ),
-    bind(
-        &[plain(K::Down), ch('j')],
-        C::Sidebar,
-        A::Down,
-        "next conversation",
-    ),
-    bind(
-        &[plain(K::Enter), ch('i')],
-        C::Sidebar,
-        A::FocusCompose,
-        "write",
-    ),
+    bind(&[plain(K::Up), ch('k')], C::Sidebar, A::Up, "previous conversation"),
+    bind(&[plain(K::Down), ch('j')], C::Sidebar, A::Down, "next conversation"),
+    bind(&[plain(K::Enter), ch('i')], C::Sidebar, A::FocusCompose, "write"),
     // Messages.
-    bind(
-        &[plain(K::Up), ch('k')],
-        C::Messages,
-        A::Up,
-        "older message",
-    ),
-    bind(
-        &[plain(K::Down), ch('j')],
-        C::Messages,
-        A::Down,
-        "newer message",
-    ),
-    bind(
-        &[plain(K::PageUp), ctrl('b')],
-        C::Messages,
-        A::PageUp,
-        "page up",
-    ),
-    bind(
-        &[plain(K::PageDown), ctrl('f')],
-        C::Messages,
-        A::PageDown,
-        "page down",
-    ),
-    bind(
-        &[plain(K::Home), ch('g')],
-        C::Messages,
-        A::Top,
-        "oldest loaded",
-    ),
-    bind(&[plain(K::End), ch('G')], C::Messages, A::Bottom, "newest"),
+    bind(&[plain(K::Up), ch('k')], C::Messages, A::Up, "older"),
+    bind(&[plain(K::Down), ch('j')], C::Messages, A::Down, "newer"),
+    bind(&[plain(K::Enter), ch('i')], C::Messages, A::FocusCompose, "write"),
     bind(&[ch(' ')], C::Messages, A::ToggleMark, "mark own message"),
-    bind(
-        &[ch('d'), plain(K::Delete)],
-        C::Messages,
-        A::DeleteMessages,
-        "delete marked/selected",
-    ),
-    bind(&[ch('r')], C::Messages, A::Retry, "retry failed message"),
-    bind(
-        &[plain(K::Enter), ch('i')],
-        C::Messages,
-        A::FocusCompose,
-        "write",
-    ),
+    bind(&[ch('d'), plain(K::Delete)], C::Messages, A::DeleteMessages, "delete marked/selected"),
+    bind(&[ch('r')], C::Messages, A::Retry, "retry failed"),
+    bind(&[plain(K::End), ch('G')], C::Messages, A::Bottom, "newest"),
+    bind(&[plain(K::Home), ch('g')], C::Messages, A::Top, "oldest loaded"),
+    bind(&[plain(K::PageUp), ctrl('b')], C::Messages, A::PageUp, "page up"),
+    bind(&[plain(K::PageDown), ctrl('f')], C::Messages, A::PageDown, "page down"),
     // Compose.
     bind(&[plain(K::Enter)], C::Compose, A::Send, "send"),
     bind(&[alt(K::Enter)], C::Compose, A::Newline, "new line"),
-    bind(&[ctrl('r')], C::Compose, A::Retry, "retry failed message"),
     bind(&[plain(K::Esc)], C::Compose, A::Back, "stop typing"),
+    bind(&[ctrl('r')], C::Compose, A::Retry, "retry failed"),
     // Chat screen, not typing.
-    bind(
-        &[ch('a')],
-        C::Navigation,
-        A::OpenAccounts,
-        "accounts / new chat",
-    ),
+    bind(&[ch('a')], C::Navigation, A::OpenAccounts, "accounts / new chat"),
     bind(&[ch('c')], C::Navigation, A::ToggleCluster, "cluster panel"),
     bind(&[ch('?')], C::Navigation, A::ToggleHelp, "help"),
-    bind(&[ch('L')], C::Navigation, A::Logout, "log out"),
-    bind(
-        &[ch('X')],
-        C::Navigation,
-        A::DeleteAccount,
-        "delete account",
-    ),
     bind(&[ch('q')], C::Navigation, A::Quit, "quit"),
+    bind(&[ch('L')], C::Navigation, A::Logout, "log out"),
+    bind(&[ch('X')], C::Navigation, A::DeleteAccount, "delete account"),
     // Accounts browser.
     bind(&[plain(K::Enter)], C::AccountsSearch, A::Search, "search"),
-    bind(
-        &[plain(K::Down), plain(K::Tab)],
-        C::AccountsSearch,
-        A::FocusNext,
-        "to results",
-    ),
+    bind(&[plain(K::Down), plain(K::Tab)], C::AccountsSearch, A::FocusNext, "to results"),
     bind(&[plain(K::Esc)], C::AccountsSearch, A::Back, "close"),
+    bind(&[plain(K::Enter)], C::AccountsList, A::StartDirect, "chat with"),
+    bind(&[ch(' ')], C::AccountsList, A::ToggleMark, "mark"),
+    bind(&[ch('g')], C::AccountsList, A::NewGroup, "group with marked"),
+    bind(&[ch('m')], C::AccountsList, A::AddMember, "add to open group"),
+    bind(&[ch('n'), plain(K::PageDown)], C::AccountsList, A::NextPage, "next page"),
+    bind(&[ch('p'), plain(K::PageUp)], C::AccountsList, A::PrevPage, "previous page"),
+    bind(&[ch('/'), plain(K::Tab)], C::AccountsList, A::EditPattern, "edit pattern"),
     bind(&[plain(K::Up), ch('k')], C::AccountsList, A::Up, "previous"),
     bind(&[plain(K::Down), ch('j')], C::AccountsList, A::Down, "next"),
-    bind(
-        &[plain(K::Enter)],
-        C::AccountsList,
-        A::StartDirect,
-        "chat with",
-    ),
-    bind(&[ch(' ')], C::AccountsList, A::ToggleMark, "mark"),
-    bind(
-        &[ch('g')],
-        C::AccountsList,
-        A::NewGroup,
-        "group with marked",
-    ),
-    bind(
-        &[ch('m')],
-        C::AccountsList,
-        A::AddMember,
-        "add to open group",
-    ),
-    bind(
-        &[ch('n'), plain(K::PageDown)],
-        C::AccountsList,
-        A::NextPage,
-        "next page",
-    ),
-    bind(
-        &[ch('p'), plain(K::PageUp)],
-        C::AccountsList,
-        A::PrevPage,
-        "previous page",
-    ),
-    bind(
-        &[ch('/'), plain(K::Tab)],
-        C::AccountsList,
-        A::EditPattern,
-        "edit pattern",
-    ),
     bind(&[plain(K::Esc), ch('q')], C::AccountsList, A::Back, "close"),
     // Dialogs.
     bind(&[ch('y'), plain(K::Enter)], C::Confirm, A::Confirm, "yes"),
     bind(&[ch('n'), plain(K::Esc)], C::Confirm, A::Cancel, "no"),
     bind(&[plain(K::Enter)], C::Prompt, A::Submit, "ok"),
     bind(&[plain(K::Esc)], C::Prompt, A::Cancel, "cancel"),
+    bind(&[plain(K::Esc), ch('?'), ch('q')], C::Help, A::ToggleHelp, "close help"),
     bind(&[plain(K::Up), ch('k')], C::Help, A::Up, "scroll up"),
     bind(&[plain(K::Down), ch('j')], C::Help, A::Down, "scroll down"),
-    bind(
-        &[plain(K::Esc), ch('?'), ch('q')],
-        C::Help,
-        A::ToggleHelp,
-        "close help",
-    ),
     // Everywhere.
     bind(&[ctrl('c')], C::Global, A::Quit, "quit"),
     bind(&[plain(K::Tab)], C::Global, A::FocusNext, "next pane"),
-    bind(
-        &[plain(K::BackTab)],
-        C::Global,
-        A::FocusPrev,
-        "previous pane",
-    ),
+    bind(&[plain(K::BackTab)], C::Global, A::FocusPrev, "previous pane"),
     bind(&[plain(K::F(1))], C::Global, A::ToggleHelp, "help"),
-    bind(
-        &[plain(K::F(2))],
-        C::Global,
-        A::ToggleCluster,
-        "cluster panel",
-    ),
+    bind(&[plain(K::F(2))], C::Global, A::ToggleCluster, "cluster panel"),
 ];
 
 impl Chord {

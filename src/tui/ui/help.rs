@@ -60,3 +60,17 @@ pub fn render(frame: &mut Frame, area: Rect, scroll: u16) {
     );
     frame.render_widget(help, boxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_lists_every_binding_of_the_table() {
+        let text: Vec<String> = help_lines().iter().map(|l| l.to_string()).collect();
+        for binding in BINDINGS {
+            let row = format!("  {:<18}{}", binding.keys_label(), binding.description);
+            assert!(text.contains(&row), "missing from help: {row}");
+        }
+    }
+}
