@@ -48,3 +48,4 @@ pub mod client;
 pub mod local_cluster;
 pub mod proto;
 pub mod server;
+pub mod tui;
