@@ -24,9 +24,6 @@ use crate::proto::event::Kind;
 
 /// How often every replica is asked for its status.
 const CLUSTER_POLL: Duration = Duration::from_secs(1);
-/// A send keeps retrying (same request id) for this long before giving up.
-/// Long on purpose: messages typed without a quorum wait for it to return.
-const SEND_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
 /// A prefix for request ids, unique to this run of the client.
 pub fn request_prefix() -> String {
@@ -36,10 +33,6 @@ pub fn request_prefix() -> String {
 /// The running network layer.
 pub struct Net {
     client: ChatClient,
-    /// A second handle with a very long write deadline, used for sends
-    /// only: one library call per message means one request id, so a
-    /// message queued during an outage is applied exactly once.
-    sender: ChatClient,
     events: UnboundedSender<NetEvent>,
     subscription: Option<JoinHandle<()>>,
     /// Send calls under way; aborted when the session ends, so a message
@@ -58,19 +51,13 @@ impl Net {
     ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new(servers);
         config.rpc_timeout = rpc_timeout;
-        let client = ChatClient::new(config.clone())?;
-        config.write_deadline = SEND_DEADLINE;
-        let sender = ChatClient::new(config)?;
+        let client = ChatClient::new(config)?;
         let background = vec![
-            tokio::spawn(watch_connection(client.clone(), events.clone(), false)),
-            // The sender is idle most of the time: report it only once it
-            // does something, so its initial state does not mask the other.
-            tokio::spawn(watch_connection(sender.clone(), events.clone(), true)),
+            tokio::spawn(watch_connection(client.clone(), events.clone())),
             tokio::spawn(poll_cluster(client.clone(), events.clone())),
         ];
         Ok(Self {
             client,
-            sender,
             events,
             subscription: None,
             sends: Vec::new(),
@@ -87,7 +74,6 @@ impl Net {
             Effect::Logout => {
                 self.stop_subscription();
                 self.abort_sends();
-                self.sender.set_token(None);
                 let client = self.client.clone();
                 // The session is dropped locally at once; telling the
                 // server is best effort (it expires anyway).
@@ -101,10 +87,9 @@ impl Net {
                 }
                 let is_send = matches!(effect, Effect::Send { .. });
                 let client = self.client.clone();
-                let sender = self.sender.clone();
                 let events = self.events.clone();
                 let task = tokio::spawn(async move {
-                    for event in run(&client, &sender, effect).await {
+                    for event in run(&client, effect).await {
                         if events.send(event).is_err() {
                             break;
                         }
@@ -158,14 +143,14 @@ impl Drop for Net {
 }
 
 /// Performs one request-style effect; returns the events to report.
-async fn run(client: &ChatClient, sender: &ChatClient, effect: Effect) -> Vec<NetEvent> {
+async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
     match effect {
         Effect::SignIn { username, password } => {
-            vec![sign_in(client, sender, &username, &password).await]
+            vec![sign_in(client, &username, &password).await]
         }
         Effect::CreateAccount { username, password } => {
             match client.create_account(&username, &password).await {
-                Ok(_) => vec![sign_in(client, sender, &username, &password).await],
+                Ok(_) => vec![sign_in(client, &username, &password).await],
                 Err(err) => vec![NetEvent::SignInFailed(net_error(&err))],
             }
         }
@@ -208,18 +193,21 @@ async fn run(client: &ChatClient, sender: &ChatClient, effect: Effect) -> Vec<Ne
         }
         Effect::Send {
             local_id,
-            request_id: _,
+            request_id,
             to,
             body,
         } => {
-            // The library chooses the request id and keeps it across every
-            // retry of this call; SEND_DEADLINE keeps that call alive
-            // through an outage. See the module docs of `app::outbox`.
+            // The app keeps one request id per message across all its
+            // resends (see `app::outbox`), so a message queued during an
+            // outage is applied exactly once.
             let target = match to {
                 SendTo::Conversation(id) => Target::Conversation(id),
                 SendTo::User(name) => Target::User(name),
             };
-            match sender.send(&target, &body).await {
+            match client
+                .send_with_request_id(&target, &body, &request_id)
+                .await
+            {
                 Ok(reply) => match reply.message.as_ref() {
                     Some(message) => vec![NetEvent::Sent {
                         local_id,
@@ -300,10 +288,7 @@ async fn run(client: &ChatClient, sender: &ChatClient, effect: Effect) -> Vec<Ne
             Err(err) => vec![failed(&format!("add {username}"), &err)],
         },
         Effect::DeleteAccount { password } => match client.delete_account(&password).await {
-            Ok(()) => {
-                sender.set_token(None);
-                vec![NetEvent::AccountDeleted]
-            }
+            Ok(()) => vec![NetEvent::AccountDeleted],
             Err(err) => vec![failed("delete account", &err)],
         },
         // Handled synchronously by `Net::execute`.
@@ -311,15 +296,9 @@ async fn run(client: &ChatClient, sender: &ChatClient, effect: Effect) -> Vec<Ne
     }
 }
 
-async fn sign_in(
-    client: &ChatClient,
-    sender: &ChatClient,
-    username: &str,
-    password: &str,
-) -> NetEvent {
+async fn sign_in(client: &ChatClient, username: &str, password: &str) -> NetEvent {
     match client.login(username, password).await {
         Ok(reply) => {
-            sender.set_token(client.token());
             let username = reply
                 .account
                 .map(|a| a.username)
@@ -331,15 +310,8 @@ async fn sign_in(
 }
 
 /// Publishes every change of the library's connection state.
-async fn watch_connection(
-    client: ChatClient,
-    events: UnboundedSender<NetEvent>,
-    skip_initial: bool,
-) {
+async fn watch_connection(client: ChatClient, events: UnboundedSender<NetEvent>) {
     let mut state = client.connection_state();
-    if skip_initial && state.changed().await.is_err() {
-        return;
-    }
     loop {
         let info = {
             let s = state.borrow_and_update();
