@@ -55,6 +55,13 @@ fn write<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> io::
     buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     buf.extend_from_slice(&payload);
 
+    replace_file(dir, name, &buf, durable)
+}
+
+/// Replaces `dir/name` with `bytes` through `name.tmp` and a rename, so a
+/// crash leaves the old or the new content, never a mix. `durable` fsyncs
+/// the file before the rename and the directory after it.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     {
@@ -64,7 +71,8 @@ fn write<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> io::
             .truncate(true)
             .open(&tmp)
             .map_err(|e| with_path("create", &tmp, e))?;
-        f.write_all(&buf).map_err(|e| with_path("write", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| with_path("write", &tmp, e))?;
         if durable {
             f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
         }
