@@ -10,8 +10,9 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 use raftchat::tui::{
-    draw, AccountInfo, App, AppConfig, AppEvent, ChatMessage, ConnectionInfo, ConversationInfo,
-    ConversationKind, ErrorKind, NetError, NetEvent, ReplicaReport, ReplicaStatus,
+    draw, AccountInfo, App, AppConfig, AppEvent, ChatMessage, ConnectionInfo, Context,
+    ConversationInfo, ConversationKind, ErrorKind, NetError, NetEvent, ReplicaReport,
+    ReplicaStatus, BINDINGS,
 };
 
 const WIDTH: u16 = 100;
@@ -366,4 +367,62 @@ fn tiny_terminals_do_not_panic() {
             terminal.draw(|frame| draw(frame, app)).expect("draw");
         }
     }
+}
+
+/// The README's key table, generated from `BINDINGS` (one row per binding,
+/// contexts in the help overlay's order).
+fn readme_key_table() -> String {
+    let mut contexts: Vec<Context> = Vec::new();
+    for binding in BINDINGS {
+        if !contexts.contains(&binding.context) {
+            contexts.push(binding.context);
+        }
+    }
+    let mut out = String::from("| where | keys | what it does |\n|---|---|---|\n");
+    for context in contexts {
+        for binding in BINDINGS.iter().filter(|b| b.context == context) {
+            let keys: Vec<String> = binding
+                .keys
+                .iter()
+                .map(|chord| format!("`{}`", chord.label()))
+                .collect();
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                context.title(),
+                keys.join(" "),
+                binding.description
+            ));
+        }
+    }
+    out
+}
+
+/// The key bindings table in README.md is exactly `BINDINGS`. After changing
+/// a binding, regenerate it with
+/// `UPDATE_README=1 cargo test --test tui_render readme`.
+#[test]
+fn readme_key_table_matches_the_bindings() {
+    const BEGIN: &str = "<!-- chat-tui keys: generated from src/tui/keys.rs BINDINGS -->\n";
+    const END: &str = "<!-- end of chat-tui keys -->";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).expect("read README.md");
+    let start = readme
+        .find(BEGIN)
+        .expect("README has the key table markers")
+        + BEGIN.len();
+    let end = start
+        + readme[start..]
+            .find(END)
+            .expect("README key table end marker");
+    let table = readme_key_table();
+    if std::env::var("UPDATE_README").as_deref() == Ok("1") {
+        let updated = format!("{}{table}{}", &readme[..start], &readme[end..]);
+        std::fs::write(path, updated).expect("write README.md");
+        return;
+    }
+    assert_eq!(
+        readme[start..end],
+        table,
+        "README key table is out of date: UPDATE_README=1 cargo test --test tui_render readme"
+    );
 }

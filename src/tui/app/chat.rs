@@ -75,6 +75,12 @@ impl App {
             Some(key) => self.load_if_needed(&key),
             None => self.open_first_if_none(),
         };
+        effects.extend(self.lookup_unknown_presence());
+        effects
+    }
+
+    /// Asks for the presence of every direct-conversation peer not known yet.
+    fn lookup_unknown_presence(&self) -> Vec<Effect> {
         let unknown: Vec<String> = self
             .conversations
             .list
@@ -83,10 +89,10 @@ impl App {
             .map(|c| c.name.clone())
             .filter(|name| !self.presence.contains_key(name))
             .collect();
-        if !unknown.is_empty() {
-            effects.push(Effect::LookupPresence { usernames: unknown });
+        if unknown.is_empty() {
+            return Vec::new();
         }
-        effects
+        vec![Effect::LookupPresence { usernames: unknown }]
     }
 
     pub(super) fn on_history(
@@ -197,7 +203,12 @@ impl App {
         }
     }
 
-    pub(super) fn on_membership(&mut self, info: ConversationInfo, user: &str, change: &str) {
+    pub(super) fn on_membership(
+        &mut self,
+        info: ConversationInfo,
+        user: &str,
+        change: &str,
+    ) -> Vec<Effect> {
         let me = self.me().to_string();
         let gone = matches!(change, "left" | "account_deleted");
         if gone && is_me(user, &me) {
@@ -206,12 +217,15 @@ impl App {
                 self.conversations.open = None;
                 self.view = MessageView::default();
             }
-            return;
+            return Vec::new();
         }
         self.conversations.upsert(&info, false);
         if gone {
             self.notify(format!("{user} left {}", info.name));
         }
+        // Someone wrote to us first: the direct conversation arrives here,
+        // before its first message, and its peer's presence is not known.
+        self.lookup_unknown_presence()
     }
 
     /// Marks what the message pane shows as read ("read when shown").

@@ -83,6 +83,10 @@ impl Connection {
             _ if changed_recently => LinkState::LeaderChanged,
             Some(info) if info.rtt_ms.is_some() => LinkState::Connected,
             _ if matches!(self.stream, StreamLink::Live { .. }) => LinkState::Connected,
+            // The status poll answered with a majority and a leader (else
+            // `quorum_lost`): connected, even before any call of our own
+            // (on the sign-in screen there is none).
+            _ if self.polled => LinkState::Connected,
             _ => LinkState::Connecting,
         }
     }

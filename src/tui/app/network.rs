@@ -39,7 +39,7 @@ impl App {
                 conversation,
                 user,
                 change,
-            } => self.on_membership(conversation, &user, &change),
+            } => return self.on_membership(conversation, &user, &change),
             NetEvent::Presence {
                 user,
                 online,

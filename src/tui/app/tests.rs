@@ -910,3 +910,69 @@ fn the_mouse_wheel_scrolls_the_messages() {
         "back at the bottom: follow new messages"
     );
 }
+
+/// Someone writes to us first: the server announces the new direct
+/// conversation with a membership event before the message, so the
+/// conversation is known when the message arrives. Its peer's presence
+/// must still be looked up (the sidebar showed `·`, unknown, for good).
+#[test]
+fn presence_is_looked_up_for_a_conversation_someone_else_started() {
+    let mut app = signed_in();
+    net(&mut app, NetEvent::Conversations(vec![]));
+    let effects = net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            user: "bob".into(),
+            change: "created".into(),
+        },
+    );
+    assert!(
+        effects.contains(&Effect::LookupPresence {
+            usernames: vec!["bob".into()]
+        }),
+        "{effects:?}"
+    );
+    net(&mut app, NetEvent::MessageArrived(msg(1, 1, "bob", "hi")));
+    net(
+        &mut app,
+        NetEvent::Presences(vec![AccountInfo {
+            username: "bob".into(),
+            online: true,
+            last_seen_ms: T0,
+        }]),
+    );
+    assert!(app.presence["bob"].online);
+    // Known now: no second lookup.
+    let effects = net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::LookupPresence { .. })),
+        "{effects:?}"
+    );
+}
+
+/// On the sign-in screen no call of our own has been made yet; once the
+/// status poll shows a majority with a leader the status line must say
+/// connected, not spin on "connecting" for as long as the screen is up.
+#[test]
+fn a_healthy_status_poll_means_connected_before_signing_in() {
+    let mut app = new_app();
+    assert_eq!(app.link_state(), LinkState::Connecting);
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, true, 1)).collect()),
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    assert_eq!(app.link_state(), LinkState::Connected);
+    // No majority answers: no quorum, not connected.
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, i <= 2, 1)).collect()),
+    );
+    assert_eq!(app.link_state(), LinkState::NoQuorum);
+}
