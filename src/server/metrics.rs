@@ -148,6 +148,12 @@ pub fn render(consensus: &Consensus) -> String {
             .get_or_create(&vec![("role".into(), name.into())])
             .set(i64::from(m.state == state));
     }
+    // Both outcomes exist from the start, so rates work before the first
+    // failure (and on replicas that only forward).
+    for outcome in ["ok", "error"] {
+        me.proposals
+            .get_or_create(&vec![("outcome".into(), outcome.into())]);
+    }
     me.term.set(gauge(Some(m.current_term)));
     me.leader_id.set(gauge(m.current_leader));
     let applied = m.last_applied.map(|l| l.index);
