@@ -79,10 +79,12 @@ async fn grow_three_to_five_and_shrink_back_under_write_load() {
 
     // Grow: start each newcomer with --join, then add it through any replica.
     for _ in 0..2 {
+        // Ask a follower on purpose: it must forward to the leader. (The
+        // leader is looked up before the newcomer starts: until it is added
+        // it knows no leader, so the cluster would not "agree" on one.)
+        let leader = cluster.wait_leader(Duration::from_secs(20)).await;
         let id = cluster.start_joining_replica();
         let member = format!("{id}={}", cluster.url(id));
-        // Ask a follower on purpose: it must forward to the leader.
-        let leader = cluster.wait_leader(Duration::from_secs(20)).await;
         let follower = original
             .iter()
             .find(|u| **u != cluster.url(leader))
@@ -110,6 +112,7 @@ async fn grow_three_to_five_and_shrink_back_under_write_load() {
 
     stop.store(true, Ordering::Relaxed);
     let (acked, failed) = writer.await.unwrap();
+    eprintln!("{} writes acknowledged, {} failed", acked.len(), failed.len());
     assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
     assert!(
         failed.len() <= 2,
