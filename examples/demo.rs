@@ -33,7 +33,10 @@ fn chatd() -> Result<PathBuf, String> {
     let path = raftchat::local_cluster::chatd_path(None);
     if path.exists() {
         if !built {
-            eprintln!("warning: `cargo build --bin chatd` failed; using the existing {}", path.display());
+            eprintln!(
+                "warning: `cargo build --bin chatd` failed; using the existing {}",
+                path.display()
+            );
         }
         Ok(path)
     } else {

@@ -123,7 +123,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport> {
     );
     let result = scenario(&mut cluster).await;
     if result.is_err() {
-        eprintln!("--- last lines of the replicas' logs ---\n{}", cluster.logs_tail());
+        eprintln!(
+            "--- last lines of the replicas' logs ---\n{}",
+            cluster.logs_tail()
+        );
     }
     step("6. stopping every replica and removing the temporary directory");
     drop(cluster);
@@ -179,7 +182,10 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
     show_status(cluster).await;
 
     step("2. SIGKILL the leader");
-    let first = cluster.try_wait_leader(ELECTION_WAIT).await.map_err(|e| anyhow!(e))?;
+    let first = cluster
+        .try_wait_leader(ELECTION_WAIT)
+        .await
+        .map_err(|e| anyhow!(e))?;
     let killed_at = Instant::now();
     cluster.kill(first);
     println!("killed replica {first} (the leader)");
@@ -259,7 +265,10 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
     for id in [first, new_leader, third] {
         cluster.start_replica(id);
     }
-    cluster.try_wait_leader(ELECTION_WAIT).await.map_err(|e| anyhow!(e))?;
+    cluster
+        .try_wait_leader(ELECTION_WAIT)
+        .await
+        .map_err(|e| anyhow!(e))?;
     alice
         .send_with_request_id(&to_bob, refused_body, &refused_id)
         .await

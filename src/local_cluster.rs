@@ -322,9 +322,7 @@ impl Cluster {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "no agreed leader within {timeout:?}: {leaders:?}"
-                ));
+                return Err(format!("no agreed leader within {timeout:?}: {leaders:?}"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -14,6 +14,9 @@ async fn the_failover_demo_holds() {
     .await
     .unwrap_or_else(|e| panic!("demo failed: {e:#}"));
     assert!(report.messages >= 10, "{report:?}");
-    assert!(report.no_quorum_failure < Duration::from_secs(5), "{report:?}");
+    assert!(
+        report.no_quorum_failure < Duration::from_secs(5),
+        "{report:?}"
+    );
     assert_eq!(report.digest.len(), 64, "{report:?}");
 }

@@ -112,7 +112,11 @@ async fn grow_three_to_five_and_shrink_back_under_write_load() {
 
     stop.store(true, Ordering::Relaxed);
     let (acked, failed) = writer.await.unwrap();
-    eprintln!("{} writes acknowledged, {} failed", acked.len(), failed.len());
+    eprintln!(
+        "{} writes acknowledged, {} failed",
+        acked.len(),
+        failed.len()
+    );
     assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
     assert!(
         failed.len() <= 2,

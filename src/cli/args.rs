@@ -272,7 +272,9 @@ pub fn parse_member(text: &str) -> Result<(u64, String), String> {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
             Ok((id, url.to_string()))
         }
-        _ => Err(format!("'{text}': expected ID=HOST:PORT (e.g. 6=host6:7006)")),
+        _ => Err(format!(
+            "'{text}': expected ID=HOST:PORT (e.g. 6=host6:7006)"
+        )),
     }
 }
 

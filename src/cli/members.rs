@@ -130,7 +130,12 @@ fn print(out: Output, reply: &MembershipReply) -> Result<()> {
     let mut table = Table::new(["ID", "URL", "ROLE", "LEADER"]);
     for m in &reply.members {
         let leader = if m.id == reply.leader_id { "*" } else { "" };
-        table.row([m.id.to_string(), m.url.clone(), m.role.clone(), leader.into()]);
+        table.row([
+            m.id.to_string(),
+            m.url.clone(),
+            m.role.clone(),
+            leader.into(),
+        ]);
     }
     out.text(&table.render())
 }

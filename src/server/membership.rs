@@ -149,10 +149,15 @@ fn check_url(url: &str) -> Result<(), Status> {
 
 /// On the leader: adds `req.id` as a learner, waits for it to catch up, and
 /// promotes it to voter. Idempotent for the same id and url.
-pub async fn add_here(consensus: &Consensus, req: AddReplicaRequest) -> Result<MembershipReply, Status> {
+pub async fn add_here(
+    consensus: &Consensus,
+    req: AddReplicaRequest,
+) -> Result<MembershipReply, Status> {
     let id = req.id;
     if id == 0 {
-        return Err(Status::invalid_argument("replica ids are positive integers"));
+        return Err(Status::invalid_argument(
+            "replica ids are positive integers",
+        ));
     }
     let url = req.url.trim().trim_start_matches("http://").to_string();
     check_url(&url)?;
@@ -205,7 +210,10 @@ pub async fn add_here(consensus: &Consensus, req: AddReplicaRequest) -> Result<M
         .await
         .map_err(change_error)?;
     tracing::info!(id, %url, "promoted to voter");
-    Ok(view(consensus, format!("added replica {id} ({url}) as a voter")))
+    Ok(view(
+        consensus,
+        format!("added replica {id} ({url}) as a voter"),
+    ))
 }
 
 /// On the leader: removes `req.id` from the voters and the membership.

@@ -128,8 +128,7 @@ pub async fn count_leader_changes(raft: Raft) {
 }
 
 fn gauge(v: Option<u64>) -> i64 {
-    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// The Prometheus text exposition of every metric, with Raft's numbers

@@ -33,12 +33,12 @@ use crate::server::cluster_service::ClusterService;
 use crate::server::config::ChatdArgs;
 use crate::server::consensus::{Consensus, Timeouts};
 use crate::server::events::{EventHub, DEFAULT_EVENT_CAPACITY};
-use crate::server::{health, metrics};
 use crate::server::network::{Network, Peers, MAX_RAFT_MESSAGE};
 use crate::server::presence::Presence;
 use crate::server::raft_service::RaftService;
 use crate::server::raft_types::Raft;
 use crate::server::storage;
+use crate::server::{health, metrics};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
