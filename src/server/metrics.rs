@@ -150,7 +150,8 @@ pub fn render(consensus: &Consensus) -> String {
     // Both outcomes exist from the start, so rates work before the first
     // failure (and on replicas that only forward).
     for outcome in ["ok", "error"] {
-        me.proposals
+        let _ = me
+            .proposals
             .get_or_create(&vec![("outcome".into(), outcome.into())]);
     }
     me.term.set(gauge(Some(m.current_term)));
