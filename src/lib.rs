@@ -45,6 +45,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod demo;
 pub mod local_cluster;
 pub mod proto;
 pub mod server;

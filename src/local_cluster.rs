@@ -30,6 +30,9 @@ pub struct Options {
     pub chatd: Option<PathBuf>,
     /// `RUST_LOG` for the replicas.
     pub rust_log: String,
+    /// Give every replica a Prometheus endpoint (`--metrics-addr`) on a free
+    /// loopback port; see [`Cluster::metrics_addr`].
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             chatd: None,
             rust_log: "info,openraft=error".into(),
+            metrics: false,
         }
     }
 }
@@ -50,6 +54,10 @@ pub struct Replica {
     pub id: u64,
     pub port: u16,
     pub child: Option<Child>,
+    /// Started with `--join`: waits to be added instead of bootstrapping.
+    pub join: bool,
+    /// The `--metrics-addr` port, when metrics are on.
+    pub metrics_port: Option<u16>,
 }
 
 pub struct Cluster {
@@ -75,6 +83,8 @@ impl Cluster {
                     id,
                     port: free_port(),
                     child: None,
+                    join: false,
+                    metrics_port: opts.metrics.then(free_port),
                 },
             );
         }
@@ -99,6 +109,33 @@ impl Cluster {
 
     pub fn urls(&self) -> Vec<String> {
         self.replicas.keys().map(|id| self.url(*id)).collect()
+    }
+
+    /// Creates and starts a new replica with `--join` (the next unused id):
+    /// it waits until the leader adds it (`chatctl members add`). Returns
+    /// its id.
+    pub fn start_joining_replica(&mut self) -> u64 {
+        let id = self.replicas.keys().max().copied().unwrap_or(0) + 1;
+        self.replicas.insert(
+            id,
+            Replica {
+                id,
+                port: free_port(),
+                child: None,
+                join: true,
+                metrics_port: self.opts.metrics.then(free_port),
+            },
+        );
+        self.start_replica(id);
+        id
+    }
+
+    /// `127.0.0.1:PORT` of a replica's Prometheus endpoint, when metrics
+    /// are on.
+    pub fn metrics_addr(&self, id: u64) -> Option<String> {
+        self.replicas[&id]
+            .metrics_port
+            .map(|p| format!("127.0.0.1:{p}"))
     }
 
     pub fn storage_dir(&self, id: u64) -> PathBuf {
@@ -130,6 +167,13 @@ impl Cluster {
         if self.opts.storage {
             args.push("--server-storage".into());
             args.push(self.storage_dir(id).display().to_string());
+        }
+        if self.replicas[&id].join {
+            args.push("--join".into());
+        }
+        if let Some(addr) = self.metrics_addr(id) {
+            args.push("--metrics-addr".into());
+            args.push(addr);
         }
         if let Some(n) = self.opts.snapshot_every {
             args.push("--snapshot-every".into());
@@ -227,33 +271,16 @@ impl Cluster {
     }
 
     /// Waits until every running replica agrees on one leader; returns it.
+    /// Panics (with the replicas' logs) after `timeout`.
     pub async fn wait_leader(&self, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut leaders = Vec::new();
-            for id in self.running() {
-                leaders.push(self.status(id, false).await.map(|s| s.leader_id));
-            }
-            if let Some(Some(first)) = leaders.first() {
-                if *first != 0
-                    && self.running().contains(first)
-                    && leaders.iter().all(|l| *l == Some(*first))
-                {
-                    return *first;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader within {timeout:?}: {leaders:?}\n{}",
-                self.logs_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match self.try_wait_leader(timeout).await {
+            Ok(leader) => leader,
+            Err(e) => panic!("{e}\n{}", self.logs_tail()),
         }
     }
 
-    /// Waits until every running replica has applied the same index and has
-    /// the same state digest; returns the digest.
-    pub async fn wait_converged(&self, timeout: Duration) -> String {
+    /// Like [`Cluster::wait_converged`], but an error instead of a panic.
+    pub async fn try_wait_converged(&self, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut seen = Vec::new();
@@ -266,15 +293,48 @@ impl Cluster {
             }
             if let Some(Some(first)) = seen.first() {
                 if seen.iter().all(|s| s.as_ref() == Some(first)) {
-                    return first.1.clone();
+                    return Ok(first.1.clone());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "replicas did not converge within {timeout:?}: {seen:?}\n{}",
-                self.logs_tail()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "replicas did not converge within {timeout:?}: {seen:?}"
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Like [`Cluster::wait_leader`], but an error instead of a panic.
+    pub async fn try_wait_leader(&self, timeout: Duration) -> Result<u64, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut leaders = Vec::new();
+            for id in self.running() {
+                leaders.push(self.status(id, false).await.map(|s| s.leader_id));
+            }
+            if let Some(Some(first)) = leaders.first() {
+                if *first != 0
+                    && self.running().contains(first)
+                    && leaders.iter().all(|l| *l == Some(*first))
+                {
+                    return Ok(*first);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no agreed leader within {timeout:?}: {leaders:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running replica has applied the same index and has
+    /// the same state digest; returns the digest. Panics (with the replicas'
+    /// logs) after `timeout`.
+    pub async fn wait_converged(&self, timeout: Duration) -> String {
+        match self.try_wait_converged(timeout).await {
+            Ok(digest) => digest,
+            Err(e) => panic!("{e}\n{}", self.logs_tail()),
         }
     }
 

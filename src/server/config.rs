@@ -68,6 +68,18 @@ pub struct ChatdArgs {
     /// (default `info`).
     #[arg(long, env = "CHATD_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
+
+    /// Join an existing cluster instead of bootstrapping one: do not
+    /// initialize the membership from --replica-urls; wait until the leader
+    /// adds this replica (`chatctl members add ID=HOST:PORT`). Also the safe
+    /// way to restart a memory-only replica of a running cluster.
+    #[arg(long, env = "CHATD_JOIN")]
+    pub join: bool,
+
+    /// Serve Prometheus metrics as plain HTTP on this `HOST:PORT` (`GET
+    /// /metrics`). Off by default.
+    #[arg(long, env = "CHATD_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Peer replicas by id.
@@ -243,5 +255,27 @@ mod tests {
         .to_string();
         assert!(err.contains("--election-timeout-ms"), "{err}");
         assert!(parse(&["--server-id", "0", "--port", "1"]).is_err());
+    }
+
+    #[test]
+    fn join_and_metrics_flags() {
+        let a = parse(&["--server-id", "6", "--port", "1", "--join"]).unwrap();
+        assert!(a.join);
+        assert!(a.metrics_addr.is_none());
+        let a = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--metrics-addr",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        assert!(!a.join);
+        assert_eq!(a.metrics_addr.unwrap().port(), 9100);
+        let err = parse(&["--server-id", "1", "--port", "1", "--metrics-addr", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--metrics-addr"), "{err}");
     }
 }

@@ -335,6 +335,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             })?;
             (data, st.last_applied, st.membership.clone())
         };
+        crate::server::metrics::observe_snapshot_bytes(data.len());
         // Shares the counter with file names: ids stay unique across builds
         // of the same log id and across restarts.
         let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);

@@ -437,8 +437,10 @@ impl Wal {
         }
         file.write_all(&buf)
             .map_err(|e| with_path("write", &seg.path, e))?;
+        let synced = std::time::Instant::now();
         file.sync_data()
             .map_err(|e| with_path("fdatasync", &seg.path, e))?;
+        crate::server::metrics::observe_fsync(synced.elapsed());
         seg.len += buf.len() as u64;
         seg.offsets.extend(offsets);
         Ok(())
