@@ -217,14 +217,20 @@ async fn closed_loop(
             (lat, errors)
         }));
     }
-    let deadline = tokio::time::sleep(Duration::from_secs(seconds));
-    tokio::pin!(deadline);
-    (&mut deadline).await;
-    stop.store(true, Ordering::Relaxed);
+    // Stop at the time bound, or as soon as every sender is done (the
+    // message bound was reached).
+    let mut joined = futures::future::join_all(tasks);
+    let results = tokio::select! {
+        results = &mut joined => results,
+        _ = tokio::time::sleep(Duration::from_secs(seconds)) => {
+            stop.store(true, Ordering::Relaxed);
+            joined.await
+        }
+    };
     let mut all = Vec::new();
     let mut errors = 0;
-    for t in tasks {
-        let (lat, e) = t.await?;
+    for result in results {
+        let (lat, e) = result?;
         all.extend(lat);
         errors += e;
     }

@@ -61,7 +61,7 @@ impl Cluster for ClusterService {
         let (applied, digest) = {
             let guard = self.ctx.state.read().unwrap_or_else(|e| e.into_inner());
             let digest = if req.get_ref().with_digest {
-                hex::encode(guard.chat.digest())
+                hex::encode(guard.chat.history_digest())
             } else {
                 String::new()
             };

@@ -1319,9 +1319,28 @@ fn same_log_same_state_and_digest() {
     assert_eq!(s1, s2);
     assert_eq!(s1.digest(), s2.digest());
     assert_eq!((r1, e1), (r2, e2));
+    assert_eq!(s1.history_digest(), s2.history_digest());
     let (s3, _, _) = replay(&script("hullo"));
     assert_ne!(s1.digest(), s3.digest());
+    assert_ne!(s1.history_digest(), s3.history_digest());
     assert_ne!(ChatState::default().digest(), s1.digest());
+    assert_ne!(ChatState::default().history_digest(), s1.history_digest());
+}
+
+#[test]
+fn history_digest_continues_after_a_snapshot() {
+    let batches = script("snap");
+    let (full, _, _) = replay(&batches);
+    // Replay the first half, "snapshot" (serialize), restore, replay the rest.
+    let half = batches.len() / 2;
+    let (first, _, _) = replay(&batches[..half]);
+    let mut restored: ChatState =
+        postcard::from_bytes(&postcard::to_allocvec(&first).unwrap()).unwrap();
+    let mut events = Vec::new();
+    for (i, b) in batches.iter().enumerate().skip(half) {
+        restored.apply_batch(i as u64 + 1, b, &mut events);
+    }
+    assert_eq!(restored.history_digest(), full.history_digest());
 }
 
 #[test]

@@ -320,21 +320,22 @@ impl StateStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (data, last_applied, membership) = {
-            let st = self
-                .state
-                .read()
-                .map_err(|_| sm_err("state lock poisoned"))?;
+        // Serializing a large state takes a while: do it on a blocking
+        // thread so the replica's async workers keep serving heartbeats.
+        let state = self.state.clone();
+        let (data, last_applied, membership) = tokio::task::spawn_blocking(move || {
+            let st = state.read().map_err(|_| "state lock poisoned".to_string())?;
             let data = postcard::to_stdvec(&SnapshotDataRef {
                 last_applied: &st.last_applied,
                 membership: &st.membership,
                 chat: &st.chat,
             })
-            .map_err(|e| StorageError::IO {
-                source: StorageIOError::read_state_machine(&e),
-            })?;
-            (data, st.last_applied, st.membership.clone())
-        };
+            .map_err(|e| format!("cannot serialize the state: {e}"))?;
+            Ok::<_, String>((data, st.last_applied, st.membership.clone()))
+        })
+        .await
+        .map_err(|e| sm_err(format!("snapshot task failed: {e}")))?
+        .map_err(sm_err)?;
         crate::server::metrics::observe_snapshot_bytes(data.len());
         // Shares the counter with file names: ids stay unique across builds
         // of the same log id and across restarts.
