@@ -83,7 +83,14 @@ impl Dedup {
             .map(|(_, r)| r)
     }
 
-    pub fn remember(&mut self, scope: Scope, id: &str, now: u64, result: CommandResult) {
+    /// Remembers a result. A sent message's body is dropped: the window
+    /// holds every write of the last 15 minutes, and at thousands of
+    /// messages a second the bodies would dominate memory and snapshots; a
+    /// retry gets the body back from the stored message.
+    pub fn remember(&mut self, scope: Scope, id: &str, now: u64, mut result: CommandResult) {
+        if let Ok(Outcome::Sent(view)) = &mut result {
+            view.body = String::new();
+        }
         let key = (scope, id.to_owned());
         self.order.push_back((now, key.clone()));
         self.results.insert(key, (now, result));
@@ -93,15 +100,12 @@ impl Dedup {
     /// deleted message's text does not outlive its deletion in the state.
     /// Linear in the remembered results; deletions are rare next to sends.
     pub fn redact(&mut self, deleted: &std::collections::BTreeSet<MessageId>) {
+        // `Sent` results carry no body (see `remember`).
         for (_, result) in self.results.values_mut() {
-            match result {
-                Ok(Outcome::Sent(view)) if deleted.contains(&view.id) => view.body.clear(),
-                Ok(Outcome::Messages { messages, .. }) => {
-                    for view in messages.iter_mut().filter(|v| deleted.contains(&v.id)) {
-                        view.body.clear();
-                    }
+            if let Ok(Outcome::Messages { messages, .. }) = result {
+                for view in messages.iter_mut().filter(|v| deleted.contains(&v.id)) {
+                    view.body.clear();
                 }
-                _ => {}
             }
         }
     }

@@ -137,7 +137,16 @@ impl ChatState {
         };
         let scope = Scope::of(&proposal.command);
         if let Some(original) = self.dedup.get(&scope, id) {
-            return original.clone();
+            let mut original = original.clone();
+            // Sent results are remembered without their body (see
+            // `Dedup::remember`); it comes back from the message itself,
+            // and stays empty once the message was deleted.
+            if let Ok(Outcome::Sent(view)) = &mut original {
+                if let Some((_, m)) = self.conversations.home_of(view.id) {
+                    view.body = m.body.clone();
+                }
+            }
+            return original;
         }
         let result = self.apply_command(out, &proposal.command);
         self.dedup.remember(scope, id, self.now_ms, result.clone());

@@ -324,7 +324,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // thread so the replica's async workers keep serving heartbeats.
         let state = self.state.clone();
         let (data, last_applied, membership) = tokio::task::spawn_blocking(move || {
-            let st = state.read().map_err(|_| "state lock poisoned".to_string())?;
+            let st = state
+                .read()
+                .map_err(|_| "state lock poisoned".to_string())?;
             let data = postcard::to_stdvec(&SnapshotDataRef {
                 last_applied: &st.last_applied,
                 membership: &st.membership,
