@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod fault;
 pub mod local_cluster;
 pub mod proto;
 pub mod server;

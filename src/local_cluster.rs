@@ -56,6 +56,10 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub opts: Options,
     pub replicas: BTreeMap<u64, Replica>,
+    /// `(from, to)` → the address replica `from` dials to reach `to`
+    /// (`--replica-routes`), e.g. a fault-injecting proxy. Unrouted pairs
+    /// connect directly; clients always connect directly.
+    pub routes: BTreeMap<(u64, u64), String>,
 }
 
 /// A free loopback port (the OS picks it; we release it for chatd).
@@ -65,7 +69,23 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
+    /// Starts every replica (in `opts.start_order`).
     pub fn start(opts: Options) -> Self {
+        let mut cluster = Self::prepare(opts);
+        let order = cluster
+            .opts
+            .start_order
+            .clone()
+            .unwrap_or_else(|| (1..=cluster.opts.replicas).collect());
+        for id in order {
+            cluster.start_replica(id);
+        }
+        cluster
+    }
+
+    /// Picks ports and a directory but starts nothing, so that routes can be
+    /// set up (they need the replicas' ports) before the first start.
+    pub fn prepare(opts: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut replicas = BTreeMap::new();
         for id in 1..=opts.replicas {
@@ -78,19 +98,12 @@ impl Cluster {
                 },
             );
         }
-        let order = opts
-            .start_order
-            .clone()
-            .unwrap_or_else(|| (1..=opts.replicas).collect());
-        let mut cluster = Self {
+        Self {
             dir,
             opts,
             replicas,
-        };
-        for id in order {
-            cluster.start_replica(id);
+            routes: BTreeMap::new(),
         }
-        cluster
     }
 
     pub fn url(&self, id: u64) -> String {
@@ -127,6 +140,16 @@ impl Cluster {
             "--replica-urls".into(),
             peers.join(","),
         ];
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|((from, _), _)| *from == id)
+            .map(|((_, to), addr)| format!("{to}={addr}"))
+            .collect();
+        if !routes.is_empty() {
+            args.push("--replica-routes".into());
+            args.push(routes.join(","));
+        }
         if self.opts.storage {
             args.push("--server-storage".into());
             args.push(self.storage_dir(id).display().to_string());
@@ -227,7 +250,17 @@ impl Cluster {
     }
 
     /// Waits until every running replica agrees on one leader; returns it.
+    /// Panics (with every replica's log tail) after `timeout`.
     pub async fn wait_leader(&self, timeout: Duration) -> u64 {
+        match self.try_wait_leader(timeout).await {
+            Ok(leader) => leader,
+            Err(e) => panic!("{e}\n{}", self.logs_tail()),
+        }
+    }
+
+    /// Like [`wait_leader`](Self::wait_leader), but says what it last saw
+    /// instead of panicking.
+    pub async fn try_wait_leader(&self, timeout: Duration) -> Result<u64, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut leaders = Vec::new();
@@ -239,21 +272,29 @@ impl Cluster {
                     && self.running().contains(first)
                     && leaders.iter().all(|l| *l == Some(*first))
                 {
-                    return *first;
+                    return Ok(*first);
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader within {timeout:?}: {leaders:?}\n{}",
-                self.logs_tail()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("no agreed leader within {timeout:?}: {leaders:?}"));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Waits until every running replica has applied the same index and has
-    /// the same state digest; returns the digest.
+    /// the same state digest; returns the digest. Panics (with every
+    /// replica's log tail) after `timeout`.
     pub async fn wait_converged(&self, timeout: Duration) -> String {
+        match self.try_wait_converged(timeout).await {
+            Ok(digest) => digest,
+            Err(e) => panic!("{e}\n{}", self.logs_tail()),
+        }
+    }
+
+    /// Like [`wait_converged`](Self::wait_converged), but says what it last
+    /// saw instead of panicking.
+    pub async fn try_wait_converged(&self, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut seen = Vec::new();
@@ -266,14 +307,14 @@ impl Cluster {
             }
             if let Some(Some(first)) = seen.first() {
                 if seen.iter().all(|s| s.as_ref() == Some(first)) {
-                    return first.1.clone();
+                    return Ok(first.1.clone());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "replicas did not converge within {timeout:?}: {seen:?}\n{}",
-                self.logs_tail()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "replicas did not converge within {timeout:?}: {seen:?}"
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -29,6 +29,13 @@ pub struct ChatdArgs {
     #[arg(long, env = "CHATD_REPLICA_URLS", value_parser = parse_replica_urls, default_value = "")]
     pub replica_urls: ReplicaUrls,
 
+    /// Dial some replicas through another address than their `--replica-urls`
+    /// entry, as `ID=HOST:PORT,...` (a proxy, tunnel or NAT hop). Only this
+    /// replica's outgoing connections use it; the membership, and the leader
+    /// address clients are told, keep the `--replica-urls` addresses.
+    #[arg(long, env = "CHATD_REPLICA_ROUTES", value_parser = parse_replica_urls, default_value = "")]
+    pub replica_routes: ReplicaUrls,
+
     /// Keep the vote, log and snapshots in this directory (fsynced before any
     /// write is acknowledged). Without it everything is in memory and a
     /// restarted replica comes back empty and catches up from its peers.
@@ -143,6 +150,16 @@ impl ChatdArgs {
                 self.server_id
             ));
         }
+        if let Some(id) = self
+            .replica_routes
+            .0
+            .keys()
+            .find(|id| !self.replica_urls.0.contains_key(id))
+        {
+            return Err(format!(
+                "--replica-routes names replica {id}, which --replica-urls does not list"
+            ));
+        }
         if self.election_timeout_ms.min <= self.heartbeat_ms {
             return Err(format!(
                 "--election-timeout-ms minimum ({}) must exceed --heartbeat-ms ({})",
@@ -243,5 +260,33 @@ mod tests {
         .to_string();
         assert!(err.contains("--election-timeout-ms"), "{err}");
         assert!(parse(&["--server-id", "0", "--port", "1"]).is_err());
+    }
+
+    #[test]
+    fn routes_must_name_listed_replicas() {
+        let a = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--replica-urls",
+            "2=h2:2",
+            "--replica-routes",
+            "2=127.0.0.1:9002",
+        ])
+        .unwrap();
+        a.validate().unwrap();
+        assert_eq!(a.replica_routes.0[&2], "127.0.0.1:9002");
+        assert_eq!(a.members()[&2], "h2:2", "routes stay out of the membership");
+        let a = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--replica-routes",
+            "3=127.0.0.1:9003",
+        ])
+        .unwrap();
+        assert!(a.validate().unwrap_err().contains("--replica-routes"));
     }
 }
