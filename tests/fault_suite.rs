@@ -4,7 +4,8 @@
 //! and checks that nothing acknowledged was lost, duplicated or reordered,
 //! that reads were linearizable and that the replicas converged.
 //!
-//! `FAULT_SEEDS=1,2,3` and `FAULT_SECS=40` override the defaults; a failing
+//! `FAULT_SEEDS=1,2,3` and `FAULT_SECS=40` override the defaults and
+//! `FAULT_VERBOSE=1` prints nemesis events as they happen; a failing
 //! seed prints its schedule, the offending operations and the path of its
 //! full history (JSON lines). Reproduce it with the same seed, here or with
 //! `cargo run --release --example soak -- --seed N --duration 40s`.
@@ -36,6 +37,7 @@ async fn no_lost_duplicated_or_reordered_messages_under_faults() {
     for seed in seeds {
         let mut config = RunConfig::new(seed, Duration::from_secs(secs), 4);
         config.chatd = Some(env!("CARGO_BIN_EXE_chatd").into());
+        config.verbose = std::env::var_os("FAULT_VERBOSE").is_some();
         let result = run(config)
             .await
             .unwrap_or_else(|e| panic!("seed {seed}: the run itself failed: {e:#}"));

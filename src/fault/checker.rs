@@ -336,7 +336,11 @@ fn check_convergence<'f>(
             let a = reference.get(&conv).unwrap_or(&empty);
             let b = convs.get(&conv).unwrap_or(&empty);
             if a != b {
-                let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+                let at = a
+                    .iter()
+                    .zip(b)
+                    .position(|(x, y)| x != y)
+                    .unwrap_or(a.len().min(b.len()));
                 let window = |l: &[Seen]| -> Vec<String> {
                     l.iter()
                         .skip(at.saturating_sub(2))
@@ -514,13 +518,21 @@ fn universe(
 ) -> Universe {
     let mut u: Universe = BTreeMap::new();
     let mut id_of: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut add = |conv: u64, m: &Seen, visible: Micros, op: Option<&Op>, v: &mut Vec<Violation>| {
+    let mut add = |conv: u64,
+                   m: &Seen,
+                   visible: Micros,
+                   op: Option<&Op>,
+                   v: &mut Vec<Violation>| {
         let send = index.by_body.get(m.body.as_str()).copied();
-        let entry = u.entry(conv).or_default().entry(m.id).or_insert_with(|| Known {
-            body: m.body.clone(),
-            send,
-            visible_since: visible,
-        });
+        let entry = u
+            .entry(conv)
+            .or_default()
+            .entry(m.id)
+            .or_insert_with(|| Known {
+                body: m.body.clone(),
+                send,
+                visible_since: visible,
+            });
         entry.visible_since = entry.visible_since.min(visible);
         if entry.body != m.body {
             v.push(Violation {
@@ -738,7 +750,9 @@ fn check_read_up_to(ops: &[Op], finals: &FinalState, v: &mut Vec<Violation>) {
     let mut marked: BTreeMap<(String, u64), (u64, &Op)> = BTreeMap::new();
     for op in ops {
         if let (Request::MarkRead { conv, up_to }, Outcome::Done) = (&op.request, &op.outcome) {
-            let e = marked.entry((op.user.clone(), *conv)).or_insert((*up_to, op));
+            let e = marked
+                .entry((op.user.clone(), *conv))
+                .or_insert((*up_to, op));
             if *up_to > e.0 {
                 *e = (*up_to, op);
             }
@@ -905,7 +919,10 @@ mod tests {
             send(2, (20, 30), "b", "r2", sent(2, "b")),
         ];
         let mut f = finals(vec![seen(2, "b"), seen(3, "b"), seen(4, "zzz")]);
-        f.histories.get_mut(&3).unwrap().insert(1, vec![seen(2, "b")]);
+        f.histories
+            .get_mut(&3)
+            .unwrap()
+            .insert(1, vec![seen(2, "b")]);
         f.digests.insert(3, "other".into());
         let r = run(&ops, &f);
         assert_eq!(r.count("lost"), 1, "{r}");

@@ -48,10 +48,19 @@ pub enum Request {
         attempt: u32,
     },
     /// The newest page (`limit` messages) of a conversation's history.
-    Read { conv: u64, limit: u32 },
-    MarkRead { conv: u64, up_to: u64 },
+    Read {
+        conv: u64,
+        limit: u32,
+    },
+    MarkRead {
+        conv: u64,
+        up_to: u64,
+    },
     /// Deletes the client's own messages (by id) in `conv`.
-    Delete { conv: u64, ids: Vec<u64> },
+    Delete {
+        conv: u64,
+        ids: Vec<u64>,
+    },
 }
 
 impl Request {
@@ -207,7 +216,6 @@ impl History {
                 })?;
             }
         }
-        drop(write);
         out.flush()
     }
 }

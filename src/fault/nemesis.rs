@@ -53,7 +53,11 @@ pub enum Fault {
     /// These replicas (a minority) cut off from the rest.
     Split { minority: Vec<u64> },
     /// Two sides that cannot talk, and one replica that talks to both.
-    Bridge { left: Vec<u64>, bridge: u64, right: Vec<u64> },
+    Bridge {
+        left: Vec<u64>,
+        bridge: u64,
+        right: Vec<u64>,
+    },
     /// Bytes from `from` to `to` held (delayed) while `to → from` flows.
     OneWay { from: Victim, to: u64 },
     /// A follower loses the log records it never acknowledged, as a power
@@ -318,7 +322,7 @@ impl<'a> Nemesis<'a> {
             Fault::Kill(victim) => {
                 let id = self.resolve(*victim).await;
                 self.cluster.kill(id);
-                self.event(kind, format!("kill -9 replica {id} ({victim})"));
+                self.event(kind, format!("kill -9 replica {id} (aimed at {victim})"));
                 tokio::time::sleep(step.hold).await;
                 self.cluster.start_replica(id);
                 self.event("heal", format!("restart replica {id}"));
@@ -327,7 +331,7 @@ impl<'a> Nemesis<'a> {
                 let id = self.resolve(*victim).await;
                 self.cluster.pause(id, true);
                 self.paused.insert(id);
-                self.event(kind, format!("SIGSTOP replica {id} ({victim})"));
+                self.event(kind, format!("SIGSTOP replica {id} (aimed at {victim})"));
                 tokio::time::sleep(step.hold).await;
                 self.cluster.pause(id, false);
                 self.paused.remove(&id);
@@ -368,7 +372,9 @@ impl<'a> Nemesis<'a> {
                 self.mesh.set(from_id, to, Flow::Held);
                 self.event(
                     kind,
-                    format!("hold bytes {from_id} -> {to} ({from}); {to} -> {from_id} flows"),
+                    format!(
+                        "hold bytes {from_id} -> {to}, {to} -> {from_id} flows (aimed at {from})"
+                    ),
                 );
                 self.hold_then_heal(step.hold).await;
             }
@@ -553,7 +559,10 @@ impl<'a> Nemesis<'a> {
             }
         }
         self.mesh.heal();
-        self.event("heal", "final heal: everything running and connected".into());
+        self.event(
+            "heal",
+            "final heal: everything running and connected".into(),
+        );
     }
 }
 

@@ -30,7 +30,6 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -221,13 +220,7 @@ async fn wait_open(flow: &mut watch::Receiver<Flow>) -> Gate {
     let mut poisoned = false;
     loop {
         match *flow.borrow_and_update() {
-            Flow::Open => {
-                return if poisoned {
-                    Gate::Poisoned
-                } else {
-                    Gate::Open
-                }
-            }
+            Flow::Open => return if poisoned { Gate::Poisoned } else { Gate::Open },
             Flow::Lost => poisoned = true,
             Flow::Held => {}
         }
@@ -270,9 +263,6 @@ async fn pump(
         }
     }
 }
-
-/// Shared handle for the nemesis and the runner.
-pub type SharedMesh = Arc<Mesh>;
 
 #[cfg(test)]
 mod tests {

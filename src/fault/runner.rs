@@ -100,7 +100,12 @@ impl RunResult {
             out.push_str(&self.schedule.to_string());
             out.push_str("events injected:\n");
             for e in &self.events {
-                out.push_str(&format!("  {:>8} ms  {:<15} {}\n", e.at / 1000, e.kind, e.detail));
+                out.push_str(&format!(
+                    "  {:>8} ms  {:<15} {}\n",
+                    e.at / 1000,
+                    e.kind,
+                    e.detail
+                ));
             }
         }
         if let Some(path) = &self.history_path {
@@ -242,7 +247,10 @@ async fn set_up(
         clients.push(client);
     }
     let mut conversations: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    let groups = [("g0", (0..n).collect::<Vec<_>>()), ("g1", (0..n.div_ceil(2) + 1).collect())];
+    let groups = [
+        ("g0", (0..n).collect::<Vec<_>>()),
+        ("g1", (0..n.div_ceil(2) + 1).collect()),
+    ];
     for (name, members) in groups {
         let members: Vec<usize> = members.into_iter().filter(|k| *k < n).collect();
         let others: Vec<String> = members[1..].iter().map(|k| users[*k].clone()).collect();

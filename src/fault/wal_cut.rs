@@ -92,7 +92,10 @@ pub fn saved_committed(storage_dir: &Path) -> io::Result<Option<u64>> {
         Err(e) => return Err(e),
     };
     let payload = bytes.get(12..).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("{} is short", path.display()))
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is short", path.display()),
+        )
     })?;
     let committed: Option<LogId> = postcard::from_bytes(payload).map_err(|e| {
         io::Error::new(
@@ -159,7 +162,9 @@ mod tests {
         std::fs::create_dir(dir.path().join("log")).unwrap();
         let bytes: Vec<u8> = records.iter().flat_map(|(i, p)| record(*i, p)).collect();
         std::fs::write(
-            dir.path().join("log").join(format!("{:020}.seg", records[0].0)),
+            dir.path()
+                .join("log")
+                .join(format!("{:020}.seg", records[0].0)),
             bytes,
         )
         .unwrap();

@@ -213,9 +213,17 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(rec: Recorder, client: ChatClient, convs: Vec<u64>, seed: u64, timing: Timing) -> Self {
+    pub fn new(
+        rec: Recorder,
+        client: ChatClient,
+        convs: Vec<u64>,
+        seed: u64,
+        timing: Timing,
+    ) -> Self {
         Self {
-            rng: StdRng::seed_from_u64(seed ^ (rec.client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            rng: StdRng::seed_from_u64(
+                seed ^ (rec.client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
             rec,
             client,
             convs,
@@ -275,9 +283,7 @@ impl Worker {
                         conv,
                         ids: vec![id],
                     },
-                    || async move {
-                        client.delete_messages(&[id]).await.map(|_| Outcome::Done)
-                    },
+                    || async move { client.delete_messages(&[id]).await.map(|_| Outcome::Done) },
                 )
                 .await;
         }

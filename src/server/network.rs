@@ -136,10 +136,7 @@ impl Peers {
     ) -> Result<ForwardReply, tonic::Status> {
         let mut req = tonic::Request::new(encode(proposal)?);
         req.set_timeout(timeout);
-        let reply = self
-            .client(self.route(leader, url))?
-            .forward(req)
-            .await?;
+        let reply = self.client(self.route(leader, url))?.forward(req).await?;
         decode(reply.get_ref())
     }
 
