@@ -5,6 +5,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the env here.
     unsafe { std::env::set_var("PROTOC", protoc) };
     println!("cargo:rerun-if-changed=proto/raftchat.proto");
-    tonic_prost_build::configure().compile_protos(&["proto/raftchat.proto"], &["proto"])?;
+    // The descriptor set feeds gRPC server reflection (grpcurl and friends).
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("raftchat_descriptor.bin"))
+        .compile_protos(&["proto/raftchat.proto"], &["proto"])?;
     Ok(())
 }

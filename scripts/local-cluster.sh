@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-./data}
-cargo build --release --bin chatd --bin chatctl
+cargo build --release --bin chatd --bin chatctl --bin chat-tui
 mkdir -p "$data"
 ports=(7001 7002 7003 7004 7005)
 pids=()

@@ -30,6 +30,9 @@ pub struct Options {
     pub chatd: Option<PathBuf>,
     /// `RUST_LOG` for the replicas.
     pub rust_log: String,
+    /// Give every replica a Prometheus endpoint (`--metrics-addr`) on a free
+    /// loopback port; see [`Cluster::metrics_addr`].
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             chatd: None,
             rust_log: "info,openraft=error".into(),
+            metrics: false,
         }
     }
 }
@@ -50,6 +54,10 @@ pub struct Replica {
     pub id: u64,
     pub port: u16,
     pub child: Option<Child>,
+    /// Started with `--join`: waits to be added instead of bootstrapping.
+    pub join: bool,
+    /// The `--metrics-addr` port, when metrics are on.
+    pub metrics_port: Option<u16>,
 }
 
 pub struct Cluster {
@@ -95,6 +103,8 @@ impl Cluster {
                     id,
                     port: free_port(),
                     child: None,
+                    join: false,
+                    metrics_port: opts.metrics.then(free_port),
                 },
             );
         }
@@ -112,6 +122,33 @@ impl Cluster {
 
     pub fn urls(&self) -> Vec<String> {
         self.replicas.keys().map(|id| self.url(*id)).collect()
+    }
+
+    /// Creates and starts a new replica with `--join` (the next unused id):
+    /// it waits until the leader adds it (`chatctl members add`). Returns
+    /// its id.
+    pub fn start_joining_replica(&mut self) -> u64 {
+        let id = self.replicas.keys().max().copied().unwrap_or(0) + 1;
+        self.replicas.insert(
+            id,
+            Replica {
+                id,
+                port: free_port(),
+                child: None,
+                join: true,
+                metrics_port: self.opts.metrics.then(free_port),
+            },
+        );
+        self.start_replica(id);
+        id
+    }
+
+    /// `127.0.0.1:PORT` of a replica's Prometheus endpoint, when metrics
+    /// are on.
+    pub fn metrics_addr(&self, id: u64) -> Option<String> {
+        self.replicas[&id]
+            .metrics_port
+            .map(|p| format!("127.0.0.1:{p}"))
     }
 
     pub fn storage_dir(&self, id: u64) -> PathBuf {
@@ -153,6 +190,13 @@ impl Cluster {
         if self.opts.storage {
             args.push("--server-storage".into());
             args.push(self.storage_dir(id).display().to_string());
+        }
+        if self.replicas[&id].join {
+            args.push("--join".into());
+        }
+        if let Some(addr) = self.metrics_addr(id) {
+            args.push("--metrics-addr".into());
+            args.push(addr);
         }
         if let Some(n) = self.opts.snapshot_every {
             args.push("--snapshot-every".into());
@@ -250,7 +294,7 @@ impl Cluster {
     }
 
     /// Waits until every running replica agrees on one leader; returns it.
-    /// Panics (with every replica's log tail) after `timeout`.
+    /// Panics (with the replicas' logs) after `timeout`.
     pub async fn wait_leader(&self, timeout: Duration) -> u64 {
         match self.try_wait_leader(timeout).await {
             Ok(leader) => leader,
@@ -258,8 +302,33 @@ impl Cluster {
         }
     }
 
-    /// Like [`wait_leader`](Self::wait_leader), but says what it last saw
-    /// instead of panicking.
+    /// Like [`Cluster::wait_converged`], but an error instead of a panic.
+    pub async fn try_wait_converged(&self, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for id in self.running() {
+                seen.push(
+                    self.status(id, true)
+                        .await
+                        .map(|s| (s.applied_index, s.digest)),
+                );
+            }
+            if let Some(Some(first)) = seen.first() {
+                if seen.iter().all(|s| s.as_ref() == Some(first)) {
+                    return Ok(first.1.clone());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "replicas did not converge within {timeout:?}: {seen:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Like [`Cluster::wait_leader`], but an error instead of a panic.
     pub async fn try_wait_leader(&self, timeout: Duration) -> Result<u64, String> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -283,39 +352,12 @@ impl Cluster {
     }
 
     /// Waits until every running replica has applied the same index and has
-    /// the same state digest; returns the digest. Panics (with every
-    /// replica's log tail) after `timeout`.
+    /// the same state digest; returns the digest. Panics (with the replicas'
+    /// logs) after `timeout`.
     pub async fn wait_converged(&self, timeout: Duration) -> String {
         match self.try_wait_converged(timeout).await {
             Ok(digest) => digest,
             Err(e) => panic!("{e}\n{}", self.logs_tail()),
-        }
-    }
-
-    /// Like [`wait_converged`](Self::wait_converged), but says what it last
-    /// saw instead of panicking.
-    pub async fn try_wait_converged(&self, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut seen = Vec::new();
-            for id in self.running() {
-                seen.push(
-                    self.status(id, true)
-                        .await
-                        .map(|s| (s.applied_index, s.digest)),
-                );
-            }
-            if let Some(Some(first)) = seen.first() {
-                if seen.iter().all(|s| s.as_ref() == Some(first)) {
-                    return Ok(first.1.clone());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "replicas did not converge within {timeout:?}: {seen:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

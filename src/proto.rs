@@ -2,3 +2,7 @@
 #![allow(clippy::all, missing_docs)]
 
 tonic::include_proto!("raftchat.v1");
+
+/// The encoded descriptors of every raftchat service, for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftchat_descriptor");

@@ -345,3 +345,49 @@ async fn presence_follows_subscriptions() {
         .accounts;
     assert!(accounts[0].last_seen_ms > 0);
 }
+
+/// A user whose only subscription was on a replica that dies goes offline
+/// once that replica's presence lease runs out (documented: within ~10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_expires_when_the_replica_holding_it_dies() {
+    let mut cluster = Cluster::start(options());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let _ = user(&cluster, "alice").await;
+    let holder = if leader == 1 { 2 } else { 1 };
+    let pinned = cluster.client_on(holder);
+    pinned.login("alice", "pw-alice").await.unwrap();
+    let mut stream = Box::pin(pinned.subscribe(None));
+    while !matches!(stream.next().await, Some(SubscriptionItem::Live { .. })) {}
+    let observer = cluster.client_on(leader);
+    let online = || async {
+        observer
+            .list_accounts("alice", "", 1)
+            .await
+            .unwrap()
+            .accounts[0]
+            .online
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !online().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice never came online"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.kill(holder);
+    let killed = std::time::Instant::now();
+    while online().await {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "alice still online 15 s after her replica died"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_secs(5),
+        "went offline before the lease could expire: {took:?}"
+    );
+    drop(stream);
+}

@@ -178,3 +178,43 @@ async fn retried_request_id_applies_once_across_leader_kill() {
     let bodies = bodies_with(&elsewhere, "bob").await;
     assert_eq!(bodies, vec!["exactly once"]);
 }
+
+/// SIGTERM stops a replica gracefully: exit status 0, and the cluster keeps
+/// every write, including ones in flight through that replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_gracefully_with_exit_zero() {
+    let mut cluster = Cluster::start(options());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    // Writes keep flowing through the replica being stopped.
+    let victim = if leader == 2 { 3 } else { 2 };
+    let mut order = vec![cluster.url(victim)];
+    order.extend(
+        cluster
+            .urls()
+            .into_iter()
+            .filter(|u| *u != cluster.url(victim)),
+    );
+    let through_victim = common::client_for(order);
+    through_victim.set_token(alice.token());
+    let writer = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..40 {
+            let body = format!("w{i}");
+            through_victim
+                .send(&Target::User("bob".into()), &body)
+                .await
+                .unwrap();
+            acked.push(body);
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = cluster.terminate(victim).expect("victim was running");
+    assert!(status.success(), "chatd exited with {status:?} on SIGTERM");
+    let acked = writer.await.unwrap();
+    assert_eq!(bodies_with(&alice, "bob").await, acked);
+    let log = std::fs::read_to_string(cluster.log_path(victim)).unwrap();
+    assert!(log.contains("replica stopped"), "{log}");
+}

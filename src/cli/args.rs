@@ -178,6 +178,15 @@ pub enum Command {
     #[command(subcommand)]
     Group(GroupCommand),
 
+    /// List, add or remove replicas without downtime (like `etcdctl member`).
+    ///
+    /// With no subcommand, lists the members. Any reachable replica will do:
+    /// followers hand the change to the leader.
+    Members {
+        #[command(subcommand)]
+        action: Option<MembersCommand>,
+    },
+
     /// Print your events as they happen, one per line, until Ctrl-C.
     Watch {
         #[command(flatten)]
@@ -221,6 +230,52 @@ pub enum GroupCommand {
         #[arg(value_name = "NAME", value_parser = parse_group)]
         name: String,
     },
+}
+
+/// `chatctl members ...`
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// List voters and learners as the leader sees them.
+    List,
+    /// Add a replica: start it first with `chatd --join`, then run this. It
+    /// joins as a learner, catches up, and is promoted to voter.
+    Add {
+        /// The new replica as ID=HOST:PORT (the address the others reach it at).
+        #[arg(value_name = "ID=HOST:PORT", value_parser = parse_member)]
+        member: (u64, String),
+        /// How long the new replica may take to catch up before the add is
+        /// abandoned (it then stays a non-voting learner).
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        catch_up_secs: u64,
+    },
+    /// Remove a replica from the cluster; stop its process afterwards.
+    Remove {
+        /// The replica's id.
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+}
+
+/// `6=host6:7006` as (6, "host6:7006").
+pub fn parse_member(text: &str) -> Result<(u64, String), String> {
+    let (id, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not ID=HOST:PORT (e.g. 6=host6:7006)"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("'{text}': the id must be a positive integer"))?;
+    let url = url.trim().trim_start_matches("http://");
+    match url.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok((id, url.to_string()))
+        }
+        _ => Err(format!(
+            "'{text}': expected ID=HOST:PORT (e.g. 6=host6:7006)"
+        )),
+    }
 }
 
 /// `bob` is a user, `#team` a group.
@@ -343,6 +398,28 @@ mod tests {
         assert!(err.to_string().contains("--timeout-ms"), "{err}");
         let err = parse(&["delete-messages", "--as", "a"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn members_subcommands() {
+        let cli = parse(&["members"]).unwrap();
+        assert!(matches!(cli.command, Command::Members { action: None }));
+        let cli = parse(&["members", "add", "6=h6:7006"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Members { action: Some(MembersCommand::Add { member: (6, ref u), catch_up_secs: 60 }) } if u == "h6:7006"
+        ));
+        let cli = parse(&["members", "remove", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Members {
+                action: Some(MembersCommand::Remove { id: 3 })
+            }
+        ));
+        for bad in ["6", "x=h:1", "0=h:1", "6=h", "6=:1"] {
+            let err = parse(&["members", "add", bad]).unwrap_err().to_string();
+            assert!(err.contains("ID=HOST:PORT"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod accounts;
 mod args;
 mod cluster;
 mod groups;
+mod members;
 mod messages;
 mod output;
 mod render;
@@ -24,7 +25,10 @@ use anyhow::Result;
 
 use crate::client::{ChatClient, ClientConfig};
 
-pub use args::{parse_group, parse_target, AsUser, Cli, Command, GroupCommand};
+pub use args::{
+    parse_group, parse_member, parse_target, AsUser, Cli, Command, GroupCommand, MembersCommand,
+};
+pub use cluster::status_table;
 pub use output::Output;
 pub use table::Table;
 
@@ -132,6 +136,9 @@ async fn execute(cli: Cli) -> Result<()> {
         }
         Command::Group(GroupCommand::Leave { who, name }) => {
             session::as_user(client, &who.user, |_| groups::leave(client, out, &name)).await
+        }
+        Command::Members { action } => {
+            members::run(client.config(), out, action.unwrap_or(MembersCommand::List)).await
         }
         Command::Watch { who, after } => {
             session::as_user(client, &who.user, |_| watch::watch(client, out, after)).await

@@ -13,8 +13,15 @@ use tonic::{Code, Status};
 /// a source error was produced locally by the transport (connection refused
 /// or reset, HTTP/2 failure), never by the server. Everything else is a real
 /// answer and goes straight back to the caller.
+///
+/// `CANCELLED` counts too: a replica that runs out of the request's
+/// `grpc-timeout` (e.g. a leader waiting for a quorum that is gone) answers
+/// `CANCELLED: Timeout expired`; the servers never send it as an answer.
 pub(crate) fn is_retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) || is_transport(status)
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+    ) || is_transport(status)
 }
 
 /// Whether the status was produced by the local transport rather than sent
@@ -138,6 +145,7 @@ mod tests {
     fn server_answers_are_not_retried_but_unavailable_is() {
         assert!(is_retryable(&Status::unavailable("no quorum")));
         assert!(is_retryable(&Status::deadline_exceeded("slow")));
+        assert!(is_retryable(&Status::cancelled("Timeout expired")));
         assert!(!is_retryable(&Status::not_found("no such user")));
         assert!(!is_retryable(&Status::unauthenticated("log in")));
         assert!(!is_retryable(&Status::unknown("server bug")));

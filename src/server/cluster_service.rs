@@ -9,6 +9,8 @@ use tonic::{Request, Response, Status};
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{self, StatusReply};
 use crate::server::chat_service::ServiceContext;
+use crate::server::convert::respond;
+use crate::server::membership::{self, Route};
 
 pub struct ClusterService {
     pub ctx: Arc<ServiceContext>,
@@ -35,14 +37,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<StatusReply>, Status> {
         let consensus = &self.ctx.consensus;
         let m = consensus.metrics();
-        let membership = m.membership_config.membership();
-        let members: Vec<proto::Member> = membership
-            .nodes()
-            .map(|(id, node)| proto::Member {
-                id: *id,
-                url: node.addr.clone(),
-            })
-            .collect();
+        let members = membership::view(consensus, "").members;
         let peers = m
             .replication
             .as_ref()
@@ -91,12 +86,97 @@ impl Cluster for ClusterService {
         };
         Ok(Response::new(reply))
     }
+
+    async fn list_replicas(
+        &self,
+        req: Request<proto::ListReplicasRequest>,
+    ) -> Result<Response<proto::MembershipReply>, Status> {
+        let consensus = &self.ctx.consensus;
+        let result = match membership::route(consensus, membership::is_forwarded(&req)) {
+            Ok(Route::Leader(url)) => {
+                let forwarded = membership::forwarded_request(
+                    proto::ListReplicasRequest {},
+                    consensus.timeouts.commit,
+                );
+                match membership::leader_client(consensus, &url) {
+                    Ok(mut leader) => match leader.list_replicas(forwarded).await {
+                        Ok(reply) => Ok(reply.into_inner()),
+                        // The leader is unreachable from here: this
+                        // replica's own view is still worth showing.
+                        Err(e) => Ok(membership::view(
+                            consensus,
+                            format!(
+                                "this is replica {}'s view; the leader did not answer: {}",
+                                consensus.id,
+                                e.message()
+                            ),
+                        )),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(Route::Here) => Ok(membership::view(consensus, "")),
+            Err(_) => Ok(membership::view(
+                consensus,
+                format!("no leader known; this is replica {}'s view", consensus.id),
+            )),
+        };
+        respond(consensus, result)
+    }
+
+    async fn add_replica(
+        &self,
+        req: Request<proto::AddReplicaRequest>,
+    ) -> Result<Response<proto::MembershipReply>, Status> {
+        let consensus = &self.ctx.consensus;
+        let forwarded = membership::is_forwarded(&req);
+        let req = req.into_inner();
+        let result = match membership::route(consensus, forwarded) {
+            Ok(Route::Here) => membership::add_here(consensus, req).await,
+            Ok(Route::Leader(url)) => {
+                let budget = membership::add_budget(&req);
+                match membership::leader_client(consensus, &url) {
+                    Ok(mut leader) => leader
+                        .add_replica(membership::forwarded_request(req, budget))
+                        .await
+                        .map(|r| r.into_inner()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        respond(consensus, result)
+    }
+
+    async fn remove_replica(
+        &self,
+        req: Request<proto::RemoveReplicaRequest>,
+    ) -> Result<Response<proto::MembershipReply>, Status> {
+        let consensus = &self.ctx.consensus;
+        let forwarded = membership::is_forwarded(&req);
+        let req = req.into_inner();
+        let result = match membership::route(consensus, forwarded) {
+            Ok(Route::Here) => membership::remove_here(consensus, req).await,
+            Ok(Route::Leader(url)) => match membership::leader_client(consensus, &url) {
+                Ok(mut leader) => leader
+                    .remove_replica(membership::forwarded_request(
+                        req,
+                        membership::remove_budget(),
+                    ))
+                    .await
+                    .map(|r| r.into_inner()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        respond(consensus, result)
+    }
 }
 
 /// openraft 0.9 does not publish the commit index in its metrics; on the
 /// leader it is the quorum's match index, elsewhere the applied index is the
 /// best this replica knows.
-fn committed_index(m: &crate::server::raft_types::RaftMetrics) -> Option<u64> {
+pub(crate) fn committed_index(m: &crate::server::raft_types::RaftMetrics) -> Option<u64> {
     let repl = m.replication.as_ref()?;
     let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
     let mut matched: Vec<u64> = voters

@@ -75,6 +75,18 @@ pub struct ChatdArgs {
     /// (default `info`).
     #[arg(long, env = "CHATD_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
+
+    /// Join an existing cluster instead of bootstrapping one: do not
+    /// initialize the membership from --replica-urls; wait until the leader
+    /// adds this replica (`chatctl members add ID=HOST:PORT`). Also the safe
+    /// way to restart a memory-only replica of a running cluster.
+    #[arg(long, env = "CHATD_JOIN")]
+    pub join: bool,
+
+    /// Serve Prometheus metrics as plain HTTP on this `HOST:PORT` (`GET
+    /// /metrics`). Off by default.
+    #[arg(long, env = "CHATD_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Peer replicas by id.
@@ -148,16 +160,6 @@ impl ChatdArgs {
             return Err(format!(
                 "--replica-urls lists this replica's own id {}; list only the other replicas",
                 self.server_id
-            ));
-        }
-        if let Some(id) = self
-            .replica_routes
-            .0
-            .keys()
-            .find(|id| !self.replica_urls.0.contains_key(id))
-        {
-            return Err(format!(
-                "--replica-routes names replica {id}, which --replica-urls does not list"
             ));
         }
         if self.election_timeout_ms.min <= self.heartbeat_ms {
@@ -263,7 +265,29 @@ mod tests {
     }
 
     #[test]
-    fn routes_must_name_listed_replicas() {
+    fn join_and_metrics_flags() {
+        let a = parse(&["--server-id", "6", "--port", "1", "--join"]).unwrap();
+        assert!(a.join);
+        assert!(a.metrics_addr.is_none());
+        let a = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--metrics-addr",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        assert!(!a.join);
+        assert_eq!(a.metrics_addr.unwrap().port(), 9100);
+        let err = parse(&["--server-id", "1", "--port", "1", "--metrics-addr", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--metrics-addr"), "{err}");
+    }
+
+    #[test]
+    fn routes_stay_out_of_the_membership() {
         let a = parse(&[
             "--server-id",
             "1",
@@ -272,21 +296,18 @@ mod tests {
             "--replica-urls",
             "2=h2:2",
             "--replica-routes",
-            "2=127.0.0.1:9002",
+            "2=127.0.0.1:9002,3=127.0.0.1:9003",
         ])
         .unwrap();
         a.validate().unwrap();
         assert_eq!(a.replica_routes.0[&2], "127.0.0.1:9002");
+        // A route may name a replica that joins later (--join, AddReplica).
+        assert_eq!(a.replica_routes.0[&3], "127.0.0.1:9003");
         assert_eq!(a.members()[&2], "h2:2", "routes stay out of the membership");
-        let a = parse(&[
-            "--server-id",
-            "1",
-            "--port",
-            "1",
-            "--replica-routes",
-            "3=127.0.0.1:9003",
-        ])
-        .unwrap();
-        assert!(a.validate().unwrap_err().contains("--replica-routes"));
+        let err = parse(&["--server-id", "1", "--port", "1", "--replica-routes", "2=h"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--replica-routes"), "{err}");
+    }
     }
 }

@@ -112,8 +112,16 @@ impl Consensus {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
-    /// Applies `proposal` through the log, from any replica.
+    /// Applies `proposal` through the log, from any replica, and records
+    /// its latency and outcome in the metrics.
     pub async fn propose(&self, proposal: Proposal) -> ForwardReply {
+        let started = std::time::Instant::now();
+        let reply = self.propose_inner(proposal).await;
+        crate::server::metrics::observe_proposal(started.elapsed(), reply.is_ok());
+        reply
+    }
+
+    async fn propose_inner(&self, proposal: Proposal) -> ForwardReply {
         // A stale view of the leader costs at most one extra hop.
         for _ in 0..2 {
             let reply = if self.is_leader() {

@@ -4,8 +4,11 @@
 //! 2. open storage (memory or disk) and recover;
 //! 3. start Raft, and bootstrap the static membership from the flags
 //!    (`initialize` on a replica that already has state is refused with
-//!    `NotAllowed`, which is the normal restart path);
-//! 4. serve the Chat, Cluster and Raft services on the one port;
+//!    `NotAllowed`, which is the normal restart path), unless `--join` says
+//!    this replica waits to be added by the leader (`chatctl members add`);
+//! 4. serve the Chat, Cluster and Raft services on the one port, plus gRPC
+//!    health (tracking Raft) and reflection, and Prometheus metrics on
+//!    `--metrics-addr` when asked;
 //! 5. on SIGTERM/SIGINT: refuse new requests, let in-flight ones finish
 //!    (bounded), stop Raft (every acknowledged entry is already fsynced),
 //!    return.
@@ -20,7 +23,7 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::proto::chat_server::ChatServer;
 use crate::proto::cluster_server::ClusterServer;
@@ -35,6 +38,7 @@ use crate::server::presence::Presence;
 use crate::server::raft_service::RaftService;
 use crate::server::raft_types::Raft;
 use crate::server::storage;
+use crate::server::{health, metrics};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,18 +93,39 @@ pub async fn run(
         .into_iter()
         .map(|(id, url)| (id, BasicNode { addr: url }))
         .collect();
-    match raft.initialize(members).await {
-        Ok(()) => tracing::info!("bootstrapped a fresh replica with the configured membership"),
-        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
-            tracing::info!("replica already has state; rejoining")
+    // The flags' membership only seeds a brand-new cluster. Once the
+    // cluster exists, its membership lives in the log (and may have changed
+    // since through `chatctl members`): a replica with state ignores the flags
+    // (`NotAllowed`), and a joining one waits for the leader to add it.
+    if args.join {
+        tracing::info!("--join: not bootstrapping; waiting for the leader to add this replica");
+    } else {
+        match raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!("bootstrapped a fresh replica with the configured membership")
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                tracing::info!("replica already has state; rejoining")
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot bootstrap membership: {e}")),
         }
-        Err(e) => return Err(anyhow::anyhow!("cannot bootstrap membership: {e}")),
     }
     tokio::spawn(log_role_changes(raft.clone()));
+    tokio::spawn(metrics::count_leader_changes(raft.clone()));
 
     let timeouts = Timeouts::for_election_timeout(args.election_timeout_ms.max);
     let consensus = Consensus::start(id, raft.clone(), peers, timeouts);
     let presence = Presence::start(consensus.clone(), state.clone());
+    if let Some(addr) = args.metrics_addr {
+        metrics::serve(addr, consensus.clone()).await?;
+    }
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(health::track(consensus.clone(), health_reporter));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the gRPC reflection service")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Arc::new(ServiceContext {
         consensus: consensus.clone(),
@@ -122,6 +147,9 @@ pub async fn run(
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
 
+    // `Server::tcp_nodelay` only applies to sockets tonic binds itself; set
+    // it on ours, or Nagle + delayed ACKs add 40 ms to every RPC.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut drained = stop_rx.clone();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -130,7 +158,9 @@ pub async fn run(
         .add_service(chat)
         .add_service(cluster)
         .add_service(raft_rpc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .add_service(health)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = drained.wait_for(|s| *s).await;
         });
     let mut server = std::pin::pin!(server);

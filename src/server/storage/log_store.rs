@@ -136,8 +136,10 @@ impl LogStore {
     /// Opens and recovers the log in `dir` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<LogStore, StorageOpenError> {
         let vote: Option<Vote> = meta_file::load(dir, VOTE_FILE)?;
+        // Only a hint (it saves re-applying entries at start), written
+        // without fsync, so damage after a crash just means "unknown".
         let committed: Option<LogId> =
-            meta_file::load::<Option<LogId>>(dir, COMMITTED_FILE)?.flatten();
+            meta_file::load_hint::<Option<LogId>>(dir, COMMITTED_FILE).flatten();
         let last_purged: Option<LogId> = meta_file::load(dir, PURGED_FILE)?;
         let log_dir = dir.join(LOG_DIR);
         let (mut wal, records) = Wal::open(&log_dir, DEFAULT_SEGMENT_LIMIT)?;
@@ -511,7 +513,7 @@ impl Writer {
         if self.check().is_err() {
             return;
         }
-        if let Err(e) = meta_file::save(&self.dir, COMMITTED_FILE, &c) {
+        if let Err(e) = meta_file::save_unsynced(&self.dir, COMMITTED_FILE, &c) {
             // Not fatal for Raft: a stale committed id only means fewer
             // entries are re-applied at start.
             tracing::warn!(error = %e, "could not save committed log id");

@@ -32,8 +32,19 @@ pub(crate) fn with_path(op: &str, path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
 }
 
-/// Atomically replaces `dir/name` with `value`.
+/// Atomically and durably replaces `dir/name` with `value`.
 pub(crate) fn save<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    write(dir, name, value, true)
+}
+
+/// Replaces `dir/name` with `value` without waiting for the disk: for hints
+/// (the committed id) whose loss or damage after a crash is harmless — load
+/// them with [`load_hint`].
+pub(crate) fn save_unsynced<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    write(dir, name, value, false)
+}
+
+fn write<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> io::Result<()> {
     let payload = postcard::to_stdvec(value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("encode {name}: {e}")))?;
     let len = u32::try_from(payload.len())
@@ -44,6 +55,13 @@ pub(crate) fn save<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Resul
     buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     buf.extend_from_slice(&payload);
 
+    replace_file(dir, name, &buf, durable)
+}
+
+/// Replaces `dir/name` with `bytes` through `name.tmp` and a rename, so a
+/// crash leaves the old or the new content, never a mix. `durable` fsyncs
+/// the file before the rename and the directory after it.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     {
@@ -53,11 +71,29 @@ pub(crate) fn save<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Resul
             .truncate(true)
             .open(&tmp)
             .map_err(|e| with_path("create", &tmp, e))?;
-        f.write_all(&buf).map_err(|e| with_path("write", &tmp, e))?;
-        f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
+        f.write_all(bytes)
+            .map_err(|e| with_path("write", &tmp, e))?;
+        if durable {
+            f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
+        }
     }
     fs::rename(&tmp, &path).map_err(|e| with_path("rename", &tmp, e))?;
-    sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))
+    if durable {
+        sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
+    }
+    Ok(())
+}
+
+/// Like [`load`], for files written with [`save_unsynced`]: a damaged file
+/// (a crash can leave one) is reported and treated as absent.
+pub(crate) fn load_hint<T: DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+    match load(dir, name) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring a damaged hint file");
+            None
+        }
+    }
 }
 
 /// Reads `dir/name`; `Ok(None)` if it does not exist. A leftover `NAME.tmp`

@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! DIR/vote            current vote                      (small file, fsynced)
-//! DIR/committed       last committed log id             (small file, fsynced, coalesced)
+//! DIR/committed       last committed log id             (small file, a hint: not fsynced, ≤ every 20 ms)
 //! DIR/purged          last purged log id                (small file, fsynced)
 //! DIR/log/NNN….seg    the log: segments named by their first index (see `wal`)
 //! DIR/snapshots/snap-NNN….snap   the newest snapshot (only one is kept)

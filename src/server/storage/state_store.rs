@@ -6,8 +6,8 @@
 //! snapshot on start). A snapshot is therefore fsynced before openraft may
 //! purge the log it covers.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Cursor, Write};
+use std::fs;
+use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
@@ -16,7 +16,7 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use super::meta_file::{sync_dir, with_path};
+use super::meta_file::{replace_file, sync_dir, with_path};
 use super::StorageOpenError;
 use crate::server::command::CommandResult;
 use crate::server::events::EventHub;
@@ -180,20 +180,8 @@ impl SnapshotStore {
             let seq = self.seq.fetch_add(1, Ordering::Relaxed);
             let name = snapshot_file_name(seq);
             let path = dir.join(&name);
-            let tmp = dir.join(format!("{name}.tmp"));
             let buf = encode_snapshot_file(&snap.meta, &snap.data)?;
-            {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)
-                    .map_err(|e| with_path("create", &tmp, e))?;
-                f.write_all(&buf).map_err(|e| with_path("write", &tmp, e))?;
-                f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
-            }
-            fs::rename(&tmp, &path).map_err(|e| with_path("rename", &tmp, e))?;
-            sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
+            replace_file(dir, &name, &buf, true)?;
             // Only the newest is kept.
             let mut removed = false;
             for item in fs::read_dir(dir).map_err(|e| with_path("list", dir, e))? {
@@ -347,6 +335,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             })?;
             (data, st.last_applied, st.membership.clone())
         };
+        crate::server::metrics::observe_snapshot_bytes(data.len());
         // Shares the counter with file names: ids stay unique across builds
         // of the same log id and across restarts.
         let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);

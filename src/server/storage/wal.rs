@@ -43,7 +43,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::meta_file::{sync_dir, with_path};
+use super::meta_file::{replace_file, sync_dir, with_path};
 use super::StorageOpenError;
 
 /// Bytes before each payload: len, crc, index.
@@ -437,8 +437,10 @@ impl Wal {
         }
         file.write_all(&buf)
             .map_err(|e| with_path("write", &seg.path, e))?;
+        let synced = std::time::Instant::now();
         file.sync_data()
             .map_err(|e| with_path("fdatasync", &seg.path, e))?;
+        crate::server::metrics::observe_fsync(synced.elapsed());
         seg.len += buf.len() as u64;
         seg.offsets.extend(offsets);
         Ok(())
@@ -530,20 +532,11 @@ impl Wal {
                 ));
             }
             let new_path = segment_path(&self.dir, keep_from);
-            let tmp = new_path.with_extension("seg.tmp");
-            {
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&tmp)
-                    .map_err(|e| with_path("create", &tmp, e))?;
-                f.write_all(&tail)
-                    .map_err(|e| with_path("write", &tmp, e))?;
-                f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
-            }
-            fs::rename(&tmp, &new_path).map_err(|e| with_path("rename", &tmp, e))?;
-            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
+            let new_name = new_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            replace_file(&self.dir, &new_name, &tail, true)?;
             fs::remove_file(&seg.path).map_err(|e| with_path("remove", &seg.path, e))?;
             sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
             seg.offsets = seg.offsets[skip..]

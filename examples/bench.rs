@@ -1,0 +1,464 @@
+//! The raftchat benchmark: real `chatd` processes on loopback, measured from
+//! the outside. Build and run in release:
+//!
+//! ```sh
+//! cargo build --release --bins --examples
+//! ./target/release/examples/bench                      # everything, defaults
+//! ./target/release/examples/bench --only throughput --seconds 5
+//! ```
+//!
+//! Flags (all optional):
+//! `--seconds N` per throughput level (default 10) · `--levels 1,16,64,256`
+//! · `--kills N` leader kills for failover (default 20) · `--catchup N`
+//! messages written while a replica is down (default 100000) · `--cold N`
+//! messages on disk before a cold restart (default 1000000) · `--only
+//! throughput|failover|catchup|cold` (repeatable) · `--no-memory` skips the
+//! storage-off reference · `--json FILE` writes the results · `-- FLAGS`
+//! passes the rest to every `chatd`.
+//!
+//! Every loop is bounded in time and count.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftchat::client::{ChatClient, ClientConfig, Target};
+use raftchat::local_cluster::{Cluster, Options};
+use serde_json::{json, Value};
+
+const BODY_BYTES: usize = 256;
+
+struct Args {
+    seconds: u64,
+    levels: Vec<usize>,
+    kills: usize,
+    catchup: usize,
+    cold: usize,
+    only: Vec<String>,
+    memory: bool,
+    json: Option<String>,
+    chatd_flags: Vec<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut raw: Vec<String> = std::env::args().skip(1).collect();
+    let chatd_flags = match raw.iter().position(|a| a == "--") {
+        Some(i) => raw.split_off(i).into_iter().skip(1).collect(),
+        None => Vec::new(),
+    };
+    let mut args = Args {
+        seconds: 10,
+        levels: vec![1, 16, 64, 256],
+        kills: 20,
+        catchup: 100_000,
+        cold: 1_000_000,
+        only: Vec::new(),
+        memory: true,
+        json: None,
+        chatd_flags,
+    };
+    let mut it = raw.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--seconds" => args.seconds = value()?.parse()?,
+            "--levels" => {
+                args.levels = value()?
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()?
+            }
+            "--kills" => args.kills = value()?.parse()?,
+            "--catchup" => args.catchup = value()?.parse()?,
+            "--cold" => args.cold = value()?.parse()?,
+            "--only" => args.only.push(value()?),
+            "--no-memory" => args.memory = false,
+            "--json" => args.json = Some(value()?),
+            other => {
+                anyhow::bail!("unknown flag {other}; see the doc comment of examples/bench.rs")
+            }
+        }
+    }
+    Ok(args)
+}
+
+impl Args {
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == part)
+    }
+}
+
+/// CPU seconds (user + system) of a process so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces).
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz.max(1.0)
+}
+
+fn cluster_cpu(cluster: &Cluster) -> f64 {
+    cluster
+        .running()
+        .iter()
+        .filter_map(|id| cluster.pid(*id))
+        .map(cpu_seconds)
+        .sum()
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn client(cluster: &Cluster) -> anyhow::Result<ChatClient> {
+    Ok(ChatClient::new(ClientConfig::new(cluster.urls()))?)
+}
+
+/// alice and bob exist; returns a logged-in alice.
+async fn setup_users(cluster: &Cluster) -> anyhow::Result<ChatClient> {
+    let c = client(cluster)?;
+    for name in ["alice", "bob"] {
+        if let Err(e) = c.create_account(name, "pw").await {
+            if !e.is_already_exists() {
+                return Err(e.into());
+            }
+        }
+    }
+    c.login("alice", "pw").await?;
+    Ok(c)
+}
+
+/// `senders` closed-loop senders for `seconds`; returns (ok count, sorted
+/// latencies, errors, elapsed).
+async fn closed_loop(
+    cluster: &Cluster,
+    senders: usize,
+    seconds: u64,
+    max_messages: usize,
+) -> anyhow::Result<(usize, Vec<Duration>, usize, Duration)> {
+    let alice = setup_users(cluster).await?;
+    let token = alice.token();
+    // One connection per 16 senders spreads HTTP/2 streams.
+    let clients: Vec<ChatClient> = (0..senders.div_ceil(16))
+        .map(|_| {
+            let c = client(cluster)?;
+            c.set_token(token.clone());
+            Ok(c)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..senders {
+        let c = clients[s / 16].clone();
+        let stop = stop.clone();
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = "x".repeat(BODY_BYTES);
+            let target = Target::User("bob".into());
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while !stop.load(Ordering::Relaxed)
+                && sent.fetch_add(1, Ordering::Relaxed) < max_messages
+            {
+                let t = Instant::now();
+                match c.send(&target, &body).await {
+                    Ok(_) => lat.push(t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(seconds));
+    tokio::pin!(deadline);
+    (&mut deadline).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    Ok((all.len(), all, errors, elapsed))
+}
+
+async fn throughput(args: &Args, storage: bool) -> anyhow::Result<Vec<Value>> {
+    let mut rows = Vec::new();
+    for &senders in &args.levels {
+        let cluster = Cluster::start(Options {
+            storage,
+            extra_args: args.chatd_flags.clone(),
+            ..Options::default()
+        });
+        cluster.wait_leader(Duration::from_secs(30)).await;
+        setup_users(&cluster).await?;
+        let cpu0 = cluster_cpu(&cluster);
+        let (ok, lat, errors, elapsed) =
+            closed_loop(&cluster, senders, args.seconds, 10_000_000).await?;
+        let cpu = cluster_cpu(&cluster) - cpu0;
+        let row = json!({
+            "storage": storage,
+            "clients": senders,
+            "seconds": elapsed.as_secs_f64(),
+            "messages": ok,
+            "errors": errors,
+            "msgs_per_sec": ok as f64 / elapsed.as_secs_f64(),
+            "p50_ms": pct(&lat, 0.5),
+            "p99_ms": pct(&lat, 0.99),
+            "p999_ms": pct(&lat, 0.999),
+            "cpu_s_per_1000": if ok > 0 { cpu / ok as f64 * 1000.0 } else { 0.0 },
+        });
+        println!(
+            "throughput storage={:<5} clients={:>3}: {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  cpu {:.3} s/1000 msgs  ({} msgs, {} errors)",
+            storage,
+            senders,
+            row["msgs_per_sec"].as_f64().unwrap_or(0.0),
+            row["p50_ms"].as_f64().unwrap_or(0.0),
+            row["p99_ms"].as_f64().unwrap_or(0.0),
+            row["p999_ms"].as_f64().unwrap_or(0.0),
+            row["cpu_s_per_1000"].as_f64().unwrap_or(0.0),
+            ok,
+            errors
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+async fn failover(
+    args: &Args,
+    storage: bool,
+    flags: &[String],
+    label: &str,
+) -> anyhow::Result<Value> {
+    let mut cluster = Cluster::start(Options {
+        storage,
+        extra_args: flags.to_vec(),
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(30)).await;
+    let alice = setup_users(&cluster).await?;
+    let bob = Target::User("bob".into());
+    let mut gaps = Vec::new();
+    for round in 0..args.kills {
+        alice.send(&bob, "steady").await?;
+        let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+        let killed = Instant::now();
+        cluster.kill(leader);
+        loop {
+            match alice.send(&bob, &format!("after-{round}")).await {
+                Ok(_) => break,
+                Err(e) if killed.elapsed() > Duration::from_secs(30) => {
+                    anyhow::bail!("no write within 30 s of a leader kill: {e}")
+                }
+                Err(_) => {}
+            }
+        }
+        gaps.push(killed.elapsed());
+        cluster.start_replica(leader);
+        cluster.wait_converged(Duration::from_secs(30)).await;
+    }
+    gaps.sort();
+    let row = json!({
+        "storage": storage, "timeouts": label, "kills": gaps.len(),
+        "p50_ms": pct(&gaps, 0.5), "p99_ms": pct(&gaps, 0.99), "max_ms": pct(&gaps, 1.0),
+    });
+    println!(
+        "failover storage={storage} timeouts={label}: {} kills  p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms",
+        gaps.len(),
+        pct(&gaps, 0.5),
+        pct(&gaps, 0.99),
+        pct(&gaps, 1.0)
+    );
+    Ok(row)
+}
+
+/// Writes `n` messages as fast as 64 senders can (bounded by 10 minutes).
+async fn fill(cluster: &Cluster, n: usize) -> anyhow::Result<(usize, Duration)> {
+    let (ok, _, _, elapsed) = closed_loop(cluster, 64, 600, n).await?;
+    Ok((ok, elapsed))
+}
+
+async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
+    let mut cluster = Cluster::start(Options {
+        storage,
+        extra_args: args.chatd_flags.clone(),
+        ..Options::default()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+    let down = if leader == 5 { 4 } else { 5 };
+    cluster.kill(down);
+    let (written, _) = fill(&cluster, args.catchup).await?;
+    let leader_status = cluster
+        .status(cluster.wait_leader(Duration::from_secs(30)).await, false)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("leader status"))?;
+    let target = leader_status.applied_index;
+    let started = Instant::now();
+    cluster.start_replica(down);
+    loop {
+        if let Some(s) = cluster.status(down, false).await {
+            if s.applied_index >= target {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            anyhow::bail!("replica did not catch up within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    println!(
+        "catch-up storage={storage}: {written} messages written while down; restarted replica reached index {target} in {:.2} s",
+        took.as_secs_f64()
+    );
+    Ok(
+        json!({"storage": storage, "messages": written, "index": target, "seconds": took.as_secs_f64()}),
+    )
+}
+
+async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
+    let mut cluster = Cluster::start(Options {
+        extra_args: args.chatd_flags.clone(),
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(30)).await;
+    let (written, fill_time) = fill(&cluster, args.cold).await?;
+    cluster.wait_converged(Duration::from_secs(120)).await;
+    let rss: u64 = cluster
+        .running()
+        .iter()
+        .filter_map(|id| cluster.pid(*id))
+        .map(rss_bytes)
+        .sum();
+    let disk: u64 = (1..=5).map(|id| dir_bytes(&cluster.storage_dir(id))).sum();
+    for id in 1..=5 {
+        cluster.kill(id);
+    }
+    let started = Instant::now();
+    for id in 1..=5 {
+        cluster.start_replica(id);
+    }
+    let c = client(&cluster)?;
+    c.login("alice", "pw").await?;
+    c.send(&Target::User("bob".into()), "after cold restart")
+        .await?;
+    let took = started.elapsed();
+    println!(
+        "cold restart: {written} messages on disk (written in {:.1} s); first write succeeded {:.2} s after starting all five",
+        fill_time.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    println!(
+        "per stored message: {:.0} disk bytes and {:.0} resident bytes per replica",
+        disk as f64 / 5.0 / written.max(1) as f64,
+        rss as f64 / 5.0 / written.max(1) as f64
+    );
+    Ok(json!({
+        "messages": written, "seconds_to_first_write": took.as_secs_f64(),
+        "disk_bytes_per_message_per_replica": disk as f64 / 5.0 / written.max(1) as f64,
+        "rss_bytes_per_message_per_replica": rss as f64 / 5.0 / written.max(1) as f64,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "machine: {cores} cores, kernel {}; 5 replicas on loopback, {BODY_BYTES}-byte messages",
+        kernel.trim()
+    );
+    println!(
+        "parameters: {} s per level, levels {:?}, {} kills, catch-up {}, cold {}, chatd flags {:?}",
+        args.seconds, args.levels, args.kills, args.catchup, args.cold, args.chatd_flags
+    );
+    let mut out = json!({"machine": {"cores": cores, "kernel": kernel.trim()}});
+    if args.wants("throughput") {
+        out["throughput"] = json!(throughput(&args, true).await?);
+        if args.memory {
+            out["throughput_memory"] = json!(throughput(&args, false).await?);
+        }
+    }
+    if args.wants("failover") {
+        let mut rows = vec![failover(&args, true, &args.chatd_flags, "default").await?];
+        let tight: Vec<String> = ["--heartbeat-ms", "15", "--election-timeout-ms", "50-100"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        rows.push(failover(&args, true, &tight, "tight (15 ms / 50-100 ms)").await?);
+        if args.memory {
+            rows.push(failover(&args, false, &args.chatd_flags, "default").await?);
+        }
+        out["failover"] = json!(rows);
+    }
+    if args.wants("catchup") {
+        let mut rows = vec![catchup(&args, true).await?];
+        if args.memory {
+            rows.push(catchup(&args, false).await?);
+        }
+        out["catchup"] = json!(rows);
+    }
+    if args.wants("cold") {
+        out["cold_restart"] = cold_restart(&args).await?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&out)?)?;
+        println!("results written to {path}");
+    }
+    Ok(())
+}

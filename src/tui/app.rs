@@ -1,0 +1,318 @@
+//! The application state and its one transition function, [`App::update`].
+//!
+//! `update` is pure: no I/O and no clock (time arrives in
+//! [`AppEvent::Tick`]). Whatever needs the network is returned as
+//! [`Effect`]s for `net.rs` to carry out; their results come back as
+//! [`NetEvent`]s. That makes every behaviour testable by feeding events.
+//!
+//! State types live in their own files (`conversations`, `outbox`,
+//! `connection`, `sign_in`, `accounts`); the transitions are split by
+//! concern into `impl App` blocks: `input` (keys → actions), `session`,
+//! `chat` (server data, read-when-shown), `scroll`, `sending`, `browse`
+//! (accounts browser) and `network` (dispatch of [`NetEvent`]s).
+
+mod accounts;
+mod browse;
+mod chat;
+mod connection;
+mod conversations;
+mod input;
+mod network;
+mod outbox;
+mod scroll;
+mod sending;
+mod session;
+mod sign_in;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
+use ratatui_textarea::TextArea;
+
+pub use accounts::{AccountsBrowser, PAGE_SIZE};
+pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS};
+pub use conversations::{
+    is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog,
+};
+pub use outbox::{Outbox, OutboxItem};
+pub use sign_in::{Field, Pending, SignInForm};
+
+use super::event::{AppEvent, Effect, NetEvent, SendTo};
+use super::keys::{self, Action, Context};
+use super::model::{
+    AccountInfo, ChatMessage, ConversationInfo, ConversationKind, ErrorKind, NetError,
+    ReplicaReport,
+};
+
+/// Pause before resending a message after the cluster was unavailable.
+pub const SEND_RETRY_MS: u64 = 2_000;
+/// How long a notice stays on screen.
+pub const NOTICE_MS: u64 = 8_000;
+/// Messages moved by PgUp/PgDn.
+const PAGE_MESSAGES: isize = 10;
+/// Messages moved by one mouse-wheel notch.
+const WHEEL_MESSAGES: isize = 3;
+/// Messages per history page.
+pub const HISTORY_PAGE: u32 = 50;
+
+/// Fixed inputs of the state, chosen by the caller (fixed in tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    /// Prefix of every request id: unique per client run, so ids built
+    /// from it and a local counter never collide with another client's.
+    pub request_prefix: String,
+    /// Local time offset used to print times and day separators.
+    pub utc_offset_secs: i64,
+    /// Pre-filled user name (`--user`).
+    pub user: Option<String>,
+    /// The configured replicas, shown in the cluster panel before any poll.
+    pub servers: Vec<String>,
+}
+
+/// Which screen is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    SignIn,
+    Chat,
+}
+
+/// Which pane of the chat screen has the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Sidebar,
+    Messages,
+    Compose,
+}
+
+/// A modal layer over the screen.
+#[derive(Debug, Clone)]
+pub enum Overlay {
+    Help { scroll: u16 },
+    Accounts(AccountsBrowser),
+    Confirm(ConfirmKind),
+    Prompt(Prompt),
+}
+
+/// What a yes/no dialog is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmKind {
+    DeleteMessages(Vec<u64>),
+}
+
+/// What a one-line question is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptKind {
+    GroupName { members: Vec<String> },
+    DeleteAccountPassword,
+}
+
+/// A one-line question.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub input: TextArea<'static>,
+    pub error: Option<String>,
+    pub busy: bool,
+}
+
+impl Prompt {
+    fn new(kind: PromptKind) -> Self {
+        let mut input = TextArea::default();
+        if kind == PromptKind::DeleteAccountPassword {
+            input.set_mask_char('•');
+        }
+        Self {
+            kind,
+            input,
+            error: None,
+            busy: false,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.input.lines().concat()
+    }
+}
+
+/// A transient line for the user (errors in red).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub is_error: bool,
+    pub at_ms: u64,
+}
+
+/// Where the message pane is scrolled to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageView {
+    /// The message at the bottom of the view (the cursor); `None` follows
+    /// the newest message as it arrives.
+    pub anchor: Option<EntryKey>,
+    /// Own committed messages marked for deletion (server ids).
+    pub marked: Vec<u64>,
+}
+
+/// Presence of an account, as last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presence {
+    pub online: bool,
+    pub last_seen_ms: u64,
+}
+
+/// The whole state of the terminal client.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub config: AppConfig,
+    pub now_ms: u64,
+    /// Tick counter: drives the spinner.
+    pub ticks: u64,
+    pub screen: Screen,
+    pub focus: Focus,
+    pub overlay: Option<Overlay>,
+    pub show_cluster: bool,
+    pub sign_in: SignInForm,
+    /// The signed-in user.
+    pub me: Option<String>,
+    pub conversations: Conversations,
+    pub view: MessageView,
+    pub outbox: Outbox,
+    pub compose: TextArea<'static>,
+    pub presence: HashMap<String, Presence>,
+    pub connection: Connection,
+    pub cluster: Vec<ReplicaReport>,
+    pub notice: Option<Notice>,
+    pub should_quit: bool,
+    next_local_id: u64,
+}
+
+fn new_compose() -> TextArea<'static> {
+    let mut compose = TextArea::default();
+    compose.set_placeholder_text("Write a message (Enter: send, Alt+Enter: new line)");
+    compose
+}
+
+impl App {
+    pub fn new(config: AppConfig) -> Self {
+        let sign_in = SignInForm::new(config.user.as_deref());
+        let cluster = config
+            .servers
+            .iter()
+            .map(|server| ReplicaReport {
+                server: server.clone(),
+                status: Err("not polled yet".to_string()),
+            })
+            .collect();
+        Self {
+            config,
+            now_ms: 0,
+            ticks: 0,
+            screen: Screen::SignIn,
+            focus: Focus::Sidebar,
+            overlay: None,
+            show_cluster: false,
+            sign_in,
+            me: None,
+            conversations: Conversations::default(),
+            view: MessageView::default(),
+            outbox: Outbox::default(),
+            compose: new_compose(),
+            presence: HashMap::new(),
+            connection: Connection::default(),
+            cluster,
+            notice: None,
+            should_quit: false,
+            next_local_id: 1,
+        }
+    }
+
+    /// The single state transition: applies `event`, returns the network
+    /// work it calls for.
+    pub fn update(&mut self, event: AppEvent) -> Vec<Effect> {
+        let mut effects = match event {
+            AppEvent::Key(key) => self.on_key(key),
+            AppEvent::Mouse(mouse) => self.on_mouse(mouse),
+            AppEvent::Paste(text) => {
+                self.on_paste(&text);
+                Vec::new()
+            }
+            AppEvent::Tick { now_ms } => {
+                self.now_ms = self.now_ms.max(now_ms);
+                self.ticks = self.ticks.wrapping_add(1);
+                if self
+                    .notice
+                    .as_ref()
+                    .is_some_and(|n| self.now_ms.saturating_sub(n.at_ms) > NOTICE_MS)
+                {
+                    self.notice = None;
+                }
+                Vec::new()
+            }
+            AppEvent::Net(net) => self.on_net(net),
+        };
+        if self.screen == Screen::Chat {
+            effects.extend(self.open_first_if_none());
+            effects.extend(self.pump_outbox());
+            effects.extend(self.mark_shown_read());
+        }
+        effects
+    }
+
+    /// Key contexts in force, most specific first (see `keys.rs`).
+    pub fn contexts(&self) -> Vec<Context> {
+        let mut contexts = match &self.overlay {
+            Some(Overlay::Help { .. }) => vec![Context::Help],
+            Some(Overlay::Confirm(_)) => vec![Context::Confirm],
+            Some(Overlay::Prompt(_)) => vec![Context::Prompt],
+            Some(Overlay::Accounts(b)) if b.list_focused => vec![Context::AccountsList],
+            Some(Overlay::Accounts(_)) => vec![Context::AccountsSearch],
+            None => match (self.screen, self.focus) {
+                (Screen::SignIn, _) => vec![Context::SignIn],
+                (Screen::Chat, Focus::Sidebar) => vec![Context::Sidebar, Context::Navigation],
+                (Screen::Chat, Focus::Messages) => vec![Context::Messages, Context::Navigation],
+                (Screen::Chat, Focus::Compose) => vec![Context::Compose],
+            },
+        };
+        contexts.push(Context::Global);
+        contexts
+    }
+
+    /// Unread messages across all conversations.
+    pub fn total_unread(&self) -> u64 {
+        self.conversations.total_unread()
+    }
+
+    /// The terminal window title.
+    pub fn terminal_title(&self) -> String {
+        let who = self
+            .me
+            .as_ref()
+            .map(|me| format!(" — {me}"))
+            .unwrap_or_default();
+        match self.total_unread() {
+            0 => format!("raftchat{who}"),
+            n => format!("({n}) raftchat{who}"),
+        }
+    }
+
+    pub fn link_state(&self) -> LinkState {
+        self.connection.state(self.now_ms)
+    }
+
+    fn notify(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            is_error: false,
+            at_ms: self.now_ms,
+        });
+    }
+
+    fn notify_error(&mut self, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            is_error: true,
+            at_ms: self.now_ms,
+        });
+    }
+}

@@ -1,0 +1,266 @@
+//! Conversations and their messages as the server reports them; "read when shown".
+
+use super::*;
+
+impl App {
+    pub(super) fn me(&self) -> &str {
+        self.me.as_deref().unwrap_or_default()
+    }
+
+    /// Opens `key`, loading its history the first time.
+    pub(super) fn open_conversation(&mut self, key: ConvKey) -> Vec<Effect> {
+        if self.conversations.open.as_ref() != Some(&key) {
+            self.view = MessageView::default();
+        }
+        self.conversations.open = Some(key.clone());
+        self.load_if_needed(&key)
+    }
+
+    pub(super) fn load_if_needed(&mut self, key: &ConvKey) -> Vec<Effect> {
+        match self.conversations.get_mut(key) {
+            Some(conv) if !conv.log.loaded && !conv.log.loading => {
+                let Some(id) = conv.id() else {
+                    return Vec::new();
+                };
+                conv.log.loading = true;
+                vec![Effect::LoadHistory {
+                    conversation_id: id,
+                    before: 0,
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Opens the most recent conversation when none is open, e.g. when the
+    /// first one appears.
+    pub(super) fn open_first_if_none(&mut self) -> Vec<Effect> {
+        if self.conversations.open.is_some() {
+            return Vec::new();
+        }
+        match self.conversations.list.first().map(|c| c.key.clone()) {
+            Some(first) => self.open_conversation(first),
+            None => Vec::new(),
+        }
+    }
+
+    pub(super) fn select_conversation(&mut self, delta: isize) -> Vec<Effect> {
+        let list = &self.conversations.list;
+        if list.is_empty() {
+            return Vec::new();
+        }
+        let current = self.conversations.open_index().unwrap_or(0);
+        let next = current.saturating_add_signed(delta).min(list.len() - 1);
+        let key = list[next].key.clone();
+        self.open_conversation(key)
+    }
+
+    pub(super) fn on_conversations(&mut self, list: Vec<ConversationInfo>) -> Vec<Effect> {
+        self.conversations.list.retain(|c| match c.key {
+            ConvKey::Id(id) => list.iter().any(|info| info.id == id),
+            ConvKey::NewDirect(_) => true,
+        });
+        for info in &list {
+            self.conversations.upsert(info, true);
+        }
+        if self
+            .conversations
+            .open
+            .as_ref()
+            .is_some_and(|k| self.conversations.get(k).is_none())
+        {
+            self.conversations.open = None;
+        }
+        let mut effects = match self.conversations.open.clone() {
+            Some(key) => self.load_if_needed(&key),
+            None => self.open_first_if_none(),
+        };
+        effects.extend(self.lookup_unknown_presence());
+        effects
+    }
+
+    /// Asks for the presence of every direct-conversation peer not known yet.
+    fn lookup_unknown_presence(&self) -> Vec<Effect> {
+        let unknown: Vec<String> = self
+            .conversations
+            .list
+            .iter()
+            .filter(|c| c.kind == ConversationKind::Direct)
+            .map(|c| c.name.clone())
+            .filter(|name| !self.presence.contains_key(name))
+            .collect();
+        if unknown.is_empty() {
+            return Vec::new();
+        }
+        vec![Effect::LookupPresence { usernames: unknown }]
+    }
+
+    pub(super) fn on_history(
+        &mut self,
+        info: ConversationInfo,
+        messages: Vec<ChatMessage>,
+        more: bool,
+        before: u64,
+    ) {
+        self.conversations.upsert(&info, true);
+        let me = self.me().to_string();
+        let Some(conv) = self.conversations.by_id_mut(info.id) else {
+            return;
+        };
+        for message in &messages {
+            conv.log.insert_committed(message, &me);
+            conv.note_message(message);
+        }
+        conv.log.loading = false;
+        if before == 0 {
+            conv.log.loaded = true;
+            conv.log.more = more;
+        } else {
+            conv.log.more = more;
+        }
+    }
+
+    pub(super) fn on_message(&mut self, message: ChatMessage) -> Vec<Effect> {
+        let me = self.me().to_string();
+        let mut effects = Vec::new();
+        if self
+            .conversations
+            .by_id_mut(message.conversation_id)
+            .is_none()
+        {
+            // A conversation we have not heard of (someone wrote to us first).
+            self.conversations
+                .list
+                .push(Conversation::from_info(&ConversationInfo {
+                    id: message.conversation_id,
+                    kind: ConversationKind::Direct,
+                    name: message.sender.clone(),
+                    members: Vec::new(),
+                    unread: 0,
+                    last_message_id: 0,
+                    last_activity_ms: message.sent_ms,
+                    read_up_to: 0,
+                }));
+            effects.push(Effect::LoadConversations);
+        }
+        if let Some(conv) = self.conversations.by_id_mut(message.conversation_id) {
+            // A conversation listed after this message was applied already
+            // counts it as unread: only newer messages add to the count.
+            let already_counted = message.id <= conv.last_message_id;
+            let is_new = conv.log.insert_committed(&message, &me);
+            conv.note_message(&message);
+            if is_new
+                && !already_counted
+                && !is_me(&message.sender, &me)
+                && message.id > conv.read_up_to
+            {
+                conv.unread = conv.unread.saturating_add(1);
+            }
+        }
+        self.conversations.sort();
+        // A commit seen means the cluster works again: resend promptly.
+        self.connection.quorum_lost = false;
+        self.outbox.hurry();
+        effects
+    }
+
+    /// Messages were deleted for everyone. Unread counts may include them:
+    /// the server's counts are fetched again when that is possible.
+    pub(super) fn on_deleted(&mut self, conversation_id: u64, ids: &[u64]) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if let Some(conv) = self.conversations.by_id_mut(conversation_id) {
+            conv.log.remove_ids(ids);
+            if conv.unread > 0 {
+                effects.push(Effect::LoadConversations);
+            }
+        }
+        self.view.marked.retain(|id| !ids.contains(id));
+        let anchor_gone = self.view.anchor.is_some_and(|key| {
+            self.conversations
+                .open()
+                .is_none_or(|c| c.log.position(key).is_none())
+        });
+        if anchor_gone {
+            self.view.anchor = None;
+        }
+        effects
+    }
+
+    pub(super) fn on_read_receipt(&mut self, conversation_id: u64, reader: &str, up_to: u64) {
+        let me = self.me().to_string();
+        if !is_me(reader, &me) {
+            return;
+        }
+        if let Some(conv) = self.conversations.by_id_mut(conversation_id) {
+            if up_to > conv.read_up_to {
+                conv.read_up_to = up_to;
+                conv.unread = if up_to >= conv.last_message_id {
+                    0
+                } else {
+                    conv.log.unread_after(up_to, &me).min(conv.unread)
+                };
+            }
+        }
+    }
+
+    pub(super) fn on_membership(
+        &mut self,
+        info: ConversationInfo,
+        user: &str,
+        change: &str,
+    ) -> Vec<Effect> {
+        let me = self.me().to_string();
+        let gone = matches!(change, "left" | "account_deleted");
+        if gone && is_me(user, &me) {
+            self.conversations.list.retain(|c| c.id() != Some(info.id));
+            if self.conversations.open == Some(ConvKey::Id(info.id)) {
+                self.conversations.open = None;
+                self.view = MessageView::default();
+            }
+            return Vec::new();
+        }
+        self.conversations.upsert(&info, false);
+        if gone {
+            self.notify(format!("{user} left {}", info.name));
+        }
+        // Someone wrote to us first: the direct conversation arrives here,
+        // before its first message, and its peer's presence is not known.
+        self.lookup_unknown_presence()
+    }
+
+    /// Marks what the message pane shows as read ("read when shown").
+    pub(super) fn mark_shown_read(&mut self) -> Vec<Effect> {
+        if self.overlay.is_some() {
+            return Vec::new();
+        }
+        let anchor = self.view.anchor;
+        let me = self.me().to_string();
+        let Some(conv) = self.conversations.open_mut() else {
+            return Vec::new();
+        };
+        let Some(conversation_id) = conv.id() else {
+            return Vec::new();
+        };
+        if !conv.log.loaded || conv.log.entries.is_empty() {
+            return Vec::new();
+        }
+        let bottom = match anchor {
+            None => conv.log.entries.len() - 1,
+            Some(key) => conv.log.position(key).unwrap_or(conv.log.entries.len() - 1),
+        };
+        let shown_up_to = conv.log.newest_id_through(bottom);
+        if shown_up_to <= conv.read_up_to {
+            return Vec::new();
+        }
+        conv.read_up_to = shown_up_to;
+        conv.unread = if anchor.is_none() && shown_up_to >= conv.last_message_id {
+            0
+        } else {
+            conv.log.unread_after(shown_up_to, &me)
+        };
+        vec![Effect::MarkRead {
+            conversation_id,
+            up_to: shown_up_to,
+        }]
+    }
+}

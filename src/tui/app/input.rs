@@ -1,0 +1,193 @@
+//! Keyboard, mouse and paste: from key events to actions on the state.
+
+use super::*;
+
+impl App {
+    pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if let Some(action) = keys::resolve(&self.contexts(), &key) {
+            return self.perform(action);
+        }
+        // Unbound keys type into the focused text field, if any.
+        if let Some(field) = self.text_field_mut() {
+            field.input(key);
+            if self.screen == Screen::SignIn {
+                self.sign_in.error = None;
+            }
+        }
+        Vec::new()
+    }
+
+    pub(super) fn on_mouse(&mut self, mouse: MouseEvent) -> Vec<Effect> {
+        let delta = match mouse.kind {
+            MouseEventKind::ScrollUp => -1,
+            MouseEventKind::ScrollDown => 1,
+            _ => return Vec::new(),
+        };
+        match &mut self.overlay {
+            Some(Overlay::Help { scroll }) => {
+                *scroll = scroll.saturating_add_signed(i16::try_from(delta).unwrap_or(0));
+                Vec::new()
+            }
+            Some(Overlay::Accounts(browser)) => {
+                browser.move_selection(delta);
+                Vec::new()
+            }
+            Some(_) => Vec::new(),
+            None if self.screen == Screen::Chat => self.move_cursor(delta * WHEEL_MESSAGES),
+            None => Vec::new(),
+        }
+    }
+
+    pub(super) fn on_paste(&mut self, text: &str) {
+        let multi_line = self.overlay.is_none() && self.focus == Focus::Compose;
+        let text = if multi_line {
+            text.replace("\r\n", "\n")
+        } else {
+            text.replace(['\r', '\n'], "")
+        };
+        if let Some(field) = self.text_field_mut() {
+            field.insert_str(text);
+        }
+    }
+
+    /// The text field that receives typing, if one has focus.
+    pub(super) fn text_field_mut(&mut self) -> Option<&mut TextArea<'static>> {
+        match &mut self.overlay {
+            Some(Overlay::Accounts(browser)) if !browser.list_focused => Some(&mut browser.pattern),
+            Some(Overlay::Prompt(prompt)) if !prompt.busy => Some(&mut prompt.input),
+            Some(_) => None,
+            None => match self.screen {
+                Screen::SignIn if self.sign_in.pending.is_none() => Some(self.sign_in.field_mut()),
+                Screen::SignIn => None,
+                Screen::Chat if self.focus == Focus::Compose => Some(&mut self.compose),
+                Screen::Chat => None,
+            },
+        }
+    }
+
+    /// Carries out a bound action in the current context.
+    pub(super) fn perform(&mut self, action: Action) -> Vec<Effect> {
+        match action {
+            Action::Quit => {
+                self.should_quit = true;
+                Vec::new()
+            }
+            Action::ToggleHelp => {
+                self.overlay = match self.overlay {
+                    Some(Overlay::Help { .. }) => None,
+                    None => Some(Overlay::Help { scroll: 0 }),
+                    ref other => other.clone(),
+                };
+                Vec::new()
+            }
+            Action::ToggleCluster => {
+                self.show_cluster = !self.show_cluster;
+                Vec::new()
+            }
+            Action::FocusNext | Action::FocusPrev => {
+                self.cycle_focus(action == Action::FocusNext);
+                Vec::new()
+            }
+            Action::OpenAccounts => self.open_accounts(),
+            Action::Logout => {
+                self.sign_out(Some("Signed out."));
+                vec![Effect::Logout]
+            }
+            Action::DeleteAccount => {
+                self.overlay = Some(Overlay::Prompt(Prompt::new(
+                    PromptKind::DeleteAccountPassword,
+                )));
+                Vec::new()
+            }
+            Action::Up => self.step(-1),
+            Action::Down => self.step(1),
+            Action::PageUp => self.move_cursor(-PAGE_MESSAGES),
+            Action::PageDown => self.move_cursor(PAGE_MESSAGES),
+            Action::Top => self.move_cursor(isize::MIN / 2),
+            Action::Bottom => {
+                self.view.anchor = None;
+                Vec::new()
+            }
+            Action::Back => {
+                match self.overlay {
+                    Some(_) => self.overlay = None,
+                    None => self.focus = Focus::Messages,
+                }
+                Vec::new()
+            }
+            Action::FocusCompose => {
+                self.focus = Focus::Compose;
+                Vec::new()
+            }
+            Action::Send => self.send_compose(),
+            Action::Newline => {
+                self.compose.insert_newline();
+                Vec::new()
+            }
+            Action::ToggleMark => {
+                self.toggle_mark();
+                Vec::new()
+            }
+            Action::DeleteMessages => {
+                self.ask_delete_messages();
+                Vec::new()
+            }
+            Action::Retry => self.retry_failed(),
+            Action::SignIn => self.submit_sign_in(false),
+            Action::CreateAccount => self.submit_sign_in(true),
+            Action::Search => self.search_accounts(true),
+            Action::NextPage => self.accounts_page(true),
+            Action::PrevPage => self.accounts_page(false),
+            Action::StartDirect => self.start_direct(),
+            Action::NewGroup => {
+                self.ask_group_name();
+                Vec::new()
+            }
+            Action::AddMember => self.add_members(),
+            Action::EditPattern => {
+                if let Some(Overlay::Accounts(browser)) = &mut self.overlay {
+                    browser.list_focused = false;
+                }
+                Vec::new()
+            }
+            Action::Confirm => self.confirm(),
+            Action::Cancel => {
+                self.overlay = None;
+                Vec::new()
+            }
+            Action::Submit => self.submit_prompt(),
+        }
+    }
+
+    pub(super) fn cycle_focus(&mut self, forward: bool) {
+        match &mut self.overlay {
+            Some(Overlay::Accounts(browser)) => browser.list_focused = !browser.list_focused,
+            Some(_) => {}
+            None if self.screen == Screen::SignIn => self.sign_in.toggle_field(),
+            None => {
+                self.focus = match (self.focus, forward) {
+                    (Focus::Sidebar, true) | (Focus::Compose, false) => Focus::Messages,
+                    (Focus::Messages, true) | (Focus::Sidebar, false) => Focus::Compose,
+                    (Focus::Compose, true) | (Focus::Messages, false) => Focus::Sidebar,
+                }
+            }
+        }
+    }
+
+    /// Up/Down by one, in whatever list has focus.
+    pub(super) fn step(&mut self, delta: isize) -> Vec<Effect> {
+        match &mut self.overlay {
+            Some(Overlay::Help { scroll }) => {
+                *scroll = scroll.saturating_add_signed(i16::try_from(delta).unwrap_or(0));
+                Vec::new()
+            }
+            Some(Overlay::Accounts(browser)) => {
+                browser.move_selection(delta);
+                Vec::new()
+            }
+            Some(_) => Vec::new(),
+            None if self.focus == Focus::Sidebar => self.select_conversation(delta),
+            None => self.move_cursor(delta),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The messages between the outside world and [`App::update`](super::app::App::update):
+//! [`AppEvent`]s come in (keys, clock ticks, network results) and
+//! [`Effect`]s go out (requests for the network layer).
+
+use crossterm::event::{KeyEvent, MouseEvent};
+
+use super::model::{
+    AccountInfo, ChatMessage, ConnectionInfo, ConversationInfo, NetError, ReplicaReport,
+};
+
+/// Everything that can change the application state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppEvent {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    /// Bracketed paste into whatever text field has focus.
+    Paste(String),
+    /// The clock: the only source of "now" for the state (spinner, timers).
+    Tick {
+        now_ms: u64,
+    },
+    Net(NetEvent),
+}
+
+/// A result or notification from the network layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    SignedIn {
+        username: String,
+    },
+    SignInFailed(NetError),
+    Conversations(Vec<ConversationInfo>),
+    /// A page of history, oldest first, loaded for `before` (0 = newest page).
+    History {
+        conversation: ConversationInfo,
+        messages: Vec<ChatMessage>,
+        more: bool,
+        before: u64,
+    },
+    HistoryFailed {
+        conversation_id: u64,
+        error: NetError,
+    },
+    /// The cluster committed the outbox message `local_id`.
+    Sent {
+        local_id: u64,
+        message: ChatMessage,
+    },
+    SendFailed {
+        local_id: u64,
+        error: NetError,
+    },
+    /// A message arrived on the subscription (ours included).
+    MessageArrived(ChatMessage),
+    MessagesDeleted {
+        conversation_id: u64,
+        message_ids: Vec<u64>,
+    },
+    ReadReceipt {
+        conversation_id: u64,
+        reader: String,
+        up_to: u64,
+    },
+    /// A conversation was created, joined or left (`change` as on the wire).
+    Membership {
+        conversation: ConversationInfo,
+        user: String,
+        change: String,
+    },
+    Presence {
+        user: String,
+        online: bool,
+        last_seen_ms: u64,
+    },
+    /// The subscription is live on `server`.
+    SubscriptionLive {
+        server: String,
+    },
+    /// The subscription broke and is moving to `server`.
+    SubscriptionReconnecting {
+        server: String,
+        attempt: u32,
+        error: String,
+    },
+    /// Events were missed for good: reload everything.
+    Resync,
+    /// The subscription ended for good (e.g. the session expired).
+    SubscriptionFailed(NetError),
+    Connection(ConnectionInfo),
+    Cluster(Vec<ReplicaReport>),
+    Accounts {
+        pattern: String,
+        after: String,
+        accounts: Vec<AccountInfo>,
+        next_after: String,
+    },
+    /// Presence of specific accounts, looked up once for direct conversations.
+    Presences(Vec<AccountInfo>),
+    GroupCreated(ConversationInfo),
+    MemberAdded {
+        conversation_id: u64,
+        username: String,
+    },
+    MessagesDeletedByMe {
+        deleted: u32,
+    },
+    AccountDeleted,
+    /// Some other call failed; `op` names it for the user.
+    Failed {
+        op: String,
+        error: NetError,
+    },
+}
+
+/// Who a message goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendTo {
+    Conversation(u64),
+    /// A direct message to a user we have no conversation with yet.
+    User(String),
+}
+
+/// A request from the state to the network layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    SignIn {
+        username: String,
+        password: String,
+    },
+    /// Create the account, then sign in.
+    CreateAccount {
+        username: String,
+        password: String,
+    },
+    Subscribe,
+    LoadConversations,
+    LoadHistory {
+        conversation_id: u64,
+        before: u64,
+    },
+    /// `request_id` is fixed per message, so retries are applied once.
+    Send {
+        local_id: u64,
+        request_id: String,
+        to: SendTo,
+        body: String,
+    },
+    MarkRead {
+        conversation_id: u64,
+        up_to: u64,
+    },
+    DeleteMessages {
+        message_ids: Vec<u64>,
+    },
+    ListAccounts {
+        pattern: String,
+        after: String,
+        limit: u32,
+    },
+    LookupPresence {
+        usernames: Vec<String>,
+    },
+    CreateGroup {
+        name: String,
+        members: Vec<String>,
+    },
+    AddMember {
+        conversation_id: u64,
+        username: String,
+    },
+    Logout,
+    DeleteAccount {
+        password: String,
+    },
+}

@@ -1,0 +1,359 @@
+//! Key bindings: ONE table ([`BINDINGS`]) feeds the key dispatch, the help
+//! overlay and the hint bar, so they can never disagree.
+//!
+//! To add a binding: add an [`Action`] variant if needed, add a row to
+//! [`BINDINGS`] in the right [`Context`], and handle the action in
+//! `App::perform` (src/tui/app.rs). Help and hints pick it up automatically.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+/// Where a binding applies. The app lists the active contexts, most
+/// specific first; the first matching binding wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Context {
+    /// Everywhere, even while typing.
+    Global,
+    /// The chat screen when not typing.
+    Navigation,
+    SignIn,
+    Sidebar,
+    Messages,
+    Compose,
+    AccountsSearch,
+    AccountsList,
+    /// A yes/no question.
+    Confirm,
+    /// A one-line question (group name, password).
+    Prompt,
+    Help,
+}
+
+impl Context {
+    /// The heading of this context in the help overlay.
+    pub fn title(self) -> &'static str {
+        match self {
+            Context::Global => "Everywhere",
+            Context::Navigation => "Chat (not typing)",
+            Context::SignIn => "Sign in",
+            Context::Sidebar => "Conversations",
+            Context::Messages => "Messages",
+            Context::Compose => "Compose",
+            Context::AccountsSearch => "Accounts: search",
+            Context::AccountsList => "Accounts: list",
+            Context::Confirm => "Confirmation",
+            Context::Prompt => "Question",
+            Context::Help => "Help",
+        }
+    }
+}
+
+/// What a key does; interpreted by `App::perform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    ToggleCluster,
+    FocusNext,
+    FocusPrev,
+    OpenAccounts,
+    Logout,
+    DeleteAccount,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    /// Leave the current field or overlay.
+    Back,
+    FocusCompose,
+    Send,
+    Newline,
+    ToggleMark,
+    DeleteMessages,
+    Retry,
+    SignIn,
+    CreateAccount,
+    Search,
+    NextPage,
+    PrevPage,
+    StartDirect,
+    NewGroup,
+    AddMember,
+    EditPattern,
+    Confirm,
+    Cancel,
+    Submit,
+}
+
+/// One key chord.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chord {
+    pub code: KeyCode,
+    pub modifiers: KeyModifiers,
+}
+
+const fn plain(code: KeyCode) -> Chord {
+    Chord {
+        code,
+        modifiers: KeyModifiers::NONE,
+    }
+}
+
+const fn ch(c: char) -> Chord {
+    plain(KeyCode::Char(c))
+}
+
+const fn ctrl(c: char) -> Chord {
+    Chord {
+        code: KeyCode::Char(c),
+        modifiers: KeyModifiers::CONTROL,
+    }
+}
+
+const fn alt(code: KeyCode) -> Chord {
+    Chord {
+        code,
+        modifiers: KeyModifiers::ALT,
+    }
+}
+
+/// A row of the bindings table.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    pub keys: &'static [Chord],
+    pub context: Context,
+    pub action: Action,
+    pub description: &'static str,
+}
+
+const fn bind(
+    keys: &'static [Chord],
+    context: Context,
+    action: Action,
+    description: &'static str,
+) -> Binding {
+    Binding {
+        keys,
+        context,
+        action,
+        description,
+    }
+}
+
+use Action as A;
+use Context as C;
+use KeyCode as K;
+
+/// Every key binding of the application, by context. Within a context the
+/// order is the hint bar's order: most useful first.
+#[rustfmt::skip]
+pub const BINDINGS: &[Binding] = &[
+    // Sign in.
+    bind(&[plain(K::Enter)], C::SignIn, A::SignIn, "sign in"),
+    bind(&[ctrl('n')], C::SignIn, A::CreateAccount, "create account"),
+    bind(&[plain(K::Tab), plain(K::Down), plain(K::Up), plain(K::BackTab)], C::SignIn, A::FocusNext, "next field"),
+    // Conversations.
+    bind(&[plain(K::Up), ch('k')], C::Sidebar, A::Up, "previous conversation"),
+    bind(&[plain(K::Down), ch('j')], C::Sidebar, A::Down, "next conversation"),
+    bind(&[plain(K::Enter), ch('i')], C::Sidebar, A::FocusCompose, "write"),
+    // Messages.
+    bind(&[plain(K::Up), ch('k')], C::Messages, A::Up, "older"),
+    bind(&[plain(K::Down), ch('j')], C::Messages, A::Down, "newer"),
+    bind(&[plain(K::Enter), ch('i')], C::Messages, A::FocusCompose, "write"),
+    bind(&[ch(' ')], C::Messages, A::ToggleMark, "mark own message"),
+    bind(&[ch('d'), plain(K::Delete)], C::Messages, A::DeleteMessages, "delete marked/selected"),
+    bind(&[ch('r')], C::Messages, A::Retry, "retry failed"),
+    bind(&[plain(K::End), ch('G')], C::Messages, A::Bottom, "newest"),
+    bind(&[plain(K::Home), ch('g')], C::Messages, A::Top, "oldest loaded"),
+    bind(&[plain(K::PageUp), ctrl('b')], C::Messages, A::PageUp, "page up"),
+    bind(&[plain(K::PageDown), ctrl('f')], C::Messages, A::PageDown, "page down"),
+    // Compose.
+    bind(&[plain(K::Enter)], C::Compose, A::Send, "send"),
+    bind(&[alt(K::Enter)], C::Compose, A::Newline, "new line"),
+    bind(&[plain(K::Esc)], C::Compose, A::Back, "stop typing"),
+    bind(&[ctrl('r')], C::Compose, A::Retry, "retry failed"),
+    // Chat screen, not typing.
+    bind(&[ch('a')], C::Navigation, A::OpenAccounts, "accounts / new chat"),
+    bind(&[ch('c')], C::Navigation, A::ToggleCluster, "cluster panel"),
+    bind(&[ch('?')], C::Navigation, A::ToggleHelp, "help"),
+    bind(&[ch('q')], C::Navigation, A::Quit, "quit"),
+    bind(&[ch('L')], C::Navigation, A::Logout, "log out"),
+    bind(&[ch('X')], C::Navigation, A::DeleteAccount, "delete account"),
+    // Accounts browser.
+    bind(&[plain(K::Enter)], C::AccountsSearch, A::Search, "search"),
+    bind(&[plain(K::Down), plain(K::Tab)], C::AccountsSearch, A::FocusNext, "to results"),
+    bind(&[plain(K::Esc)], C::AccountsSearch, A::Back, "close"),
+    bind(&[plain(K::Enter)], C::AccountsList, A::StartDirect, "chat with"),
+    bind(&[ch(' ')], C::AccountsList, A::ToggleMark, "mark"),
+    bind(&[ch('g')], C::AccountsList, A::NewGroup, "group with marked"),
+    bind(&[ch('m')], C::AccountsList, A::AddMember, "add to open group"),
+    bind(&[ch('n'), plain(K::PageDown)], C::AccountsList, A::NextPage, "next page"),
+    bind(&[ch('p'), plain(K::PageUp)], C::AccountsList, A::PrevPage, "previous page"),
+    bind(&[ch('/'), plain(K::Tab)], C::AccountsList, A::EditPattern, "edit pattern"),
+    bind(&[plain(K::Up), ch('k')], C::AccountsList, A::Up, "previous"),
+    bind(&[plain(K::Down), ch('j')], C::AccountsList, A::Down, "next"),
+    bind(&[plain(K::Esc), ch('q')], C::AccountsList, A::Back, "close"),
+    // Dialogs.
+    bind(&[ch('y'), plain(K::Enter)], C::Confirm, A::Confirm, "yes"),
+    bind(&[ch('n'), plain(K::Esc)], C::Confirm, A::Cancel, "no"),
+    bind(&[plain(K::Enter)], C::Prompt, A::Submit, "ok"),
+    bind(&[plain(K::Esc)], C::Prompt, A::Cancel, "cancel"),
+    bind(&[plain(K::Esc), ch('?'), ch('q')], C::Help, A::ToggleHelp, "close help"),
+    bind(&[plain(K::Up), ch('k')], C::Help, A::Up, "scroll up"),
+    bind(&[plain(K::Down), ch('j')], C::Help, A::Down, "scroll down"),
+    // Everywhere.
+    bind(&[ctrl('c')], C::Global, A::Quit, "quit"),
+    bind(&[plain(K::Tab)], C::Global, A::FocusNext, "next pane"),
+    bind(&[plain(K::BackTab)], C::Global, A::FocusPrev, "previous pane"),
+    bind(&[plain(K::F(1))], C::Global, A::ToggleHelp, "help"),
+    bind(&[plain(K::F(2))], C::Global, A::ToggleCluster, "cluster panel"),
+];
+
+impl Chord {
+    /// Whether `key` is this chord. Shift is ignored for characters, since
+    /// terminals disagree on reporting it for `?`, `G` and friends.
+    pub fn matches(&self, key: &KeyEvent) -> bool {
+        let mut modifiers = key.modifiers;
+        let mut code = key.code;
+        if let KeyCode::Char(c) = code {
+            modifiers.remove(KeyModifiers::SHIFT);
+            // Some terminals report Ctrl+letter with an upper-case letter.
+            if modifiers.contains(KeyModifiers::CONTROL) {
+                code = KeyCode::Char(c.to_ascii_lowercase());
+            }
+        }
+        if code == KeyCode::BackTab {
+            modifiers.remove(KeyModifiers::SHIFT);
+        }
+        code == self.code && modifiers == self.modifiers
+    }
+
+    /// How the chord is written in help and hints.
+    pub fn label(&self) -> String {
+        let key = match self.code {
+            KeyCode::Enter => "Enter".to_string(),
+            KeyCode::Esc => "Esc".to_string(),
+            KeyCode::Tab => "Tab".to_string(),
+            KeyCode::BackTab => "S-Tab".to_string(),
+            KeyCode::Up => "↑".to_string(),
+            KeyCode::Down => "↓".to_string(),
+            KeyCode::Left => "←".to_string(),
+            KeyCode::Right => "→".to_string(),
+            KeyCode::PageUp => "PgUp".to_string(),
+            KeyCode::PageDown => "PgDn".to_string(),
+            KeyCode::Home => "Home".to_string(),
+            KeyCode::End => "End".to_string(),
+            KeyCode::Delete => "Del".to_string(),
+            KeyCode::F(n) => format!("F{n}"),
+            KeyCode::Char(' ') => "Space".to_string(),
+            KeyCode::Char(c) => c.to_string(),
+            other => format!("{other:?}"),
+        };
+        if self.modifiers.contains(KeyModifiers::CONTROL) {
+            format!("^{}", key.to_uppercase())
+        } else if self.modifiers.contains(KeyModifiers::ALT) {
+            format!("Alt-{key}")
+        } else {
+            key
+        }
+    }
+}
+
+impl Binding {
+    /// All of the binding's chords, e.g. `↑/k`.
+    pub fn keys_label(&self) -> String {
+        self.keys
+            .iter()
+            .map(Chord::label)
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+/// The action bound to `key` in the first of `contexts` that binds it.
+/// Key releases and repeats of nothing are ignored.
+pub fn resolve(contexts: &[Context], key: &KeyEvent) -> Option<Action> {
+    if key.kind == KeyEventKind::Release {
+        return None;
+    }
+    contexts.iter().find_map(|context| {
+        BINDINGS
+            .iter()
+            .filter(|b| b.context == *context)
+            .find(|b| b.keys.iter().any(|chord| chord.matches(key)))
+            .map(|b| b.action)
+    })
+}
+
+/// The bindings to advertise in the hint bar for `contexts`, most specific
+/// first, skipping keys shadowed by a more specific context.
+pub fn hints(contexts: &[Context]) -> Vec<&'static Binding> {
+    let mut shown: Vec<&'static Binding> = Vec::new();
+    for context in contexts {
+        for binding in BINDINGS.iter().filter(|b| b.context == *context) {
+            let shadowed = shown
+                .iter()
+                .any(|s| s.keys.iter().any(|k| binding.keys.contains(k)));
+            if !shadowed {
+                shown.push(binding);
+            }
+        }
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, modifiers)
+    }
+
+    #[test]
+    fn arrows_and_vim_keys_do_the_same() {
+        let ctx = [Context::Messages, Context::Navigation, Context::Global];
+        let up = resolve(&ctx, &key(KeyCode::Up, KeyModifiers::NONE));
+        let k = resolve(&ctx, &key(KeyCode::Char('k'), KeyModifiers::NONE));
+        assert_eq!(up, Some(Action::Up));
+        assert_eq!(k, Some(Action::Up));
+    }
+
+    #[test]
+    fn specific_context_wins_and_typing_is_not_stolen() {
+        let compose = [Context::Compose, Context::Global];
+        assert_eq!(
+            resolve(&compose, &key(KeyCode::Char('q'), KeyModifiers::NONE)),
+            None
+        );
+        assert_eq!(
+            resolve(&compose, &key(KeyCode::Enter, KeyModifiers::NONE)),
+            Some(Action::Send)
+        );
+        assert_eq!(
+            resolve(&compose, &key(KeyCode::Enter, KeyModifiers::ALT)),
+            Some(Action::Newline)
+        );
+        assert_eq!(
+            resolve(&compose, &key(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
+    }
+
+    #[test]
+    fn shifted_characters_match() {
+        let ctx = [Context::Navigation];
+        assert_eq!(
+            resolve(&ctx, &key(KeyCode::Char('?'), KeyModifiers::SHIFT)),
+            Some(Action::ToggleHelp)
+        );
+    }
+
+    #[test]
+    fn every_binding_has_keys_and_words() {
+        for b in BINDINGS {
+            assert!(!b.keys.is_empty() && !b.description.is_empty(), "{b:?}");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! `chat-tui`, the raftchat terminal client.
+//!
+//! # How it fits together
+//!
+//! ```text
+//!  crossterm events ─┐                      ┌─> ui::draw(frame, &app)   (pure)
+//!  clock ticks ──────┼─> AppEvent ─> App::update ─> Vec<Effect> ─> net.rs
+//!  net.rs results ───┘     (event.rs)   (app.rs, pure)                 │
+//!        ^─────────────────────── NetEvent ────────────────────────────┘
+//! ```
+//!
+//! - `app.rs` (+ `app/`): all state and the one pure transition
+//!   `App::update(event) -> effects`. No I/O, no clock.
+//! - `keys.rs`: the single table of key bindings; it drives dispatch, the
+//!   help overlay and the hint bar.
+//! - `ui/`: rendering, one file per part of the screen, pure from `&App`.
+//! - `net.rs`: the only code that calls the client library.
+//! - `model.rs`, `event.rs`: the data and messages shared by the above.
+//! - this file: terminal setup/teardown and the event loop.
+//!
+//! # Adding a key binding
+//!
+//! 1. Add a row to `keys::BINDINGS` (keys, context, action, description).
+//!    Reuse an `Action` or add a variant to `keys::Action`.
+//! 2. Handle a new action in `App::perform` (app.rs).
+//! 3. Help and hint bar update themselves. Add a test in `app/tests.rs`.
+//!
+//! # Adding a screen or overlay
+//!
+//! 1. Add its state: a `Screen` variant, or an `Overlay` variant holding
+//!    its own struct (see `app/accounts.rs`).
+//! 2. Give it a `keys::Context`, return it from `App::contexts`, and bind
+//!    its keys in `keys::BINDINGS`.
+//! 3. Write `ui/<name>.rs` with a `render` function and call it from
+//!    `ui::draw`. Add an insta snapshot test in `tests/tui_render.rs`.
+//! 4. If it needs the network, add an `Effect` and a `NetEvent` and carry
+//!    it out in `net.rs`.
+
+mod app;
+mod args;
+mod event;
+mod keys;
+mod model;
+mod net;
+mod time;
+mod ui;
+
+pub use app::*;
+pub use args::{Args, DEFAULT_SERVERS};
+pub use event::{AppEvent, Effect, NetEvent, SendTo};
+pub use keys::{Action, Binding, Context, BINDINGS};
+pub use model::*;
+pub use ui::draw;
+
+use std::io::{self, Stdout};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream, KeyEventKind,
+};
+use crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen, SetTitle,
+};
+use crossterm::ExecutableCommand;
+use futures::StreamExt;
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+
+/// Spinner and clock resolution.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs the terminal client until the user quits.
+///
+/// The terminal is restored on every exit path: normal return, error
+/// (the guard's `Drop`), panic (a panic hook) and SIGTERM/SIGHUP.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let servers = args.server_list();
+    if servers.is_empty() {
+        anyhow::bail!("no servers given (--servers host:port,...)");
+    }
+    let (net_tx, mut net_rx) = mpsc::unbounded_channel();
+    let mut net = net::Net::start(servers.clone(), args.timeout(), net_tx)?;
+    let mut app = App::new(AppConfig {
+        request_prefix: net::request_prefix(),
+        utc_offset_secs: local_utc_offset_secs(),
+        user: args.user.clone(),
+        servers,
+    });
+    app.update(AppEvent::Tick { now_ms: now_ms() });
+
+    let mut terminal = TerminalGuard::enter()?;
+    let mut input = EventStream::new();
+    let mut ticks = tokio::time::interval(TICK);
+    let mut terminate = Signals::new()?;
+    let mut title = String::new();
+
+    while !app.should_quit {
+        terminal.terminal.draw(|frame| ui::draw(frame, &app))?;
+        let wanted = app.terminal_title();
+        if wanted != title {
+            // Best effort: not every terminal supports titles.
+            let _ = io::stdout().execute(SetTitle(&wanted));
+            title = wanted;
+        }
+
+        let event = tokio::select! {
+            input_event = input.next() => match input_event {
+                Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => AppEvent::Key(key),
+                Some(Ok(Event::Mouse(mouse))) => AppEvent::Mouse(mouse),
+                Some(Ok(Event::Paste(text))) => AppEvent::Paste(text),
+                Some(Ok(_)) => continue, // resize, focus: just redraw
+                Some(Err(err)) => return Err(err.into()),
+                None => break, // stdin closed
+            },
+            Some(net_event) = net_rx.recv() => AppEvent::Net(net_event),
+            _ = ticks.tick() => AppEvent::Tick { now_ms: now_ms() },
+            _ = terminate.recv() => break,
+        };
+        // Keep "now" fresh for whatever the event does.
+        for effect in app.update(AppEvent::Tick { now_ms: now_ms() }) {
+            net.execute(effect);
+        }
+        for effect in app.update(event) {
+            net.execute(effect);
+        }
+    }
+    drop(terminal);
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The local time zone's offset from UTC right now, in seconds.
+fn local_utc_offset_secs() -> i64 {
+    let now: libc::time_t = match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => libc::time_t::try_from(d.as_secs()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    // SAFETY: localtime_r only writes into the `tm` we own.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return 0;
+        }
+        // `c_long` is i64 on 64-bit targets only.
+        #[allow(clippy::useless_conversion)]
+        i64::from(tm.tm_gmtoff)
+    }
+}
+
+/// SIGTERM and SIGHUP end the loop like `q`, so the terminal is restored.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.hup.recv() => {},
+        }
+    }
+}
+
+/// Owns the terminal in raw/alternate-screen mode; restores it on drop
+/// and, through a panic hook, on panic.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<Self> {
+        install_panic_hook();
+        enable_raw_mode()?;
+        let mut stdout = io::stdout();
+        let setup = stdout
+            .execute(EnterAlternateScreen)
+            .and_then(|s| s.execute(EnableMouseCapture))
+            .and_then(|s| s.execute(EnableBracketedPaste))
+            .map(drop);
+        if let Err(err) = setup {
+            restore_terminal();
+            return Err(err.into());
+        }
+        match Terminal::new(CrosstermBackend::new(stdout)) {
+            Ok(terminal) => Ok(Self { terminal }),
+            Err(err) => {
+                restore_terminal();
+                Err(err.into())
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+        let _ = self.terminal.show_cursor();
+    }
+}
+
+/// Leaves raw mode and the alternate screen. Safe to call more than once.
+fn restore_terminal() {
+    let mut stdout = io::stdout();
+    let _ = stdout.execute(DisableBracketedPaste);
+    let _ = stdout.execute(DisableMouseCapture);
+    let _ = stdout.execute(LeaveAlternateScreen);
+    let _ = disable_raw_mode();
+    let _ = stdout.execute(crossterm::cursor::Show);
+}
+
+/// Restores the terminal before the default hook prints the panic, so
+/// the message is readable and the shell usable.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+}

@@ -1,0 +1,119 @@
+//! Operating a replica: the gRPC health service follows Raft (a `--join`
+//! replica is NOT_SERVING until added), and `/metrics` serves Prometheus text.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{options, user, Cluster, Options};
+use raftchat::proto::cluster_client::ClusterClient;
+use raftchat::proto::AddReplicaRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+async fn health(url: &str) -> ServingStatus {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{url}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let reply = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ServingStatus::try_from(reply.status).unwrap()
+}
+
+async fn wait_health(url: &str, want: ServingStatus) {
+    for _ in 0..100 {
+        if health(url).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never became {want:?}");
+}
+
+fn get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_raft_and_metrics_are_served() {
+    let mut cluster = Cluster::start(Options {
+        replicas: 3,
+        metrics: true,
+        ..options()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    for id in 1..=3 {
+        wait_health(&cluster.url(id), ServingStatus::Serving).await;
+    }
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    alice.send(&"bob".parse().unwrap(), "hi").await.unwrap();
+
+    // A joining replica is not in the cluster yet: NOT_SERVING.
+    let joiner = cluster.start_joining_replica();
+    let url = cluster.url(joiner);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_health(&url, ServingStatus::NotServing).await;
+    let mut admin = ClusterClient::connect(format!("http://{}", cluster.url(leader)))
+        .await
+        .unwrap();
+    let reply = admin
+        .add_replica(AddReplicaRequest {
+            id: joiner,
+            url: url.clone(),
+            catch_up_timeout_ms: 20_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.outcome.contains("as a voter"), "{reply:?}");
+    wait_health(&url, ServingStatus::Serving).await;
+
+    // Prometheus text from the leader.
+    let text = get(&cluster.metrics_addr(leader).unwrap(), "/metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for metric in [
+        "raftchat_raft_role{role=\"leader\"} 1",
+        "raftchat_raft_term ",
+        "raftchat_raft_leader_changes_total ",
+        "raftchat_raft_commit_index ",
+        "raftchat_raft_applied_index ",
+        "raftchat_raft_voters 4",
+        "raftchat_proposals_total{outcome=\"ok\"} ",
+        "raftchat_proposal_duration_seconds_bucket",
+        "raftchat_wal_fsync_duration_seconds_count ",
+        "raftchat_snapshot_size_bytes ",
+        "raftchat_live_subscriptions ",
+    ] {
+        assert!(text.contains(metric), "missing {metric}:\n{text}");
+    }
+    let text = get(&cluster.metrics_addr(leader).unwrap(), "/nope");
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+
+    // Without quorum (leader and one more of four killed), the survivors
+    // cannot elect anyone and report NOT_SERVING.
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let other = *cluster.running().iter().find(|i| **i != leader).unwrap();
+    cluster.kill(leader);
+    cluster.kill(other);
+    for id in cluster.running() {
+        wait_health(&cluster.url(id), ServingStatus::NotServing).await;
+    }
+}

@@ -1,0 +1,428 @@
+//! Rendering snapshots of `chat-tui` screens, built by feeding events to
+//! the pure state machine and drawing into ratatui's `TestBackend`.
+//!
+//! Update after an intended change with
+//! `INSTA_UPDATE=always cargo test --test tui_render`, then review the
+//! `.snap` diffs.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use raftchat::tui::{
+    draw, AccountInfo, App, AppConfig, AppEvent, ChatMessage, ConnectionInfo, Context,
+    ConversationInfo, ConversationKind, ErrorKind, NetError, NetEvent, ReplicaReport,
+    ReplicaStatus, BINDINGS,
+};
+
+const WIDTH: u16 = 100;
+const HEIGHT: u16 = 30;
+/// Mon 23 Nov 2026 09:05 UTC.
+const T0: u64 = 1_795_424_700_000;
+const DAY: u64 = 86_400_000;
+
+fn servers() -> Vec<String> {
+    (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect()
+}
+
+fn new_app(user: Option<&str>) -> App {
+    let mut app = App::new(AppConfig {
+        request_prefix: "rq".into(),
+        utc_offset_secs: 0,
+        user: user.map(String::from),
+        servers: servers(),
+    });
+    app.update(AppEvent::Tick { now_ms: T0 });
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.update(AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+fn net(app: &mut App, event: NetEvent) {
+    app.update(AppEvent::Net(event));
+}
+
+/// The screen as text, one line per row, trailing blanks trimmed.
+fn screen(app: &App) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("test terminal");
+    terminal.draw(|frame| draw(frame, app)).expect("draw");
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..HEIGHT {
+        let mut line = String::new();
+        for x in 0..WIDTH {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn conv(
+    id: u64,
+    kind: ConversationKind,
+    name: &str,
+    unread: u64,
+    activity: u64,
+) -> ConversationInfo {
+    ConversationInfo {
+        id,
+        kind,
+        name: name.into(),
+        members: match kind {
+            ConversationKind::Group => vec!["alice".into(), "bob".into(), "carol".into()],
+            ConversationKind::Direct => vec!["alice".into(), name.into()],
+        },
+        unread,
+        last_message_id: 0,
+        last_activity_ms: activity,
+        read_up_to: 0,
+    }
+}
+
+fn msg(id: u64, conversation_id: u64, sender: &str, body: &str, sent_ms: u64) -> ChatMessage {
+    ChatMessage {
+        id,
+        conversation_id,
+        sender: sender.into(),
+        body: body.into(),
+        sent_ms,
+    }
+}
+
+fn connected(app: &mut App) {
+    net(
+        app,
+        NetEvent::Connection(ConnectionInfo {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((2, "http://127.0.0.1:7002".into())),
+            rtt_ms: Some(3),
+            ..ConnectionInfo::default()
+        }),
+    );
+    net(app, NetEvent::Cluster(cluster(&[1, 2, 3, 4, 5])));
+}
+
+fn cluster(up: &[u64]) -> Vec<ReplicaReport> {
+    (1..=5)
+        .map(|i| ReplicaReport {
+            server: format!("127.0.0.1:700{i}"),
+            status: if up.contains(&i) {
+                Ok(ReplicaStatus {
+                    id: i,
+                    url: format!("http://127.0.0.1:700{i}"),
+                    role: if i == 2 { "leader" } else { "follower" }.into(),
+                    term: 7,
+                    leader_id: 2,
+                    leader_url: "http://127.0.0.1:7002".into(),
+                    commit_index: 120,
+                    applied_index: 120 - i,
+                })
+            } else {
+                Err("no answer within 2 s".into())
+            },
+        })
+        .collect()
+}
+
+/// Alice, signed in, with three conversations; the DM with bob is open.
+fn chat_app() -> App {
+    let mut app = new_app(None);
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    connected(&mut app);
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0),
+            conv(2, ConversationKind::Group, "team", 3, T0 - 60_000),
+            conv(3, ConversationKind::Direct, "carol", 1, T0 - DAY),
+        ]),
+    );
+    net(
+        &mut app,
+        NetEvent::Presences(vec![
+            AccountInfo {
+                username: "bob".into(),
+                online: true,
+                last_seen_ms: T0,
+            },
+            AccountInfo {
+                username: "carol".into(),
+                online: false,
+                last_seen_ms: T0 - DAY,
+            },
+        ]),
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: vec![
+                msg(
+                    1,
+                    1,
+                    "bob",
+                    "Are we still on for the failover drill?",
+                    T0 - DAY,
+                ),
+                msg(2, 1, "alice", "Yes, tomorrow 9:00.", T0 - DAY + 60_000),
+                msg(
+                    3,
+                    1,
+                    "bob",
+                    "Great. I will kill the leader first, then watch the client rotate.",
+                    T0 - 120_000,
+                ),
+                msg(4, 1, "alice", "Sounds good", T0 - 60_000),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    app
+}
+
+#[test]
+fn sign_in_screen_with_an_inline_error() {
+    let mut app = new_app(Some("alice"));
+    type_text(&mut app, "wrong");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::Unauthenticated, "bad password")),
+    );
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn chat_with_unread_counts_and_delivery_marks() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Char('i'));
+    // One committed, one failed, one in flight, one queued.
+    type_text(&mut app, "committed one");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(5, 1, "alice", "committed one", T0),
+        },
+    );
+    type_text(&mut app, "rejected");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 2,
+            error: NetError::new(ErrorKind::InvalidArgument, "body too long"),
+        },
+    );
+    type_text(&mut app, "in flight");
+    press(&mut app, KeyCode::Enter);
+    type_text(&mut app, "queued behind it");
+    press(&mut app, KeyCode::Enter);
+    type_text(&mut app, "draft being typed");
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn failed_message_and_scrolled_back_view() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "this one fails");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: NetError::new(ErrorKind::PermissionDenied, "not a member"),
+        },
+    );
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Char('k'));
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(6, 1, "bob", "a new message while scrolled back", T0)),
+    );
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn accounts_browser() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Char('a'));
+    type_text(&mut app, "*o*");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::Accounts {
+            pattern: "*o*".into(),
+            after: "".into(),
+            accounts: vec![
+                AccountInfo {
+                    username: "bob".into(),
+                    online: true,
+                    last_seen_ms: T0,
+                },
+                AccountInfo {
+                    username: "carol".into(),
+                    online: false,
+                    last_seen_ms: T0 - 3 * 3_600_000,
+                },
+                AccountInfo {
+                    username: "dora".into(),
+                    online: false,
+                    last_seen_ms: 0,
+                },
+            ],
+            next_after: "dora".into(),
+        },
+    );
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char('j'));
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn cluster_panel() {
+    let mut app = chat_app();
+    net(&mut app, NetEvent::Cluster(cluster(&[1, 2, 3, 5])));
+    press(&mut app, KeyCode::Char('c'));
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn reconnecting_status() {
+    let mut app = chat_app();
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionInfo {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((2, "http://127.0.0.1:7002".into())),
+            rtt_ms: Some(3),
+            reconnecting: true,
+            next_server: Some("127.0.0.1:7002".into()),
+            last_error: Some("no answer within 2 s".into()),
+        }),
+    );
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn no_quorum_status() {
+    let mut app = chat_app();
+    net(&mut app, NetEvent::Cluster(cluster(&[1, 2])));
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "typed offline");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: NetError::new(ErrorKind::Unavailable, "no quorum"),
+        },
+    );
+    insta::assert_snapshot!(screen(&app));
+}
+
+#[test]
+fn tiny_terminals_do_not_panic() {
+    let mut apps = vec![new_app(None), chat_app()];
+    let mut with_overlays = chat_app();
+    press(&mut with_overlays, KeyCode::Char('c'));
+    press(&mut with_overlays, KeyCode::Char('a'));
+    apps.push(with_overlays);
+    let mut help = chat_app();
+    press(&mut help, KeyCode::Char('?'));
+    apps.push(help);
+    for app in &apps {
+        for (width, height) in [(1, 1), (10, 3), (30, 8), (45, 12)] {
+            let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
+            terminal.draw(|frame| draw(frame, app)).expect("draw");
+        }
+    }
+}
+
+/// The README's key table, generated from `BINDINGS` (one row per binding,
+/// contexts in the help overlay's order).
+fn readme_key_table() -> String {
+    let mut contexts: Vec<Context> = Vec::new();
+    for binding in BINDINGS {
+        if !contexts.contains(&binding.context) {
+            contexts.push(binding.context);
+        }
+    }
+    let mut out = String::from("| where | keys | what it does |\n|---|---|---|\n");
+    for context in contexts {
+        for binding in BINDINGS.iter().filter(|b| b.context == context) {
+            let keys: Vec<String> = binding
+                .keys
+                .iter()
+                .map(|chord| format!("`{}`", chord.label()))
+                .collect();
+            out.push_str(&format!(
+                "| {} | {} | {} |\n",
+                context.title(),
+                keys.join(" "),
+                binding.description
+            ));
+        }
+    }
+    out
+}
+
+/// The key bindings table in README.md is exactly `BINDINGS`. After changing
+/// a binding, regenerate it with
+/// `UPDATE_README=1 cargo test --test tui_render readme`.
+#[test]
+fn readme_key_table_matches_the_bindings() {
+    const BEGIN: &str = "<!-- chat-tui keys: generated from src/tui/keys.rs BINDINGS -->\n";
+    const END: &str = "<!-- end of chat-tui keys -->";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).expect("read README.md");
+    let start = readme
+        .find(BEGIN)
+        .expect("README has the key table markers")
+        + BEGIN.len();
+    let end = start
+        + readme[start..]
+            .find(END)
+            .expect("README key table end marker");
+    let table = readme_key_table();
+    if std::env::var("UPDATE_README").as_deref() == Ok("1") {
+        let updated = format!("{}{table}{}", &readme[..start], &readme[end..]);
+        std::fs::write(path, updated).expect("write README.md");
+        return;
+    }
+    assert_eq!(
+        readme[start..end],
+        table,
+        "README key table is out of date: UPDATE_README=1 cargo test --test tui_render readme"
+    );
+}
