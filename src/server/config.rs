@@ -309,5 +309,4 @@ mod tests {
             .to_string();
         assert!(err.contains("--replica-routes"), "{err}");
     }
-    }
 }
