@@ -88,9 +88,9 @@ pub fn route(consensus: &Consensus, forwarded: bool) -> Result<Route, Status> {
     }
     match consensus.leader() {
         // Dialled like any replica-to-replica traffic (`--replica-routes`).
-        Some((id, url)) if !url.is_empty() && !forwarded => Ok(Route::Leader(
-            consensus.peers.route(id, &url).to_string(),
-        )),
+        Some((id, url)) if !url.is_empty() && !forwarded => {
+            Ok(Route::Leader(consensus.peers.route(id, &url).to_string()))
+        }
         Some(_) => Err(Status::unavailable(
             "leadership is changing; retry the membership change shortly",
         )),
