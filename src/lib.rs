@@ -46,6 +46,7 @@
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod fault;
 pub mod local_cluster;
 pub mod proto;
 pub mod server;

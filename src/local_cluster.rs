@@ -64,6 +64,10 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub opts: Options,
     pub replicas: BTreeMap<u64, Replica>,
+    /// `(from, to)` → the address replica `from` dials to reach `to`
+    /// (`--replica-routes`), e.g. a fault-injecting proxy. Unrouted pairs
+    /// connect directly; clients always connect directly.
+    pub routes: BTreeMap<(u64, u64), String>,
 }
 
 /// A free loopback port (the OS picks it; we release it for chatd).
@@ -73,7 +77,23 @@ fn free_port() -> u16 {
 }
 
 impl Cluster {
+    /// Starts every replica (in `opts.start_order`).
     pub fn start(opts: Options) -> Self {
+        let mut cluster = Self::prepare(opts);
+        let order = cluster
+            .opts
+            .start_order
+            .clone()
+            .unwrap_or_else(|| (1..=cluster.opts.replicas).collect());
+        for id in order {
+            cluster.start_replica(id);
+        }
+        cluster
+    }
+
+    /// Picks ports and a directory but starts nothing, so that routes can be
+    /// set up (they need the replicas' ports) before the first start.
+    pub fn prepare(opts: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut replicas = BTreeMap::new();
         for id in 1..=opts.replicas {
@@ -88,19 +108,12 @@ impl Cluster {
                 },
             );
         }
-        let order = opts
-            .start_order
-            .clone()
-            .unwrap_or_else(|| (1..=opts.replicas).collect());
-        let mut cluster = Self {
+        Self {
             dir,
             opts,
             replicas,
-        };
-        for id in order {
-            cluster.start_replica(id);
+            routes: BTreeMap::new(),
         }
-        cluster
     }
 
     pub fn url(&self, id: u64) -> String {
@@ -164,6 +177,16 @@ impl Cluster {
             "--replica-urls".into(),
             peers.join(","),
         ];
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|((from, _), _)| *from == id)
+            .map(|((_, to), addr)| format!("{to}={addr}"))
+            .collect();
+        if !routes.is_empty() {
+            args.push("--replica-routes".into());
+            args.push(routes.join(","));
+        }
         if self.opts.storage {
             args.push("--server-storage".into());
             args.push(self.storage_dir(id).display().to_string());

@@ -29,6 +29,13 @@ pub struct ChatdArgs {
     #[arg(long, env = "CHATD_REPLICA_URLS", value_parser = parse_replica_urls, default_value = "")]
     pub replica_urls: ReplicaUrls,
 
+    /// Dial some replicas through another address than their `--replica-urls`
+    /// entry, as `ID=HOST:PORT,...` (a proxy, tunnel or NAT hop). Only this
+    /// replica's outgoing connections use it; the membership, and the leader
+    /// address clients are told, keep the `--replica-urls` addresses.
+    #[arg(long, env = "CHATD_REPLICA_ROUTES", value_parser = parse_replica_urls, default_value = "")]
+    pub replica_routes: ReplicaUrls,
+
     /// Keep the vote, log and snapshots in this directory (fsynced before any
     /// write is acknowledged). Without it everything is in memory and a
     /// restarted replica comes back empty and catches up from its peers.
@@ -277,5 +284,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--metrics-addr"), "{err}");
+    }
+
+    #[test]
+    fn routes_stay_out_of_the_membership() {
+        let a = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--replica-urls",
+            "2=h2:2",
+            "--replica-routes",
+            "2=127.0.0.1:9002,3=127.0.0.1:9003",
+        ])
+        .unwrap();
+        a.validate().unwrap();
+        assert_eq!(a.replica_routes.0[&2], "127.0.0.1:9002");
+        // A route may name a replica that joins later (--join, AddReplica).
+        assert_eq!(a.replica_routes.0[&3], "127.0.0.1:9003");
+        assert_eq!(a.members()[&2], "h2:2", "routes stay out of the membership");
+        let err = parse(&["--server-id", "1", "--port", "1", "--replica-routes", "2=h"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--replica-routes"), "{err}");
     }
 }

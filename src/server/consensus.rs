@@ -128,10 +128,10 @@ impl Consensus {
                 self.propose_local(proposal.clone()).await
             } else {
                 match self.leader() {
-                    Some((_, url)) if !url.is_empty() => {
+                    Some((leader, url)) if !url.is_empty() => {
                         match self
                             .peers
-                            .forward(&url, &proposal, self.timeouts.commit)
+                            .forward(leader, &url, &proposal, self.timeouts.commit)
                             .await
                         {
                             Ok(reply) => reply,
@@ -222,12 +222,12 @@ impl Consensus {
         let index = if self.is_leader() {
             self.read_index_local().await?
         } else {
-            let (_, url) = self
+            let (leader, url) = self
                 .leader()
                 .filter(|(_, u)| !u.is_empty())
                 .ok_or_else(no_leader)?;
             self.peers
-                .read_index(&url, self.timeouts.commit)
+                .read_index(leader, &url, self.timeouts.commit)
                 .await
                 .map_err(|s| {
                     RemoteFailure::Unavailable(format!(

@@ -87,7 +87,10 @@ pub fn route(consensus: &Consensus, forwarded: bool) -> Result<Route, Status> {
         return Ok(Route::Here);
     }
     match consensus.leader() {
-        Some((_, url)) if !url.is_empty() && !forwarded => Ok(Route::Leader(url)),
+        // Dialled like any replica-to-replica traffic (`--replica-routes`).
+        Some((id, url)) if !url.is_empty() && !forwarded => {
+            Ok(Route::Leader(consensus.peers.route(id, &url).to_string()))
+        }
         Some(_) => Err(Status::unavailable(
             "leadership is changing; retry the membership change shortly",
         )),

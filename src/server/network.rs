@@ -4,6 +4,13 @@
 //! One lazily-connected HTTP/2 channel per peer is shared by every RPC to it.
 //! Each successful response records the peer's last contact, which feeds the
 //! `Status` report and the leader's fail-fast quorum check.
+//!
+//! A peer is dialled at its membership address unless `--replica-routes`
+//! names another address for it (a proxy, tunnel or NAT hop). Routes are a
+//! property of this replica's network position, not of the cluster, so they
+//! never enter the replicated membership: every replica keeps the same
+//! membership (and tells clients the same leader address) whatever path it
+//! uses to reach its peers.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -60,11 +67,27 @@ pub fn decode<T: DeserializeOwned>(bytes: &RaftBytes) -> Result<T, tonic::Status
 pub struct Peers {
     channels: Mutex<BTreeMap<String, Channel>>,
     contacts: Mutex<BTreeMap<NodeId, Instant>>,
+    /// Addresses to dial instead of the membership address, by peer id.
+    routes: BTreeMap<NodeId, String>,
 }
 
 impl Peers {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// Peers dialled through `routes` where one is given for them.
+    pub fn with_routes(routes: BTreeMap<NodeId, String>) -> Arc<Self> {
+        Arc::new(Self {
+            routes,
+            ..Self::default()
+        })
+    }
+
+    /// The address to dial for `peer`, whose membership address is
+    /// `advertised`.
+    pub fn route<'a>(&'a self, peer: NodeId, advertised: &'a str) -> &'a str {
+        self.routes.get(&peer).map_or(advertised, String::as_str)
     }
 
     /// The shared channel to `url` (`host:port`), created on first use.
@@ -102,28 +125,35 @@ impl Peers {
         contacts.get(&peer).map(|t| t.elapsed())
     }
 
-    /// Forwards a proposal to the leader at `url`.
+    /// Forwards a proposal to the leader `leader`, whose membership address
+    /// is `url`.
     pub async fn forward(
         &self,
+        leader: NodeId,
         url: &str,
         proposal: &ForwardRequest,
         timeout: Duration,
     ) -> Result<ForwardReply, tonic::Status> {
         let mut req = tonic::Request::new(encode(proposal)?);
         req.set_timeout(timeout);
-        let reply = self.client(url)?.forward(req).await?;
+        let reply = self.client(self.route(leader, url))?.forward(req).await?;
         decode(reply.get_ref())
     }
 
-    /// Asks the leader at `url` for a linearizable read index.
+    /// Asks the leader `leader` (membership address `url`) for a
+    /// linearizable read index.
     pub async fn read_index(
         &self,
+        leader: NodeId,
         url: &str,
         timeout: Duration,
     ) -> Result<ReadIndexReply, tonic::Status> {
         let mut req = tonic::Request::new(encode(&())?);
         req.set_timeout(timeout);
-        let reply = self.client(url)?.read_index(req).await?;
+        let reply = self
+            .client(self.route(leader, url))?
+            .read_index(req)
+            .await?;
         decode(reply.get_ref())
     }
 }
@@ -140,7 +170,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
         PeerConnection {
             target,
-            url: node.addr.clone(),
+            url: self.peers.route(target, &node.addr).to_string(),
             peers: self.peers.clone(),
         }
     }

@@ -80,7 +80,7 @@ pub async fn run(
     .validate()
     .context("invalid Raft timing (--heartbeat-ms / --election-timeout-ms)")?;
 
-    let peers = Peers::new();
+    let peers = Peers::with_routes(args.replica_routes.0.clone());
     let network = Network {
         peers: peers.clone(),
     };
