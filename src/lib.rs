@@ -14,6 +14,7 @@
 //! | [`server::replica`] | the server loop: bind, recover, bootstrap, serve, shut down |
 //! | [`client`] | the failover client library used by the CLI, the TUI, tests and benches |
 //! | [`cli`] | `chatctl` |
+//! | [`calendar`] | date arithmetic shared by the CLI and the TUI |
 //! | [`local_cluster`] | real `chatd` processes on loopback, for tests, examples and benches |
 //!
 //! # How a write flows
@@ -43,6 +44,7 @@
 //! 5. Add an integration test under `tests/` that runs real replicas via
 //!    [`local_cluster`].
 
+pub mod calendar;
 pub mod cli;
 pub mod client;
 pub mod demo;

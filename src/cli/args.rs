@@ -256,27 +256,7 @@ pub enum MembersCommand {
     },
 }
 
-/// `6=host6:7006` as (6, "host6:7006").
-pub fn parse_member(text: &str) -> Result<(u64, String), String> {
-    let (id, url) = text
-        .split_once('=')
-        .ok_or_else(|| format!("'{text}' is not ID=HOST:PORT (e.g. 6=host6:7006)"))?;
-    let id: u64 = id
-        .trim()
-        .parse()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| format!("'{text}': the id must be a positive integer"))?;
-    let url = url.trim().trim_start_matches("http://");
-    match url.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-            Ok((id, url.to_string()))
-        }
-        _ => Err(format!(
-            "'{text}': expected ID=HOST:PORT (e.g. 6=host6:7006)"
-        )),
-    }
-}
+pub use crate::server::config::parse_member;
 
 /// `bob` is a user, `#team` a group.
 pub fn parse_target(text: &str) -> Result<Target, String> {

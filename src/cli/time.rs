@@ -1,5 +1,7 @@
 //! Timestamps for humans, in UTC, without pulling in a date crate.
 
+use crate::calendar::civil_from_days;
+
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC); `never` for 0.
 pub fn format_ms(ms: u64) -> String {
     if ms == 0 {
@@ -15,21 +17,6 @@ pub fn format_ms(ms: u64) -> String {
         rest / 60 % 60,
         rest % 60
     )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date in the proleptic
-/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// A duration in milliseconds, compactly: `850ms`, `12s`, `5m3s`, `2h7m`, `3d4h`.

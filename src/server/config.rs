@@ -103,21 +103,28 @@ pub struct MillisRange {
 fn parse_replica_urls(s: &str) -> Result<ReplicaUrls, String> {
     let mut peers = BTreeMap::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (id, url) = item
-            .split_once('=')
-            .ok_or_else(|| format!("'{item}' is not ID=HOST:PORT (e.g. 2=host2:7002)"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| format!("'{item}': the id must be a positive integer"))?;
-        let url = parse_host_port(url.trim()).map_err(|e| format!("'{item}': {e}"))?;
+        let (id, url) = parse_member(item)?;
         if peers.insert(id, url).is_some() {
             return Err(format!("replica id {id} is listed twice"));
         }
     }
     Ok(ReplicaUrls(peers))
+}
+
+/// One replica as `ID=HOST:PORT`, e.g. `2=host2:7002` → (2, "host2:7002").
+/// Shared by `chatd --replica-urls` and `chatctl members add`.
+pub fn parse_member(item: &str) -> Result<(u64, String), String> {
+    let (id, url) = item
+        .split_once('=')
+        .ok_or_else(|| format!("'{item}' is not ID=HOST:PORT (e.g. 2=host2:7002)"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("'{item}': the id must be a positive integer"))?;
+    let url = parse_host_port(url.trim()).map_err(|e| format!("'{item}': {e}"))?;
+    Ok((id, url))
 }
 
 fn parse_host_port(s: &str) -> Result<String, String> {

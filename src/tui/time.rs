@@ -1,6 +1,8 @@
 //! Wall-clock formatting without a time-zone database: the UTC offset is
 //! measured once at start-up (and fixed in tests) and passed in.
 
+use crate::calendar::civil_from_days;
+
 const MS_PER_DAY: i64 = 86_400_000;
 
 /// A calendar day, for day separators.
@@ -62,21 +64,6 @@ pub fn ago(then_ms: u64, now_ms: u64) -> String {
         3600..=86_399 => format!("{} h ago", secs / 3600),
         _ => format!("{} d ago", secs / 86_400),
     }
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if m <= 2 { y + 1 } else { y };
-    (year, m as u32, d as u32)
 }
 
 #[cfg(test)]
