@@ -94,7 +94,7 @@ impl Consensus {
 
     /// The current leader and its URL, if known.
     pub fn leader(&self) -> Option<(NodeId, String)> {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft.server_metrics();
         let m = metrics.borrow();
         let id = m.current_leader?;
         let url = m
@@ -107,7 +107,7 @@ impl Consensus {
     }
 
     pub fn is_leader(&self) -> bool {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft.server_metrics();
         let m = metrics.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
@@ -174,7 +174,7 @@ impl Consensus {
     /// Refuses at once when the leader has not heard from a majority of
     /// voters within `quorum_silence`.
     pub fn check_quorum(&self) -> Result<(), RemoteFailure> {
-        let metrics = self.raft.metrics();
+        let metrics = self.raft.server_metrics();
         let m = metrics.borrow();
         let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
         drop(m);

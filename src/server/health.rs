@@ -36,7 +36,9 @@ pub fn is_serving(consensus: &Consensus) -> bool {
 /// Updates `reporter` for the whole server ("") and the Chat service until
 /// Raft stops.
 pub async fn track(consensus: Consensus, reporter: HealthReporter) {
-    let mut metrics = consensus.raft.metrics();
+    // Leadership and membership live in the server metrics, which (unlike
+    // `metrics()`) do not change on every append and apply.
+    let mut metrics = consensus.raft.server_metrics();
     let mut last = None;
     loop {
         let serving = is_serving(&consensus);

@@ -111,7 +111,8 @@ impl Drop for LiveSubscription {
 
 /// Counts leader changes (a new leader becoming known) until Raft stops.
 pub async fn count_leader_changes(raft: Raft) {
-    let mut metrics = raft.metrics();
+    // Not `metrics()`: that changes on every append and apply.
+    let mut metrics = raft.server_metrics();
     let mut last = None;
     loop {
         let leader = metrics.borrow_and_update().current_leader;

@@ -182,12 +182,14 @@ pub async fn run(
 
 /// Logs elections, role changes and leader changes.
 async fn log_role_changes(raft: Raft) {
-    let mut metrics = raft.metrics();
+    // Server metrics change only with role, vote, leader or membership, so
+    // this task is not woken for every append and apply.
+    let mut metrics = raft.server_metrics();
     let mut last = None;
     loop {
         let now = {
             let m = metrics.borrow_and_update();
-            (m.state, m.current_leader, m.current_term)
+            (m.state, m.current_leader, m.vote.leader_id().term)
         };
         if last != Some(now) {
             let (state, leader, term) = now;
