@@ -13,8 +13,9 @@
 //! messages written while a replica is down (default 100000) · `--cold N`
 //! messages on disk before a cold restart (default 1000000) · `--only
 //! throughput|failover|catchup|cold` (repeatable) · `--no-memory` skips the
-//! storage-off reference · `--json FILE` writes the results · `-- FLAGS`
-//! passes the rest to every `chatd`.
+//! storage-off reference · `--json FILE` writes the results · `--keep-cold
+//! DIR` copies the cold-restart replicas' storage to `DIR` (for profiling
+//! restarts by hand) · `-- FLAGS` passes the rest to every `chatd`.
 //!
 //! Every loop is bounded in time and count.
 
@@ -38,6 +39,7 @@ struct Args {
     only: Vec<String>,
     memory: bool,
     json: Option<String>,
+    keep_cold: Option<String>,
     chatd_flags: Vec<String>,
 }
 
@@ -56,6 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
         only: Vec::new(),
         memory: true,
         json: None,
+        keep_cold: None,
         chatd_flags,
     };
     let mut it = raw.into_iter();
@@ -78,6 +81,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--only" => args.only.push(value()?),
             "--no-memory" => args.memory = false,
             "--json" => args.json = Some(value()?),
+            "--keep-cold" => args.keep_cold = Some(value()?),
             other => {
                 anyhow::bail!("unknown flag {other}; see the doc comment of examples/bench.rs")
             }
@@ -391,6 +395,18 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
     let disk: u64 = (1..=5).map(|id| dir_bytes(&cluster.storage_dir(id))).sum();
     for id in 1..=5 {
         cluster.kill(id);
+    }
+    if let Some(keep) = &args.keep_cold {
+        for id in 1..=5 {
+            let to = Path::new(keep).join(format!("replica-{id}"));
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(cluster.storage_dir(id))
+                .arg(&to)
+                .status()?;
+            anyhow::ensure!(status.success(), "cp to {} failed", to.display());
+        }
+        println!("storage of the five stopped replicas copied to {keep}");
     }
     let started = Instant::now();
     for id in 1..=5 {

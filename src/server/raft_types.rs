@@ -1,9 +1,8 @@
 //! The openraft type configuration: our log entries carry a [`Batch`], applying
 //! one returns a result per proposal, and a node is addressed by its URL.
 
-use std::io::Cursor;
-
 use crate::server::command::{Batch, CommandResult};
+use crate::server::storage::SnapshotBody;
 
 openraft::declare_raft_types!(
     /// Type configuration of the raftchat Raft group.
@@ -13,7 +12,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotBody,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::server::command::*;
 
@@ -50,12 +51,54 @@ impl Scope {
     }
 }
 
-type Key = (Scope, RequestId);
+/// Who asked and the id they chose, as the first 128 bits of a SHA-256:
+/// fixed-size keys keep the table small, and quick to compare and to load
+/// from a snapshot (it holds every write of the window — a million at
+/// thousands of writes a second). Two different requests share a key with
+/// probability 2^-128.
+type Key = u128;
+
+fn key(scope: &Scope, id: &str) -> Key {
+    let mut h = Sha256::new();
+    match scope {
+        Scope::Replica => h.update([0u8]),
+        Scope::Token(token) => {
+            h.update([1u8]);
+            h.update(token);
+        }
+        Scope::Name(name) => {
+            h.update([2u8]);
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+        }
+    }
+    h.update(id.as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// A remembered result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Remembered {
+    /// A sent message, by reference: a retry rebuilds the result from the
+    /// stored message (see [`ChatState`](super::ChatState)), so the window
+    /// holds no bodies or names.
+    Sent {
+        id: MessageId,
+        conversation: ConversationId,
+        sender_id: UserId,
+        sent_ms: u64,
+        index: u64,
+    },
+    Other(CommandResult),
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dedup {
     /// Result and the state time it was applied at.
-    results: BTreeMap<Key, (u64, CommandResult)>,
+    results: BTreeMap<Key, (u64, Remembered)>,
     /// The same keys in application order (state time never decreases), so
     /// eviction pops from the front.
     order: VecDeque<(u64, Key)>,
@@ -76,33 +119,33 @@ impl Dedup {
         }
     }
 
-    pub fn get(&self, scope: &Scope, id: &str) -> Option<&CommandResult> {
-        // Building the key allocates; acceptable next to applying a command.
-        self.results
-            .get(&(scope.clone(), id.to_owned()))
-            .map(|(_, r)| r)
+    pub fn get(&self, scope: &Scope, id: &str) -> Option<&Remembered> {
+        self.results.get(&key(scope, id)).map(|(_, r)| r)
     }
 
-    /// Remembers a result. A sent message's body is dropped: the window
-    /// holds every write of the last 15 minutes, and at thousands of
-    /// messages a second the bodies would dominate memory and snapshots; a
-    /// retry gets the body back from the stored message.
-    pub fn remember(&mut self, scope: Scope, id: &str, now: u64, mut result: CommandResult) {
-        if let Ok(Outcome::Sent(view)) = &mut result {
-            view.body = String::new();
-        }
-        let key = (scope, id.to_owned());
-        self.order.push_back((now, key.clone()));
-        self.results.insert(key, (now, result));
+    /// Remembers a result.
+    pub fn remember(&mut self, scope: &Scope, id: &str, now: u64, result: &CommandResult) {
+        let remembered = match result {
+            Ok(Outcome::Sent(view)) => Remembered::Sent {
+                id: view.id,
+                conversation: view.conversation,
+                sender_id: view.sender_id,
+                sent_ms: view.sent_ms,
+                index: view.index,
+            },
+            other => Remembered::Other(other.clone()),
+        };
+        let key = key(scope, id);
+        self.order.push_back((now, key));
+        self.results.insert(key, (now, remembered));
     }
 
     /// Blanks the bodies of deleted messages in remembered results, so a
     /// deleted message's text does not outlive its deletion in the state.
     /// Linear in the remembered results; deletions are rare next to sends.
     pub fn redact(&mut self, deleted: &std::collections::BTreeSet<MessageId>) {
-        // `Sent` results carry no body (see `remember`).
-        for (_, result) in self.results.values_mut() {
-            if let Ok(Outcome::Messages { messages, .. }) = result {
+        for (_, remembered) in self.results.values_mut() {
+            if let Remembered::Other(Ok(Outcome::Messages { messages, .. })) = remembered {
                 for view in messages.iter_mut().filter(|v| deleted.contains(&v.id)) {
                     view.body.clear();
                 }

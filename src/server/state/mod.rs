@@ -68,7 +68,7 @@ use crate::server::command::*;
 
 use accounts::Accounts;
 use conversations::Conversations;
-use dedup::{Dedup, Scope};
+use dedup::{Dedup, Remembered, Scope};
 use presence::Presence;
 use sessions::Sessions;
 
@@ -136,21 +136,61 @@ impl ChatState {
             return self.apply_command(out, &proposal.command);
         };
         let scope = Scope::of(&proposal.command);
-        if let Some(original) = self.dedup.get(&scope, id) {
-            let mut original = original.clone();
-            // Sent results are remembered without their body (see
-            // `Dedup::remember`); it comes back from the message itself,
-            // and stays empty once the message was deleted.
-            if let Ok(Outcome::Sent(view)) = &mut original {
-                if let Some((_, m)) = self.conversations.home_of(view.id) {
-                    view.body = m.body.clone();
-                }
+        match self.dedup.get(&scope, id) {
+            Some(Remembered::Other(original)) => return original.clone(),
+            Some(Remembered::Sent {
+                id,
+                conversation,
+                sender_id,
+                sent_ms,
+                index,
+            }) => {
+                return Ok(Outcome::Sent(self.sent_view(
+                    *id,
+                    *conversation,
+                    *sender_id,
+                    *sent_ms,
+                    *index,
+                )))
             }
-            return original;
+            None => {}
         }
         let result = self.apply_command(out, &proposal.command);
-        self.dedup.remember(scope, id, self.now_ms, result.clone());
+        self.dedup.remember(&scope, id, self.now_ms, &result);
         result
+    }
+
+    /// A retried send's original result, rebuilt from the stored message;
+    /// once the message is deleted, its body is empty and the sender is
+    /// named from the account, if it still exists.
+    fn sent_view(
+        &self,
+        id: MessageId,
+        conversation: ConversationId,
+        sender_id: UserId,
+        sent_ms: u64,
+        index: u64,
+    ) -> MessageView {
+        match self
+            .conversations
+            .get(conversation)
+            .and_then(|c| c.message_view(conversation, id))
+        {
+            Some(view) => view,
+            None => MessageView {
+                id,
+                conversation,
+                sender_id,
+                sender: self
+                    .accounts
+                    .name(sender_id)
+                    .unwrap_or_default()
+                    .to_string(),
+                body: String::new(),
+                sent_ms,
+                index,
+            },
+        }
     }
 
     /// Numbers and records one event.

@@ -135,6 +135,7 @@ impl LogStore {
 
     /// Opens and recovers the log in `dir` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<LogStore, StorageOpenError> {
+        let started = std::time::Instant::now();
         let vote: Option<Vote> = meta_file::load(dir, VOTE_FILE)?;
         // Only a hint (it saves re-applying entries at start), written
         // without fsync, so damage after a crash just means "unknown".
@@ -216,6 +217,7 @@ impl LogStore {
             last_purged = ?last_purged,
             vote = ?vote,
             committed = ?committed,
+            took_ms = started.elapsed().as_millis(),
             "raft log recovered"
         );
 

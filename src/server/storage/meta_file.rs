@@ -55,13 +55,18 @@ fn write<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> io::
     buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     buf.extend_from_slice(&payload);
 
-    replace_file(dir, name, &buf, durable)
+    replace_file(dir, name, &[&buf], durable)
 }
 
-/// Replaces `dir/name` with `bytes` through `name.tmp` and a rename, so a
-/// crash leaves the old or the new content, never a mix. `durable` fsyncs
-/// the file before the rename and the directory after it.
-pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8], durable: bool) -> io::Result<()> {
+/// Replaces `dir/name` with `parts` (concatenated) through `name.tmp` and a
+/// rename, so a crash leaves the old or the new content, never a mix.
+/// `durable` fsyncs the file before the rename and the directory after it.
+pub(crate) fn replace_file(
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+    durable: bool,
+) -> io::Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     {
@@ -71,8 +76,9 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8], durable: bool) 
             .truncate(true)
             .open(&tmp)
             .map_err(|e| with_path("create", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| with_path("write", &tmp, e))?;
+        for part in parts {
+            f.write_all(part).map_err(|e| with_path("write", &tmp, e))?;
+        }
         if durable {
             f.sync_all().map_err(|e| with_path("fsync", &tmp, e))?;
         }

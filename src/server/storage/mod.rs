@@ -63,6 +63,7 @@
 
 mod log_store;
 mod meta_file;
+mod snapshot_body;
 mod state_store;
 pub mod wal;
 
@@ -71,6 +72,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use log_store::{LogReader, LogStore};
+pub use snapshot_body::SnapshotBody;
 pub use state_store::{AppliedState, SharedState, SnapshotBuilder, StateStore};
 
 use crate::server::events::EventHub;

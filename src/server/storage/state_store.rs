@@ -7,7 +7,7 @@
 //! purge the log it covers.
 
 use std::fs;
-use std::io::{self, Cursor};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
@@ -17,6 +17,7 @@ use openraft::{EntryPayload, OptionalSend, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use super::meta_file::{replace_file, sync_dir, with_path};
+use super::snapshot_body::SnapshotBody;
 use super::StorageOpenError;
 use crate::server::command::CommandResult;
 use crate::server::events::EventHub;
@@ -27,7 +28,8 @@ use crate::server::state::ChatState;
 
 const SNAPSHOT_DIR: &str = "snapshots";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP01";
-const SNAPSHOT_VERSION: u32 = 1;
+/// 2: request ids remembered as 128-bit keys, sent results by reference.
+const SNAPSHOT_VERSION: u32 = 2;
 /// magic + version + crc + len.
 const SNAPSHOT_HEADER_LEN: usize = 8 + 4 + 4 + 8;
 
@@ -51,14 +53,24 @@ struct SnapshotDataRef<'a> {
     chat: &'a ChatState,
 }
 
-/// The current snapshot: its meta and the encoded [`AppliedState`].
+/// The current snapshot: its meta and where its encoded [`AppliedState`]
+/// is.
 #[derive(Clone)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
-    data: Arc<Vec<u8>>,
+    data: SnapshotData,
 }
 
-/// Holds the current snapshot, in memory and (disk mode) in `dir`.
+/// Disk mode keeps only the file's path and where the state starts in it: a
+/// follower needs the bytes rarely, and holding them would double the
+/// replica's memory (see [`SnapshotBody`]).
+#[derive(Clone)]
+enum SnapshotData {
+    Memory(Arc<Vec<u8>>),
+    File { path: PathBuf, data_offset: u64 },
+}
+
+/// Holds the current snapshot, in memory or (disk mode) in `dir`.
 struct SnapshotStore {
     dir: Option<PathBuf>,
     current: Mutex<Option<StoredSnapshot>>,
@@ -92,19 +104,32 @@ fn parse_snapshot_seq(name: &str) -> Option<u64> {
         .ok()
 }
 
-fn encode_snapshot_file(meta: &SnapshotMeta, data: &[u8]) -> io::Result<Vec<u8>> {
-    let payload = postcard::to_stdvec(&(meta, data))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    let mut buf = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
-    buf.extend_from_slice(SNAPSHOT_MAGIC);
-    buf.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    buf.extend_from_slice(&payload);
-    Ok(buf)
+/// The snapshot file's header and payload prefix, such that header ++
+/// prefix ++ data is the file: the payload is postcard's `(meta, data)`, but
+/// built without copying `data`.
+fn snapshot_file_head(meta: &SnapshotMeta, data: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let invalid = |e: postcard::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    // postcard writes a byte slice as its varint length, then the bytes.
+    let mut prefix = postcard::to_stdvec(meta).map_err(invalid)?;
+    prefix.extend(postcard::to_stdvec(&(data.len() as u64)).map_err(invalid)?);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&prefix);
+    crc.update(data);
+    let payload_len = (prefix.len() + data.len()) as u64;
+    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
+    header.extend_from_slice(SNAPSHOT_MAGIC);
+    header.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    header.extend_from_slice(&crc.finalize().to_le_bytes());
+    header.extend_from_slice(&payload_len.to_le_bytes());
+    Ok((header, prefix))
 }
 
-fn decode_snapshot_file(path: &Path, bytes: &[u8]) -> Result<StoredSnapshot, StorageOpenError> {
+/// Checks a snapshot file's header and checksum and returns its meta and
+/// (borrowed) state bytes.
+fn decode_snapshot_file<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<(SnapshotMeta, &'a [u8]), StorageOpenError> {
     let corrupt = |offset: u64, reason: String| StorageOpenError::Corrupt {
         path: path.to_path_buf(),
         offset,
@@ -139,12 +164,8 @@ fn decode_snapshot_file(path: &Path, bytes: &[u8]) -> Result<StoredSnapshot, Sto
     if crc32fast::hash(payload) != crc {
         return Err(corrupt(12, "snapshot checksum mismatch".into()));
     }
-    let (meta, data): (SnapshotMeta, Vec<u8>) = postcard::from_bytes(payload)
-        .map_err(|e| corrupt(SNAPSHOT_HEADER_LEN as u64, format!("decode: {e}")))?;
-    Ok(StoredSnapshot {
-        meta,
-        data: Arc::new(data),
-    })
+    postcard::from_bytes(payload)
+        .map_err(|e| corrupt(SNAPSHOT_HEADER_LEN as u64, format!("decode: {e}")))
 }
 
 fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
@@ -152,10 +173,41 @@ fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
 }
 
 impl SnapshotStore {
-    fn snapshot_of(s: &StoredSnapshot) -> Snapshot {
-        Snapshot {
-            meta: s.meta.clone(),
-            snapshot: Box::new(Cursor::new(s.data.as_ref().clone())),
+    fn new(dir: Option<PathBuf>, current: Option<StoredSnapshot>, next_seq: u64) -> Self {
+        Self {
+            dir,
+            current: Mutex::new(current),
+            seq: AtomicU64::new(next_seq.max(1)),
+        }
+    }
+
+    /// The current snapshot; in disk mode its body is the file, opened but
+    /// not read.
+    async fn current_snapshot(&self) -> io::Result<Option<Snapshot>> {
+        // A newer snapshot can replace (and remove) the file between looking
+        // it up and opening it; then look again. Once open, it stays readable.
+        let mut attempts = 0;
+        loop {
+            let Some(snap) = self.current() else {
+                return Ok(None);
+            };
+            let body = match &snap.data {
+                SnapshotData::Memory(data) => SnapshotBody::memory(data.as_ref().clone()),
+                SnapshotData::File { path, data_offset } => {
+                    match SnapshotBody::open_file(path, *data_offset).await {
+                        Ok(body) => body,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => {
+                            attempts += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(with_path("open", path, e)),
+                    }
+                }
+            };
+            return Ok(Some(Snapshot {
+                meta: snap.meta,
+                snapshot: Box::new(body),
+            }));
         }
     }
 
@@ -166,52 +218,62 @@ impl SnapshotStore {
             .clone()
     }
 
-    /// Makes `snap` the current snapshot (durably, in disk mode) unless a
+    /// Makes `data` the current snapshot (durably, in disk mode) unless a
     /// newer one is already current — a build can race with an install.
     /// Blocking; call from `spawn_blocking`.
-    fn save(&self, snap: StoredSnapshot) -> io::Result<bool> {
+    fn save(&self, meta: SnapshotMeta, data: Arc<Vec<u8>>) -> io::Result<bool> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cur) = current.as_ref() {
-            if cur.meta.last_log_id > snap.meta.last_log_id {
+            if cur.meta.last_log_id > meta.last_log_id {
                 return Ok(false);
             }
         }
-        if let Some(dir) = &self.dir {
-            let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-            let name = snapshot_file_name(seq);
-            let path = dir.join(&name);
-            let buf = encode_snapshot_file(&snap.meta, &snap.data)?;
-            replace_file(dir, &name, &buf, true)?;
-            // Only the newest is kept.
-            let mut removed = false;
-            for item in fs::read_dir(dir).map_err(|e| with_path("list", dir, e))? {
-                let p = item.map_err(|e| with_path("list", dir, e))?.path();
-                let is_old = p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(parse_snapshot_seq)
-                    .is_some_and(|s| s != seq);
-                if is_old {
-                    fs::remove_file(&p).map_err(|e| with_path("remove", &p, e))?;
-                    removed = true;
-                }
+        let Some(dir) = &self.dir else {
+            *current = Some(StoredSnapshot {
+                meta,
+                data: SnapshotData::Memory(data),
+            });
+            return Ok(true);
+        };
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = snapshot_file_name(seq);
+        let path = dir.join(&name);
+        let (header, prefix) = snapshot_file_head(&meta, &data)?;
+        replace_file(dir, &name, &[&header, &prefix, &data], true)?;
+        // Only the newest is kept.
+        let mut removed = false;
+        for item in fs::read_dir(dir).map_err(|e| with_path("list", dir, e))? {
+            let p = item.map_err(|e| with_path("list", dir, e))?.path();
+            let is_old = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_snapshot_seq)
+                .is_some_and(|s| s != seq);
+            if is_old {
+                fs::remove_file(&p).map_err(|e| with_path("remove", &p, e))?;
+                removed = true;
             }
-            if removed {
-                sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
-            }
-            tracing::info!(
-                file = %path.display(),
-                bytes = buf.len(),
-                last_log_id = ?snap.meta.last_log_id,
-                "snapshot saved"
-            );
         }
-        *current = Some(snap);
+        if removed {
+            sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
+        }
+        tracing::info!(
+            file = %path.display(),
+            bytes = header.len() + prefix.len() + data.len(),
+            last_log_id = ?meta.last_log_id,
+            "snapshot saved"
+        );
+        let data_offset = (header.len() + prefix.len()) as u64;
+        *current = Some(StoredSnapshot {
+            meta,
+            data: SnapshotData::File { path, data_offset },
+        });
         Ok(true)
     }
 
-    /// Loads the newest snapshot in `dir`, removing leftovers.
-    fn load(dir: &Path) -> Result<(Option<StoredSnapshot>, u64), StorageOpenError> {
+    /// Finds the newest snapshot file in `dir`, removing leftovers; returns
+    /// it with the next file sequence number.
+    fn newest_file(dir: &Path) -> Result<(Option<PathBuf>, u64), StorageOpenError> {
         fs::create_dir_all(dir).map_err(|e| StorageOpenError::io("create dir", dir, e))?;
         let mut newest: Option<(u64, PathBuf)> = None;
         let mut changed = false;
@@ -234,12 +296,10 @@ impl SnapshotStore {
         if changed {
             sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?;
         }
-        let Some((seq, path)) = newest else {
-            return Ok((None, 0));
-        };
-        let bytes = fs::read(&path).map_err(|e| StorageOpenError::io("read", &path, e))?;
-        let snap = decode_snapshot_file(&path, &bytes)?;
-        Ok((Some(snap), seq + 1))
+        Ok(match newest {
+            Some((seq, path)) => (Some(path), seq + 1),
+            None => (None, 0),
+        })
     }
 }
 
@@ -262,11 +322,7 @@ impl StateStore {
         StateStore {
             state: SharedState::default(),
             hub,
-            snapshots: Arc::new(SnapshotStore {
-                dir: None,
-                current: Mutex::new(None),
-                seq: AtomicU64::new(1),
-            }),
+            snapshots: Arc::new(SnapshotStore::new(None, None, 1)),
         }
     }
 
@@ -274,33 +330,43 @@ impl StateStore {
     /// resets `hub` to its event seq.
     pub fn open(dir: &Path, hub: Arc<EventHub>) -> Result<StateStore, StorageOpenError> {
         let snap_dir = dir.join(SNAPSHOT_DIR);
-        let (current, next_seq) = SnapshotStore::load(&snap_dir)?;
+        let (newest, next_seq) = SnapshotStore::newest_file(&snap_dir)?;
         let mut state = AppliedState::default();
-        if let Some(snap) = &current {
-            state = decode_state(&snap.data).map_err(|e| StorageOpenError::Corrupt {
-                path: snap_dir.join(snapshot_file_name(next_seq - 1)),
+        let mut current = None;
+        if let Some(path) = newest {
+            let started = std::time::Instant::now();
+            let bytes = fs::read(&path).map_err(|e| StorageOpenError::io("read", &path, e))?;
+            let read_ms = started.elapsed().as_millis();
+            let (meta, data) = decode_snapshot_file(&path, &bytes)?;
+            state = decode_state(data).map_err(|e| StorageOpenError::Corrupt {
+                path: path.clone(),
                 offset: SNAPSHOT_HEADER_LEN as u64,
                 reason: format!("snapshot state does not decode: {e}"),
             })?;
             tracing::info!(
-                dir = %snap_dir.display(),
-                snapshot_id = %snap.meta.snapshot_id,
+                file = %path.display(),
+                snapshot_id = %meta.snapshot_id,
                 last_applied = ?state.last_applied,
-                bytes = snap.data.len(),
+                bytes = bytes.len(),
+                read_ms,
+                decode_ms = started.elapsed().as_millis() - read_ms,
                 "state restored from snapshot"
             );
             hub.reset(state.chat.last_event_seq());
+            // `data` borrows from `bytes`: its offset there is its offset in
+            // the file.
+            let data_offset = (data.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
+            current = Some(StoredSnapshot {
+                meta,
+                data: SnapshotData::File { path, data_offset },
+            });
         } else {
             tracing::info!(dir = %snap_dir.display(), "no snapshot; starting from empty state");
         }
         Ok(StateStore {
             state: Arc::new(RwLock::new(state)),
             hub,
-            snapshots: Arc::new(SnapshotStore {
-                dir: Some(snap_dir),
-                current: Mutex::new(current),
-                seq: AtomicU64::new(next_seq.max(1)),
-            }),
+            snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), current, next_seq)),
         })
     }
 
@@ -351,14 +417,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: Arc::new(data),
-        };
-        let size = stored.data.len();
+        let data = Arc::new(data);
+        let size = data.len();
         let store = self.snapshots.clone();
-        let snap = stored.clone();
-        tokio::task::spawn_blocking(move || store.save(snap))
+        let (m, d) = (meta.clone(), data.clone());
+        tokio::task::spawn_blocking(move || store.save(m, d))
             .await
             .map_err(|e| snap_write_err(&meta, e))?
             .map_err(|e| snap_write_err(&meta, e))?;
@@ -368,7 +431,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             bytes = size,
             "snapshot built"
         );
-        Ok(SnapshotStore::snapshot_of(&stored))
+        // Disk mode dropped its reference: this unwraps without a copy.
+        let data = Arc::try_unwrap(data).unwrap_or_else(|shared| shared.as_ref().clone());
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotBody::memory(data)),
+        })
     }
 }
 
@@ -420,32 +488,31 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBody>, StorageError> {
+        Ok(Box::new(SnapshotBody::memory(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBody>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
+        let data = snapshot.into_bytes().await.map_err(|e| StorageError::IO {
+            source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
+        })?;
         let new_state = decode_state(&data).map_err(|e| StorageError::IO {
             source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
         })?;
         let size = data.len();
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data: Arc::new(data),
-        };
         // Persist first: once the state is replaced openraft may purge the
         // log the old state depended on.
         let store = self.snapshots.clone();
         let m = meta.clone();
-        tokio::task::spawn_blocking(move || store.save(stored))
+        let data = Arc::new(data);
+        tokio::task::spawn_blocking(move || store.save(m, data))
             .await
-            .map_err(|e| snap_write_err(&m, e))?
-            .map_err(|e| snap_write_err(&m, e))?;
+            .map_err(|e| snap_write_err(meta, e))?
+            .map_err(|e| snap_write_err(meta, e))?;
         let seq = new_state.chat.last_event_seq();
         {
             let mut st = self.write_state()?;
@@ -462,10 +529,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self
-            .snapshots
-            .current()
-            .map(|s| SnapshotStore::snapshot_of(&s)))
+        self.snapshots
+            .current_snapshot()
+            .await
+            .map_err(|e| StorageError::IO {
+                source: StorageIOError::read_snapshot(None, &e),
+            })
     }
 }
 
@@ -529,9 +598,18 @@ mod tests {
             let mut b = sm.get_snapshot_builder().await;
             b.build_snapshot().await.unwrap();
             // A second build replaces the first on disk.
-            let snap = b.build_snapshot().await.unwrap();
+            let mut snap = b.build_snapshot().await.unwrap();
+            let built = std::mem::replace(
+                &mut snap.snapshot,
+                Box::new(SnapshotBody::memory(Vec::new())),
+            );
+            let built = built.into_bytes().await.unwrap();
             let files = fs::read_dir(dir.path().join(SNAPSHOT_DIR)).unwrap().count();
             assert_eq!(files, 1);
+            // Served from the file, byte for byte what was built.
+            let served = sm.get_current_snapshot().await.unwrap().unwrap();
+            assert!(matches!(*served.snapshot, SnapshotBody::File { .. }));
+            assert_eq!(served.snapshot.into_bytes().await.unwrap(), built);
             let applied = sm.applied_state().await.unwrap();
             let chat = sm.shared().read().unwrap().chat.clone();
             (snap.meta, applied, chat)
@@ -555,6 +633,25 @@ mod tests {
         let mut f = StateStore::open(dir2.path(), hub).unwrap();
         assert_eq!(f.applied_state().await.unwrap(), applied);
         assert_eq!(f.get_current_snapshot().await.unwrap().unwrap().meta, meta);
+    }
+
+    #[test]
+    fn snapshot_file_payload_is_postcard_of_meta_and_data() {
+        // Files written before the payload was assembled in parts must
+        // still load: the parts concatenate to postcard's `(meta, data)`.
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(3, 77)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "3-77-1".into(),
+        };
+        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let (header, prefix) = snapshot_file_head(&meta, &data).unwrap();
+        let payload = [prefix.as_slice(), data.as_slice()].concat();
+        assert_eq!(payload, postcard::to_stdvec(&(&meta, &data)).unwrap());
+        let file = [header.as_slice(), payload.as_slice()].concat();
+        let (got_meta, got_data) = decode_snapshot_file(Path::new("x"), &file).unwrap();
+        assert_eq!(got_meta, meta);
+        assert_eq!(got_data, data.as_slice());
     }
 
     #[tokio::test]

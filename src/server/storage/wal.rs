@@ -536,7 +536,7 @@ impl Wal {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            replace_file(&self.dir, &new_name, &tail, true)?;
+            replace_file(&self.dir, &new_name, &[&tail], true)?;
             fs::remove_file(&seg.path).map_err(|e| with_path("remove", &seg.path, e))?;
             sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
             seg.offsets = seg.offsets[skip..]
