@@ -1,7 +1,20 @@
-//! Replica-to-replica transport: openraft's RPCs, proposal forwarding and
-//! read-index requests, all as postcard bytes inside the `Raft` gRPC service.
+//! Replica-to-replica transport, the dialling side.
 //!
-//! One lazily-connected HTTP/2 channel per peer is shared by every RPC to it.
+//! openraft's RPCs (AppendEntries, Vote, InstallSnapshot) go over framed TCP
+//! connections (`wire.rs`) on the peer's one port: a unary HTTP/2 call per
+//! AppendEntries cost several task wakeups and header work, a dedicated
+//! framed connection costs one write and one read. openraft makes one
+//! [`PeerConnection`] per replication stream, election or leadership check;
+//! each keeps its own connection, dropped on any error or timeout (so a late
+//! answer is never taken for the next call's). Connections of short-lived
+//! `PeerConnection`s go back to a small per-peer idle pool, so a
+//! linearizable read (a heartbeat round on fresh `PeerConnection`s) does
+//! not dial every peer anew.
+//!
+//! Proposal forwarding and read-index requests stay on gRPC: postcard bytes
+//! inside the `Raft` service, over one lazily-connected HTTP/2 channel per
+//! peer.
+//!
 //! Each successful response records the peer's last contact, which feeds the
 //! `Status` report and the leader's fail-fast quorum check.
 //!
@@ -32,8 +45,10 @@ use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftBytes;
 use crate::server::command::{CommandResult, Proposal};
 use crate::server::raft_types::{Node, NodeId, TypeConfig};
+use crate::server::wire::{self, Kind};
 
-/// Largest gRPC message between replicas (snapshot chunks are 3 MiB).
+/// Largest message between replicas, gRPC or Raft frame (snapshot chunks
+/// are 3 MiB).
 pub const MAX_RAFT_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Why a forwarded proposal or read-index request failed on the peer.
@@ -62,10 +77,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &RaftBytes) -> Result<T, tonic::Status
         .map_err(|e| tonic::Status::invalid_argument(format!("cannot decode message: {e}")))
 }
 
-/// Channels to peers and when each last answered.
+/// How long a Raft connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Idle Raft connections kept per peer address.
+const IDLE_PER_PEER: usize = 16;
+
+/// Channels and connections to peers, and when each last answered.
 #[derive(Debug, Default)]
 pub struct Peers {
     channels: Mutex<BTreeMap<String, Channel>>,
+    /// Idle Raft connections by dialled address, newest last.
+    idle: Mutex<BTreeMap<String, Vec<wire::Conn>>>,
     contacts: Mutex<BTreeMap<NodeId, Instant>>,
     /// Addresses to dial instead of the membership address, by peer id.
     routes: BTreeMap<NodeId, String>,
@@ -112,6 +135,30 @@ impl Peers {
         Ok(RaftClient::new(self.channel(url)?)
             .max_decoding_message_size(MAX_RAFT_MESSAGE)
             .max_encoding_message_size(MAX_RAFT_MESSAGE))
+    }
+
+    /// An idle Raft connection to `url` that still looks open, if any.
+    fn take_idle(&self, url: &str) -> Option<wire::Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.get_mut(url)?;
+        while let Some(conn) = conns.pop() {
+            if wire::is_reusable(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a Raft connection between calls for the next `PeerConnection`.
+    fn put_idle(&self, url: &str, conn: wire::Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        match idle.get_mut(url) {
+            Some(conns) if conns.len() >= IDLE_PER_PEER => {}
+            Some(conns) => conns.push(conn),
+            None => {
+                idle.insert(url.to_string(), vec![conn]);
+            }
+        }
     }
 
     pub fn touch(&self, peer: NodeId) {
@@ -172,22 +219,36 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             url: self.peers.route(target, &node.addr).to_string(),
             peers: self.peers.clone(),
+            conn: None,
         }
     }
 }
 
+/// openraft's client for one target; it calls one RPC at a time.
 pub struct PeerConnection {
     target: NodeId,
+    /// The address dialled (the route, if one is given).
     url: String,
     peers: Arc<Peers>,
+    /// Open between calls; taken out during one, so a call cancelled midway
+    /// (openraft's own timeout) drops it.
+    conn: Option<wire::Conn>,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.peers.put_idle(&self.url, conn);
+        }
+    }
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
 
 impl PeerConnection {
     async fn call<Req, Resp, E>(
-        &self,
-        kind: RaftRpc,
+        &mut self,
+        kind: Kind,
         req: &Req,
         option: &RPCOption,
     ) -> RpcResult<Resp, E>
@@ -196,36 +257,48 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut client = self
-            .peers
-            .client(&self.url)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let payload =
-            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftBytes { data: payload });
-        request.set_timeout(option.hard_ttl());
-        let reply = match kind {
-            RaftRpc::Append => client.append_entries(request).await,
-            RaftRpc::Vote => client.vote(request).await,
-            RaftRpc::Snapshot => client.install_snapshot(request).await,
+        let frame =
+            wire::encode_frame(kind, req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let conn = self.conn.take();
+        let (peers, url) = (&self.peers, self.url.as_str());
+        let exchange = async move {
+            let mut conn = match conn.or_else(|| peers.take_idle(url)) {
+                Some(conn) => conn,
+                None => wire::dial(url, CONNECT_TIMEOUT).await?,
+            };
+            wire::write_frame(conn.get_mut(), &frame).await?;
+            match wire::read_frame(&mut conn).await? {
+                Some((got, payload)) if got == kind => Ok((conn, payload)),
+                Some((got, _)) => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{url} answered a {kind:?} call with a {got:?} frame"),
+                )),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{url} closed the connection"),
+                )),
+            }
         };
-        let reply = reply.map_err(|status| match status.code() {
-            // Connection refused / reset: back off instead of spinning.
-            tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
-            _ => RPCError::Network(NetworkError::new(&status)),
-        })?;
+        let ttl = option.hard_ttl();
+        let (conn, payload) = match tokio::time::timeout(ttl, exchange).await {
+            Ok(Ok(answer)) => answer,
+            // Connection refused / reset / closed: back off instead of spinning.
+            Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(_) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no {kind:?} answer from {url} in {ttl:?}"),
+                );
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+        };
         self.peers.touch(self.target);
         let result: Result<Resp, RaftError<NodeId, E>> =
-            postcard::from_bytes(&reply.get_ref().data)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            postcard::from_bytes(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Kept only once the answer made sense.
+        self.conn = Some(conn);
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
-}
-
-enum RaftRpc {
-    Append,
-    Vote,
-    Snapshot,
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
@@ -234,7 +307,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(RaftRpc::Append, &rpc, &option).await
+        self.call(Kind::Append, &rpc, &option).await
     }
 
     async fn install_snapshot(
@@ -242,7 +315,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(RaftRpc::Snapshot, &rpc, &option).await
+        self.call(Kind::Snapshot, &rpc, &option).await
     }
 
     async fn vote(
@@ -250,7 +323,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(RaftRpc::Vote, &rpc, &option).await
+        self.call(Kind::Vote, &rpc, &option).await
     }
 
     /// Retry an unreachable peer quickly at first (a restarted replica should

@@ -1,4 +1,6 @@
-//! The receiving side of replica-to-replica traffic (see `network.rs`).
+//! The receiving side of proposal forwarding and read-index requests (see
+//! `network.rs`); openraft's own RPCs arrive on framed connections
+//! (`listener.rs`).
 
 use tonic::{Request, Response, Status};
 
@@ -13,27 +15,6 @@ pub struct RaftService {
 
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
-    async fn append_entries(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
-        let rpc = decode(req.get_ref())?;
-        let result = self.consensus.raft.append_entries(rpc).await;
-        Ok(Response::new(encode(&result)?))
-    }
-
-    async fn vote(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
-        let rpc = decode(req.get_ref())?;
-        let result = self.consensus.raft.vote(rpc).await;
-        Ok(Response::new(encode(&result)?))
-    }
-
-    async fn install_snapshot(
-        &self,
-        req: Request<RaftBytes>,
-    ) -> Result<Response<RaftBytes>, Status> {
-        let rpc = decode(req.get_ref())?;
-        let result = self.consensus.raft.install_snapshot(rpc).await;
-        Ok(Response::new(encode(&result)?))
-    }
-
     async fn forward(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         let proposal: ForwardRequest = decode(req.get_ref())?;
         let result = self.consensus.propose_local(proposal).await;

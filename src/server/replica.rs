@@ -6,8 +6,12 @@
 //!    (`initialize` on a replica that already has state is refused with
 //!    `NotAllowed`, which is the normal restart path), unless `--join` says
 //!    this replica waits to be added by the leader (`chatctl members add`);
-//! 4. serve the Chat, Cluster and Raft services on the one port, plus gRPC
-//!    health (tracking Raft) and reflection, and Prometheus metrics on
+//! 4. serve everything on the one port (`listener.rs`): a connection that
+//!    opens with `wire::MAGIC` carries openraft's RPCs as frames (one write
+//!    and one read per AppendEntries, where a unary HTTP/2 call cost several
+//!    task wakeups and header work); any other goes to tonic: the Chat,
+//!    Cluster and Raft (forwarding, read index) gRPC services, gRPC health
+//!    (tracking Raft) and reflection. Prometheus metrics go on
 //!    `--metrics-addr` when asked;
 //! 5. on SIGTERM/SIGINT: refuse new requests, let in-flight ones finish
 //!    (bounded), stop Raft (every acknowledged entry is already fsynced),
@@ -23,7 +27,6 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 use crate::proto::chat_server::ChatServer;
 use crate::proto::cluster_server::ClusterServer;
@@ -38,7 +41,7 @@ use crate::server::presence::Presence;
 use crate::server::raft_service::RaftService;
 use crate::server::raft_types::Raft;
 use crate::server::storage;
-use crate::server::{health, metrics};
+use crate::server::{health, listener, metrics};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -147,12 +150,13 @@ pub async fn run(
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
 
-    // `Server::tcp_nodelay` only applies to sockets tonic binds itself; set
-    // it on ours, or Nagle + delayed ACKs add 40 ms to every RPC.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Our accept loop sets TCP_NODELAY (tonic's only applies to sockets it
+    // binds), serves Raft connections and passes the rest to tonic; it stops
+    // accepting when the server drains.
+    let (incoming, accept) = listener::serve(listener, raft.clone(), stop_rx.clone());
+    let _accept = AbortOnDrop(accept);
     let mut drained = stop_rx.clone();
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .add_service(chat)
@@ -178,6 +182,15 @@ pub async fn run(
     raft.shutdown().await.ok();
     tracing::info!("replica stopped");
     Ok(())
+}
+
+/// Stops a task when `run` returns, however it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Logs elections, role changes and leader changes.
