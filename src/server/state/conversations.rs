@@ -40,6 +40,7 @@ pub struct Conversation {
     /// name after one of them deletes their account.
     pub pair: Vec<(UserId, String)>,
     pub members: BTreeMap<UserId, Member>,
+    #[serde(deserialize_with = "super::sorted_map::deserialize")]
     pub messages: BTreeMap<MessageId, Message>,
     /// Creation or the newest message's time.
     pub last_activity_ms: u64,
@@ -99,6 +100,7 @@ pub struct Conversations {
     /// Each user's conversations.
     by_user: BTreeMap<UserId, BTreeSet<ConversationId>>,
     /// Which conversation each message lives in.
+    #[serde(deserialize_with = "super::sorted_map::deserialize")]
     message_home: BTreeMap<MessageId, ConversationId>,
 }
 

@@ -6,9 +6,11 @@
 //! Keys are scoped by who asked (see [`Scope`]) so that two clients that happen
 //! to pick the same request id never see each other's results.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::de::{SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 use crate::server::command::*;
@@ -92,16 +94,71 @@ pub enum Remembered {
         sent_ms: u64,
         index: u64,
     },
-    Other(CommandResult),
+    /// Boxed: the table holds mostly `Sent`, which is much smaller.
+    Other(Box<CommandResult>),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The remembered results. A hash map, because request-id keys are random
+/// and a million of them in a tree cost a cache miss per level on every
+/// lookup; `order` fixes the order they are written in (see the `Serialize`
+/// impl), so every replica still writes identical snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dedup {
     /// Result and the state time it was applied at.
-    results: BTreeMap<Key, (u64, Remembered)>,
+    results: HashMap<Key, (u64, Remembered)>,
     /// The same keys in application order (state time never decreases), so
     /// eviction pops from the front.
     order: VecDeque<(u64, Key)>,
+}
+
+/// Written as `order`, each key with its result: deterministic, and each
+/// key stored once.
+impl Serialize for Dedup {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.order.len()))?;
+        for (at, key) in &self.order {
+            let result = self
+                .results
+                .get(key)
+                .filter(|(t, _)| t == at)
+                .map(|(_, r)| r);
+            seq.serialize_element(&(at, key, result))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Dedup {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+
+        impl<'de> Visitor<'de> for Entries {
+            type Value = Dedup;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("remembered request ids in application order")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dedup, A::Error> {
+                let n = seq.size_hint().unwrap_or(0).min(1 << 20);
+                let mut dedup = Dedup {
+                    results: HashMap::with_capacity(n),
+                    order: VecDeque::with_capacity(n),
+                };
+                while let Some((at, key, result)) =
+                    seq.next_element::<(u64, Key, Option<Remembered>)>()?
+                {
+                    dedup.order.push_back((at, key));
+                    if let Some(result) = result {
+                        dedup.results.insert(key, (at, result));
+                    }
+                }
+                Ok(dedup)
+            }
+        }
+
+        deserializer.deserialize_seq(Entries)
+    }
 }
 
 impl Dedup {
@@ -133,7 +190,7 @@ impl Dedup {
                 sent_ms: view.sent_ms,
                 index: view.index,
             },
-            other => Remembered::Other(other.clone()),
+            other => Remembered::Other(Box::new(other.clone())),
         };
         let key = key(scope, id);
         self.order.push_back((now, key));
@@ -145,7 +202,10 @@ impl Dedup {
     /// Linear in the remembered results; deletions are rare next to sends.
     pub fn redact(&mut self, deleted: &std::collections::BTreeSet<MessageId>) {
         for (_, remembered) in self.results.values_mut() {
-            if let Remembered::Other(Ok(Outcome::Messages { messages, .. })) = remembered {
+            if let Remembered::Other(result) = remembered {
+                let Ok(Outcome::Messages { messages, .. }) = result.as_mut() else {
+                    continue;
+                };
                 for view in messages.iter_mut().filter(|v| deleted.contains(&v.id)) {
                     view.body.clear();
                 }
@@ -156,5 +216,58 @@ impl Dedup {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.results.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(id: MessageId) -> CommandResult {
+        Ok(Outcome::Sent(MessageView {
+            id,
+            conversation: 1,
+            sender_id: 2,
+            sender: "ann".into(),
+            body: "hi".into(),
+            sent_ms: 5,
+            index: 9,
+        }))
+    }
+
+    #[test]
+    fn snapshots_are_identical_whatever_the_hash_layout() {
+        let mut d = Dedup::default();
+        let scope = Scope::Token([7; 32]);
+        for i in 0..500u64 {
+            d.remember(&scope, &format!("req-{i}"), i, &sent(i));
+        }
+        d.remember(
+            &Scope::Replica,
+            "tick",
+            600,
+            &Err(ChatError::not_found("x")),
+        );
+        d.evict(100 + DEDUP_WINDOW_MS);
+        let bytes = postcard::to_stdvec(&d).unwrap();
+        let back: Dedup = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, d);
+        // The copy was built by inserting in another order into a fresh map,
+        // yet writes the same bytes.
+        assert_eq!(postcard::to_stdvec(&back).unwrap(), bytes);
+        assert_eq!(back.len(), 400);
+        assert!(back.get(&scope, "req-100").is_none(), "evicted");
+        assert!(matches!(
+            back.get(&scope, "req-101"),
+            Some(Remembered::Sent { id: 101, .. })
+        ));
+        assert!(
+            back.get(&Scope::Token([8; 32]), "req-101").is_none(),
+            "scoped"
+        );
+        assert!(matches!(
+            back.get(&Scope::Replica, "tick"),
+            Some(Remembered::Other(_))
+        ));
     }
 }

@@ -56,6 +56,7 @@ mod dedup;
 mod pattern;
 mod presence;
 mod sessions;
+mod sorted_map;
 #[cfg(test)]
 mod tests;
 
@@ -137,7 +138,7 @@ impl ChatState {
         };
         let scope = Scope::of(&proposal.command);
         match self.dedup.get(&scope, id) {
-            Some(Remembered::Other(original)) => return original.clone(),
+            Some(Remembered::Other(original)) => return original.as_ref().clone(),
             Some(Remembered::Sent {
                 id,
                 conversation,

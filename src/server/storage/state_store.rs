@@ -28,8 +28,9 @@ use crate::server::state::ChatState;
 
 const SNAPSHOT_DIR: &str = "snapshots";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP01";
-/// 2: request ids remembered as 128-bit keys, sent results by reference.
-const SNAPSHOT_VERSION: u32 = 2;
+/// 3: request ids remembered as 128-bit keys in a hash map, written in
+/// application order; sent results by reference.
+const SNAPSHOT_VERSION: u32 = 3;
 /// magic + version + crc + len.
 const SNAPSHOT_HEADER_LEN: usize = 8 + 4 + 4 + 8;
 
@@ -166,6 +167,21 @@ fn decode_snapshot_file<'a>(
     }
     postcard::from_bytes(payload)
         .map_err(|e| corrupt(SNAPSHOT_HEADER_LEN as u64, format!("decode: {e}")))
+}
+
+/// Maps a snapshot file into memory: decoding reads it straight from the
+/// page cache, without copying hundreds of megabytes into a fresh buffer.
+/// Snapshot files are never modified once renamed into place (a newer one
+/// replaces them), so the mapping cannot change under the decoder.
+fn map_file(path: &Path) -> Result<memmap2::Mmap, StorageOpenError> {
+    let file = fs::File::open(path).map_err(|e| StorageOpenError::io("open", path, e))?;
+    // SAFETY: see above; only this process writes the directory, and never
+    // in place.
+    let map =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| StorageOpenError::io("map", path, e))?;
+    // Read front to back once: let the kernel read ahead.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(map)
 }
 
 fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
@@ -335,7 +351,7 @@ impl StateStore {
         let mut current = None;
         if let Some(path) = newest {
             let started = std::time::Instant::now();
-            let bytes = fs::read(&path).map_err(|e| StorageOpenError::io("read", &path, e))?;
+            let bytes = map_file(&path)?;
             let read_ms = started.elapsed().as_millis();
             let (meta, data) = decode_snapshot_file(&path, &bytes)?;
             state = decode_state(data).map_err(|e| StorageOpenError::Corrupt {
