@@ -111,6 +111,10 @@ pub struct Dedup {
     order: VecDeque<(u64, Key)>,
 }
 
+/// At most this many entries are reserved up front when loading, whatever
+/// the input claims.
+const MAX_PREALLOCATED: usize = 1 << 22;
+
 /// Written as `order`, each key with its result: deterministic, and each
 /// key stored once.
 impl Serialize for Dedup {
@@ -140,7 +144,7 @@ impl<'de> Deserialize<'de> for Dedup {
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dedup, A::Error> {
-                let n = seq.size_hint().unwrap_or(0).min(1 << 20);
+                let n = seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED);
                 let mut dedup = Dedup {
                     results: HashMap::with_capacity(n),
                     order: VecDeque::with_capacity(n),
