@@ -33,6 +33,8 @@ pub struct ServiceContext {
     pub session_ttl: Duration,
     /// Becomes `true` when the replica starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Becomes `true` once the state is restored from the snapshot.
+    pub loaded: crate::server::storage::Loaded,
 }
 
 const DEFAULT_PAGE: u32 = 50;
@@ -42,6 +44,10 @@ impl ServiceContext {
     fn check_running(&self) -> Result<(), Status> {
         if *self.shutdown.borrow() {
             Err(Status::unavailable("replica is shutting down"))
+        } else if !*self.loaded.borrow() {
+            Err(Status::unavailable(
+                "replica is still loading its state from a snapshot; another replica can answer",
+            ))
         } else {
             Ok(())
         }
@@ -79,6 +85,7 @@ impl ServiceContext {
 
     /// The user behind the request's session, checked against local state.
     fn user(&self, session: &TokenHash) -> Result<UserId, Status> {
+        self.check_running()?;
         self.read(|s| s.authenticate(session, now_ms()))
             .map_err(chat_error)
     }

@@ -65,10 +65,11 @@ pub async fn run(
     tracing::info!(id, %addr, %url, members = ?args.members(), "starting replica");
 
     let hub = EventHub::new(DEFAULT_EVENT_CAPACITY);
-    let (log_store, state_store) = storage::open(args.server_storage.clone(), hub.clone())
+    let (log_store, state_store) = storage::open(args.server_storage.clone(), id, hub.clone())
         .await
         .context("cannot open storage (--server-storage)")?;
     let state = state_store.shared();
+    let loaded = state_store.loaded();
 
     let config = Config {
         cluster_name: "raftchat".into(),
@@ -90,6 +91,7 @@ pub async fn run(
     let raft = Raft::new(id, Arc::new(config), network, log_store, state_store)
         .await
         .context("cannot start Raft")?;
+    hold_elections_until_loaded(&raft, loaded.clone());
 
     let members: BTreeMap<u64, BasicNode> = args
         .members()
@@ -137,6 +139,7 @@ pub async fn run(
         presence,
         session_ttl: args.session_ttl(),
         shutdown: stop_rx.clone(),
+        loaded,
     });
 
     let chat = ChatServer::new(ChatService { ctx: ctx.clone() });
@@ -191,6 +194,24 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A replica still decoding its snapshot's state could win an election but
+/// not apply anything, so it votes and appends but does not campaign until
+/// the state is loaded. After a whole-cluster restart this keeps the old
+/// leader (which loads first) leading while the others load.
+fn hold_elections_until_loaded(raft: &Raft, mut loaded: crate::server::storage::Loaded) {
+    if *loaded.borrow() {
+        return;
+    }
+    raft.runtime_config().elect(false);
+    let raft = raft.clone();
+    tokio::spawn(async move {
+        if loaded.wait_for(|l| *l).await.is_ok() {
+            raft.runtime_config().elect(true);
+            tracing::info!("state loaded; this replica may now campaign");
+        }
+    });
 }
 
 /// Logs elections, role changes and leader changes.

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, StorageIOError};
@@ -27,11 +26,8 @@ use super::StorageOpenError;
 use crate::server::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const VOTE_FILE: &str = "vote";
-const COMMITTED_FILE: &str = "committed";
 const PURGED_FILE: &str = "purged";
 const LOG_DIR: &str = "log";
-/// Longest delay before a changed committed log id is written.
-const COMMITTED_INTERVAL: Duration = Duration::from_millis(20);
 /// Most ops the writer takes from the queue per round.
 const MAX_BATCH_OPS: usize = 4096;
 
@@ -82,14 +78,12 @@ enum Op {
         vote: Vote,
         done: Done,
     },
-    SaveCommitted(Option<LogId>),
 }
 
 /// The Raft log store. See the module docs.
 pub struct LogStore {
     entries: Entries,
     vote: Option<Vote>,
-    committed: Option<LogId>,
     last_purged: Option<LogId>,
     /// `None` in memory mode.
     writer: Option<WriterHandle>,
@@ -101,8 +95,8 @@ struct WriterHandle {
 }
 
 impl Drop for LogStore {
-    /// Lets the writer finish everything already queued (including the last
-    /// committed id) before the store is gone.
+    /// Lets the writer finish everything already queued before the store is
+    /// gone.
     fn drop(&mut self) {
         if let Some(w) = self.writer.as_mut() {
             w.tx.take();
@@ -127,7 +121,6 @@ impl LogStore {
         LogStore {
             entries: Arc::default(),
             vote: None,
-            committed: None,
             last_purged: None,
             writer: None,
         }
@@ -137,10 +130,6 @@ impl LogStore {
     pub fn open(dir: &Path) -> Result<LogStore, StorageOpenError> {
         let started = std::time::Instant::now();
         let vote: Option<Vote> = meta_file::load(dir, VOTE_FILE)?;
-        // Only a hint (it saves re-applying entries at start), written
-        // without fsync, so damage after a crash just means "unknown".
-        let committed: Option<LogId> =
-            meta_file::load_hint::<Option<LogId>>(dir, COMMITTED_FILE).flatten();
         let last_purged: Option<LogId> = meta_file::load(dir, PURGED_FILE)?;
         let log_dir = dir.join(LOG_DIR);
         let (mut wal, records) = Wal::open(&log_dir, DEFAULT_SEGMENT_LIMIT)?;
@@ -196,19 +185,6 @@ impl LogStore {
             }
         }
         let last = map.last_key_value().map(|(_, e)| e.log_id);
-        // A discarded torn tail can take entries the saved committed id
-        // points at. Everything still on disk up to that id was committed
-        // (the log is a prefix of the one that id was saved against), so
-        // clamp it to the recovered end rather than ask Raft to apply
-        // entries that are gone.
-        let durable_end = last.or(last_purged);
-        let committed = match (committed, durable_end) {
-            (Some(c), end) if end.is_none_or(|end| c.index > end.index) => {
-                tracing::warn!(saved = %c, recovered_end = ?end, "committed id beyond the recovered log; clamping");
-                end
-            }
-            (c, _) => c,
-        };
         tracing::info!(
             dir = %dir.display(),
             entries = map.len(),
@@ -216,7 +192,6 @@ impl LogStore {
             last_log_id = ?last,
             last_purged = ?last_purged,
             vote = ?vote,
-            committed = ?committed,
             took_ms = started.elapsed().as_millis(),
             "raft log recovered"
         );
@@ -226,8 +201,6 @@ impl LogStore {
             dir: dir.to_path_buf(),
             wal,
             failed: None,
-            pending_committed: None,
-            last_committed_write: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
@@ -236,13 +209,17 @@ impl LogStore {
         Ok(LogStore {
             entries: Arc::new(Mutex::new(map)),
             vote,
-            committed,
             last_purged,
             writer: Some(WriterHandle {
                 tx: Some(tx),
                 thread: Some(thread),
             }),
         })
+    }
+
+    /// The vote this log was opened with.
+    pub fn vote(&self) -> Option<Vote> {
+        self.vote
     }
 
     // StorageError is openraft's type; every trait method returns it anyway.
@@ -312,18 +289,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.vote)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.committed = committed;
-        if self.writer.is_some() {
-            self.send(Op::SaveCommitted(committed))?;
-        }
-        Ok(())
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.committed)
-    }
-
     async fn append<I>(
         &mut self,
         entries: I,
@@ -387,29 +352,13 @@ struct Writer {
     wal: Wal,
     /// After any I/O error the on-disk state is unknown: refuse everything.
     failed: Option<String>,
-    /// A committed id not yet written.
-    pending_committed: Option<Option<LogId>>,
-    last_committed_write: Instant,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Op>) {
         loop {
-            let first = if self.pending_committed.is_some() {
-                let wait = COMMITTED_INTERVAL.saturating_sub(self.last_committed_write.elapsed());
-                match rx.recv_timeout(wait) {
-                    Ok(op) => op,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        self.flush_committed();
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(op) => op,
-                    Err(_) => break,
-                }
+            let Ok(first) = rx.recv() else {
+                break;
             };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH_OPS {
@@ -419,13 +368,7 @@ impl Writer {
                 }
             }
             self.process(batch);
-            if self.pending_committed.is_some()
-                && self.last_committed_write.elapsed() >= COMMITTED_INTERVAL
-            {
-                self.flush_committed();
-            }
         }
-        self.flush_committed();
     }
 
     fn check(&self) -> io::Result<()> {
@@ -475,7 +418,6 @@ impl Writer {
                         .and_then(|_| meta_file::save(&self.dir, VOTE_FILE, &vote));
                     let _ = done.send(self.note(r));
                 }
-                Op::SaveCommitted(c) => self.pending_committed = Some(c),
             }
         }
         self.flush_appends(&mut records, &mut callbacks);
@@ -504,21 +446,6 @@ impl Writer {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             });
-        }
-    }
-
-    fn flush_committed(&mut self) {
-        let Some(c) = self.pending_committed.take() else {
-            return;
-        };
-        self.last_committed_write = Instant::now();
-        if self.check().is_err() {
-            return;
-        }
-        if let Err(e) = meta_file::save_unsynced(&self.dir, COMMITTED_FILE, &c) {
-            // Not fatal for Raft: a stale committed id only means fewer
-            // entries are re-applied at start.
-            tracing::warn!(error = %e, "could not save committed log id");
         }
     }
 }
@@ -573,7 +500,6 @@ mod tests {
                 .unwrap();
             s.truncate(log_id(2, 15)).await.unwrap();
             s.save_vote(&vote).await.unwrap();
-            s.save_committed(Some(log_id(2, 12))).await.unwrap();
         }
         {
             let mut s = LogStore::open(dir.path()).unwrap();
@@ -581,7 +507,6 @@ mod tests {
             assert_eq!(st.last_purged_log_id, None);
             assert_eq!(st.last_log_id, Some(log_id(2, 14)));
             assert_eq!(s.read_vote().await.unwrap(), Some(vote));
-            assert_eq!(s.read_committed().await.unwrap(), Some(log_id(2, 12)));
             let mut want: Vec<Entry> = (0..10).map(|i| entry(1, i)).collect();
             want.extend((10..15).map(|i| entry(2, i)));
             assert_eq!(s.try_get_log_entries(..).await.unwrap(), want);
@@ -615,7 +540,7 @@ mod tests {
     async fn bench_single_entry_appends() {
         let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
         let mut s = LogStore::open(dir.path()).unwrap();
-        let start = Instant::now();
+        let start = std::time::Instant::now();
         for i in 0..1000 {
             s.blocking_append([entry(1, i)]).await.unwrap();
         }

@@ -1,5 +1,4 @@
-//! Small, atomically replaced, checksummed files (`vote`, `committed`,
-//! `purged`).
+//! Small, atomically replaced, checksummed files (`vote`, `purged`).
 //!
 //! Layout: `[magic "RCF1"][len u32 LE][crc32 u32 LE of payload][payload]`,
 //! where the payload is postcard. A file is replaced by writing `NAME.tmp`,
@@ -34,17 +33,6 @@ pub(crate) fn with_path(op: &str, path: &Path, e: io::Error) -> io::Error {
 
 /// Atomically and durably replaces `dir/name` with `value`.
 pub(crate) fn save<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
-    write(dir, name, value, true)
-}
-
-/// Replaces `dir/name` with `value` without waiting for the disk: for hints
-/// (the committed id) whose loss or damage after a crash is harmless — load
-/// them with [`load_hint`].
-pub(crate) fn save_unsynced<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
-    write(dir, name, value, false)
-}
-
-fn write<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> io::Result<()> {
     let payload = postcard::to_stdvec(value)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("encode {name}: {e}")))?;
     let len = u32::try_from(payload.len())
@@ -55,7 +43,7 @@ fn write<T: Serialize>(dir: &Path, name: &str, value: &T, durable: bool) -> io::
     buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     buf.extend_from_slice(&payload);
 
-    replace_file(dir, name, &[&buf], durable)
+    replace_file(dir, name, &[&buf], true)
 }
 
 /// Replaces `dir/name` with `parts` (concatenated) through `name.tmp` and a
@@ -88,18 +76,6 @@ pub(crate) fn replace_file(
         sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
     }
     Ok(())
-}
-
-/// Like [`load`], for files written with [`save_unsynced`]: a damaged file
-/// (a crash can leave one) is reported and treated as absent.
-pub(crate) fn load_hint<T: DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
-    match load(dir, name) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring a damaged hint file");
-            None
-        }
-    }
 }
 
 /// Reads `dir/name`; `Ok(None)` if it does not exist. A leftover `NAME.tmp`

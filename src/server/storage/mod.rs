@@ -4,14 +4,14 @@
 //! [`StateStore`] (openraft `RaftStateMachine`). With `dir = None` everything
 //! lives in memory (tests, throwaway clusters). With a directory, the replica
 //! survives crashes: the log, the vote and the snapshots are on disk, and the
-//! state machine is rebuilt on start from the newest snapshot plus the
-//! committed log entries after it (openraft re-applies them).
+//! state machine is rebuilt on start from the newest snapshot (decoded on a
+//! background thread while Raft already runs) plus the log entries after it,
+//! applied once the leader says they are committed.
 //!
 //! # On-disk layout
 //!
 //! ```text
 //! DIR/vote            current vote                      (small file, fsynced)
-//! DIR/committed       last committed log id             (small file, a hint: not fsynced, ≤ every 20 ms)
 //! DIR/purged          last purged log id                (small file, fsynced)
 //! DIR/log/NNN….seg    the log: segments named by their first index (see `wal`)
 //! DIR/snapshots/snap-NNN….snap   the newest snapshot (only one is kept)
@@ -73,9 +73,10 @@ use std::sync::Arc;
 
 pub use log_store::{LogReader, LogStore};
 pub use snapshot_body::SnapshotBody;
-pub use state_store::{AppliedState, SharedState, SnapshotBuilder, StateStore};
+pub use state_store::{AppliedState, Loaded, SharedState, SnapshotBuilder, StateStore};
 
 use crate::server::events::EventHub;
+use crate::server::raft_types::NodeId;
 
 /// Why storage could not be opened. Every variant names the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -105,14 +106,16 @@ impl StorageOpenError {
     }
 }
 
-/// Opens (creating if missing) the storage of one replica. `None` keeps
-/// everything in memory. In disk mode the newest snapshot is loaded and `hub`
-/// is reset to its event seq.
+/// Opens (creating if missing) the storage of replica `id`. `None` keeps
+/// everything in memory. In disk mode the newest snapshot's state is loaded
+/// in the background (see [`StateStore::open`]) and `hub` is reset to its
+/// event seq.
 ///
 /// Opening reads and recovers the whole log synchronously; it is meant to run
 /// once at startup.
 pub async fn open(
     dir: Option<PathBuf>,
+    id: NodeId,
     hub: Arc<EventHub>,
 ) -> Result<(LogStore, StateStore), StorageOpenError> {
     match dir {
@@ -121,7 +124,12 @@ pub async fn open(
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StorageOpenError::io("create dir", &dir, e))?;
             let log = LogStore::open(&dir)?;
-            let sm = StateStore::open(&dir, hub)?;
+            // A replica that led with a committed vote resumes leading at
+            // start; the others let it load first.
+            let was_leader = log
+                .vote()
+                .is_some_and(|v| v.is_committed() && v.leader_id().voted_for() == Some(id));
+            let sm = StateStore::open(&dir, hub, !was_leader)?;
             // Make the (possibly just created) directories themselves durable.
             meta_file::sync_dir(&dir).map_err(|e| StorageOpenError::io("fsync dir", &dir, e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -150,7 +158,7 @@ mod tests {
 
     impl StoreBuilder<TypeConfig, LogStore, StateStore, ()> for MemoryBuilder {
         async fn build(&self) -> Result<((), LogStore, StateStore), StorageError> {
-            let (log, sm) = open(None, EventHub::new(1024))
+            let (log, sm) = open(None, 1, EventHub::new(1024))
                 .await
                 .map_err(to_storage_error)?;
             Ok(((), log, sm))
@@ -164,7 +172,7 @@ mod tests {
             let dir = tempfile::tempdir().map_err(|e| StorageError::IO {
                 source: openraft::StorageIOError::write(&e),
             })?;
-            let (log, sm) = open(Some(dir.path().join("node")), EventHub::new(1024))
+            let (log, sm) = open(Some(dir.path().join("node")), 1, EventHub::new(1024))
                 .await
                 .map_err(to_storage_error)?;
             Ok((dir, log, sm))

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::meta_file::{replace_file, sync_dir, with_path};
 use super::snapshot_body::SnapshotBody;
@@ -319,17 +320,48 @@ impl SnapshotStore {
     }
 }
 
+/// `true` once the state has been restored from the snapshot (at once in
+/// memory mode or without a snapshot).
+pub type Loaded = watch::Receiver<bool>;
+
 /// The Raft state machine. See the module docs.
 pub struct StateStore {
     state: SharedState,
     hub: Arc<EventHub>,
     snapshots: Arc<SnapshotStore>,
+    loaded: Loaded,
+    /// The snapshot's last applied id and membership: what `applied_state`
+    /// reports until its state is loaded.
+    restoring: (Option<LogId>, StoredMembership),
 }
 
 /// Builds a snapshot of the state at the moment `build_snapshot` runs.
 pub struct SnapshotBuilder {
     state: SharedState,
     snapshots: Arc<SnapshotStore>,
+    loaded: Loaded,
+}
+
+/// Waits until the snapshot's state is loaded: applying, snapshotting or
+/// installing before that would work on (or be overwritten by) the wrong
+/// state.
+async fn wait_loaded(loaded: &Loaded) -> Result<(), StorageError> {
+    let mut loaded = loaded.clone();
+    loaded
+        .wait_for(|l| *l)
+        .await
+        .map(|_| ())
+        .map_err(|_| sm_err("the snapshot loader stopped"))
+}
+
+/// Lowers the calling thread's CPU priority (Linux: nice applies per
+/// thread).
+fn yield_cpu() {
+    // SAFETY: plain syscalls on the calling thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 impl StateStore {
@@ -339,51 +371,103 @@ impl StateStore {
             state: SharedState::default(),
             hub,
             snapshots: Arc::new(SnapshotStore::new(None, None, 1)),
+            loaded: watch::channel(true).1,
+            restoring: Default::default(),
         }
     }
 
-    /// Opens `dir/snapshots`, restores the state from the newest snapshot and
-    /// resets `hub` to its event seq.
-    pub fn open(dir: &Path, hub: Arc<EventHub>) -> Result<StateStore, StorageOpenError> {
+    /// Opens `dir/snapshots` and checks the newest snapshot, then restores
+    /// the state from it on a background thread (and resets `hub` to its
+    /// event seq): Raft starts meanwhile, so this replica can vote and
+    /// append at once, and only applying waits for the state (see
+    /// [`StateStore::loaded`]). `yield_cpu` runs that thread at a lower
+    /// priority: in a cold restart of the whole cluster, the replica that
+    /// was leader (and resumes leading) loads first and serves writes while
+    /// the others still load.
+    pub fn open(
+        dir: &Path,
+        hub: Arc<EventHub>,
+        yield_cpu_while_loading: bool,
+    ) -> Result<StateStore, StorageOpenError> {
         let snap_dir = dir.join(SNAPSHOT_DIR);
         let (newest, next_seq) = SnapshotStore::newest_file(&snap_dir)?;
-        let mut state = AppliedState::default();
-        let mut current = None;
-        if let Some(path) = newest {
-            let started = std::time::Instant::now();
-            let bytes = map_file(&path)?;
-            let read_ms = started.elapsed().as_millis();
-            let (meta, data) = decode_snapshot_file(&path, &bytes)?;
-            state = decode_state(data).map_err(|e| StorageOpenError::Corrupt {
-                path: path.clone(),
-                offset: SNAPSHOT_HEADER_LEN as u64,
-                reason: format!("snapshot state does not decode: {e}"),
-            })?;
-            tracing::info!(
-                file = %path.display(),
-                snapshot_id = %meta.snapshot_id,
-                last_applied = ?state.last_applied,
-                bytes = bytes.len(),
-                read_ms,
-                decode_ms = started.elapsed().as_millis() - read_ms,
-                "state restored from snapshot"
-            );
-            hub.reset(state.chat.last_event_seq());
-            // `data` borrows from `bytes`: its offset there is its offset in
-            // the file.
-            let data_offset = (data.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
-            current = Some(StoredSnapshot {
-                meta,
-                data: SnapshotData::File { path, data_offset },
-            });
-        } else {
+        let state = SharedState::default();
+        let Some(path) = newest else {
             tracing::info!(dir = %snap_dir.display(), "no snapshot; starting from empty state");
-        }
+            return Ok(StateStore {
+                state,
+                hub,
+                snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), None, next_seq)),
+                loaded: watch::channel(true).1,
+                restoring: Default::default(),
+            });
+        };
+        let bytes = map_file(&path)?;
+        // Header and checksum now, so a damaged file stops the replica here.
+        let (meta, data) = decode_snapshot_file(&path, &bytes)?;
+        // `data` borrows from `bytes`: its offset there is its offset in the
+        // file.
+        let data_offset = (data.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
+        let restoring = (meta.last_log_id, meta.last_membership.clone());
+        let (loaded_tx, loaded) = watch::channel(false);
+        let loader = {
+            let (state, hub, path) = (state.clone(), hub.clone(), path.clone());
+            let snapshot_id = meta.snapshot_id.clone();
+            move || {
+                if yield_cpu_while_loading {
+                    yield_cpu();
+                }
+                let started = std::time::Instant::now();
+                let data = &bytes[data_offset as usize..];
+                let restored = match decode_state(data) {
+                    Ok(restored) => restored,
+                    Err(e) => {
+                        // It passed its checksum, so this is a bug or a
+                        // format mismatch: stop, naming the file.
+                        tracing::error!(file = %path.display(), error = %e, "snapshot state does not decode");
+                        eprintln!(
+                            "chatd: {}: snapshot state does not decode: {e}",
+                            path.display()
+                        );
+                        std::process::exit(1);
+                    }
+                };
+                tracing::info!(
+                    file = %path.display(),
+                    snapshot_id = %snapshot_id,
+                    last_applied = ?restored.last_applied,
+                    bytes = bytes.len(),
+                    decode_ms = started.elapsed().as_millis(),
+                    low_priority = yield_cpu_while_loading,
+                    "state restored from snapshot"
+                );
+                let seq = restored.chat.last_event_seq();
+                *state.write().unwrap_or_else(|e| e.into_inner()) = restored;
+                hub.reset(seq);
+                let _ = loaded_tx.send(true);
+            }
+        };
+        std::thread::Builder::new()
+            .name("snapshot-loader".into())
+            .spawn(loader)
+            .map_err(|e| StorageOpenError::io("spawn the snapshot loader for", &path, e))?;
+        let current = StoredSnapshot {
+            meta,
+            data: SnapshotData::File { path, data_offset },
+        };
         Ok(StateStore {
-            state: Arc::new(RwLock::new(state)),
+            state,
             hub,
-            snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), current, next_seq)),
+            snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), Some(current), next_seq)),
+            loaded,
+            restoring,
         })
+    }
+
+    /// Whether the state is loaded; the services refuse requests until it
+    /// is (another replica can answer them).
+    pub fn loaded(&self) -> Loaded {
+        self.loaded.clone()
     }
 
     /// The applied state, for the services to read.
@@ -402,6 +486,7 @@ impl StateStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        wait_loaded(&self.loaded).await?;
         // Serializing a large state takes a while: do it on a blocking
         // thread so the replica's async workers keep serving heartbeats.
         let state = self.state.clone();
@@ -460,6 +545,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        if !*self.loaded.borrow() {
+            return Ok(self.restoring.clone());
+        }
         let st = self
             .state
             .read()
@@ -472,6 +560,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        wait_loaded(&self.loaded).await?;
         let mut results = Vec::new();
         let mut events = Vec::new();
         {
@@ -501,6 +590,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         SnapshotBuilder {
             state: self.state.clone(),
             snapshots: self.snapshots.clone(),
+            loaded: self.loaded.clone(),
         }
     }
 
@@ -513,6 +603,8 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotBody>,
     ) -> Result<(), StorageError> {
+        // Else the loader would overwrite the installed state.
+        wait_loaded(&self.loaded).await?;
         let data = snapshot.into_bytes().await.map_err(|e| StorageError::IO {
             source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
         })?;
@@ -608,7 +700,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hub = EventHub::new(16);
         let (meta, applied, chat) = {
-            let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
+            let mut sm = StateStore::open(dir.path(), hub.clone(), false).unwrap();
             assert!(sm.get_current_snapshot().await.unwrap().is_none());
             sm.apply(entries()).await.unwrap();
             let mut b = sm.get_snapshot_builder().await;
@@ -630,7 +722,10 @@ mod tests {
             let chat = sm.shared().read().unwrap().chat.clone();
             (snap.meta, applied, chat)
         };
-        let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
+        let mut sm = StateStore::open(dir.path(), hub.clone(), true).unwrap();
+        // Before the state is loaded, the snapshot's meta answers.
+        assert_eq!(sm.applied_state().await.unwrap(), applied);
+        wait_loaded(&sm.loaded()).await.unwrap();
         assert_eq!(sm.applied_state().await.unwrap(), applied);
         assert_eq!(sm.shared().read().unwrap().chat.digest(), chat.digest());
         assert_eq!(sm.shared().read().unwrap().chat, chat);
@@ -640,13 +735,14 @@ mod tests {
         // Install it on a fresh disk store and reopen that one too.
         let dir2 = tempfile::tempdir().unwrap();
         {
-            let mut f = StateStore::open(dir2.path(), hub.clone()).unwrap();
+            let mut f = StateStore::open(dir2.path(), hub.clone(), false).unwrap();
             let mut rx = f.begin_receiving_snapshot().await.unwrap();
             *rx = *cur.snapshot;
             f.install_snapshot(&cur.meta, rx).await.unwrap();
             assert_eq!(f.applied_state().await.unwrap(), applied);
         }
-        let mut f = StateStore::open(dir2.path(), hub).unwrap();
+        let mut f = StateStore::open(dir2.path(), hub, false).unwrap();
+        wait_loaded(&f.loaded()).await.unwrap();
         assert_eq!(f.applied_state().await.unwrap(), applied);
         assert_eq!(f.get_current_snapshot().await.unwrap().unwrap().meta, meta);
     }
@@ -674,7 +770,7 @@ mod tests {
     async fn corrupt_snapshot_is_hard_error() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut sm = StateStore::open(dir.path(), EventHub::new(16)).unwrap();
+            let mut sm = StateStore::open(dir.path(), EventHub::new(16), false).unwrap();
             sm.apply(entries()).await.unwrap();
             sm.get_snapshot_builder()
                 .await
@@ -693,7 +789,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&path, bytes).unwrap();
-        let err = match StateStore::open(dir.path(), EventHub::new(16)) {
+        let err = match StateStore::open(dir.path(), EventHub::new(16), false) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("corrupt snapshot accepted"),
         };
