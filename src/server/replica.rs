@@ -1,7 +1,9 @@
 //! Starting and stopping one replica: the server loop.
 //!
 //! 1. bind the port (so a busy port fails fast, before anything else);
-//! 2. open storage (memory or disk) and recover;
+//! 2. open storage (memory or disk) and recover the log; the snapshot's
+//!    state decodes on a background thread (until it is loaded the replica
+//!    votes and appends but does not campaign, apply or serve clients);
 //! 3. start Raft, and bootstrap the static membership from the flags
 //!    (`initialize` on a replica that already has state is refused with
 //!    `NotAllowed`, which is the normal restart path), unless `--join` says
@@ -125,7 +127,11 @@ pub async fn run(
         metrics::serve(addr, consensus.clone()).await?;
     }
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(health::track(consensus.clone(), health_reporter));
+    tokio::spawn(health::track(
+        consensus.clone(),
+        loaded.clone(),
+        health_reporter,
+    ));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
