@@ -460,9 +460,8 @@ impl<'a> Nemesis<'a> {
     ///    term `T` `L` had replicated to `j` while `j` was connected, so
     ///    entries past `M` were never counted toward any commit.
     /// 3. `j` is killed and its last segment cut after
-    ///    `max(M, committed id saved on disk, applied index, snapshot index)`
-    ///    (what `j` wrote only after fsyncing those entries, or derived from
-    ///    entries it applied, must survive a real power cut as well).
+    ///    `max(M, applied index, snapshot index)` (what `j` derived from
+    ///    entries it applied must survive a real power cut as well).
     ///
     /// When a precondition fails (the cluster is not whole, the leader
     /// changed), nothing is cut and the replica is only killed and
@@ -504,37 +503,31 @@ impl<'a> Nemesis<'a> {
         });
         let dir = self.cluster.storage_dir(j);
         let detail = match (matched, own_view) {
-            (Some(m), Some(own)) => match wal_cut::saved_committed(&dir) {
-                Ok(committed) => {
-                    let keep = m
-                        .max(committed.unwrap_or(0))
-                        .max(own.applied_index)
-                        .max(own.snapshot_index);
-                    let cut = wal_cut::cut_after(&dir, keep, |len| self.rng.gen_range(0..len));
-                    match cut {
-                        Ok(Ok(cut)) => format!(
-                            "replica {j}: leader {leader} (term {term}) matched {m}, committed \
-                             {committed:?}, applied {}; cut records {}..={} ({} -> {} bytes of {})",
-                            own.applied_index,
-                            cut.first_dropped,
-                            cut.last_dropped,
-                            cut.old_len,
-                            cut.new_len,
-                            cut.segment.display()
-                        ),
-                        Ok(Err(NoCut::NothingAfter { last_index })) => format!(
-                            "replica {j}: nothing unacknowledged to cut (keep {keep}, last \
-                             record {last_index:?}); killed only"
-                        ),
-                        Ok(Err(NoCut::WholeSegment { first_index })) => format!(
-                            "replica {j}: the unacknowledged tail spans a whole segment \
-                             (from {first_index}); killed only"
-                        ),
-                        Err(e) => format!("replica {j}: cannot cut the log: {e}; killed only"),
-                    }
+            (Some(m), Some(own)) => {
+                let keep = m.max(own.applied_index).max(own.snapshot_index);
+                let cut = wal_cut::cut_after(&dir, keep, |len| self.rng.gen_range(0..len));
+                match cut {
+                    Ok(Ok(cut)) => format!(
+                        "replica {j}: leader {leader} (term {term}) matched {m}, applied {}; \
+                         cut records {}..={} ({} -> {} bytes of {})",
+                        own.applied_index,
+                        cut.first_dropped,
+                        cut.last_dropped,
+                        cut.old_len,
+                        cut.new_len,
+                        cut.segment.display()
+                    ),
+                    Ok(Err(NoCut::NothingAfter { last_index })) => format!(
+                        "replica {j}: nothing unacknowledged to cut (keep {keep}, last \
+                         record {last_index:?}); killed only"
+                    ),
+                    Ok(Err(NoCut::WholeSegment { first_index })) => format!(
+                        "replica {j}: the unacknowledged tail spans a whole segment \
+                         (from {first_index}); killed only"
+                    ),
+                    Err(e) => format!("replica {j}: cannot cut the log: {e}; killed only"),
                 }
-                Err(e) => format!("replica {j}: cannot read the committed id: {e}; killed only"),
-            },
+            }
             _ => format!(
                 "replica {j}: leader {leader} changed or did not answer; killed only, nothing cut"
             ),

@@ -16,7 +16,6 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::server::raft_types::LogId;
 use crate::server::storage::wal::RECORD_HEADER_LEN;
 
 /// What [`cut_after`] removed.
@@ -80,30 +79,6 @@ fn spans(bytes: &[u8]) -> Vec<RecordSpan> {
         at += total;
     }
     out
-}
-
-/// The last committed index the replica saved in `DIR/committed`
-/// (`[magic "RCF1"][len u32][crc u32][postcard Option<LogId>]`).
-pub fn saved_committed(storage_dir: &Path) -> io::Result<Option<u64>> {
-    let path = storage_dir.join("committed");
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let payload = bytes.get(12..).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is short", path.display()),
-        )
-    })?;
-    let committed: Option<LogId> = postcard::from_bytes(payload).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: cannot decode: {e}", path.display()),
-        )
-    })?;
-    Ok(committed.map(|l| l.index))
 }
 
 /// Cuts the last segment of a stopped replica's log after the record with
