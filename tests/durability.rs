@@ -7,7 +7,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{bodies_with, options, user, Clients, Cluster, Options};
+use common::{bodies_with, options, send_concurrently, user, Clients, Cluster, Options};
 use raftchat::client::Target;
 
 /// All five SIGKILLed at once and restarted: nothing acknowledged is lost.
@@ -50,19 +50,7 @@ async fn whole_cluster_restart_from_snapshots_loses_nothing() {
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;
     let target = Target::User("bob".into());
-    let mut tasks = Vec::new();
-    for t in 0..4 {
-        let alice = alice.clone();
-        let target = target.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..100 {
-                alice.send(&target, &format!("t{t}-{i}")).await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    send_concurrently(&alice, &target, 4, 100).await;
     cluster.wait_converged(Duration::from_secs(30)).await;
     for id in 1..=5 {
         cluster.kill(id);
@@ -112,19 +100,7 @@ async fn lagging_replica_catches_up_through_a_snapshot() {
     let _bob = user(&cluster, "bob").await;
     let target = Target::User("bob".into());
     // Concurrent senders: the proposer batches them.
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let alice = alice.clone();
-        let target = target.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..250 {
-                alice.send(&target, &format!("t{t}-{i}")).await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    send_concurrently(&alice, &target, 8, 250).await;
     // The log the down replica needs has been compacted away.
     let status = cluster.status(cluster.running()[0], false).await.unwrap();
     assert!(status.snapshot_index > 0, "no snapshot taken: {status:?}");

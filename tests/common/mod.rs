@@ -72,3 +72,27 @@ pub async fn bodies_with(client: &raftchat::client::ChatClient, peer: &str) -> V
     out.reverse();
     out
 }
+
+/// `senders` concurrent tasks each send `each` messages to `target` as
+/// `client`, sender `t`'s bodies `t{t}-0`, `t{t}-1`, … in order; panics on
+/// any failed send.
+pub async fn send_concurrently(
+    client: &raftchat::client::ChatClient,
+    target: &raftchat::client::Target,
+    senders: usize,
+    each: usize,
+) {
+    let mut tasks = Vec::new();
+    for t in 0..senders {
+        let client = client.clone();
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..each {
+                client.send(&target, &format!("t{t}-{i}")).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
