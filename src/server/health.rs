@@ -1,9 +1,10 @@
 //! The standard gRPC health service (`grpc.health.v1.Health`), kept in step
 //! with Raft: a replica reports SERVING only while it is a member of the
 //! cluster, has loaded its state and knows a leader (and, when it is the
-//! leader, still hears from a majority). Load balancers and orchestrators can then route around a
-//! replica that is partitioned, still joining, or without quorum — its
-//! requests would fail with UNAVAILABLE anyway.
+//! leader, still hears from a majority). Load balancers and orchestrators
+//! can then route around a replica that is partitioned, still joining,
+//! still loading, or without quorum — its requests would fail with
+//! UNAVAILABLE anyway.
 
 use std::time::Duration;
 
