@@ -143,10 +143,12 @@ impl ChatClient {
     }
 
     /// Records that replica `index` answered (successfully or with a real
-    /// error) after `rtt`.
+    /// error) after `rtt`, and follows a hint to the leader (see
+    /// [`Routing::follow_leader`]).
     pub(crate) fn note_answer(&self, index: usize, rtt: Duration, hint: Option<(u64, String)>) {
         let leader = {
             let mut routing = lock(&self.inner.routing);
+            routing.follow_leader(&self.inner.servers, index, hint.as_ref());
             if hint.is_some() {
                 routing.leader = hint;
             }
@@ -180,6 +182,7 @@ impl ChatClient {
             if hint.is_some() {
                 routing.leader = hint;
             }
+            routing.last_failed = Some((failed, std::time::Instant::now()));
             if routing.current == failed {
                 routing.current =
                     pick_next(&self.inner.servers, failed, routing.leader.as_ref(), tried);

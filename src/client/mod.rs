@@ -23,6 +23,10 @@
 //! ("no quorum: ..."), naming the replicas tried. Any other status is the
 //! server's answer and is returned at once.
 //!
+//! An answer whose hint names another configured replica as leader moves
+//! the client there for the next call (unless that replica failed a call in
+//! the last 5 s), so writes reach the leader without a forwarding hop.
+//!
 //! Writes carry a random request id chosen before the first attempt and
 //! reused by every retry, so a write is applied at most once even when an
 //! attempt timed out after the cluster had already applied it.

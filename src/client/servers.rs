@@ -2,7 +2,7 @@
 //! the client is currently using.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
@@ -69,11 +69,42 @@ impl Server {
     }
 }
 
+/// How long after a replica failed a call the client will not move to it
+/// just because a hint names it leader: a leader the client cannot reach
+/// (while other replicas can) must not cost every call a timeout.
+pub(crate) const FOLLOW_LEADER_COOLDOWN: Duration = Duration::from_secs(5);
+
 /// Which replica calls go to, and the latest leader hint.
 #[derive(Debug, Default)]
 pub(crate) struct Routing {
     pub(crate) current: usize,
     pub(crate) leader: Option<(u64, String)>,
+    /// The replica that last failed a call, and when.
+    pub(crate) last_failed: Option<(usize, Instant)>,
+}
+
+impl Routing {
+    /// After replica `answered` answered with leader hint `hint`: moves the
+    /// client to the hinted leader when it is another configured replica that
+    /// has not failed recently. Writes then skip a forwarding hop (one gRPC
+    /// round trip on the follower, and its CPU), and reads are served where
+    /// the read index is known without asking.
+    pub(crate) fn follow_leader(
+        &mut self,
+        servers: &[Server],
+        answered: usize,
+        hint: Option<&(u64, String)>,
+    ) {
+        let Some(leader) = hint.and_then(|(_, url)| index_of(servers, url)) else {
+            return;
+        };
+        let shunned = self
+            .last_failed
+            .is_some_and(|(failed, at)| failed == leader && at.elapsed() < FOLLOW_LEADER_COOLDOWN);
+        if self.current == answered && leader != answered && !shunned {
+            self.current = leader;
+        }
+    }
 }
 
 /// Locks a mutex, ignoring poisoning: the guarded data (indices, options)
@@ -173,6 +204,33 @@ mod tests {
     fn bad_addresses_are_rejected() {
         let config = ClientConfig::new(["a b:1"]);
         assert!(Server::new("a b:1", &config).is_err());
+    }
+
+    #[test]
+    fn an_answer_naming_another_leader_moves_the_client_there() {
+        let list = servers(&["a:1", "b:2", "c:3"]);
+        let leader = (3, "http://c:3".to_string());
+        let mut routing = Routing::default();
+        routing.follow_leader(&list, 0, Some(&leader));
+        assert_eq!(routing.current, 2);
+        // An answer from a replica the client already left changes nothing.
+        routing.follow_leader(&list, 1, Some(&(2, "b:2".to_string())));
+        assert_eq!(routing.current, 2);
+        // A hint naming an unconfigured replica, or none: stay.
+        routing.follow_leader(&list, 2, Some(&(9, "z:9".to_string())));
+        routing.follow_leader(&list, 2, None);
+        assert_eq!(routing.current, 2);
+        // A leader that just failed a call is not followed back at once.
+        let mut routing = Routing {
+            current: 1,
+            last_failed: Some((2, Instant::now())),
+            ..Routing::default()
+        };
+        routing.follow_leader(&list, 1, Some(&leader));
+        assert_eq!(routing.current, 1);
+        routing.last_failed = Some((2, Instant::now() - FOLLOW_LEADER_COOLDOWN));
+        routing.follow_leader(&list, 1, Some(&leader));
+        assert_eq!(routing.current, 2);
     }
 
     #[test]
