@@ -5,7 +5,7 @@
 //! Each replica's log goes to `replica-N.log` in the cluster's directory;
 //! when a test panics the tail of every log is printed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -70,10 +70,20 @@ pub struct Cluster {
     pub routes: BTreeMap<(u64, u64), String>,
 }
 
-/// A free loopback port (the OS picks it; we release it for chatd).
+/// A free loopback port (the OS picks it; we release it for chatd), never
+/// one this process handed out before: the OS may offer a just-released
+/// port again, and two replicas of one cluster once got the same port.
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback port left that this process has not handed out already");
 }
 
 impl Cluster {
