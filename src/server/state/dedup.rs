@@ -7,9 +7,9 @@
 //! to pick the same request id never see each other's results.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use std::hash::BuildHasher;
 
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
@@ -187,6 +187,7 @@ impl<'de> Deserialize<'de> for Dedup {
 }
 
 impl Dedup {
+    /// Forgets results applied `DEDUP_WINDOW_MS` or longer before `now`.
     pub fn evict(&mut self, now: u64) {
         while let Some(slot) = self.slots.front() {
             if slot.at.saturating_add(DEDUP_WINDOW_MS) > now {
@@ -209,6 +210,7 @@ impl Dedup {
         self.slot(seq)?.result.as_ref()
     }
 
+    /// Remembers a result.
     pub fn remember(&mut self, scope: &Scope, id: &str, now: u64, result: &CommandResult) {
         let remembered = match result {
             Ok(Outcome::Sent(view)) => Remembered::Sent {
@@ -223,6 +225,9 @@ impl Dedup {
         self.push(key(scope, id), now, remembered);
     }
 
+    /// Blanks the bodies of deleted messages in remembered results, so a
+    /// deleted message's text does not outlive its deletion in the state.
+    /// Linear in the remembered results; deletions are rare next to sends.
     pub fn redact(&mut self, deleted: &std::collections::BTreeSet<MessageId>) {
         for slot in self.slots.iter_mut() {
             if let Some(Remembered::Other(result)) = &mut slot.result {
@@ -247,12 +252,13 @@ impl Dedup {
             index,
             hasher,
         } = self;
-        // The index only holds sequence numbers of queued slots.
-        let at_seq = |s: u64| (s - *first_seq) as usize;
-        let key_of = |s: u64| slots.get(at_seq(s)).map(|slot| slot.key);
+        // The same lookup as `slot`, on the fields split for the borrow
+        // checker; the index only holds sequence numbers of queued slots.
+        let at_seq = |s: u64| s.checked_sub(*first_seq).map(|i| i as usize);
+        let key_of = |s: u64| at_seq(s).and_then(|i| slots.get(i)).map(|slot| slot.key);
         match index.find_mut(hash, |&s| key_of(s) == Some(key)) {
             Some(newest) => {
-                if let Some(old) = slots.get_mut(at_seq(*newest)) {
+                if let Some(old) = at_seq(*newest).and_then(|i| slots.get_mut(i)) {
                     old.result = None;
                 }
                 *newest = seq;
