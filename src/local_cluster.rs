@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use rand::Rng;
+
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{StatusReply, StatusRequest};
 
@@ -70,20 +72,27 @@ pub struct Cluster {
     pub routes: BTreeMap<(u64, u64), String>,
 }
 
-/// A free loopback port (the OS picks it; we release it for chatd), never
-/// one this process handed out before: the OS may offer a just-released
-/// port again, and two replicas of one cluster once got the same port.
+/// A free loopback port for a replica, never one this process handed out
+/// before, and below the kernel's ephemeral range: a port from that range
+/// can be taken by any outgoing connection while its replica is down, and a
+/// restarted replica then failed to listen ("Address already in use").
 fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .filter(|&p| p > 20_000)
+        .unwrap_or(32_768);
+    let mut rng = rand::thread_rng();
     for _ in 0..10_000 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = l.local_addr().expect("local addr").port();
-        if handed_out.insert(port) {
+        let port = rng.gen_range(10_000..ephemeral_start);
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
-    panic!("no loopback port left that this process has not handed out already");
+    panic!("no free loopback port below {ephemeral_start} that this process has not handed out");
 }
 
 impl Cluster {
@@ -378,6 +387,21 @@ impl Cluster {
             let text = std::fs::read_to_string(self.log_path(*id)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let start = lines.len().saturating_sub(15);
+            // A panic is the first thing to look at, and the lines after it
+            // (peers failing to reach the dead task) would bury it.
+            let panics: Vec<String> = lines[..start]
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.contains("panicked at"))
+                .take(3)
+                .map(|(i, _)| lines[i..(i + 3).min(start)].join("\n"))
+                .collect();
+            if !panics.is_empty() {
+                out.push_str(&format!(
+                    "--- replica {id}: panics ---\n{}\n",
+                    panics.join("\n")
+                ));
+            }
             out.push_str(&format!(
                 "--- replica {id} ---\n{}\n",
                 lines[start..].join("\n")
