@@ -63,6 +63,9 @@ pub enum Fault {
     /// A follower loses the log records it never acknowledged, as a power
     /// cut loses unsynced writes (see [`Nemesis::lose_unsynced_tail`]).
     LoseUnsynced,
+    /// The leader loses its unsynced log tail and reboots (see
+    /// [`Nemesis::power_cut_leader`]).
+    PowerCutLeader,
 }
 
 impl Fault {
@@ -76,6 +79,7 @@ impl Fault {
             Fault::Bridge { .. } => "bridge",
             Fault::OneWay { .. } => "one-way",
             Fault::LoseUnsynced => "lose-unsynced",
+            Fault::PowerCutLeader => "power-cut-leader",
         }
     }
 }
@@ -94,6 +98,7 @@ impl fmt::Display for Fault {
             } => write!(f, "bridge {left:?} <-{bridge}-> {right:?}"),
             Fault::OneWay { from, to } => write!(f, "hold bytes {from} -> {to}"),
             Fault::LoseUnsynced => f.write_str("lose a follower's unsynced log tail"),
+            Fault::PowerCutLeader => f.write_str("cut the leader's power"),
         }
     }
 }
@@ -166,7 +171,8 @@ impl Schedule {
                     },
                     rng.gen_range(500..3000),
                 ),
-                _ => (Fault::LoseUnsynced, rng.gen_range(300..1500)),
+                86..=92 => (Fault::LoseUnsynced, rng.gen_range(300..1500)),
+                _ => (Fault::PowerCutLeader, rng.gen_range(300..1500)),
             };
             let step = Step {
                 fault,
@@ -382,6 +388,10 @@ impl<'a> Nemesis<'a> {
                 let detail = self.lose_unsynced_tail(step.hold).await;
                 self.event(kind, detail);
             }
+            Fault::PowerCutLeader => {
+                let detail = self.power_cut_leader(step.hold).await;
+                self.event(kind, detail);
+            }
         }
     }
 
@@ -444,6 +454,84 @@ impl<'a> Nemesis<'a> {
                 }
             },
         }
+    }
+
+    /// Simulates a power cut on the leader `L`. A leader reports its own
+    /// appends flushed before their `fdatasync` (see
+    /// `server::storage::durability`), so a power cut can take entries it
+    /// already counted toward a commit; what it must keep is everything it
+    /// applied (only synced entries are applied, and so acknowledged) and
+    /// every commit it told followers of (capped at its synced entries).
+    ///
+    /// 1. With the whole cluster up and connected and a leader `L`, every
+    ///    flow to and from `L` is lost, so `L` commits nothing more; after a
+    ///    pause it has applied everything it committed, which covers every
+    ///    commit index it sent. It reports its applied index `A`.
+    /// 2. `L` is killed and its last segment cut after `max(A, snapshot
+    ///    index)`. That may cut entries `L` had synced as well; nobody acted
+    ///    on those, so it is a harsher test rather than a wrong one.
+    /// 3. Its boot id is forgotten, as a reboot would change it, so it does
+    ///    not resume leading its old term. After the hold it restarts and
+    ///    the links heal.
+    pub async fn power_cut_leader(&mut self, hold: Duration) -> String {
+        let whole = self.mesh.all_open()
+            && self.paused.is_empty()
+            && self.cluster.running().len() == self.cluster.replicas.len();
+        let Some((leader, term)) = self.current_leader().await else {
+            return "skipped: no leader".into();
+        };
+        if !whole {
+            return "skipped: the cluster is not whole".into();
+        }
+        for k in self.others(&[leader]) {
+            self.mesh.set_both(leader, k, Flow::Lost);
+        }
+        self.note_health();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let view = self.cluster.status(leader, false).await;
+        self.cluster.kill(leader);
+        let dir = self.cluster.storage_dir(leader);
+        let detail = match view {
+            Some(own) => {
+                let keep = own.applied_index.max(own.snapshot_index);
+                let cut = wal_cut::cut_after(&dir, keep, |len| self.rng.gen_range(0..len));
+                match cut {
+                    Ok(Ok(cut)) => format!(
+                        "leader {leader} (term {term}, now {} in term {}) applied {}; \
+                         cut records {}..={} ({} -> {} bytes of {})",
+                        own.role,
+                        own.term,
+                        own.applied_index,
+                        cut.first_dropped,
+                        cut.last_dropped,
+                        cut.old_len,
+                        cut.new_len,
+                        cut.segment.display()
+                    ),
+                    Ok(Err(NoCut::NothingAfter { last_index })) => format!(
+                        "leader {leader}: nothing unapplied to cut (keep {keep}, last record \
+                         {last_index:?})"
+                    ),
+                    Ok(Err(NoCut::WholeSegment { first_index })) => format!(
+                        "leader {leader}: the unapplied tail spans a whole segment (from \
+                         {first_index}); nothing cut"
+                    ),
+                    Err(e) => format!("leader {leader}: cannot cut the log: {e}"),
+                }
+            }
+            None => format!("leader {leader} did not answer; killed only, nothing cut"),
+        };
+        let detail = match crate::server::storage::forget_boot(&dir) {
+            Ok(()) => format!("{detail}; rebooted"),
+            Err(e) => format!("{detail}; cannot forget the boot id: {e}"),
+        };
+        tokio::time::sleep(hold).await;
+        for k in self.others(&[leader]) {
+            self.mesh.set_both(leader, k, Flow::Open);
+        }
+        self.cluster.start_replica(leader);
+        self.note_health();
+        detail
     }
 
     /// Simulates a power cut on a follower `j`, losing only log records it
@@ -578,7 +666,7 @@ mod tests {
     fn schedules_cover_every_fault_kind() {
         let s = Schedule::generate(1, 5, Duration::from_secs(600));
         let kinds: BTreeSet<&str> = s.steps.iter().map(|s| s.fault.kind()).collect();
-        assert_eq!(kinds.len(), 7, "{kinds:?}");
+        assert_eq!(kinds.len(), 8, "{kinds:?}");
         for step in &s.steps {
             if let Fault::Pause(_) = step.fault {
                 assert!(step.hold >= Duration::from_millis(400), "{step:?}");

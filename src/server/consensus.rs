@@ -28,12 +28,13 @@ use crate::server::raft_types::{NodeId, Raft, RaftMetrics};
 
 /// Most proposals in one log entry.
 const MAX_BATCH: usize = 1024;
-/// Log entries the proposer keeps in flight at once. One: openraft 0.9's
-/// leader fsyncs each entry before it replicates it and before it takes the
-/// next, so entries queued behind one another only split the waiting
-/// proposals into smaller batches, each paying its own fsync and
-/// replication round. Measured at 64 clients (5 replicas, 2 cores): 1 in
-/// flight 7,341 msg/s, 2: 6,950, 4: 6,156, 8: 6,084.
+/// Log entries the proposer keeps in flight at once. One: openraft 0.9
+/// appends one entry at a time on the leader and each follower, so entries
+/// queued behind one another only split the waiting proposals into smaller
+/// batches, each paying its own fsync and replication round. Measured at 64
+/// clients (5 replicas, 2 cores): 1 in flight 7,341 msg/s, 2: 6,950, 4:
+/// 6,156, 8: 6,084; with the leader's flush overlapped (see
+/// `storage::durability`), 1 and 2 were within noise of each other.
 const MAX_IN_FLIGHT: usize = 1;
 
 /// Bounds on how long the server waits for consensus.

@@ -45,6 +45,7 @@ use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftBytes;
 use crate::server::command::{CommandResult, Proposal};
 use crate::server::raft_types::{Node, NodeId, TypeConfig};
+use crate::server::storage::durability::Durability;
 use crate::server::wire::{self, Kind};
 
 /// Largest message between replicas, gRPC or Raft frame (snapshot chunks
@@ -209,6 +210,8 @@ impl Peers {
 #[derive(Clone)]
 pub struct Network {
     pub peers: Arc<Peers>,
+    /// Caps the commit index sent to followers at this replica's durable log.
+    pub durability: Durability,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -219,6 +222,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             url: self.peers.route(target, &node.addr).to_string(),
             peers: self.peers.clone(),
+            durability: self.durability.clone(),
             conn: None,
         }
     }
@@ -230,6 +234,7 @@ pub struct PeerConnection {
     /// The address dialled (the route, if one is given).
     url: String,
     peers: Arc<Peers>,
+    durability: Durability,
     /// Open between calls; taken out during one, so a call cancelled midway
     /// (openraft's own timeout) drops it.
     conn: Option<wire::Conn>,
@@ -302,11 +307,15 @@ impl PeerConnection {
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    /// Followers learn no commit past the leader's durable log: they would
+    /// apply an entry that only a minority may hold on disk (see
+    /// [`crate::server::storage::durability`]).
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        rpc.leader_commit = self.durability.cap_commit(rpc.leader_commit);
         self.call(Kind::Append, &rpc, &option).await
     }
 

@@ -89,6 +89,7 @@ pub async fn run(
     let peers = Peers::with_routes(args.replica_routes.0.clone());
     let network = Network {
         peers: peers.clone(),
+        durability: log_store.durability(),
     };
     let raft = Raft::new(id, Arc::new(config), network, log_store, state_store)
         .await

@@ -4,8 +4,11 @@
 //! Disk writes run on one dedicated writer thread fed by an ordered channel,
 //! which satisfies openraft's rule that all log and vote I/O is serialized.
 //! `append` returns once its entries are in memory and queued; the flush
-//! callback fires from the writer thread after `fdatasync`. Consecutive
-//! queued appends are merged into a single write + fdatasync (group commit).
+//! callback fires from the writer thread after `fdatasync`, except for the
+//! leader's own entries, whose callback fires once they are written and
+//! whose `fdatasync` then overlaps the followers' (see [`super::durability`]).
+//! Consecutive queued appends are merged into a single write + fdatasync
+//! (group commit).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -20,12 +23,15 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, StorageIOError};
 use tokio::sync::oneshot;
 
+use super::durability::{self, Durability, DurabilityWriter, Unsynced};
 use super::meta_file;
 use super::wal::{Wal, DEFAULT_SEGMENT_LIMIT};
 use super::StorageOpenError;
-use crate::server::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::server::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 const VOTE_FILE: &str = "vote";
+/// The boot id of the machine session that last opened this log.
+pub(super) const BOOT_FILE: &str = "boot";
 const PURGED_FILE: &str = "purged";
 const LOG_DIR: &str = "log";
 /// Most ops the writer takes from the queue per round.
@@ -41,6 +47,58 @@ fn lock(entries: &Entries) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
 
 fn read_range<RB: RangeBounds<u64>>(entries: &Entries, range: RB) -> Vec<Entry> {
     lock(entries).range(range).map(|(_, e)| e.clone()).collect()
+}
+
+/// The vote to start with.
+///
+/// A leader reports its own appends flushed before their `fdatasync` (see
+/// [`super::durability`]), so after a power cut its log may lack entries
+/// that followers hold under its leader id. Resuming leadership in that term
+/// (openraft 0.9 restores the leader of a committed vote at start) would
+/// hand out the same log ids again for different entries. A process crash
+/// loses nothing (the page cache keeps what was written, and the WAL syncs
+/// it at open), so only a log last opened in another boot of the machine,
+/// or in an unknown one, loses its leadership: the vote stays, but no longer
+/// counts as committed, so the replica campaigns in a new term. The demoted
+/// vote is saved before the boot id, so a crash in between cannot bring the
+/// old one back.
+fn vote_for_this_boot(
+    dir: &Path,
+    id: NodeId,
+    vote: Option<Vote>,
+) -> Result<Option<Vote>, StorageOpenError> {
+    let boot = current_boot_id();
+    let stored: Option<String> = meta_file::load(dir, BOOT_FILE)?;
+    if boot.is_some() && stored == boot {
+        return Ok(vote);
+    }
+    let vote = match vote {
+        Some(v) if v.is_committed() && v.leader_id().voted_for() == Some(id) => {
+            let demoted = Vote::new(v.leader_id().term, id);
+            tracing::warn!(
+                vote = %v,
+                "log last opened in another boot (unsynced entries may be lost): \
+                 not resuming leadership of that term"
+            );
+            meta_file::save(dir, VOTE_FILE, &demoted)
+                .map_err(|e| StorageOpenError::io("save", &dir.join(VOTE_FILE), e))?;
+            Some(demoted)
+        }
+        other => other,
+    };
+    if let Some(boot) = &boot {
+        meta_file::save(dir, BOOT_FILE, boot)
+            .map_err(|e| StorageOpenError::io("save", &dir.join(BOOT_FILE), e))?;
+    }
+    Ok(vote)
+}
+
+/// Linux's id of the current boot; `None` where there is none.
+fn current_boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// A cheap, cloneable reader over the in-memory log (for replication tasks).
@@ -64,10 +122,15 @@ type Done = oneshot::Sender<io::Result<()>>;
 enum Op {
     Append {
         records: Vec<(u64, Vec<u8>)>,
+        last: LogId,
+        /// Report the flush once written, before the `fdatasync`.
+        early: bool,
         callback: LogFlushed<TypeConfig>,
     },
     Truncate {
         from: u64,
+        /// The entry before `from`, which is the last one after truncating.
+        keep: Option<LogId>,
         done: Done,
     },
     Purge {
@@ -82,9 +145,12 @@ enum Op {
 
 /// The Raft log store. See the module docs.
 pub struct LogStore {
+    /// This replica: its own entries, as leader, are reported flushed early.
+    id: NodeId,
     entries: Entries,
     vote: Option<Vote>,
     last_purged: Option<LogId>,
+    durability: Durability,
     /// `None` in memory mode.
     writer: Option<WriterHandle>,
 }
@@ -117,19 +183,22 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 
 impl LogStore {
     /// A log that lives only in memory.
-    pub fn new_memory() -> LogStore {
+    pub fn new_memory(id: NodeId) -> LogStore {
         LogStore {
+            id,
             entries: Arc::default(),
             vote: None,
             last_purged: None,
+            durability: Durability::always(),
             writer: None,
         }
     }
 
-    /// Opens and recovers the log in `dir` and starts its writer thread.
-    pub fn open(dir: &Path) -> Result<LogStore, StorageOpenError> {
+    /// Opens and recovers the log of replica `id` in `dir` and starts its
+    /// writer thread.
+    pub fn open(dir: &Path, id: NodeId) -> Result<LogStore, StorageOpenError> {
         let started = std::time::Instant::now();
-        let vote: Option<Vote> = meta_file::load(dir, VOTE_FILE)?;
+        let vote = vote_for_this_boot(dir, id, meta_file::load(dir, VOTE_FILE)?)?;
         let last_purged: Option<LogId> = meta_file::load(dir, PURGED_FILE)?;
         let log_dir = dir.join(LOG_DIR);
         let (mut wal, records) = Wal::open(&log_dir, DEFAULT_SEGMENT_LIMIT)?;
@@ -197,9 +266,12 @@ impl LogStore {
         );
 
         let (tx, rx) = mpsc::channel();
+        let (durability_writer, durability) = durability::channel();
         let writer = Writer {
             dir: dir.to_path_buf(),
             wal,
+            last_written: last.or(last_purged),
+            durability: durability_writer,
             failed: None,
         };
         let thread = std::thread::Builder::new()
@@ -207,9 +279,11 @@ impl LogStore {
             .spawn(move || writer.run(rx))
             .map_err(|e| StorageOpenError::io("spawn writer thread for", dir, e))?;
         Ok(LogStore {
+            id,
             entries: Arc::new(Mutex::new(map)),
             vote,
             last_purged,
+            durability,
             writer: Some(WriterHandle {
                 tx: Some(tx),
                 thread: Some(thread),
@@ -220,6 +294,21 @@ impl LogStore {
     /// The vote this log was opened with.
     pub fn vote(&self) -> Option<Vote> {
         self.vote
+    }
+
+    /// What of this log is durable, for the state machine and the network.
+    pub fn durability(&self) -> Durability {
+        self.durability.clone()
+    }
+
+    /// Whether `entries` are this replica's own, appended as the leader of
+    /// its committed vote: only those may be reported flushed early.
+    fn own_as_leader(&self, entries: &[Entry]) -> bool {
+        self.vote.is_some_and(|v| {
+            v.is_committed()
+                && v.leader_id().voted_for() == Some(self.id)
+                && entries.iter().all(|e| e.log_id.leader_id == *v.leader_id())
+        })
     }
 
     // StorageError is openraft's type; every trait method returns it anyway.
@@ -299,6 +388,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let early = self.own_as_leader(&entries);
         let records = if self.writer.is_some() {
             let mut records = Vec::with_capacity(entries.len());
             for e in &entries {
@@ -318,19 +412,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         match records {
-            Some(records) => self.send(Op::Append { records, callback })?,
+            Some(records) => self.send(Op::Append {
+                records,
+                last,
+                early,
+                callback,
+            })?,
             None => callback.log_io_completed(Ok(())),
         }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
+        let keep = {
             let mut map = lock(&self.entries);
             map.split_off(&log_id.index);
-        }
+            map.last_key_value().map(|(_, e)| e.log_id)
+        };
+        let keep = keep.or(self.last_purged);
         let from = log_id.index;
-        self.run_op(|done| Op::Truncate { from, done }).await
+        self.run_op(|done| Op::Truncate { from, keep, done }).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -350,8 +451,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 struct Writer {
     dir: PathBuf,
     wal: Wal,
+    /// The last entry written (and synced, between batches).
+    last_written: Option<LogId>,
+    durability: DurabilityWriter,
     /// After any I/O error the on-disk state is unknown: refuse everything.
     failed: Option<String>,
+}
+
+/// Queued appends merged into one write and one `fdatasync`.
+#[derive(Default)]
+struct Appends {
+    records: Vec<(u64, Vec<u8>)>,
+    last: Option<LogId>,
+    /// Callbacks to fire once written (the leader's own entries).
+    early: Vec<LogFlushed<TypeConfig>>,
+    /// Callbacks to fire once synced.
+    synced: Vec<LogFlushed<TypeConfig>>,
 }
 
 impl Writer {
@@ -384,28 +499,38 @@ impl Writer {
         if let Err(e) = &r {
             tracing::error!(error = %e, "log storage write failed");
             self.failed.get_or_insert_with(|| e.to_string());
+            self.durability.failed();
         }
         r
     }
 
     fn process(&mut self, batch: Vec<Op>) {
-        let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut callbacks: Vec<LogFlushed<TypeConfig>> = Vec::new();
+        let mut appends = Appends::default();
         for op in batch {
             if let Op::Append {
-                records: r,
+                records,
+                last,
+                early,
                 callback,
             } = op
             {
-                records.extend(r);
-                callbacks.push(callback);
+                appends.records.extend(records);
+                appends.last = Some(last);
+                if early {
+                    appends.early.push(callback);
+                } else {
+                    appends.synced.push(callback);
+                }
                 continue;
             }
-            self.flush_appends(&mut records, &mut callbacks);
+            self.flush_appends(&mut appends);
             match op {
                 Op::Append { .. } => {}
-                Op::Truncate { from, done } => {
+                Op::Truncate { from, keep, done } => {
                     let r = self.check().and_then(|_| self.wal.truncate_from(from));
+                    if r.is_ok() {
+                        self.last_written = keep;
+                    }
                     let _ = done.send(self.note(r));
                 }
                 Op::Purge { upto, done } => {
@@ -420,7 +545,7 @@ impl Writer {
                 }
             }
         }
-        self.flush_appends(&mut records, &mut callbacks);
+        self.flush_appends(&mut appends);
     }
 
     /// Purged id first, then the records: a crash in between is finished on
@@ -430,18 +555,41 @@ impl Writer {
         self.wal.purge_upto(upto.index)
     }
 
-    fn flush_appends(
-        &mut self,
-        records: &mut Vec<(u64, Vec<u8>)>,
-        callbacks: &mut Vec<LogFlushed<TypeConfig>>,
-    ) {
-        if callbacks.is_empty() {
+    /// One write, then the early callbacks, then one `fdatasync`, then the
+    /// others. See [`super::durability`] for why early is safe.
+    fn flush_appends(&mut self, appends: &mut Appends) {
+        let Appends {
+            records,
+            last,
+            early,
+            synced,
+        } = std::mem::take(appends);
+        let Some(first) = records.first().map(|(i, _)| *i) else {
             return;
+        };
+        let written = self.check().and_then(|_| self.wal.write(&records));
+        let written = self.note(written);
+        if written.is_ok() && !early.is_empty() {
+            // Before the callbacks: whatever they let happen must see this.
+            self.durability.begin_unsynced(Unsynced {
+                first,
+                durable: self.last_written,
+            });
         }
-        let r = self.check().and_then(|_| self.wal.append(records));
-        let r = self.note(r);
-        records.clear();
-        for cb in callbacks.drain(..) {
+        let mut callbacks = synced;
+        match &written {
+            Ok(()) => early.into_iter().for_each(|cb| cb.log_io_completed(Ok(()))),
+            Err(_) => callbacks.extend(early),
+        }
+        let r = written.and_then(|_| {
+            let r = self.wal.sync();
+            self.note(r)
+        });
+        if r.is_ok() {
+            self.last_written = last;
+            self.durability.synced();
+        }
+        for cb in callbacks {
             cb.log_io_completed(match &r {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
@@ -473,7 +621,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_mode_basics() {
-        let mut s = LogStore::new_memory();
+        let mut s = LogStore::new_memory(1);
         s.blocking_append((0..5).map(|i| entry(1, i)))
             .await
             .unwrap();
@@ -491,7 +639,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let vote = Vote::new_committed(3, 2);
         {
-            let mut s = LogStore::open(dir.path()).unwrap();
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
             s.blocking_append((0..10).map(|i| entry(1, i)))
                 .await
                 .unwrap();
@@ -502,7 +650,7 @@ mod tests {
             s.save_vote(&vote).await.unwrap();
         }
         {
-            let mut s = LogStore::open(dir.path()).unwrap();
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
             let st = s.get_log_state().await.unwrap();
             assert_eq!(st.last_purged_log_id, None);
             assert_eq!(st.last_log_id, Some(log_id(2, 14)));
@@ -514,7 +662,7 @@ mod tests {
             s.blocking_append([entry(3, 15)]).await.unwrap();
         }
         {
-            let mut s = LogStore::open(dir.path()).unwrap();
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
             let st = s.get_log_state().await.unwrap();
             assert_eq!(st.last_purged_log_id, Some(log_id(1, 6)));
             assert_eq!(st.last_log_id, Some(log_id(3, 15)));
@@ -527,10 +675,67 @@ mod tests {
             assert_eq!(st.last_log_id, Some(log_id(4, 30)));
             s.blocking_append([entry(4, 31)]).await.unwrap();
         }
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
         let st = s.get_log_state().await.unwrap();
         assert_eq!(st.last_purged_log_id, Some(log_id(4, 30)));
         assert_eq!(st.last_log_id, Some(log_id(4, 31)));
+    }
+
+    #[tokio::test]
+    async fn a_leader_from_another_boot_does_not_resume_its_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let led = Vote::new_committed(4, 1);
+        {
+            let mut s = LogStore::open(dir.path(), 1).unwrap();
+            s.save_vote(&led).await.unwrap();
+        }
+        // Same boot: a process crash lost nothing, the leader resumes.
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(led));
+        drop(s);
+        // Another boot: the vote stays, but not as a committed leadership,
+        // and that is on disk before the new boot id.
+        meta_file::save(dir.path(), BOOT_FILE, &"an earlier boot".to_string()).unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(4, 1)));
+        drop(s);
+        let saved: Option<Vote> = meta_file::load(dir.path(), VOTE_FILE).unwrap();
+        assert_eq!(saved, Some(Vote::new(4, 1)));
+        // A follower's committed vote (another leader's) is kept as it is.
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        let followed = Vote::new_committed(5, 2);
+        s.save_vote(&followed).await.unwrap();
+        drop(s);
+        meta_file::save(dir.path(), BOOT_FILE, &"an earlier boot".to_string()).unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(followed));
+    }
+
+    #[tokio::test]
+    async fn the_leaders_own_entries_become_durable_for_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+        assert!(s.own_as_leader(&[entry(1, 0)]));
+        assert!(!s.own_as_leader(&[entry(2, 0)]), "another term's entries");
+        s.blocking_append((0..5).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+        let durability = s.durability();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            durability.wait_durable(4),
+        )
+        .await
+        .expect("the early-reported entries were synced")
+        .unwrap();
+        assert_eq!(
+            durability.cap_commit(Some(log_id(1, 4))),
+            Some(log_id(1, 4))
+        );
+        drop(s);
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
+        assert_eq!(s.try_get_log_entries(..).await.unwrap().len(), 5);
     }
 
     /// Time of 1,000 single-entry fsynced appends, awaited one by one.
@@ -539,7 +744,7 @@ mod tests {
     #[ignore]
     async fn bench_single_entry_appends() {
         let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = LogStore::open(dir.path(), 1).unwrap();
         let start = std::time::Instant::now();
         for i in 0..1000 {
             s.blocking_append([entry(1, i)]).await.unwrap();

@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! DIR/vote            current vote                      (small file, fsynced)
+//! DIR/boot            boot id of the machine session that last opened the log
 //! DIR/purged          last purged log id                (small file, fsynced)
 //! DIR/log/NNN….seg    the log: segments named by their first index (see `wal`)
 //! DIR/snapshots/snap-NNN….snap   the newest snapshot (only one is kept)
@@ -31,9 +32,17 @@
 //! # Fsync points
 //!
 //! * Log append: one `write` + `fdatasync` per batch of queued appends, on a
-//!   dedicated writer thread; openraft is told an entry is flushed (which is
-//!   what lets it count this replica toward a commit majority) only after
-//!   that `fdatasync` returned.
+//!   dedicated writer thread. A follower's entries are reported flushed
+//!   (which is what lets openraft count it toward a commit majority) only
+//!   after that `fdatasync` returned. The leader's own entries are reported
+//!   once written, so its `fdatasync` overlaps the followers'; applying them
+//!   waits for it, and so does telling followers they are committed (see
+//!   [`durability`]).
+//! * Open: the last log segment is `fdatasync`ed before anything is read
+//!   from it as durable (a killed leader may have left written, unsynced
+//!   records in the page cache). A leader whose log was last opened in
+//!   another boot (a power cut may have lost such records) does not resume
+//!   its term: its vote is saved as not committed before the new boot id.
 //! * Vote: fsynced (file and directory) before `save_vote` returns, because a
 //!   forgotten vote could let the replica vote twice in a term.
 //! * Truncate / purge: complete (with fsyncs) before returning. The purged
@@ -61,6 +70,7 @@
 //! * Log entries at or below the persisted purged id are dropped (finishing
 //!   an interrupted purge).
 
+pub mod durability;
 mod log_store;
 mod meta_file;
 mod snapshot_body;
@@ -77,6 +87,16 @@ pub use state_store::{AppliedState, Loaded, SharedState, SnapshotBuilder, StateS
 
 use crate::server::events::EventHub;
 use crate::server::raft_types::NodeId;
+
+/// Makes the next open of `dir` treat its log as written in another boot
+/// of the machine, as a power cut and reboot would (for fault tests): a
+/// replica that led then does not resume its term (see `LogStore::open`).
+pub fn forget_boot(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(dir.join(log_store::BOOT_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => meta_file::sync_dir(dir),
+    }
+}
 
 /// Why storage could not be opened. Every variant names the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -119,17 +139,17 @@ pub async fn open(
     hub: Arc<EventHub>,
 ) -> Result<(LogStore, StateStore), StorageOpenError> {
     match dir {
-        None => Ok((LogStore::new_memory(), StateStore::new_memory(hub))),
+        None => Ok((LogStore::new_memory(id), StateStore::new_memory(hub))),
         Some(dir) => {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StorageOpenError::io("create dir", &dir, e))?;
-            let log = LogStore::open(&dir)?;
+            let log = LogStore::open(&dir, id)?;
             // A replica that led with a committed vote resumes leading at
             // start; the others let it load first.
             let was_leader = log
                 .vote()
                 .is_some_and(|v| v.is_committed() && v.leader_id().voted_for() == Some(id));
-            let sm = StateStore::open(&dir, hub, !was_leader)?;
+            let sm = StateStore::open(&dir, hub, !was_leader)?.gated_on(log.durability());
             // Make the (possibly just created) directories themselves durable.
             meta_file::sync_dir(&dir).map_err(|e| StorageOpenError::io("fsync dir", &dir, e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {

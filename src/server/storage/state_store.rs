@@ -17,6 +17,7 @@ use openraft::{EntryPayload, OptionalSend, StorageIOError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::durability::Durability;
 use super::meta_file::{replace_file, sync_dir, with_path};
 use super::snapshot_body::SnapshotBody;
 use super::StorageOpenError;
@@ -332,6 +333,8 @@ pub struct StateStore {
     /// The snapshot's last applied id and membership: what `applied_state`
     /// reports until its state is loaded.
     restoring: (Option<LogId>, StoredMembership),
+    /// Apply waits until an entry is durable in this replica's log.
+    durability: Durability,
 }
 
 /// Builds a snapshot of the state at the moment `build_snapshot` runs.
@@ -372,6 +375,7 @@ impl StateStore {
             snapshots: Arc::new(SnapshotStore::new(None, None, 1)),
             loaded: watch::channel(true).1,
             restoring: Default::default(),
+            durability: Durability::always(),
         }
     }
 
@@ -399,6 +403,7 @@ impl StateStore {
                 snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), None, next_seq)),
                 loaded: watch::channel(true).1,
                 restoring: Default::default(),
+                durability: Durability::always(),
             });
         };
         let bytes = map_file(&path)?;
@@ -460,7 +465,13 @@ impl StateStore {
             snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), Some(current), next_seq)),
             loaded,
             restoring,
+            durability: Durability::always(),
         })
+    }
+
+    /// Applies entries only once `durability` says they are on disk here.
+    pub fn gated_on(self, durability: Durability) -> StateStore {
+        StateStore { durability, ..self }
     }
 
     /// Whether the state is loaded; the services refuse requests until it
@@ -560,7 +571,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I::IntoIter: OptionalSend,
     {
         wait_loaded(&self.loaded).await?;
-        let mut results = Vec::new();
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.durability
+                .wait_durable(last.log_id.index)
+                .await
+                .map_err(sm_err)?;
+        }
+        let mut results = Vec::with_capacity(entries.len());
         let mut events = Vec::new();
         {
             let mut st = self.write_state()?;

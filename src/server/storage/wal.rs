@@ -351,7 +351,15 @@ impl Wal {
 
         let active = match segments.last() {
             Some(s) => {
-                Some(open_append(&s.path).map_err(|e| StorageOpenError::io("open", &s.path, e))?)
+                let f =
+                    open_append(&s.path).map_err(|e| StorageOpenError::io("open", &s.path, e))?;
+                // A previous process may have written records it had not
+                // synced yet (the leader reports its own appends early, see
+                // `durability`): they are in the page cache, and from here on
+                // they are treated as on disk, so make them so.
+                f.sync_data()
+                    .map_err(|e| StorageOpenError::io("fdatasync", &s.path, e))?;
+                Some(f)
             }
             None => None,
         };
@@ -376,6 +384,13 @@ impl Wal {
 
     /// Appends consecutive records with one write and one `fdatasync`.
     pub fn append(&mut self, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        self.write(records)?;
+        self.sync()
+    }
+
+    /// Appends consecutive records with one write, without syncing them:
+    /// they are durable after the next [`Wal::sync`].
+    pub fn write(&mut self, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
         let Some((first, _)) = records.first() else {
             return Ok(());
         };
@@ -406,6 +421,8 @@ impl Wal {
             Some(s) => s.len >= self.segment_limit,
         };
         if roll || self.active.is_none() {
+            // Only the active segment may hold unsynced records.
+            self.sync()?;
             let path = segment_path(&self.dir, *first);
             let f = OpenOptions::new()
                 .append(true)
@@ -437,12 +454,21 @@ impl Wal {
         }
         file.write_all(&buf)
             .map_err(|e| with_path("write", &seg.path, e))?;
-        let synced = std::time::Instant::now();
-        file.sync_data()
-            .map_err(|e| with_path("fdatasync", &seg.path, e))?;
-        crate::server::metrics::observe_fsync(synced.elapsed());
         seg.len += buf.len() as u64;
         seg.offsets.extend(offsets);
+        Ok(())
+    }
+
+    /// `fdatasync`s the active segment: every record written so far is then
+    /// durable (older segments were synced before the next one was started).
+    pub fn sync(&mut self) -> io::Result<()> {
+        let (Some(seg), Some(file)) = (self.segments.last(), self.active.as_ref()) else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        file.sync_data()
+            .map_err(|e| with_path("fdatasync", &seg.path, e))?;
+        crate::server::metrics::observe_fsync(started.elapsed());
         Ok(())
     }
 
