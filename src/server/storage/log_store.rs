@@ -122,7 +122,7 @@ type Done = oneshot::Sender<io::Result<()>>;
 enum Op {
     Append {
         records: Vec<(u64, Vec<u8>)>,
-        last: LogId,
+        last: Option<LogId>,
         /// Report the flush once written, before the `fdatasync`.
         early: bool,
         callback: LogFlushed<TypeConfig>,
@@ -388,10 +388,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let Some(last) = entries.last().map(|e| e.log_id) else {
-            callback.log_io_completed(Ok(()));
-            return Ok(());
-        };
+        let last = entries.last().map(|e| e.log_id);
         let early = self.own_as_leader(&entries);
         let records = if self.writer.is_some() {
             let mut records = Vec::with_capacity(entries.len());
@@ -515,7 +512,7 @@ impl Writer {
             } = op
             {
                 appends.records.extend(records);
-                appends.last = Some(last);
+                appends.last = last.or(appends.last);
                 if early {
                     appends.early.push(callback);
                 } else {
@@ -564,12 +561,13 @@ impl Writer {
             early,
             synced,
         } = std::mem::take(appends);
-        let Some(first) = records.first().map(|(i, _)| *i) else {
+        if early.is_empty() && synced.is_empty() {
             return;
-        };
+        }
+        let first = records.first().map(|(i, _)| *i);
         let written = self.check().and_then(|_| self.wal.write(&records));
         let written = self.note(written);
-        if written.is_ok() && !early.is_empty() {
+        if let (Ok(()), Some(first), false) = (&written, first, early.is_empty()) {
             // Before the callbacks: whatever they let happen must see this.
             self.durability.begin_unsynced(Unsynced {
                 first,
@@ -586,7 +584,7 @@ impl Writer {
             self.note(r)
         });
         if r.is_ok() {
-            self.last_written = last;
+            self.last_written = last.or(self.last_written);
             self.durability.synced();
         }
         for cb in callbacks {
