@@ -456,6 +456,44 @@ impl<'a> Nemesis<'a> {
         }
     }
 
+    /// The current leader and its term, if the whole cluster is up,
+    /// unpaused and connected; otherwise why a fault that needs that is
+    /// skipped.
+    async fn whole_cluster_leader(&self) -> Result<(u64, u64), String> {
+        let whole = self.mesh.all_open()
+            && self.paused.is_empty()
+            && self.cluster.running().len() == self.cluster.replicas.len();
+        let Some(found) = self.current_leader().await else {
+            return Err("skipped: no leader".into());
+        };
+        if !whole {
+            return Err("skipped: the cluster is not whole".into());
+        }
+        Ok(found)
+    }
+
+    /// Cuts a stopped replica's log after index `keep` (see [`wal_cut`])
+    /// and says what went.
+    fn cut_tail(&mut self, dir: &std::path::Path, keep: u64) -> String {
+        match wal_cut::cut_after(dir, keep, |len| self.rng.gen_range(0..len)) {
+            Ok(Ok(cut)) => format!(
+                "cut records {}..={} ({} -> {} bytes of {})",
+                cut.first_dropped,
+                cut.last_dropped,
+                cut.old_len,
+                cut.new_len,
+                cut.segment.display()
+            ),
+            Ok(Err(NoCut::NothingAfter { last_index })) => {
+                format!("nothing after {keep} to cut (last record {last_index:?})")
+            }
+            Ok(Err(NoCut::WholeSegment { first_index })) => format!(
+                "the tail after {keep} spans a whole segment (from {first_index}); nothing cut"
+            ),
+            Err(e) => format!("cannot cut the log: {e}; nothing cut"),
+        }
+    }
+
     /// Simulates a power cut on the leader `L`. A leader reports its own
     /// appends flushed before their `fdatasync` (see
     /// `server::storage::durability`), so a power cut can take entries it
@@ -474,15 +512,10 @@ impl<'a> Nemesis<'a> {
     ///    not resume leading its old term. After the hold it restarts and
     ///    the links heal.
     pub async fn power_cut_leader(&mut self, hold: Duration) -> String {
-        let whole = self.mesh.all_open()
-            && self.paused.is_empty()
-            && self.cluster.running().len() == self.cluster.replicas.len();
-        let Some((leader, term)) = self.current_leader().await else {
-            return "skipped: no leader".into();
+        let (leader, term) = match self.whole_cluster_leader().await {
+            Ok(found) => found,
+            Err(skipped) => return skipped,
         };
-        if !whole {
-            return "skipped: the cluster is not whole".into();
-        }
         for k in self.others(&[leader]) {
             self.mesh.set_both(leader, k, Flow::Lost);
         }
@@ -494,30 +527,13 @@ impl<'a> Nemesis<'a> {
         let detail = match view {
             Some(own) => {
                 let keep = own.applied_index.max(own.snapshot_index);
-                let cut = wal_cut::cut_after(&dir, keep, |len| self.rng.gen_range(0..len));
-                match cut {
-                    Ok(Ok(cut)) => format!(
-                        "leader {leader} (term {term}, now {} in term {}) applied {}; \
-                         cut records {}..={} ({} -> {} bytes of {})",
-                        own.role,
-                        own.term,
-                        own.applied_index,
-                        cut.first_dropped,
-                        cut.last_dropped,
-                        cut.old_len,
-                        cut.new_len,
-                        cut.segment.display()
-                    ),
-                    Ok(Err(NoCut::NothingAfter { last_index })) => format!(
-                        "leader {leader}: nothing unapplied to cut (keep {keep}, last record \
-                         {last_index:?})"
-                    ),
-                    Ok(Err(NoCut::WholeSegment { first_index })) => format!(
-                        "leader {leader}: the unapplied tail spans a whole segment (from \
-                         {first_index}); nothing cut"
-                    ),
-                    Err(e) => format!("leader {leader}: cannot cut the log: {e}"),
-                }
+                format!(
+                    "leader {leader} (term {term}, now {} in term {}) applied {}; {}",
+                    own.role,
+                    own.term,
+                    own.applied_index,
+                    self.cut_tail(&dir, keep)
+                )
             }
             None => format!("leader {leader} did not answer; killed only, nothing cut"),
         };
@@ -555,15 +571,10 @@ impl<'a> Nemesis<'a> {
     /// changed), nothing is cut and the replica is only killed and
     /// restarted; the event says so.
     pub async fn lose_unsynced_tail(&mut self, hold: Duration) -> String {
-        let whole = self.mesh.all_open()
-            && self.paused.is_empty()
-            && self.cluster.running().len() == self.cluster.replicas.len();
-        let Some((leader, term)) = self.current_leader().await else {
-            return "skipped: no leader".into();
+        let (leader, term) = match self.whole_cluster_leader().await {
+            Ok(found) => found,
+            Err(skipped) => return skipped,
         };
-        if !whole {
-            return "skipped: the cluster is not whole".into();
-        }
         let followers = self.others(&[leader]);
         let j = followers[self.rng.gen_range(0..followers.len())];
         for &k in &followers {
@@ -593,28 +604,11 @@ impl<'a> Nemesis<'a> {
         let detail = match (matched, own_view) {
             (Some(m), Some(own)) => {
                 let keep = m.max(own.applied_index).max(own.snapshot_index);
-                let cut = wal_cut::cut_after(&dir, keep, |len| self.rng.gen_range(0..len));
-                match cut {
-                    Ok(Ok(cut)) => format!(
-                        "replica {j}: leader {leader} (term {term}) matched {m}, applied {}; \
-                         cut records {}..={} ({} -> {} bytes of {})",
-                        own.applied_index,
-                        cut.first_dropped,
-                        cut.last_dropped,
-                        cut.old_len,
-                        cut.new_len,
-                        cut.segment.display()
-                    ),
-                    Ok(Err(NoCut::NothingAfter { last_index })) => format!(
-                        "replica {j}: nothing unacknowledged to cut (keep {keep}, last \
-                         record {last_index:?}); killed only"
-                    ),
-                    Ok(Err(NoCut::WholeSegment { first_index })) => format!(
-                        "replica {j}: the unacknowledged tail spans a whole segment \
-                         (from {first_index}); killed only"
-                    ),
-                    Err(e) => format!("replica {j}: cannot cut the log: {e}; killed only"),
-                }
+                format!(
+                    "replica {j}: leader {leader} (term {term}) matched {m}, applied {}; {}",
+                    own.applied_index,
+                    self.cut_tail(&dir, keep)
+                )
             }
             _ => format!(
                 "replica {j}: leader {leader} changed or did not answer; killed only, nothing cut"
