@@ -181,6 +181,46 @@ async fn retried_request_id_applies_once_across_leader_kill() {
 
 /// SIGTERM stops a replica gracefully: exit status 0, and the cluster keeps
 /// every write, including ones in flight through that replica.
+/// A write that reaches a follower just after the leader died is held
+/// there until the new leader is elected, and then goes through, in one
+/// call: the follower does not answer `UNAVAILABLE` for an election it can
+/// wait out (which would leave the client to find the new leader on its next
+/// backoff round).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_holds_a_write_through_an_election() {
+    use raftchat::proto::chat_client::ChatClient as RawChat;
+    use raftchat::proto::{send_message_request::To, SendMessageRequest};
+
+    let mut cluster = Cluster::start(options());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let token = alice.token().expect("alice is logged in");
+    let follower = (1..=5).find(|id| *id != leader).expect("a follower");
+    let mut raw = RawChat::connect(format!("http://{}", cluster.url(follower)))
+        .await
+        .expect("connect to the follower");
+
+    cluster.kill(leader);
+    let mut request = tonic::Request::new(SendMessageRequest {
+        request_id: raftchat::client::new_request_id(),
+        to: Some(To::User("bob".into())),
+        body: "during the election".into(),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    let reply = raw.send_message(request).await;
+    assert!(
+        reply.is_ok(),
+        "one call to replica {follower} while leader {leader} was dead: {reply:?}"
+    );
+    assert!(bodies_with(&alice, "bob")
+        .await
+        .contains(&"during the election".to_string()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_gracefully_with_exit_zero() {
     let mut cluster = Cluster::start(options());

@@ -46,6 +46,13 @@ pub struct Timeouts {
     /// A leader that has not heard from a majority for this long refuses
     /// writes and reads at once instead of waiting.
     pub quorum_silence: Duration,
+    /// How long a replica holds a request while no leader is known or the
+    /// known one cannot be reached (an election), before answering
+    /// `UNAVAILABLE`: longer than an election takes, well inside a client's
+    /// attempt timeout. Holding it, rather than failing at once, lets the
+    /// request go through as soon as the new leader is known, instead of
+    /// whenever the client's backoff next retries.
+    pub leader_wait: Duration,
 }
 
 impl Timeouts {
@@ -53,6 +60,7 @@ impl Timeouts {
         Self {
             commit: Duration::from_secs(3),
             quorum_silence: Duration::from_millis((max_election_ms * 2).max(500)),
+            leader_wait: Duration::from_millis((max_election_ms * 4).clamp(300, 1500)),
         }
     }
 }
@@ -127,37 +135,72 @@ impl Consensus {
         reply
     }
 
+    /// Proposes here if this replica leads, else forwards to the leader.
+    /// While there is no usable leader (none known, the known one is
+    /// unreachable or no longer leads), waits for another one, up to
+    /// [`Timeouts::leader_wait`]. A retried forward is safe: the proposal
+    /// carries its request id.
     async fn propose_inner(&self, proposal: Proposal) -> ForwardReply {
-        // A stale view of the leader costs at most one extra hop.
-        for _ in 0..2 {
-            let reply = if self.is_leader() {
-                self.propose_local(proposal.clone()).await
-            } else {
-                match self.leader() {
-                    Some((leader, url)) if !url.is_empty() => {
-                        match self
-                            .peers
-                            .forward(leader, &url, &proposal, self.timeouts.commit)
-                            .await
-                        {
-                            Ok(reply) => reply,
-                            Err(status) => Err(RemoteFailure::Unavailable(format!(
-                                "cannot reach the leader at {url}: {}",
-                                status.message()
-                            ))),
-                        }
+        let until = tokio::time::Instant::now() + self.timeouts.leader_wait;
+        loop {
+            match self.propose_once(&proposal).await {
+                Attempt::Answered(reply) => return reply,
+                Attempt::NoUsableLeader { stale, reply } => {
+                    if !self.wait_for_leader_other_than(stale, until).await {
+                        return reply;
                     }
-                    _ => Err(no_leader()),
                 }
-            };
-            match reply {
-                Err(RemoteFailure::NotLeader(_)) => tokio::task::yield_now().await,
-                other => return other,
             }
         }
-        Err(RemoteFailure::Unavailable(
-            "leadership is changing; retry shortly".into(),
-        ))
+    }
+
+    async fn propose_once(&self, proposal: &Proposal) -> Attempt {
+        if self.is_leader() {
+            return match self.propose_local(proposal.clone()).await {
+                reply @ Err(RemoteFailure::NotLeader(_)) => Attempt::NoUsableLeader {
+                    stale: Some(self.id),
+                    reply,
+                },
+                reply => Attempt::Answered(reply),
+            };
+        }
+        let Some((leader, url)) = self.leader().filter(|(_, url)| !url.is_empty()) else {
+            return Attempt::NoUsableLeader {
+                stale: None,
+                reply: Err(no_leader()),
+            };
+        };
+        match self
+            .peers
+            .forward(leader, &url, proposal, self.timeouts.commit)
+            .await
+        {
+            Ok(reply @ Err(RemoteFailure::NotLeader(_))) => Attempt::NoUsableLeader {
+                stale: Some(leader),
+                reply,
+            },
+            Ok(reply) => Attempt::Answered(reply),
+            Err(status) => Attempt::NoUsableLeader {
+                stale: Some(leader),
+                reply: Err(RemoteFailure::Unavailable(format!(
+                    "cannot reach the leader at {url}: {}",
+                    status.message()
+                ))),
+            },
+        }
+    }
+
+    /// Waits until this replica knows a leader other than `stale` (any
+    /// leader when `None`); false if `until` passed first.
+    async fn wait_for_leader_other_than(
+        &self,
+        stale: Option<NodeId>,
+        until: tokio::time::Instant,
+    ) -> bool {
+        let mut metrics = self.raft.server_metrics();
+        let changed = metrics.wait_for(|m| m.current_leader.is_some() && m.current_leader != stale);
+        let found = matches!(tokio::time::timeout_at(until, changed).await, Ok(Ok(_)));
+        found
     }
 
     /// Proposes on this replica, which must be the leader.
@@ -228,6 +271,10 @@ impl Consensus {
         let index = if self.is_leader() {
             self.read_index_local().await?
         } else {
+            if self.leader().is_none() {
+                let until = tokio::time::Instant::now() + self.timeouts.leader_wait;
+                self.wait_for_leader_other_than(None, until).await;
+            }
             let (leader, url) = self
                 .leader()
                 .filter(|(_, u)| !u.is_empty())
@@ -249,6 +296,18 @@ impl Consensus {
             .map_err(|e| RemoteFailure::Unavailable(format!("this replica is catching up: {e}")))?;
         Ok(())
     }
+}
+
+/// One try of [`Consensus::propose_inner`].
+enum Attempt {
+    /// A reply to return as it is.
+    Answered(ForwardReply),
+    /// The leader in view (`stale`, if any) could not take the proposal;
+    /// `reply` is the error to return if no other leader turns up.
+    NoUsableLeader {
+        stale: Option<NodeId>,
+        reply: ForwardReply,
+    },
 }
 
 fn no_leader() -> RemoteFailure {
