@@ -73,7 +73,7 @@ fn vote_for_this_boot(
         return Ok(vote);
     }
     let vote = match vote {
-        Some(v) if v.is_committed() && v.leader_id().voted_for() == Some(id) => {
+        Some(v) if leads(&v, id) => {
             let demoted = Vote::new(v.leader_id().term, id);
             tracing::warn!(
                 vote = %v,
@@ -91,6 +91,12 @@ fn vote_for_this_boot(
             .map_err(|e| StorageOpenError::io("save", &dir.join(BOOT_FILE), e))?;
     }
     Ok(vote)
+}
+
+/// Whether `vote` is a committed leadership of replica `id`: what openraft
+/// 0.9 resumes at start, and what lets its appends be reported early.
+fn leads(vote: &Vote, id: NodeId) -> bool {
+    vote.is_committed() && vote.leader_id().voted_for() == Some(id)
 }
 
 /// Linux's id of the current boot; `None` where there is none.
@@ -291,9 +297,10 @@ impl LogStore {
         })
     }
 
-    /// The vote this log was opened with.
-    pub fn vote(&self) -> Option<Vote> {
-        self.vote
+    /// Whether this replica led with a committed vote when the log was
+    /// opened, so openraft resumes it as leader.
+    pub fn resumes_leading(&self) -> bool {
+        self.vote.is_some_and(|v| leads(&v, self.id))
     }
 
     /// What of this log is durable, for the state machine and the network.
@@ -305,9 +312,7 @@ impl LogStore {
     /// its committed vote: only those may be reported flushed early.
     fn own_as_leader(&self, entries: &[Entry]) -> bool {
         self.vote.is_some_and(|v| {
-            v.is_committed()
-                && v.leader_id().voted_for() == Some(self.id)
-                && entries.iter().all(|e| e.log_id.leader_id == *v.leader_id())
+            leads(&v, self.id) && entries.iter().all(|e| e.log_id.leader_id == *v.leader_id())
         })
     }
 

@@ -146,10 +146,8 @@ pub async fn open(
             let log = LogStore::open(&dir, id)?;
             // A replica that led with a committed vote resumes leading at
             // start; the others let it load first.
-            let was_leader = log
-                .vote()
-                .is_some_and(|v| v.is_committed() && v.leader_id().voted_for() == Some(id));
-            let sm = StateStore::open(&dir, hub, !was_leader)?.gated_on(log.durability());
+            let sm =
+                StateStore::open(&dir, hub, !log.resumes_leading())?.gated_on(log.durability());
             // Make the (possibly just created) directories themselves durable.
             meta_file::sync_dir(&dir).map_err(|e| StorageOpenError::io("fsync dir", &dir, e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
