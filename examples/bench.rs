@@ -31,6 +31,20 @@ use serde_json::{json, Value};
 
 const BODY_BYTES: usize = 256;
 
+const USAGE: &str = "\
+usage: bench [FLAGS] [-- CHATD_FLAGS]
+  --seconds N          seconds per throughput level (default 10)
+  --levels 1,16,64,256 concurrent senders per level
+  --kills N            leader kills for failover (default 20)
+  --catchup N          messages written while a replica is down (default 100000)
+  --cold N             messages on disk before a cold restart (default 1000000)
+  --cold-restarts N    times the cold restart is repeated (default 5)
+  --only PART          throughput|failover|catchup|cold (repeatable; default all)
+  --no-memory          skip the storage-off reference runs
+  --json FILE          also write the results as JSON
+  --keep-cold DIR      copy the cold-restart replicas' storage to DIR
+  -- CHATD_FLAGS       pass the rest to every chatd";
+
 struct Args {
     seconds: u64,
     levels: Vec<usize>,
@@ -82,12 +96,23 @@ fn parse_args() -> anyhow::Result<Args> {
             "--catchup" => args.catchup = value()?.parse()?,
             "--cold" => args.cold = value()?.parse()?,
             "--cold-restarts" => args.cold_restarts = value()?.parse::<usize>()?.max(1),
-            "--only" => args.only.push(value()?),
+            "--only" => {
+                let part = value()?;
+                anyhow::ensure!(
+                    ["throughput", "failover", "catchup", "cold"].contains(&part.as_str()),
+                    "--only {part}: expected throughput, failover, catchup or cold"
+                );
+                args.only.push(part)
+            }
             "--no-memory" => args.memory = false,
             "--json" => args.json = Some(value()?),
             "--keep-cold" => args.keep_cold = Some(value()?),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other => {
-                anyhow::bail!("unknown flag {other}; see the doc comment of examples/bench.rs")
+                anyhow::bail!("unknown flag {other}\n\n{USAGE}")
             }
         }
     }
@@ -401,6 +426,8 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
         cluster.kill(id);
     }
     if let Some(keep) = &args.keep_cold {
+        std::fs::create_dir_all(keep)
+            .map_err(|e| anyhow::anyhow!("--keep-cold {keep}: cannot create it: {e}"))?;
         for id in 1..=5 {
             let to = Path::new(keep).join(format!("replica-{id}"));
             let status = std::process::Command::new("cp")
