@@ -42,7 +42,7 @@ use crate::server::network::{Network, Peers, MAX_RAFT_MESSAGE};
 use crate::server::presence::Presence;
 use crate::server::raft_service::RaftService;
 use crate::server::raft_types::Raft;
-use crate::server::storage;
+use crate::server::storage::{self, LoadGate};
 use crate::server::{health, listener, metrics};
 
 /// How long shutdown waits for in-flight requests.
@@ -72,6 +72,8 @@ pub async fn run(
         .context("cannot open storage (--server-storage)")?;
     let state = state_store.shared();
     let loaded = state_store.loaded();
+    let load_gate = state_store.take_load_gate();
+    let recovered = log_store.last_index();
 
     let config = Config {
         cluster_name: "raftchat".into(),
@@ -95,6 +97,14 @@ pub async fn run(
         .await
         .context("cannot start Raft")?;
     hold_elections_until_loaded(&raft, loaded.clone());
+    if let Some(gate) = load_gate {
+        tokio::spawn(load_once_leader_serves(
+            raft.clone(),
+            gate,
+            recovered,
+            Duration::from_millis(args.election_timeout_ms.max),
+        ));
+    }
 
     let members: BTreeMap<u64, BasicNode> = args
         .members()
@@ -219,6 +229,50 @@ fn hold_elections_until_loaded(raft: &Raft, mut loaded: crate::server::storage::
             tracing::info!("state loaded; this replica may now campaign");
         }
     });
+}
+
+/// Opens a follower's deferred snapshot decode (see [`StateStore::open`])
+/// once the leader it follows appends a new entry — it has loaded its own
+/// state and serves writes, or sends this replica entries it lacks — or
+/// once this replica has known no other leader for `leaderless`, since it
+/// must load before it may campaign. The loader itself stops waiting after
+/// [`storage::LOAD_DEFER_MAX`].
+///
+/// [`StateStore::open`]: crate::server::storage::StateStore::open
+async fn load_once_leader_serves(
+    raft: Raft,
+    gate: LoadGate,
+    recovered: Option<u64>,
+    leaderless: Duration,
+) {
+    let mut metrics = raft.metrics();
+    let mut leaderless_since: Option<tokio::time::Instant> = None;
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if m.last_log_index > recovered {
+                break;
+            }
+            let follows_another = m.current_leader.is_some_and(|l| l != m.id);
+            leaderless_since = match (follows_another, leaderless_since) {
+                (true, _) => None,
+                (false, None) => Some(tokio::time::Instant::now()),
+                (false, since) => since,
+            };
+        }
+        let give_up = async {
+            match leaderless_since {
+                Some(since) => tokio::time::sleep_until(since + leaderless).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { break },
+            () = give_up => break,
+        }
+    }
+    tracing::debug!("opening the deferred snapshot decode");
+    gate.open();
 }
 
 /// Logs elections, role changes and leader changes.

@@ -303,6 +303,12 @@ impl LogStore {
         self.vote.is_some_and(|v| leads(&v, self.id))
     }
 
+    /// The index of the last entry, purged ones included.
+    pub fn last_index(&self) -> Option<u64> {
+        let last = lock(&self.entries).last_key_value().map(|(i, _)| *i);
+        last.or(self.last_purged.map(|l| l.index))
+    }
+
     /// What of this log is durable, for the state machine and the network.
     pub fn durability(&self) -> Durability {
         self.durability.clone()

@@ -83,7 +83,9 @@ use std::sync::Arc;
 
 pub use log_store::{LogReader, LogStore};
 pub use snapshot_body::SnapshotBody;
-pub use state_store::{AppliedState, Loaded, SharedState, SnapshotBuilder, StateStore};
+pub use state_store::{
+    AppliedState, LoadGate, Loaded, SharedState, SnapshotBuilder, StateStore, LOAD_DEFER_MAX,
+};
 
 use crate::server::events::EventHub;
 use crate::server::raft_types::NodeId;

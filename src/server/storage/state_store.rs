@@ -36,6 +36,10 @@ const SNAPSHOT_VERSION: u32 = 3;
 /// magic + version + crc + len.
 const SNAPSHOT_HEADER_LEN: usize = 8 + 4 + 4 + 8;
 
+/// The longest a follower defers decoding its snapshot (see
+/// [`StateStore::open`]) when nothing releases it earlier.
+pub const LOAD_DEFER_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Everything applied so far. Readers (the gRPC services) take the read lock
 /// briefly and never hold it across an `.await`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -324,6 +328,19 @@ impl SnapshotStore {
 /// memory mode or without a snapshot).
 pub type Loaded = watch::Receiver<bool>;
 
+/// Lets a follower's deferred snapshot decode start (see
+/// [`StateStore::open`]): opening or dropping it does.
+pub struct LoadGate {
+    _release: std::sync::mpsc::SyncSender<()>,
+}
+
+impl LoadGate {
+    /// Starts the decode now.
+    pub fn open(self) {
+        // Dropping the sender wakes the loader's `recv_timeout`.
+    }
+}
+
 /// The Raft state machine. See the module docs.
 pub struct StateStore {
     state: SharedState,
@@ -335,6 +352,9 @@ pub struct StateStore {
     restoring: (Option<LogId>, StoredMembership),
     /// Apply waits until an entry is durable in this replica's log.
     durability: Durability,
+    /// Held until the replica hands it to whatever releases a deferred
+    /// decode; `None` when the decode was not deferred.
+    load_gate: Mutex<Option<LoadGate>>,
 }
 
 /// Builds a snapshot of the state at the moment `build_snapshot` runs.
@@ -376,6 +396,7 @@ impl StateStore {
             loaded: watch::channel(true).1,
             restoring: Default::default(),
             durability: Durability::always(),
+            load_gate: Mutex::new(None),
         }
     }
 
@@ -383,14 +404,19 @@ impl StateStore {
     /// the state from it on a background thread (and resets `hub` to its
     /// event seq): Raft starts meanwhile, so this replica can vote and
     /// append at once, and only applying waits for the state (see
-    /// [`StateStore::loaded`]). `yield_cpu` runs that thread at a lower
-    /// priority: in a cold restart of the whole cluster, the replica that
-    /// was leader (and resumes leading) loads first and serves writes while
-    /// the others still load.
+    /// [`StateStore::loaded`]).
+    ///
+    /// `follower` (this replica does not resume leading) defers that decode
+    /// until its [`LoadGate`] opens or for [`LOAD_DEFER_MAX`], then runs it
+    /// at a lower priority. In a cold restart of the whole cluster the old
+    /// leader then decodes alone and serves writes sooner: a follower needs
+    /// its state only to apply, serve clients and campaign, not to append,
+    /// and five replicas decoding at once on a shared machine slowed the
+    /// leader's decode two to three times (BENCHMARKS.md).
     pub fn open(
         dir: &Path,
         hub: Arc<EventHub>,
-        yield_cpu_while_loading: bool,
+        follower: bool,
     ) -> Result<StateStore, StorageOpenError> {
         let snap_dir = dir.join(SNAPSHOT_DIR);
         let (newest, next_seq) = SnapshotStore::newest_file(&snap_dir)?;
@@ -404,6 +430,7 @@ impl StateStore {
                 loaded: watch::channel(true).1,
                 restoring: Default::default(),
                 durability: Durability::always(),
+                load_gate: Mutex::new(None),
             });
         };
         let bytes = map_file(&path)?;
@@ -414,13 +441,22 @@ impl StateStore {
         let data_offset = (data.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
         let restoring = (meta.last_log_id, meta.last_membership.clone());
         let (loaded_tx, loaded) = watch::channel(false);
+        let (gate, gate_rx) = if follower {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            (Some(LoadGate { _release: tx }), Some(rx))
+        } else {
+            (None, None)
+        };
         let loader = {
             let (state, hub, path) = (state.clone(), hub.clone(), path.clone());
             let snapshot_id = meta.snapshot_id.clone();
             move || {
-                if yield_cpu_while_loading {
+                let deferred = std::time::Instant::now();
+                if let Some(gate) = gate_rx {
+                    let _ = gate.recv_timeout(LOAD_DEFER_MAX);
                     yield_cpu();
                 }
+                let deferred_ms = deferred.elapsed().as_millis();
                 let started = std::time::Instant::now();
                 let data = &bytes[data_offset as usize..];
                 let restored = match decode_state(data) {
@@ -441,8 +477,9 @@ impl StateStore {
                     snapshot_id = %snapshot_id,
                     last_applied = ?restored.last_applied,
                     bytes = bytes.len(),
+                    deferred_ms,
                     decode_ms = started.elapsed().as_millis(),
-                    low_priority = yield_cpu_while_loading,
+                    follower,
                     "state restored from snapshot"
                 );
                 let seq = restored.chat.last_event_seq();
@@ -466,7 +503,16 @@ impl StateStore {
             loaded,
             restoring,
             durability: Durability::always(),
+            load_gate: Mutex::new(gate),
         })
+    }
+
+    /// The gate of a deferred decode (once; `None` if it was not deferred).
+    pub fn take_load_gate(&self) -> Option<LoadGate> {
+        self.load_gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Applies entries only once `durability` says they are on disk here.
@@ -742,6 +788,10 @@ mod tests {
         let mut sm = StateStore::open(dir.path(), hub.clone(), true).unwrap();
         // Before the state is loaded, the snapshot's meta answers.
         assert_eq!(sm.applied_state().await.unwrap(), applied);
+        // A follower's decode waits for its gate.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!*sm.loaded().borrow());
+        sm.take_load_gate().expect("a follower's gate").open();
         wait_loaded(&sm.loaded()).await.unwrap();
         assert_eq!(sm.applied_state().await.unwrap(), applied);
         assert_eq!(sm.shared().read().unwrap().chat.digest(), chat.digest());
