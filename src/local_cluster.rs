@@ -60,6 +60,8 @@ pub struct Replica {
     pub join: bool,
     /// The `--metrics-addr` port, when metrics are on.
     pub metrics_port: Option<u16>,
+    /// Has run before: a restart.
+    pub started_before: bool,
 }
 
 pub struct Cluster {
@@ -124,6 +126,7 @@ impl Cluster {
                     child: None,
                     join: false,
                     metrics_port: opts.metrics.then(free_port),
+                    started_before: false,
                 },
             );
         }
@@ -156,6 +159,7 @@ impl Cluster {
                 child: None,
                 join: true,
                 metrics_port: self.opts.metrics.then(free_port),
+                started_before: false,
             },
         );
         self.start_replica(id);
@@ -210,7 +214,13 @@ impl Cluster {
             args.push("--server-storage".into());
             args.push(self.storage_dir(id).display().to_string());
         }
-        if self.replicas[&id].join {
+        // A memory-only replica comes back empty; it rejoins as the README
+        // says to. Bootstrapping again would have it campaign with an empty
+        // log, and the rejections (a greater log seen) add twice the
+        // election timeout's maximum to its next election (openraft's
+        // `smaller_log_timeout`).
+        let replica = &self.replicas[&id];
+        if replica.join || (!self.opts.storage && replica.started_before) {
             args.push("--join".into());
         }
         if let Some(addr) = self.metrics_addr(id) {
@@ -243,7 +253,9 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("spawn chatd");
-        self.replicas.get_mut(&id).expect("replica").child = Some(child);
+        let replica = self.replicas.get_mut(&id).expect("replica");
+        replica.child = Some(child);
+        replica.started_before = true;
     }
 
     fn signal(&mut self, id: u64, sig: i32) -> Option<ExitStatus> {
