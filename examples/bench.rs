@@ -7,16 +7,8 @@
 //! ./target/release/examples/bench --only throughput --seconds 5
 //! ```
 //!
-//! Flags (all optional):
-//! `--seconds N` per throughput level (default 10) · `--levels 1,16,64,256`
-//! · `--kills N` leader kills for failover (default 20) · `--catchup N`
-//! messages written while a replica is down (default 100000) · `--cold N`
-//! messages on disk before a cold restart (default 1000000) ·
-//! `--cold-restarts N` times the cold restart is repeated (default 5) · `--only
-//! throughput|failover|catchup|cold` (repeatable) · `--no-memory` skips the
-//! storage-off reference · `--json FILE` writes the results · `--keep-cold
-//! DIR` copies the cold-restart replicas' storage to `DIR` (for profiling
-//! restarts by hand) · `-- FLAGS` passes the rest to every `chatd`.
+//! Flags (all optional): `--help` prints them (see `USAGE` below); `-- FLAGS`
+//! passes the rest to every `chatd`.
 //!
 //! Every loop is bounded in time and count.
 
