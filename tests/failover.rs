@@ -179,8 +179,6 @@ async fn retried_request_id_applies_once_across_leader_kill() {
     assert_eq!(bodies, vec!["exactly once"]);
 }
 
-/// SIGTERM stops a replica gracefully: exit status 0, and the cluster keeps
-/// every write, including ones in flight through that replica.
 /// A write that reaches a follower just after the leader died is held
 /// there until the new leader is elected, and then goes through, in one
 /// call: the follower does not answer `UNAVAILABLE` for an election it can
@@ -221,6 +219,8 @@ async fn a_follower_holds_a_write_through_an_election() {
         .contains(&"during the election".to_string()));
 }
 
+/// SIGTERM stops a replica gracefully: exit status 0, and the cluster keeps
+/// every write, including ones in flight through that replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_gracefully_with_exit_zero() {
     let mut cluster = Cluster::start(options());
