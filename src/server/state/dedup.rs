@@ -160,9 +160,15 @@ impl<'de> Deserialize<'de> for Dedup {
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dedup, A::Error> {
                 let n = seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED);
+                // Room for the writes replayed from the log after a
+                // restart: growing a full table copies (and rehashes) all
+                // of it into fresh memory while the first clients wait.
+                // Unused room is never touched, so it costs no resident
+                // memory.
+                let room = n + n / 2;
                 let mut dedup = Dedup {
-                    slots: VecDeque::with_capacity(n),
-                    index: HashTable::with_capacity(n),
+                    slots: VecDeque::with_capacity(room),
+                    index: HashTable::with_capacity(room),
                     ..Dedup::default()
                 };
                 while let Some((at, key, result)) =
