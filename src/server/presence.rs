@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::server::command::{Command, Proposal, TokenHash, PRESENCE_LEASE_MS};
 use crate::server::consensus::{now_ms, Consensus};
-use crate::server::storage::SharedState;
+use crate::server::storage::{Loaded, SharedState};
 
 enum Op {
     Open { id: u64, session: TokenHash },
@@ -52,12 +52,15 @@ impl Drop for Online {
 }
 
 impl Presence {
-    /// Starts the housekeeping task.
-    pub fn start(consensus: Consensus, state: SharedState) -> Self {
+    /// Starts the housekeeping task. It proposes nothing before this
+    /// replica's state is `loaded`: after a whole-cluster restart the
+    /// followers take the leader's first proposal as the sign that it
+    /// serves (see `replica::load_once_leader_serves`).
+    pub fn start(consensus: Consensus, state: SharedState, loaded: Loaded) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         // Subscription ids are unique across restarts of this replica.
         let first = now_ms() << 16;
-        tokio::spawn(housekeeping(consensus, state, rx));
+        tokio::spawn(housekeeping(consensus, state, loaded, rx));
         Self {
             ops: tx,
             next: Arc::new(AtomicU64::new(first)),
@@ -83,6 +86,7 @@ struct Sub {
 async fn housekeeping(
     consensus: Consensus,
     state: SharedState,
+    loaded: Loaded,
     mut ops: mpsc::UnboundedReceiver<Op>,
 ) {
     let replica = consensus.id;
@@ -119,7 +123,7 @@ async fn housekeeping(
             },
             _ = tick.tick() => {}
         }
-        if consensus.leader().is_none() {
+        if consensus.leader().is_none() || !*loaded.borrow() {
             continue;
         }
         if !started {

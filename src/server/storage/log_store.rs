@@ -113,6 +113,17 @@ pub struct LogReader {
     entries: Entries,
 }
 
+impl LogReader {
+    /// Whether the log holds a chat command (not a leader's blank entry nor
+    /// a membership change) after index `after`.
+    pub fn has_command_after(&self, after: Option<u64>) -> bool {
+        let from = after.map_or(0, |i| i + 1);
+        lock(&self.entries)
+            .range(from..)
+            .any(|(_, e)| matches!(e.payload, openraft::EntryPayload::Normal(_)))
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -207,37 +218,31 @@ impl LogStore {
         let vote = vote_for_this_boot(dir, id, meta_file::load(dir, VOTE_FILE)?)?;
         let last_purged: Option<LogId> = meta_file::load(dir, PURGED_FILE)?;
         let log_dir = dir.join(LOG_DIR);
-        let (mut wal, records) = Wal::open(&log_dir, DEFAULT_SEGMENT_LIMIT)?;
-
         let mut map = BTreeMap::new();
         let mut prev: Option<u64> = None;
-        for (index, payload) in records {
-            if prev.is_some_and(|p| p + 1 != index) {
-                return Err(StorageOpenError::Corrupt {
-                    path: log_dir.clone(),
-                    offset: 0,
-                    reason: format!(
-                        "hole in the log: entry {} is followed by {index}",
-                        prev.unwrap_or_default()
-                    ),
-                });
+        let corrupt = |reason: String| StorageOpenError::Corrupt {
+            path: log_dir.clone(),
+            offset: 0,
+            reason,
+        };
+        let mut wal = Wal::open(&log_dir, DEFAULT_SEGMENT_LIMIT, |index, payload| {
+            if let Some(p) = prev.filter(|p| p + 1 != index) {
+                return Err(corrupt(format!(
+                    "hole in the log: entry {p} is followed by {index}"
+                )));
             }
             prev = Some(index);
-            let entry: Entry =
-                postcard::from_bytes(&payload).map_err(|e| StorageOpenError::Corrupt {
-                    path: log_dir.clone(),
-                    offset: 0,
-                    reason: format!("log entry {index} does not decode: {e}"),
-                })?;
+            let entry: Entry = postcard::from_bytes(payload)
+                .map_err(|e| corrupt(format!("log entry {index} does not decode: {e}")))?;
             if entry.log_id.index != index {
-                return Err(StorageOpenError::Corrupt {
-                    path: log_dir.clone(),
-                    offset: 0,
-                    reason: format!("record {index} holds entry {}", entry.log_id),
-                });
+                return Err(corrupt(format!(
+                    "record {index} holds entry {}",
+                    entry.log_id
+                )));
             }
             map.insert(index, entry);
-        }
+            Ok(())
+        })?;
         if let Some(p) = &last_purged {
             // Finish a purge that was interrupted after `purged` was written.
             if map.first_key_value().is_some_and(|(i, _)| *i <= p.index) {
@@ -309,6 +314,13 @@ impl LogStore {
         last.or(self.last_purged.map(|l| l.index))
     }
 
+    /// A reader over the in-memory log.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            entries: self.entries.clone(),
+        }
+    }
+
     /// What of this log is durable, for the state machine and the network.
     pub fn durability(&self) -> Durability {
         self.durability.clone()
@@ -369,9 +381,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
-        LogReader {
-            entries: self.entries.clone(),
-        }
+        self.reader()
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
@@ -641,6 +651,28 @@ mod tests {
         assert_eq!(st.last_log_id, Some(log_id(1, 3)));
         let got = s.try_get_log_entries(0..10).await.unwrap();
         assert_eq!(got.len(), 2);
+    }
+
+    /// A leader's blank entry is not a sign that it serves; a command is.
+    #[tokio::test]
+    async fn has_command_after_skips_blank_entries() {
+        let mut s = LogStore::new_memory(1);
+        s.blocking_append((0..3).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+        let reader = s.reader();
+        assert!(reader.has_command_after(None));
+        assert!(!reader.has_command_after(Some(2)));
+        s.blocking_append([Entry {
+            log_id: log_id(2, 3),
+            payload: EntryPayload::Blank,
+        }])
+        .await
+        .unwrap();
+        assert!(!reader.has_command_after(Some(2)));
+        s.blocking_append([entry(2, 4)]).await.unwrap();
+        assert!(reader.has_command_after(Some(2)));
+        assert!(!reader.has_command_after(Some(4)));
     }
 
     #[tokio::test]

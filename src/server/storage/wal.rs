@@ -89,8 +89,37 @@ pub struct Wal {
     active: Option<File>,
 }
 
-/// A recovered record: index and payload.
-pub type Record = (u64, Vec<u8>);
+/// A segment's bytes as mapped from the page cache: recovery reads every
+/// record in place instead of copying the log into fresh buffers, which on
+/// a machine that backs memory lazily costs more than the reading.
+struct Mapped(Option<memmap2::Mmap>);
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+fn map_segment(path: &Path) -> Result<Mapped, StorageOpenError> {
+    let file = File::open(path).map_err(|e| StorageOpenError::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StorageOpenError::io("stat", path, e))?
+        .len();
+    if len == 0 {
+        // An empty file cannot be mapped.
+        return Ok(Mapped(None));
+    }
+    // SAFETY: the log directory is written only by this process's log
+    // writer, which starts after recovery; recovery drops a mapping before
+    // it shortens that file, and drops them all before returning.
+    // Populated: one call maps every page instead of a fault per page.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        .map_err(|e| StorageOpenError::io("map", path, e))?;
+    Ok(Mapped(Some(map)))
+}
 
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.{SEGMENT_EXT}"))
@@ -122,7 +151,6 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 /// Result of scanning one segment file.
 struct Scan {
-    records: Vec<Record>,
     offsets: Vec<(u64, u64)>,
     valid_len: u64,
     /// (offset, reason) of a torn tail that must be cut off.
@@ -150,45 +178,43 @@ fn scan_segment(
     let mut off = 0u64;
     // The first record must carry the segment's name; later ones increase.
     let mut prev: Option<u64> = None;
-    let mut records = Vec::new();
     let mut offsets = Vec::new();
     while off < n {
         let rest = &bytes[off as usize..];
         // Err((reason, tail_shaped)): `tail_shaped` means the anomaly looks
         // like an interrupted final write.
-        let parsed: Result<(u64, &[u8], u64), (String, bool)> =
-            if (rest.len() as u64) < RECORD_HEADER_LEN {
-                Err(("incomplete record header".into(), true))
+        let parsed: Result<(u64, u64), (String, bool)> = if (rest.len() as u64) < RECORD_HEADER_LEN
+        {
+            Err(("incomplete record header".into(), true))
+        } else {
+            let len = u64::from(read_u32(rest));
+            let crc = read_u32(&rest[4..]);
+            let index = read_u64(&rest[8..]);
+            let end = off + RECORD_HEADER_LEN + len;
+            if len > MAX_RECORD_LEN {
+                // We never write such a record, so this is not a torn
+                // write but a damaged length field.
+                Err((
+                    format!("record length {len} exceeds the {MAX_RECORD_LEN}-byte limit"),
+                    false,
+                ))
+            } else if end > n {
+                Err((format!("record of {len} bytes runs past end of file"), true))
             } else {
-                let len = u64::from(read_u32(rest));
-                let crc = read_u32(&rest[4..]);
-                let index = read_u64(&rest[8..]);
-                let end = off + RECORD_HEADER_LEN + len;
-                if len > MAX_RECORD_LEN {
-                    // We never write such a record, so this is not a torn
-                    // write but a damaged length field.
-                    Err((
-                        format!("record length {len} exceeds the {MAX_RECORD_LEN}-byte limit"),
-                        false,
-                    ))
-                } else if end > n {
-                    Err((format!("record of {len} bytes runs past end of file"), true))
+                let payload = &bytes[(off + RECORD_HEADER_LEN) as usize..end as usize];
+                if crc_of(index, payload) != crc {
+                    Err(("checksum mismatch".into(), end == n))
+                } else if prev.map_or(index != first, |p| index <= p) {
+                    let want =
+                        prev.map_or(format!("index {first}"), |p| format!("an index above {p}"));
+                    Err((format!("expected {want}, found index {index}"), false))
                 } else {
-                    let payload = &bytes[(off + RECORD_HEADER_LEN) as usize..end as usize];
-                    if crc_of(index, payload) != crc {
-                        Err(("checksum mismatch".into(), end == n))
-                    } else if prev.map_or(index != first, |p| index <= p) {
-                        let want = prev
-                            .map_or(format!("index {first}"), |p| format!("an index above {p}"));
-                        Err((format!("expected {want}, found index {index}"), false))
-                    } else {
-                        Ok((index, payload, end))
-                    }
+                    Ok((index, end))
                 }
-            };
+            }
+        };
         match parsed {
-            Ok((index, payload, end)) => {
-                records.push((index, payload.to_vec()));
+            Ok((index, end)) => {
                 offsets.push((index, off));
                 off = end;
                 prev = Some(index);
@@ -202,7 +228,6 @@ fn scan_segment(
                         reason
                     };
                     return Ok(Scan {
-                        records,
                         offsets,
                         valid_len: off,
                         torn: Some((off, reason)),
@@ -222,7 +247,6 @@ fn scan_segment(
         }
     }
     Ok(Scan {
-        records,
         offsets,
         valid_len: off,
         torn: None,
@@ -230,9 +254,14 @@ fn scan_segment(
 }
 
 impl Wal {
-    /// Opens (creating if needed) the log in `dir`, recovers it and returns
-    /// every record in index order.
-    pub fn open(dir: &Path, segment_limit: u64) -> Result<(Wal, Vec<Record>), StorageOpenError> {
+    /// Opens (creating if needed) the log in `dir`, recovers it and hands
+    /// every record to `visit` in index order, straight from the mapped
+    /// segment (a visitor that keeps a payload copies it).
+    pub fn open(
+        dir: &Path,
+        segment_limit: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<(), StorageOpenError>,
+    ) -> Result<Wal, StorageOpenError> {
         fs::create_dir_all(dir).map_err(|e| StorageOpenError::io("create dir", dir, e))?;
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
         let listing = fs::read_dir(dir).map_err(|e| StorageOpenError::io("list", dir, e))?;
@@ -264,11 +293,11 @@ impl Wal {
         names.sort();
 
         let mut segments: Vec<Segment> = Vec::new();
-        let mut per_segment: Vec<Vec<Record>> = Vec::new();
+        let mut maps: Vec<Mapped> = Vec::new();
         let count = names.len();
         for (i, (first, path)) in names.into_iter().enumerate() {
             let is_last = i + 1 == count;
-            let bytes = fs::read(&path).map_err(|e| StorageOpenError::io("read", &path, e))?;
+            let mut bytes = map_segment(&path)?;
             let scan = scan_segment(&path, &bytes, first, is_last)?;
             if let Some((offset, reason)) = &scan.torn {
                 tracing::warn!(
@@ -278,6 +307,8 @@ impl Wal {
                     reason = %reason,
                     "WAL: discarding torn tail of last segment"
                 );
+                // Never shorten a file while it is mapped.
+                drop(bytes);
                 let f = OpenOptions::new()
                     .write(true)
                     .open(&path)
@@ -286,8 +317,9 @@ impl Wal {
                     .map_err(|e| StorageOpenError::io("truncate", &path, e))?;
                 f.sync_all()
                     .map_err(|e| StorageOpenError::io("fsync", &path, e))?;
+                bytes = map_segment(&path)?;
             }
-            if scan.records.is_empty() {
+            if scan.offsets.is_empty() {
                 if !is_last {
                     return Err(StorageOpenError::Corrupt {
                         path,
@@ -307,7 +339,7 @@ impl Wal {
                 offsets: scan.offsets,
                 len: scan.valid_len,
             });
-            per_segment.push(scan.records);
+            maps.push(bytes);
         }
 
         // Leftovers of an interrupted purge rewrite: an older segment that the
@@ -329,7 +361,7 @@ impl Wal {
                     });
                 }
                 let old = segments.remove(k);
-                per_segment.remove(k);
+                drop(maps.remove(k));
                 tracing::warn!(file = %old.path.display(), "WAL: removing segment left by an interrupted purge");
                 fs::remove_file(&old.path)
                     .map_err(|e| StorageOpenError::io("remove", &old.path, e))?;
@@ -363,13 +395,22 @@ impl Wal {
             }
             None => None,
         };
+        for (segment, bytes) in segments.iter().zip(&maps) {
+            for &(index, off) in &segment.offsets {
+                // Checked by `scan_segment`: the record lies within the file.
+                let start = (off + RECORD_HEADER_LEN) as usize;
+                let len = read_u32(&bytes[off as usize..]) as usize;
+                visit(index, &bytes[start..start + len])?;
+            }
+        }
+        drop(maps);
         let wal = Wal {
             dir: dir.to_path_buf(),
             segment_limit: segment_limit.max(1),
             segments,
             active,
         };
-        Ok((wal, per_segment.into_iter().flatten().collect()))
+        Ok(wal)
     }
 
     /// Index of the first record, if any.
@@ -589,11 +630,23 @@ impl Wal {
 mod tests {
     use super::*;
 
-    fn rec(i: u64) -> (u64, Vec<u8>) {
+    type Record = (u64, Vec<u8>);
+
+    /// Opens the log and collects what recovery hands out.
+    fn open(dir: &Path, segment_limit: u64) -> Result<(Wal, Vec<Record>), StorageOpenError> {
+        let mut got = Vec::new();
+        let wal = Wal::open(dir, segment_limit, |index, payload| {
+            got.push((index, payload.to_vec()));
+            Ok(())
+        })?;
+        Ok((wal, got))
+    }
+
+    fn rec(i: u64) -> Record {
         (i, format!("payload-{i:05}-xyz").into_bytes())
     }
 
-    fn recs(r: std::ops::RangeInclusive<u64>) -> Vec<(u64, Vec<u8>)> {
+    fn recs(r: std::ops::RangeInclusive<u64>) -> Vec<Record> {
         r.map(rec).collect()
     }
 
@@ -613,7 +666,7 @@ mod tests {
     #[test]
     fn append_reopen_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, got) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert!(got.is_empty());
         wal.append(&recs(1..=3)).unwrap();
         wal.append(&recs(4..=4)).unwrap();
@@ -622,7 +675,7 @@ mod tests {
             "going back must be refused"
         );
         drop(wal);
-        let (wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (wal, got) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert_eq!(got, recs(1..=4));
         assert_eq!((wal.first_index(), wal.last_index()), (Some(1), Some(4)));
     }
@@ -630,7 +683,7 @@ mod tests {
     #[test]
     fn rollover_creates_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), 100).unwrap();
+        let (mut wal, _) = open(dir.path(), 100).unwrap();
         for i in 1..=10 {
             wal.append(&recs(i..=i)).unwrap();
         }
@@ -638,14 +691,14 @@ mod tests {
         assert!(files.len() > 2, "{files:?}");
         assert!(files[0].ends_with("00000000000000000001.seg"));
         drop(wal);
-        let (_, got) = Wal::open(dir.path(), 100).unwrap();
+        let (_, got) = open(dir.path(), 100).unwrap();
         assert_eq!(got, recs(1..=10));
     }
 
     #[test]
     fn truncate_from_removes_suffix() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), 100).unwrap();
+        let (mut wal, _) = open(dir.path(), 100).unwrap();
         for i in 1..=10 {
             wal.append(&recs(i..=i)).unwrap();
         }
@@ -653,20 +706,20 @@ mod tests {
         assert_eq!(wal.last_index(), Some(4));
         wal.append(&recs(5..=6)).unwrap();
         drop(wal);
-        let (mut wal, got) = Wal::open(dir.path(), 100).unwrap();
+        let (mut wal, got) = open(dir.path(), 100).unwrap();
         assert_eq!(got, recs(1..=6));
         wal.truncate_from(1).unwrap();
         assert_eq!(wal.last_index(), None);
         assert!(seg_files(dir.path()).is_empty());
         wal.append(&recs(1..=2)).unwrap();
         drop(wal);
-        assert_eq!(Wal::open(dir.path(), 100).unwrap().1, recs(1..=2));
+        assert_eq!(open(dir.path(), 100).unwrap().1, recs(1..=2));
     }
 
     #[test]
     fn purge_rewrites_and_leaves_no_purged_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), 120).unwrap();
+        let (mut wal, _) = open(dir.path(), 120).unwrap();
         for i in 1..=10 {
             wal.append(&recs(i..=i)).unwrap();
         }
@@ -681,30 +734,30 @@ mod tests {
         }
         wal.append(&recs(11..=11)).unwrap();
         drop(wal);
-        let (mut wal, got) = Wal::open(dir.path(), 120).unwrap();
+        let (mut wal, got) = open(dir.path(), 120).unwrap();
         assert_eq!(got, recs(6..=11));
         // Purge past the end empties the log; any index may follow.
         wal.purge_upto(20).unwrap();
         assert!(seg_files(dir.path()).is_empty());
         wal.append(&recs(21..=21)).unwrap();
         drop(wal);
-        assert_eq!(Wal::open(dir.path(), 120).unwrap().1, recs(21..=21));
+        assert_eq!(open(dir.path(), 120).unwrap().1, recs(21..=21));
     }
 
     #[test]
     fn interrupted_purge_leftover_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, _) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         wal.append(&recs(1..=5)).unwrap();
         drop(wal);
         let old = dir.path().join("00000000000000000001.seg");
         let saved = fs::read(&old).unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, _) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         wal.purge_upto(2).unwrap();
         drop(wal);
         // Simulate a crash after the rename but before the old file was deleted.
         fs::write(&old, saved).unwrap();
-        let (_, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (_, got) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert_eq!(got, recs(3..=5));
         assert!(!old.exists());
     }
@@ -712,7 +765,7 @@ mod tests {
     #[test]
     fn torn_tail_is_discarded() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, _) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         wal.append(&recs(1..=3)).unwrap();
         drop(wal);
         let path = dir.path().join("00000000000000000001.seg");
@@ -725,7 +778,7 @@ mod tests {
             .unwrap()
             .set_len(len - rec_len / 2)
             .unwrap();
-        let (mut wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, got) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert_eq!(got, recs(1..=2));
         wal.append(&recs(3..=4)).unwrap();
         drop(wal);
@@ -733,7 +786,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[0u8; 100]).unwrap();
         drop(f);
-        let (mut wal, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, got) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert_eq!(got, recs(1..=4));
         wal.append(&recs(5..=5)).unwrap();
         drop(wal);
@@ -742,21 +795,21 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x55;
         fs::write(&path, &bytes).unwrap();
-        let (_, got) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (_, got) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert_eq!(got, recs(1..=4));
     }
 
     #[test]
     fn damaged_length_field_is_not_mistaken_for_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, _) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         wal.append(&recs(1..=4)).unwrap();
         drop(wal);
         let path = dir.path().join("00000000000000000001.seg");
         let mut bytes = fs::read(&path).unwrap();
         bytes[3] = 0xFF; // high byte of record 1's length
         fs::write(&path, &bytes).unwrap();
-        let err = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT)
+        let err = open(dir.path(), DEFAULT_SEGMENT_LIMIT)
             .unwrap_err()
             .to_string();
         assert!(
@@ -768,14 +821,14 @@ mod tests {
     #[test]
     fn corrupt_middle_record_is_hard_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        let (mut wal, _) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         wal.append(&recs(1..=4)).unwrap();
         drop(wal);
         let path = dir.path().join("00000000000000000001.seg");
         let mut bytes = fs::read(&path).unwrap();
         bytes[RECORD_HEADER_LEN as usize + 2] ^= 0x01; // payload of record 1
         fs::write(&path, &bytes).unwrap();
-        let err = Wal::open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap_err();
+        let err = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("00000000000000000001.seg"), "{msg}");
         assert!(msg.contains("offset 0"), "{msg}");
@@ -786,7 +839,7 @@ mod tests {
     #[test]
     fn corruption_in_earlier_segment_is_hard_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), 60).unwrap();
+        let (mut wal, _) = open(dir.path(), 60).unwrap();
         for i in 1..=6 {
             wal.append(&recs(i..=i)).unwrap();
         }
@@ -798,7 +851,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
         fs::write(first, &bytes).unwrap();
-        let err = Wal::open(dir.path(), 60).unwrap_err().to_string();
+        let err = open(dir.path(), 60).unwrap_err().to_string();
         assert!(err.contains("00000000000000000001.seg"), "{err}");
         assert!(err.contains("not the last segment"), "{err}");
     }
