@@ -75,7 +75,7 @@ pub async fn run(
     tracing::info!(id, %addr, %url, members = ?args.members(), "starting replica");
 
     let hub = EventHub::new(DEFAULT_EVENT_CAPACITY);
-    let (log_store, state_store) = storage::open(args.server_storage.clone(), id, hub.clone())
+    let (log_store, mut state_store) = storage::open(args.server_storage.clone(), id, hub.clone())
         .await
         .context("cannot open storage (--server-storage)")?;
     let state = state_store.shared();

@@ -354,7 +354,7 @@ pub struct StateStore {
     durability: Durability,
     /// Held until the replica hands it to whatever releases a deferred
     /// decode; `None` when the decode was not deferred.
-    load_gate: Mutex<Option<LoadGate>>,
+    load_gate: Option<LoadGate>,
 }
 
 /// Builds a snapshot of the state at the moment `build_snapshot` runs.
@@ -396,7 +396,7 @@ impl StateStore {
             loaded: watch::channel(true).1,
             restoring: Default::default(),
             durability: Durability::always(),
-            load_gate: Mutex::new(None),
+            load_gate: None,
         }
     }
 
@@ -430,7 +430,7 @@ impl StateStore {
                 loaded: watch::channel(true).1,
                 restoring: Default::default(),
                 durability: Durability::always(),
-                load_gate: Mutex::new(None),
+                load_gate: None,
             });
         };
         let bytes = map_file(&path)?;
@@ -503,16 +503,13 @@ impl StateStore {
             loaded,
             restoring,
             durability: Durability::always(),
-            load_gate: Mutex::new(gate),
+            load_gate: gate,
         })
     }
 
     /// The gate of a deferred decode (once; `None` if it was not deferred).
-    pub fn take_load_gate(&self) -> Option<LoadGate> {
-        self.load_gate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+    pub fn take_load_gate(&mut self) -> Option<LoadGate> {
+        self.load_gate.take()
     }
 
     /// Applies entries only once `durability` says they are on disk here.

@@ -17,9 +17,11 @@
 //!
 //! # Durability
 //!
-//! * `append` writes all records of the call with one `write_all`, then
-//!   `fdatasync`s. A new segment is started (file created, directory fsynced)
-//!   when the current one has reached the size limit.
+//! * `write` writes all records of the call with one `write_all`; `sync`
+//!   then `fdatasync`s them (the log writer reports a leader's own records
+//!   between the two, see `durability`). A new segment is started (file
+//!   created, directory fsynced, the previous one synced) when the current
+//!   one has reached the size limit.
 //! * `truncate_from` deletes later segments newest-first, fsyncs the directory,
 //!   then shortens the segment holding the cut and fsyncs it. Every crash
 //!   point leaves a gap-free prefix of the old log.
@@ -424,6 +426,7 @@ impl Wal {
     }
 
     /// Appends consecutive records with one write and one `fdatasync`.
+    #[cfg(test)]
     pub fn append(&mut self, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
         self.write(records)?;
         self.sync()
