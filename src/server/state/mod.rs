@@ -53,6 +53,7 @@ mod accounts;
 mod apply;
 mod conversations;
 mod dedup;
+mod encoding;
 mod pattern;
 mod presence;
 mod sessions;
@@ -62,7 +63,6 @@ mod tests;
 
 use std::ops::Bound;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::server::command::*;
@@ -73,10 +73,12 @@ use dedup::{Dedup, Remembered, Scope};
 use presence::Presence;
 use sessions::Sessions;
 
+pub use encoding::LegacyChatState;
 pub use pattern::wildcard_match;
 
-/// The whole replicated chat state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole replicated chat state. Its snapshot encoding is in
+/// [`encoding`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChatState {
     /// State clock: the largest batch timestamp applied so far.
     now_ms: u64,

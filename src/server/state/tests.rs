@@ -1362,6 +1362,35 @@ fn postcard_round_trip() {
     assert_eq!((a.digest(), ea), (b.digest(), eb));
 }
 
+#[test]
+fn conversations_are_a_nested_section() {
+    let (s, _, _) = replay(&script("sections"));
+    let bytes = postcard::to_allocvec(&s).unwrap();
+    // Whatever else changes, the conversations' own encoding appears whole
+    // inside the state's, so a restore can hand it to another thread.
+    let section = postcard::to_allocvec(&s.conversations).unwrap();
+    assert!(
+        section.windows(8).any(|w| w == b"sections"),
+        "holds the message"
+    );
+    assert!(bytes.windows(section.len()).any(|w| w == section));
+    // A truncated state is an error, not a panic or a partial state.
+    for cut in [1, bytes.len() / 2, bytes.len() - 1] {
+        assert!(postcard::from_bytes::<ChatState>(&bytes[..cut]).is_err());
+    }
+}
+
+#[test]
+fn the_previous_layout_still_decodes() {
+    let (s, _, _) = replay(&script("legacy"));
+    let bytes = postcard::to_allocvec(&LegacyChatState::from(s.clone())).unwrap();
+    assert_ne!(bytes, postcard::to_allocvec(&s).unwrap());
+    let back: ChatState = postcard::from_bytes::<LegacyChatState>(&bytes)
+        .unwrap()
+        .into();
+    assert_eq!(back, s);
+}
+
 // --------------------------------------------------------------------- reads
 
 #[test]

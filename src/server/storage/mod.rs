@@ -26,8 +26,11 @@
 //! `openraft::Entry<TypeConfig>`. Segments roll at 64 MiB.
 //!
 //! *Snapshot files* are `[magic "RCSNAP01"][version u32][crc32 u32][len u64][payload]`
-//! with payload = postcard `(SnapshotMeta, data)`, and `data` = postcard
-//! `(last_applied, membership, ChatState)` — the same bytes sent to followers.
+//! with payload = postcard `(SnapshotMeta, data)`, and `data` = a format
+//! byte (4) then postcard `(last_applied, membership, ChatState)`, the chat
+//! state's conversations nested as a byte section so a restore decodes them
+//! on a second thread — the same bytes sent to followers. Data without the
+//! format byte (written before it) still decodes.
 //!
 //! # Fsync points
 //!

@@ -26,7 +26,7 @@ use crate::server::events::EventHub;
 use crate::server::raft_types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::server::state::ChatState;
+use crate::server::state::{ChatState, LegacyChatState};
 
 const SNAPSHOT_DIR: &str = "snapshots";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP01";
@@ -189,8 +189,39 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, StorageOpenError> {
         .map_err(|e| StorageOpenError::io("map", path, e))
 }
 
+/// The first byte of snapshot data in the current format: the chat state's
+/// conversations in a section of their own, decoded on a second thread
+/// (see `state::encoding`). Data written before it starts with
+/// `last_applied`'s `Option` tag, 0 or 1, and still decodes.
+const DATA_FORMAT: u8 = 4;
+
+/// [`AppliedState`] as written before [`DATA_FORMAT`].
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct LegacyAppliedState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    chat: LegacyChatState,
+}
+
+fn encode_state(state: &AppliedState) -> Result<Vec<u8>, postcard::Error> {
+    let data = SnapshotDataRef {
+        last_applied: &state.last_applied,
+        membership: &state.membership,
+        chat: &state.chat,
+    };
+    postcard::to_io(&data, vec![DATA_FORMAT])
+}
+
 fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
-    postcard::from_bytes(data)
+    match data.first() {
+        Some(&DATA_FORMAT) => postcard::from_bytes(&data[1..]),
+        _ => postcard::from_bytes::<LegacyAppliedState>(data).map(|s| AppliedState {
+            last_applied: s.last_applied,
+            membership: s.membership,
+            chat: s.chat.into(),
+        }),
+    }
 }
 
 impl SnapshotStore {
@@ -547,12 +578,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let st = state
                 .read()
                 .map_err(|_| "state lock poisoned".to_string())?;
-            let data = postcard::to_stdvec(&SnapshotDataRef {
-                last_applied: &st.last_applied,
-                membership: &st.membership,
-                chat: &st.chat,
-            })
-            .map_err(|e| format!("cannot serialize the state: {e}"))?;
+            let data = encode_state(&st).map_err(|e| format!("cannot serialize the state: {e}"))?;
             Ok::<_, String>((data, st.last_applied, st.membership.clone()))
         })
         .await
@@ -809,6 +835,29 @@ mod tests {
         wait_loaded(&f.loaded()).await.unwrap();
         assert_eq!(f.applied_state().await.unwrap(), applied);
         assert_eq!(f.get_current_snapshot().await.unwrap().unwrap().meta, meta);
+    }
+
+    #[tokio::test]
+    async fn snapshot_data_before_the_format_byte_still_decodes() {
+        let mut sm = StateStore::new_memory(EventHub::new(16));
+        sm.apply(entries()).await.unwrap();
+        let state = sm.shared().read().unwrap().clone();
+        let current = encode_state(&state).unwrap();
+        assert_eq!(current[0], DATA_FORMAT);
+        let legacy = postcard::to_stdvec(&LegacyAppliedState {
+            last_applied: state.last_applied,
+            membership: state.membership.clone(),
+            chat: state.chat.clone().into(),
+        })
+        .unwrap();
+        // What tells them apart: old data starts with an `Option` tag.
+        assert!(legacy[0] <= 1);
+        for data in [current, legacy] {
+            let back = decode_state(&data).unwrap();
+            assert_eq!(back.last_applied, state.last_applied);
+            assert_eq!(back.membership, state.membership);
+            assert_eq!(back.chat, state.chat);
+        }
     }
 
     #[test]

@@ -1,0 +1,194 @@
+//! How a [`ChatState`] is written into snapshots, and read back on two
+//! threads.
+//!
+//! The fields go in declaration order, as a derive would write them, except
+//! that the conversations (the messages: most of a large state) are a byte
+//! section of their own. Reading spawns a thread for that section as soon
+//! as it is reached and decodes the remaining fields (above all the
+//! remembered request ids) on the calling one meanwhile. A cold restart
+//! spends most of its time in this decode, mostly faulting in fresh memory,
+//! and both halves of that work run at once on two cores.
+//!
+//! Only [`LegacyChatState`] still reads the previous layout (snapshot
+//! version 3, conversations inline), so storage written by the previous
+//! release restores.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::{self, SerializeTuple};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Accounts, ChatState, Conversations, Dedup, Presence, Sessions};
+
+const FIELDS: usize = 8;
+
+impl Serialize for ChatState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let conversations = postcard::to_stdvec(&self.conversations)
+            .map_err(|e| ser::Error::custom(format!("conversations: {e}")))?;
+        let mut t = serializer.serialize_tuple(FIELDS)?;
+        t.serialize_element(&self.now_ms)?;
+        t.serialize_element(&self.event_seq)?;
+        t.serialize_element(&self.accounts)?;
+        t.serialize_element(&self.sessions)?;
+        t.serialize_element(&Section(Cow::Borrowed(&conversations)))?;
+        t.serialize_element(&self.presence)?;
+        t.serialize_element(&self.dedup)?;
+        t.serialize_element(&self.history)?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ChatState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_tuple(FIELDS, ChatStateVisitor)
+    }
+}
+
+struct ChatStateVisitor;
+
+fn next<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
+    seq: &mut A,
+    field: &'static str,
+) -> Result<T, A::Error> {
+    seq.next_element()?
+        .ok_or_else(|| de::Error::custom(format!("chat state ends before its {field}")))
+}
+
+impl<'de> Visitor<'de> for ChatStateVisitor {
+    type Value = ChatState;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a chat state")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ChatState, A::Error> {
+        let now_ms = next(&mut seq, "clock")?;
+        let event_seq = next(&mut seq, "event counter")?;
+        let accounts: Accounts = next(&mut seq, "accounts")?;
+        let sessions: Sessions = next(&mut seq, "sessions")?;
+        let section: Section = next(&mut seq, "conversations")?;
+        let decode_conversations = || postcard::from_bytes::<Conversations>(&section.0);
+        std::thread::scope(|scope| {
+            // A thread that cannot be spawned only costs the overlap.
+            let spawned = std::thread::Builder::new()
+                .name("decode-conversations".into())
+                .spawn_scoped(scope, decode_conversations)
+                .ok();
+            let presence: Presence = next(&mut seq, "presence")?;
+            let dedup: Dedup = next(&mut seq, "remembered request ids")?;
+            let history = next(&mut seq, "history digest")?;
+            let conversations = match spawned {
+                Some(thread) => thread
+                    .join()
+                    .map_err(|_| de::Error::custom("decoding the conversations panicked"))?,
+                None => decode_conversations(),
+            }
+            .map_err(|e| de::Error::custom(format!("conversations: {e}")))?;
+            Ok(ChatState {
+                now_ms,
+                event_seq,
+                accounts,
+                sessions,
+                conversations,
+                presence,
+                dedup,
+                history,
+            })
+        })
+    }
+}
+
+/// Bytes holding a nested postcard encoding; borrowed from the input when
+/// the deserializer allows it (postcard reading a slice does).
+struct Section<'a>(Cow<'a, [u8]>);
+
+impl Serialize for Section<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Section<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Section<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("bytes")
+            }
+
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Section(Cow::Borrowed(v)))
+            }
+
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Section(Cow::Owned(v.to_vec())))
+            }
+
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                Ok(Section(Cow::Owned(v)))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    v.push(b);
+                }
+                Ok(Section(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_bytes(Bytes)
+    }
+}
+
+/// A chat state as snapshot version 3 wrote it: every field inline, in
+/// declaration order.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+pub struct LegacyChatState {
+    now_ms: u64,
+    event_seq: u64,
+    accounts: Accounts,
+    sessions: Sessions,
+    conversations: Conversations,
+    presence: Presence,
+    dedup: Dedup,
+    history: [u8; 32],
+}
+
+impl From<LegacyChatState> for ChatState {
+    fn from(s: LegacyChatState) -> Self {
+        ChatState {
+            now_ms: s.now_ms,
+            event_seq: s.event_seq,
+            accounts: s.accounts,
+            sessions: s.sessions,
+            conversations: s.conversations,
+            presence: s.presence,
+            dedup: s.dedup,
+            history: s.history,
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<ChatState> for LegacyChatState {
+    fn from(s: ChatState) -> Self {
+        LegacyChatState {
+            now_ms: s.now_ms,
+            event_seq: s.event_seq,
+            accounts: s.accounts,
+            sessions: s.sessions,
+            conversations: s.conversations,
+            presence: s.presence,
+            dedup: s.dedup,
+            history: s.history,
+        }
+    }
+}
