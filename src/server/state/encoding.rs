@@ -9,9 +9,10 @@
 //! spends most of its time in this decode, mostly faulting in fresh memory,
 //! and both halves of that work run at once on two cores.
 //!
-//! Only [`LegacyChatState`] still reads the previous layout (snapshot
-//! version 3, conversations inline), so storage written by the previous
-//! release restores.
+//! [`LegacyChatState`] reads the previous layout (every field inline, as
+//! snapshot data carried it before its format byte, see
+//! `storage::state_store`), so storage written by the previous release
+//! restores.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -147,10 +148,9 @@ impl<'de> Deserialize<'de> for Section<'de> {
     }
 }
 
-/// A chat state as snapshot version 3 wrote it: every field inline, in
+/// A chat state in the previous layout: every field inline, in
 /// declaration order.
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
 pub struct LegacyChatState {
     now_ms: u64,
     event_seq: u64,
@@ -178,17 +178,19 @@ impl From<LegacyChatState> for ChatState {
 }
 
 #[cfg(test)]
-impl From<ChatState> for LegacyChatState {
-    fn from(s: ChatState) -> Self {
-        LegacyChatState {
-            now_ms: s.now_ms,
-            event_seq: s.event_seq,
-            accounts: s.accounts,
-            sessions: s.sessions,
-            conversations: s.conversations,
-            presence: s.presence,
-            dedup: s.dedup,
-            history: s.history,
-        }
+impl ChatState {
+    /// This state in the previous layout, as [`LegacyChatState`] reads it.
+    pub fn legacy_encoding(&self) -> Vec<u8> {
+        postcard::to_allocvec(&(
+            self.now_ms,
+            self.event_seq,
+            &self.accounts,
+            &self.sessions,
+            &self.conversations,
+            &self.presence,
+            &self.dedup,
+            &self.history,
+        ))
+        .expect("a chat state always encodes")
     }
 }

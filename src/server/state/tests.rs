@@ -1383,7 +1383,7 @@ fn conversations_are_a_nested_section() {
 #[test]
 fn the_previous_layout_still_decodes() {
     let (s, _, _) = replay(&script("legacy"));
-    let bytes = postcard::to_allocvec(&LegacyChatState::from(s.clone())).unwrap();
+    let bytes = s.legacy_encoding();
     assert_ne!(bytes, postcard::to_allocvec(&s).unwrap());
     let back: ChatState = postcard::from_bytes::<LegacyChatState>(&bytes)
         .unwrap()

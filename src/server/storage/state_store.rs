@@ -197,7 +197,6 @@ const DATA_FORMAT: u8 = 4;
 
 /// [`AppliedState`] as written before [`DATA_FORMAT`].
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
 struct LegacyAppliedState {
     last_applied: Option<LogId>,
     membership: StoredMembership,
@@ -844,12 +843,8 @@ mod tests {
         let state = sm.shared().read().unwrap().clone();
         let current = encode_state(&state).unwrap();
         assert_eq!(current[0], DATA_FORMAT);
-        let legacy = postcard::to_stdvec(&LegacyAppliedState {
-            last_applied: state.last_applied,
-            membership: state.membership.clone(),
-            chat: state.chat.clone().into(),
-        })
-        .unwrap();
+        let mut legacy = postcard::to_stdvec(&(state.last_applied, &state.membership)).unwrap();
+        legacy.extend(state.chat.legacy_encoding());
         // What tells them apart: old data starts with an `Option` tag.
         assert!(legacy[0] <= 1);
         for data in [current, legacy] {
