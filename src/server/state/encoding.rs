@@ -9,9 +9,9 @@
 //! spends most of its time in this decode, mostly faulting in fresh memory,
 //! and both halves of that work run at once on two cores.
 //!
-//! [`LegacyChatState`] reads the previous layout (every field inline, as
-//! snapshot data carried it before its format byte, see
-//! `storage::state_store`), so storage written by the previous release
+//! [`ChatState::deserialize_previous_layout`] reads the previous layout
+//! (every field inline, as snapshot data carried it before its format byte,
+//! see `storage::state_store`), so storage written by the previous release
 //! restores.
 
 use std::borrow::Cow;
@@ -44,11 +44,33 @@ impl Serialize for ChatState {
 
 impl<'de> Deserialize<'de> for ChatState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_tuple(FIELDS, ChatStateVisitor)
+        deserializer.deserialize_tuple(
+            FIELDS,
+            ChatStateVisitor {
+                conversations_inline: false,
+            },
+        )
     }
 }
 
-struct ChatStateVisitor;
+impl ChatState {
+    /// Reads the previous layout: the same fields, the conversations
+    /// inline (decoded on the calling thread).
+    pub fn deserialize_previous_layout<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        deserializer.deserialize_tuple(
+            FIELDS,
+            ChatStateVisitor {
+                conversations_inline: true,
+            },
+        )
+    }
+}
+
+struct ChatStateVisitor {
+    conversations_inline: bool,
+}
 
 fn next<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
     seq: &mut A,
@@ -70,34 +92,45 @@ impl<'de> Visitor<'de> for ChatStateVisitor {
         let event_seq = next(&mut seq, "event counter")?;
         let accounts: Accounts = next(&mut seq, "accounts")?;
         let sessions: Sessions = next(&mut seq, "sessions")?;
-        let section: Section = next(&mut seq, "conversations")?;
-        let decode_conversations = || postcard::from_bytes::<Conversations>(&section.0);
-        std::thread::scope(|scope| {
-            // A thread that cannot be spawned only costs the overlap.
-            let spawned = std::thread::Builder::new()
-                .name("decode-conversations".into())
-                .spawn_scoped(scope, decode_conversations)
-                .ok();
-            let presence: Presence = next(&mut seq, "presence")?;
-            let dedup: Dedup = next(&mut seq, "remembered request ids")?;
-            let history = next(&mut seq, "history digest")?;
-            let conversations = match spawned {
-                Some(thread) => thread
-                    .join()
-                    .map_err(|_| de::Error::custom("decoding the conversations panicked"))?,
-                None => decode_conversations(),
-            }
-            .map_err(|e| de::Error::custom(format!("conversations: {e}")))?;
-            Ok(ChatState {
-                now_ms,
-                event_seq,
-                accounts,
-                sessions,
-                conversations,
-                presence,
-                dedup,
-                history,
-            })
+        let rest = |seq: &mut A| -> Result<(Presence, Dedup, [u8; 32]), A::Error> {
+            Ok((
+                next(seq, "presence")?,
+                next(seq, "remembered request ids")?,
+                next(seq, "history digest")?,
+            ))
+        };
+        let (conversations, (presence, dedup, history)) = if self.conversations_inline {
+            let conversations: Conversations = next(&mut seq, "conversations")?;
+            (conversations, rest(&mut seq)?)
+        } else {
+            let section: Section = next(&mut seq, "conversations")?;
+            let decode_conversations = || postcard::from_bytes::<Conversations>(&section.0);
+            std::thread::scope(|scope| {
+                // A thread that cannot be spawned only costs the overlap.
+                let spawned = std::thread::Builder::new()
+                    .name("decode-conversations".into())
+                    .spawn_scoped(scope, decode_conversations)
+                    .ok();
+                let rest = rest(&mut seq);
+                let conversations = match spawned {
+                    Some(thread) => thread
+                        .join()
+                        .map_err(|_| de::Error::custom("decoding the conversations panicked"))?,
+                    None => decode_conversations(),
+                }
+                .map_err(|e| de::Error::custom(format!("conversations: {e}")))?;
+                Ok::<_, A::Error>((conversations, rest?))
+            })?
+        };
+        Ok(ChatState {
+            now_ms,
+            event_seq,
+            accounts,
+            sessions,
+            conversations,
+            presence,
+            dedup,
+            history,
         })
     }
 }
@@ -148,38 +181,10 @@ impl<'de> Deserialize<'de> for Section<'de> {
     }
 }
 
-/// A chat state in the previous layout: every field inline, in
-/// declaration order.
-#[derive(Deserialize)]
-pub struct LegacyChatState {
-    now_ms: u64,
-    event_seq: u64,
-    accounts: Accounts,
-    sessions: Sessions,
-    conversations: Conversations,
-    presence: Presence,
-    dedup: Dedup,
-    history: [u8; 32],
-}
-
-impl From<LegacyChatState> for ChatState {
-    fn from(s: LegacyChatState) -> Self {
-        ChatState {
-            now_ms: s.now_ms,
-            event_seq: s.event_seq,
-            accounts: s.accounts,
-            sessions: s.sessions,
-            conversations: s.conversations,
-            presence: s.presence,
-            dedup: s.dedup,
-            history: s.history,
-        }
-    }
-}
-
 #[cfg(test)]
 impl ChatState {
-    /// This state in the previous layout, as [`LegacyChatState`] reads it.
+    /// This state in the previous layout, as
+    /// [`deserialize_previous_layout`](Self::deserialize_previous_layout) reads it.
     pub fn legacy_encoding(&self) -> Vec<u8> {
         postcard::to_allocvec(&(
             self.now_ms,

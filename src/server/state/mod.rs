@@ -73,7 +73,6 @@ use dedup::{Dedup, Remembered, Scope};
 use presence::Presence;
 use sessions::Sessions;
 
-pub use encoding::LegacyChatState;
 pub use pattern::wildcard_match;
 
 /// The whole replicated chat state. Its snapshot encoding is in

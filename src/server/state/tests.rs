@@ -1385,9 +1385,9 @@ fn the_previous_layout_still_decodes() {
     let (s, _, _) = replay(&script("legacy"));
     let bytes = s.legacy_encoding();
     assert_ne!(bytes, postcard::to_allocvec(&s).unwrap());
-    let back: ChatState = postcard::from_bytes::<LegacyChatState>(&bytes)
-        .unwrap()
-        .into();
+    let back =
+        ChatState::deserialize_previous_layout(&mut postcard::Deserializer::from_bytes(&bytes))
+            .unwrap();
     assert_eq!(back, s);
 }
 

@@ -26,7 +26,7 @@ use crate::server::events::EventHub;
 use crate::server::raft_types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::server::state::{ChatState, LegacyChatState};
+use crate::server::state::ChatState;
 
 const SNAPSHOT_DIR: &str = "snapshots";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP01";
@@ -200,7 +200,8 @@ const DATA_FORMAT: u8 = 4;
 struct LegacyAppliedState {
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    chat: LegacyChatState,
+    #[serde(deserialize_with = "ChatState::deserialize_previous_layout")]
+    chat: ChatState,
 }
 
 fn encode_state(state: &AppliedState) -> Result<Vec<u8>, postcard::Error> {
@@ -218,7 +219,7 @@ fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
         _ => postcard::from_bytes::<LegacyAppliedState>(data).map(|s| AppliedState {
             last_applied: s.last_applied,
             membership: s.membership,
-            chat: s.chat.into(),
+            chat: s.chat,
         }),
     }
 }
