@@ -14,7 +14,6 @@
 //! see `storage::state_store`), so storage written by the previous release
 //! restores.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, SeqAccess, Visitor};
@@ -34,7 +33,7 @@ impl Serialize for ChatState {
         t.serialize_element(&self.event_seq)?;
         t.serialize_element(&self.accounts)?;
         t.serialize_element(&self.sessions)?;
-        t.serialize_element(&Section(Cow::Borrowed(&conversations)))?;
+        t.serialize_element(&Section(&conversations))?;
         t.serialize_element(&self.presence)?;
         t.serialize_element(&self.dedup)?;
         t.serialize_element(&self.history)?;
@@ -103,8 +102,8 @@ impl<'de> Visitor<'de> for ChatStateVisitor {
             let conversations: Conversations = next(&mut seq, "conversations")?;
             (conversations, rest(&mut seq)?)
         } else {
-            let section: Section = next(&mut seq, "conversations")?;
-            let decode_conversations = || postcard::from_bytes::<Conversations>(&section.0);
+            let section: &[u8] = next(&mut seq, "conversations")?;
+            let decode_conversations = || postcard::from_bytes::<Conversations>(section);
             std::thread::scope(|scope| {
                 // A thread that cannot be spawned only costs the overlap.
                 let spawned = std::thread::Builder::new()
@@ -135,49 +134,14 @@ impl<'de> Visitor<'de> for ChatStateVisitor {
     }
 }
 
-/// Bytes holding a nested postcard encoding; borrowed from the input when
-/// the deserializer allows it (postcard reading a slice does).
-struct Section<'a>(Cow<'a, [u8]>);
+/// Bytes holding a nested postcard encoding, written as one byte string.
+/// Read back as `&[u8]`, borrowed from the input: snapshots are always
+/// decoded from a slice.
+struct Section<'a>(&'a [u8]);
 
 impl Serialize for Section<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Section<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Bytes;
-
-        impl<'de> Visitor<'de> for Bytes {
-            type Value = Section<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("bytes")
-            }
-
-            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
-                Ok(Section(Cow::Borrowed(v)))
-            }
-
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-                Ok(Section(Cow::Owned(v.to_vec())))
-            }
-
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
-                Ok(Section(Cow::Owned(v)))
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut v = Vec::new();
-                while let Some(b) = seq.next_element()? {
-                    v.push(b);
-                }
-                Ok(Section(Cow::Owned(v)))
-            }
-        }
-
-        deserializer.deserialize_bytes(Bytes)
+        serializer.serialize_bytes(self.0)
     }
 }
 
