@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::text::Text;
 use crate::server::command::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,8 +26,8 @@ pub struct Member {
 pub struct Message {
     pub sender_id: UserId,
     /// The sender's name when it was sent; survives account deletion.
-    pub sender: String,
-    pub body: String,
+    pub sender: Text,
+    pub body: Text,
     pub sent_ms: u64,
     pub index: u64,
 }
@@ -80,8 +81,8 @@ impl Conversation {
             id,
             conversation,
             sender_id: m.sender_id,
-            sender: m.sender.clone(),
-            body: m.body.clone(),
+            sender: m.sender.to_string(),
+            body: m.body.to_string(),
             sent_ms: m.sent_ms,
             index: m.index,
         })
@@ -109,6 +110,11 @@ fn pair_key(a: UserId, b: UserId) -> (UserId, UserId) {
 }
 
 impl Conversations {
+    #[cfg(test)]
+    pub fn by_id_for_tests(&self) -> impl Iterator<Item = &Conversation> {
+        self.by_id.values()
+    }
+
     pub fn get(&self, id: ConversationId) -> Option<&Conversation> {
         self.by_id.get(&id)
     }
@@ -273,8 +279,8 @@ impl Conversations {
             mid,
             Message {
                 sender_id,
-                sender: sender.to_owned(),
-                body: body.to_owned(),
+                sender: sender.into(),
+                body: body.into(),
                 sent_ms: now,
                 index,
             },

@@ -20,7 +20,7 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::{self, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Accounts, ChatState, Conversations, Dedup, Presence, Sessions};
+use super::{text, Accounts, ChatState, Conversations, Dedup, Presence, Sessions};
 
 const FIELDS: usize = 8;
 
@@ -104,11 +104,15 @@ impl<'de> Visitor<'de> for ChatStateVisitor {
         } else {
             let section: &[u8] = next(&mut seq, "conversations")?;
             let decode_conversations = || postcard::from_bytes::<Conversations>(section);
+            // The messages' text borrows from the same backing there.
+            let backing = text::current_backing();
             std::thread::scope(|scope| {
                 // A thread that cannot be spawned only costs the overlap.
                 let spawned = std::thread::Builder::new()
                     .name("decode-conversations".into())
-                    .spawn_scoped(scope, decode_conversations)
+                    .spawn_scoped(scope, move || {
+                        text::borrowing_from(backing, decode_conversations)
+                    })
                     .ok();
                 let rest = rest(&mut seq);
                 let conversations = match spawned {

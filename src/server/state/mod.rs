@@ -60,6 +60,7 @@ mod sessions;
 mod sorted_map;
 #[cfg(test)]
 mod tests;
+pub mod text;
 
 use std::ops::Bound;
 

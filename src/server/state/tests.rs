@@ -1391,6 +1391,52 @@ fn the_previous_layout_still_decodes() {
     assert_eq!(back, s);
 }
 
+#[test]
+fn restored_message_text_borrows_from_the_snapshot() {
+    use super::text::{borrowing_from, Backing};
+    use serde::Deserialize;
+    let (s, _, _) = replay(&script("borrowed"));
+    let texts = |state: &ChatState| -> Vec<(bool, String)> {
+        let conversations = state.conversations.by_id_for_tests();
+        conversations
+            .flat_map(|c| c.messages.values())
+            .flat_map(|m| [&m.sender, &m.body])
+            .map(|t| (t.is_borrowed(), t.to_string()))
+            .collect()
+    };
+    let owned = texts(&s);
+    assert!(owned.iter().any(|(_, t)| t == "borrowed"));
+    assert!(owned.iter().all(|(borrowed, _)| !borrowed));
+    // Both layouts, the current one decoding its messages on a second
+    // thread: every text points into the backing, and reads the same.
+    for bytes in [postcard::to_allocvec(&s).unwrap(), s.legacy_encoding()] {
+        let legacy = bytes != postcard::to_allocvec(&s).unwrap();
+        let backing = Backing::new(bytes);
+        let back: ChatState = borrowing_from(Some(backing.clone()), || {
+            let mut de = postcard::Deserializer::from_bytes(backing.bytes());
+            if legacy {
+                ChatState::deserialize_previous_layout(&mut de)
+            } else {
+                ChatState::deserialize(&mut de)
+            }
+        })
+        .unwrap();
+        drop(backing);
+        assert_eq!(back, s, "legacy layout: {legacy}");
+        let restored = texts(&back);
+        assert!(
+            restored.iter().all(|(borrowed, _)| *borrowed),
+            "{restored:?}"
+        );
+        let strings = |v: &[(bool, String)]| v.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
+        assert_eq!(strings(&restored), strings(&owned));
+        assert_eq!(
+            postcard::to_allocvec(&back).unwrap(),
+            postcard::to_allocvec(&s).unwrap()
+        );
+    }
+}
+
 // --------------------------------------------------------------------- reads
 
 #[test]

@@ -6,7 +6,10 @@
 //! survives crashes: the log, the vote and the snapshots are on disk, and the
 //! state machine is rebuilt on start from the newest snapshot (decoded on a
 //! background thread while Raft already runs) plus the log entries after it,
-//! applied once the leader says they are committed.
+//! applied once the leader says they are committed. The restored messages'
+//! text points into the mapped snapshot file instead of being copied (see
+//! `state::text`), so that file stays mapped, and its disk space in use
+//! after a newer snapshot replaces it, until the replica restarts.
 //!
 //! # On-disk layout
 //!

@@ -26,6 +26,7 @@ use crate::server::events::EventHub;
 use crate::server::raft_types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::server::state::text::{borrowing_from, Backing};
 use crate::server::state::ChatState;
 
 const SNAPSHOT_DIR: &str = "snapshots";
@@ -470,6 +471,9 @@ impl StateStore {
         // `data` borrows from `bytes`: its offset there is its offset in the
         // file.
         let data_offset = (data.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
+        // The restored messages' text points into the mapping, which stays
+        // mapped while any of them does (see `state::text`).
+        let bytes = Backing::new(bytes);
         let restoring = (meta.last_log_id, meta.last_membership.clone());
         let (loaded_tx, loaded) = watch::channel(false);
         let (gate, gate_rx) = if follower {
@@ -489,8 +493,8 @@ impl StateStore {
                 }
                 let deferred_ms = deferred.elapsed().as_millis();
                 let started = std::time::Instant::now();
-                let data = &bytes[data_offset as usize..];
-                let restored = match decode_state(data) {
+                let data = &bytes.bytes()[data_offset as usize..];
+                let restored = match borrowing_from(Some(bytes.clone()), || decode_state(data)) {
                     Ok(restored) => restored,
                     Err(e) => {
                         // It passed its checksum, so this is a bug or a
@@ -507,7 +511,7 @@ impl StateStore {
                     file = %path.display(),
                     snapshot_id = %snapshot_id,
                     last_applied = ?restored.last_applied,
-                    bytes = bytes.len(),
+                    bytes = bytes.bytes().len(),
                     deferred_ms,
                     decode_ms = started.elapsed().as_millis(),
                     follower,
