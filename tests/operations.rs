@@ -101,6 +101,7 @@ async fn health_follows_raft_and_metrics_are_served() {
         "raftchat_wal_fsync_duration_seconds_count ",
         "raftchat_snapshot_size_bytes ",
         "raftchat_live_subscriptions ",
+        "raftchat_live_send_streams ",
     ] {
         assert!(text.contains(metric), "missing {metric}:\n{text}");
     }

@@ -42,7 +42,23 @@ impl ChatClient {
         F: Fn(GrpcChat, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
-        let started = Instant::now();
+        self.unary_from(Instant::now(), op, message, rpc).await
+    }
+
+    /// [`ChatClient::unary`] for a call that began at `started` (an earlier
+    /// attempt by other means counts against its deadline).
+    pub(crate) async fn unary_from<M, R, F, Fut>(
+        &self,
+        started: Instant,
+        op: &'static str,
+        message: M,
+        rpc: F,
+    ) -> Result<R, ClientError>
+    where
+        M: Clone,
+        F: Fn(GrpcChat, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
         let deadline = started + self.config().write_deadline;
         let mut backoff = Backoff::for_calls();
         let mut tried: Vec<usize> = Vec::new();

@@ -12,7 +12,7 @@ use crate::proto::{
     SendMessageReply, SendMessageRequest,
 };
 
-use super::retry::new_request_id;
+use super::retry::{is_retryable, new_request_id};
 use super::{ChatClient, ClientError, Target};
 
 impl ChatClient {
@@ -138,7 +138,15 @@ impl ChatClient {
             to: Some(to.to_send()),
             body: body.to_string(),
         };
-        self.unary("send", message, |mut c, r| async move {
+        let started = tokio::time::Instant::now();
+        match self.send_over_stream(&message).await {
+            Some(Ok(reply)) => return Ok(reply),
+            Some(Err(status)) if !is_retryable(&status) => return Err(ClientError::from(status)),
+            // No stream, or it could not answer: the failover engine takes
+            // over with the same request id.
+            _ => {}
+        }
+        self.unary_from(started, "send", message, |mut c, r| async move {
             c.send_message(r).await
         })
         .await

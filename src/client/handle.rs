@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     routing: Mutex<Routing>,
     token: Mutex<Option<String>>,
     state: watch::Sender<ConnectionState>,
+    /// Where sends go first (see [`super::send_stream`]).
+    pub(crate) send_stream: super::send_stream::Slot,
 }
 
 impl ChatClient {
@@ -66,6 +68,7 @@ impl ChatClient {
                 routing: Mutex::new(Routing::default()),
                 token: Mutex::new(None),
                 state,
+                send_stream: Mutex::new(None),
             }),
         })
     }

@@ -40,6 +40,7 @@ mod config;
 mod error;
 mod handle;
 mod retry;
+mod send_stream;
 mod servers;
 mod state;
 mod status;

@@ -21,6 +21,7 @@ use crate::server::consensus::{now_ms, Consensus};
 use crate::server::convert::{self, chat_error, remote_failure, respond};
 use crate::server::events::EventHub;
 use crate::server::presence::Presence;
+use crate::server::send_stream;
 use crate::server::storage::SharedState;
 use crate::server::subscribe;
 
@@ -41,7 +42,7 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
 
 impl ServiceContext {
-    fn check_running(&self) -> Result<(), Status> {
+    pub fn check_running(&self) -> Result<(), Status> {
         if *self.shutdown.borrow() {
             Err(Status::unavailable("replica is shutting down"))
         } else if !*self.loaded.borrow() {
@@ -108,6 +109,47 @@ impl ServiceContext {
             return Err(Status::unauthenticated("wrong password"));
         }
         Ok(hash)
+    }
+}
+
+impl ServiceContext {
+    /// Sends one message for `session`: the body of both `SendMessage` and
+    /// `SendStream`.
+    pub async fn send(
+        &self,
+        session: TokenHash,
+        req: proto::SendMessageRequest,
+    ) -> Result<proto::SendMessageReply, Status> {
+        let target = match req.to {
+            Some(send_message_request::To::User(u)) => Target::User(u),
+            Some(send_message_request::To::Group(g)) => Target::Group(g),
+            Some(send_message_request::To::ConversationId(id)) => Target::Conversation(id),
+            None => {
+                return Err(Status::invalid_argument(
+                    "say who the message is to: user, group or conversation_id",
+                ))
+            }
+        };
+        if req.body.is_empty() {
+            return Err(Status::invalid_argument("message body is empty"));
+        }
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "message body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                req.body.len()
+            )));
+        }
+        let command = Command::Send {
+            session,
+            target,
+            body: req.body,
+        };
+        match self.write(req.request_id, command).await? {
+            Outcome::Sent(m) => Ok(proto::SendMessageReply {
+                message: Some(convert::message(m)),
+            }),
+            o => Err(unexpected(o)),
+        }
     }
 }
 
@@ -299,40 +341,25 @@ impl Chat for ChatService {
         let ctx = &self.ctx;
         let r = async {
             let session = auth::session_from(req.metadata())?;
-            let req = req.into_inner();
-            let target = match req.to {
-                Some(send_message_request::To::User(u)) => Target::User(u),
-                Some(send_message_request::To::Group(g)) => Target::Group(g),
-                Some(send_message_request::To::ConversationId(id)) => Target::Conversation(id),
-                None => {
-                    return Err(Status::invalid_argument(
-                        "say who the message is to: user, group or conversation_id",
-                    ))
-                }
-            };
-            if req.body.is_empty() {
-                return Err(Status::invalid_argument("message body is empty"));
-            }
-            if req.body.len() > MAX_BODY_BYTES {
-                return Err(Status::invalid_argument(format!(
-                    "message body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                    req.body.len()
-                )));
-            }
-            let command = Command::Send {
-                session,
-                target,
-                body: req.body,
-            };
-            match ctx.write(req.request_id, command).await? {
-                Outcome::Sent(m) => Ok(proto::SendMessageReply {
-                    message: Some(convert::message(m)),
-                }),
-                o => Err(unexpected(o)),
-            }
+            ctx.send(session, req.into_inner()).await
         }
         .await;
         respond(&ctx.consensus, r)
+    }
+
+    type SendStreamStream = send_stream::Replies;
+
+    async fn send_stream(
+        &self,
+        req: Request<tonic::Streaming<proto::SendMessageRequest>>,
+    ) -> Result<Response<Self::SendStreamStream>, Status> {
+        let ctx = self.ctx.clone();
+        let r = (|| {
+            let session = auth::session_from(req.metadata())?;
+            ctx.check_running()?;
+            Ok(send_stream::serve(ctx.clone(), session, req.into_inner()))
+        })();
+        respond(&self.ctx.consensus, r)
     }
 
     async fn create_group(

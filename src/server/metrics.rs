@@ -46,6 +46,7 @@ pub struct Metrics {
     fsync_seconds: Histogram,
     snapshot_bytes: Gauge,
     subscriptions: Gauge,
+    send_streams: Gauge,
 }
 
 /// The process-wide metrics (one replica per process).
@@ -67,6 +68,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     fsync_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 16)),
     snapshot_bytes: Gauge::default(),
     subscriptions: Gauge::default(),
+    send_streams: Gauge::default(),
 });
 
 /// Records one proposal (a write submitted through this replica) and how
@@ -106,6 +108,23 @@ impl LiveSubscription {
 impl Drop for LiveSubscription {
     fn drop(&mut self) {
         METRICS.subscriptions.dec();
+    }
+}
+
+/// Held by an open `SendStream` call: the `send_streams` gauge counts
+/// these.
+pub struct LiveSendStream(());
+
+impl LiveSendStream {
+    pub fn enter() -> Self {
+        METRICS.send_streams.inc();
+        Self(())
+    }
+}
+
+impl Drop for LiveSendStream {
+    fn drop(&mut self) {
+        METRICS.send_streams.dec();
     }
 }
 
@@ -234,6 +253,11 @@ pub fn render(consensus: &Consensus) -> String {
         "live_subscriptions",
         "Connected clients: event subscriptions currently open on this replica",
         me.subscriptions.clone(),
+    );
+    registry.register(
+        "live_send_streams",
+        "SendStream calls currently open on this replica (clients sending over one stream)",
+        me.send_streams.clone(),
     );
     let mut out = String::new();
     if encode(&mut out, &registry).is_err() {

@@ -18,6 +18,7 @@ pub mod presence;
 pub mod raft_service;
 pub mod raft_types;
 pub mod replica;
+pub mod send_stream;
 pub mod signals;
 pub mod state;
 pub mod storage;
