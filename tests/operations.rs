@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{options, user, Cluster, Options};
+use common::{http_get as get, options, user, Cluster, Options};
 use raftchat::proto::cluster_client::ClusterClient;
 use raftchat::proto::AddReplicaRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -38,17 +37,6 @@ async fn wait_health(url: &str, want: ServingStatus) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("{url} never became {want:?}");
-}
-
-fn get(addr: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,7 @@ async fn pump(
     let mut shutdown = ctx.shutdown.clone();
     let mut in_flight = FuturesUnordered::new();
     let mut reading = true;
-    loop {
+    while reading || !in_flight.is_empty() {
         tokio::select! {
             next = requests.message(), if reading && in_flight.len() < MAX_IN_FLIGHT => {
                 match next {
@@ -89,9 +89,10 @@ async fn pump(
                 let _ = tx.send(Err(Status::unavailable("replica is shutting down"))).await;
                 return Err("the replica is shutting down".into());
             }
-            else => return Ok(()),
         }
     }
+    // The client closed its side and every answer is out.
+    Ok(())
 }
 
 /// Resolves once the replica starts shutting down.

@@ -1,6 +1,7 @@
 //! Test helpers on top of `raftchat::local_cluster`.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 pub use raftchat::local_cluster::{Cluster, Options};
@@ -95,4 +96,16 @@ pub async fn send_concurrently(
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// The raw HTTP/1.1 answer of `GET path` from `addr` (a metrics endpoint).
+pub fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
 }
