@@ -31,6 +31,11 @@
 //! reused by every retry, so a write is applied at most once even when an
 //! attempt timed out after the cluster had already applied it.
 //!
+//! A logged-in client's sends go first over its one long-lived
+//! `SendStream` to the current replica (see `send_stream.rs`); whatever that
+//! stream cannot answer falls back to the policy above, with the same request
+//! id.
+//!
 //! [`ChatClient::subscribe`] applies the same policy to the event stream,
 //! forever, resuming from the last event seen.
 
