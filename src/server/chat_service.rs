@@ -110,9 +110,7 @@ impl ServiceContext {
         }
         Ok(hash)
     }
-}
 
-impl ServiceContext {
     /// Sends one message for `session`: the body of both `SendMessage` and
     /// `SendStream`.
     pub async fn send(
