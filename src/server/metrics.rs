@@ -94,37 +94,30 @@ pub fn observe_snapshot_bytes(bytes: usize) {
         .set(i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
-/// Held by a live event subscription (a connected client): the
-/// `subscriptions` gauge counts these.
-pub struct LiveSubscription(());
+/// Held while something live is open on this replica; counts itself in a
+/// gauge until dropped.
+pub struct Live(Gauge);
 
-impl LiveSubscription {
-    pub fn enter() -> Self {
-        METRICS.subscriptions.inc();
-        Self(())
+impl Live {
+    /// An event subscription (a connected client): `live_subscriptions`.
+    pub fn subscription() -> Self {
+        Self::enter(&METRICS.subscriptions)
+    }
+
+    /// A `SendStream` call: `live_send_streams`.
+    pub fn send_stream() -> Self {
+        Self::enter(&METRICS.send_streams)
+    }
+
+    fn enter(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
     }
 }
 
-impl Drop for LiveSubscription {
+impl Drop for Live {
     fn drop(&mut self) {
-        METRICS.subscriptions.dec();
-    }
-}
-
-/// Held by an open `SendStream` call: the `send_streams` gauge counts
-/// these.
-pub struct LiveSendStream(());
-
-impl LiveSendStream {
-    pub fn enter() -> Self {
-        METRICS.send_streams.inc();
-        Self(())
-    }
-}
-
-impl Drop for LiveSendStream {
-    fn drop(&mut self) {
-        METRICS.send_streams.dec();
+        self.0.dec();
     }
 }
 

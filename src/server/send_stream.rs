@@ -48,7 +48,7 @@ pub fn serve(
 ) -> Replies {
     let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
     tokio::spawn(async move {
-        let _counted = crate::server::metrics::LiveSendStream::enter();
+        let _counted = crate::server::metrics::Live::send_stream();
         if let Err(reason) = pump(&ctx, session, requests, &tx).await {
             tracing::debug!(%reason, "send stream ended");
         }

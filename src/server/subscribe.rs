@@ -35,7 +35,7 @@ pub fn stream(
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         let _online = ctx.presence.open(session);
-        let _counted = crate::server::metrics::LiveSubscription::enter();
+        let _counted = crate::server::metrics::Live::subscription();
         if let Err(reason) = pump(&ctx, &tx, session, user, after).await {
             tracing::debug!(user, %reason, "subscription ended");
         }
