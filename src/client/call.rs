@@ -236,6 +236,17 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2), "{err}");
         assert!(err.is_unavailable(), "{err}");
         assert!(err.message.contains("no answer within"), "{err}");
+
+        // Logged in, a send goes over the send stream first; a silent
+        // stream's wait counts against the same deadline.
+        client.set_token(Some("token".into()));
+        let started = std::time::Instant::now();
+        let err = client
+            .send(&"bob".parse().unwrap(), "hi")
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+        assert!(err.is_unavailable(), "{err}");
         keep.abort();
     }
 

@@ -73,7 +73,7 @@ impl ChatClient {
     pub(crate) async fn send_over_stream(&self, message: &SendMessageRequest) -> Option<Answer> {
         let index = self.current_index();
         let token = self.token()?;
-        let answer = self.enqueue(index, token, message)?;
+        let (answer, waiting) = self.enqueue(index, token, message)?;
         let sent = Instant::now();
         match tokio::time::timeout(self.config().rpc_timeout, answer).await {
             Ok(Ok(answer)) => {
@@ -91,8 +91,17 @@ impl ChatClient {
             Err(_elapsed) => {
                 // A silent stream: give it up (its other waiters fall back
                 // too) and let the fallback's own attempt judge the replica.
-                if let Some(stream) = lock(&self.inner.send_stream).take() {
-                    stream.abandon();
+                let mut slot = lock(&self.inner.send_stream);
+                if slot
+                    .as_ref()
+                    .is_some_and(|s| Arc::ptr_eq(&s.waiting, &waiting))
+                {
+                    if let Some(stream) = slot.take() {
+                        stream.abandon();
+                    }
+                } else {
+                    // Already replaced: just stop waiting on the old one.
+                    lock(&waiting).answers.remove(&message.request_id);
                 }
                 None
             }
@@ -100,13 +109,14 @@ impl ChatClient {
     }
 
     /// Writes `message` into the stream to replica `index` for `token`,
-    /// opening one if needed, and returns where its answer will arrive.
+    /// opening one if needed, and returns where its answer will arrive and
+    /// the stream's waiting list.
     fn enqueue(
         &self,
         index: usize,
         token: String,
         message: &SendMessageRequest,
-    ) -> Option<oneshot::Receiver<Answer>> {
+    ) -> Option<(oneshot::Receiver<Answer>, Arc<Mutex<Waiting>>)> {
         let mut slot = lock(&self.inner.send_stream);
         let usable = slot
             .as_ref()
@@ -128,7 +138,7 @@ impl ChatClient {
             lock(&stream.waiting).answers.remove(&message.request_id);
             return None;
         }
-        Some(rx)
+        Some((rx, stream.waiting.clone()))
     }
 }
 
