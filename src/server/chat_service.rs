@@ -111,13 +111,13 @@ impl ServiceContext {
         Ok(hash)
     }
 
-    /// Sends one message for `session`: the body of both `SendMessage` and
-    /// `SendStream`.
+    /// Sends one message for `session` and returns it as stored: the body
+    /// of both `SendMessage` and `SendStream`.
     pub async fn send(
         &self,
         session: TokenHash,
         req: proto::SendMessageRequest,
-    ) -> Result<proto::SendMessageReply, Status> {
+    ) -> Result<proto::Message, Status> {
         let target = match req.to {
             Some(send_message_request::To::User(u)) => Target::User(u),
             Some(send_message_request::To::Group(g)) => Target::Group(g),
@@ -143,12 +143,16 @@ impl ServiceContext {
             body: req.body,
         };
         match self.write(req.request_id, command).await? {
-            Outcome::Sent(m) => Ok(proto::SendMessageReply {
-                message: Some(convert::message(m)),
-            }),
+            Outcome::Sent(m) => Ok(convert::message(m)),
             o => Err(unexpected(o)),
         }
     }
+}
+
+/// Resolves once the replica starts shutting down (or the sender of
+/// `shutdown` is gone, which means the same): for long-lived streams.
+pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|down| *down).await;
 }
 
 fn page(limit: u32) -> usize {
@@ -339,7 +343,10 @@ impl Chat for ChatService {
         let ctx = &self.ctx;
         let r = async {
             let session = auth::session_from(req.metadata())?;
-            ctx.send(session, req.into_inner()).await
+            let message = ctx.send(session, req.into_inner()).await?;
+            Ok(proto::SendMessageReply {
+                message: Some(message),
+            })
         }
         .await;
         respond(&ctx.consensus, r)
@@ -351,11 +358,14 @@ impl Chat for ChatService {
         &self,
         req: Request<tonic::Streaming<proto::SendMessageRequest>>,
     ) -> Result<Response<Self::SendStreamStream>, Status> {
-        let ctx = self.ctx.clone();
         let r = (|| {
             let session = auth::session_from(req.metadata())?;
-            ctx.check_running()?;
-            Ok(send_stream::serve(ctx.clone(), session, req.into_inner()))
+            self.ctx.check_running()?;
+            Ok(send_stream::serve(
+                self.ctx.clone(),
+                session,
+                req.into_inner(),
+            ))
         })();
         respond(&self.ctx.consensus, r)
     }

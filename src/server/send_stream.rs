@@ -27,7 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use crate::proto::{self, send_stream_reply};
-use crate::server::chat_service::ServiceContext;
+use crate::server::chat_service::{until_shutdown, ServiceContext};
 use crate::server::command::TokenHash;
 
 /// Sends one stream may have in flight; the task stops reading requests
@@ -85,7 +85,7 @@ async fn pump(
                     return Err("the client went away".into());
                 }
             }
-            () = shutting_down(&mut shutdown) => {
+            () = until_shutdown(&mut shutdown) => {
                 let _ = tx.send(Err(Status::unavailable("replica is shutting down"))).await;
                 return Err("the replica is shutting down".into());
             }
@@ -93,12 +93,6 @@ async fn pump(
     }
     // The client closed its side and every answer is out.
     Ok(())
-}
-
-/// Resolves once the replica starts shutting down.
-async fn shutting_down(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    // An error means the sender is gone, which also means shutdown.
-    let _ = shutdown.wait_for(|down| *down).await;
 }
 
 /// Sends one message and words the outcome as its answer.
@@ -116,13 +110,7 @@ async fn answer(
         ctx.send(session, request).await
     };
     let result = match result {
-        Ok(reply) => match reply.message {
-            Some(message) => send_stream_reply::Result::Message(message),
-            None => send_stream_reply::Result::Error(proto::SendStreamError {
-                code: tonic::Code::Internal as i32,
-                message: "the send produced no message".into(),
-            }),
-        },
+        Ok(message) => send_stream_reply::Result::Message(message),
         Err(status) => send_stream_reply::Result::Error(proto::SendStreamError {
             code: status.code() as i32,
             message: status.message().to_string(),

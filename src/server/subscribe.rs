@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::proto::{self, event};
-use crate::server::chat_service::ServiceContext;
+use crate::server::chat_service::{until_shutdown, ServiceContext};
 use crate::server::command::{ChatEvent, EventKind, TokenHash, UserId};
 use crate::server::consensus::now_ms;
 use crate::server::convert;
@@ -108,7 +108,7 @@ async fn pump(
         }
         tokio::select! {
             changed = wake.changed() => changed.map_err(|_| "event hub closed".to_string())?,
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+            () = until_shutdown(&mut shutdown) => {
                 let _ = tx.send(Err(Status::unavailable("replica is shutting down"))).await;
                 return Err("shutting down".into());
             }
