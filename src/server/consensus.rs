@@ -15,7 +15,7 @@
 //! Neither ever hangs: the leader refuses at once when it has not heard from a
 //! majority recently, and everything else is bounded by [`Timeouts`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -87,6 +87,26 @@ pub struct Consensus {
     pub peers: Arc<Peers>,
     pub timeouts: Timeouts,
     proposals: mpsc::Sender<Pending>,
+    read_floor: Arc<Mutex<ReadFloor>>,
+}
+
+/// The least read index this replica hands out while it leads `term`: its
+/// last log index when it first did so.
+///
+/// openraft 0.9 restarts a replica whose persisted vote made it the leader
+/// as the leader of the same term, with no election and no new no-op entry,
+/// and with its commit index back at what its state machine had applied (a
+/// snapshot, or nothing). Its read index, `max(commit index, first entry of
+/// its term)`, can then lie below entries it had committed and
+/// acknowledged before the restart, and a read would miss them until they
+/// are committed again. Every committed entry is in the leader's log, so
+/// waiting for the log's end as it was when leading began closes that
+/// window; for a newly elected leader it costs nothing more, its no-op
+/// already lies past its log's end.
+#[derive(Default)]
+struct ReadFloor {
+    term: u64,
+    index: u64,
 }
 
 impl Consensus {
@@ -99,6 +119,7 @@ impl Consensus {
             peers,
             timeouts,
             proposals: tx,
+            read_floor: Arc::default(),
         }
     }
 
@@ -255,14 +276,29 @@ impl Consensus {
             return Err(RemoteFailure::NotLeader(self.id));
         }
         self.check_quorum()?;
+        let floor = self.read_floor();
         match tokio::time::timeout(self.timeouts.commit, self.raft.get_read_log_id()).await {
-            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0).max(floor)),
             Ok(Err(RaftError::APIError(_))) => Err(RemoteFailure::NotLeader(self.id)),
             Ok(Err(e)) => Err(RemoteFailure::Unavailable(e.to_string())),
             Err(_) => Err(RemoteFailure::Unavailable(
                 "no quorum: leadership not confirmed in time".into(),
             )),
         }
+    }
+
+    /// See [`ReadFloor`]; called only while this replica leads.
+    fn read_floor(&self) -> u64 {
+        let (term, last) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.current_term, m.last_log_index.unwrap_or(0))
+        };
+        let mut floor = self.read_floor.lock().unwrap_or_else(|e| e.into_inner());
+        if floor.term != term {
+            *floor = ReadFloor { term, index: last };
+        }
+        floor.index
     }
 
     /// Waits until this replica's state reflects every write committed before
