@@ -46,6 +46,10 @@ impl fmt::Display for Victim {
 pub enum Fault {
     /// SIGKILL, restart from storage after the hold.
     Kill(Victim),
+    /// SIGKILL the leader and restart it at once, before anyone campaigns:
+    /// openraft 0.9 resumes its term without an election, its commit index
+    /// back at what it had applied (see `server::consensus::ReadFloor`).
+    BounceLeader,
     /// SIGSTOP for the hold (longer than an election timeout), SIGCONT.
     Pause(Victim),
     /// Every flow to and from the leader lost.
@@ -73,6 +77,7 @@ impl Fault {
     pub fn kind(&self) -> &'static str {
         match self {
             Fault::Kill(_) => "kill",
+            Fault::BounceLeader => "bounce-leader",
             Fault::Pause(_) => "pause",
             Fault::IsolateLeader => "isolate-leader",
             Fault::Split { .. } => "split",
@@ -88,6 +93,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Kill(v) => write!(f, "kill -9 {v}"),
+            Fault::BounceLeader => f.write_str("kill -9 the leader and restart it at once"),
             Fault::Pause(v) => write!(f, "SIGSTOP {v}"),
             Fault::IsolateLeader => f.write_str("isolate the leader"),
             Fault::Split { minority } => write!(f, "split off {minority:?}"),
@@ -135,7 +141,8 @@ impl Schedule {
             shuffled.shuffle(&mut rng);
             let roll = rng.gen_range(0..100);
             let (fault, hold_ms) = match roll {
-                0..=14 => (Fault::Kill(Victim::Leader), rng.gen_range(300..3000)),
+                0..=9 => (Fault::Kill(Victim::Leader), rng.gen_range(300..3000)),
+                10..=14 => (Fault::BounceLeader, 0),
                 15..=24 => (Fault::Kill(any(&mut rng)), rng.gen_range(300..3000)),
                 25..=34 => (Fault::Pause(Victim::Leader), rng.gen_range(400..3000)),
                 35..=39 => (Fault::Pause(any(&mut rng)), rng.gen_range(400..3000)),
@@ -333,6 +340,10 @@ impl<'a> Nemesis<'a> {
                 self.cluster.start_replica(id);
                 self.event("heal", format!("restart replica {id}"));
             }
+            Fault::BounceLeader => {
+                let detail = self.bounce_leader().await;
+                self.event(kind, detail);
+            }
             Fault::Pause(victim) => {
                 let id = self.resolve(*victim).await;
                 self.cluster.pause(id, true);
@@ -454,6 +465,26 @@ impl<'a> Nemesis<'a> {
                 }
             },
         }
+    }
+
+    /// [`Fault::BounceLeader`]; says whether the leader resumed its term.
+    async fn bounce_leader(&mut self) -> String {
+        let Some((id, term)) = self.current_leader().await else {
+            return "no leader known; nothing bounced".into();
+        };
+        self.cluster.kill(id);
+        self.cluster.start_replica(id);
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < until {
+            if let Some(s) = self.cluster.status(id, false).await {
+                return format!(
+                    "kill -9 leader {id} (term {term}) and restart it at once: now {} in term {}",
+                    s.role, s.term
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        format!("kill -9 leader {id} (term {term}) and restart it at once: no status for 2 s")
     }
 
     /// The current leader and its term, if the whole cluster is up,
@@ -660,7 +691,7 @@ mod tests {
     fn schedules_cover_every_fault_kind() {
         let s = Schedule::generate(1, 5, Duration::from_secs(600));
         let kinds: BTreeSet<&str> = s.steps.iter().map(|s| s.fault.kind()).collect();
-        assert_eq!(kinds.len(), 8, "{kinds:?}");
+        assert_eq!(kinds.len(), 9, "{kinds:?}");
         for step in &s.steps {
             if let Fault::Pause(_) = step.fault {
                 assert!(step.hold >= Duration::from_millis(400), "{step:?}");
