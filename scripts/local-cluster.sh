@@ -7,8 +7,10 @@
 # Extra chatd flags can be passed through CHATD_EXTRA_ARGS, e.g.
 #   CHATD_EXTRA_ARGS="--snapshot-every 1000" scripts/local-cluster.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# DATA_DIR is relative to where the script was started, not to the repo.
 data=${1:-./data}
+case $data in /*) ;; *) data="$PWD/$data" ;; esac
+cd "$(dirname "$0")/.."
 cargo build --release --bin chatd --bin chatctl --bin chat-tui
 mkdir -p "$data"
 ports=(7001 7002 7003 7004 7005)
