@@ -145,6 +145,71 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
+/// The machine's CPU time so far from `/proc/stat`, in ticks: (all, idle
+/// and iowait, stolen by the hypervisor).
+fn machine_ticks() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already inside user and nice).
+    let all = (0..8).map(at).sum();
+    (all, at(3) + at(4), at(7))
+}
+
+/// Percent of the machine's CPU time between two [`machine_ticks`] that was
+/// idle and that the hypervisor stole: on a shared VM a slow run shows as
+/// steal, not as our CPU seconds.
+fn idle_and_steal_pct(before: (u64, u64, u64), after: (u64, u64, u64)) -> (f64, f64) {
+    let all = after.0.saturating_sub(before.0).max(1) as f64;
+    (
+        after.1.saturating_sub(before.1) as f64 * 100.0 / all,
+        after.2.saturating_sub(before.2) as f64 * 100.0 / all,
+    )
+}
+
+/// The disk's floor for this run: p50 of a 600-byte append plus
+/// `fdatasync` (what one replica's log does per entry), by one writer and by
+/// five at once (as five replicas on one disk), 200 each, in `dir`.
+fn fdatasync_p50_ms(dir: &Path) -> anyhow::Result<(f64, f64)> {
+    use std::io::Write;
+    let run = |writers: usize| -> anyhow::Result<f64> {
+        let threads: Vec<_> = (0..writers)
+            .map(|i| {
+                let path = dir.join(format!("probe-{writers}-{i}"));
+                std::thread::spawn(move || -> std::io::Result<Vec<Duration>> {
+                    let mut file = std::fs::File::create(&path)?;
+                    let mut lat = Vec::with_capacity(200);
+                    for _ in 0..200 {
+                        let t = Instant::now();
+                        file.write_all(&[b'x'; 600])?;
+                        file.sync_data()?;
+                        lat.push(t.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in threads {
+            let lat = t
+                .join()
+                .map_err(|_| anyhow::anyhow!("probe thread panicked"))??;
+            all.extend(lat);
+        }
+        all.sort();
+        Ok(pct(&all, 0.5))
+    };
+    Ok((run(1)?, run(5)?))
+}
+
 fn cluster_cpu(cluster: &Cluster) -> f64 {
     cluster
         .running()
@@ -281,9 +346,11 @@ async fn throughput(args: &Args, storage: bool) -> anyhow::Result<Vec<Value>> {
         cluster.wait_leader(Duration::from_secs(30)).await;
         setup_users(&cluster).await?;
         let cpu0 = cluster_cpu(&cluster);
+        let machine0 = machine_ticks();
         let (ok, lat, errors, elapsed) =
             closed_loop(&cluster, senders, args.seconds, 10_000_000).await?;
         let cpu = cluster_cpu(&cluster) - cpu0;
+        let (idle, steal) = idle_and_steal_pct(machine0, machine_ticks());
         let row = json!({
             "storage": storage,
             "clients": senders,
@@ -295,9 +362,11 @@ async fn throughput(args: &Args, storage: bool) -> anyhow::Result<Vec<Value>> {
             "p99_ms": pct(&lat, 0.99),
             "p999_ms": pct(&lat, 0.999),
             "cpu_s_per_1000": if ok > 0 { cpu / ok as f64 * 1000.0 } else { 0.0 },
+            "machine_idle_pct": idle,
+            "machine_steal_pct": steal,
         });
         println!(
-            "throughput storage={:<5} clients={:>3}: {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  cpu {:.3} s/1000 msgs  ({} msgs, {} errors)",
+            "throughput storage={:<5} clients={:>3}: {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  cpu {:.3} s/1000 msgs  idle {:.0} %  steal {:.0} %  ({} msgs, {} errors)",
             storage,
             senders,
             row["msgs_per_sec"].as_f64().unwrap_or(0.0),
@@ -305,6 +374,8 @@ async fn throughput(args: &Args, storage: bool) -> anyhow::Result<Vec<Value>> {
             row["p99_ms"].as_f64().unwrap_or(0.0),
             row["p999_ms"].as_f64().unwrap_or(0.0),
             row["cpu_s_per_1000"].as_f64().unwrap_or(0.0),
+            idle,
+            steal,
             ok,
             errors
         );
@@ -506,7 +577,18 @@ async fn main() -> anyhow::Result<()> {
         args.cold_restarts,
         args.chatd_flags
     );
-    let mut out = json!({"machine": {"cores": cores, "kernel": kernel.trim()}});
+    let probe_dir = tempfile::tempdir()?;
+    let (sync_one, sync_five) = fdatasync_p50_ms(probe_dir.path())?;
+    drop(probe_dir);
+    println!(
+        "disk: 600-byte append + fdatasync p50 {sync_one:.3} ms (one writer), {sync_five:.3} ms (five at once)"
+    );
+    let mut out = json!({"machine": {
+        "cores": cores,
+        "kernel": kernel.trim(),
+        "fdatasync_p50_ms_one_writer": sync_one,
+        "fdatasync_p50_ms_five_writers": sync_five,
+    }});
     if args.wants("throughput") {
         out["throughput"] = json!(throughput(&args, true).await?);
         if args.memory {
