@@ -91,7 +91,7 @@ pub struct Consensus {
 }
 
 /// The least read index this replica hands out while it leads `term`: its
-/// last log index when it first did so.
+/// last log index when it first handed one out in that term.
 ///
 /// openraft 0.9 restarts a replica whose persisted vote made it the leader
 /// as the leader of the same term, with no election and no new no-op entry,
@@ -99,10 +99,10 @@ pub struct Consensus {
 /// snapshot, or nothing). Its read index, `max(commit index, first entry of
 /// its term)`, can then lie below entries it had committed and
 /// acknowledged before the restart, and a read would miss them until they
-/// are committed again. Every committed entry is in the leader's log, so
-/// waiting for the log's end as it was when leading began closes that
-/// window; for a newly elected leader it costs nothing more, its no-op
-/// already lies past its log's end.
+/// are committed again. Every committed entry is in the leader's log, and
+/// the log only grows while it leads, so waiting for the log's end as of the
+/// first read it serves closes that window. For a newly elected leader it
+/// costs that first read at most the entries then in flight.
 #[derive(Default)]
 struct ReadFloor {
     term: u64,
