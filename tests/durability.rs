@@ -66,7 +66,10 @@ async fn leader_restarted_in_its_term_serves_no_stale_read() {
     on_leader.set_token(alice.token());
     let got = bodies_with(&on_leader, "bob").await;
     if got.len() != 800 {
-        panic!("{}", explain_count(&cluster, &on_leader, &got, 8, 100).await);
+        panic!(
+            "{}",
+            explain_count(&cluster, &on_leader, &got, 8, 100).await
+        );
     }
     let status = cluster.status(leader, false).await.unwrap();
     assert_eq!(status.role, "leader", "{status:?}");
