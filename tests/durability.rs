@@ -7,7 +7,9 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{bodies_with, options, send_concurrently, user, Clients, Cluster, Options};
+use common::{
+    bodies_with, options, send_concurrently, sent_bodies, user, Clients, Cluster, Options,
+};
 use raftchat::client::Target;
 
 /// All five SIGKILLed at once and restarted: nothing acknowledged is lost.
@@ -108,7 +110,7 @@ async fn whole_cluster_restart_from_snapshots_loses_nothing() {
             .iter()
             .filter(|b| b.starts_with(&format!("t{t}-")))
             .collect();
-        let want: Vec<String> = (0..100).map(|i| format!("t{t}-{i}")).collect();
+        let want = sent_bodies(t, 100);
         assert_eq!(
             mine,
             want.iter().collect::<Vec<_>>(),
@@ -150,9 +152,7 @@ async fn explain_count(
     senders: usize,
     each: usize,
 ) -> String {
-    let want: Vec<String> = (0..senders)
-        .flat_map(|t| (0..each).map(move |i| format!("t{t}-{i}")))
-        .collect();
+    let want: Vec<String> = (0..senders).flat_map(|t| sent_bodies(t, each)).collect();
     let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
     let mut seen = std::collections::HashSet::new();
     let doubled: Vec<&String> = got.iter().filter(|b| !seen.insert(*b)).collect();

@@ -8,7 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{bodies_with, http_get, options, send_concurrently, user, Cluster, Options};
+use common::{
+    bodies_with, http_get, options, send_concurrently, sent_bodies, user, Cluster, Options,
+};
 use raftchat::client::Target;
 use raftchat::proto::chat_client::ChatClient as RawChat;
 use raftchat::proto::send_stream_reply::Result as Answer;
@@ -171,7 +173,7 @@ async fn the_client_sends_over_one_stream_and_survives_its_replica_dying_mid_str
             .iter()
             .filter(|b| b.starts_with(&format!("t{t}-")))
             .collect();
-        let want: Vec<String> = (0..each).map(|i| format!("t{t}-{i}")).collect();
+        let want = sent_bodies(t, each);
         assert_eq!(mine, want.iter().collect::<Vec<_>>(), "sender {t}");
     }
 }

@@ -74,9 +74,15 @@ pub async fn bodies_with(client: &raftchat::client::ChatClient, peer: &str) -> V
     out
 }
 
+/// The bodies [`send_concurrently`]'s sender `t` sends, in order: `t{t}-0`,
+/// `t{t}-1`, … (`each` of them).
+pub fn sent_bodies(t: usize, each: usize) -> Vec<String> {
+    (0..each).map(|i| format!("t{t}-{i}")).collect()
+}
+
 /// `senders` concurrent tasks each send `each` messages to `target` as
-/// `client`, sender `t`'s bodies `t{t}-0`, `t{t}-1`, … in order; panics on
-/// any failed send.
+/// `client`, sender `t` its [`sent_bodies`] in order; panics on any failed
+/// send.
 pub async fn send_concurrently(
     client: &raftchat::client::ChatClient,
     target: &raftchat::client::Target,
@@ -88,8 +94,8 @@ pub async fn send_concurrently(
         let client = client.clone();
         let target = target.clone();
         tasks.push(tokio::spawn(async move {
-            for i in 0..each {
-                client.send(&target, &format!("t{t}-{i}")).await.unwrap();
+            for body in sent_bodies(t, each) {
+                client.send(&target, &body).await.unwrap();
             }
         }));
     }
