@@ -11,6 +11,7 @@ use common::{
     bodies_with, options, send_concurrently, sent_bodies, user, Clients, Cluster, Options,
 };
 use raftchat::client::Target;
+use raftchat::fault::wal_cut;
 
 /// All five SIGKILLed at once and restarted: nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,11 +244,9 @@ async fn torn_tail_is_discarded_and_corruption_stops_the_replica() {
 
     // Tear the tail: cut the last record in half.
     let dir = cluster.storage_dir(victim);
-    let last = segments(&dir).pop().expect("a segment");
-    let len = std::fs::metadata(&last).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
-    file.set_len(len - 7).unwrap();
-    drop(file);
+    let last = wal_cut::last_index(&dir).unwrap().expect("a record");
+    let cut = wal_cut::cut_after(&dir, last - 1, |len| len / 2).unwrap();
+    assert!(cut.is_ok(), "{cut:?}");
     cluster.start_replica(victim);
     for i in 20..25 {
         alice.send(&target, &format!("m{i}")).await.unwrap();

@@ -7,7 +7,8 @@
 //! `keep` that must survive (see `nemesis::lose_unsynced_tail` for how it is
 //! proven to bound everything the replica ever acknowledged) and only
 //! records after it, in the last segment, are cut — the first of them torn
-//! at a random byte, as a crash mid-`write` leaves it.
+//! at a random byte, as a crash mid-`write` leaves it. Cut bytes become
+//! zeros, as the WAL's preallocated tail reads where nothing reached the disk.
 //!
 //! Record layout (see `server::storage::wal`):
 //! `[payload len u32 LE][crc32 u32 LE][index u64 LE][payload]`.
@@ -16,7 +17,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::server::storage::wal::RECORD_HEADER_LEN;
+use crate::server::storage::wal::{crc_of, RECORD_HEADER_LEN};
 
 /// What [`cut_after`] removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +59,8 @@ pub fn segments(storage_dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(segs)
 }
 
-/// The complete records of a segment's bytes; stops at a torn tail.
+/// The complete records of a segment's bytes; stops at a torn tail or at
+/// the preallocated zeros.
 fn spans(bytes: &[u8]) -> Vec<RecordSpan> {
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -66,9 +68,10 @@ fn spans(bytes: &[u8]) -> Vec<RecordSpan> {
     while at + header <= bytes.len() {
         let word = |o: usize, n: usize| &bytes[at + o..at + o + n];
         let len = u32::from_le_bytes(word(0, 4).try_into().unwrap_or([0; 4])) as usize;
+        let crc = u32::from_le_bytes(word(4, 4).try_into().unwrap_or([0; 4]));
         let index = u64::from_le_bytes(word(8, 8).try_into().unwrap_or([0; 8]));
         let total = header + len;
-        if len == 0 || at + total > bytes.len() {
+        if len == 0 || at + total > bytes.len() || crc_of(index, word(header, len)) != crc {
             break;
         }
         out.push(RecordSpan {
@@ -81,9 +84,17 @@ fn spans(bytes: &[u8]) -> Vec<RecordSpan> {
     out
 }
 
+/// Index of the last record in a stopped replica's log, if any.
+pub fn last_index(storage_dir: &Path) -> io::Result<Option<u64>> {
+    let Some(segment) = segments(storage_dir)?.pop() else {
+        return Ok(None);
+    };
+    Ok(spans(&std::fs::read(segment)?).last().map(|s| s.index))
+}
+
 /// Cuts the last segment of a stopped replica's log after the record with
-/// index `keep`; the first removed record is cut `tear(its length)` bytes in
-/// (0 = on the record boundary).
+/// index `keep`, zeroing the rest of the file; the first removed record is
+/// cut `tear(its length)` bytes in (0 = on the record boundary).
 pub fn cut_after(
     storage_dir: &Path,
     keep: u64,
@@ -108,7 +119,8 @@ pub fn cut_after(
     let new_len = first.start + tear(first.len).min(first.len - 1);
     let last_dropped = spans.last().map_or(first.index, |s| s.index);
     let file = OpenOptions::new().write(true).open(&segment)?;
-    file.set_len(new_len)?;
+    let zeros = vec![0u8; bytes.len() - new_len as usize];
+    std::os::unix::fs::FileExt::write_all_at(&file, &zeros, new_len)?;
     file.sync_all()?;
     Ok(Ok(Cut {
         segment,
@@ -126,7 +138,7 @@ mod tests {
     fn record(index: u64, payload: &[u8]) -> Vec<u8> {
         let mut r = Vec::new();
         r.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        r.extend_from_slice(&0u32.to_le_bytes()); // crc: not checked here
+        r.extend_from_slice(&crc_of(index, payload).to_le_bytes());
         r.extend_from_slice(&index.to_le_bytes());
         r.extend_from_slice(payload);
         r
@@ -153,7 +165,13 @@ mod tests {
         assert_eq!((cut.first_dropped, cut.last_dropped), (6, 7));
         assert_eq!(cut.old_len, 20 + 20 + 18);
         assert_eq!(cut.new_len, 20 + 10);
-        assert_eq!(std::fs::metadata(&cut.segment).unwrap().len(), 30);
+        let bytes = std::fs::read(&cut.segment).unwrap();
+        assert_eq!(bytes.len(), 58, "the file keeps its length");
+        assert!(
+            bytes[30..].iter().all(|&b| b == 0),
+            "the cut bytes are zeros"
+        );
+        assert_eq!(last_index(dir.path()).unwrap(), Some(5));
     }
 
     #[test]
