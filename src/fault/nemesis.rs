@@ -508,11 +508,11 @@ impl<'a> Nemesis<'a> {
     fn cut_tail(&mut self, dir: &std::path::Path, keep: u64) -> String {
         match wal_cut::cut_after(dir, keep, |len| self.rng.gen_range(0..len)) {
             Ok(Ok(cut)) => format!(
-                "cut records {}..={} ({} -> {} bytes of {})",
+                "cut records {}..={} (zeroed bytes {}..{} of {})",
                 cut.first_dropped,
                 cut.last_dropped,
-                cut.old_len,
-                cut.new_len,
+                cut.cut_at,
+                cut.file_len,
                 cut.segment.display()
             ),
             Ok(Err(NoCut::NothingAfter { last_index })) => {

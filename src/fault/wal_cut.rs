@@ -23,10 +23,12 @@ use crate::server::storage::wal::{crc_of, RECORD_HEADER_LEN};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cut {
     pub segment: PathBuf,
-    pub old_len: u64,
-    pub new_len: u64,
+    /// The segment's length, which the cut keeps.
+    pub file_len: u64,
+    /// Where the zeros now start.
+    pub cut_at: u64,
     /// First and last index of the records removed (the first one torn when
-    /// `new_len` is not its start).
+    /// `cut_at` is not its start).
     pub first_dropped: u64,
     pub last_dropped: u64,
 }
@@ -116,16 +118,16 @@ pub fn cut_after(
         }));
     }
     let first = spans[pos];
-    let new_len = first.start + tear(first.len).min(first.len - 1);
+    let cut_at = first.start + tear(first.len).min(first.len - 1);
     let last_dropped = spans.last().map_or(first.index, |s| s.index);
     let file = OpenOptions::new().write(true).open(&segment)?;
-    let zeros = vec![0u8; bytes.len() - new_len as usize];
-    std::os::unix::fs::FileExt::write_all_at(&file, &zeros, new_len)?;
+    let zeros = vec![0u8; bytes.len() - cut_at as usize];
+    std::os::unix::fs::FileExt::write_all_at(&file, &zeros, cut_at)?;
     file.sync_all()?;
     Ok(Ok(Cut {
         segment,
-        old_len: bytes.len() as u64,
-        new_len,
+        file_len: bytes.len() as u64,
+        cut_at,
         first_dropped: first.index,
         last_dropped,
     }))
@@ -163,8 +165,8 @@ mod tests {
         let dir = log_dir(&[(5, b"aaaa"), (6, b"bbbb"), (7, b"cc")]);
         let cut = cut_after(dir.path(), 5, |len| len / 2).unwrap().unwrap();
         assert_eq!((cut.first_dropped, cut.last_dropped), (6, 7));
-        assert_eq!(cut.old_len, 20 + 20 + 18);
-        assert_eq!(cut.new_len, 20 + 10);
+        assert_eq!(cut.file_len, 20 + 20 + 18);
+        assert_eq!(cut.cut_at, 20 + 10);
         let bytes = std::fs::read(&cut.segment).unwrap();
         assert_eq!(bytes.len(), 58, "the file keeps its length");
         assert!(
@@ -193,6 +195,6 @@ mod tests {
     fn a_tear_never_removes_the_whole_record_boundary_beyond() {
         let dir = log_dir(&[(1, b"a"), (2, b"bbbb")]);
         let cut = cut_after(dir.path(), 1, |len| len + 100).unwrap().unwrap();
-        assert_eq!(cut.new_len, 17 + 19, "at most one byte short of the record");
+        assert_eq!(cut.cut_at, 17 + 19, "at most one byte short of the record");
     }
 }
