@@ -296,6 +296,19 @@ fn scan_segment(
     })
 }
 
+/// Writes `len` zero bytes at `at`, from a static buffer: no allocation and
+/// no fresh memory to fault in.
+fn write_zeros(file: &File, mut at: u64, len: u64) -> io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let end = at + len;
+    while at < end {
+        let n = (end - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Whether the record at `off..end` whose checksum fails looks written but
 /// never synced: only zeros follow it (or nothing), or one of the pages it
 /// lies in was never written back. Such a page still holds what was synced,
@@ -558,16 +571,16 @@ impl Wal {
             encode_into(&mut buf, *index, payload)?;
         }
         let end = seg.len + buf.len() as u64;
-        if end > active.size {
-            // Zeros for the writes to come, in this write's `fdatasync`.
-            let size = end + PREALLOCATE;
-            buf.resize((size - seg.len) as usize, 0);
-            active.size = size;
-        }
         active
             .file
             .write_all_at(&buf, seg.len)
             .map_err(|e| with_path("write", &seg.path, e))?;
+        if end > active.size {
+            // Zeros for the writes to come, flushed by this write's sync.
+            write_zeros(&active.file, end, PREALLOCATE)
+                .map_err(|e| with_path("write", &seg.path, e))?;
+            active.size = end + PREALLOCATE;
+        }
         seg.len = end;
         seg.offsets.extend(offsets);
         Ok(())
