@@ -204,6 +204,16 @@ fn read_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// What is wrong with the record where a scan stopped.
+enum Bad {
+    /// It runs past the end of the file: an interrupted final write.
+    Cut,
+    /// Its checksum fails; torn if [`unsynced_shaped`] says so.
+    Checksum { end: u64 },
+    /// Damage no write of ours leaves, torn or not.
+    Damaged,
+}
+
 /// Parses a segment. `is_last` enables torn-tail tolerance.
 fn scan_segment(
     path: &Path,
@@ -218,11 +228,8 @@ fn scan_segment(
     let mut offsets = Vec::new();
     while off < n {
         let rest = &bytes[off as usize..];
-        // Err((reason, tail_shaped)): `tail_shaped` means the anomaly looks
-        // like an interrupted final write.
-        let parsed: Result<(u64, u64), (String, bool)> = if (rest.len() as u64) < RECORD_HEADER_LEN
-        {
-            Err(("incomplete record header".into(), true))
+        let parsed: Result<(u64, u64), (String, Bad)> = if (rest.len() as u64) < RECORD_HEADER_LEN {
+            Err(("incomplete record header".into(), Bad::Cut))
         } else {
             let len = u64::from(read_u32(rest));
             let crc = read_u32(&rest[4..]);
@@ -233,19 +240,24 @@ fn scan_segment(
                 // write but a damaged length field.
                 Err((
                     format!("record length {len} exceeds the {MAX_RECORD_LEN}-byte limit"),
-                    false,
+                    Bad::Damaged,
                 ))
             } else if end > n {
-                Err((format!("record of {len} bytes runs past end of file"), true))
+                Err((
+                    format!("record of {len} bytes runs past end of file"),
+                    Bad::Cut,
+                ))
             } else {
                 let payload = &bytes[(off + RECORD_HEADER_LEN) as usize..end as usize];
                 if crc_of(index, payload) != crc {
-                    let torn = unsynced_shaped(bytes, off as usize, end as usize);
-                    Err(("checksum mismatch".into(), torn))
+                    Err(("checksum mismatch".into(), Bad::Checksum { end }))
                 } else if prev.map_or(index != first, |p| index <= p) {
                     let want =
                         prev.map_or(format!("index {first}"), |p| format!("an index above {p}"));
-                    Err((format!("expected {want}, found index {index}"), false))
+                    Err((
+                        format!("expected {want}, found index {index}"),
+                        Bad::Damaged,
+                    ))
                 } else {
                     Ok((index, end))
                 }
@@ -257,7 +269,7 @@ fn scan_segment(
                 off = end;
                 prev = Some(index);
             }
-            Err((reason, tail_shaped)) => {
+            Err((reason, bad)) => {
                 if rest.iter().all(|&b| b == 0) {
                     // The preallocated tail: the records end here. (A sealed
                     // segment is cut to its records, but one an interrupted
@@ -269,7 +281,12 @@ fn scan_segment(
                         torn: None,
                     });
                 }
-                if is_last && tail_shaped {
+                let torn = match bad {
+                    Bad::Cut => true,
+                    Bad::Damaged => false,
+                    Bad::Checksum { end } => unsynced_shaped(bytes, off as usize, end as usize),
+                };
+                if is_last && torn {
                     return Ok(Scan {
                         offsets,
                         valid_len: off,
