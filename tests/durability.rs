@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
@@ -215,17 +214,7 @@ async fn lagging_replica_catches_up_through_a_snapshot() {
     assert_eq!(bodies_with(&reader, "alice").await.len(), 2000);
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segs.sort();
-    segs
-}
-
-/// A truncated log tail on a stopped replica is discarded on restart and the
+/// A torn log tail on a stopped replica is discarded on restart and the
 /// replica catches up; a corrupted record in the middle stops it with an
 /// error naming the file and offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +246,7 @@ async fn torn_tail_is_discarded_and_corruption_stops_the_replica() {
 
     // Corrupt a record in the middle: the replica refuses to start.
     cluster.kill(victim);
-    let first = segments(&dir).remove(0);
+    let first = wal_cut::segments(&dir).unwrap().remove(0);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(&first)
