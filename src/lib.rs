@@ -14,6 +14,7 @@
 //! | [`server::replica`] | the server loop: bind, recover, bootstrap, serve, shut down |
 //! | [`client`] | the failover client library used by the CLI, the TUI, tests and benches |
 //! | [`cli`] | `chatctl` |
+//! | [`tls`] | certificates, the roles they carry (replica N, admin), rustls configurations; `chatctl certs` |
 //! | [`calendar`] | date arithmetic shared by the CLI and the TUI |
 //! | [`local_cluster`] | real `chatd` processes on loopback, for tests, examples and benches |
 //!
@@ -52,4 +53,5 @@ pub mod fault;
 pub mod local_cluster;
 pub mod proto;
 pub mod server;
+pub mod tls;
 pub mod tui;
