@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raftchat::client::{ChatClient, ClientConfig, Target};
+use raftchat::client::{ChatClient, Target};
 use raftchat::local_cluster::{Cluster, Options};
 use serde_json::{json, Value};
 
@@ -255,7 +255,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn client(cluster: &Cluster) -> anyhow::Result<ChatClient> {
-    Ok(ChatClient::new(ClientConfig::new(cluster.urls()))?)
+    Ok(ChatClient::new(cluster.client_config(cluster.urls()))?)
 }
 
 /// alice and bob exist; returns a logged-in alice.

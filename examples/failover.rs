@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use raftchat::client::{ChatClient, ClientConfig, Target};
+use raftchat::client::{ChatClient, Target};
 use raftchat::local_cluster::{Cluster, Options};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     println!("5 replicas with storage, chatd flags: {extra:?}, {kills} leader kills");
     cluster.wait_leader(Duration::from_secs(30)).await;
 
-    let client = ChatClient::new(ClientConfig::new(cluster.urls()))?;
+    let client = ChatClient::new(cluster.client_config(cluster.urls()))?;
     client.create_account("alice", "pw-alice").await?;
     client.create_account("bob", "pw-bob").await?;
     client.login("alice", "pw-alice").await?;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
-use crate::client::{ChatClient, ClientConfig, Target};
+use crate::client::{ChatClient, Target};
 use crate::local_cluster::{Cluster, Options};
 
 /// How the demo runs.
@@ -52,8 +52,13 @@ pub struct DemoReport {
 const ELECTION_WAIT: Duration = Duration::from_secs(30);
 const CONVERGE_WAIT: Duration = Duration::from_secs(60);
 
-fn client(urls: Vec<String>, rpc: Duration, deadline: Duration) -> Result<ChatClient> {
-    let mut config = ClientConfig::new(urls);
+fn client(
+    cluster: &Cluster,
+    urls: Vec<String>,
+    rpc: Duration,
+    deadline: Duration,
+) -> Result<ChatClient> {
+    let mut config = cluster.client_config(urls);
     config.rpc_timeout = rpc;
     config.write_deadline = deadline;
     Ok(ChatClient::new(config)?)
@@ -65,6 +70,7 @@ fn step(title: &str) {
 
 async fn show_status(cluster: &Cluster) {
     let viewer = match client(
+        cluster,
         cluster.urls(),
         Duration::from_millis(800),
         Duration::from_secs(2),
@@ -147,7 +153,7 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
     let deadline = Duration::from_secs(15);
     let mut users = Vec::new();
     for name in ["alice", "bob", "charlie"] {
-        let c = client(cluster.urls(), rpc, deadline)?;
+        let c = client(&cluster, cluster.urls(), rpc, deadline)?;
         c.create_account(name, &format!("pw-{name}"))
             .await
             .with_context(|| format!("creating {name}"))?;
@@ -227,6 +233,7 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
     cluster.kill(third);
     println!("killed replica {third}; trying to send with a 2 s deadline");
     let limited = client(
+        &cluster,
         cluster.urls(),
         Duration::from_millis(500),
         Duration::from_secs(2),
@@ -289,7 +296,7 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
 
     println!("checking every replica's copy, each through a client pinned to it:");
     for id in cluster.replicas.keys().copied().collect::<Vec<_>>() {
-        let pinned = client(vec![cluster.url(id)], rpc, deadline)?;
+        let pinned = client(&cluster, vec![cluster.url(id)], rpc, deadline)?;
         pinned.set_token(alice.token());
         for thread in [&dm, &group] {
             let got = bodies(&pinned, &thread.target_from_alice)

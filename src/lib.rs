@@ -9,7 +9,7 @@
 //! | [`server::state`] | the chat state machine: pure, deterministic, no I/O |
 //! | [`server::storage`] | the Raft log (checksummed segments) and snapshots, on disk or in memory |
 //! | [`server::consensus`] | proposing writes (batched, forwarded to the leader) and linearizable reads |
-//! | [`server::network`], [`server::raft_service`] | replica-to-replica RPCs over our own gRPC service |
+//! | [`server::wire`], [`server::listener`], [`server::network`] | replica-to-replica frames (Raft RPCs, forwarded proposals, read index) over mutual TLS |
 //! | [`server::chat_service`], [`server::subscribe`], [`server::cluster_service`] | the client-facing gRPC services |
 //! | [`server::replica`] | the server loop: bind, recover, bootstrap, serve, shut down |
 //! | [`client`] | the failover client library used by the CLI, the TUI, tests and benches |

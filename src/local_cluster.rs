@@ -4,6 +4,12 @@
 //!
 //! Each replica's log goes to `replica-N.log` in the cluster's directory;
 //! when a test panics the tail of every log is printed.
+//!
+//! Replicas run with TLS unless [`Options::tls`] is off: the cluster's
+//! certificates (`chatctl certs init`) are in `certs/` of its directory;
+//! [`Cluster::client_config`], [`Cluster::channel`] and
+//! [`Cluster::chatctl_env`] hand clients the CA (and, for admin calls, the
+//! admin certificate).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -14,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use crate::client::ClientConfig;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{StatusReply, StatusRequest};
+use crate::tls::ClientTls;
 
 /// How a test cluster is started.
 #[derive(Debug, Clone)]
@@ -35,6 +43,9 @@ pub struct Options {
     /// Give every replica a Prometheus endpoint (`--metrics-addr`) on a free
     /// loopback port; see [`Cluster::metrics_addr`].
     pub metrics: bool,
+    /// TLS on every connection, with certificates made for the cluster
+    /// (the default; off only to measure what TLS costs).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -48,6 +59,7 @@ impl Default for Options {
             chatd: None,
             rust_log: "info,openraft=error".into(),
             metrics: false,
+            tls: true,
         }
     }
 }
@@ -130,12 +142,96 @@ impl Cluster {
                 },
             );
         }
-        Self {
+        let cluster = Self {
             dir,
             opts,
             replicas,
             routes: BTreeMap::new(),
+        };
+        if cluster.opts.tls {
+            let urls = cluster
+                .replicas
+                .keys()
+                .map(|id| (*id, cluster.url(*id)))
+                .collect();
+            crate::tls::issue::init(&cluster.certs_dir(), &urls).expect("issue certificates");
         }
+        cluster
+    }
+
+    /// Where the cluster's certificates are (with [`Options::tls`]).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    fn load_tls(&self, admin: bool) -> Option<ClientTls> {
+        if !self.opts.tls {
+            return None;
+        }
+        let certs = self.certs_dir();
+        let (cert, key) = (certs.join("admin.pem"), certs.join("admin.key"));
+        let identity = admin.then_some((cert.as_path(), key.as_path()));
+        Some(
+            ClientTls::load(&certs.join("ca.pem"), identity, ["ca", "cert", "key"])
+                .expect("client TLS"),
+        )
+    }
+
+    /// A client configuration for `servers` of this cluster (TLS when on).
+    pub fn client_config<S: Into<String>>(
+        &self,
+        servers: impl IntoIterator<Item = S>,
+    ) -> ClientConfig {
+        let mut config = ClientConfig::new(servers);
+        config.tls = self.load_tls(false);
+        config
+    }
+
+    /// Like [`Cluster::client_config`], presenting the admin certificate.
+    pub fn admin_config<S: Into<String>>(
+        &self,
+        servers: impl IntoIterator<Item = S>,
+    ) -> ClientConfig {
+        let mut config = ClientConfig::new(servers);
+        config.tls = self.load_tls(true);
+        config
+    }
+
+    /// A lazily connected gRPC channel to replica `id`, for raw calls;
+    /// presents the admin certificate when `admin`.
+    pub fn channel_as(&self, id: u64, admin: bool) -> tonic::transport::Channel {
+        let tls = self.load_tls(admin);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", self.url(id)))
+                .expect("replica url")
+                .connect_timeout(Duration::from_secs(1));
+        match tls {
+            Some(tls) => endpoint.tls_config(tls.grpc()).expect("TLS config"),
+            None => endpoint,
+        }
+        .connect_lazy()
+    }
+
+    /// [`Cluster::channel_as`] without the admin certificate.
+    pub fn channel(&self, id: u64) -> tonic::transport::Channel {
+        self.channel_as(id, false)
+    }
+
+    /// Environment for a `chatctl` run against this cluster: the CA, and
+    /// with `admin` the admin certificate.
+    pub fn chatctl_env(&self, admin: bool) -> Vec<(&'static str, String)> {
+        if !self.opts.tls {
+            return Vec::new();
+        }
+        let certs = self.certs_dir();
+        let path = |name: &str| certs.join(name).display().to_string();
+        let mut env = vec![("CHAT_CA", path("ca.pem"))];
+        if admin {
+            env.push(("CHAT_CERT", path("admin.pem")));
+            env.push(("CHAT_KEY", path("admin.key")));
+        }
+        env
     }
 
     pub fn url(&self, id: u64) -> String {
@@ -162,6 +258,10 @@ impl Cluster {
                 started_before: false,
             },
         );
+        if self.opts.tls {
+            crate::tls::issue::add_replica(&self.certs_dir(), id, &self.url(id))
+                .expect("issue a certificate for the joining replica");
+        }
         self.start_replica(id);
         id
     }
@@ -230,6 +330,17 @@ impl Cluster {
         if let Some(n) = self.opts.snapshot_every {
             args.push("--snapshot-every".into());
             args.push(n.to_string());
+        }
+        if self.opts.tls {
+            let certs = self.certs_dir();
+            for (flag, file) in [
+                ("--tls-cert", format!("replica-{id}.pem")),
+                ("--tls-key", format!("replica-{id}.key")),
+                ("--tls-ca", "ca.pem".to_string()),
+            ] {
+                args.push(flag.into());
+                args.push(certs.join(file).display().to_string());
+            }
         }
         args.extend(self.opts.extra_args.iter().cloned());
         args
@@ -309,9 +420,8 @@ impl Cluster {
 
     /// One replica's status, or `None` when it does not answer.
     pub async fn status(&self, id: u64, with_digest: bool) -> Option<StatusReply> {
-        let url = format!("http://{}", self.url(id));
         let fut = async {
-            let mut client = ClusterClient::connect(url).await.ok()?;
+            let mut client = ClusterClient::new(self.channel(id));
             client
                 .status(StatusRequest { with_digest })
                 .await

@@ -268,7 +268,7 @@ async fn subscription_resumes_exactly_once_after_its_replica_dies() {
             .into_iter()
             .filter(|u| *u != cluster.url(follower)),
     );
-    let bob = common::client_for(order);
+    let bob = common::client_for(&cluster, order);
     bob.login("bob", "pw-bob").await.unwrap();
     let mut stream = Box::pin(bob.subscribe(None));
     // Wait until live.

@@ -106,7 +106,7 @@ async fn survives_two_failures_refuses_cleanly_without_quorum_and_recovers() {
     // Third failure: no quorum. Writes and linearizable reads fail fast.
     let third = cluster.running()[0];
     cluster.kill(third);
-    let mut config = raftchat::client::ClientConfig::new(cluster.urls());
+    let mut config = cluster.client_config(cluster.urls());
     config.rpc_timeout = Duration::from_millis(500);
     config.write_deadline = Duration::from_secs(3);
     let limited = raftchat::client::ChatClient::new(config).unwrap();
@@ -195,9 +195,7 @@ async fn a_follower_holds_a_write_through_an_election() {
     let _bob = user(&cluster, "bob").await;
     let token = alice.token().expect("alice is logged in");
     let follower = (1..=5).find(|id| *id != leader).expect("a follower");
-    let mut raw = RawChat::connect(format!("http://{}", cluster.url(follower)))
-        .await
-        .expect("connect to the follower");
+    let mut raw = RawChat::new(cluster.channel(follower));
 
     cluster.kill(leader);
     let mut request = tonic::Request::new(SendMessageRequest {
@@ -236,7 +234,7 @@ async fn sigterm_stops_gracefully_with_exit_zero() {
             .into_iter()
             .filter(|u| *u != cluster.url(victim)),
     );
-    let through_victim = common::client_for(order);
+    let through_victim = common::client_for(&cluster, order);
     through_victim.set_token(alice.token());
     let writer = tokio::spawn(async move {
         let mut acked = Vec::new();

@@ -13,8 +13,9 @@ use common::{bodies_with, client_for, options, user, Clients, Cluster, Options};
 use raftchat::client::Target;
 
 /// Runs `chatctl --json --servers ... ARGS`; returns the parsed JSON line.
-async fn chatctl(servers: Vec<String>, args: &[&str]) -> serde_json::Value {
+async fn chatctl(cluster: &Cluster, servers: Vec<String>, args: &[&str]) -> serde_json::Value {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatctl"));
+    cmd.envs(cluster.chatctl_env(true));
     cmd.arg("--json")
         .arg("--servers")
         .arg(servers.join(","))
@@ -53,7 +54,7 @@ async fn grow_three_to_five_and_shrink_back_under_write_load() {
     // A writer that keeps sending through the original three replicas.
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let client = client_for(original.clone());
+        let client = client_for(&cluster, original.clone());
         client.set_token(alice.token());
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -90,10 +91,10 @@ async fn grow_three_to_five_and_shrink_back_under_write_load() {
             .find(|u| **u != cluster.url(leader))
             .unwrap()
             .clone();
-        let reply = chatctl(vec![follower], &["members", "add", &member]).await;
+        let reply = chatctl(&cluster, vec![follower], &["members", "add", &member]).await;
         assert!(voters(&reply).contains(&id), "{reply}");
     }
-    let list = chatctl(servers(&cluster), &["members"]).await;
+    let list = chatctl(&cluster, servers(&cluster), &["members"]).await;
     assert_eq!(voters(&list), vec![1, 2, 3, 4, 5], "{list}");
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -101,12 +102,17 @@ async fn grow_three_to_five_and_shrink_back_under_write_load() {
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let other = *cluster.running().iter().find(|id| **id != leader).unwrap();
     for id in [leader, other] {
-        let reply = chatctl(servers(&cluster), &["members", "remove", &id.to_string()]).await;
+        let reply = chatctl(
+            &cluster,
+            servers(&cluster),
+            &["members", "remove", &id.to_string()],
+        )
+        .await;
         assert!(!voters(&reply).contains(&id), "{reply}");
         cluster.terminate(id);
         cluster.wait_leader(Duration::from_secs(20)).await;
     }
-    let list = chatctl(servers(&cluster), &["members"]).await;
+    let list = chatctl(&cluster, servers(&cluster), &["members"]).await;
     assert_eq!(voters(&list).len(), 3, "{list}");
     tokio::time::sleep(Duration::from_millis(500)).await;
 

@@ -12,12 +12,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-async fn health(url: &str) -> ServingStatus {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{url}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+async fn health(cluster: &Cluster, id: u64) -> ServingStatus {
+    let channel = cluster.channel(id);
     let mut client = HealthClient::new(channel);
     let reply = client
         .check(HealthCheckRequest {
@@ -29,14 +25,14 @@ async fn health(url: &str) -> ServingStatus {
     ServingStatus::try_from(reply.status).unwrap()
 }
 
-async fn wait_health(url: &str, want: ServingStatus) {
+async fn wait_health(cluster: &Cluster, id: u64, want: ServingStatus) {
     for _ in 0..100 {
-        if health(url).await == want {
+        if health(cluster, id).await == want {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{url} never became {want:?}");
+    panic!("replica {id} never became {want:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +44,7 @@ async fn health_follows_raft_and_metrics_are_served() {
     });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     for id in 1..=3 {
-        wait_health(&cluster.url(id), ServingStatus::Serving).await;
+        wait_health(&cluster, id, ServingStatus::Serving).await;
     }
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;
@@ -58,10 +54,8 @@ async fn health_follows_raft_and_metrics_are_served() {
     let joiner = cluster.start_joining_replica();
     let url = cluster.url(joiner);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    wait_health(&url, ServingStatus::NotServing).await;
-    let mut admin = ClusterClient::connect(format!("http://{}", cluster.url(leader)))
-        .await
-        .unwrap();
+    wait_health(&cluster, joiner, ServingStatus::NotServing).await;
+    let mut admin = ClusterClient::new(cluster.channel_as(leader, true));
     let reply = admin
         .add_replica(AddReplicaRequest {
             id: joiner,
@@ -72,7 +66,7 @@ async fn health_follows_raft_and_metrics_are_served() {
         .unwrap()
         .into_inner();
     assert!(reply.outcome.contains("as a voter"), "{reply:?}");
-    wait_health(&url, ServingStatus::Serving).await;
+    wait_health(&cluster, joiner, ServingStatus::Serving).await;
 
     // Prometheus text from the leader.
     let text = get(&cluster.metrics_addr(leader).unwrap(), "/metrics");
@@ -103,6 +97,6 @@ async fn health_follows_raft_and_metrics_are_served() {
     cluster.kill(leader);
     cluster.kill(other);
     for id in cluster.running() {
-        wait_health(&cluster.url(id), ServingStatus::NotServing).await;
+        wait_health(&cluster, id, ServingStatus::NotServing).await;
     }
 }

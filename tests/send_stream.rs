@@ -49,9 +49,7 @@ async fn a_send_stream_answers_pipelined_sends_by_request_id_with_failures_in_ba
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;
     let token = alice.token().expect("alice is logged in");
-    let mut raw = RawChat::connect(format!("http://{}", cluster.url(leader)))
-        .await
-        .expect("connect to the leader");
+    let mut raw = RawChat::new(cluster.channel(leader));
 
     // Without a session the call itself is refused.
     let (tx, rx) = mpsc::unbounded_channel::<SendMessageRequest>();

@@ -178,12 +178,15 @@ fn unique(label: &str) -> String {
     format!("{label}-{:x}", nanos ^ std::process::id())
 }
 
+/// Runs over TLS, as a user would against a real cluster: `--ca`.
 fn chat_tui_args(cluster: &Cluster, user: &str) -> Vec<String> {
     vec![
         "--servers".into(),
         cluster.urls().join(","),
         "--user".into(),
         user.into(),
+        "--ca".into(),
+        cluster.certs_dir().join("ca.pem").display().to_string(),
     ]
 }
 

@@ -2,6 +2,8 @@
 //! come from the environment (`CHAT_SERVERS`, `CHAT_TIMEOUT_MS`, ...), so
 //! scripts and test harnesses can configure it once.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{Target, DEFAULT_SERVERS};
@@ -46,6 +48,26 @@ pub struct Cli {
         global = true
     )]
     pub deadline_ms: u64,
+
+    /// The cluster's CA certificate (PEM): talk TLS to the replicas and
+    /// accept only replicas whose certificate it signed.
+    #[arg(long, env = "CHAT_CA", value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+
+    /// A client certificate (PEM) to present, e.g. `admin.pem` for
+    /// `members add` and `members remove`. Needs --key and --ca.
+    #[arg(long, env = "CHAT_CERT", value_name = "FILE", global = true, requires_all = ["key", "ca"])]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(
+        long,
+        env = "CHAT_KEY",
+        value_name = "FILE",
+        global = true,
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
 
     /// Print one JSON object per line instead of text (CHAT_JSON=1 works too).
     #[arg(
@@ -187,6 +209,10 @@ pub enum Command {
         action: Option<MembersCommand>,
     },
 
+    /// Make the cluster's TLS certificates (no server needed).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+
     /// Print your events as they happen, one per line, until Ctrl-C.
     Watch {
         #[command(flatten)]
@@ -229,6 +255,34 @@ pub enum GroupCommand {
         /// The group's name (a leading # is ignored).
         #[arg(value_name = "NAME", value_parser = parse_group)]
         name: String,
+    },
+}
+
+/// `chatctl certs ...`
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Write a new CA (`ca.pem`, `ca.key`), a certificate for every replica
+    /// (`replica-N.pem`, `replica-N.key`, naming the host of its URL) and
+    /// the admin certificate (`admin.pem`, `admin.key`) into DIR. Refuses
+    /// to overwrite any of them.
+    Init {
+        /// Where to write them (created, mode 0700).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// EVERY replica as `ID=HOST:PORT`, e.g.
+        /// `1=host1:7001,2=host2:7001,3=host3:7001`.
+        #[arg(long, value_name = "ID=HOST:PORT,...", value_delimiter = ',', value_parser = parse_member, required = true)]
+        replica_urls: Vec<(u64, String)>,
+    },
+    /// Issue `replica-ID.pem`/`.key` with DIR's existing CA, for a replica
+    /// about to be added (`members add`).
+    AddReplica {
+        /// The directory holding `ca.pem` and `ca.key`.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The new replica as ID=HOST:PORT.
+        #[arg(value_name = "ID=HOST:PORT", value_parser = parse_member)]
+        member: (u64, String),
     },
 }
 

@@ -85,9 +85,9 @@ where
                 bail!("UNAVAILABLE: no replica completed the call; last error: {last}");
             }
             let budget = per_call.min(left);
-            let addr = server.trim_start_matches("http://");
-            let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
-                Ok(e) => e.connect_timeout(config.connect_timeout),
+            let addr = server.split_once("://").map_or(server.as_str(), |(_, a)| a);
+            let endpoint = match endpoint(config, addr) {
+                Ok(e) => e,
                 Err(e) => bail!("INVALID_ARGUMENT: bad server address {addr}: {e}"),
             };
             let channel = match endpoint.connect().await {
@@ -107,6 +107,21 @@ where
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An endpoint for `addr`, over TLS (presenting `--cert`) when `--ca` is set.
+fn endpoint(config: &ClientConfig, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+        .connect_timeout(config.connect_timeout);
+    match &config.tls {
+        Some(tls) => endpoint.tls_config(tls.grpc()),
+        None => Ok(endpoint),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod args;
+mod certs;
 mod cluster;
 mod groups;
 mod members;
@@ -26,7 +27,8 @@ use anyhow::Result;
 use crate::client::{ChatClient, ClientConfig};
 
 pub use args::{
-    parse_group, parse_member, parse_target, AsUser, Cli, Command, GroupCommand, MembersCommand,
+    parse_group, parse_member, parse_target, AsUser, CertsCommand, Cli, Command, GroupCommand,
+    MembersCommand,
 };
 pub use cluster::status_table;
 pub use output::Output;
@@ -44,8 +46,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// The client configuration the flags ask for.
-pub fn client_config(cli: &Cli) -> ClientConfig {
+/// The client configuration the flags ask for; a TLS file that cannot be
+/// read is an error naming its flag.
+pub fn client_config(cli: &Cli) -> Result<ClientConfig> {
     let servers = cli
         .servers
         .iter()
@@ -55,12 +58,24 @@ pub fn client_config(cli: &Cli) -> ClientConfig {
     let mut config = ClientConfig::new(servers);
     config.rpc_timeout = Duration::from_millis(cli.timeout_ms);
     config.write_deadline = Duration::from_millis(cli.deadline_ms);
-    config
+    if let Some(ca) = &cli.ca {
+        let identity = cli.cert.as_deref().zip(cli.key.as_deref());
+        config.tls = Some(crate::tls::ClientTls::load(
+            ca,
+            identity,
+            ["--ca", "--cert", "--key"],
+        )?);
+    }
+    Ok(config)
 }
 
 async fn execute(cli: Cli) -> Result<()> {
-    let client = ChatClient::new(client_config(&cli))?;
     let out = Output::new(cli.json);
+    // Certificates are made before there is a cluster to connect to.
+    if let Command::Certs(action) = cli.command {
+        return certs::run(out, action);
+    }
+    let client = ChatClient::new(client_config(&cli)?)?;
     let client = &client;
     match cli.command {
         Command::Status => cluster::status(client, out).await,
@@ -143,6 +158,7 @@ async fn execute(cli: Cli) -> Result<()> {
         Command::Watch { who, after } => {
             session::as_user(client, &who.user, |_| watch::watch(client, out, after)).await
         }
+        Command::Certs(action) => certs::run(out, action),
     }
 }
 
@@ -164,7 +180,7 @@ mod tests {
             "status",
         ])
         .unwrap();
-        let config = client_config(&cli);
+        let config = client_config(&cli).unwrap();
         assert_eq!(config.servers, vec!["a:1", "b:2"]);
         assert_eq!(config.rpc_timeout, Duration::from_millis(300));
         assert_eq!(config.write_deadline, Duration::from_millis(900));

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::tls::ClientTls;
+
 /// The replicas used when nothing else is configured (a local five-node cluster).
 pub const DEFAULT_SERVERS: &str =
     "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005";
@@ -36,6 +38,10 @@ pub struct ClientConfig {
     /// moves to another replica (a partitioned replica would otherwise keep
     /// the stream open while receiving nothing).
     pub subscription_probe_interval: Duration,
+    /// TLS to the replicas: the cluster CA, and a certificate for admin
+    /// commands. `None` speaks plaintext, which replicas accept only on
+    /// loopback (or with `--insecure-plaintext`).
+    pub tls: Option<ClientTls>,
 }
 
 impl ClientConfig {
@@ -53,6 +59,7 @@ impl ClientConfig {
             keepalive_interval: Duration::from_secs(1),
             keepalive_timeout: Duration::from_secs(2),
             subscription_probe_interval: Duration::from_secs(3),
+            tls: None,
         }
     }
 

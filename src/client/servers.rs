@@ -28,10 +28,14 @@ impl Server {
     /// Validates the address and prepares (but does not open) its endpoint.
     pub(crate) fn new(addr: &str, config: &ClientConfig) -> Result<Self, ClientError> {
         let addr = addr.trim();
-        let url = if addr.contains("://") {
-            addr.to_string()
+        let scheme = if config.tls.is_some() {
+            "https"
         } else {
-            format!("http://{addr}")
+            "http"
+        };
+        let url = match addr.split_once("://") {
+            Some((_, rest)) => format!("{scheme}://{rest}"),
+            None => format!("{scheme}://{addr}"),
         };
         let endpoint = Endpoint::from_shared(url)
             .map_err(|err| {
@@ -45,6 +49,15 @@ impl Server {
             .http2_keep_alive_interval(config.keepalive_interval)
             .keep_alive_timeout(config.keepalive_timeout)
             .keep_alive_while_idle(true);
+        let endpoint = match &config.tls {
+            Some(tls) => endpoint.tls_config(tls.grpc()).map_err(|err| {
+                ClientError::new(
+                    tonic::Code::InvalidArgument,
+                    format!("cannot use TLS with '{addr}': {err}"),
+                )
+            })?,
+            None => endpoint,
+        };
         Ok(Self {
             addr: addr.to_string(),
             key: normalize(addr),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
-use crate::client::{new_request_id, ChatClient, ClientError, Target};
+use crate::client::{new_request_id, ChatClient, ClientConfig, ClientError, Target};
 use crate::local_cluster::{Cluster, Options};
 
 use super::checker::{self, FinalState, Report};
@@ -177,7 +177,7 @@ async fn drive(
         .await
         .map_err(|e| anyhow!(e))?;
     let clock = Clock::new();
-    let servers = cluster.urls();
+    let servers = cluster.client_config(cluster.urls());
     let mut history = History {
         seed: config.seed,
         describe: format!("{config:?}\n{schedule}"),
@@ -227,7 +227,7 @@ async fn drive(
 /// preferring a different replica) and the setup's own sends.
 async fn set_up(
     config: &RunConfig,
-    servers: &[String],
+    servers: &ClientConfig,
     clock: Clock,
 ) -> anyhow::Result<(Setup, Vec<ChatClient>, Vec<super::history::Op>)> {
     anyhow::ensure!(config.clients >= 2, "need at least 2 clients");
@@ -335,7 +335,7 @@ async fn read_final_state(
         let mut histories = BTreeMap::new();
         let mut positions = BTreeMap::new();
         for (k, user) in setup.users.iter().enumerate() {
-            let client = workload::client(std::slice::from_ref(&url), 0, timing)?;
+            let client = workload::client(&cluster.client_config([url.clone()]), 0, timing)?;
             let password = Setup::password(user);
             retry(|| client.login(user, &password))
                 .await

@@ -64,16 +64,16 @@ impl Setup {
     }
 }
 
-/// A client for `servers`, trying `first` first (clients spread over the
-/// replicas this way).
+/// A client for `base`'s servers (and TLS), trying the `first`-th first
+/// (clients spread over the replicas this way).
 pub fn client(
-    servers: &[String],
+    base: &ClientConfig,
     first: usize,
     timing: &Timing,
 ) -> Result<ChatClient, ClientError> {
-    let mut order: Vec<String> = servers.to_vec();
-    order.rotate_left(first % servers.len().max(1));
-    let mut config = ClientConfig::new(order);
+    let mut config = base.clone();
+    let n = config.servers.len().max(1);
+    config.servers.rotate_left(first % n);
     config.rpc_timeout = timing.rpc_timeout;
     config.write_deadline = timing.call_deadline;
     config.connect_timeout = Duration::from_millis(300);

@@ -1,4 +1,7 @@
-//! The `Cluster` gRPC service: what this replica knows about the group.
+//! The `Cluster` gRPC service: what this replica knows about the group, and
+//! membership changes. `Status` and `ListReplicas` are open to anyone;
+//! `AddReplica` and `RemoveReplica` need the admin certificate
+//! ([`ClusterService::authorize_admin`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,12 +14,52 @@ use crate::proto::{self, StatusReply};
 use crate::server::chat_service::ServiceContext;
 use crate::server::convert::respond;
 use crate::server::membership::{self, Route};
+use crate::tls::{self, Role};
 
 pub struct ClusterService {
     pub ctx: Arc<ServiceContext>,
     pub url: String,
     pub persistent: bool,
+    /// Whether this replica serves TLS (admin certificates are possible).
+    pub tls: bool,
     pub started: Instant,
+}
+
+impl ClusterService {
+    /// Membership changes need a client certificate of the cluster CA with
+    /// the admin role. A follower forwarding an admin call to the leader
+    /// presents its own replica certificate and marks the call: it checked
+    /// the admin's certificate itself.
+    fn authorize_admin<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let certs = req.peer_certs();
+        match tls::peer_role(certs.as_deref().map(Vec::as_slice)) {
+            Some(Role::Admin) => Ok(()),
+            Some(Role::Replica(id))
+                if membership::is_forwarded(req)
+                    && self
+                        .ctx
+                        .consensus
+                        .metrics()
+                        .membership_config
+                        .membership()
+                        .get_node(&id)
+                        .is_some() =>
+            {
+                Ok(())
+            }
+            Some(role) => Err(Status::permission_denied(format!(
+                "the {role} certificate may not change the membership; use the admin certificate"
+            ))),
+            None if self.tls => Err(Status::unauthenticated(
+                "changing the membership needs the admin certificate: chatctl --cert admin.pem \
+                 --key admin.key (or CHAT_CERT and CHAT_KEY)",
+            )),
+            None => Err(Status::unauthenticated(
+                "changing the membership needs TLS and the admin certificate, and this replica \
+                 runs without TLS (start the replicas with --tls-cert, --tls-key and --tls-ca)",
+            )),
+        }
+    }
 }
 
 fn role(state: ServerState) -> &'static str {
@@ -128,6 +171,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<proto::AddReplicaRequest>,
     ) -> Result<Response<proto::MembershipReply>, Status> {
+        self.authorize_admin(&req)?;
         let consensus = &self.ctx.consensus;
         let forwarded = membership::is_forwarded(&req);
         let req = req.into_inner();
@@ -152,6 +196,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<proto::RemoveReplicaRequest>,
     ) -> Result<Response<proto::MembershipReply>, Status> {
+        self.authorize_admin(&req)?;
         let consensus = &self.ctx.consensus;
         let forwarded = membership::is_forwarded(&req);
         let req = req.into_inner();

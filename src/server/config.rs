@@ -84,9 +84,31 @@ pub struct ChatdArgs {
     pub join: bool,
 
     /// Serve Prometheus metrics as plain HTTP on this `HOST:PORT` (`GET
-    /// /metrics`). Off by default.
+    /// /metrics`), e.g. `127.0.0.1:9100`. Off by default.
     #[arg(long, env = "CHATD_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// This replica's certificate (PEM), issued by `chatctl certs` for this
+    /// replica's id. With --tls-key and --tls-ca, every connection, from
+    /// clients and from peers, is TLS; peers must present their own replica
+    /// certificate.
+    #[arg(long, env = "CHATD_TLS_CERT", value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "CHATD_TLS_KEY", value_name = "FILE", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+
+    /// The cluster CA (PEM; may hold several CAs while rotating). Peers',
+    /// admins' and this replica's certificates must chain to it.
+    #[arg(long, env = "CHATD_TLS_CA", value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Allow plaintext on a non-loopback --listen address: passwords,
+    /// session tokens and chat travel unencrypted, and anyone who reaches
+    /// the port can act as a replica. Only for networks you fully trust.
+    #[arg(long, env = "CHATD_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
 }
 
 /// Peer replicas by id.
@@ -169,6 +191,15 @@ impl ChatdArgs {
                 self.server_id
             ));
         }
+        if self.tls_cert.is_none() && !self.listen.is_loopback() && !self.insecure_plaintext {
+            return Err(format!(
+                "--listen {} accepts connections from other machines, and without TLS anyone who \
+                 reaches the port could read passwords and act as a replica. Give --tls-cert, \
+                 --tls-key and --tls-ca (make them with `chatctl certs init`), or listen on \
+                 127.0.0.1, or pass --insecure-plaintext on a network you fully trust",
+                self.listen
+            ));
+        }
         if self.election_timeout_ms.min <= self.heartbeat_ms {
             return Err(format!(
                 "--election-timeout-ms minimum ({}) must exceed --heartbeat-ms ({})",
@@ -192,6 +223,15 @@ impl ChatdArgs {
         let mut all = self.replica_urls.0.clone();
         all.insert(self.server_id, self.own_url());
         all
+    }
+
+    /// The TLS files, when TLS is on: (certificate, key, CA).
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path, &std::path::Path)> {
+        Some((
+            self.tls_cert.as_deref()?,
+            self.tls_key.as_deref()?,
+            self.tls_ca.as_deref()?,
+        ))
     }
 
     pub fn heartbeat(&self) -> Duration {
@@ -291,6 +331,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--metrics-addr"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback_unless_insisted() {
+        let a = parse(&["--server-id", "1", "--port", "1", "--listen", "0.0.0.0"]).unwrap();
+        let err = a.validate().unwrap_err();
+        assert!(
+            err.contains("--tls-cert") && err.contains("--insecure-plaintext"),
+            "{err}"
+        );
+        let a = parse(&["--server-id", "1", "--port", "1", "--listen", "::1"]).unwrap();
+        a.validate().unwrap();
+        let a = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--listen",
+            "0.0.0.0",
+            "--insecure-plaintext",
+        ])
+        .unwrap();
+        a.validate().unwrap();
+        let a = parse(&[
+            "--server-id",
+            "1",
+            "--port",
+            "1",
+            "--listen",
+            "0.0.0.0",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--tls-ca",
+            "ca",
+        ])
+        .unwrap();
+        a.validate().unwrap();
+        assert!(a.tls_files().is_some());
+        // All three or none.
+        let err = parse(&["--server-id", "1", "--port", "1", "--tls-cert", "c"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tls-key"), "{err}");
     }
 
     #[test]

@@ -201,11 +201,10 @@ impl Consensus {
                 reply,
             },
             Ok(reply) => Attempt::Answered(reply),
-            Err(status) => Attempt::NoUsableLeader {
+            Err(e) => Attempt::NoUsableLeader {
                 stale: Some(leader),
                 reply: Err(RemoteFailure::Unavailable(format!(
-                    "cannot reach the leader at {url}: {}",
-                    status.message()
+                    "cannot reach the leader at {url}: {e}"
                 ))),
             },
         }
@@ -318,11 +317,8 @@ impl Consensus {
             self.peers
                 .read_index(leader, &url, self.timeouts.commit)
                 .await
-                .map_err(|s| {
-                    RemoteFailure::Unavailable(format!(
-                        "cannot reach the leader at {url}: {}",
-                        s.message()
-                    ))
+                .map_err(|e| {
+                    RemoteFailure::Unavailable(format!("cannot reach the leader at {url}: {e}"))
                 })??
         };
         self.raft

@@ -15,7 +15,6 @@ pub mod membership;
 pub mod metrics;
 pub mod network;
 pub mod presence;
-pub mod raft_service;
 pub mod raft_types;
 pub mod replica;
 pub mod send_stream;

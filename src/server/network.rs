@@ -1,18 +1,21 @@
 //! Replica-to-replica transport, the dialling side.
 //!
-//! openraft's RPCs (AppendEntries, Vote, InstallSnapshot) go over framed TCP
-//! connections (`wire.rs`) on the peer's one port: a unary HTTP/2 call per
-//! AppendEntries cost several task wakeups and header work, a dedicated
-//! framed connection costs one write and one read. openraft makes one
-//! [`PeerConnection`] per replication stream, election or leadership check;
-//! each keeps its own connection, dropped on any error or timeout (so a late
-//! answer is never taken for the next call's). Connections of short-lived
-//! `PeerConnection`s go back to a small per-peer idle pool, so a
-//! linearizable read (a heartbeat round on fresh `PeerConnection`s) does
-//! not dial every peer anew.
+//! Everything one replica asks another goes over framed connections
+//! (`wire.rs`) on the peer's one port: openraft's RPCs (AppendEntries,
+//! Vote, InstallSnapshot), proposals forwarded to the leader and read-index
+//! requests. A unary HTTP/2 call per AppendEntries cost several task wakeups
+//! and header work; a dedicated framed connection costs one write and one
+//! read. openraft makes one [`PeerConnection`] per replication stream,
+//! election or leadership check; each keeps its own connection, dropped on
+//! any error or timeout (so a late answer is never taken for the next
+//! call's). Idle connections go back to a small per-peer pool, which also
+//! serves forwarded proposals and read-index requests, so a linearizable
+//! read does not dial every peer anew.
 //!
-//! Proposal forwarding and read-index requests stay on gRPC: postcard bytes
-//! inside the `Raft` service, over one lazily-connected HTTP/2 channel per
+//! With TLS, each connection is mutually authenticated: this replica
+//! presents its certificate and accepts only the peer's own (replica N's
+//! certificate when dialling replica N). Only admin calls a follower hands
+//! to the leader still use gRPC, over one lazily-connected channel per
 //! peer.
 //!
 //! Each successful response records the peer's last contact, which feeds the
@@ -26,6 +29,7 @@
 //! uses to reach its peers.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,16 +45,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::proto::raft_client::RaftClient;
-use crate::proto::RaftBytes;
 use crate::server::command::{CommandResult, Proposal};
 use crate::server::raft_types::{Node, NodeId, TypeConfig};
 use crate::server::storage::durability::Durability;
 use crate::server::wire::{self, Kind};
-
-/// Largest message between replicas, gRPC or Raft frame (snapshot chunks
-/// are 3 MiB).
-pub const MAX_RAFT_MESSAGE: usize = 64 * 1024 * 1024;
+use crate::tls::ReplicaTls;
 
 /// Why a forwarded proposal or read-index request failed on the peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -67,43 +66,38 @@ pub type ReadIndexReply = Result<u64, RemoteFailure>;
 /// A forwarded proposal: the leader batches it with its own.
 pub type ForwardRequest = Proposal;
 
-pub fn encode<T: Serialize>(value: &T) -> Result<RaftBytes, tonic::Status> {
-    postcard::to_allocvec(value)
-        .map(|data| RaftBytes { data })
-        .map_err(|e| tonic::Status::internal(format!("cannot encode message: {e}")))
-}
-
-pub fn decode<T: DeserializeOwned>(bytes: &RaftBytes) -> Result<T, tonic::Status> {
-    postcard::from_bytes(&bytes.data)
-        .map_err(|e| tonic::Status::invalid_argument(format!("cannot decode message: {e}")))
-}
-
-/// How long a Raft connection may take to open.
+/// How long a Raft connection may take to open (TCP and TLS handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Idle Raft connections kept per peer address.
 const IDLE_PER_PEER: usize = 16;
 
 /// Channels and connections to peers, and when each last answered.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Peers {
     channels: Mutex<BTreeMap<String, Channel>>,
-    /// Idle Raft connections by dialled address, newest last.
-    idle: Mutex<BTreeMap<String, Vec<wire::Conn>>>,
+    /// Idle Raft connections by peer and dialled address, newest last.
+    idle: Mutex<BTreeMap<(NodeId, String), Vec<wire::Conn>>>,
     contacts: Mutex<BTreeMap<NodeId, Instant>>,
     /// Addresses to dial instead of the membership address, by peer id.
     routes: BTreeMap<NodeId, String>,
+    /// This replica's certificate, for every connection to a peer; `None`
+    /// on a plaintext (loopback) cluster.
+    tls: Option<ReplicaTls>,
+    dial_tls: Option<wire::DialTls>,
 }
 
 impl Peers {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    /// Peers dialled through `routes` where one is given for them.
-    pub fn with_routes(routes: BTreeMap<NodeId, String>) -> Arc<Self> {
+    /// Peers dialled through `routes` where one is given for them, over
+    /// TLS when `tls` is given.
+    pub fn new(routes: BTreeMap<NodeId, String>, tls: Option<ReplicaTls>) -> Arc<Self> {
+        let dial_tls = tls.as_ref().map(|t| wire::DialTls {
+            config: t.raft_client.clone(),
+        });
         Arc::new(Self {
             routes,
+            tls,
+            dial_tls,
             ..Self::default()
         })
     }
@@ -114,34 +108,34 @@ impl Peers {
         self.routes.get(&peer).map_or(advertised, String::as_str)
     }
 
-    /// The shared channel to `url` (`host:port`), created on first use.
+    /// The shared gRPC channel to `url` (`host:port`), created on first use.
     pub fn channel(&self, url: &str) -> Result<Channel, tonic::Status> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ch) = channels.get(url) {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{url}"))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{url}"))
             .map_err(|e| tonic::Status::invalid_argument(format!("bad peer url {url}: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.grpc_client())
+                .map_err(|e| tonic::Status::internal(format!("cannot set up TLS to {url}: {e}")))?;
+        }
         let ch = endpoint.connect_lazy();
         channels.insert(url.to_string(), ch.clone());
         Ok(ch)
     }
 
-    pub fn client(&self, url: &str) -> Result<RaftClient<Channel>, tonic::Status> {
-        Ok(RaftClient::new(self.channel(url)?)
-            .max_decoding_message_size(MAX_RAFT_MESSAGE)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE))
-    }
-
-    /// An idle Raft connection to `url` that still looks open, if any.
-    fn take_idle(&self, url: &str) -> Option<wire::Conn> {
+    /// An idle Raft connection to `peer` at `url` that still looks open.
+    fn take_idle(&self, peer: NodeId, url: &str) -> Option<wire::Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conns = idle.get_mut(url)?;
+        let conns = idle.get_mut(&(peer, url.to_string()))?;
         while let Some(conn) = conns.pop() {
             if wire::is_reusable(&conn) {
                 return Some(conn);
@@ -150,15 +144,12 @@ impl Peers {
         None
     }
 
-    /// Keeps a Raft connection between calls for the next `PeerConnection`.
-    fn put_idle(&self, url: &str, conn: wire::Conn) {
+    /// Keeps a Raft connection between calls for the next caller.
+    fn put_idle(&self, peer: NodeId, url: &str, conn: wire::Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        match idle.get_mut(url) {
-            Some(conns) if conns.len() >= IDLE_PER_PEER => {}
-            Some(conns) => conns.push(conn),
-            None => {
-                idle.insert(url.to_string(), vec![conn]);
-            }
+        let conns = idle.entry((peer, url.to_string())).or_default();
+        if conns.len() < IDLE_PER_PEER {
+            conns.push(conn);
         }
     }
 
@@ -173,6 +164,79 @@ impl Peers {
         contacts.get(&peer).map(|t| t.elapsed())
     }
 
+    /// One request and its response on `conn` (or an idle or new
+    /// connection to `peer`, dialled at `url`; its certificate must name
+    /// the host of `advertised`). Returns the connection for reuse.
+    async fn exchange(
+        &self,
+        peer: NodeId,
+        url: &str,
+        advertised: &str,
+        conn: Option<wire::Conn>,
+        kind: Kind,
+        frame: &[u8],
+    ) -> io::Result<(wire::Conn, Vec<u8>)> {
+        let mut conn = match conn.or_else(|| self.take_idle(peer, url)) {
+            Some(conn) => conn,
+            None => {
+                wire::dial(
+                    peer,
+                    url,
+                    advertised,
+                    self.dial_tls.as_ref(),
+                    CONNECT_TIMEOUT,
+                )
+                .await?
+            }
+        };
+        wire::write_frame(conn.get_mut(), frame).await?;
+        match wire::read_frame(&mut conn).await? {
+            Some((got, payload)) if got == kind => Ok((conn, payload)),
+            Some((got, _)) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{url} answered a {kind:?} call with a {got:?} frame"),
+            )),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{url} closed the connection"),
+            )),
+        }
+    }
+
+    /// One call to `peer` (membership address `advertised`) on a pooled
+    /// connection, bounded by `timeout`.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        peer: NodeId,
+        advertised: &str,
+        kind: Kind,
+        req: &Req,
+        timeout: Duration,
+    ) -> io::Result<Resp> {
+        let url = self.route(peer, advertised);
+        let frame = wire::encode_frame(kind, req)?;
+        let (conn, payload) = tokio::time::timeout(
+            timeout,
+            self.exchange(peer, url, advertised, None, kind, &frame),
+        )
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no {kind:?} answer from {url} in {timeout:?}"),
+            )
+        })??;
+        let resp = postcard::from_bytes(&payload).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("undecodable {kind:?} answer from {url}: {e}"),
+            )
+        })?;
+        self.touch(peer);
+        self.put_idle(peer, url, conn);
+        Ok(resp)
+    }
+
     /// Forwards a proposal to the leader `leader`, whose membership address
     /// is `url`.
     pub async fn forward(
@@ -181,11 +245,9 @@ impl Peers {
         url: &str,
         proposal: &ForwardRequest,
         timeout: Duration,
-    ) -> Result<ForwardReply, tonic::Status> {
-        let mut req = tonic::Request::new(encode(proposal)?);
-        req.set_timeout(timeout);
-        let reply = self.client(self.route(leader, url))?.forward(req).await?;
-        decode(reply.get_ref())
+    ) -> io::Result<ForwardReply> {
+        self.call(leader, url, Kind::Forward, proposal, timeout)
+            .await
     }
 
     /// Asks the leader `leader` (membership address `url`) for a
@@ -195,14 +257,8 @@ impl Peers {
         leader: NodeId,
         url: &str,
         timeout: Duration,
-    ) -> Result<ReadIndexReply, tonic::Status> {
-        let mut req = tonic::Request::new(encode(&())?);
-        req.set_timeout(timeout);
-        let reply = self
-            .client(self.route(leader, url))?
-            .read_index(req)
-            .await?;
-        decode(reply.get_ref())
+    ) -> io::Result<ReadIndexReply> {
+        self.call(leader, url, Kind::ReadIndex, &(), timeout).await
     }
 }
 
@@ -221,6 +277,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerConnection {
             target,
             url: self.peers.route(target, &node.addr).to_string(),
+            advertised: node.addr.clone(),
             peers: self.peers.clone(),
             durability: self.durability.clone(),
             conn: None,
@@ -233,6 +290,8 @@ pub struct PeerConnection {
     target: NodeId,
     /// The address dialled (the route, if one is given).
     url: String,
+    /// The membership address, whose host the peer's certificate names.
+    advertised: String,
     peers: Arc<Peers>,
     durability: Durability,
     /// Open between calls; taken out during one, so a call cancelled midway
@@ -243,7 +302,7 @@ pub struct PeerConnection {
 impl Drop for PeerConnection {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.peers.put_idle(&self.url, conn);
+            self.peers.put_idle(self.target, &self.url, conn);
         }
     }
 }
@@ -265,25 +324,10 @@ impl PeerConnection {
         let frame =
             wire::encode_frame(kind, req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let conn = self.conn.take();
-        let (peers, url) = (&self.peers, self.url.as_str());
-        let exchange = async move {
-            let mut conn = match conn.or_else(|| peers.take_idle(url)) {
-                Some(conn) => conn,
-                None => wire::dial(url, CONNECT_TIMEOUT).await?,
-            };
-            wire::write_frame(conn.get_mut(), &frame).await?;
-            match wire::read_frame(&mut conn).await? {
-                Some((got, payload)) if got == kind => Ok((conn, payload)),
-                Some((got, _)) => Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{url} answered a {kind:?} call with a {got:?} frame"),
-                )),
-                None => Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("{url} closed the connection"),
-                )),
-            }
-        };
+        let url = self.url.as_str();
+        let exchange = self
+            .peers
+            .exchange(self.target, url, &self.advertised, conn, kind, &frame);
         let ttl = option.hard_ttl();
         let (conn, payload) = match tokio::time::timeout(ttl, exchange).await {
             Ok(Ok(answer)) => answer,

@@ -8,16 +8,18 @@
 //!    (`initialize` on a replica that already has state is refused with
 //!    `NotAllowed`, which is the normal restart path), unless `--join` says
 //!    this replica waits to be added by the leader (`chatctl members add`);
-//! 4. serve everything on the one port (`listener.rs`): a connection that
-//!    opens with `wire::MAGIC` carries openraft's RPCs as frames (one write
-//!    and one read per AppendEntries, where a unary HTTP/2 call cost several
-//!    task wakeups and header work); any other goes to tonic: the Chat,
-//!    Cluster and Raft (forwarding, read index) gRPC services, gRPC health
-//!    (tracking Raft) and reflection. Prometheus metrics go on
-//!    `--metrics-addr` when asked;
+//! 4. serve everything on the one port (`listener.rs`), over TLS when
+//!    `--tls-cert` is given: a peer's Raft connection carries openraft's
+//!    RPCs, forwarded proposals and read-index requests as frames (one
+//!    write and one read per AppendEntries, where a unary HTTP/2 call cost
+//!    several task wakeups and header work); any other goes to tonic: the
+//!    Chat and Cluster gRPC services, gRPC health (tracking Raft) and
+//!    reflection. Prometheus metrics go on `--metrics-addr` when asked;
 //! 5. on SIGTERM/SIGINT: refuse new requests, let in-flight ones finish
 //!    (bounded), stop Raft (every acknowledged entry is already fsynced),
-//!    return.
+//!    return. If the Raft core stops by itself (a fatal storage error, a
+//!    bug), return an error at once, so the process exits non-zero and a
+//!    supervisor (`Restart=on-failure`) restarts it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,18 +34,18 @@ use tokio::sync::watch;
 
 use crate::proto::chat_server::ChatServer;
 use crate::proto::cluster_server::ClusterServer;
-use crate::proto::raft_server::RaftServer;
 use crate::server::chat_service::{ChatService, ServiceContext};
 use crate::server::cluster_service::ClusterService;
 use crate::server::config::ChatdArgs;
 use crate::server::consensus::{Consensus, Timeouts};
 use crate::server::events::{EventHub, DEFAULT_EVENT_CAPACITY};
-use crate::server::network::{Network, Peers, MAX_RAFT_MESSAGE};
+use crate::server::listener::Incoming;
+use crate::server::network::{Network, Peers};
 use crate::server::presence::Presence;
-use crate::server::raft_service::RaftService;
 use crate::server::raft_types::Raft;
 use crate::server::storage::{self, LoadGate, LogReader};
 use crate::server::{health, listener, metrics};
+use crate::tls::{ReplicaTls, Role};
 
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,6 +69,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let id = args.server_id;
+    let tls = load_tls(&args)?;
     let url = args.own_url();
     let addr = SocketAddr::new(args.listen, args.port);
     let listener = TcpListener::bind(addr)
@@ -98,7 +101,7 @@ pub async fn run(
     .validate()
     .context("invalid Raft timing (--heartbeat-ms / --election-timeout-ms)")?;
 
-    let peers = Peers::with_routes(args.replica_routes.0.clone());
+    let peers = Peers::new(args.replica_routes.0.clone(), tls.clone());
     let network = Network {
         peers: peers.clone(),
         durability: log_store.durability(),
@@ -175,33 +178,45 @@ pub async fn run(
         ctx,
         url,
         persistent: args.server_storage.is_some(),
+        tls: tls.is_some(),
         started: Instant::now(),
     });
-    let raft_rpc = RaftServer::new(RaftService { consensus })
-        .max_decoding_message_size(MAX_RAFT_MESSAGE)
-        .max_encoding_message_size(MAX_RAFT_MESSAGE);
 
     // Our accept loop sets TCP_NODELAY (tonic's only applies to sockets it
-    // binds), serves Raft connections and passes the rest to tonic; it stops
-    // accepting when the server drains.
-    let (incoming, accept) = listener::serve(listener, raft.clone(), stop_rx.clone());
+    // binds), does the TLS handshakes, serves Raft connections and passes
+    // the rest to tonic; it stops accepting when the server drains.
+    let (incoming, accept) = listener::serve(
+        listener,
+        consensus,
+        tls.as_ref().map(|t| t.server.clone()),
+        stop_rx.clone(),
+    );
     let _accept = AbortOnDrop(accept);
     let mut drained = stop_rx.clone();
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(3)))
         .add_service(chat)
         .add_service(cluster)
-        .add_service(raft_rpc)
         .add_service(health)
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = drained.wait_for(|s| *s).await;
-        });
-    let mut server = std::pin::pin!(server);
+        .add_service(reflection);
+    let drained = async move {
+        let _ = drained.wait_for(|s| *s).await;
+    };
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match incoming {
+        Incoming::Plain(incoming) => {
+            Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
+        }
+        Incoming::Tls(incoming) => Box::pin(router.serve_with_incoming_shutdown(incoming, drained)),
+    };
+    let mut server = server;
 
     tokio::select! {
         res = &mut server => res.context("server failed")?,
+        fatal = raft_stopped(raft.clone()) => {
+            let _ = stop_tx.send(true);
+            return Err(anyhow::anyhow!("the Raft core stopped: {fatal}; exiting so that a supervisor restarts this replica"));
+        }
         _ = shutdown => {
             tracing::info!("shutting down: refusing new requests, draining in-flight ones");
             let _ = stop_tx.send(true);
@@ -213,6 +228,55 @@ pub async fn run(
     raft.shutdown().await.ok();
     tracing::info!("replica stopped");
     Ok(())
+}
+
+/// Loads `--tls-cert`/`--tls-key`/`--tls-ca` and checks the certificate is
+/// this replica's; without them (loopback, or `--insecure-plaintext`),
+/// warns what that means.
+fn load_tls(args: &ChatdArgs) -> anyhow::Result<Option<ReplicaTls>> {
+    let Some((cert, key, ca)) = args.tls_files() else {
+        if args.listen.is_loopback() {
+            tracing::info!("no TLS: plaintext on loopback only");
+        } else {
+            tracing::warn!(
+                listen = %args.listen,
+                "--insecure-plaintext: NO TLS on a non-loopback address. Passwords, session \
+                 tokens and messages travel unencrypted, and anyone who reaches this port can \
+                 act as a replica or change the membership"
+            );
+        }
+        return Ok(None);
+    };
+    let tls = ReplicaTls::load(cert, key, ca).map_err(anyhow::Error::msg)?;
+    if tls.role != Some(Role::Replica(args.server_id)) {
+        anyhow::bail!(
+            "--tls-cert {} is {}, not replica {}'s certificate (make one with `chatctl certs`)",
+            cert.display(),
+            tls.role.map_or(
+                "a certificate without a raftchat role".to_string(),
+                |r| format!("the {r} certificate")
+            ),
+            args.server_id
+        );
+    }
+    tracing::info!(
+        "TLS on: clients and peers are served over TLS; peers must present replica certificates"
+    );
+    Ok(Some(tls))
+}
+
+/// Resolves when the Raft core stops on its own (openraft reports a fatal
+/// error, or its metrics end), with what it reported.
+async fn raft_stopped(raft: Raft) -> String {
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "its metrics ended".to_string();
+        }
+    }
 }
 
 /// Stops a task when `run` returns, however it returns.

@@ -1,7 +1,9 @@
-//! The replica-to-replica Raft wire format: openraft's AppendEntries, Vote
-//! and InstallSnapshot as length-prefixed postcard frames on a plain TCP
-//! connection, on the same port as the gRPC API (`listener.rs` tells the
-//! two apart; `network.rs` is the dialling side).
+//! The replica-to-replica wire format: openraft's AppendEntries, Vote and
+//! InstallSnapshot, and our forwarded proposals and read-index requests, as
+//! length-prefixed postcard frames on one connection per call stream, on
+//! the same port as the gRPC API (`listener.rs` tells the two apart;
+//! `network.rs` is the dialling side). One replica-to-replica protocol:
+//! nothing between replicas goes over gRPC but forwarded admin calls.
 //!
 //! Why not gRPC: a unary HTTP/2 call costs several task wakeups (the
 //! channel's buffer worker, the h2 connection task, a server stream task)
@@ -9,50 +11,118 @@
 //! message. A dedicated connection per replication stream costs one write
 //! and one read per call.
 //!
-//! A connection starts with [`MAGIC`], written once by the dialler (an
-//! HTTP/2 client starts with `PRI * HTTP/2.0`, so the first bytes tell the
-//! two protocols apart). Then the dialler sends one request frame and waits
-//! for its response frame, one call at a time:
+//! With TLS (the default outside loopback), a Raft connection is a TLS
+//! connection that negotiated ALPN [`crate::tls::RAFT_ALPN`] with a replica
+//! certificate on both sides. Without TLS (loopback only), it starts with
+//! [`MAGIC`], written once by the dialler (an HTTP/2 client starts with
+//! `PRI * HTTP/2.0`, so the first bytes tell the two protocols apart).
+//! Then the dialler sends one request frame and waits for its response
+//! frame, one call at a time:
 //!
 //! ```text
 //! [u32 LE length][u8 kind][postcard payload]    length = 1 + payload bytes
 //! ```
 //!
-//! A request carries openraft's request struct; the response echoes the
-//! kind and carries `Result<Resp, RaftError<NodeId, E>>`. A length over
-//! [`MAX_FRAME`], an unknown kind or an undecodable payload closes the
-//! connection.
+//! A request carries openraft's request struct (or ours); the response
+//! echoes the kind and carries the result. A length over the kind's limit
+//! ([`Kind::max_len`]), an unknown kind or an undecodable payload closes
+//! the connection.
 
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use serde::Serialize;
 use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+    ReadBuf,
 };
 use tokio::net::TcpStream;
 
-use crate::server::network::MAX_RAFT_MESSAGE;
+use crate::server::raft_types::NodeId;
+use crate::tls::{self, Role};
 
-/// The first bytes of a Raft connection.
+/// The first bytes of a plaintext Raft connection.
 pub const MAGIC: [u8; 8] = *b"RCRAFT01";
 
-/// Largest frame (kind byte plus payload); snapshot chunks are 3 MiB.
-pub const MAX_FRAME: usize = MAX_RAFT_MESSAGE;
+/// Largest frame of any kind (kind byte plus payload).
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// Length and kind.
 const HEADER: usize = 5;
 
 /// A Raft connection: reads are buffered so a small frame costs one read.
-pub type Conn = BufReader<TcpStream>;
+pub type Conn = BufReader<Stream>;
 
-/// Which openraft RPC a frame carries.
+/// The byte stream under a Raft connection.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
     Append = 1,
     Vote = 2,
     Snapshot = 3,
+    /// A follower hands a proposal to the leader's proposer.
+    Forward = 4,
+    /// A follower asks the leader for a linearizable read index.
+    ReadIndex = 5,
 }
 
 impl Kind {
@@ -61,7 +131,22 @@ impl Kind {
             1 => Some(Self::Append),
             2 => Some(Self::Vote),
             3 => Some(Self::Snapshot),
+            4 => Some(Self::Forward),
+            5 => Some(Self::ReadIndex),
             _ => None,
+        }
+    }
+
+    /// Largest frame of this kind, request or response. A vote is a few
+    /// dozen bytes; an append carries at most 32 entries of at most one
+    /// batch each; a snapshot chunk is 3 MiB; a forwarded proposal is one
+    /// client request (a message body is at most 4 KiB).
+    pub fn max_len(self) -> usize {
+        match self {
+            Kind::Vote | Kind::ReadIndex => 4 * 1024,
+            Kind::Forward => 1024 * 1024,
+            Kind::Snapshot => 4 * 1024 * 1024,
+            Kind::Append => MAX_FRAME,
         }
     }
 }
@@ -77,9 +162,10 @@ pub fn encode_frame<T: Serialize>(kind: Kind, value: &T) -> io::Result<Vec<u8>> 
     let mut buf = postcard::to_extend(value, buf)
         .map_err(|e| invalid(format!("cannot encode a {kind:?} frame: {e}")))?;
     let len = buf.len() - 4;
-    if len > MAX_FRAME {
+    if len > kind.max_len() {
         return Err(invalid(format!(
-            "{kind:?} frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+            "{kind:?} frame of {len} bytes exceeds the {}-byte limit",
+            kind.max_len()
         )));
     }
     buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -102,13 +188,14 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option
     let mut header = [0u8; HEADER];
     r.read_exact(&mut header).await?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if len == 0 || len > MAX_FRAME {
-        return Err(invalid(format!(
-            "frame length {len} outside 1..={MAX_FRAME}"
-        )));
-    }
     let kind = Kind::from_byte(header[4])
         .ok_or_else(|| invalid(format!("unknown frame kind {}", header[4])))?;
+    if len == 0 || len > kind.max_len() {
+        return Err(invalid(format!(
+            "{kind:?} frame length {len} outside 1..={}",
+            kind.max_len()
+        )));
+    }
     let want = len - 1;
     // Grow with what arrives rather than trusting the length up front.
     let mut payload = Vec::with_capacity(want.min(1 << 20));
@@ -128,9 +215,49 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option
     Ok(Some((kind, payload)))
 }
 
-/// Opens a Raft connection to `addr` (`host:port`).
-pub async fn dial(addr: &str, connect_timeout: Duration) -> io::Result<Conn> {
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+/// How to authenticate a dialled replica.
+#[derive(Clone)]
+pub struct DialTls {
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+/// Opens a Raft connection to replica `target` at `addr` (`host:port`),
+/// whose membership address is `advertised` (the two differ behind a
+/// `--replica-routes` proxy; the certificate names the membership host).
+/// With TLS the server must present replica `target`'s certificate.
+pub async fn dial(
+    target: NodeId,
+    addr: &str,
+    advertised: &str,
+    tls: Option<&DialTls>,
+    connect_timeout: Duration,
+) -> io::Result<Conn> {
+    let connect = async {
+        let stream = TcpStream::connect(addr).await?;
+        // Nagle + delayed ACKs would add 40 ms to every call.
+        stream.set_nodelay(true)?;
+        let Some(tls) = tls else {
+            let mut stream = stream;
+            stream.write_all(&MAGIC).await?;
+            return Ok(Stream::Plain(stream));
+        };
+        let name = server_name(advertised)?;
+        let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+            .connect(name, stream)
+            .await?;
+        let role = tls::peer_role(stream.get_ref().1.peer_certificates());
+        if role != Some(Role::Replica(target)) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{addr} presented {} instead of replica {target}'s certificate",
+                    role.map_or("no role".to_string(), |r| r.to_string())
+                ),
+            ));
+        }
+        Ok(Stream::Tls(Box::new(stream.into())))
+    };
+    let stream = tokio::time::timeout(connect_timeout, connect)
         .await
         .map_err(|_| {
             io::Error::new(
@@ -138,11 +265,18 @@ pub async fn dial(addr: &str, connect_timeout: Duration) -> io::Result<Conn> {
                 format!("cannot connect to {addr} in {connect_timeout:?}"),
             )
         })??;
-    // Nagle + delayed ACKs would add 40 ms to every call.
-    stream.set_nodelay(true)?;
-    let mut conn = BufReader::new(stream);
-    conn.get_mut().write_all(&MAGIC).await?;
-    Ok(conn)
+    Ok(BufReader::new(stream))
+}
+
+/// The name a replica's certificate must carry: the host of its URL.
+fn server_name(url: &str) -> io::Result<ServerName<'static>> {
+    let host = url
+        .rsplit_once(':')
+        .map_or(url, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|e| invalid(format!("'{host}' is not a host name: {e}")))
 }
 
 /// Whether an idle connection still looks usable: nothing buffered, nothing
@@ -152,7 +286,8 @@ pub fn is_reusable(conn: &Conn) -> bool {
         return false;
     }
     let mut byte = [0u8; 1];
-    matches!(conn.get_ref().try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    // A byte read here is lost, but then the connection is dropped anyway.
+    matches!(conn.get_ref().tcp().try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 #[cfg(test)]
@@ -176,6 +311,7 @@ mod tests {
             (Kind::Append, vec![1u8, 2, 3]),
             (Kind::Vote, vec![]),
             (Kind::Snapshot, big.clone()),
+            (Kind::Forward, vec![9u8; 1000]),
         ] {
             let frame = encode_frame(kind, &value).unwrap();
             let (written, read) = tokio::join!(write_frame(&mut a, &frame), read_frame(&mut b));
@@ -198,6 +334,16 @@ mod tests {
         a.write_all(&header).await.unwrap();
         let err = read_frame(&mut b).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+
+        // A vote is small: a 5 KiB one is refused before its payload is read.
+        let (mut a, b) = pair().await;
+        let mut b = BufReader::new(b);
+        let mut header = (5000u32).to_le_bytes().to_vec();
+        header.push(Kind::Vote as u8);
+        a.write_all(&header).await.unwrap();
+        let err = read_frame(&mut b).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(encode_frame(Kind::Vote, &vec![0u8; 5000]).is_err());
     }
 
     #[tokio::test]
@@ -232,7 +378,10 @@ mod tests {
     async fn closed_idle_connection_is_not_reused() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let (conn, accepted) = tokio::join!(dial(&addr, Duration::from_secs(1)), listener.accept());
+        let (conn, accepted) = tokio::join!(
+            dial(1, &addr, &addr, None, Duration::from_secs(1)),
+            listener.accept()
+        );
         let conn = conn.unwrap();
         let (mut server, _) = accepted.unwrap();
         let mut magic = [0u8; 8];

@@ -1,6 +1,9 @@
 //! Command-line arguments of `chat-tui`.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::client::ClientConfig;
 
 /// The local five-replica cluster.
 pub const DEFAULT_SERVERS: &str =
@@ -19,6 +22,10 @@ pub struct Args {
     /// Time allowed for one attempt against one replica, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+    /// The cluster's CA certificate (PEM): talk TLS to the replicas and
+    /// accept only replicas whose certificate it signed.
+    #[arg(long, env = "CHAT_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 impl Args {
@@ -34,5 +41,16 @@ impl Args {
 
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    /// The client configuration these flags ask for; an unreadable `--ca`
+    /// is an error naming the flag.
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = ClientConfig::new(self.server_list());
+        config.rpc_timeout = self.timeout();
+        if let Some(ca) = &self.ca {
+            config.tls = Some(crate::tls::ClientTls::load(ca, None, ["--ca", "", ""])?);
+        }
+        Ok(config)
     }
 }

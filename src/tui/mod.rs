@@ -81,7 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("no servers given (--servers host:port,...)");
     }
     let (net_tx, mut net_rx) = mpsc::unbounded_channel();
-    let mut net = net::Net::start(servers.clone(), args.timeout(), net_tx)?;
+    let mut net = net::Net::start(args.client_config()?, net_tx)?;
     let mut app = App::new(AppConfig {
         request_prefix: net::request_prefix(),
         utc_offset_secs: local_utc_offset_secs(),

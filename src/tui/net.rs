@@ -44,13 +44,7 @@ pub struct Net {
 impl Net {
     /// Connects lazily to `servers` (no network yet) and starts the
     /// connection watcher and the cluster poll.
-    pub fn start(
-        servers: Vec<String>,
-        rpc_timeout: Duration,
-        events: UnboundedSender<NetEvent>,
-    ) -> anyhow::Result<Self> {
-        let mut config = ClientConfig::new(servers);
-        config.rpc_timeout = rpc_timeout;
+    pub fn start(config: ClientConfig, events: UnboundedSender<NetEvent>) -> anyhow::Result<Self> {
         let client = ChatClient::new(config)?;
         let background = vec![
             tokio::spawn(watch_connection(client.clone(), events.clone())),

@@ -14,9 +14,9 @@ pub fn options() -> Options {
     }
 }
 
-/// A client for these replicas with test-friendly deadlines.
-pub fn client_for(urls: Vec<String>) -> raftchat::client::ChatClient {
-    let mut config = raftchat::client::ClientConfig::new(urls);
+/// A client for these replicas of `cluster` with test-friendly deadlines.
+pub fn client_for(cluster: &Cluster, urls: Vec<String>) -> raftchat::client::ChatClient {
+    let mut config = cluster.client_config(urls);
     config.rpc_timeout = Duration::from_millis(1500);
     config.write_deadline = Duration::from_secs(15);
     raftchat::client::ChatClient::new(config).expect("client config")
@@ -32,10 +32,10 @@ pub trait Clients {
 
 impl Clients for Cluster {
     fn client(&self) -> raftchat::client::ChatClient {
-        client_for(self.urls())
+        client_for(self, self.urls())
     }
     fn client_on(&self, id: u64) -> raftchat::client::ChatClient {
-        client_for(vec![self.url(id)])
+        client_for(self, vec![self.url(id)])
     }
 }
 
