@@ -21,7 +21,9 @@
 //! 2^64 would make openraft's `term + 1` overflow and panic at the next
 //! election, on every restart, since the vote is persisted). Frames must
 //! arrive whole within [`FRAME_DEADLINE`]; an idle connection is closed after
-//! [`RAFT_IDLE_TIMEOUT`]; at most [`MAX_RAFT_CONNECTIONS`] are open at once.
+//! [`RAFT_IDLE_TIMEOUT`]; at most [`MAX_RAFT_CONNECTIONS`] are open at once,
+//! and the frames being read or handled at once hold at most
+//! [`FRAME_BUDGET`] bytes between them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -63,6 +65,12 @@ pub const RAFT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// this (a 3 MiB snapshot chunk needs ~100 KB/s).
 pub const FRAME_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Bytes of frames read or being handled at once, over all Raft
+/// connections: twice the largest frame. A frame waits for its share
+/// before its payload is read, so many large frames cost waiting, not
+/// memory.
+pub const FRAME_BUDGET: usize = 2 * wire::MAX_FRAME;
+
 /// How far ahead of this replica's term a peer's term may be. An honest
 /// replica cut off from the others campaigns once per election timeout
 /// (80-160 ms by default): 2^32 terms is over ten years of that. Terms past
@@ -96,6 +104,7 @@ struct Shared {
     grpc: GrpcTx,
     handshakes: Arc<Semaphore>,
     raft_connections: Arc<Semaphore>,
+    frame_budget: Arc<Semaphore>,
     refusals: Throttle,
 }
 
@@ -121,6 +130,7 @@ pub fn serve(
         grpc,
         handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
         raft_connections: Arc::new(Semaphore::new(MAX_RAFT_CONNECTIONS)),
+        frame_budget: Arc::new(Semaphore::new(FRAME_BUDGET)),
         refusals: Throttle::new(Duration::from_secs(10)),
     });
     let task = tokio::spawn(accept_loop(listener, shared, stop));
@@ -302,12 +312,21 @@ async fn serve_raft(mut conn: wire::Conn, addr: SocketAddr, peer: Option<NodeId>
                 return;
             }
         }
-        let (kind, payload) = match tokio::time::timeout(
-            FRAME_DEADLINE,
-            wire::read_frame(&mut conn),
-        )
-        .await
-        {
+        let read = async {
+            let Some((kind, len)) = wire::read_header(&mut conn).await? else {
+                return Ok(None);
+            };
+            // `len` is at most MAX_FRAME, far below u32::MAX.
+            let share = shared
+                .frame_budget
+                .clone()
+                .acquire_many_owned(len as u32)
+                .await
+                .map_err(|_| io::Error::other("shutting down"))?;
+            let payload = wire::read_payload(&mut conn, kind, len).await?;
+            io::Result::Ok(Some((kind, payload, share)))
+        };
+        let (kind, payload, _share) = match tokio::time::timeout(FRAME_DEADLINE, read).await {
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return,
             Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {

@@ -182,6 +182,18 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> io::
 /// frames. A frame cut short is `UnexpectedEof`; a bad length or kind is
 /// `InvalidData`.
 pub async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option<(Kind, Vec<u8>)>> {
+    let Some((kind, len)) = read_header(r).await? else {
+        return Ok(None);
+    };
+    read_payload(r, kind, len)
+        .await
+        .map(|payload| Some((kind, payload)))
+}
+
+/// Reads a frame's header: its kind and length (kind byte included),
+/// checked against the kind's limit. `None` if the peer closed the
+/// connection between frames.
+pub async fn read_header<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option<(Kind, usize)>> {
     if r.fill_buf().await?.is_empty() {
         return Ok(None);
     }
@@ -196,6 +208,15 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option
             kind.max_len()
         )));
     }
+    Ok(Some((kind, len)))
+}
+
+/// Reads the payload of a frame whose header [`read_header`] returned.
+pub async fn read_payload<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    kind: Kind,
+    len: usize,
+) -> io::Result<Vec<u8>> {
     let want = len - 1;
     // Grow with what arrives rather than trusting the length up front.
     let mut payload = Vec::with_capacity(want.min(1 << 20));
@@ -212,7 +233,7 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Option
             ),
         ));
     }
-    Ok(Some((kind, payload)))
+    Ok(payload)
 }
 
 /// How to authenticate a dialled replica.
