@@ -7,6 +7,7 @@ use crate::client::{Account, ChatClient, ClientError};
 
 use super::output::Output;
 use super::render::account_json;
+use super::sanitize::escape_line;
 use super::session::{self, as_user, NEW_PASSWORD_ENV, PASSWORD_ENV};
 use super::table::Table;
 use super::time::format_ms;
@@ -20,7 +21,13 @@ pub async fn register(client: &ChatClient, out: Output, user: &str) -> Result<()
         .account
         .ok_or_else(|| ClientError::missing_field("account"))?;
     out.either(
-        || format!("created account {} (id {})", account.username, account.id),
+        || {
+            format!(
+                "created account {} (id {})",
+                escape_line(&account.username),
+                account.id
+            )
+        },
         || account_json(&account),
     )
 }
@@ -64,7 +71,7 @@ async fn list_accounts(
     }
     out.text(&accounts_table(&reply.accounts))?;
     if !reply.next_after.is_empty() {
-        out.text(&format!("more: --after {}", reply.next_after))?;
+        out.text(&format!("more: --after {}", escape_line(&reply.next_after)))?;
     }
     Ok(())
 }
@@ -95,7 +102,7 @@ pub async fn passwd(client: &ChatClient, out: Output, user: &str) -> Result<()> 
         let new = session::new_password(NEW_PASSWORD_ENV, "New password: ")?;
         client.change_password(&old, &new).await?;
         out.either(
-            || format!("password changed for {user}"),
+            || format!("password changed for {}", escape_line(user)),
             || json!({ "changed_password": user }),
         )
     })
@@ -110,7 +117,7 @@ pub async fn delete_account(client: &ChatClient, out: Output, user: &str) -> Res
             .await
             .context("cannot delete the account")?;
         out.either(
-            || format!("deleted account {user}"),
+            || format!("deleted account {}", escape_line(user)),
             || json!({ "deleted_account": user }),
         )
     })

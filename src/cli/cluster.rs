@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::client::{ChatClient, ServerStatus};
 
 use super::output::Output;
+use super::sanitize::escape_line;
 use super::table::Table;
 use super::time::format_uptime;
 
@@ -69,6 +70,7 @@ pub fn status_table(statuses: &[ServerStatus]) -> String {
 
 /// Why replicas were unreachable, and any replicas that applied the same
 /// log prefix yet report different digests (they have diverged: a bug).
+/// Each note is escaped as one line: errors and digests come from afar.
 pub fn footnotes(statuses: &[ServerStatus]) -> Vec<String> {
     let mut notes: Vec<String> = statuses
         .iter()
@@ -101,6 +103,9 @@ pub fn footnotes(statuses: &[ServerStatus]) -> Vec<String> {
         }
     }
     notes
+        .into_iter()
+        .map(|note| escape_line(&note).into_owned())
+        .collect()
 }
 
 /// The first characters of a digest, `-` when there is none.

@@ -7,7 +7,8 @@ use serde_json::json;
 use crate::client::{ChatClient, ClientError, Target};
 
 use super::output::Output;
-use super::render::conversation_json;
+use super::render::{conversation_json, join_names};
+use super::sanitize::escape_line;
 
 /// `group create --as USER NAME [MEMBER...]`.
 pub async fn create(
@@ -24,9 +25,9 @@ pub async fn create(
         || {
             format!(
                 "created group #{} (conversation {}) with {}",
-                conversation.name,
+                escape_line(&conversation.name),
                 conversation.id,
-                conversation.members.join(", ")
+                join_names(&conversation.members, ", ")
             )
         },
         || conversation_json(&conversation),
@@ -40,7 +41,7 @@ pub async fn add(client: &ChatClient, out: Output, name: &str, member: &str) -> 
         .await?;
     client.add_member(conversation.id, member).await?;
     out.either(
-        || format!("added {member} to #{name}"),
+        || format!("added {} to #{}", escape_line(member), escape_line(name)),
         || json!({ "conversation_id": conversation.id, "added": member }),
     )
 }
@@ -52,7 +53,7 @@ pub async fn leave(client: &ChatClient, out: Output, name: &str) -> Result<()> {
         .await?;
     client.leave_group(conversation.id).await?;
     out.either(
-        || format!("left #{name}"),
+        || format!("left #{}", escape_line(name)),
         || json!({ "conversation_id": conversation.id, "left": true }),
     )
 }

@@ -20,6 +20,7 @@ use crate::proto::{AddReplicaRequest, ListReplicasRequest, MembershipReply, Remo
 
 use super::args::MembersCommand;
 use super::output::Output;
+use super::sanitize::escape_line;
 use super::table::Table;
 
 /// Extra time an add gets on top of the catch-up wait (two membership log
@@ -140,7 +141,7 @@ fn print(out: Output, reply: &MembershipReply) -> Result<()> {
         }));
     }
     if !reply.outcome.is_empty() {
-        out.text(&reply.outcome)?;
+        out.text(&escape_line(&reply.outcome))?;
     }
     let mut table = Table::new(["ID", "URL", "ROLE", "LEADER"]);
     for m in &reply.members {

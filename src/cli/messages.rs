@@ -8,8 +8,10 @@ use crate::client::{ChatClient, ClientError, Conversation, Target};
 
 use super::output::Output;
 use super::render::{
-    conversation_json, conversation_name, join_ids, kind_name, message_json, message_line,
+    conversation_json, conversation_name, join_ids, join_names, kind_name, message_json,
+    message_line, message_line_after,
 };
+use super::sanitize::escape_line;
 use super::table::Table;
 use super::time::format_ms;
 
@@ -22,8 +24,10 @@ pub async fn send(client: &ChatClient, out: Output, to: &Target, text: &str) -> 
     out.either(
         || {
             format!(
-                "sent message {} to {to} (conversation {})",
-                message.id, message.conversation_id
+                "sent message {} to {} (conversation {})",
+                message.id,
+                escape_line(&to.to_string()),
+                message.conversation_id
             )
         },
         || message_json(&message),
@@ -53,14 +57,11 @@ pub async fn read(
         return out.text("no unread messages");
     }
     for message in &reply.messages {
-        let line = message_line(message);
         if conversation_id == 0 {
-            out.text(&format!(
-                "(conversation {}) {line}",
-                message.conversation_id
-            ))?;
+            let lead = format!("(conversation {}) ", message.conversation_id);
+            out.text(&message_line_after(&lead, message))?;
         } else {
-            out.text(&line)?;
+            out.text(&message_line(message))?;
         }
     }
     if reply.remaining > 0 {
@@ -94,7 +95,7 @@ pub async fn history(
             "{} (conversation {}, members: {})",
             conversation_name(conversation),
             conversation.id,
-            conversation.members.join(", ")
+            join_names(&conversation.members, ", ")
         ))?;
     }
     if let (true, Some(oldest)) = (reply.more, oldest) {
@@ -132,7 +133,7 @@ pub fn conversations_table(conversations: &[Conversation]) -> String {
             conversation_name(conversation),
             conversation.unread.to_string(),
             format_ms(conversation.last_activity_ms),
-            conversation.members.join(","),
+            join_names(&conversation.members, ","),
         ]);
     }
     table.render()
@@ -149,13 +150,23 @@ pub async fn mark_read(
     let up_to = up_to.unwrap_or(conversation.last_message_id);
     if up_to == 0 {
         return out.either(
-            || format!("{with}: no messages to mark read"),
+            || {
+                format!(
+                    "{}: no messages to mark read",
+                    escape_line(&with.to_string())
+                )
+            },
             || json!({ "conversation_id": conversation.id, "up_to": 0 }),
         );
     }
     client.mark_read(conversation.id, up_to).await?;
     out.either(
-        || format!("{with}: marked read up to message {up_to}"),
+        || {
+            format!(
+                "{}: marked read up to message {up_to}",
+                escape_line(&with.to_string())
+            )
+        },
         || json!({ "conversation_id": conversation.id, "up_to": up_to }),
     )
 }

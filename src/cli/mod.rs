@@ -14,6 +14,7 @@ mod members;
 mod messages;
 mod output;
 mod render;
+mod sanitize;
 mod session;
 mod table;
 mod time;
@@ -40,7 +41,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("chatctl: {err:#}");
+            eprintln!("chatctl: {}", sanitize::escape_line(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,8 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use super::sanitize::{escape_line, escape_text, json_line};
+
 /// The output mode chosen with `--json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Output {
@@ -24,8 +26,15 @@ impl Output {
         self.json
     }
 
-    /// Prints `text` as is (a trailing newline is added when missing).
+    /// Prints `text` (a trailing newline is added when missing). Callers
+    /// escape server text field by field; control characters other than
+    /// `\n` that still get here are escaped as a backstop.
     pub fn text(&self, text: &str) -> Result<()> {
+        self.line(&escape_text(text))
+    }
+
+    /// Writes `text` and a newline if missing, unchanged.
+    fn line(&self, text: &str) -> Result<()> {
         let mut stdout = std::io::stdout().lock();
         stdout
             .write_all(text.as_bytes())
@@ -40,9 +49,10 @@ impl Output {
             .context("cannot write to stdout")
     }
 
-    /// Prints one JSON object on one line.
+    /// Prints one JSON object on one line, with no raw control or bidi
+    /// character even inside strings (see [`json_line`]).
     pub fn object(&self, value: &Value) -> Result<()> {
-        self.text(&value.to_string())
+        self.line(&json_line(value))
     }
 
     /// Prints the text or the JSON form, depending on the mode. Both are
@@ -60,8 +70,9 @@ impl Output {
     }
 
     /// A side remark for humans (stderr), e.g. reconnection notices. Never
-    /// mixed into stdout, so JSON consumers are not confused.
+    /// mixed into stdout, so JSON consumers are not confused. Escaped as
+    /// one line: notices often quote server errors.
     pub fn notice(&self, text: &str) {
-        eprintln!("chatctl: {text}");
+        eprintln!("chatctl: {}", escape_line(text));
     }
 }

@@ -1,21 +1,36 @@
 //! How chat objects look in chatctl's output: one line of text, or one JSON
 //! object (built with `serde_json::json!`, so field names are stable and
 //! independent of the generated proto types).
+//!
+//! Every server-provided string in a text line goes through
+//! [`super::sanitize`]: names as single lines, bodies with their
+//! continuation lines indented so they cannot pass for lines of ours.
 
 use serde_json::{json, Value};
 
 use crate::client::{Account, Conversation, ConversationKind, Event, Message};
 use crate::proto::event::Kind;
 
+use super::sanitize::{escape_line, with_body};
 use super::time::format_ms;
 
-/// A conversation's display name: `#team` for a group, the peer for a
-/// direct conversation.
+/// A conversation's display name, escaped: `#team` for a group, the peer
+/// for a direct conversation.
 pub fn conversation_name(conversation: &Conversation) -> String {
+    let name = escape_line(&conversation.name);
     match conversation.kind() {
-        ConversationKind::Group => format!("#{}", conversation.name),
-        _ => conversation.name.clone(),
+        ConversationKind::Group => format!("#{name}"),
+        _ => name.into_owned(),
     }
+}
+
+/// Names (members, users) joined with `separator`, each escaped.
+pub fn join_names(names: &[String], separator: &str) -> String {
+    names
+        .iter()
+        .map(|n| escape_line(n))
+        .collect::<Vec<_>>()
+        .join(separator)
 }
 
 /// `group`, `direct` or `unknown`.
@@ -27,15 +42,22 @@ pub fn kind_name(conversation: &Conversation) -> &'static str {
     }
 }
 
-/// `[id] time  sender: body`.
+/// `[id] time  sender: body`; further lines of the body are indented
+/// under its first one.
 pub fn message_line(message: &Message) -> String {
-    format!(
-        "[{}] {}  {}: {}",
+    message_line_after("", message)
+}
+
+/// [`message_line`] after `lead` (e.g. `(conversation 3) `), which the
+/// body's further lines are indented past too.
+pub fn message_line_after(lead: &str, message: &Message) -> String {
+    let head = format!(
+        "{lead}[{}] {}  {}: ",
         message.id,
         format_ms(message.sent_ms),
-        message.sender,
-        message.body
-    )
+        escape_line(&message.sender),
+    );
+    with_body(head, &message.body)
 }
 
 /// A message as JSON.
@@ -78,11 +100,19 @@ pub fn conversation_json(conversation: &Conversation) -> Value {
 
 /// One line describing an event, prefixed by its sequence number.
 pub fn event_line(event: &Event) -> String {
+    let seq = format!("[{}] ", event.seq);
     let what = match &event.kind {
-        Some(Kind::Message(m)) => format!(
-            "message {} in conversation {} from {}: {}",
-            m.id, m.conversation_id, m.sender, m.body
-        ),
+        Some(Kind::Message(m)) => {
+            // Whole line at once, so the body's further lines align under
+            // its first one.
+            let head = format!(
+                "{seq}message {} in conversation {} from {}: ",
+                m.id,
+                m.conversation_id,
+                escape_line(&m.sender)
+            );
+            return with_body(head, &m.body);
+        }
         Some(Kind::Deleted(d)) => format!(
             "deleted messages {} in conversation {}",
             join_ids(&d.message_ids),
@@ -90,29 +120,31 @@ pub fn event_line(event: &Event) -> String {
         ),
         Some(Kind::Read(r)) => format!(
             "{} read conversation {} up to message {}",
-            r.reader, r.conversation_id, r.up_to
+            escape_line(&r.reader),
+            r.conversation_id,
+            r.up_to
         ),
         Some(Kind::Membership(m)) => {
             let conversation = m.conversation.clone().unwrap_or_default();
             format!(
                 "{} {} {} (conversation {})",
-                m.user,
-                m.change,
+                escape_line(&m.user),
+                escape_line(&m.change),
                 conversation_name(&conversation),
                 conversation.id
             )
         }
-        Some(Kind::Presence(p)) if p.online => format!("{} is online", p.user),
+        Some(Kind::Presence(p)) if p.online => format!("{} is online", escape_line(&p.user)),
         Some(Kind::Presence(p)) => format!(
             "{} went offline (last seen {})",
-            p.user,
+            escape_line(&p.user),
             format_ms(p.last_seen_ms)
         ),
         Some(Kind::Resync(r)) => format!("resync needed (oldest event {})", r.oldest_seq),
         Some(Kind::Live(l)) => format!("live at {}", l.seq),
         None => "unknown event (newer server?)".to_string(),
     };
-    format!("[{}] {what}", event.seq)
+    format!("{seq}{what}")
 }
 
 /// An event as JSON: `{"type": ..., "seq": ..., "index": ..., ...}`.
@@ -229,6 +261,50 @@ mod tests {
     }
 
     #[test]
+    fn server_text_is_escaped_in_lines() {
+        let evil = Message {
+            sender: "eve\x1b]0;t\x07".into(),
+            body: "\x1b[2Jok\n[999] 2026-12-02 17:00:00  carol: I approve".into(),
+            ..message()
+        };
+        let line = message_line(&evil);
+        assert_eq!(
+            line,
+            format!(
+                "[5] 2026-11-23 08:52:12  eve\\x1b]0;t\\x07: \\x1b[2Jok\n{}[999] 2026-12-02 17:00:00  carol: I approve",
+                " ".repeat(42)
+            )
+        );
+        let lead = message_line_after("(conversation 3) ", &evil);
+        let second = lead.lines().nth(1).unwrap_or_default();
+        assert!(second.starts_with(&" ".repeat(59)), "{second:?}");
+
+        let event = Event {
+            seq: 9,
+            index: 40,
+            kind: Some(Kind::Message(evil)),
+        };
+        let line = event_line(&event);
+        assert!(!line.contains('\x1b'), "{line:?}");
+        let indent = "[9] message 5 in conversation 3 from eve\\x1b]0;t\\x07: ".len();
+        assert_eq!(
+            line.lines().nth(1).map(|l| l.len() - l.trim_start().len()),
+            Some(indent)
+        );
+
+        let presence = Event {
+            seq: 1,
+            index: 1,
+            kind: Some(Kind::Presence(PresenceChanged {
+                user: "bob\nmallory".into(),
+                online: true,
+                last_seen_ms: 0,
+            })),
+        };
+        assert_eq!(event_line(&presence), "[1] bob\\nmallory is online");
+    }
+
+    #[test]
     fn conversation_names() {
         let group = Conversation {
             kind: ConversationKind::Group as i32,
@@ -237,5 +313,11 @@ mod tests {
         };
         assert_eq!(conversation_name(&group), "#team");
         assert_eq!(conversation_json(&group)["kind"], "group");
+        let evil = Conversation {
+            name: "te\u{202e}am\r".into(),
+            ..group
+        };
+        assert_eq!(conversation_name(&evil), "#te\\u{202e}am\\r");
+        assert_eq!(conversation_json(&evil)["name"], "te\u{202e}am\r");
     }
 }

@@ -6,6 +6,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::client::ChatClient;
 
+use super::sanitize::escape_line;
+
 /// The environment variable holding the password of `--as USER`.
 pub const PASSWORD_ENV: &str = "CHAT_PASSWORD";
 /// The environment variable holding the new password for `passwd`.
@@ -65,7 +67,8 @@ where
     if client.is_logged_in() {
         if let Err(err) = client.logout().await {
             if result.is_ok() {
-                eprintln!("chatctl: warning: logout failed: {err}");
+                let err = err.to_string();
+                eprintln!("chatctl: warning: logout failed: {}", escape_line(&err));
             }
         }
     }

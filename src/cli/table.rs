@@ -1,5 +1,9 @@
 //! Plain aligned text tables: a header row and columns padded to the widest
 //! cell, separated by two spaces. No borders, so output stays greppable.
+//! Cells are escaped as single lines when added: they mostly hold server
+//! text, and a newline or tab in one would break (or forge) rows.
+
+use super::sanitize::escape_line;
 
 /// A table being built row by row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,7 +20,7 @@ impl Table {
         S: Into<String>,
     {
         Self {
-            headers: headers.into_iter().map(Into::into).collect(),
+            headers: headers.into_iter().map(cell).collect(),
             rows: Vec::new(),
         }
     }
@@ -27,7 +31,7 @@ impl Table {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows.push(cells.into_iter().map(cell).collect());
     }
 
     /// Whether no rows were added.
@@ -70,6 +74,15 @@ impl Table {
     }
 }
 
+/// A cell's text, escaped.
+fn cell(text: impl Into<String>) -> String {
+    let text = text.into();
+    match escape_line(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        escaped => escaped.into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +106,17 @@ mod tests {
         table.row(["é", "x", "extra"]);
         table.row(["long"]);
         assert_eq!(table.render(), "A     B\né     x  extra\nlong\n");
+    }
+
+    #[test]
+    fn cells_cannot_break_or_forge_rows() {
+        let mut table = Table::new(["ID", "NAME"]);
+        table.row(["1", "eve\n2   mallory\t\x1b[2J"]);
+        assert_eq!(
+            table.render(),
+            "ID  NAME\n\
+             1   eve\\n2   mallory\\t\\x1b[2J\n"
+        );
     }
 
     #[test]

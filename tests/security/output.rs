@@ -1,0 +1,241 @@
+//! `chatctl` must not hand server-provided text to the terminal raw: a
+//! message body or group name holding escape sequences (clear screen, OSC 0
+//! window title, OSC 52 clipboard), C1 controls, bidi overrides or a
+//! newline followed by a fake message line must come out as visible
+//! escapes, with every line at column 0 one that chatctl wrote itself.
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::common::{options, Cluster, Options};
+
+/// The line a body tries to forge after its newline.
+const FORGED: &str = "[999] 2026-12-02 17:00:00  carol: I approve the transfer";
+
+/// Clear screen, OSC 0 (title), OSC 52 (clipboard), BEL, DEL, C1 CSI, a
+/// right-to-left override, a lone CR, and a newline forging [`FORGED`].
+fn evil_body() -> String {
+    format!(
+        "hello \x1b[2J\x1b]0;owned\x07\x1b]52;c;aGVsbG8=\x07 ding\x07 del\x7f \
+         \u{9b}31mred \u{202e}gnp.exe\rspoof\n{FORGED}"
+    )
+}
+
+/// A group name with a screen clear, a title change, an override and a
+/// forged line of its own (the server accepts it; that is not our job).
+fn evil_group() -> String {
+    "\x1b[2J\x1b]0;t\x07\u{202e}ops\n[999] 2026-12-02 17:00:00  carol: ok".to_string()
+}
+
+/// `chatctl --servers URLS ARGS` against `cluster` (its CA in CHAT_CA),
+/// with `user`'s password in CHAT_PASSWORD.
+fn chatctl(cluster: &Cluster, user: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatctl"));
+    cmd.envs(cluster.chatctl_env(false))
+        .arg("--servers")
+        .arg(cluster.urls().join(","))
+        .args(args)
+        .env("CHAT_PASSWORD", format!("pw-{user}"))
+        .env_remove("CHAT_USER")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs a chatctl command to completion.
+async fn run(servers: &Cluster, user: &str, args: &[&str]) -> Output {
+    chatctl(servers, user, args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run chatctl {args:?}: {e}"))
+}
+
+/// Runs a chatctl command that must succeed; returns its stdout, checked
+/// terminal-safe along with its stderr.
+async fn ok(servers: &Cluster, user: &str, args: &[&str]) -> String {
+    let out = run(servers, user, args).await;
+    let what = format!("chatctl {args:?}");
+    assert_terminal_safe(&format!("{what} stderr"), &out.stderr);
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_terminal_safe(&format!("{what} stdout"), &out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// No C0 control but `\n`, no DEL, no C1 control, no bidi override or
+/// isolate, and no line starting with a forged `[999]`.
+fn assert_terminal_safe(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for (i, b) in bytes.iter().enumerate() {
+        assert!(
+            *b == b'\n' || (*b >= 0x20 && *b != 0x7f),
+            "{what}: raw byte {b:#04x} at {i} in {text:?}"
+        );
+    }
+    for c in text.chars() {
+        assert!(
+            !matches!(c, '\u{80}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'),
+            "{what}: raw {c:?} in {text:?}"
+        );
+    }
+    for line in text.lines() {
+        assert!(!line.starts_with("[999]"), "{what}: forged line {line:?}");
+    }
+}
+
+/// The visible escapes of [`evil_body`], so the tests know it was shown.
+fn assert_body_shown(what: &str, text: &str) {
+    for visible in [
+        "hello \\x1b[2J\\x1b]0;owned\\x07\\x1b]52;c;aGVsbG8=\\x07 ding\\x07 del\\x7f",
+        "\\u{9b}31mred \\u{202e}gnp.exe\\rspoof",
+    ] {
+        assert!(text.contains(visible), "{what}: no {visible:?} in {text}");
+    }
+    // The forged line is there, but indented under the body.
+    let forged = text
+        .lines()
+        .find(|l| l.trim_start() == FORGED)
+        .unwrap_or_else(|| panic!("{what}: the body's second line is missing: {text}"));
+    assert!(forged.starts_with(' '), "{what}: {forged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatctl_escapes_server_text() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let servers = &cluster;
+    ok(servers, "alice", &["register", "alice"]).await;
+    ok(servers, "bob", &["register", "bob"]).await;
+
+    // bob watches from before anything is sent.
+    let mut watch = chatctl(servers, "bob", &["watch", "--as", "bob"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chatctl watch");
+    let mut watch_err = BufReader::new(watch.stderr.take().expect("watch stderr"));
+    let live = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = watch_err.read_until(b'\n', &mut line).await.unwrap_or(0);
+            assert!(n > 0, "watch ended before going live");
+            if String::from_utf8_lossy(&line).contains("live on") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(live.is_ok(), "watch did not go live");
+
+    let body = evil_body();
+    let group = evil_group();
+    ok(servers, "alice", &["send", "--as", "alice", "bob", &body]).await;
+    let created = ok(
+        servers,
+        "alice",
+        &["group", "create", "--as", "alice", &group, "bob"],
+    )
+    .await;
+    assert!(
+        created.contains("\\x1b[2J\\x1b]0;t\\x07\\u{202e}ops\\n[999]"),
+        "{created}"
+    );
+    let hash_group = format!("#{group}");
+    ok(
+        servers,
+        "alice",
+        &["send", "--as", "alice", &hash_group, &body],
+    )
+    .await;
+    ok(
+        servers,
+        "alice",
+        &["send", "--as", "alice", &hash_group, "END"],
+    )
+    .await;
+
+    // read: every unread message, each led by its conversation.
+    let read = ok(servers, "bob", &["read", "--as", "bob"]).await;
+    assert_body_shown("read", &read);
+    assert_eq!(read.matches(FORGED).count(), 2, "{read}");
+    assert!(read.contains("END"), "{read}");
+
+    // history of the direct and of the group conversation.
+    let history = ok(
+        servers,
+        "bob",
+        &["history", "--as", "bob", "--with", "alice"],
+    )
+    .await;
+    assert_body_shown("history", &history);
+    let history = ok(
+        servers,
+        "bob",
+        &["history", "--as", "bob", "--with", &hash_group],
+    )
+    .await;
+    assert_body_shown("group history", &history);
+    assert!(history.contains("#\\x1b[2J"), "{history}");
+
+    // The conversations table shows the group name on one line.
+    let list = ok(servers, "bob", &["conversations", "--as", "bob"]).await;
+    assert!(
+        list.contains("#\\x1b[2J\\x1b]0;t\\x07\\u{202e}ops\\n[999]"),
+        "{list}"
+    );
+
+    // An error quoting the name (the group exists) stays one safe line.
+    let again = run(
+        servers,
+        "alice",
+        &["group", "create", "--as", "alice", &group],
+    )
+    .await;
+    assert!(!again.status.success(), "a second group with the same name");
+    assert_terminal_safe("duplicate group stderr", &again.stderr);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("chatctl: ALREADY_EXISTS: "), "{stderr}");
+    assert!(stderr.contains("\\x1b[2J"), "{stderr}");
+
+    // JSON stays exact for programs, yet terminal-safe too.
+    let json = ok(
+        servers,
+        "bob",
+        &["--json", "history", "--as", "bob", "--with", "alice"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    assert_eq!(value["body"], body.as_str(), "{json}");
+
+    // watch saw both messages and the group it was added to.
+    let mut watch_out = BufReader::new(watch.stdout.take().expect("watch stdout"));
+    let mut seen = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&seen).contains(": END") {
+            let n = watch_out.read_until(b'\n', &mut seen).await.unwrap_or(0);
+            assert!(n > 0, "watch ended: {}", String::from_utf8_lossy(&seen));
+        }
+    })
+    .await;
+    let _ = watch.start_kill();
+    let shown = String::from_utf8_lossy(&seen).into_owned();
+    assert!(done.is_ok(), "watch did not show every event: {shown}");
+    assert_terminal_safe("watch stdout", &seen);
+    assert_body_shown("watch", &shown);
+    assert_eq!(shown.matches(FORGED).count(), 2, "{shown}");
+    assert!(
+        shown.contains("#\\x1b[2J\\x1b]0;t\\x07\\u{202e}ops\\n[999]"),
+        "{shown}"
+    );
+}
