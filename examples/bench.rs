@@ -262,13 +262,13 @@ fn client(cluster: &Cluster) -> anyhow::Result<ChatClient> {
 async fn setup_users(cluster: &Cluster) -> anyhow::Result<ChatClient> {
     let c = client(cluster)?;
     for name in ["alice", "bob"] {
-        if let Err(e) = c.create_account(name, "pw").await {
+        if let Err(e) = c.create_account(name, "password").await {
             if !e.is_already_exists() {
                 return Err(e.into());
             }
         }
     }
-    c.login("alice", "pw").await?;
+    c.login("alice", "password").await?;
     Ok(c)
 }
 
@@ -525,7 +525,7 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
             cluster.start_replica(id);
         }
         let c = client(&cluster)?;
-        c.login("alice", "pw").await?;
+        c.login("alice", "password").await?;
         c.send(&Target::User("bob".into()), "after cold restart")
             .await?;
         times.push(started.elapsed());

@@ -99,11 +99,8 @@ impl Argon2Pool {
         }
     }
 
-    /// Runs `f` on a pool thread, or refuses at once if the pool is full.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Status> {
+    /// A place in the pool, or `RESOURCE_EXHAUSTED` at once if it is full.
+    fn reserve(&self) -> Result<Place, Status> {
         let before = self.outstanding.fetch_add(1, Ordering::AcqRel);
         let place = Place(self.outstanding.clone());
         if before >= self.limit {
@@ -111,6 +108,15 @@ impl Argon2Pool {
                 "too many logins in progress; retry shortly",
             ));
         }
+        Ok(place)
+    }
+
+    /// Runs `f` on a pool thread in the place reserved.
+    async fn run_in<T: Send + 'static>(
+        &self,
+        place: Place,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             // The caller gave up (timeout, disconnect): skip the work.
@@ -127,6 +133,15 @@ impl Argon2Pool {
             .map_err(|_| Status::unavailable("password hashing is not running"))?;
         rx.await
             .map_err(|_| Status::internal("password hashing failed"))
+    }
+
+    /// Runs `f` on a pool thread, or refuses at once if the pool is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let place = self.reserve()?;
+        self.run_in(place, f).await
     }
 }
 
@@ -163,35 +178,54 @@ fn pool() -> &'static Argon2Pool {
     &POOL
 }
 
-/// Hashes a password with argon2id (default parameters) on the pool.
-pub async fn hash_password(password: String) -> Result<String, Status> {
-    pool()
-        .run(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| Status::internal(format!("cannot hash password: {e}")))
-        })
-        .await?
+/// A reserved place on this replica's argon2 pool. Handlers reserve it
+/// before anything else costly (such as the read barrier, a round of
+/// heartbeats): a login refused because the pool is full costs next to
+/// nothing.
+pub struct Argon2Ticket(Place);
+
+/// A place on the pool, or `RESOURCE_EXHAUSTED` ("too many logins in
+/// progress") at once.
+pub fn reserve() -> Result<Argon2Ticket, Status> {
+    pool().reserve().map(Argon2Ticket)
 }
 
-/// Whether `password` matches the PHC string `hash`; `None` (no such
-/// account) checks against a dummy hash and answers `false`, in the same
-/// time.
-pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, Status> {
-    pool()
-        .run(move || {
-            let known = hash.is_some();
-            let hash = hash.as_deref().unwrap_or(DUMMY_HASH);
-            let parsed = PasswordHash::new(hash)
-                .map_err(|e| Status::internal(format!("stored password hash is malformed: {e}")))?;
-            let matches = Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
-            Ok(known && matches)
-        })
-        .await?
+impl Argon2Ticket {
+    /// Hashes a password with argon2id (default parameters).
+    pub async fn hash_password(self, password: String) -> Result<String, Status> {
+        pool()
+            .run_in(self.0, move || {
+                let salt = SaltString::generate(&mut OsRng);
+                Argon2::default()
+                    .hash_password(password.as_bytes(), &salt)
+                    .map(|h| h.to_string())
+                    .map_err(|e| Status::internal(format!("cannot hash password: {e}")))
+            })
+            .await?
+    }
+
+    /// Whether `password` matches the PHC string `hash`; `None` (no such
+    /// account) checks against a dummy hash and answers `false`, in the
+    /// same time.
+    pub async fn verify_password(
+        self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, Status> {
+        pool()
+            .run_in(self.0, move || {
+                let known = hash.is_some();
+                let hash = hash.as_deref().unwrap_or(DUMMY_HASH);
+                let parsed = PasswordHash::new(hash).map_err(|e| {
+                    Status::internal(format!("stored password hash is malformed: {e}"))
+                })?;
+                let matches = Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok();
+                Ok(known && matches)
+            })
+            .await?
+    }
 }
 
 /// A fresh random session token (256 bits, hex).
@@ -228,13 +262,19 @@ mod tests {
 
     #[tokio::test]
     async fn hash_then_verify() {
-        let h = hash_password("hunter22".into()).await.unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("hunter22".into(), Some(h.clone()))
+        let verify = |p: &str, h: Option<String>| {
+            let p = p.to_string();
+            async move { reserve().unwrap().verify_password(p, h).await.unwrap() }
+        };
+        let h = reserve()
+            .unwrap()
+            .hash_password("hunter22".into())
             .await
-            .unwrap());
-        assert!(!verify_password("hunter23".into(), Some(h)).await.unwrap());
-        assert!(!verify_password("hunter22".into(), None).await.unwrap());
+            .unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify("hunter22", Some(h.clone())).await);
+        assert!(!verify("hunter23", Some(h)).await);
+        assert!(!verify("hunter22", None).await);
     }
 
     /// The dummy must cost what a real account's check costs: same

@@ -102,6 +102,7 @@ impl ServiceContext {
         password: String,
         peer: Option<IpAddr>,
     ) -> Result<String, Status> {
+        let ticket = auth::reserve()?;
         self.barrier().await?;
         let user = self.user(session)?;
         let (account, hash) = self
@@ -113,7 +114,7 @@ impl ServiceContext {
         let keys = Keys::new(Some(&account.username), peer);
         throttle().check(&keys, Instant::now())?;
         let right = password.len() <= auth::MAX_PASSWORD_BYTES
-            && auth::verify_password(password, Some(hash.clone())).await?;
+            && ticket.verify_password(password, Some(hash.clone())).await?;
         if !right {
             throttle().failed(&keys, Instant::now());
             return Err(Status::unauthenticated("wrong password"));
@@ -216,7 +217,7 @@ impl Chat for ChatService {
             // Cheap checks first: a bad name must not cost an argon2 hash.
             validate_username(&req.username).map_err(chat_error)?;
             auth::check_new_password(&req.password, "password")?;
-            let password_hash = auth::hash_password(req.password).await?;
+            let password_hash = auth::reserve()?.hash_password(req.password).await?;
             let command = Command::CreateAccount {
                 username: req.username,
                 password_hash,
@@ -255,12 +256,15 @@ impl Chat for ChatService {
                 throttle().failed(&keys, Instant::now());
                 return Err(wrong());
             }
+            // Before the barrier (a round of heartbeats): refusing costs
+            // next to nothing when the pool is full.
+            let ticket = auth::reserve()?;
             ctx.barrier().await?;
             let hash = ctx
                 .read(|s| s.account_credentials(&req.username))
                 .map(|(_, hash)| hash);
             // Unknown names are checked against a dummy hash.
-            if !auth::verify_password(req.password, hash.clone()).await? {
+            if !ticket.verify_password(req.password, hash.clone()).await? {
                 throttle().failed(&keys, Instant::now());
                 return Err(wrong());
             }
@@ -322,7 +326,7 @@ impl Chat for ChatService {
             let verified_hash = ctx
                 .verify_own_password(&session, req.old_password, peer)
                 .await?;
-            let new_hash = auth::hash_password(req.new_password).await?;
+            let new_hash = auth::reserve()?.hash_password(req.new_password).await?;
             let command = Command::ChangePassword {
                 session,
                 verified_hash,

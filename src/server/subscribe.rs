@@ -195,29 +195,6 @@ async fn pump(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn streams_per_session_are_capped_and_given_back() {
-        let counts = Arc::new(StreamCounts::default());
-        let (a, b) = ([1u8; 32], [2u8; 32]);
-        let held: Vec<Slot> = (0..3).map(|_| counts.reserve(a, 3).unwrap()).collect();
-        let refused = counts.reserve(a, 3).err().unwrap();
-        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
-        assert!(refused.message().contains("3 subscriptions"), "{refused}");
-        // Another session is not affected.
-        let other = counts.reserve(b, 3).unwrap();
-        drop(held);
-        assert_eq!(counts.open(&a), 0);
-        assert!(counts.counts().get(&a).is_none(), "no entry left behind");
-        let _again = counts.reserve(a, 3).unwrap();
-        drop(other);
-        assert_eq!(counts.open(&b), 0);
-    }
-}
-
 async fn send(tx: &mpsc::Sender<Item>, item: Item) -> Result<(), String> {
     tx.send(item)
         .await
@@ -276,5 +253,28 @@ fn render(state: &ChatState, user: UserId, e: &ChatEvent) -> proto::Event {
         seq: e.seq,
         index: e.index,
         kind: Some(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_per_session_are_capped_and_given_back() {
+        let counts = Arc::new(StreamCounts::default());
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let held: Vec<Slot> = (0..3).map(|_| counts.reserve(a, 3).unwrap()).collect();
+        let refused = counts.reserve(a, 3).err().unwrap();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("3 subscriptions"), "{refused}");
+        // Another session is not affected.
+        let other = counts.reserve(b, 3).unwrap();
+        drop(held);
+        assert_eq!(counts.open(&a), 0);
+        assert!(counts.counts().get(&a).is_none(), "no entry left behind");
+        let _again = counts.reserve(a, 3).unwrap();
+        drop(other);
+        assert_eq!(counts.open(&b), 0);
     }
 }
