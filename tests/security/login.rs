@@ -102,6 +102,8 @@ fn classify(result: &Result<tonic::Response<LoginReply>, Status>) -> String {
         Err(s) if s.code() == Code::ResourceExhausted && s.message().contains("retry in") => {
             "refused: login backoff".into()
         }
+        // What a busy replica may say to anyone; clients retry it.
+        Err(s) if s.code() == Code::Unavailable => "unavailable, retryable".into(),
         Err(s) => format!("other: {:?} {}", s.code(), s.message()),
     }
 }
@@ -259,6 +261,8 @@ async fn hostile_requests_get_clear_refusals() {
     listing_accounts_needs_a_login(&cluster, &carol).await;
     passwords_and_group_names_are_checked(&cluster).await;
     undecodable_requests_are_invalid_argument(&url).await;
+    let token = carol.token().expect("carol is logged in");
+    an_undecodable_stream_request_ends_the_stream_with_the_reason(&url, &token).await;
     subscriptions_per_session_are_capped(&url, &carol).await;
     a_cursor_beyond_the_end_resyncs(&url, &carol).await;
 }
@@ -422,6 +426,73 @@ async fn undecodable_requests_are_invalid_argument(url: &str) {
     assert!(
         status.message().contains("LoginRequest.username") && status.message().contains("UTF-8"),
         "{status}"
+    );
+}
+
+/// A `SendMessageRequest` to a user with raw bytes as its body.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawSendRequest {
+    #[prost(string, tag = "1")]
+    request_id: String,
+    #[prost(string, tag = "2")]
+    user: String,
+    #[prost(bytes = "vec", tag = "5")]
+    body: Vec<u8>,
+}
+
+/// Over `SendStream`, a good send is answered and a body that is not UTF-8
+/// ends the stream with INVALID_ARGUMENT (not a silent end).
+async fn an_undecodable_stream_request_ends_the_stream_with_the_reason(url: &str, token: &str) {
+    use raftchat::proto::{send_stream_reply, SendStreamReply};
+    let channel = Endpoint::from_shared(format!("http://{url}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let requests = futures::stream::iter([
+        RawSendRequest {
+            request_id: "good".into(),
+            user: "erin".into(),
+            body: b"hello".to_vec(),
+        },
+        RawSendRequest {
+            request_id: "bad".into(),
+            user: "erin".into(),
+            body: vec![0xc3, 0x28],
+        },
+    ]);
+    let mut request = Request::new(requests);
+    let value = format!("Bearer {token}").parse().expect("token is ASCII");
+    request.metadata_mut().insert("authorization", value);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/raftchat.v1.Chat/SendStream");
+    let codec = tonic_prost::ProstCodec::<RawSendRequest, SendStreamReply>::default();
+    let mut replies = grpc
+        .streaming(request, path, codec)
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let mut answered = Vec::new();
+    let ended = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), replies.message())
+            .await
+            .expect("no answer within 10 s");
+        match next {
+            Ok(Some(reply)) => answered.push(reply),
+            Ok(None) => panic!("the stream ended without a reason after {answered:?}"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::InvalidArgument, "{ended}");
+    assert!(
+        ended.message().contains("SendMessageRequest.body"),
+        "{ended}"
+    );
+    assert!(
+        answered.iter().any(|r| r.request_id == "good"
+            && matches!(r.result, Some(send_stream_reply::Result::Message(_)))),
+        "{answered:?}"
     );
 }
 
