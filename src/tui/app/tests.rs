@@ -206,6 +206,22 @@ fn a_new_account_needs_a_password_of_8_characters() {
 }
 
 #[test]
+fn a_login_refused_for_now_says_when_to_retry() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "guess");
+    press(&mut app, KeyCode::Enter);
+    // RESOURCE_EXHAUSTED reaches the app as `Other`: not "wrong password".
+    let refusal = "too many failed logins; retry in 4 s";
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::Other, refusal)),
+    );
+    assert_eq!(app.sign_in.error.as_deref(), Some(refusal));
+}
+
+#[test]
 fn sign_in_errors_are_shown_inline() {
     let mut app = new_app();
     type_text(&mut app, "alice");
