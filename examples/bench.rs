@@ -37,7 +37,10 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
   --catchup N          messages written while a replica is down (default 100000)
   --cold N             messages on disk before a cold restart (default 1000000)
   --cold-restarts N    times the cold restart is repeated (default 5)
-  --only PART          throughput|failover|catchup|cold (repeatable; default all)
+  --only PART          throughput|failover|catchup|cold|tls (repeatable; default all
+                       but tls)
+  --tls-pairs N        the tls part: N pairs of runs per level, TLS on and off
+                       in alternating order, same flags (default 3)
   --no-memory          skip the storage-off reference runs
   --json FILE          also write the results as JSON
   --keep-cold DIR      copy the cold-restart replicas' storage to DIR
@@ -54,6 +57,7 @@ struct Args {
     memory: bool,
     json: Option<String>,
     keep_cold: Option<String>,
+    tls_pairs: usize,
     chatd_flags: Vec<String>,
 }
 
@@ -74,6 +78,7 @@ fn parse_args() -> anyhow::Result<Args> {
         memory: true,
         json: None,
         keep_cold: None,
+        tls_pairs: 3,
         chatd_flags,
     };
     let mut it = raw.into_iter();
@@ -97,14 +102,15 @@ fn parse_args() -> anyhow::Result<Args> {
             "--only" => {
                 let part = value()?;
                 anyhow::ensure!(
-                    ["throughput", "failover", "catchup", "cold"].contains(&part.as_str()),
-                    "--only {part}: expected throughput, failover, catchup or cold"
+                    ["throughput", "failover", "catchup", "cold", "tls"].contains(&part.as_str()),
+                    "--only {part}: expected throughput, failover, catchup, cold or tls"
                 );
                 args.only.push(part)
             }
             "--no-memory" => args.memory = false,
             "--json" => args.json = Some(value()?),
             "--keep-cold" => args.keep_cold = Some(value()?),
+            "--tls-pairs" => args.tls_pairs = value()?.parse::<usize>()?.max(1),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -119,7 +125,8 @@ fn parse_args() -> anyhow::Result<Args> {
 
 impl Args {
     fn wants(&self, part: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|o| o == part)
+        // The TLS A/B takes long; it runs only when asked for.
+        (self.only.is_empty() && part != "tls") || self.only.iter().any(|o| o == part)
     }
 }
 
@@ -262,13 +269,13 @@ fn client(cluster: &Cluster) -> anyhow::Result<ChatClient> {
 async fn setup_users(cluster: &Cluster) -> anyhow::Result<ChatClient> {
     let c = client(cluster)?;
     for name in ["alice", "bob"] {
-        if let Err(e) = c.create_account(name, "pw").await {
+        if let Err(e) = c.create_account(name, "password").await {
             if !e.is_already_exists() {
                 return Err(e.into());
             }
         }
     }
-    c.login("alice", "pw").await?;
+    c.login("alice", "password").await?;
     Ok(c)
 }
 
@@ -340,50 +347,83 @@ async fn closed_loop(
 async fn throughput(args: &Args, storage: bool) -> anyhow::Result<Vec<Value>> {
     let mut rows = Vec::new();
     for &senders in &args.levels {
-        let cluster = Cluster::start(Options {
-            storage,
-            extra_args: args.chatd_flags.clone(),
-            ..Options::default()
-        });
-        cluster.wait_leader(Duration::from_secs(30)).await;
-        setup_users(&cluster).await?;
-        let cpu0 = cluster_cpu(&cluster);
-        let machine0 = machine_ticks();
-        let (ok, lat, errors, elapsed) =
-            closed_loop(&cluster, senders, args.seconds, 10_000_000).await?;
-        let cpu = cluster_cpu(&cluster) - cpu0;
-        let (idle, steal) = idle_and_steal_pct(machine0, machine_ticks());
-        let row = json!({
-            "storage": storage,
-            "clients": senders,
-            "seconds": elapsed.as_secs_f64(),
-            "messages": ok,
-            "errors": errors,
-            "msgs_per_sec": ok as f64 / elapsed.as_secs_f64(),
-            "p50_ms": pct(&lat, 0.5),
-            "p99_ms": pct(&lat, 0.99),
-            "p999_ms": pct(&lat, 0.999),
-            "cpu_s_per_1000": if ok > 0 { cpu / ok as f64 * 1000.0 } else { 0.0 },
-            "machine_idle_pct": idle,
-            "machine_steal_pct": steal,
-        });
-        println!(
-            "throughput storage={:<5} clients={:>3}: {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  cpu {:.3} s/1000 msgs  idle {:.0} %  steal {:.0} %  ({} msgs, {} errors)",
-            storage,
-            senders,
-            row["msgs_per_sec"].as_f64().unwrap_or(0.0),
-            row["p50_ms"].as_f64().unwrap_or(0.0),
-            row["p99_ms"].as_f64().unwrap_or(0.0),
-            row["p999_ms"].as_f64().unwrap_or(0.0),
-            row["cpu_s_per_1000"].as_f64().unwrap_or(0.0),
-            idle,
-            steal,
-            ok,
-            errors
-        );
-        rows.push(row);
+        rows.push(throughput_level(args, storage, true, senders).await?);
     }
     Ok(rows)
+}
+
+/// What TLS costs: at each level, `--tls-pairs` pairs of runs with TLS on
+/// and off (storage on), alternating which goes first, so that the VM's
+/// drift hits both alike.
+async fn tls_ab(args: &Args) -> anyhow::Result<Vec<Value>> {
+    let mut rows = Vec::new();
+    for &senders in &args.levels {
+        for pair in 0..args.tls_pairs {
+            let order = if pair % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for tls in order {
+                rows.push(throughput_level(args, true, tls, senders).await?);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// One closed-loop run of `senders` on a fresh cluster.
+async fn throughput_level(
+    args: &Args,
+    storage: bool,
+    tls: bool,
+    senders: usize,
+) -> anyhow::Result<Value> {
+    let cluster = Cluster::start(Options {
+        storage,
+        tls,
+        extra_args: args.chatd_flags.clone(),
+        ..Options::default()
+    });
+    cluster.wait_leader(Duration::from_secs(30)).await;
+    setup_users(&cluster).await?;
+    let cpu0 = cluster_cpu(&cluster);
+    let machine0 = machine_ticks();
+    let (ok, lat, errors, elapsed) =
+        closed_loop(&cluster, senders, args.seconds, 10_000_000).await?;
+    let cpu = cluster_cpu(&cluster) - cpu0;
+    let (idle, steal) = idle_and_steal_pct(machine0, machine_ticks());
+    let row = json!({
+        "storage": storage,
+        "tls": tls,
+        "clients": senders,
+        "seconds": elapsed.as_secs_f64(),
+        "messages": ok,
+        "errors": errors,
+        "msgs_per_sec": ok as f64 / elapsed.as_secs_f64(),
+        "p50_ms": pct(&lat, 0.5),
+        "p99_ms": pct(&lat, 0.99),
+        "p999_ms": pct(&lat, 0.999),
+        "cpu_s_per_1000": if ok > 0 { cpu / ok as f64 * 1000.0 } else { 0.0 },
+        "machine_idle_pct": idle,
+        "machine_steal_pct": steal,
+    });
+    println!(
+        "throughput storage={:<5} tls={:<5} clients={:>3}: {:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  cpu {:.3} s/1000 msgs  idle {:.0} %  steal {:.0} %  ({} msgs, {} errors)",
+        storage,
+        tls,
+        senders,
+        row["msgs_per_sec"].as_f64().unwrap_or(0.0),
+        row["p50_ms"].as_f64().unwrap_or(0.0),
+        row["p99_ms"].as_f64().unwrap_or(0.0),
+        row["p999_ms"].as_f64().unwrap_or(0.0),
+        row["cpu_s_per_1000"].as_f64().unwrap_or(0.0),
+        idle,
+        steal,
+        ok,
+        errors
+    );
+    Ok(row)
 }
 
 async fn failover(
@@ -525,7 +565,7 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
             cluster.start_replica(id);
         }
         let c = client(&cluster)?;
-        c.login("alice", "pw").await?;
+        c.login("alice", "password").await?;
         c.send(&Target::User("bob".into()), "after cold restart")
             .await?;
         times.push(started.elapsed());
@@ -596,6 +636,9 @@ async fn main() -> anyhow::Result<()> {
         if args.memory {
             out["throughput_memory"] = json!(throughput(&args, false).await?);
         }
+    }
+    if args.wants("tls") {
+        out["tls_ab"] = json!(tls_ab(&args).await?);
     }
     if args.wants("failover") {
         let mut rows = vec![failover(&args, true, &args.chatd_flags, "default").await?];

@@ -48,9 +48,9 @@ async fn main() -> anyhow::Result<()> {
     cluster.wait_leader(Duration::from_secs(30)).await;
 
     let client = ChatClient::new(cluster.client_config(cluster.urls()))?;
-    client.create_account("alice", "pw-alice").await?;
-    client.create_account("bob", "pw-bob").await?;
-    client.login("alice", "pw-alice").await?;
+    client.create_account("alice", "password-alice").await?;
+    client.create_account("bob", "password-bob").await?;
+    client.login("alice", "password-alice").await?;
     let bob = Target::User("bob".into());
 
     let mut gaps = Vec::new();

@@ -154,10 +154,10 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
     let mut users = Vec::new();
     for name in ["alice", "bob", "charlie"] {
         let c = client(&cluster, cluster.urls(), rpc, deadline)?;
-        c.create_account(name, &format!("pw-{name}"))
+        c.create_account(name, &format!("password-{name}"))
             .await
             .with_context(|| format!("creating {name}"))?;
-        c.login(name, &format!("pw-{name}")).await?;
+        c.login(name, &format!("password-{name}")).await?;
         users.push(c);
     }
     let (alice, bob, charlie) = (&users[0], &users[1], &users[2]);

@@ -27,6 +27,27 @@ fn expect_code<T: std::fmt::Debug>(
     }
 }
 
+/// Clients pinned to replicas `ids`, logged in as a user "watcher" (created
+/// here) who shares no conversation with anyone.
+async fn watchers(
+    cluster: &Cluster,
+    ids: &[u64],
+) -> std::collections::BTreeMap<u64, raftchat::client::ChatClient> {
+    let password = "watcher-password";
+    cluster
+        .client()
+        .create_account("watcher", password)
+        .await
+        .expect("create watcher");
+    let mut out = std::collections::BTreeMap::new();
+    for &id in ids {
+        let c = cluster.client_on(id);
+        c.login("watcher", password).await.expect("watcher login");
+        out.insert(id, c);
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_status() {
     let cluster = Cluster::start(Options {
@@ -47,14 +68,14 @@ async fn bad_input_gets_a_clear_status() {
         "émile",
     ] {
         let msg = expect_code(
-            anon.create_account(bad, "pw").await,
+            anon.create_account(bad, "long-enough-pw").await,
             Code::InvalidArgument,
             bad,
         );
         assert!(msg.contains("username"), "{msg}");
     }
     expect_code(
-        anon.create_account("ALICE", "pw").await,
+        anon.create_account("ALICE", "long-enough-pw").await,
         Code::AlreadyExists,
         "case-insensitive duplicate",
     );
@@ -106,7 +127,7 @@ async fn bad_input_gets_a_clear_status() {
         .message
         .unwrap();
     let carol = cluster.client();
-    carol.login("carol", "pw-carol").await.unwrap();
+    carol.login("carol", "password-carol").await.unwrap();
     expect_code(
         carol
             .history(&Target::Conversation(dm.conversation_id), 0, 10)
@@ -143,7 +164,7 @@ async fn bad_input_gets_a_clear_status() {
         "missing token",
     );
     let leaving = cluster.client();
-    leaving.login("carol", "pw-carol").await.unwrap();
+    leaving.login("carol", "password-carol").await.unwrap();
     let stale = leaving.token();
     leaving.logout().await.unwrap();
     leaving.set_token(stale);
@@ -269,7 +290,7 @@ async fn subscription_resumes_exactly_once_after_its_replica_dies() {
             .filter(|u| *u != cluster.url(follower)),
     );
     let bob = common::client_for(&cluster, order);
-    bob.login("bob", "pw-bob").await.unwrap();
+    bob.login("bob", "password-bob").await.unwrap();
     let mut stream = Box::pin(bob.subscribe(None));
     // Wait until live.
     loop {
@@ -312,8 +333,10 @@ async fn presence_follows_subscriptions() {
     });
     cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = user(&cluster, "alice").await;
+    // Listing accounts needs a login: a second user watches from each replica.
+    let observers = watchers(&cluster, &[1, 2, 3]).await;
     let online = |id: u64| {
-        let c = cluster.client_on(id);
+        let c = observers[&id].clone();
         async move { c.list_accounts("ali*", "", 10).await.unwrap().accounts[0].online }
     };
     assert!(!online(1).await);
@@ -337,8 +360,7 @@ async fn presence_follows_subscriptions() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let accounts = cluster
-        .client_on(1)
+    let accounts = observers[&1]
         .list_accounts("alice", "", 10)
         .await
         .unwrap()
@@ -355,10 +377,10 @@ async fn presence_expires_when_the_replica_holding_it_dies() {
     let _ = user(&cluster, "alice").await;
     let holder = if leader == 1 { 2 } else { 1 };
     let pinned = cluster.client_on(holder);
-    pinned.login("alice", "pw-alice").await.unwrap();
+    pinned.login("alice", "password-alice").await.unwrap();
     let mut stream = Box::pin(pinned.subscribe(None));
     while !matches!(stream.next().await, Some(SubscriptionItem::Live { .. })) {}
-    let observer = cluster.client_on(leader);
+    let observer = watchers(&cluster, &[leader]).await.remove(&leader).unwrap();
     let online = || async {
         observer
             .list_accounts("alice", "", 1)

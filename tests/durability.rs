@@ -210,7 +210,7 @@ async fn lagging_replica_catches_up_through_a_snapshot() {
         "the restarted replica's log does not mention a snapshot"
     );
     let reader = cluster.client_on(down);
-    reader.login("bob", "pw-bob").await.unwrap();
+    reader.login("bob", "password-bob").await.unwrap();
     assert_eq!(bodies_with(&reader, "alice").await.len(), 2000);
 }
 
@@ -294,6 +294,6 @@ async fn memory_only_replica_catches_up_after_restart() {
     cluster.start_replica(victim);
     cluster.wait_converged(Duration::from_secs(30)).await;
     let reader = cluster.client_on(victim);
-    reader.login("bob", "pw-bob").await.unwrap();
+    reader.login("bob", "password-bob").await.unwrap();
     assert_eq!(bodies_with(&reader, "alice").await.len(), 30);
 }

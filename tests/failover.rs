@@ -21,11 +21,14 @@ async fn random_start_order_elects_one_leader_and_replicas_agree() {
 
     // alice writes through replica 2, bob through replica 5.
     let alice = cluster.client_on(2);
-    alice.create_account("alice", "pw-alice").await.unwrap();
-    alice.login("alice", "pw-alice").await.unwrap();
+    alice
+        .create_account("alice", "password-alice")
+        .await
+        .unwrap();
+    alice.login("alice", "password-alice").await.unwrap();
     let bob = cluster.client_on(5);
-    bob.create_account("bob", "pw-bob").await.unwrap();
-    bob.login("bob", "pw-bob").await.unwrap();
+    bob.create_account("bob", "password-bob").await.unwrap();
+    bob.login("bob", "password-bob").await.unwrap();
     for i in 0..10 {
         alice
             .send(&Target::User("bob".into()), &format!("a{i}"))
@@ -41,7 +44,7 @@ async fn random_start_order_elects_one_leader_and_replicas_agree() {
     assert_eq!(expected.len(), 20);
     for id in 1..=5 {
         let reader = cluster.client_on(id);
-        reader.login("bob", "pw-bob").await.unwrap();
+        reader.login("bob", "password-bob").await.unwrap();
         assert_eq!(
             bodies_with(&reader, "alice").await,
             expected,

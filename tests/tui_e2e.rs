@@ -218,10 +218,10 @@ async fn two_users_chat_through_a_leader_kill() {
 
     // Sign in: --user fills the name and puts the cursor on the password.
     tmux.wait_text(alice, "sign in or create an account").await;
-    tmux.type_text(alice, "pw-alice");
+    tmux.type_text(alice, "password-alice");
     tmux.keys(alice, &["Enter"]);
     tmux.wait_text(bob, "sign in or create an account").await;
-    tmux.type_text(bob, "pw-bob");
+    tmux.type_text(bob, "password-bob");
     tmux.keys(bob, &["C-n"]);
     for name in [alice, bob] {
         tmux.wait_text(name, "Press a to find people").await;
@@ -232,7 +232,7 @@ async fn two_users_chat_through_a_leader_kill() {
     }
     let bob_lib = cluster.client();
     bob_lib
-        .login("bob", "pw-bob")
+        .login("bob", "password-bob")
         .await
         .expect("bob's account exists");
 

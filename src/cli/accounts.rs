@@ -39,17 +39,12 @@ pub async fn accounts(
     pattern: &str,
     after: &str,
     limit: u32,
-    user: Option<&str>,
+    user: &str,
 ) -> Result<()> {
-    match user {
-        Some(user) => {
-            as_user(client, user, |_| {
-                list_accounts(client, out, pattern, after, limit)
-            })
-            .await
-        }
-        None => list_accounts(client, out, pattern, after, limit).await,
-    }
+    as_user(client, user, |_| {
+        list_accounts(client, out, pattern, after, limit)
+    })
+    .await
 }
 
 async fn list_accounts(

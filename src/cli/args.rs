@@ -113,9 +113,9 @@ pub enum Command {
         /// At most this many accounts.
         #[arg(long, value_name = "N")]
         limit: Option<u32>,
-        /// Log in as this user first (if the cluster requires a session).
-        #[arg(long = "as", value_name = "USER")]
-        user: Option<String>,
+        /// Log in as this user first: only signed-in users may list accounts.
+        #[command(flatten)]
+        who: AsUser,
     },
 
     /// Send a message to a user or to a #group.

@@ -85,7 +85,7 @@ async fn execute(cli: Cli) -> Result<()> {
             pattern,
             after,
             limit,
-            user,
+            who,
         } => {
             accounts::accounts(
                 client,
@@ -93,7 +93,7 @@ async fn execute(cli: Cli) -> Result<()> {
                 pattern.as_deref().unwrap_or_default(),
                 after.as_deref().unwrap_or_default(),
                 limit.unwrap_or(0),
-                user.as_deref(),
+                &who.user,
             )
             .await
         }

@@ -51,7 +51,7 @@ pub struct Setup {
 
 impl Setup {
     pub fn password(user: &str) -> String {
-        format!("pw-{user}")
+        format!("password-{user}")
     }
 
     /// The conversations client `k` belongs to.

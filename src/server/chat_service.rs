@@ -5,9 +5,10 @@
 //! tokens), then either proposes a [`Command`] through the log (writes) or
 //! reads the local state after a linearizable read barrier (reads).
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use tokio::sync::watch;
@@ -22,8 +23,10 @@ use crate::server::convert::{self, chat_error, remote_failure, respond};
 use crate::server::events::EventHub;
 use crate::server::presence::Presence;
 use crate::server::send_stream;
+use crate::server::state::{check_group_lookup_len, validate_group_name, validate_username};
 use crate::server::storage::SharedState;
 use crate::server::subscribe;
+use crate::server::throttle::{throttle, Keys};
 
 /// What every handler needs; shared by the Chat and Cluster services.
 pub struct ServiceContext {
@@ -91,23 +94,32 @@ impl ServiceContext {
             .map_err(chat_error)
     }
 
-    /// Password verification for an existing session's account.
+    /// Password verification for an existing session's account, throttled
+    /// like a login (a stolen session must not become a password oracle).
     async fn verify_own_password(
         &self,
         session: &TokenHash,
         password: String,
+        peer: Option<IpAddr>,
     ) -> Result<String, Status> {
+        let ticket = auth::reserve()?;
         self.barrier().await?;
         let user = self.user(session)?;
-        let (_, hash) = self
+        let (account, hash) = self
             .read(|s| {
                 s.account(user)
                     .and_then(|a| s.account_credentials(&a.username))
             })
             .ok_or_else(|| Status::unauthenticated("account no longer exists"))?;
-        if !auth::verify_password(password, hash.clone()).await? {
+        let keys = Keys::new(Some(&account.username), peer);
+        throttle().check(&keys, Instant::now())?;
+        let right = password.len() <= auth::MAX_PASSWORD_BYTES
+            && ticket.verify_password(password, Some(hash.clone())).await?;
+        if !right {
+            throttle().failed(&keys, Instant::now());
             return Err(Status::unauthenticated("wrong password"));
         }
+        throttle().succeeded(&keys);
         Ok(hash)
     }
 
@@ -128,6 +140,7 @@ impl ServiceContext {
                 ))
             }
         };
+        check_target(&target)?;
         if req.body.is_empty() {
             return Err(Status::invalid_argument("message body is empty"));
         }
@@ -163,18 +176,23 @@ fn page(limit: u32) -> usize {
     n as usize
 }
 
-fn non_empty_password(p: &str, flag: &str) -> Result<(), Status> {
-    if p.is_empty() {
-        Err(Status::invalid_argument(format!(
-            "{flag} must not be empty"
-        )))
-    } else if p.len() > 1024 {
-        Err(Status::invalid_argument(format!(
-            "{flag} is longer than 1024 bytes"
-        )))
-    } else {
-        Ok(())
+/// Names a request looks up: refused here when no account or group can
+/// have them, before they cost a log entry (apply checks again).
+fn check_target(target: &Target) -> Result<(), Status> {
+    match target {
+        Target::User(name) => check_username_len(name),
+        Target::Group(name) => check_group_lookup_len(name).map_err(chat_error),
+        Target::Conversation(_) => Ok(()),
     }
+}
+
+fn check_username_len(name: &str) -> Result<(), Status> {
+    if name.len() > MAX_USERNAME_LEN {
+        return Err(Status::invalid_argument(format!(
+            "username is longer than {MAX_USERNAME_LEN} bytes"
+        )));
+    }
+    Ok(())
 }
 
 fn unexpected(o: Outcome) -> Status {
@@ -196,8 +214,10 @@ impl Chat for ChatService {
         let ctx = &self.ctx;
         let r = async {
             let req = req.into_inner();
-            non_empty_password(&req.password, "password")?;
-            let password_hash = auth::hash_password(req.password).await?;
+            // Cheap checks first: a bad name must not cost an argon2 hash.
+            validate_username(&req.username).map_err(chat_error)?;
+            auth::check_new_password(&req.password, "password")?;
+            let password_hash = auth::reserve()?.hash_password(req.password).await?;
             let command = Command::CreateAccount {
                 username: req.username,
                 password_hash,
@@ -218,16 +238,38 @@ impl Chat for ChatService {
         req: Request<proto::LoginRequest>,
     ) -> Result<Response<proto::LoginReply>, Status> {
         let ctx = &self.ctx;
+        let peer = req.remote_addr().map(|a| a.ip());
         let r = async {
             let req = req.into_inner();
-            ctx.barrier().await?;
+            // The same answer, in the same time, for an unknown name and a
+            // wrong password: no way to tell which names exist.
             let wrong = || Status::unauthenticated("wrong username or password");
-            let (_, hash) = ctx
-                .read(|s| s.account_credentials(&req.username))
-                .ok_or_else(wrong)?;
-            if !auth::verify_password(req.password, hash.clone()).await? {
+            let well_formed = validate_username(&req.username).is_ok();
+            let keys = Keys::new(well_formed.then_some(req.username.as_str()), peer);
+            throttle().check(&keys, Instant::now())?;
+            if !well_formed
+                || req.password.is_empty()
+                || req.password.len() > auth::MAX_PASSWORD_BYTES
+            {
+                // No account has such a name or password, as anyone can
+                // tell from the rules: no argon2 needed.
+                throttle().failed(&keys, Instant::now());
                 return Err(wrong());
             }
+            // Before the barrier (a round of heartbeats): refusing costs
+            // next to nothing when the pool is full.
+            let ticket = auth::reserve()?;
+            ctx.barrier().await?;
+            let hash = ctx
+                .read(|s| s.account_credentials(&req.username))
+                .map(|(_, hash)| hash);
+            // Unknown names are checked against a dummy hash.
+            if !ticket.verify_password(req.password, hash.clone()).await? {
+                throttle().failed(&keys, Instant::now());
+                return Err(wrong());
+            }
+            throttle().succeeded(&keys);
+            let hash = hash.ok_or_else(wrong)?;
             let token = auth::new_token();
             let command = Command::CreateSession {
                 username: req.username,
@@ -276,12 +318,15 @@ impl Chat for ChatService {
         req: Request<proto::ChangePasswordRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
         let ctx = &self.ctx;
+        let peer = req.remote_addr().map(|a| a.ip());
         let r = async {
             let session = auth::session_from(req.metadata())?;
             let req = req.into_inner();
-            non_empty_password(&req.new_password, "new_password")?;
-            let verified_hash = ctx.verify_own_password(&session, req.old_password).await?;
-            let new_hash = auth::hash_password(req.new_password).await?;
+            auth::check_new_password(&req.new_password, "new_password")?;
+            let verified_hash = ctx
+                .verify_own_password(&session, req.old_password, peer)
+                .await?;
+            let new_hash = auth::reserve()?.hash_password(req.new_password).await?;
             let command = Command::ChangePassword {
                 session,
                 verified_hash,
@@ -299,10 +344,13 @@ impl Chat for ChatService {
         req: Request<proto::DeleteAccountRequest>,
     ) -> Result<Response<proto::Ack>, Status> {
         let ctx = &self.ctx;
+        let peer = req.remote_addr().map(|a| a.ip());
         let r = async {
             let session = auth::session_from(req.metadata())?;
             let req = req.into_inner();
-            let verified_hash = ctx.verify_own_password(&session, req.password).await?;
+            let verified_hash = ctx
+                .verify_own_password(&session, req.password, peer)
+                .await?;
             let command = Command::DeleteAccount {
                 session,
                 verified_hash,
@@ -320,11 +368,14 @@ impl Chat for ChatService {
     ) -> Result<Response<proto::ListAccountsReply>, Status> {
         let ctx = &self.ctx;
         let r = async {
+            // Only users may list users: anonymous enumeration is refused.
+            let session = auth::session_from(req.metadata())?;
             let req = req.into_inner();
             if req.pattern.len() > 256 {
                 return Err(Status::invalid_argument("pattern is longer than 256 bytes"));
             }
             ctx.barrier().await?;
+            ctx.user(&session)?;
             let (accounts, next) =
                 ctx.read(|s| s.list_accounts(&req.pattern, &req.after, page(req.limit)));
             Ok(proto::ListAccountsReply {
@@ -378,6 +429,10 @@ impl Chat for ChatService {
         let r = async {
             let session = auth::session_from(req.metadata())?;
             let req = req.into_inner();
+            validate_group_name(&req.name).map_err(chat_error)?;
+            for member in &req.members {
+                check_username_len(member)?;
+            }
             let command = Command::CreateGroup {
                 session,
                 name: req.name,
@@ -402,6 +457,7 @@ impl Chat for ChatService {
         let r = async {
             let session = auth::session_from(req.metadata())?;
             let req = req.into_inner();
+            check_username_len(&req.username)?;
             let command = Command::AddMember {
                 session,
                 conversation: req.conversation_id,
@@ -571,11 +627,12 @@ impl Chat for ChatService {
         let ctx = self.ctx.clone();
         let r = async {
             let session = auth::session_from(req.metadata())?;
+            let slot = subscribe::reserve(session)?;
             ctx.barrier().await?;
             let user = ctx.user(&session)?;
             Ok(subscribe::stream(
                 ctx.clone(),
-                session,
+                slot,
                 user,
                 req.into_inner().after_seq,
             ))

@@ -24,6 +24,10 @@ pub const MAX_REQUEST_ID_LEN: usize = 64;
 pub const MAX_USERNAME_LEN: usize = 32;
 pub const MAX_BODY_BYTES: usize = 4096;
 pub const MAX_GROUP_NAME_LEN: usize = 64;
+/// Longest password hash `apply` stores. An argon2id PHC string with the
+/// default parameters is under 100 bytes; the rest is room for stronger
+/// parameters, not for payloads.
+pub const MAX_PASSWORD_HASH_LEN: usize = 256;
 /// How long a `SubscriptionOpened` keeps its replica's presence lease alive
 /// when no `PresenceLease` renews it. Replicas renew every third of this.
 pub const PRESENCE_LEASE_MS: u64 = 9_000;

@@ -43,7 +43,7 @@ pub struct ChatdArgs {
     pub server_storage: Option<PathBuf>,
 
     /// Address to listen on. Use 0.0.0.0 to accept connections from other
-    /// machines.
+    /// machines (then TLS is required: --tls-cert, --tls-key, --tls-ca).
     #[arg(long, env = "CHATD_LISTEN", default_value = "127.0.0.1")]
     pub listen: IpAddr,
 

@@ -102,9 +102,11 @@ impl EventHub {
     }
 
     /// Events with `seq > after` that this replica holds, at most `max`.
+    /// `after` older than the ring, or beyond its newest event, must resync.
     pub fn since(&self, after: u64, max: usize) -> Result<Vec<Arc<ChatEvent>>, Resync> {
         let ring = self.ring();
-        if after < ring.floor {
+        let newest = ring.events.back().map_or(ring.floor, |e| e.seq);
+        if after < ring.floor || after > newest {
             return Err(Resync {
                 oldest_seq: ring.floor,
             });
@@ -148,6 +150,19 @@ mod tests {
         assert_eq!(hub.since(1, 100), Err(Resync { oldest_seq: 3 }));
         let got: Vec<u64> = hub.since(3, 100).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(got, vec![4, 5, 6]);
+    }
+
+    #[test]
+    fn cursor_beyond_the_newest_event_must_resync() {
+        let hub = EventHub::new(10);
+        assert_eq!(hub.since(1, 10), Err(Resync { oldest_seq: 0 }));
+        hub.publish((1..=5).map(event));
+        assert!(hub.since(5, 10).unwrap().is_empty());
+        assert_eq!(hub.since(6, 10), Err(Resync { oldest_seq: 0 }));
+        assert_eq!(hub.since(u64::MAX, 10), Err(Resync { oldest_seq: 0 }));
+        hub.reset(50);
+        assert!(hub.since(50, 10).unwrap().is_empty());
+        assert!(hub.since(51, 10).is_err());
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub fn is_serving(consensus: &Consensus, loaded: &Loaded) -> bool {
         return false;
     }
     let m = consensus.metrics();
+    // The Raft core stopped (the process is about to exit non-zero).
+    if m.running_state.is_err() {
+        return false;
+    }
     let member = m
         .membership_config
         .membership()

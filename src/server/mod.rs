@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod chat_service;
 pub mod cluster_service;
+pub mod codec;
 pub mod command;
 pub mod config;
 pub mod consensus;
@@ -22,4 +23,5 @@ pub mod signals;
 pub mod state;
 pub mod storage;
 pub mod subscribe;
+pub mod throttle;
 pub mod wire;

@@ -203,13 +203,13 @@ pub async fn run(
     let drained = async move {
         let _ = drained.wait_for(|s| *s).await;
     };
-    let server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match incoming {
+    let mut server: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = match incoming
+    {
         Incoming::Plain(incoming) => {
             Box::pin(router.serve_with_incoming_shutdown(incoming, drained))
         }
         Incoming::Tls(incoming) => Box::pin(router.serve_with_incoming_shutdown(incoming, drained)),
     };
-    let mut server = server;
 
     tokio::select! {
         res = &mut server => res.context("server failed")?,
@@ -242,7 +242,7 @@ fn load_tls(args: &ChatdArgs) -> anyhow::Result<Option<ReplicaTls>> {
                 listen = %args.listen,
                 "--insecure-plaintext: NO TLS on a non-loopback address. Passwords, session \
                  tokens and messages travel unencrypted, and anyone who reaches this port can \
-                 act as a replica or change the membership"
+                 act as a replica"
             );
         }
         return Ok(None);

@@ -73,6 +73,19 @@ async fn pump(
                 match next {
                     Ok(Some(request)) => in_flight.push(answer(ctx, session, request)),
                     Ok(None) => reading = false,
+                    Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                        // A request that does not decode (see `codec`): the
+                        // client is still there, so it gets the answers in
+                        // flight, then the reason the stream ends.
+                        while let Some(reply) = in_flight.next().await {
+                            if tx.send(Ok(reply)).await.is_err() {
+                                return Err("the client went away".into());
+                            }
+                        }
+                        let reason = format!("a request did not decode: {status}");
+                        let _ = tx.send(Err(status)).await;
+                        return Err(reason);
+                    }
                     Err(status) => {
                         // The client's side broke; its connection is gone
                         // or going, so nobody would read further answers.

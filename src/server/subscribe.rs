@@ -5,9 +5,20 @@
 //! events as they are applied. A cursor older than the ring gets `Resync`.
 //! The stream ends when the client goes away, its session ends, or the
 //! replica shuts down; while it lives, the user counts as online.
+//!
+//! A cursor beyond the newest event (no event of this cluster had it: a
+//! client of another, or of a wiped cluster, or a forged request) also gets
+//! `Resync`, with the stream's `seq` naming the current position: the
+//! client library then reopens from "now" and tells its consumer to
+//! reload, rather than waiting forever for events that will never come.
+//!
+//! One session holds at most [`MAX_STREAMS_PER_SESSION`] streams on a
+//! replica: each stream costs a task, a buffer and two log entries
+//! (opened, closed), so an unbounded number is a denial of service.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -24,16 +35,80 @@ use crate::server::state::ChatState;
 /// Events read from the ring per wake-up.
 const CHUNK: usize = 1024;
 
+/// Most concurrent `Subscribe` streams of one session on one replica.
+/// Clients need one (a few while reconnecting); 8 leaves room for several
+/// windows sharing a login.
+pub const MAX_STREAMS_PER_SESSION: usize = 8;
+
 type Item = Result<proto::Event, Status>;
 
+/// Open streams per session on this replica.
+#[derive(Default)]
+pub struct StreamCounts(Mutex<HashMap<TokenHash, usize>>);
+
+/// One session's place among its streams; given back when dropped.
+pub struct Slot {
+    counts: Arc<StreamCounts>,
+    session: TokenHash,
+}
+
+impl StreamCounts {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, usize>> {
+        // Each update is a single insert or remove: ignore poisoning.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one more stream of `session`, or `RESOURCE_EXHAUSTED`.
+    pub fn reserve(self: &Arc<Self>, session: TokenHash, max: usize) -> Result<Slot, Status> {
+        let mut counts = self.counts();
+        let n = counts.entry(session).or_insert(0);
+        if *n >= max {
+            return Err(Status::resource_exhausted(format!(
+                "this session already has {max} subscriptions open on this replica; close one first"
+            )));
+        }
+        *n += 1;
+        Ok(Slot {
+            counts: self.clone(),
+            session,
+        })
+    }
+
+    /// Open streams of `session`.
+    pub fn open(&self, session: &TokenHash) -> usize {
+        self.counts().get(session).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.counts();
+        if let Some(n) = counts.get_mut(&self.session) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.session);
+            }
+        }
+    }
+}
+
+/// A stream place for `session` on this replica (one replica per process).
+pub fn reserve(session: TokenHash) -> Result<Slot, Status> {
+    static COUNTS: LazyLock<Arc<StreamCounts>> = LazyLock::new(Arc::default);
+    COUNTS.reserve(session, MAX_STREAMS_PER_SESSION)
+}
+
+/// Serves one subscription; `slot` is held until the stream ends.
 pub fn stream(
     ctx: Arc<ServiceContext>,
-    session: TokenHash,
+    slot: Slot,
     user: UserId,
     after: Option<u64>,
 ) -> Pin<Box<dyn Stream<Item = Item> + Send>> {
     let (tx, rx) = mpsc::channel(256);
+    let session = slot.session;
     tokio::spawn(async move {
+        let _slot = slot;
         let _online = ctx.presence.open(session);
         let _counted = crate::server::metrics::Live::subscription();
         if let Err(reason) = pump(&ctx, &tx, session, user, after).await {
@@ -58,6 +133,9 @@ async fn pump(
     loop {
         match ctx.hub.since(cursor, CHUNK) {
             Err(resync) => {
+                if cursor > ctx.hub.latest() {
+                    tracing::debug!(user, cursor, "subscription cursor beyond the newest event");
+                }
                 cursor = ctx.hub.latest();
                 let ev = proto::Event {
                     seq: cursor,
@@ -175,5 +253,28 @@ fn render(state: &ChatState, user: UserId, e: &ChatEvent) -> proto::Event {
         seq: e.seq,
         index: e.index,
         kind: Some(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_per_session_are_capped_and_given_back() {
+        let counts = Arc::new(StreamCounts::default());
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let held: Vec<Slot> = (0..3).map(|_| counts.reserve(a, 3).unwrap()).collect();
+        let refused = counts.reserve(a, 3).err().unwrap();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(refused.message().contains("3 subscriptions"), "{refused}");
+        // Another session is not affected.
+        let other = counts.reserve(b, 3).unwrap();
+        drop(held);
+        assert_eq!(counts.open(&a), 0);
+        assert!(counts.counts().get(&a).is_none(), "no entry left behind");
+        let _again = counts.reserve(a, 3).unwrap();
+        drop(other);
+        assert_eq!(counts.open(&b), 0);
     }
 }

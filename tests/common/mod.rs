@@ -39,15 +39,15 @@ impl Clients for Cluster {
     }
 }
 
-/// Creates `name` (password `pw-<name>`) and returns a logged-in client.
+/// Creates `name` (password `password-<name>`) and returns a logged-in client.
 pub async fn user(cluster: &Cluster, name: &str) -> raftchat::client::ChatClient {
     let client = cluster.client();
     client
-        .create_account(name, &format!("pw-{name}"))
+        .create_account(name, &format!("password-{name}"))
         .await
         .unwrap_or_else(|e| panic!("create {name}: {e}"));
     client
-        .login(name, &format!("pw-{name}"))
+        .login(name, &format!("password-{name}"))
         .await
         .unwrap_or_else(|e| panic!("login {name}: {e}"));
     client

@@ -38,7 +38,7 @@ fn chatctl(cluster: &Cluster, user: &str, args: &[&str]) -> Command {
         .arg("--servers")
         .arg(cluster.urls().join(","))
         .args(args)
-        .env("CHAT_PASSWORD", format!("pw-{user}"))
+        .env("CHAT_PASSWORD", format!("password-{user}"))
         .env_remove("CHAT_USER")
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -39,6 +39,36 @@ pub fn validate_username(name: &str) -> Result<(), ChatError> {
     Ok(())
 }
 
+/// An argon2id PHC string (`$argon2id$...`) of at most
+/// [`MAX_PASSWORD_HASH_LEN`] bytes. The services only ever propose such
+/// strings; this keeps a forged or buggy proposal from storing anything
+/// else (say, megabytes) on every replica. Checked by shape, not parsed.
+pub fn validate_password_hash(hash: &str) -> Result<(), ChatError> {
+    let phc_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '$' | '=' | ',' | '+' | '/' | '.' | '-');
+    if hash.len() > MAX_PASSWORD_HASH_LEN
+        || !hash.starts_with("$argon2id$")
+        || !hash.chars().all(phc_char)
+    {
+        return Err(ChatError::invalid(format!(
+            "password hash must be an argon2id PHC string of at most {MAX_PASSWORD_HASH_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A name looked up (not created) that no account can have because it is
+/// too long: refused without echoing it, so that an error result (which
+/// dedup remembers on every replica) stays small.
+fn check_lookup_len(name: &str) -> Result<(), ChatError> {
+    if name.len() > MAX_USERNAME_LEN {
+        return Err(ChatError::invalid(format!(
+            "username is longer than {MAX_USERNAME_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
 impl Accounts {
     /// Creates an account after checking the name is valid and free.
     pub fn create(
@@ -48,6 +78,7 @@ impl Accounts {
         now: u64,
     ) -> Result<UserId, ChatError> {
         validate_username(username)?;
+        validate_password_hash(password_hash)?;
         let key = username.to_lowercase();
         if self.by_name.contains_key(&key) {
             return Err(ChatError::exists(format!("username '{username}' is taken")));
@@ -80,8 +111,10 @@ impl Accounts {
         self.by_name.get(&name.to_lowercase()).copied()
     }
 
-    /// The id of an existing account, or NOT_FOUND naming it.
+    /// The id of an existing account, or NOT_FOUND naming it (INVALID_ARGUMENT
+    /// for a name longer than any account's).
     pub fn require(&self, name: &str) -> Result<UserId, ChatError> {
+        check_lookup_len(name)?;
         self.find(name)
             .ok_or_else(|| ChatError::not_found(format!("no account named '{name}'")))
     }

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::server::command::*;
 
+use super::accounts::validate_password_hash;
+use super::conversations::validate_group_name;
 use super::presence::Transition;
 use super::sessions::expired;
 use super::{ChatState, Emitter};
@@ -206,6 +208,7 @@ impl ChatState {
         verified: &str,
         new_hash: &str,
     ) -> CommandResult {
+        validate_password_hash(new_hash)?;
         let user = self.auth(session)?;
         let account = self.accounts.get_mut(user).ok_or_else(expired)?;
         if account.password_hash != verified {
@@ -331,12 +334,7 @@ impl ChatState {
     ) -> CommandResult {
         let user = self.auth(session)?;
         let creator = self.name_of(user)?;
-        let len = name.chars().count();
-        if len == 0 || len > MAX_GROUP_NAME_LEN || name.trim().is_empty() {
-            return Err(ChatError::invalid(format!(
-                "group name must be 1-{MAX_GROUP_NAME_LEN} characters and not blank"
-            )));
-        }
+        validate_group_name(name)?;
         if self.conversations.group_by_name(name).is_some() {
             return Err(ChatError::exists(format!(
                 "a group named '{name}' already exists"

@@ -12,6 +12,35 @@ use serde::{Deserialize, Serialize};
 use super::text::Text;
 use crate::server::command::*;
 
+/// 1-[`MAX_GROUP_NAME_LEN`] characters, not blank, and no control
+/// characters (C0, DEL, C1): a name with ESC or a newline would rewrite or
+/// break the terminal of everyone who lists it.
+pub fn validate_group_name(name: &str) -> Result<(), ChatError> {
+    let len = name.chars().count();
+    if len == 0 || len > MAX_GROUP_NAME_LEN || name.trim().is_empty() {
+        return Err(ChatError::invalid(format!(
+            "group name must be 1-{MAX_GROUP_NAME_LEN} characters and not blank"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ChatError::invalid(
+            "group name must not contain control characters (such as newlines or escapes)",
+        ));
+    }
+    Ok(())
+}
+
+/// A group name looked up (not created) that is longer than any group's:
+/// refused without echoing it (see `accounts::check_lookup_len`).
+pub fn check_group_lookup_len(name: &str) -> Result<(), ChatError> {
+    if name.chars().count() > MAX_GROUP_NAME_LEN {
+        return Err(ChatError::invalid(format!(
+            "group name is longer than {MAX_GROUP_NAME_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The member's username (names never change while the account exists).

@@ -24,6 +24,13 @@
 //!   `CreateAccount`; different callers never share results.
 //! - **Validation first.** Every command checks everything before it changes
 //!   anything, so a refused command leaves no trace (and no events).
+//! - **Hostile input.** Apply re-checks what the services check, because a
+//!   forged or buggy proposal must not bloat every replica: request ids at
+//!   most `MAX_REQUEST_ID_LEN` bytes (refused before dedup, so not
+//!   remembered), password hashes argon2id PHC strings of at most
+//!   `MAX_PASSWORD_HASH_LEN` bytes, group names without control
+//!   characters, and names that are only looked up no longer than a real
+//!   one (refused without echoing them into the error).
 //! - **Sessions.** Valid iff present and `now < expires_ms`. A password
 //!   change revokes all of the user's other sessions; logout removes one.
 //! - **Messages.** Global ids from 1. Sending moves the sender's read pointer
@@ -74,6 +81,8 @@ use dedup::{Dedup, Remembered, Scope};
 use presence::Presence;
 use sessions::Sessions;
 
+pub use accounts::validate_username;
+pub use conversations::{check_group_lookup_len, validate_group_name};
 pub use pattern::wildcard_match;
 
 /// The whole replicated chat state. Its snapshot encoding is in
@@ -135,6 +144,15 @@ impl ChatState {
     }
 
     fn apply_proposal(&mut self, out: &mut Emitter<'_>, proposal: &Proposal) -> CommandResult {
+        // The services refuse longer ids; a forged or buggy proposal with
+        // one is refused here too, and not remembered.
+        if let Some(id) = &proposal.request_id {
+            if id.len() > MAX_REQUEST_ID_LEN {
+                return Err(ChatError::invalid(format!(
+                    "request_id is longer than {MAX_REQUEST_ID_LEN} bytes"
+                )));
+            }
+        }
         let Some(id) = &proposal.request_id else {
             return self.apply_command(out, &proposal.command);
         };
@@ -341,6 +359,7 @@ impl ChatState {
                     })
             }
             Target::Group(name) => {
+                check_group_lookup_len(name)?;
                 let id = self
                     .conversations
                     .group_by_name(name)

@@ -6,8 +6,9 @@ fn tok(s: &str) -> TokenHash {
     Sha256::digest(s.as_bytes()).into()
 }
 
+/// A distinct well-formed PHC string per name (apply checks the shape).
 fn hash(name: &str) -> String {
-    format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}")
+    format!("$argon2id$v=19$m=19456,t=2,p=1$salt${}", hex::encode(name))
 }
 
 const FAR: u64 = u64::MAX / 2;
@@ -314,7 +315,7 @@ fn change_password_revokes_other_sessions() {
     let e = h.err(Command::ChangePassword {
         session: t,
         verified_hash: hash("wrong"),
-        new_hash: "new".into(),
+        new_hash: hash("new"),
     });
     assert_eq!(
         (e.kind, e.message.as_str()),
@@ -324,11 +325,11 @@ fn change_password_revokes_other_sessions() {
     h.ok(Command::ChangePassword {
         session: t,
         verified_hash: hash("a"),
-        new_hash: "new".into(),
+        new_hash: hash("new"),
     });
     assert!(h.s.authenticate(&t, 0).is_ok());
     assert!(h.s.authenticate(&tok("phone"), 0).is_err());
-    assert_eq!(h.s.account_credentials("a").unwrap().1, "new");
+    assert_eq!(h.s.account_credentials("a").unwrap().1, hash("new"));
     // A login verified against the old hash is refused at apply.
     let e = h.err(Command::CreateSession {
         username: "a".into(),
@@ -499,7 +500,16 @@ fn create_group_rules() {
         name: name.into(),
         members: members.iter().map(|m| m.to_string()).collect(),
     };
-    for bad in ["", "   ", &"g".repeat(MAX_GROUP_NAME_LEN + 1)] {
+    for bad in [
+        "",
+        "   ",
+        &"g".repeat(MAX_GROUP_NAME_LEN + 1),
+        "red\x1b[31m",
+        "two\nlines",
+        "tab\there",
+        "del\x7f",
+        "c1\u{9b}31m",
+    ] {
         assert_eq!(
             h.err(cg(bad, &[])).kind,
             ErrorKind::InvalidArgument,
@@ -1250,14 +1260,16 @@ fn failed_commands_produce_no_events() {
     assert_eq!(e.kind, ErrorKind::NotFound);
     assert!(h.take().is_empty());
     assert_eq!(h.s.last_event_seq(), 0);
-    assert!(h.s.conversations(1).is_empty());
 }
 
 // ------------------------------------------------------------- determinism
 
 fn script(variant: &str) -> Vec<Batch> {
+    // A request id per command, as short as the services require.
     let p = |command| Proposal {
-        request_id: Some(format!("{command:?}")),
+        request_id: Some(hex::encode(
+            &Sha256::digest(format!("{command:?}").as_bytes())[..16],
+        )),
         command,
     };
     let login = |name: &str| Command::CreateSession {
@@ -1597,4 +1609,112 @@ fn reused_subscription_key_moves_to_the_new_user() {
     // Reopening the same key for the same user changes nothing.
     h.ok(open(tb));
     assert!(h.take().is_empty());
+}
+
+// ------------------------------------------------------------ hostile input
+
+/// Proposals no service would make (forged, or from a buggy replica) are
+/// refused with an error, change nothing, and are not remembered.
+#[test]
+fn forged_proposals_are_refused_and_change_nothing() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let g = h.group(ta, "g", &[]).id;
+    h.take();
+    let before = h.s.clone();
+    let huge = "x".repeat(100_000);
+    let forged = [
+        // Not argon2id PHC strings, or far too long.
+        Command::CreateAccount {
+            username: "c".into(),
+            password_hash: "plain".into(),
+        },
+        Command::CreateAccount {
+            username: "c".into(),
+            password_hash: format!("$argon2id${}", "A".repeat(2 << 20)),
+        },
+        Command::CreateAccount {
+            username: "c".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$salt$ha sh".into(),
+        },
+        Command::CreateAccount {
+            username: "c".into(),
+            password_hash: "$argon2i$v=19$m=19456,t=2,p=1$salt$hash".into(),
+        },
+        Command::ChangePassword {
+            session: ta,
+            verified_hash: hash("a"),
+            new_hash: format!("$argon2id${huge}"),
+        },
+        // Names no account or group can have, which an error would echo.
+        Command::Send {
+            session: ta,
+            target: Target::User(huge.clone()),
+            body: "hi".into(),
+        },
+        Command::Send {
+            session: ta,
+            target: Target::Group(huge.clone()),
+            body: "hi".into(),
+        },
+        Command::AddMember {
+            session: ta,
+            conversation: g,
+            username: huge.clone(),
+        },
+        Command::CreateGroup {
+            session: ta,
+            name: "g2".into(),
+            members: vec![huge.clone()],
+        },
+        Command::CreateGroup {
+            session: ta,
+            name: "bell\x07".into(),
+            members: vec![],
+        },
+    ];
+    for command in forged {
+        let what = format!("{command:?}").chars().take(80).collect::<String>();
+        let e = h.run(command).expect_err(&what);
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{what}: {e}");
+        // Dedup would remember the error on every replica: it must be small.
+        assert!(e.message.len() < 200, "{what}: the error echoes the input");
+    }
+    // A request id longer than the services allow.
+    let e = h
+        .with_id(
+            &"r".repeat(MAX_REQUEST_ID_LEN + 1),
+            Command::Send {
+                session: ta,
+                target: Target::User("b".into()),
+                body: "hi".into(),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(e.message.contains("request_id"), "{e}");
+    assert!(h.take().is_empty(), "no events");
+    // Nothing changed but the history chain, which covers every batch.
+    let mut after = h.s.clone();
+    assert_ne!(after.history, before.history);
+    after.history = before.history;
+    assert_eq!(after, before, "a refused proposal changed the state");
+    // The longest request id the services allow still works.
+    let id = "r".repeat(MAX_REQUEST_ID_LEN);
+    let sent = h.with_id(
+        &id,
+        Command::Send {
+            session: ta,
+            target: Target::User("b".into()),
+            body: "hi".into(),
+        },
+    );
+    assert!(matches!(sent, Ok(Outcome::Sent(_))), "{sent:?}");
+    // A real hash of the default parameters is accepted.
+    h.ok(Command::ChangePassword {
+        session: ta,
+        verified_hash: hash("a"),
+        new_hash: "$argon2id$v=19$m=19456,t=2,p=1$LZE2/AHF3D9xpX9cVZHC/Q$3GkX48ImIBi3C/dzB1HB35sDkNUV3V8pP71+AuMoHpw".into(),
+    });
 }

@@ -1,6 +1,7 @@
 //! Signing in, creating an account, signing out.
 
 use super::*;
+use crate::server::auth::MIN_PASSWORD_CHARS;
 
 impl App {
     pub(super) fn submit_sign_in(&mut self, create: bool) -> Vec<Effect> {
@@ -19,6 +20,14 @@ impl App {
             if !create && self.sign_in.field == Field::Password {
                 self.sign_in.error = Some("Enter your password.".into());
             }
+            return Vec::new();
+        }
+        if create && password.chars().count() < MIN_PASSWORD_CHARS {
+            // The server says the same; saying it here saves a round trip.
+            self.sign_in.field = Field::Password;
+            self.sign_in.error = Some(format!(
+                "Choose a password of at least {MIN_PASSWORD_CHARS} characters."
+            ));
             return Vec::new();
         }
         self.sign_in.error = None;

@@ -173,11 +173,60 @@ fn sign_in_sends_credentials_and_opens_the_chat() {
 }
 
 #[test]
+fn a_new_account_needs_a_password_of_8_characters() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "short");
+    let effects = press_mod(&mut app, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(
+        app.sign_in.error.as_deref(),
+        Some("Choose a password of at least 8 characters.")
+    );
+    assert_eq!(app.sign_in.pending, None);
+    // Signing in with a short password is still allowed (older accounts).
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(effects.as_slice(), [Effect::SignIn { .. }]));
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::Unauthenticated, "wrong")),
+    );
+    // Long enough: the request goes out, and the server's own refusal of
+    // a password is shown as it says it.
+    type_text(&mut app, "-and-more");
+    let effects = press_mod(&mut app, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    assert!(matches!(effects.as_slice(), [Effect::CreateAccount { .. }]));
+    let refusal = "password is longer than 1024 bytes";
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::InvalidArgument, refusal)),
+    );
+    assert_eq!(app.sign_in.error.as_deref(), Some(refusal));
+}
+
+#[test]
+fn a_login_refused_for_now_says_when_to_retry() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "guess");
+    press(&mut app, KeyCode::Enter);
+    // RESOURCE_EXHAUSTED reaches the app as `Other`: not "wrong password".
+    let refusal = "too many failed logins; retry in 4 s";
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::Other, refusal)),
+    );
+    assert_eq!(app.sign_in.error.as_deref(), Some(refusal));
+}
+
+#[test]
 fn sign_in_errors_are_shown_inline() {
     let mut app = new_app();
     type_text(&mut app, "alice");
     press(&mut app, KeyCode::Tab);
-    type_text(&mut app, "bad");
+    type_text(&mut app, "bad-password");
     press(&mut app, KeyCode::Enter);
     net(
         &mut app,
