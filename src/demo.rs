@@ -153,7 +153,7 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
     let deadline = Duration::from_secs(15);
     let mut users = Vec::new();
     for name in ["alice", "bob", "charlie"] {
-        let c = client(&cluster, cluster.urls(), rpc, deadline)?;
+        let c = client(cluster, cluster.urls(), rpc, deadline)?;
         c.create_account(name, &format!("password-{name}"))
             .await
             .with_context(|| format!("creating {name}"))?;
@@ -233,7 +233,7 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
     cluster.kill(third);
     println!("killed replica {third}; trying to send with a 2 s deadline");
     let limited = client(
-        &cluster,
+        cluster,
         cluster.urls(),
         Duration::from_millis(500),
         Duration::from_secs(2),
@@ -296,7 +296,7 @@ async fn scenario(cluster: &mut Cluster) -> Result<DemoReport> {
 
     println!("checking every replica's copy, each through a client pinned to it:");
     for id in cluster.replicas.keys().copied().collect::<Vec<_>>() {
-        let pinned = client(&cluster, vec![cluster.url(id)], rpc, deadline)?;
+        let pinned = client(cluster, vec![cluster.url(id)], rpc, deadline)?;
         pinned.set_token(alice.token());
         for thread in [&dm, &group] {
             let got = bodies(&pinned, &thread.target_from_alice)

@@ -154,7 +154,19 @@ pub enum Command {
     /// No-op carrying only the batch timestamp; the leader proposes it to let
     /// expired presence leases take effect when nothing else is written.
     Tick,
+    /// `replica` runs on the storage `incarnation` (see
+    /// `server::incarnation`). Another incarnation already recorded for it
+    /// is replaced only when `replace` (the replica was started with
+    /// `--join`); otherwise the command is refused and the replica stops.
+    RecordIncarnation {
+        replica: u64,
+        incarnation: Incarnation,
+        replace: bool,
+    },
 }
+
+/// A replica storage's random id.
+pub type Incarnation = [u8; 16];
 
 /// Error classes that map one-to-one onto gRPC status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

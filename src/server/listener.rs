@@ -41,8 +41,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::server::consensus::Consensus;
+use crate::server::incarnation::Known;
 use crate::server::network::ForwardRequest;
 use crate::server::raft_types::{NodeId, TypeConfig};
+use crate::server::storage::{Loaded, SharedState};
 use crate::server::wire::{self, Kind, Stream};
 use crate::tls::{self, Role};
 
@@ -97,9 +99,20 @@ enum GrpcTx {
     Tls(mpsc::Sender<io::Result<TlsStream<TcpStream>>>),
 }
 
+/// What peers' frames are answered from.
+pub struct PeerSide {
+    pub consensus: Consensus,
+    pub state: SharedState,
+    pub loaded: Loaded,
+    /// Raft frames (all but [`Kind::Hello`]) are refused until this turns
+    /// true: a replica first checks it may take part
+    /// (`server::incarnation`) and bootstraps.
+    pub raft_open: watch::Receiver<bool>,
+}
+
 /// Everything the accept loop and the Raft connections share.
 struct Shared {
-    consensus: Consensus,
+    side: PeerSide,
     tls: Option<tokio_rustls::TlsAcceptor>,
     grpc: GrpcTx,
     handshakes: Arc<Semaphore>,
@@ -113,7 +126,7 @@ struct Shared {
 /// task.
 pub fn serve(
     listener: TcpListener,
-    consensus: Consensus,
+    side: PeerSide,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: watch::Receiver<bool>,
 ) -> (Incoming, JoinHandle<()>) {
@@ -125,7 +138,7 @@ pub fn serve(
         (GrpcTx::Plain(tx), Incoming::Plain(ReceiverStream::new(rx)))
     };
     let shared = Arc::new(Shared {
-        consensus,
+        side,
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
         grpc,
         handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
@@ -346,7 +359,7 @@ async fn serve_raft(mut conn: wire::Conn, addr: SocketAddr, peer: Option<NodeId>
                 return;
             }
         };
-        let reply = match dispatch(&shared.consensus, peer, kind, &payload).await {
+        let reply = match dispatch(&shared.side, peer, kind, &payload).await {
             Ok(reply) => reply,
             Err(e) => {
                 shared.refusals.warn(|suppressed| {
@@ -365,13 +378,25 @@ async fn serve_raft(mut conn: wire::Conn, addr: SocketAddr, peer: Option<NodeId>
 /// Checks one request and hands it to openraft or the proposer; returns
 /// the response frame.
 async fn dispatch(
-    consensus: &Consensus,
+    side: &PeerSide,
     peer: Option<NodeId>,
     kind: Kind,
     payload: &[u8],
 ) -> Result<Vec<u8>, Refused> {
+    let consensus = &side.consensus;
     if let Some(peer) = peer {
         check_member(consensus, peer)?;
+    }
+    if kind == Kind::Hello {
+        let asker: NodeId = postcard::from_bytes(payload)?;
+        // A certificate names the asker; plaintext takes its word.
+        return Ok(wire::encode_frame(
+            kind,
+            &known(side, peer.unwrap_or(asker)),
+        )?);
+    }
+    if !*side.raft_open.borrow() {
+        return Err(Refused::NotReady);
     }
     let raft = &consensus.raft;
     match kind {
@@ -404,6 +429,19 @@ async fn dispatch(
                 &consensus.read_index_local().await,
             )?)
         }
+        Kind::Hello => Err(Refused::NotReady),
+    }
+}
+
+/// What this replica's applied state records of `replica`'s storage.
+fn known(side: &PeerSide, replica: NodeId) -> Known {
+    if !*side.loaded.borrow() {
+        return Known::Loading;
+    }
+    let state = side.state.read().unwrap_or_else(|e| e.into_inner());
+    match state.chat.incarnation_of(replica) {
+        Some(incarnation) => Known::Recorded(incarnation),
+        None => Known::Unknown,
     }
 }
 
@@ -458,6 +496,8 @@ enum Refused {
     Impersonation { peer: NodeId, claimed: NodeId },
     #[error("term {term} is absurdly far ahead of this replica's term {current}")]
     Term { term: u64, current: u64 },
+    #[error("this replica does not take part in Raft yet (start-up check)")]
+    NotReady,
 }
 
 /// At most one log line per `every` for a kind of event an attacker can

@@ -11,6 +11,7 @@ pub mod consensus;
 pub mod convert;
 pub mod events;
 pub mod health;
+pub mod incarnation;
 pub mod listener;
 pub mod membership;
 pub mod metrics;

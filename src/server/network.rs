@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::server::command::{CommandResult, Proposal};
+use crate::server::incarnation::Known;
 use crate::server::raft_types::{Node, NodeId, TypeConfig};
 use crate::server::storage::durability::Durability;
 use crate::server::wire::{self, Kind};
@@ -248,6 +249,18 @@ impl Peers {
     ) -> io::Result<ForwardReply> {
         self.call(leader, url, Kind::Forward, proposal, timeout)
             .await
+    }
+
+    /// Asks `peer` (membership address `url`) what it knows of replica
+    /// `asker`'s storage.
+    pub async fn hello(
+        &self,
+        peer: NodeId,
+        url: &str,
+        asker: NodeId,
+        timeout: Duration,
+    ) -> io::Result<Known> {
+        self.call(peer, url, Kind::Hello, &asker, timeout).await
     }
 
     /// Asks the leader `leader` (membership address `url`) for a

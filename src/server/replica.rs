@@ -36,6 +36,7 @@ use crate::proto::chat_server::ChatServer;
 use crate::proto::cluster_server::ClusterServer;
 use crate::server::chat_service::{ChatService, ServiceContext};
 use crate::server::cluster_service::ClusterService;
+use crate::server::command::{Command, Proposal};
 use crate::server::config::ChatdArgs;
 use crate::server::consensus::{Consensus, Timeouts};
 use crate::server::events::{EventHub, DEFAULT_EVENT_CAPACITY};
@@ -44,7 +45,7 @@ use crate::server::network::{Network, Peers};
 use crate::server::presence::Presence;
 use crate::server::raft_types::Raft;
 use crate::server::storage::{self, LoadGate, LogReader};
-use crate::server::{health, listener, metrics};
+use crate::server::{health, incarnation, listener, metrics};
 use crate::tls::{ReplicaTls, Role};
 
 /// How long shutdown waits for in-flight requests.
@@ -76,7 +77,11 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {addr} (--listen/--port)"))?;
     tracing::info!(id, %addr, %url, members = ?args.members(), "starting replica");
+    let mut shutdown = std::pin::pin!(shutdown);
 
+    // Before storage::open, which creates what an empty storage lacks.
+    let local = incarnation::load_or_create(args.server_storage.as_deref())
+        .context("cannot open storage (--server-storage)")?;
     let hub = EventHub::new(DEFAULT_EVENT_CAPACITY);
     let (log_store, mut state_store) = storage::open(args.server_storage.clone(), id, hub.clone())
         .await
@@ -120,8 +125,41 @@ pub async fn run(
         ));
     }
 
-    let members: BTreeMap<u64, BasicNode> = args
-        .members()
+    let timeouts = Timeouts::for_election_timeout(args.election_timeout_ms.max);
+    let consensus = Consensus::start(id, raft.clone(), peers.clone(), timeouts);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Our accept loop sets TCP_NODELAY (tonic's only applies to sockets it
+    // binds), does the TLS handshakes, serves Raft connections and passes
+    // the rest to tonic; it stops accepting when the server drains. Peers
+    // get only start-up checks until this replica may take part in Raft.
+    let (raft_open, raft_open_rx) = watch::channel(false);
+    let (incoming, accept) = listener::serve(
+        listener,
+        listener::PeerSide {
+            consensus: consensus.clone(),
+            state: state.clone(),
+            loaded: loaded.clone(),
+            raft_open: raft_open_rx,
+        },
+        tls.as_ref().map(|t| t.server.clone()),
+        stop_rx.clone(),
+    );
+    let _accept = AbortOnDrop(accept);
+
+    // Empty storage without --join: take part only if the cluster does not
+    // already know this replica with other storage (`incarnation`).
+    let flag_members = args.members();
+    if local.fresh && !args.join && flag_members.len() > 1 {
+        tokio::select! {
+            checked = incarnation::probe(&peers, id, local.id, &flag_members) => {
+                checked.map_err(anyhow::Error::msg)?
+            }
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+
+    let members: BTreeMap<u64, BasicNode> = flag_members
         .into_iter()
         .map(|(id, url)| (id, BasicNode { addr: url }))
         .collect();
@@ -142,11 +180,10 @@ pub async fn run(
             Err(e) => return Err(anyhow::anyhow!("cannot bootstrap membership: {e}")),
         }
     }
+    let _ = raft_open.send(true);
     tokio::spawn(log_role_changes(raft.clone()));
     tokio::spawn(metrics::count_leader_changes(raft.clone()));
 
-    let timeouts = Timeouts::for_election_timeout(args.election_timeout_ms.max);
-    let consensus = Consensus::start(id, raft.clone(), peers, timeouts);
     let presence = Presence::start(consensus.clone(), state.clone(), loaded.clone());
     if let Some(addr) = args.metrics_addr {
         metrics::serve(addr, consensus.clone()).await?;
@@ -162,7 +199,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build the gRPC reflection service")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let refused = record_incarnation(consensus.clone(), loaded.clone(), id, local.id, args.join);
     let ctx = Arc::new(ServiceContext {
         consensus: consensus.clone(),
         state,
@@ -182,16 +219,6 @@ pub async fn run(
         started: Instant::now(),
     });
 
-    // Our accept loop sets TCP_NODELAY (tonic's only applies to sockets it
-    // binds), does the TLS handshakes, serves Raft connections and passes
-    // the rest to tonic; it stops accepting when the server drains.
-    let (incoming, accept) = listener::serve(
-        listener,
-        consensus,
-        tls.as_ref().map(|t| t.server.clone()),
-        stop_rx.clone(),
-    );
-    let _accept = AbortOnDrop(accept);
     let mut drained = stop_rx.clone();
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
@@ -217,7 +244,11 @@ pub async fn run(
             let _ = stop_tx.send(true);
             return Err(anyhow::anyhow!("the Raft core stopped: {fatal}; exiting so that a supervisor restarts this replica"));
         }
-        _ = shutdown => {
+        why = refused => {
+            let _ = stop_tx.send(true);
+            return Err(anyhow::anyhow!("the cluster refused this replica's storage: {why}"));
+        }
+        _ = &mut shutdown => {
             tracing::info!("shutting down: refusing new requests, draining in-flight ones");
             let _ = stop_tx.send(true);
             if tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await.is_err() {
@@ -263,6 +294,39 @@ fn load_tls(args: &ChatdArgs) -> anyhow::Result<Option<ReplicaTls>> {
         "TLS on: clients and peers are served over TLS; peers must present replica certificates"
     );
     Ok(Some(tls))
+}
+
+/// Records this replica's storage incarnation through the log once it can
+/// (state loaded, a leader known), retrying until it is applied. Resolves
+/// only if the cluster refuses it: another storage is recorded for this id
+/// and `replace` (`--join`) was not given — a wiped replica that slipped
+/// past the start-up check, which must stop.
+async fn record_incarnation(
+    consensus: Consensus,
+    mut loaded: storage::Loaded,
+    id: u64,
+    incarnation: incarnation::Incarnation,
+    replace: bool,
+) -> String {
+    let _ = loaded.wait_for(|l| *l).await;
+    let proposal = Proposal {
+        request_id: None,
+        command: Command::RecordIncarnation {
+            replica: id,
+            incarnation,
+            replace,
+        },
+    };
+    loop {
+        if consensus.leader().is_some() {
+            match consensus.propose(proposal.clone()).await {
+                Ok(Ok(_)) => return std::future::pending().await,
+                Ok(Err(refused)) => return refused.message,
+                Err(e) => tracing::debug!(error = %e, "cannot record this replica's storage yet"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Resolves when the Raft core stops on its own (openraft reports a fatal

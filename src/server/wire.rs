@@ -123,6 +123,9 @@ pub enum Kind {
     Forward = 4,
     /// A follower asks the leader for a linearizable read index.
     ReadIndex = 5,
+    /// A replica starting with empty storage asks what the cluster knows
+    /// of it (`server::incarnation`).
+    Hello = 6,
 }
 
 impl Kind {
@@ -133,6 +136,7 @@ impl Kind {
             3 => Some(Self::Snapshot),
             4 => Some(Self::Forward),
             5 => Some(Self::ReadIndex),
+            6 => Some(Self::Hello),
             _ => None,
         }
     }
@@ -143,7 +147,7 @@ impl Kind {
     /// client request (a message body is at most 4 KiB).
     pub fn max_len(self) -> usize {
         match self {
-            Kind::Vote | Kind::ReadIndex => 4 * 1024,
+            Kind::Vote | Kind::ReadIndex | Kind::Hello => 4 * 1024,
             Kind::Forward => 1024 * 1024,
             Kind::Snapshot => 4 * 1024 * 1024,
             Kind::Append => MAX_FRAME,

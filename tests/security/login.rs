@@ -120,7 +120,12 @@ async fn a_login_flood_does_not_cost_the_leader_its_term() {
     const MAX_ATTEMPTS_EACH: usize = 2_000;
     const MAX_SENDS: usize = 20_000;
 
-    let cluster = Cluster::start(options());
+    // Plaintext on loopback (the transport is `transport.rs`'s subject):
+    // the raw attackers below need no certificates.
+    let cluster = Cluster::start(Options {
+        tls: false,
+        ..options()
+    });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let alice = account(&cluster, "alice", "alice-password").await;
     let _bob = account(&cluster, "bob", "bob-password").await;
@@ -250,6 +255,7 @@ async fn hostile_requests_get_clear_refusals() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::start(Options {
         replicas: 3,
+        tls: false,
         ..options()
     });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;

@@ -6,3 +6,4 @@ mod common;
 mod login;
 mod output;
 mod transport;
+mod wiped;

@@ -24,10 +24,10 @@ fn evil_body() -> String {
     )
 }
 
-/// A group name with a screen clear, a title change, an override and a
-/// forged line of its own (the server accepts it; that is not our job).
+/// A group name with bidi overrides, which the server accepts (it refuses
+/// control characters in names, checked below).
 fn evil_group() -> String {
-    "\x1b[2J\x1b]0;t\x07\u{202e}ops\n[999] 2026-12-02 17:00:00  carol: ok".to_string()
+    "\u{202e}ops\u{2066}x".to_string()
 }
 
 /// `chatctl --servers URLS ARGS` against `cluster` (its CA in CHAT_CA),
@@ -146,9 +146,28 @@ async fn chatctl_escapes_server_text() {
         &["group", "create", "--as", "alice", &group, "bob"],
     )
     .await;
+    assert!(created.contains("\\u{202e}ops\\u{2066}x"), "{created}");
+    // Control characters in a name are refused by the server, and the
+    // refusal prints safely.
+    let refused = run(
+        servers,
+        "alice",
+        &[
+            "group",
+            "create",
+            "--as",
+            "alice",
+            "\x1b[2J\n[999] x",
+            "bob",
+        ],
+    )
+    .await;
+    assert!(!refused.status.success(), "a group name with ESC and LF");
+    assert_terminal_safe("refused group stderr", &refused.stderr);
     assert!(
-        created.contains("\\x1b[2J\\x1b]0;t\\x07\\u{202e}ops\\n[999]"),
-        "{created}"
+        String::from_utf8_lossy(&refused.stderr).starts_with("chatctl: INVALID_ARGUMENT: "),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
     let hash_group = format!("#{group}");
     ok(
@@ -185,14 +204,11 @@ async fn chatctl_escapes_server_text() {
     )
     .await;
     assert_body_shown("group history", &history);
-    assert!(history.contains("#\\x1b[2J"), "{history}");
+    assert!(history.contains("#\\u{202e}ops"), "{history}");
 
     // The conversations table shows the group name on one line.
     let list = ok(servers, "bob", &["conversations", "--as", "bob"]).await;
-    assert!(
-        list.contains("#\\x1b[2J\\x1b]0;t\\x07\\u{202e}ops\\n[999]"),
-        "{list}"
-    );
+    assert!(list.contains("#\\u{202e}ops\\u{2066}x"), "{list}");
 
     // An error quoting the name (the group exists) stays one safe line.
     let again = run(
@@ -206,7 +222,7 @@ async fn chatctl_escapes_server_text() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("chatctl: ALREADY_EXISTS: "), "{stderr}");
-    assert!(stderr.contains("\\x1b[2J"), "{stderr}");
+    assert!(stderr.contains("\\u{202e}"), "{stderr}");
 
     // JSON stays exact for programs, yet terminal-safe too.
     let json = ok(
@@ -234,8 +250,5 @@ async fn chatctl_escapes_server_text() {
     assert_terminal_safe("watch stdout", &seen);
     assert_body_shown("watch", &shown);
     assert_eq!(shown.matches(FORGED).count(), 2, "{shown}");
-    assert!(
-        shown.contains("#\\x1b[2J\\x1b]0;t\\x07\\u{202e}ops\\n[999]"),
-        "{shown}"
-    );
+    assert!(shown.contains("#\\u{202e}ops\\u{2066}x"), "{shown}");
 }

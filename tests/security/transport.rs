@@ -310,7 +310,7 @@ async fn membership_changes_need_the_admin_certificate() {
 
     let remove = RemoveReplicaRequest { id: victim };
     let err = ClusterClient::new(cluster.channel(leader))
-        .remove_replica(remove.clone())
+        .remove_replica(remove)
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
@@ -331,7 +331,7 @@ async fn membership_changes_need_the_admin_certificate() {
             .unwrap()
             .connect_lazy();
     let err = ClusterClient::new(channel)
-        .remove_replica(remove.clone())
+        .remove_replica(remove)
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");

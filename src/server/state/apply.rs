@@ -110,6 +110,22 @@ impl ChatState {
             }
             // Lease expiry already ran at the start of the batch.
             Command::Tick => Ok(Outcome::Done),
+            Command::RecordIncarnation {
+                replica,
+                incarnation,
+                replace,
+            } => match self.replicas.get(replica) {
+                Some(known) if known != incarnation && !*replace => {
+                    Err(ChatError::precondition(format!(
+                        "replica {replica} is recorded with other storage: a replica whose \
+                         storage was wiped must be removed and added back with --join"
+                    )))
+                }
+                _ => {
+                    self.replicas.insert(*replica, *incarnation);
+                    Ok(Outcome::Done)
+                }
+            },
         }
     }
 

@@ -51,6 +51,7 @@ impl Scope {
             Command::SubscriptionClosed { .. }
             | Command::PresenceLease { .. }
             | Command::ReplicaStarted { .. }
+            | Command::RecordIncarnation { .. }
             | Command::Tick => Scope::Replica,
         }
     }

@@ -9,9 +9,11 @@
 //! spends most of its time in this decode, mostly faulting in fresh memory,
 //! and both halves of that work run at once on two cores.
 //!
-//! [`ChatState::deserialize_previous_layout`] reads the previous layout
-//! (every field inline, as snapshot data carried it before its format byte,
-//! see `storage::state_store`), so storage written by the previous release
+//! The recorded replica incarnations come last. Older layouts still read:
+//! [`ChatState::deserialize_without_replicas`] (format 4: no incarnations)
+//! and [`ChatState::deserialize_previous_layout`] (every field inline, as
+//! snapshot data carried it before its format byte, see
+//! `storage::state_store`), so storage written by earlier releases
 //! restores.
 
 use std::fmt;
@@ -22,7 +24,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{text, Accounts, ChatState, Conversations, Dedup, Presence, Sessions};
 
-const FIELDS: usize = 8;
+const FIELDS: usize = 9;
+/// Fields of the layouts written before replica incarnations.
+const FIELDS_WITHOUT_REPLICAS: usize = 8;
 
 impl Serialize for ChatState {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -37,6 +41,7 @@ impl Serialize for ChatState {
         t.serialize_element(&self.presence)?;
         t.serialize_element(&self.dedup)?;
         t.serialize_element(&self.history)?;
+        t.serialize_element(&self.replicas)?;
         t.end()
     }
 }
@@ -47,21 +52,37 @@ impl<'de> Deserialize<'de> for ChatState {
             FIELDS,
             ChatStateVisitor {
                 conversations_inline: false,
+                with_replicas: true,
             },
         )
     }
 }
 
 impl ChatState {
+    /// Reads format 4: the current layout without the replica
+    /// incarnations at its end.
+    pub fn deserialize_without_replicas<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        deserializer.deserialize_tuple(
+            FIELDS_WITHOUT_REPLICAS,
+            ChatStateVisitor {
+                conversations_inline: false,
+                with_replicas: false,
+            },
+        )
+    }
+
     /// Reads the previous layout: the same fields, the conversations
     /// inline (decoded on the calling thread).
     pub fn deserialize_previous_layout<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Self, D::Error> {
         deserializer.deserialize_tuple(
-            FIELDS,
+            FIELDS_WITHOUT_REPLICAS,
             ChatStateVisitor {
                 conversations_inline: true,
+                with_replicas: false,
             },
         )
     }
@@ -69,6 +90,7 @@ impl ChatState {
 
 struct ChatStateVisitor {
     conversations_inline: bool,
+    with_replicas: bool,
 }
 
 fn next<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
@@ -125,7 +147,13 @@ impl<'de> Visitor<'de> for ChatStateVisitor {
                 Ok::<_, A::Error>((conversations, rest?))
             })?
         };
+        let replicas = if self.with_replicas {
+            next(&mut seq, "replica incarnations")?
+        } else {
+            Default::default()
+        };
         Ok(ChatState {
+            replicas,
             now_ms,
             event_seq,
             accounts,

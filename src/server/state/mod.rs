@@ -101,6 +101,8 @@ pub struct ChatState {
     /// SHA-256 chain over every applied batch and its results; see
     /// [`ChatState::history_digest`].
     history: [u8; 32],
+    /// The storage each replica recorded it runs on (`RecordIncarnation`).
+    replicas: std::collections::BTreeMap<u64, Incarnation>,
 }
 
 /// Where the events of the entry being applied go.
@@ -139,6 +141,11 @@ impl ChatState {
     /// replica that installed one continues the same chain.
     /// [`digest`](Self::digest) hashes the whole state instead, which costs
     /// O(state).
+    /// The storage incarnation recorded for `replica`, if any.
+    pub fn incarnation_of(&self, replica: u64) -> Option<Incarnation> {
+        self.replicas.get(&replica).copied()
+    }
+
     pub fn history_digest(&self) -> [u8; 32] {
         self.history
     }

@@ -1108,6 +1108,32 @@ fn replica_restart_drops_its_subscriptions() {
     assert_eq!(h.s.presence.lease(1), None);
 }
 
+#[test]
+fn incarnations_are_recorded_and_replaced_only_on_join() {
+    let mut h = H::new();
+    let (one, two) = ([1u8; 16], [2u8; 16]);
+    let record = |incarnation, replace| Command::RecordIncarnation {
+        replica: 3,
+        incarnation,
+        replace,
+    };
+    assert_eq!(h.s.incarnation_of(3), None);
+    h.ok(record(one, false));
+    h.ok(record(one, false));
+    assert_eq!(h.s.incarnation_of(3), Some(one));
+    // Wiped storage, started without --join: refused, nothing changes.
+    let err = h.err(record(two, false));
+    assert_eq!(err.kind, ErrorKind::FailedPrecondition);
+    assert_eq!(h.s.incarnation_of(3), Some(one));
+    // --join: the operator re-added it.
+    h.ok(record(two, true));
+    assert_eq!(h.s.incarnation_of(3), Some(two));
+    // Carried by snapshots.
+    let bytes = postcard::to_allocvec(&h.s).unwrap();
+    let back: ChatState = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back.incarnation_of(3), Some(two));
+}
+
 // --------------------------------------------------------------------- dedup
 
 #[test]

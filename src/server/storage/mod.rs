@@ -124,6 +124,24 @@ pub enum StorageOpenError {
     },
 }
 
+/// Reads one of `dir`'s small checksummed files (the layout of `vote`);
+/// `None` if it does not exist.
+pub fn load_small_file<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<T>, StorageOpenError> {
+    meta_file::load(dir, name)
+}
+
+/// Atomically and durably writes one of `dir`'s small checksummed files.
+pub fn save_small_file<T: serde::Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+) -> Result<(), StorageOpenError> {
+    meta_file::save(dir, name, value).map_err(|e| StorageOpenError::io("write", &dir.join(name), e))
+}
+
 impl StorageOpenError {
     pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
         StorageOpenError::Io {

@@ -191,10 +191,21 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, StorageOpenError> {
 }
 
 /// The first byte of snapshot data in the current format: the chat state's
-/// conversations in a section of their own, decoded on a second thread
-/// (see `state::encoding`). Data written before it starts with
-/// `last_applied`'s `Option` tag, 0 or 1, and still decodes.
-const DATA_FORMAT: u8 = 4;
+/// conversations in a section of their own, decoded on a second thread,
+/// and the replica incarnations at its end (see `state::encoding`). Format
+/// 4 (no incarnations) still decodes, and so does data written before the
+/// format byte, which starts with `last_applied`'s `Option` tag, 0 or 1.
+const DATA_FORMAT: u8 = 5;
+const DATA_FORMAT_WITHOUT_REPLICAS: u8 = 4;
+
+/// [`AppliedState`] as written in format 4.
+#[derive(Deserialize)]
+struct Format4AppliedState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    #[serde(deserialize_with = "ChatState::deserialize_without_replicas")]
+    chat: ChatState,
+}
 
 /// [`AppliedState`] as written before [`DATA_FORMAT`].
 #[derive(Deserialize)]
@@ -217,6 +228,13 @@ fn encode_state(state: &AppliedState) -> Result<Vec<u8>, postcard::Error> {
 fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
     match data.first() {
         Some(&DATA_FORMAT) => postcard::from_bytes(&data[1..]),
+        Some(&DATA_FORMAT_WITHOUT_REPLICAS) => {
+            postcard::from_bytes::<Format4AppliedState>(&data[1..]).map(|s| AppliedState {
+                last_applied: s.last_applied,
+                membership: s.membership,
+                chat: s.chat,
+            })
+        }
         _ => postcard::from_bytes::<LegacyAppliedState>(data).map(|s| AppliedState {
             last_applied: s.last_applied,
             membership: s.membership,
@@ -852,7 +870,12 @@ mod tests {
         legacy.extend(state.chat.legacy_encoding());
         // What tells them apart: old data starts with an `Option` tag.
         assert!(legacy[0] <= 1);
-        for data in [current, legacy] {
+        // Format 4 lacked the replica incarnations, the last field: with
+        // none recorded they are one byte (an empty map).
+        assert_eq!(current.last(), Some(&0));
+        let mut format4 = current[..current.len() - 1].to_vec();
+        format4[0] = DATA_FORMAT_WITHOUT_REPLICAS;
+        for data in [current, legacy, format4] {
             let back = decode_state(&data).unwrap();
             assert_eq!(back.last_applied, state.last_applied);
             assert_eq!(back.membership, state.membership);
