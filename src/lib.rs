@@ -11,6 +11,7 @@
 //! | [`server::consensus`] | proposing writes (batched, forwarded to the leader) and linearizable reads |
 //! | [`server::wire`], [`server::listener`], [`server::network`] | replica-to-replica frames (Raft RPCs, forwarded proposals, read index) over mutual TLS |
 //! | [`server::chat_service`], [`server::subscribe`], [`server::cluster_service`] | the client-facing gRPC services |
+//! | [`server::incarnation`] | which storage each replica runs on, so a wiped replica cannot vote again |
 //! | [`server::replica`] | the server loop: bind, recover, bootstrap, serve, shut down |
 //! | [`client`] | the failover client library used by the CLI, the TUI, tests and benches |
 //! | [`cli`] | `chatctl` |

@@ -187,16 +187,6 @@ impl Cluster {
         config
     }
 
-    /// Like [`Cluster::client_config`], presenting the admin certificate.
-    pub fn admin_config<S: Into<String>>(
-        &self,
-        servers: impl IntoIterator<Item = S>,
-    ) -> ClientConfig {
-        let mut config = ClientConfig::new(servers);
-        config.tls = self.load_tls(true);
-        config
-    }
-
     /// A lazily connected gRPC channel to replica `id`, for raw calls;
     /// presents the admin certificate when `admin`.
     pub fn channel_as(&self, id: u64, admin: bool) -> tonic::transport::Channel {

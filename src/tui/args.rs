@@ -49,7 +49,11 @@ impl Args {
         let mut config = ClientConfig::new(self.server_list());
         config.rpc_timeout = self.timeout();
         if let Some(ca) = &self.ca {
-            config.tls = Some(crate::tls::ClientTls::load(ca, None, ["--ca", "", ""])?);
+            config.tls = Some(crate::tls::ClientTls::load(
+                ca,
+                None,
+                ["--ca", "--cert", "--key"],
+            )?);
         }
         Ok(config)
     }

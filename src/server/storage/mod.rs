@@ -17,6 +17,7 @@
 //! DIR/vote            current vote                      (small file, fsynced)
 //! DIR/boot            boot id of the machine session that last opened the log
 //! DIR/purged          last purged log id                (small file, fsynced)
+//! DIR/incarnation     this storage's random id          (small file; `server::incarnation`)
 //! DIR/log/NNN….seg    the log: segments named by their first index (see `wal`)
 //! DIR/snapshots/snap-NNN….snap   the newest snapshot (only one is kept)
 //! ```
@@ -30,7 +31,7 @@
 //!
 //! *Snapshot files* are `[magic "RCSNAP01"][version u32][crc32 u32][len u64][payload]`
 //! with payload = postcard `(SnapshotMeta, data)`, and `data` = a format
-//! byte (4) then postcard `(last_applied, membership, ChatState)`, the chat
+//! byte (5) then postcard `(last_applied, membership, ChatState)`, the chat
 //! state's conversations nested as a byte section so a restore decodes them
 //! on a second thread — the same bytes sent to followers. Data without the
 //! format byte (written before it) still decodes.
