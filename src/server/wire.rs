@@ -222,21 +222,21 @@ pub async fn read_payload<R: AsyncBufRead + Unpin>(
     len: usize,
 ) -> io::Result<Vec<u8>> {
     let want = len - 1;
-    // Grow with what arrives rather than trusting the length up front.
-    let mut payload = Vec::with_capacity(want.min(1 << 20));
-    (&mut *r)
-        .take(want as u64)
-        .read_to_end(&mut payload)
-        .await?;
-    if payload.len() < want {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "{kind:?} frame cut short: {} of {want} bytes",
-                payload.len()
-            ),
-        ));
-    }
+    // The whole payload at once: its length is within the kind's limit
+    // (and, on a replica's listener, within the frame budget), and pages
+    // not yet written are not resident, so memory follows what arrives
+    // without a growing buffer's copies.
+    let mut payload = vec![0u8; want];
+    r.read_exact(&mut payload).await.map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{kind:?} frame cut short: fewer than {want} bytes"),
+            )
+        } else {
+            e
+        }
+    })?;
     Ok(payload)
 }
 

@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fatal;
 mod login;
 mod output;
 mod transport;

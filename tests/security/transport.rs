@@ -349,3 +349,74 @@ async fn membership_changes_need_the_admin_certificate() {
         .into_inner();
     assert!(reply.members.iter().all(|m| m.id != victim), "{reply:?}");
 }
+
+/// The peak resident memory of a process, from /proc.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_from_a_peer_cost_bounded_memory() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        storage: false,
+        ..options()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let peer = (1..=3).find(|id| *id != leader).unwrap();
+    let pid = cluster.pid(leader).unwrap();
+    let before = peak_rss_mib(pid);
+
+    // Eight connections, each one 48 MiB AppendEntries (within the kind's
+    // limit) at once: 384 MiB if all were held.
+    const FRAME: usize = 48 << 20;
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let conn = raft_tls(&cluster, leader, Some(&format!("replica-{peer}")))
+            .await
+            .unwrap();
+        senders.push(tokio::spawn(async move {
+            let mut conn = conn;
+            let mut header = (FRAME as u32).to_le_bytes().to_vec();
+            header.push(Kind::Append as u8);
+            let chunk = vec![0u8; 1 << 20];
+            let sent = async {
+                conn.get_mut().write_all(&header).await?;
+                for _ in 0..FRAME / chunk.len() {
+                    conn.get_mut().write_all(&chunk).await?;
+                }
+                conn.get_mut().flush().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(60), sent).await;
+            // Zeros decode to a request in replica 0's name: refused.
+            tokio::time::timeout(Duration::from_secs(30), wire::read_frame(&mut conn)).await
+        }));
+    }
+    for sender in senders {
+        let answer = sender.await.unwrap();
+        assert!(
+            !matches!(answer, Ok(Ok(Some(_)))),
+            "a forged append was answered"
+        );
+    }
+    let after = peak_rss_mib(pid);
+    println!("8 x 48 MiB frames: leader peak RSS {before} -> {after} MiB");
+    // At most the frame budget (128 MiB) is read at once.
+    assert!(
+        after < before + 200,
+        "peak RSS grew from {before} to {after} MiB"
+    );
+    let client = raftchat::client::ChatClient::new(cluster.client_config(cluster.urls())).unwrap();
+    assert!(client
+        .cluster_status(false)
+        .await
+        .iter()
+        .all(|s| s.result.is_ok()));
+}
