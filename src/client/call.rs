@@ -94,7 +94,7 @@ impl ChatClient {
                     }
                     (
                         leader_hint(status.metadata()),
-                        describe_failure(&status, budget),
+                        describe_failure(&status, budget, server.plaintext),
                     )
                 }
                 Err(_elapsed) => {

@@ -44,17 +44,25 @@ pub(crate) fn is_local_timeout(status: &Status) -> bool {
 }
 
 /// A one-line description of a failed attempt that lasted at most `budget`.
-pub(crate) fn describe_failure(status: &Status, budget: Duration) -> String {
+pub(crate) fn describe_failure(status: &Status, budget: Duration, plaintext: bool) -> String {
     if is_local_timeout(status) {
         return no_answer(budget);
     }
     let described = super::ClientError::from(status.clone()).to_string();
     // Transport statuses say little ("tcp connect error"); the innermost
     // cause ("Connection refused (os error 111)") is what a human needs.
-    match root_cause(status) {
-        Some(cause) if !described.contains(&cause) => format!("{described} ({cause})"),
+    let cause = root_cause(status);
+    let described = match &cause {
+        Some(cause) if !described.contains(cause) => format!("{described} ({cause})"),
         _ => described,
+    };
+    // A TLS replica closes a plaintext connection at once.
+    if plaintext && cause.as_deref() == Some("connection closed") {
+        return format!(
+            "{described}; if the replicas use TLS, give their CA certificate (--ca FILE or CHAT_CA)"
+        );
     }
+    described
 }
 
 /// The message of the innermost source error, if the status has one.
@@ -158,7 +166,7 @@ mod tests {
         assert!(is_transport(&status));
         assert!(is_retryable(&status));
         assert!(!is_local_timeout(&status));
-        assert!(describe_failure(&status, Duration::from_secs(1)).contains("reset"));
+        assert!(describe_failure(&status, Duration::from_secs(1), false).contains("reset"));
     }
 
     #[test]
@@ -167,7 +175,7 @@ mod tests {
         assert!(is_local_timeout(&status));
         assert!(is_retryable(&status));
         assert_eq!(
-            describe_failure(&status, Duration::from_millis(200)),
+            describe_failure(&status, Duration::from_millis(200), false),
             "no answer within 200 ms"
         );
     }

@@ -22,6 +22,9 @@ pub(crate) struct Server {
     key: String,
     endpoint: Endpoint,
     channel: Mutex<Option<Channel>>,
+    /// Speaks plaintext (no `--ca`): a closed connection may be a TLS
+    /// replica refusing it, which failures then say.
+    pub(crate) plaintext: bool,
 }
 
 impl Server {
@@ -63,6 +66,7 @@ impl Server {
             key: normalize(addr),
             endpoint,
             channel: Mutex::new(None),
+            plaintext: config.tls.is_none(),
         })
     }
 

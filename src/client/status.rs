@@ -39,7 +39,7 @@ impl ChatClient {
                     if is_transport(&status) {
                         server.reset();
                     }
-                    Err(describe_failure(&status, timeout))
+                    Err(describe_failure(&status, timeout, server.plaintext))
                 }
                 Err(_elapsed) => {
                     server.reset();

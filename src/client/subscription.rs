@@ -180,7 +180,8 @@ impl Subscription {
                     server.reset();
                 }
                 let hint = leader_hint(status.metadata());
-                self.move_on(index, hint, describe_failure(&status, timeout));
+                let why = describe_failure(&status, timeout, server.plaintext);
+                self.move_on(index, hint, why);
             }
             Err(_elapsed) => {
                 server.reset();
@@ -210,7 +211,8 @@ impl Subscription {
                     self.client.server(index).reset();
                 }
                 let hint = leader_hint(status.metadata());
-                self.move_on(index, hint, describe_failure(&status, quiet));
+                let why = describe_failure(&status, quiet, self.client.server(index).plaintext);
+                self.move_on(index, hint, why);
             }
             Err(_quiet) => match self.probe(index).await {
                 Ok(()) => self.stream = Some((index, stream)),
@@ -285,7 +287,7 @@ impl Subscription {
                 Err(format!(
                     "{} failed a status check: {}",
                     server.addr,
-                    describe_failure(&status, timeout)
+                    describe_failure(&status, timeout, server.plaintext)
                 ))
             }
             Err(_elapsed) => {

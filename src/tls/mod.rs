@@ -107,11 +107,11 @@ pub fn peer_role(chain: Option<&[CertificateDer<'_>]>) -> Option<Role> {
 /// Why TLS material could not be used; each names the file and the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {what} {}: {source}", path.display())]
+    #[error("cannot read {what} {}: {error}", path.display())]
     Read {
         what: &'static str,
         path: PathBuf,
-        source: rustls::pki_types::pem::Error,
+        error: rustls::pki_types::pem::Error,
     },
     #[error("{what} {} holds no certificate", path.display())]
     Empty { what: &'static str, path: PathBuf },
@@ -127,10 +127,10 @@ pub fn read_certs(
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::Read {
+        .map_err(|error| TlsError::Read {
             what,
             path: path.to_owned(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(TlsError::Empty {
@@ -143,10 +143,10 @@ pub fn read_certs(
 
 /// The private key in a PEM file.
 pub fn read_key(what: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read {
+    PrivateKeyDer::from_pem_file(path).map_err(|error| TlsError::Read {
         what,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
