@@ -122,10 +122,12 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport> {
         ..Options::default()
     });
     println!(
-        "raftchat failover demo: 5 chatd replicas ({}) on {}, storage in {}",
+        "raftchat failover demo: 5 chatd replicas ({}) on {}, storage in {}, TLS on \
+         every connection (certificates in {})",
         cluster.chatd_path().display(),
         cluster.urls().join(" "),
-        cluster.dir.path().display()
+        cluster.dir.path().display(),
+        cluster.certs_dir().display()
     );
     let result = scenario(&mut cluster).await;
     if result.is_err() {
