@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raftchat::client::{ChatClient, Target};
-use raftchat::local_cluster::{Cluster, Options};
+use raftchat_client::{ChatClient, Target};
+use raftchat_testkit::local_cluster::{Cluster, Options};
 use serde_json::{json, Value};
 
 /// The load generator shares the two cores with the five replicas, so it

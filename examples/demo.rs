@@ -5,52 +5,19 @@
 //! cargo run --release --example demo
 //! ```
 //!
-//! `cargo run --example` does not build the `chatd` binary, so this first
-//! runs `cargo build --bin chatd` with the same profile (a no-op when it is
-//! up to date, and it guarantees the demo never runs a stale `chatd`). Set
-//! `CHATD_BIN` to use another binary. Exits non-zero when any step of the
+//! `chatd` lives in another crate of the workspace, so this first builds it
+//! with the same profile (a no-op when it is up to date; see
+//! `raftchat_testkit::bins`) and never runs a stale one. Set `CHATD_BIN` to
+//! use another binary. Exits non-zero when any step of the
 //! demo does not hold; Ctrl-C stops the replicas and removes their data.
 
-use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
-use raftchat::demo::{run, DemoOptions};
-
-/// Builds (if needed) and locates the `chatd` next to this example.
-fn chatd() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("CHATD_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-    let mut build = Command::new(&cargo);
-    build.args(["build", "--bin", "chatd", "--manifest-path", manifest]);
-    if !cfg!(debug_assertions) {
-        build.arg("--release");
-    }
-    println!("building chatd: {build:?}");
-    let built = build.status().map(|s| s.success()).unwrap_or(false);
-    let path = raftchat::local_cluster::chatd_path(None);
-    if path.exists() {
-        if !built {
-            eprintln!(
-                "warning: `cargo build --bin chatd` failed; using the existing {}",
-                path.display()
-            );
-        }
-        Ok(path)
-    } else {
-        Err(format!(
-            "cannot find or build chatd (looked next to {}); run `cargo build --release --bins` \
-             or set CHATD_BIN",
-            std::env::current_exe().unwrap_or_default().display()
-        ))
-    }
-}
+use raftchat_testkit::demo::{run, DemoOptions};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let chatd = match chatd() {
+    let chatd = match raftchat_testkit::bins::try_path("chatd") {
         Ok(path) => path,
         Err(e) => {
             eprintln!("demo: {e}");

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use raftchat::client::{ChatClient, Target};
-use raftchat::local_cluster::{Cluster, Options};
+use raftchat_client::{ChatClient, Target};
+use raftchat_testkit::local_cluster::{Cluster, Options};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use raftchat::fault::{run, RunConfig};
+use raftchat_testkit::fault::{run, RunConfig};
 
 fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let (number, unit) = text

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{options, user, Clients, Cluster, Options};
 use futures::StreamExt;
-use raftchat::client::{ClientError, SubscriptionItem, Target};
-use raftchat::proto::event::Kind;
+use raftchat_client::{ClientError, SubscriptionItem, Target};
+use raftchat_proto::event::Kind;
 use tonic::Code;
 
 fn expect_code<T: std::fmt::Debug>(
@@ -32,7 +32,7 @@ fn expect_code<T: std::fmt::Debug>(
 async fn watchers(
     cluster: &Cluster,
     ids: &[u64],
-) -> std::collections::BTreeMap<u64, raftchat::client::ChatClient> {
+) -> std::collections::BTreeMap<u64, raftchat_client::ChatClient> {
     let password = "watcher-password";
     cluster
         .client()
@@ -236,7 +236,7 @@ fn malformed_flags_name_the_flag() {
             "--election-timeout-ms",
         ),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+        let out = std::process::Command::new(raftchat_testkit::bins::path("chatd"))
             .args(&args)
             .output()
             .unwrap();
@@ -251,12 +251,12 @@ async fn take_events(
     stream: &mut (impl futures::Stream<Item = SubscriptionItem> + Unpin),
     n: usize,
     timeout: Duration,
-) -> Vec<raftchat::proto::Event> {
+) -> Vec<raftchat_proto::Event> {
     let mut events = Vec::new();
     let _ = tokio::time::timeout(timeout, async {
         while events
             .iter()
-            .filter(|e: &&raftchat::proto::Event| matches!(e.kind, Some(Kind::Message(_))))
+            .filter(|e: &&raftchat_proto::Event| matches!(e.kind, Some(Kind::Message(_))))
             .count()
             < n
         {

@@ -1,15 +1,15 @@
 //! The README's first command, `cargo run --release --example demo`, runs
-//! `raftchat::demo::run`; so does this test, so CI checks every promise the
+//! `raftchat_testkit::demo::run`; so does this test, so CI checks every promise the
 //! demo narrates (failover, no-quorum refusal, catch-up, exactly-once).
 
 use std::time::Duration;
 
-use raftchat::demo::{run, DemoOptions};
+use raftchat_testkit::demo::{run, DemoOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failover_demo_holds() {
     let report = run(DemoOptions {
-        chatd: Some(env!("CARGO_BIN_EXE_chatd").into()),
+        chatd: Some(raftchat_testkit::bins::path("chatd")),
     })
     .await
     .unwrap_or_else(|e| panic!("demo failed: {e:#}"));

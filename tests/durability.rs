@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{
     bodies_with, options, send_concurrently, sent_bodies, user, Clients, Cluster, Options,
 };
-use raftchat::client::Target;
-use raftchat::fault::wal_cut;
+use raftchat_client::Target;
+use raftchat_server::storage::power_cut as wal_cut;
 
 /// All five SIGKILLed at once and restarted: nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +147,7 @@ async fn whole_cluster_restart_from_snapshots_loses_nothing() {
 /// a lost write from a stale read.
 async fn explain_count(
     cluster: &Cluster,
-    reader: &raftchat::client::ChatClient,
+    reader: &raftchat_client::ChatClient,
     got: &[String],
     senders: usize,
     each: usize,
@@ -255,7 +255,7 @@ async fn torn_tail_is_discarded_and_corruption_stops_the_replica() {
     file.seek(SeekFrom::Start(20)).unwrap();
     file.write_all(&[0xFF, 0x00, 0xFF]).unwrap();
     drop(file);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"))
+    let output = std::process::Command::new(raftchat_testkit::bins::path("chatd"))
         .args(cluster.args(victim))
         .output()
         .unwrap();

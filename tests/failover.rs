@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{bodies_with, options, user, Clients, Cluster, Options};
-use raftchat::client::Target;
+use raftchat_client::Target;
 
 /// Five replicas started in random order elect one leader; writes through
 /// different replicas read back the same from every replica.
@@ -112,7 +112,7 @@ async fn survives_two_failures_refuses_cleanly_without_quorum_and_recovers() {
     let mut config = cluster.client_config(cluster.urls());
     config.rpc_timeout = Duration::from_millis(500);
     config.write_deadline = Duration::from_secs(3);
-    let limited = raftchat::client::ChatClient::new(config).unwrap();
+    let limited = raftchat_client::ChatClient::new(config).unwrap();
     limited.set_token(alice.token());
     let started = Instant::now();
     let err = limited.send(&bob_target, "no quorum").await.unwrap_err();
@@ -153,7 +153,7 @@ async fn retried_request_id_applies_once_across_leader_kill() {
     let alice = user(&cluster, "alice").await;
     let _bob = user(&cluster, "bob").await;
     let target = Target::User("bob".into());
-    let request_id = raftchat::client::new_request_id();
+    let request_id = raftchat_client::new_request_id();
 
     let first = alice
         .send_with_request_id(&target, "exactly once", &request_id)
@@ -189,8 +189,8 @@ async fn retried_request_id_applies_once_across_leader_kill() {
 /// backoff round).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_holds_a_write_through_an_election() {
-    use raftchat::proto::chat_client::ChatClient as RawChat;
-    use raftchat::proto::{send_message_request::To, SendMessageRequest};
+    use raftchat_proto::chat_client::ChatClient as RawChat;
+    use raftchat_proto::{send_message_request::To, SendMessageRequest};
 
     let mut cluster = Cluster::start(options());
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
@@ -202,7 +202,7 @@ async fn a_follower_holds_a_write_through_an_election() {
 
     cluster.kill(leader);
     let mut request = tonic::Request::new(SendMessageRequest {
-        request_id: raftchat::client::new_request_id(),
+        request_id: raftchat_client::new_request_id(),
         to: Some(To::User("bob".into())),
         body: "during the election".into(),
     });

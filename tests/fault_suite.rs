@@ -1,5 +1,5 @@
 //! The fault suite: a few fixed seeds of the Jepsen-style harness
-//! (`raftchat::fault`) against five real `chatd` replicas behind link
+//! (`raftchat_testkit::fault`) against five real `chatd` replicas behind link
 //! proxies. Each seed runs clients and the nemesis for a bounded time, heals,
 //! and checks that nothing acknowledged was lost, duplicated or reordered,
 //! that reads were linearizable and that the replicas converged.
@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use raftchat::fault::{run, RunConfig};
+use raftchat_testkit::fault::{run, RunConfig};
 
 const DEFAULT_SEEDS: &[u64] = &[11, 23, 47];
 const DEFAULT_SECS: u64 = 40;
@@ -36,7 +36,7 @@ async fn no_lost_duplicated_or_reordered_messages_under_faults() {
     // One seed at a time: five replicas per seed already fill two cores.
     for seed in seeds {
         let mut config = RunConfig::new(seed, Duration::from_secs(secs), 4);
-        config.chatd = Some(env!("CARGO_BIN_EXE_chatd").into());
+        config.chatd = Some(raftchat_testkit::bins::path("chatd"));
         config.verbose = std::env::var_os("FAULT_VERBOSE").is_some();
         let result = run(config)
             .await

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{bodies_with, client_for, options, user, Clients, Cluster, Options};
-use raftchat::client::Target;
+use raftchat_client::Target;
 
 /// Runs `chatctl --json --servers ... ARGS`; returns the parsed JSON line.
 async fn chatctl(cluster: &Cluster, servers: Vec<String>, args: &[&str]) -> serde_json::Value {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatctl"));
+    let mut cmd = std::process::Command::new(raftchat_testkit::bins::path("chatctl"));
     cmd.envs(cluster.chatctl_env(true));
     cmd.arg("--json")
         .arg("--servers")

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{http_get as get, options, user, Cluster, Options};
-use raftchat::proto::cluster_client::ClusterClient;
-use raftchat::proto::AddReplicaRequest;
+use raftchat_proto::cluster_client::ClusterClient;
+use raftchat_proto::AddReplicaRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;

@@ -11,10 +11,10 @@ use std::time::Duration;
 use common::{
     bodies_with, http_get, options, send_concurrently, sent_bodies, user, Cluster, Options,
 };
-use raftchat::client::Target;
-use raftchat::proto::chat_client::ChatClient as RawChat;
-use raftchat::proto::send_stream_reply::Result as Answer;
-use raftchat::proto::{send_message_request::To, SendMessageRequest};
+use raftchat_client::Target;
+use raftchat_proto::chat_client::ChatClient as RawChat;
+use raftchat_proto::send_stream_reply::Result as Answer;
+use raftchat_proto::{send_message_request::To, SendMessageRequest};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_stream::wrappers::UnboundedReceiverStream;

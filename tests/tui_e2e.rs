@@ -203,7 +203,7 @@ async fn two_users_chat_through_a_leader_kill() {
              RAFTCHAT_SKIP_TMUX=1 to skip this test."
         );
     }
-    let chat_tui: PathBuf = env!("CARGO_BIN_EXE_chat-tui").into();
+    let chat_tui: PathBuf = raftchat_testkit::bins::path("chat-tui");
     let chat_tui = chat_tui.display().to_string();
 
     let mut cluster = Cluster::start(options());

@@ -9,7 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-use raftchat::tui::{
+use raftchat_tui::{
     draw, AccountInfo, App, AppConfig, AppEvent, ChatMessage, ConnectionInfo, Context,
     ConversationInfo, ConversationKind, ErrorKind, NetError, NetEvent, ReplicaReport,
     ReplicaStatus, BINDINGS,
@@ -402,7 +402,7 @@ fn readme_key_table() -> String {
 /// `UPDATE_README=1 cargo test --test tui_render readme`.
 #[test]
 fn readme_key_table_matches_the_bindings() {
-    const BEGIN: &str = "<!-- chat-tui keys: generated from src/tui/keys.rs BINDINGS -->\n";
+    const BEGIN: &str = "<!-- chat-tui keys: generated from crates/tui/src/keys.rs BINDINGS -->\n";
     const END: &str = "<!-- end of chat-tui keys -->";
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
     let readme = std::fs::read_to_string(path).expect("read README.md");

@@ -1,46 +1,46 @@
-//! Test helpers on top of `raftchat::local_cluster`.
+//! Test helpers on top of `raftchat_testkit::local_cluster`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
-pub use raftchat::local_cluster::{Cluster, Options};
+pub use raftchat_testkit::local_cluster::{Cluster, Options};
 
 /// Options for a cluster running the `chatd` this test build produced.
 pub fn options() -> Options {
     Options {
-        chatd: Some(env!("CARGO_BIN_EXE_chatd").into()),
+        chatd: Some(raftchat_testkit::bins::path("chatd")),
         ..Options::default()
     }
 }
 
 /// A client for these replicas of `cluster` with test-friendly deadlines.
-pub fn client_for(cluster: &Cluster, urls: Vec<String>) -> raftchat::client::ChatClient {
+pub fn client_for(cluster: &Cluster, urls: Vec<String>) -> raftchat_client::ChatClient {
     let mut config = cluster.client_config(urls);
     config.rpc_timeout = Duration::from_millis(1500);
     config.write_deadline = Duration::from_secs(15);
-    raftchat::client::ChatClient::new(config).expect("client config")
+    raftchat_client::ChatClient::new(config).expect("client config")
 }
 
 /// Test-friendly clients for a cluster.
 pub trait Clients {
     /// A client that may use every replica.
-    fn client(&self) -> raftchat::client::ChatClient;
+    fn client(&self) -> raftchat_client::ChatClient;
     /// A client pinned to one replica: every call is served there.
-    fn client_on(&self, id: u64) -> raftchat::client::ChatClient;
+    fn client_on(&self, id: u64) -> raftchat_client::ChatClient;
 }
 
 impl Clients for Cluster {
-    fn client(&self) -> raftchat::client::ChatClient {
+    fn client(&self) -> raftchat_client::ChatClient {
         client_for(self, self.urls())
     }
-    fn client_on(&self, id: u64) -> raftchat::client::ChatClient {
+    fn client_on(&self, id: u64) -> raftchat_client::ChatClient {
         client_for(self, vec![self.url(id)])
     }
 }
 
 /// Creates `name` (password `password-<name>`) and returns a logged-in client.
-pub async fn user(cluster: &Cluster, name: &str) -> raftchat::client::ChatClient {
+pub async fn user(cluster: &Cluster, name: &str) -> raftchat_client::ChatClient {
     let client = cluster.client();
     client
         .create_account(name, &format!("password-{name}"))
@@ -55,8 +55,8 @@ pub async fn user(cluster: &Cluster, name: &str) -> raftchat::client::ChatClient
 
 /// Every message body in the conversation with `peer`, oldest first, as
 /// read by `client` (all pages).
-pub async fn bodies_with(client: &raftchat::client::ChatClient, peer: &str) -> Vec<String> {
-    let target = raftchat::client::Target::User(peer.to_string());
+pub async fn bodies_with(client: &raftchat_client::ChatClient, peer: &str) -> Vec<String> {
+    let target = raftchat_client::Target::User(peer.to_string());
     let mut out = Vec::new();
     let mut before = 0;
     loop {
@@ -84,8 +84,8 @@ pub fn sent_bodies(t: usize, each: usize) -> Vec<String> {
 /// `client`, sender `t` its [`sent_bodies`] in order; panics on any failed
 /// send.
 pub async fn send_concurrently(
-    client: &raftchat::client::ChatClient,
-    target: &raftchat::client::Target,
+    client: &raftchat_client::ChatClient,
+    target: &raftchat_client::Target,
     senders: usize,
     each: usize,
 ) {

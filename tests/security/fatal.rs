@@ -22,7 +22,7 @@ async fn a_replica_whose_raft_core_dies_exits_non_zero() {
         cluster.kill(id);
     }
     let doomed = 1;
-    raftchat::server::storage::save_small_file(
+    raftchat_server::storage::save_small_file(
         &cluster.storage_dir(doomed),
         "vote",
         &Vote::new(u64::MAX, 2),

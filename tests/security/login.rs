@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use raftchat::client::{ChatClient, ClientError, SubscriptionItem, Target};
-use raftchat::proto::chat_client::ChatClient as RawChat;
-use raftchat::proto::event::Kind;
-use raftchat::proto::{LoginReply, LoginRequest, SubscribeRequest};
+use raftchat_client::{ChatClient, ClientError, SubscriptionItem, Target};
+use raftchat_proto::chat_client::ChatClient as RawChat;
+use raftchat_proto::event::Kind;
+use raftchat_proto::{LoginReply, LoginRequest, SubscribeRequest};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -449,7 +449,7 @@ struct RawSendRequest {
 /// Over `SendStream`, a good send is answered and a body that is not UTF-8
 /// ends the stream with INVALID_ARGUMENT (not a silent end).
 async fn an_undecodable_stream_request_ends_the_stream_with_the_reason(url: &str, token: &str) {
-    use raftchat::proto::{send_stream_reply, SendStreamReply};
+    use raftchat_proto::{send_stream_reply, SendStreamReply};
     let channel = Endpoint::from_shared(format!("http://{url}"))
         .expect("url")
         .connect()

@@ -33,7 +33,7 @@ fn evil_group() -> String {
 /// `chatctl --servers URLS ARGS` against `cluster` (its CA in CHAT_CA),
 /// with `user`'s password in CHAT_PASSWORD.
 fn chatctl(cluster: &Cluster, user: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatctl"));
+    let mut cmd = Command::new(raftchat_testkit::bins::path("chatctl"));
     cmd.envs(cluster.chatctl_env(false))
         .arg("--servers")
         .arg(cluster.urls().join(","))

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::Vote;
-use raftchat::proto::cluster_client::ClusterClient;
-use raftchat::proto::RemoveReplicaRequest;
-use raftchat::server::command::{Command, Proposal};
-use raftchat::server::raft_types::TypeConfig;
-use raftchat::server::wire::{self, Kind};
-use raftchat::tls::{self, ReplicaTls};
+use raftchat_proto::cluster_client::ClusterClient;
+use raftchat_proto::RemoveReplicaRequest;
+use raftchat_server::command::{Command, Proposal};
+use raftchat_server::raft_types::TypeConfig;
+use raftchat_server::wire::{self, Kind};
+use raftchat_tls::{self as tls, ReplicaTls};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -232,14 +232,14 @@ async fn plaintext_clients_and_connection_floods_are_refused() {
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
 
     // A client without the CA speaks plaintext HTTP/2: refused.
-    let mut config = raftchat::client::ClientConfig::new([cluster.url(leader)]);
+    let mut config = raftchat_client::ClientConfig::new([cluster.url(leader)]);
     config.rpc_timeout = Duration::from_millis(500);
     config.write_deadline = Duration::from_secs(2);
-    let plain = raftchat::client::ChatClient::new(config).unwrap();
+    let plain = raftchat_client::ChatClient::new(config).unwrap();
     assert!(plain.create_account("eve", "password-eve").await.is_err());
     // With the CA it works.
     let client =
-        raftchat::client::ChatClient::new(cluster.client_config([cluster.url(leader)])).unwrap();
+        raftchat_client::ChatClient::new(cluster.client_config([cluster.url(leader)])).unwrap();
     assert!(
         client.cluster_status(false).await[0].result.is_ok(),
         "a TLS client is served"
@@ -265,13 +265,13 @@ async fn plaintext_clients_and_connection_floods_are_refused() {
     let held = fds();
     println!("1000 idle connections: replica fds {baseline} -> {held}");
     assert!(
-        held <= baseline + raftchat::server::listener::MAX_HANDSHAKES + 16,
+        held <= baseline + raftchat_server::listener::MAX_HANDSHAKES + 16,
         "{held} fds held (baseline {baseline})"
     );
     let started = Instant::now();
     while fds() > baseline + 16 {
         assert!(
-            started.elapsed() < raftchat::server::listener::HANDSHAKE_TIMEOUT * 3,
+            started.elapsed() < raftchat_server::listener::HANDSHAKE_TIMEOUT * 3,
             "idle connections still held: {} fds",
             fds()
         );
@@ -294,7 +294,7 @@ async fn membership_changes_need_the_admin_certificate() {
     });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let victim = (1..=3).find(|id| *id != leader).unwrap();
-    let client = raftchat::client::ChatClient::new(cluster.client_config(cluster.urls())).unwrap();
+    let client = raftchat_client::ChatClient::new(cluster.client_config(cluster.urls())).unwrap();
     let members = || async {
         client
             .cluster_status(false)
@@ -413,7 +413,7 @@ async fn large_frames_from_a_peer_cost_bounded_memory() {
         after < before + 200,
         "peak RSS grew from {before} to {after} MiB"
     );
-    let client = raftchat::client::ChatClient::new(cluster.client_config(cluster.urls())).unwrap();
+    let client = raftchat_client::ChatClient::new(cluster.client_config(cluster.urls())).unwrap();
     assert!(client
         .cluster_status(false)
         .await

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use raftchat::proto::cluster_client::ClusterClient;
-use raftchat::proto::{AddReplicaRequest, RemoveReplicaRequest};
+use raftchat_proto::cluster_client::ClusterClient;
+use raftchat_proto::{AddReplicaRequest, RemoveReplicaRequest};
 
 use crate::common::{options, user, Cluster, Options};
 

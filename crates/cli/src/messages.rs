@@ -1,0 +1,222 @@
+//! Messaging commands: send, read, history, conversations, mark-read,
+//! delete-messages. Each runs inside a `--as USER` session.
+
+use anyhow::Result;
+use serde_json::json;
+
+use raftchat_client::{ChatClient, ClientError, Conversation, Target};
+
+use super::output::Output;
+use super::render::{
+    conversation_json, conversation_name, join_ids, join_names, kind_name, message_json,
+    message_line, message_line_after,
+};
+use super::sanitize::escape_line;
+use super::table::Table;
+use super::time::format_ms;
+
+/// `send --as USER TO TEXT...`.
+pub async fn send(client: &ChatClient, out: Output, to: &Target, text: &str) -> Result<()> {
+    let reply = client.send(to, text).await?;
+    let message = reply
+        .message
+        .ok_or_else(|| ClientError::missing_field("message"))?;
+    out.either(
+        || {
+            format!(
+                "sent message {} to {} (conversation {})",
+                message.id,
+                escape_line(&to.to_string()),
+                message.conversation_id
+            )
+        },
+        || message_json(&message),
+    )
+}
+
+/// `read --as USER [--with T] [--limit N]`: the oldest unread messages,
+/// which the server then marks read.
+pub async fn read(
+    client: &ChatClient,
+    out: Output,
+    with: Option<&Target>,
+    limit: u32,
+) -> Result<()> {
+    let conversation_id = match with {
+        Some(target) => client.find_conversation(target).await?.id,
+        None => 0,
+    };
+    let reply = client.read_unread(conversation_id, limit).await?;
+    if out.is_json() {
+        for message in &reply.messages {
+            out.object(&message_json(message))?;
+        }
+        return out.object(&json!({ "remaining": reply.remaining }));
+    }
+    if reply.messages.is_empty() {
+        return out.text("no unread messages");
+    }
+    for message in &reply.messages {
+        if conversation_id == 0 {
+            let lead = format!("(conversation {}) ", message.conversation_id);
+            out.text(&message_line_after(&lead, message))?;
+        } else {
+            out.text(&message_line(message))?;
+        }
+    }
+    if reply.remaining > 0 {
+        out.text(&format!("{} more unread", reply.remaining))?;
+    }
+    Ok(())
+}
+
+/// `history --as USER --with T [--before ID] [--limit N]`: one page, shown
+/// oldest first so it reads like a chat.
+pub async fn history(
+    client: &ChatClient,
+    out: Output,
+    with: &Target,
+    before: u64,
+    limit: u32,
+) -> Result<()> {
+    let reply = client.history(with, before, limit).await?;
+    let oldest = reply.messages.last().map(|m| m.id);
+    if out.is_json() {
+        for message in reply.messages.iter().rev() {
+            out.object(&message_json(message))?;
+        }
+        if let (true, Some(oldest)) = (reply.more, oldest) {
+            out.object(&json!({ "more": true, "before": oldest }))?;
+        }
+        return Ok(());
+    }
+    if let Some(conversation) = &reply.conversation {
+        out.text(&format!(
+            "{} (conversation {}, members: {})",
+            conversation_name(conversation),
+            conversation.id,
+            join_names(&conversation.members, ", ")
+        ))?;
+    }
+    if let (true, Some(oldest)) = (reply.more, oldest) {
+        out.text(&format!("(older messages: --before {oldest})"))?;
+    }
+    if reply.messages.is_empty() {
+        return out.text("no messages");
+    }
+    for message in reply.messages.iter().rev() {
+        out.text(&message_line(message))?;
+    }
+    Ok(())
+}
+
+/// `conversations --as USER`.
+pub async fn conversations(client: &ChatClient, out: Output) -> Result<()> {
+    let reply = client.list_conversations().await?;
+    if out.is_json() {
+        for conversation in &reply.conversations {
+            out.object(&conversation_json(conversation))?;
+        }
+        return out.object(&json!({ "total_unread": reply.total_unread }));
+    }
+    out.text(&conversations_table(&reply.conversations))?;
+    out.text(&format!("{} unread in total", reply.total_unread))
+}
+
+/// Id, kind, name, unread count, last activity and members.
+pub fn conversations_table(conversations: &[Conversation]) -> String {
+    let mut table = Table::new(["ID", "KIND", "NAME", "UNREAD", "LAST ACTIVITY", "MEMBERS"]);
+    for conversation in conversations {
+        table.row([
+            conversation.id.to_string(),
+            kind_name(conversation).to_string(),
+            conversation_name(conversation),
+            conversation.unread.to_string(),
+            format_ms(conversation.last_activity_ms),
+            join_names(&conversation.members, ","),
+        ]);
+    }
+    table.render()
+}
+
+/// `mark-read --as USER --with T [--up-to ID]` (default: the newest message).
+pub async fn mark_read(
+    client: &ChatClient,
+    out: Output,
+    with: &Target,
+    up_to: Option<u64>,
+) -> Result<()> {
+    let conversation = client.find_conversation(with).await?;
+    let up_to = up_to.unwrap_or(conversation.last_message_id);
+    if up_to == 0 {
+        return out.either(
+            || {
+                format!(
+                    "{}: no messages to mark read",
+                    escape_line(&with.to_string())
+                )
+            },
+            || json!({ "conversation_id": conversation.id, "up_to": 0 }),
+        );
+    }
+    client.mark_read(conversation.id, up_to).await?;
+    out.either(
+        || {
+            format!(
+                "{}: marked read up to message {up_to}",
+                escape_line(&with.to_string())
+            )
+        },
+        || json!({ "conversation_id": conversation.id, "up_to": up_to }),
+    )
+}
+
+/// `delete-messages --as USER ID...`.
+pub async fn delete_messages(client: &ChatClient, out: Output, ids: &[u64]) -> Result<()> {
+    let reply = client.delete_messages(ids).await?;
+    out.either(
+        || {
+            format!(
+                "deleted {} of {} message(s): {}",
+                reply.deleted,
+                ids.len(),
+                join_ids(ids)
+            )
+        },
+        || json!({ "deleted": reply.deleted, "requested": ids }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftchat_client::ConversationKind;
+
+    #[test]
+    fn conversations_table_names_groups_with_a_hash() {
+        let conversations = [
+            Conversation {
+                id: 4,
+                kind: ConversationKind::Group as i32,
+                name: "team".into(),
+                members: vec!["alice".into(), "bob".into()],
+                unread: 2,
+                last_activity_ms: 1_795_423_932_000,
+                ..Default::default()
+            },
+            Conversation {
+                id: 3,
+                kind: ConversationKind::Direct as i32,
+                name: "bob".into(),
+                members: vec!["alice".into(), "bob".into()],
+                ..Default::default()
+            },
+        ];
+        assert_eq!(
+            conversations_table(&conversations),
+            "ID  KIND    NAME   UNREAD  LAST ACTIVITY        MEMBERS\n\
+             4   group   #team  2       2026-11-23 08:52:12  alice,bob\n\
+             3   direct  bob    0       never                alice,bob\n"
+        );
+    }
+}

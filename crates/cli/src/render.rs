@@ -1,0 +1,323 @@
+//! How chat objects look in chatctl's output: one line of text, or one JSON
+//! object (built with `serde_json::json!`, so field names are stable and
+//! independent of the generated proto types).
+//!
+//! Every server-provided string in a text line goes through
+//! [`super::sanitize`]: names as single lines, bodies with their
+//! continuation lines indented so they cannot pass for lines of ours.
+
+use serde_json::{json, Value};
+
+use raftchat_client::{Account, Conversation, ConversationKind, Event, Message};
+use raftchat_proto::event::Kind;
+
+use super::sanitize::{escape_line, with_body};
+use super::time::format_ms;
+
+/// A conversation's display name, escaped: `#team` for a group, the peer
+/// for a direct conversation.
+pub fn conversation_name(conversation: &Conversation) -> String {
+    let name = escape_line(&conversation.name);
+    match conversation.kind() {
+        ConversationKind::Group => format!("#{name}"),
+        _ => name.into_owned(),
+    }
+}
+
+/// Names (members, users) joined with `separator`, each escaped.
+pub fn join_names(names: &[String], separator: &str) -> String {
+    names
+        .iter()
+        .map(|n| escape_line(n))
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// `group`, `direct` or `unknown`.
+pub fn kind_name(conversation: &Conversation) -> &'static str {
+    match conversation.kind() {
+        ConversationKind::Group => "group",
+        ConversationKind::Direct => "direct",
+        ConversationKind::Unspecified => "unknown",
+    }
+}
+
+/// `[id] time  sender: body`; further lines of the body are indented
+/// under its first one.
+pub fn message_line(message: &Message) -> String {
+    message_line_after("", message)
+}
+
+/// [`message_line`] after `lead` (e.g. `(conversation 3) `), which the
+/// body's further lines are indented past too.
+pub fn message_line_after(lead: &str, message: &Message) -> String {
+    let head = format!(
+        "{lead}[{}] {}  {}: ",
+        message.id,
+        format_ms(message.sent_ms),
+        escape_line(&message.sender),
+    );
+    with_body(head, &message.body)
+}
+
+/// A message as JSON.
+pub fn message_json(message: &Message) -> Value {
+    json!({
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "sender_id": message.sender_id,
+        "sender": message.sender,
+        "body": message.body,
+        "sent_ms": message.sent_ms,
+        "index": message.index,
+    })
+}
+
+/// An account as JSON.
+pub fn account_json(account: &Account) -> Value {
+    json!({
+        "id": account.id,
+        "username": account.username,
+        "online": account.online,
+        "last_seen_ms": account.last_seen_ms,
+        "created_ms": account.created_ms,
+    })
+}
+
+/// A conversation as JSON.
+pub fn conversation_json(conversation: &Conversation) -> Value {
+    json!({
+        "id": conversation.id,
+        "kind": kind_name(conversation),
+        "name": conversation.name,
+        "members": conversation.members,
+        "unread": conversation.unread,
+        "last_message_id": conversation.last_message_id,
+        "last_activity_ms": conversation.last_activity_ms,
+        "read_up_to": conversation.read_up_to,
+    })
+}
+
+/// One line describing an event, prefixed by its sequence number.
+pub fn event_line(event: &Event) -> String {
+    let seq = format!("[{}] ", event.seq);
+    let what = match &event.kind {
+        Some(Kind::Message(m)) => {
+            // Whole line at once, so the body's further lines align under
+            // its first one.
+            let head = format!(
+                "{seq}message {} in conversation {} from {}: ",
+                m.id,
+                m.conversation_id,
+                escape_line(&m.sender)
+            );
+            return with_body(head, &m.body);
+        }
+        Some(Kind::Deleted(d)) => format!(
+            "deleted messages {} in conversation {}",
+            join_ids(&d.message_ids),
+            d.conversation_id
+        ),
+        Some(Kind::Read(r)) => format!(
+            "{} read conversation {} up to message {}",
+            escape_line(&r.reader),
+            r.conversation_id,
+            r.up_to
+        ),
+        Some(Kind::Membership(m)) => {
+            let conversation = m.conversation.clone().unwrap_or_default();
+            format!(
+                "{} {} {} (conversation {})",
+                escape_line(&m.user),
+                escape_line(&m.change),
+                conversation_name(&conversation),
+                conversation.id
+            )
+        }
+        Some(Kind::Presence(p)) if p.online => format!("{} is online", escape_line(&p.user)),
+        Some(Kind::Presence(p)) => format!(
+            "{} went offline (last seen {})",
+            escape_line(&p.user),
+            format_ms(p.last_seen_ms)
+        ),
+        Some(Kind::Resync(r)) => format!("resync needed (oldest event {})", r.oldest_seq),
+        Some(Kind::Live(l)) => format!("live at {}", l.seq),
+        None => "unknown event (newer server?)".to_string(),
+    };
+    format!("{seq}{what}")
+}
+
+/// An event as JSON: `{"type": ..., "seq": ..., "index": ..., ...}`.
+pub fn event_json(event: &Event) -> Value {
+    let (kind, body) = match &event.kind {
+        Some(Kind::Message(m)) => ("message", json!({ "message": message_json(m) })),
+        Some(Kind::Deleted(d)) => (
+            "deleted",
+            json!({ "conversation_id": d.conversation_id, "message_ids": d.message_ids }),
+        ),
+        Some(Kind::Read(r)) => (
+            "read",
+            json!({ "conversation_id": r.conversation_id, "reader": r.reader, "up_to": r.up_to }),
+        ),
+        Some(Kind::Membership(m)) => (
+            "membership",
+            json!({
+                "user": m.user,
+                "change": m.change,
+                "conversation": m.conversation.as_ref().map(conversation_json),
+            }),
+        ),
+        Some(Kind::Presence(p)) => (
+            "presence",
+            json!({ "user": p.user, "online": p.online, "last_seen_ms": p.last_seen_ms }),
+        ),
+        Some(Kind::Resync(r)) => ("resync", json!({ "oldest_seq": r.oldest_seq })),
+        Some(Kind::Live(l)) => ("live", json!({ "live_seq": l.seq })),
+        None => ("unknown", json!({})),
+    };
+    let mut value = json!({ "type": kind, "seq": event.seq, "index": event.index });
+    if let (Some(out), Value::Object(fields)) = (value.as_object_mut(), body) {
+        out.extend(fields);
+    }
+    value
+}
+
+/// `1, 2, 3`.
+pub fn join_ids(ids: &[u64]) -> String {
+    ids.iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftchat_proto::{MessagesDeleted, PresenceChanged};
+
+    fn message() -> Message {
+        Message {
+            id: 5,
+            conversation_id: 3,
+            sender_id: 1,
+            sender: "alice".into(),
+            body: "hi".into(),
+            sent_ms: 1_795_423_932_000,
+            index: 40,
+        }
+    }
+
+    #[test]
+    fn message_renderings() {
+        assert_eq!(
+            message_line(&message()),
+            "[5] 2026-11-23 08:52:12  alice: hi"
+        );
+        let value = message_json(&message());
+        assert_eq!(value["sender"], "alice");
+        assert_eq!(value["conversation_id"], 3);
+    }
+
+    #[test]
+    fn event_renderings() {
+        let event = Event {
+            seq: 9,
+            index: 40,
+            kind: Some(Kind::Message(message())),
+        };
+        assert_eq!(
+            event_line(&event),
+            "[9] message 5 in conversation 3 from alice: hi"
+        );
+        let value = event_json(&event);
+        assert_eq!(value["type"], "message");
+        assert_eq!(value["seq"], 9);
+        assert_eq!(value["message"]["body"], "hi");
+
+        let deleted = Event {
+            seq: 10,
+            index: 41,
+            kind: Some(Kind::Deleted(MessagesDeleted {
+                conversation_id: 3,
+                message_ids: vec![5, 6],
+            })),
+        };
+        assert_eq!(
+            event_line(&deleted),
+            "[10] deleted messages 5, 6 in conversation 3"
+        );
+        assert_eq!(event_json(&deleted)["message_ids"], json!([5, 6]));
+
+        let presence = Event {
+            seq: 11,
+            index: 42,
+            kind: Some(Kind::Presence(PresenceChanged {
+                user: "bob".into(),
+                online: true,
+                last_seen_ms: 0,
+            })),
+        };
+        assert_eq!(event_line(&presence), "[11] bob is online");
+    }
+
+    #[test]
+    fn server_text_is_escaped_in_lines() {
+        let evil = Message {
+            sender: "eve\x1b]0;t\x07".into(),
+            body: "\x1b[2Jok\n[999] 2026-12-02 17:00:00  carol: I approve".into(),
+            ..message()
+        };
+        let line = message_line(&evil);
+        assert_eq!(
+            line,
+            format!(
+                "[5] 2026-11-23 08:52:12  eve\\x1b]0;t\\x07: \\x1b[2Jok\n{}[999] 2026-12-02 17:00:00  carol: I approve",
+                " ".repeat(42)
+            )
+        );
+        let lead = message_line_after("(conversation 3) ", &evil);
+        let second = lead.lines().nth(1).unwrap_or_default();
+        assert!(second.starts_with(&" ".repeat(59)), "{second:?}");
+
+        let event = Event {
+            seq: 9,
+            index: 40,
+            kind: Some(Kind::Message(evil)),
+        };
+        let line = event_line(&event);
+        assert!(!line.contains('\x1b'), "{line:?}");
+        let indent = "[9] message 5 in conversation 3 from eve\\x1b]0;t\\x07: ".len();
+        assert_eq!(
+            line.lines().nth(1).map(|l| l.len() - l.trim_start().len()),
+            Some(indent)
+        );
+
+        let presence = Event {
+            seq: 1,
+            index: 1,
+            kind: Some(Kind::Presence(PresenceChanged {
+                user: "bob\nmallory".into(),
+                online: true,
+                last_seen_ms: 0,
+            })),
+        };
+        assert_eq!(event_line(&presence), "[1] bob\\nmallory is online");
+    }
+
+    #[test]
+    fn conversation_names() {
+        let group = Conversation {
+            kind: ConversationKind::Group as i32,
+            name: "team".into(),
+            ..Default::default()
+        };
+        assert_eq!(conversation_name(&group), "#team");
+        assert_eq!(conversation_json(&group)["kind"], "group");
+        let evil = Conversation {
+            name: "te\u{202e}am\r".into(),
+            ..group
+        };
+        assert_eq!(conversation_name(&evil), "#te\\u{202e}am\\r");
+        assert_eq!(conversation_json(&evil)["name"], "te\u{202e}am\r");
+    }
+}

@@ -1,0 +1,72 @@
+//! The standard gRPC health service (`grpc.health.v1.Health`), kept in step
+//! with Raft: a replica reports SERVING only while it is a member of the
+//! cluster, has loaded its state and knows a leader (and, when it is the
+//! leader, still hears from a majority). Load balancers and orchestrators
+//! can then route around a replica that is partitioned, still joining,
+//! still loading, or without quorum — its requests would fail with
+//! UNAVAILABLE anyway.
+
+use std::time::Duration;
+
+use tonic::server::NamedService;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::chat_service::ChatService;
+use crate::consensus::Consensus;
+use crate::proto::chat_server::ChatServer;
+use crate::storage::Loaded;
+
+/// How often the status is re-evaluated even without Raft events (the
+/// leader's quorum check depends on time passing).
+const RECHECK: Duration = Duration::from_millis(250);
+
+/// Whether this replica can serve requests now.
+pub fn is_serving(consensus: &Consensus, loaded: &Loaded) -> bool {
+    if !*loaded.borrow() {
+        return false;
+    }
+    let m = consensus.metrics();
+    // The Raft core stopped (the process is about to exit non-zero).
+    if m.running_state.is_err() {
+        return false;
+    }
+    let member = m
+        .membership_config
+        .membership()
+        .get_node(&consensus.id)
+        .is_some();
+    if !member || m.current_leader.is_none() {
+        return false;
+    }
+    !consensus.is_leader() || consensus.check_quorum().is_ok()
+}
+
+/// Updates `reporter` for the whole server ("") and the Chat service until
+/// Raft stops.
+pub async fn track(consensus: Consensus, loaded: Loaded, reporter: HealthReporter) {
+    // Leadership and membership live in the server metrics, which (unlike
+    // `metrics()`) do not change on every append and apply.
+    let mut metrics = consensus.raft.server_metrics();
+    let mut last = None;
+    loop {
+        let serving = is_serving(&consensus, &loaded);
+        if last != Some(serving) {
+            let status = if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            tracing::info!(?status, "health");
+            reporter.set_service_status("", status).await;
+            reporter
+                .set_service_status(<ChatServer<ChatService> as NamedService>::NAME, status)
+                .await;
+            last = Some(serving);
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}

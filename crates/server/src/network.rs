@@ -1,0 +1,403 @@
+//! Replica-to-replica transport, the dialling side.
+//!
+//! Everything one replica asks another goes over framed connections
+//! (`wire.rs`) on the peer's one port: openraft's RPCs (AppendEntries,
+//! Vote, InstallSnapshot), proposals forwarded to the leader and read-index
+//! requests. A unary HTTP/2 call per AppendEntries cost several task wakeups
+//! and header work; a dedicated framed connection costs one write and one
+//! read. openraft makes one [`PeerConnection`] per replication stream,
+//! election or leadership check; each keeps its own connection, dropped on
+//! any error or timeout (so a late answer is never taken for the next
+//! call's). Idle connections go back to a small per-peer pool, which also
+//! serves forwarded proposals and read-index requests, so a linearizable
+//! read does not dial every peer anew.
+//!
+//! With TLS, each connection is mutually authenticated: this replica
+//! presents its certificate and accepts only the peer's own (replica N's
+//! certificate when dialling replica N). Only admin calls a follower hands
+//! to the leader still use gRPC, over one lazily-connected channel per
+//! peer.
+//!
+//! Each successful response records the peer's last contact, which feeds the
+//! `Status` report and the leader's fail-fast quorum check.
+//!
+//! A peer is dialled at its membership address unless `--replica-routes`
+//! names another address for it (a proxy, tunnel or NAT hop). Routes are a
+//! property of this replica's network position, not of the cluster, so they
+//! never enter the replicated membership: every replica keeps the same
+//! membership (and tells clients the same leader address) whatever path it
+//! uses to reach its peers.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::command::{CommandResult, Proposal};
+use crate::incarnation::Known;
+use crate::raft_types::{Node, NodeId, TypeConfig};
+use crate::storage::durability::Durability;
+use crate::wire::{self, Kind};
+use raftchat_tls::ReplicaTls;
+
+/// Why a forwarded proposal or read-index request failed on the peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteFailure {
+    #[error("replica {0} is not the leader")]
+    NotLeader(NodeId),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+pub type ForwardReply = Result<CommandResult, RemoteFailure>;
+pub type ReadIndexReply = Result<u64, RemoteFailure>;
+
+/// A forwarded proposal: the leader batches it with its own.
+pub type ForwardRequest = Proposal;
+
+/// How long a Raft connection may take to open (TCP and TLS handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Idle Raft connections kept per peer address.
+const IDLE_PER_PEER: usize = 16;
+
+/// Channels and connections to peers, and when each last answered.
+#[derive(Default)]
+pub struct Peers {
+    channels: Mutex<BTreeMap<String, Channel>>,
+    /// Idle Raft connections by peer and dialled address, newest last.
+    idle: Mutex<BTreeMap<(NodeId, String), Vec<wire::Conn>>>,
+    contacts: Mutex<BTreeMap<NodeId, Instant>>,
+    /// Addresses to dial instead of the membership address, by peer id.
+    routes: BTreeMap<NodeId, String>,
+    /// This replica's certificate, for every connection to a peer; `None`
+    /// on a plaintext (loopback) cluster.
+    tls: Option<ReplicaTls>,
+    dial_tls: Option<wire::DialTls>,
+}
+
+impl Peers {
+    /// Peers dialled through `routes` where one is given for them, over
+    /// TLS when `tls` is given.
+    pub fn new(routes: BTreeMap<NodeId, String>, tls: Option<ReplicaTls>) -> Arc<Self> {
+        let dial_tls = tls.as_ref().map(|t| wire::DialTls {
+            config: t.raft_client.clone(),
+        });
+        Arc::new(Self {
+            routes,
+            tls,
+            dial_tls,
+            ..Self::default()
+        })
+    }
+
+    /// The address to dial for `peer`, whose membership address is
+    /// `advertised`.
+    pub fn route<'a>(&'a self, peer: NodeId, advertised: &'a str) -> &'a str {
+        self.routes.get(&peer).map_or(advertised, String::as_str)
+    }
+
+    /// The shared gRPC channel to `url` (`host:port`), created on first use.
+    pub fn channel(&self, url: &str) -> Result<Channel, tonic::Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ch) = channels.get(url) {
+            return Ok(ch.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{url}"))
+            .map_err(|e| tonic::Status::invalid_argument(format!("bad peer url {url}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.grpc_client())
+                .map_err(|e| tonic::Status::internal(format!("cannot set up TLS to {url}: {e}")))?;
+        }
+        let ch = endpoint.connect_lazy();
+        channels.insert(url.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// An idle Raft connection to `peer` at `url` that still looks open.
+    fn take_idle(&self, peer: NodeId, url: &str) -> Option<wire::Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.get_mut(&(peer, url.to_string()))?;
+        while let Some(conn) = conns.pop() {
+            if wire::is_reusable(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a Raft connection between calls for the next caller.
+    fn put_idle(&self, peer: NodeId, url: &str, conn: wire::Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conns = idle.entry((peer, url.to_string())).or_default();
+        if conns.len() < IDLE_PER_PEER {
+            conns.push(conn);
+        }
+    }
+
+    pub fn touch(&self, peer: NodeId) {
+        let mut contacts = self.contacts.lock().unwrap_or_else(|e| e.into_inner());
+        contacts.insert(peer, Instant::now());
+    }
+
+    /// Time since `peer` last answered an RPC, if it ever did.
+    pub fn since_contact(&self, peer: NodeId) -> Option<Duration> {
+        let contacts = self.contacts.lock().unwrap_or_else(|e| e.into_inner());
+        contacts.get(&peer).map(|t| t.elapsed())
+    }
+
+    /// One request and its response on `conn` (or an idle or new
+    /// connection to `peer`, dialled at `url`; its certificate must name
+    /// the host of `advertised`). Returns the connection for reuse.
+    async fn exchange(
+        &self,
+        peer: NodeId,
+        url: &str,
+        advertised: &str,
+        conn: Option<wire::Conn>,
+        kind: Kind,
+        frame: &[u8],
+    ) -> io::Result<(wire::Conn, Vec<u8>)> {
+        let mut conn = match conn.or_else(|| self.take_idle(peer, url)) {
+            Some(conn) => conn,
+            None => {
+                wire::dial(
+                    peer,
+                    url,
+                    advertised,
+                    self.dial_tls.as_ref(),
+                    CONNECT_TIMEOUT,
+                )
+                .await?
+            }
+        };
+        wire::write_frame(conn.get_mut(), frame).await?;
+        match wire::read_frame(&mut conn).await? {
+            Some((got, payload)) if got == kind => Ok((conn, payload)),
+            Some((got, _)) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{url} answered a {kind:?} call with a {got:?} frame"),
+            )),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{url} closed the connection"),
+            )),
+        }
+    }
+
+    /// One call to `peer` (membership address `advertised`) on a pooled
+    /// connection, bounded by `timeout`.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        peer: NodeId,
+        advertised: &str,
+        kind: Kind,
+        req: &Req,
+        timeout: Duration,
+    ) -> io::Result<Resp> {
+        let url = self.route(peer, advertised);
+        let frame = wire::encode_frame(kind, req)?;
+        let (conn, payload) = tokio::time::timeout(
+            timeout,
+            self.exchange(peer, url, advertised, None, kind, &frame),
+        )
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no {kind:?} answer from {url} in {timeout:?}"),
+            )
+        })??;
+        let resp = postcard::from_bytes(&payload).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("undecodable {kind:?} answer from {url}: {e}"),
+            )
+        })?;
+        self.touch(peer);
+        self.put_idle(peer, url, conn);
+        Ok(resp)
+    }
+
+    /// Forwards a proposal to the leader `leader`, whose membership address
+    /// is `url`.
+    pub async fn forward(
+        &self,
+        leader: NodeId,
+        url: &str,
+        proposal: &ForwardRequest,
+        timeout: Duration,
+    ) -> io::Result<ForwardReply> {
+        self.call(leader, url, Kind::Forward, proposal, timeout)
+            .await
+    }
+
+    /// Asks `peer` (membership address `url`) what it knows of replica
+    /// `asker`'s storage.
+    pub async fn hello(
+        &self,
+        peer: NodeId,
+        url: &str,
+        asker: NodeId,
+        timeout: Duration,
+    ) -> io::Result<Known> {
+        self.call(peer, url, Kind::Hello, &asker, timeout).await
+    }
+
+    /// Asks the leader `leader` (membership address `url`) for a
+    /// linearizable read index.
+    pub async fn read_index(
+        &self,
+        leader: NodeId,
+        url: &str,
+        timeout: Duration,
+    ) -> io::Result<ReadIndexReply> {
+        self.call(leader, url, Kind::ReadIndex, &(), timeout).await
+    }
+}
+
+/// openraft's network factory: one [`PeerConnection`] per target.
+#[derive(Clone)]
+pub struct Network {
+    pub peers: Arc<Peers>,
+    /// Caps the commit index sent to followers at this replica's durable log.
+    pub durability: Durability,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        PeerConnection {
+            target,
+            url: self.peers.route(target, &node.addr).to_string(),
+            advertised: node.addr.clone(),
+            peers: self.peers.clone(),
+            durability: self.durability.clone(),
+            conn: None,
+        }
+    }
+}
+
+/// openraft's client for one target; it calls one RPC at a time.
+pub struct PeerConnection {
+    target: NodeId,
+    /// The address dialled (the route, if one is given).
+    url: String,
+    /// The membership address, whose host the peer's certificate names.
+    advertised: String,
+    peers: Arc<Peers>,
+    durability: Durability,
+    /// Open between calls; taken out during one, so a call cancelled midway
+    /// (openraft's own timeout) drops it.
+    conn: Option<wire::Conn>,
+}
+
+impl Drop for PeerConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.peers.put_idle(self.target, &self.url, conn);
+        }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: Kind,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let frame =
+            wire::encode_frame(kind, req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let conn = self.conn.take();
+        let url = self.url.as_str();
+        let exchange = self
+            .peers
+            .exchange(self.target, url, &self.advertised, conn, kind, &frame);
+        let ttl = option.hard_ttl();
+        let (conn, payload) = match tokio::time::timeout(ttl, exchange).await {
+            Ok(Ok(answer)) => answer,
+            // Connection refused / reset / closed: back off instead of spinning.
+            Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(_) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no {kind:?} answer from {url} in {ttl:?}"),
+                );
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+        };
+        self.peers.touch(self.target);
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            postcard::from_bytes(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Kept only once the answer made sense.
+        self.conn = Some(conn);
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    /// Followers learn no commit past the leader's durable log: they would
+    /// apply an entry that only a minority may hold on disk (see
+    /// [`crate::storage::durability`]).
+    async fn append_entries(
+        &mut self,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        rpc.leader_commit = self.durability.cap_commit(rpc.leader_commit);
+        self.call(Kind::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(Kind::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(Kind::Vote, &rpc, &option).await
+    }
+
+    /// Retry an unreachable peer quickly at first (a restarted replica should
+    /// rejoin fast), then settle at half a second.
+    fn backoff(&self) -> openraft::network::Backoff {
+        let steps = [50u64, 100, 200, 300]
+            .into_iter()
+            .chain(std::iter::repeat(500));
+        openraft::network::Backoff::new(steps.map(Duration::from_millis))
+    }
+}

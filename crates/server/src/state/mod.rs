@@ -1,0 +1,477 @@
+//! The chat state machine: pure, deterministic, no clocks, randomness or I/O.
+//!
+//! [`ChatState::apply_batch`] is the only way state changes. Everything that
+//! could differ between replicas (time, hashes, tokens) arrives inside the
+//! [`Batch`]. All collections are ordered (`BTreeMap`/`BTreeSet`/`VecDeque`),
+//! so the serialized state — and therefore [`ChatState::digest`] — is
+//! identical on every replica that applied the same log. The state contains
+//! maps with non-string keys: serialize it with `postcard`, not JSON.
+//!
+//! # Semantics
+//!
+//! - **Clock.** `now = max(previous now, batch.ts_ms)`; every timestamp stored
+//!   uses `now`, so state time never goes backwards across leader changes.
+//! - **Batch start.** Remembered request ids older than the dedup window are
+//!   forgotten, then every replica whose presence lease is `< now` loses its
+//!   subscriptions (offline events follow).
+//! - **Events.** Each event gets `seq = ++counter` (replicated) and the
+//!   entry's log index. Recipients are sorted user ids.
+//! - **Dedup.** A proposal whose request id was applied less than
+//!   `DEDUP_WINDOW_MS` ago (state time) returns the stored original result,
+//!   `Ok` or `Err`, without applying and without events. Request ids are
+//!   scoped by the caller: the session token hash for session commands, the
+//!   new token hash for `CreateSession`, the lowercase name for
+//!   `CreateAccount`; different callers never share results.
+//! - **Validation first.** Every command checks everything before it changes
+//!   anything, so a refused command leaves no trace (and no events).
+//! - **Hostile input.** Apply re-checks what the services check, because a
+//!   forged or buggy proposal must not bloat every replica: request ids at
+//!   most `MAX_REQUEST_ID_LEN` bytes (refused before dedup, so not
+//!   remembered), password hashes argon2id PHC strings of at most
+//!   `MAX_PASSWORD_HASH_LEN` bytes, group names without control
+//!   characters, and names that are only looked up no longer than a real
+//!   one (refused without echoing them into the error).
+//! - **Sessions.** Valid iff present and `now < expires_ms`. A password
+//!   change revokes all of the user's other sessions; logout removes one.
+//! - **Messages.** Global ids from 1. Sending moves the sender's read pointer
+//!   to the new message (their unread in that conversation becomes 0: replying
+//!   implies having read); each other member gets one more unread. The
+//!   `Message` event goes to every member, sender included.
+//! - **Direct conversations** are created by the first message
+//!   (`Membership::Created` to both, `user` = the sender; for groups `user`
+//!   is the creator). Their view's `name` is the peer's name,
+//!   `members` the current members' names.
+//! - **Groups.** Names unique ignoring case. A new member starts with the
+//!   whole history read. Leaving drops the member's read state; an empty group
+//!   is removed with its messages.
+//! - **Deleting an account** revokes its sessions, drops its subscriptions
+//!   (offline event), removes it from every conversation (`AccountDeleted` to
+//!   the remaining members, also in direct conversations), frees its name.
+//!   Its messages stay, under the name they were sent with. A direct
+//!   conversation stays readable by the peer but cannot be sent to; once both
+//!   sides are deleted it is removed, like an empty group.
+//! - **Deleting messages** removes them (bodies included) from the state and
+//!   blanks their bodies in remembered dedup results.
+//! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
+//!   `last_seen_ms = now` and sends `Presence` to the user and everyone who
+//!   shares a conversation with them.
+
+mod accounts;
+mod apply;
+mod conversations;
+mod dedup;
+mod encoding;
+mod pattern;
+mod presence;
+mod sessions;
+mod sorted_map;
+#[cfg(test)]
+mod tests;
+pub mod text;
+
+use std::ops::Bound;
+
+use sha2::{Digest, Sha256};
+
+use crate::command::*;
+
+use accounts::Accounts;
+use conversations::Conversations;
+use dedup::{Dedup, Remembered, Scope};
+use presence::Presence;
+use sessions::Sessions;
+
+pub use accounts::validate_username;
+pub use conversations::{check_group_lookup_len, validate_group_name};
+pub use pattern::wildcard_match;
+
+/// The whole replicated chat state. Its snapshot encoding is in
+/// [`encoding`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatState {
+    /// State clock: the largest batch timestamp applied so far.
+    now_ms: u64,
+    /// The last event `seq` handed out.
+    event_seq: u64,
+    accounts: Accounts,
+    sessions: Sessions,
+    conversations: Conversations,
+    presence: Presence,
+    dedup: Dedup,
+    /// SHA-256 chain over every applied batch and its results; see
+    /// [`ChatState::history_digest`].
+    history: [u8; 32],
+    /// The storage each replica recorded it runs on (`RecordIncarnation`).
+    replicas: std::collections::BTreeMap<u64, Incarnation>,
+}
+
+/// Where the events of the entry being applied go.
+struct Emitter<'a> {
+    index: u64,
+    events: &'a mut Vec<ChatEvent>,
+}
+
+impl ChatState {
+    /// Applies one log entry. Returns one result per proposal, in order, and
+    /// appends the user-visible events it produced to `events` (numbered from
+    /// the replicated event counter, stamped with `index`).
+    pub fn apply_batch(
+        &mut self,
+        index: u64,
+        batch: &Batch,
+        events: &mut Vec<ChatEvent>,
+    ) -> Vec<CommandResult> {
+        self.now_ms = self.now_ms.max(batch.ts_ms);
+        let mut out = Emitter { index, events };
+        self.dedup.evict(self.now_ms);
+        self.expire_leases(&mut out);
+        let results: Vec<CommandResult> = batch
+            .proposals
+            .iter()
+            .map(|p| self.apply_proposal(&mut out, p))
+            .collect();
+        self.history = chain(&self.history, index, batch, &results, self.event_seq);
+        results
+    }
+
+    /// A digest of everything applied so far, O(1) to read: replicas with
+    /// the same applied index and the same history digest applied the same
+    /// batches and got the same results (and, the state machine being
+    /// deterministic, hold the same state). It travels in snapshots, so a
+    /// replica that installed one continues the same chain.
+    /// [`digest`](Self::digest) hashes the whole state instead, which costs
+    /// O(state).
+    /// The storage incarnation recorded for `replica`, if any.
+    pub fn incarnation_of(&self, replica: u64) -> Option<Incarnation> {
+        self.replicas.get(&replica).copied()
+    }
+
+    pub fn history_digest(&self) -> [u8; 32] {
+        self.history
+    }
+
+    fn apply_proposal(&mut self, out: &mut Emitter<'_>, proposal: &Proposal) -> CommandResult {
+        // The services refuse longer ids; a forged or buggy proposal with
+        // one is refused here too, and not remembered.
+        if let Some(id) = &proposal.request_id {
+            if id.len() > MAX_REQUEST_ID_LEN {
+                return Err(ChatError::invalid(format!(
+                    "request_id is longer than {MAX_REQUEST_ID_LEN} bytes"
+                )));
+            }
+        }
+        let Some(id) = &proposal.request_id else {
+            return self.apply_command(out, &proposal.command);
+        };
+        let scope = Scope::of(&proposal.command);
+        match self.dedup.get(&scope, id) {
+            Some(Remembered::Other(original)) => return original.as_ref().clone(),
+            Some(Remembered::Sent {
+                id,
+                conversation,
+                sender_id,
+                sent_ms,
+                index,
+            }) => {
+                return Ok(Outcome::Sent(self.sent_view(
+                    *id,
+                    *conversation,
+                    *sender_id,
+                    *sent_ms,
+                    *index,
+                )))
+            }
+            None => {}
+        }
+        let result = self.apply_command(out, &proposal.command);
+        self.dedup.remember(&scope, id, self.now_ms, &result);
+        result
+    }
+
+    /// A retried send's original result, rebuilt from the stored message;
+    /// once the message is deleted, its body is empty and the sender is
+    /// named from the account, if it still exists.
+    fn sent_view(
+        &self,
+        id: MessageId,
+        conversation: ConversationId,
+        sender_id: UserId,
+        sent_ms: u64,
+        index: u64,
+    ) -> MessageView {
+        match self
+            .conversations
+            .get(conversation)
+            .and_then(|c| c.message_view(conversation, id))
+        {
+            Some(view) => view,
+            None => MessageView {
+                id,
+                conversation,
+                sender_id,
+                sender: self
+                    .accounts
+                    .name(sender_id)
+                    .unwrap_or_default()
+                    .to_string(),
+                body: String::new(),
+                sent_ms,
+                index,
+            },
+        }
+    }
+
+    /// Numbers and records one event.
+    fn emit(&mut self, out: &mut Emitter<'_>, recipients: Vec<UserId>, kind: EventKind) {
+        self.event_seq += 1;
+        out.events.push(ChatEvent {
+            seq: self.event_seq,
+            index: out.index,
+            recipients,
+            kind,
+        });
+    }
+
+    /// The state clock: the newest batch timestamp applied (0 before any).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// The user a session token belongs to, if the session exists and has not
+    /// expired at `now_ms`.
+    pub fn authenticate(&self, session: &TokenHash, now_ms: u64) -> Result<UserId, ChatError> {
+        self.sessions.check(session, now_ms)
+    }
+
+    /// The account and its argon2id PHC password hash, by name (ignoring case).
+    pub fn account_credentials(&self, username: &str) -> Option<(AccountView, String)> {
+        let id = self.accounts.find(username)?;
+        let hash = self.accounts.get(id)?.password_hash.clone();
+        Some((self.account(id)?, hash))
+    }
+
+    /// The account of a user id (deleted accounts are `None`).
+    pub fn account(&self, user: UserId) -> Option<AccountView> {
+        let a = self.accounts.get(user)?;
+        Some(AccountView {
+            id: user,
+            username: a.username.clone(),
+            online: self.presence.is_online(user),
+            last_seen_ms: a.last_seen_ms,
+            created_ms: a.created_ms,
+        })
+    }
+
+    /// Whether `user` holds at least one live subscription.
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.presence.is_online(user)
+    }
+
+    /// Accounts whose name matches `pattern` (`*`, `?`, case-insensitive),
+    /// ordered by lowercase name, strictly after `after`; at most `limit`.
+    /// Returns the page and the cursor for the next page, if any.
+    pub fn list_accounts(
+        &self,
+        pattern: &str,
+        after: &str,
+        limit: usize,
+    ) -> (Vec<AccountView>, Option<String>) {
+        let pattern: Vec<char> = if pattern.is_empty() {
+            vec!['*']
+        } else {
+            pattern.to_lowercase().chars().collect()
+        };
+        let prefix = pattern::literal_prefix(&pattern);
+        let after = after.to_lowercase();
+        // Every match starts with the literal prefix: start the scan there.
+        let start = if after.as_str() >= prefix.as_str() {
+            Bound::Excluded(after.as_str())
+        } else {
+            Bound::Included(prefix.as_str())
+        };
+        let mut matches = self
+            .accounts
+            .names_from(start)
+            .take_while(|(name, _)| name.starts_with(prefix.as_str()))
+            .filter(|(name, _)| {
+                let name: Vec<char> = name.chars().collect();
+                pattern::wildcard_match(&pattern, &name)
+            });
+        let mut page = Vec::new();
+        let mut last = None;
+        for (name, id) in matches.by_ref().take(limit) {
+            if let Some(view) = self.account(id) {
+                page.push(view);
+                last = Some(name.clone());
+            }
+        }
+        let next = if matches.next().is_some() { last } else { None };
+        (page, next)
+    }
+
+    fn conversation_view(&self, id: ConversationId, user: UserId) -> Option<ConversationView> {
+        let c = self.conversations.get(id)?;
+        let me = c.members.get(&user)?;
+        let mut members: Vec<String> = c.members.values().map(|m| m.name.clone()).collect();
+        members.sort_by_key(|n| n.to_lowercase());
+        Some(ConversationView {
+            id,
+            kind: c.kind,
+            name: c.display_name(user).to_owned(),
+            members,
+            unread: me.unread,
+            last_message_id: c.last_message_id(),
+            last_activity_ms: c.last_activity_ms,
+            read_up_to: me.read_up_to,
+        })
+    }
+
+    /// `user`'s conversations, most recent activity first (ties: newer
+    /// conversation first).
+    pub fn conversations(&self, user: UserId) -> Vec<ConversationView> {
+        let mut views: Vec<ConversationView> = self
+            .conversations
+            .of_user(user)
+            .filter_map(|id| self.conversation_view(id, user))
+            .collect();
+        views.sort_by_key(|v| std::cmp::Reverse((v.last_activity_ms, v.id)));
+        views
+    }
+
+    /// One conversation as `user` sees it; PERMISSION_DENIED if not a member.
+    pub fn conversation(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<ConversationView, ChatError> {
+        self.conversations.member_of(conversation, user)?;
+        self.conversation_view(conversation, user).ok_or_else(|| {
+            ChatError::not_found(format!("conversation {conversation} does not exist"))
+        })
+    }
+
+    /// Resolves a target to an existing conversation `user` belongs to.
+    /// A direct conversation that has no message yet is NOT_FOUND.
+    pub fn resolve(&self, user: UserId, target: &Target) -> Result<ConversationId, ChatError> {
+        match target {
+            Target::User(name) => {
+                let peer = self.accounts.require(name)?;
+                if peer == user {
+                    return Err(ChatError::invalid("there is no conversation with yourself"));
+                }
+                self.conversations
+                    .direct_between(user, peer)
+                    .ok_or_else(|| {
+                        ChatError::not_found(format!("no conversation with '{name}' yet"))
+                    })
+            }
+            Target::Group(name) => {
+                check_group_lookup_len(name)?;
+                let id = self
+                    .conversations
+                    .group_by_name(name)
+                    .ok_or_else(|| ChatError::not_found(format!("no group named '{name}'")))?;
+                self.conversations
+                    .member_of(id, user)
+                    .map_err(|_| ChatError::denied(format!("you are not a member of '{name}'")))?;
+                Ok(id)
+            }
+            Target::Conversation(id) => {
+                self.conversations.member_of(*id, user)?;
+                Ok(*id)
+            }
+        }
+    }
+
+    /// A page of history, newest first, ids below `before` (0 = newest), and
+    /// whether older messages remain.
+    pub fn history(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        before: MessageId,
+        limit: usize,
+    ) -> Result<(Vec<MessageView>, bool), ChatError> {
+        let c = self.conversations.member_of(conversation, user)?;
+        let upper = if before == 0 {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(before)
+        };
+        let mut older = c.messages.range((Bound::Unbounded, upper)).rev();
+        let page = older
+            .by_ref()
+            .take(limit)
+            .filter_map(|(id, _)| c.message_view(conversation, *id))
+            .collect();
+        Ok((page, older.next().is_some()))
+    }
+
+    /// Total unread messages of `user` across conversations.
+    pub fn total_unread(&self, user: UserId) -> u64 {
+        self.conversations
+            .of_user(user)
+            .map(|c| self.conversations.unread(c, user))
+            .sum()
+    }
+
+    /// The seq of the last event produced (0 = none yet).
+    pub fn last_event_seq(&self) -> u64 {
+        self.event_seq
+    }
+
+    /// The earliest presence lease expiry, if any replica holds subscriptions.
+    /// The leader proposes a `Tick` after it passes.
+    pub fn next_lease_expiry(&self) -> Option<u64> {
+        self.presence.next_expiry()
+    }
+
+    /// SHA-256 over the canonical serialization of the whole state.
+    pub fn digest(&self) -> [u8; 32] {
+        // Serializing plain data into a Vec cannot fail; an empty input would
+        // still yield a (wrong but deterministic) digest rather than a panic.
+        let bytes = postcard::to_allocvec(self).unwrap_or_default();
+        Sha256::digest(&bytes).into()
+    }
+}
+
+/// One step of the history chain.
+fn chain(
+    prev: &[u8; 32],
+    index: u64,
+    batch: &Batch,
+    results: &[CommandResult],
+    event_seq: u64,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(index.to_le_bytes());
+    // Streamed into the hash, not copied; writing to a hasher cannot fail.
+    let _ = postcard::to_io(batch, &mut h);
+    for result in results {
+        match result {
+            // The body is the proposal's, hashed just above: at a million
+            // messages hashing it twice was a fifth of replaying the log.
+            Ok(Outcome::Sent(v)) => {
+                h.update([0u8]);
+                let _ = postcard::to_io(
+                    &(
+                        v.id,
+                        v.conversation,
+                        v.sender_id,
+                        &v.sender,
+                        v.sent_ms,
+                        v.index,
+                    ),
+                    &mut h,
+                );
+            }
+            other => {
+                h.update([1u8]);
+                let _ = postcard::to_io(other, &mut h);
+            }
+        }
+    }
+    h.update(event_seq.to_le_bytes());
+    h.finalize().into()
+}

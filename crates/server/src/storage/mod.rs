@@ -1,0 +1,228 @@
+//! Raft log and state-machine storage, in memory or on disk.
+//!
+//! [`open`] returns a [`LogStore`] (openraft `RaftLogStorage`) and a
+//! [`StateStore`] (openraft `RaftStateMachine`). With `dir = None` everything
+//! lives in memory (tests, throwaway clusters). With a directory, the replica
+//! survives crashes: the log, the vote and the snapshots are on disk, and the
+//! state machine is rebuilt on start from the newest snapshot (decoded on a
+//! background thread while Raft already runs) plus the log entries after it,
+//! applied once the leader says they are committed. The restored messages'
+//! text points into the mapped snapshot file instead of being copied (see
+//! `state::text`), so that file stays mapped, and its disk space in use
+//! after a newer snapshot replaces it, until the replica restarts.
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! DIR/vote            current vote                      (small file, fsynced)
+//! DIR/boot            boot id of the machine session that last opened the log
+//! DIR/purged          last purged log id                (small file, fsynced)
+//! DIR/incarnation     this storage's random id          (small file; `server::incarnation`)
+//! DIR/log/NNN….seg    the log: segments named by their first index (see `wal`)
+//! DIR/snapshots/snap-NNN….snap   the newest snapshot (only one is kept)
+//! ```
+//!
+//! *Small files* are `[magic "RCF1"][len u32][crc32 u32][postcard payload]`,
+//! replaced by write `NAME.tmp` → fsync → rename → fsync dir.
+//!
+//! *Log records* are `[len u32][crc32 u32 over index++payload][index u64][payload]`,
+//! all little-endian, where the payload is a postcard-encoded
+//! `openraft::Entry<TypeConfig>`. Segments roll at 64 MiB.
+//!
+//! *Snapshot files* are `[magic "RCSNAP01"][version u32][crc32 u32][len u64][payload]`
+//! with payload = postcard `(SnapshotMeta, data)`, and `data` = a format
+//! byte (5) then postcard `(last_applied, membership, ChatState)`, the chat
+//! state's conversations nested as a byte section so a restore decodes them
+//! on a second thread — the same bytes sent to followers. Data without the
+//! format byte (written before it) still decodes.
+//!
+//! # Fsync points
+//!
+//! * Log append: one `write` + `fdatasync` per batch of queued appends, on a
+//!   dedicated writer thread. A follower's entries are reported flushed
+//!   (which is what lets openraft count it toward a commit majority) only
+//!   after that `fdatasync` returned. The leader's own entries are reported
+//!   once written, so its `fdatasync` overlaps the followers'; applying them
+//!   waits for it, and so does telling followers they are committed (see
+//!   [`durability`]).
+//! * Open: the last log segment is `fdatasync`ed before anything is read
+//!   from it as durable (a killed leader may have left written, unsynced
+//!   records in the page cache). A leader whose log was last opened in
+//!   another boot (a power cut may have lost such records) does not resume
+//!   its term: its vote is saved as not committed before the new boot id.
+//! * Vote: fsynced (file and directory) before `save_vote` returns, because a
+//!   forgotten vote could let the replica vote twice in a term.
+//! * Truncate / purge: complete (with fsyncs) before returning. The purged
+//!   log id is made durable *before* the records are removed.
+//! * Committed log id: written through the same ordered writer, after the
+//!   entries it refers to, coalesced to at most one write per ~20 ms. Losing
+//!   the latest value only means re-applying fewer entries at start.
+//! * Snapshot: fsynced and renamed into place before `build_snapshot` /
+//!   `install_snapshot` return, which is before openraft purges the log it
+//!   covers.
+//! * Every create/rename/delete is followed by an fsync of the directory.
+//!
+//! # Recovery rules
+//!
+//! * A torn write at the end of the last log segment (record running past EOF,
+//!   bad checksum on a final record ending exactly at EOF, or an all-zero
+//!   remainder) is logged with `warn` and cut off. Such a record was never
+//!   acknowledged, since acknowledgement waits for the fsync.
+//! * Any other damage (bad checksum followed by more data, index gap or
+//!   disorder, damage in an earlier segment, a corrupt small file or
+//!   snapshot, a log that does not start right after the purged id) is a hard
+//!   error naming the file and byte offset. Nothing is silently dropped.
+//! * Leftovers of interrupted operations are cleaned up: `*.tmp` files, and a
+//!   segment overlapped by its rewritten tail from an interrupted purge.
+//! * Log entries at or below the persisted purged id are dropped (finishing
+//!   an interrupted purge).
+
+pub mod durability;
+mod log_store;
+mod meta_file;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod power_cut;
+mod snapshot_body;
+mod state_store;
+mod wal;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use log_store::{LogReader, LogStore};
+pub use snapshot_body::SnapshotBody;
+pub use state_store::{
+    AppliedState, LoadGate, Loaded, SharedState, SnapshotBuilder, StateStore, LOAD_DEFER_MAX,
+};
+
+use crate::events::EventHub;
+use crate::raft_types::NodeId;
+
+/// Why storage could not be opened. Every variant names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageOpenError {
+    #[error("storage I/O error: {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt storage file {} at byte offset {offset}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+/// Reads one of `dir`'s small checksummed files (the layout of `vote`);
+/// `None` if it does not exist.
+pub fn load_small_file<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<T>, StorageOpenError> {
+    meta_file::load(dir, name)
+}
+
+/// Atomically and durably writes one of `dir`'s small checksummed files.
+pub fn save_small_file<T: serde::Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+) -> Result<(), StorageOpenError> {
+    meta_file::save(dir, name, value).map_err(|e| StorageOpenError::io("write", &dir.join(name), e))
+}
+
+impl StorageOpenError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        StorageOpenError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Opens (creating if missing) the storage of replica `id`. `None` keeps
+/// everything in memory. In disk mode the newest snapshot's state is loaded
+/// in the background (see [`StateStore::open`]) and `hub` is reset to its
+/// event seq.
+///
+/// Opening reads and recovers the whole log synchronously; it is meant to run
+/// once at startup.
+pub async fn open(
+    dir: Option<PathBuf>,
+    id: NodeId,
+    hub: Arc<EventHub>,
+) -> Result<(LogStore, StateStore), StorageOpenError> {
+    match dir {
+        None => Ok((LogStore::new_memory(id), StateStore::new_memory(hub))),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StorageOpenError::io("create dir", &dir, e))?;
+            let log = LogStore::open(&dir, id)?;
+            // A replica that led with a committed vote resumes leading at
+            // start; the others let it load first.
+            let sm =
+                StateStore::open(&dir, hub, !log.resumes_leading())?.gated_on(log.durability());
+            // Make the (possibly just created) directories themselves durable.
+            meta_file::sync_dir(&dir).map_err(|e| StorageOpenError::io("fsync dir", &dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                meta_file::sync_dir(parent)
+                    .map_err(|e| StorageOpenError::io("fsync dir", parent, e))?;
+            }
+            Ok((log, sm))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::raft_types::{StorageError, TypeConfig};
+
+    fn to_storage_error(e: StorageOpenError) -> StorageError {
+        StorageError::IO {
+            source: openraft::StorageIOError::write(&e),
+        }
+    }
+
+    struct MemoryBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateStore, ()> for MemoryBuilder {
+        async fn build(&self) -> Result<((), LogStore, StateStore), StorageError> {
+            let (log, sm) = open(None, 1, EventHub::new(1024))
+                .await
+                .map_err(to_storage_error)?;
+            Ok(((), log, sm))
+        }
+    }
+
+    struct DiskBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateStore, tempfile::TempDir> for DiskBuilder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateStore), StorageError> {
+            let dir = tempfile::tempdir().map_err(|e| StorageError::IO {
+                source: openraft::StorageIOError::write(&e),
+            })?;
+            let (log, sm) = open(Some(dir.path().join("node")), 1, EventHub::new(1024))
+                .await
+                .map_err(to_storage_error)?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn openraft_suite_memory() {
+        Suite::test_all(MemoryBuilder).unwrap();
+    }
+
+    #[test]
+    fn openraft_suite_disk() {
+        Suite::test_all(DiskBuilder).unwrap();
+    }
+}

@@ -1,0 +1,296 @@
+//! The clients: users sending uniquely-bodied messages into a few direct
+//! conversations and groups, reading histories, marking read and deleting
+//! their own messages, each through its own preferred replica, recording
+//! every operation.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use raftchat_client::{new_request_id, ChatClient, ClientConfig, ClientError, Target};
+
+use super::history::{Clock, Op, Outcome, Request, Seen};
+
+/// Messages per history read: the newest page.
+pub const READ_LIMIT: u32 = 100;
+/// Attempts of one logical send (retries reuse the request id).
+const SEND_ATTEMPTS: u32 = 3;
+
+/// Client timing. The defaults keep a call's worst case (a few seconds)
+/// well below the nemesis's fault durations, so outcomes stay informative.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub rpc_timeout: Duration,
+    pub call_deadline: Duration,
+    /// Pause between a client's operations: uniform in `0..=think`.
+    pub think: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            rpc_timeout: Duration::from_millis(1000),
+            call_deadline: Duration::from_secs(4),
+            think: Duration::from_millis(20),
+        }
+    }
+}
+
+/// The users and conversations every client works in.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// User names by client index (`u0`, `u1`, ...).
+    pub users: Vec<String>,
+    /// Conversation id → its members (client indexes).
+    pub conversations: BTreeMap<u64, Vec<usize>>,
+}
+
+impl Setup {
+    pub fn password(user: &str) -> String {
+        format!("password-{user}")
+    }
+
+    /// The conversations client `k` belongs to.
+    pub fn conversations_of(&self, k: usize) -> Vec<u64> {
+        self.conversations
+            .iter()
+            .filter(|(_, members)| members.contains(&k))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// A client for `base`'s servers (and TLS), trying the `first`-th first
+/// (clients spread over the replicas this way).
+pub fn client(
+    base: &ClientConfig,
+    first: usize,
+    timing: &Timing,
+) -> Result<ChatClient, ClientError> {
+    let mut config = base.clone();
+    let n = config.servers.len().max(1);
+    config.servers.rotate_left(first % n);
+    config.rpc_timeout = timing.rpc_timeout;
+    config.write_deadline = timing.call_deadline;
+    config.connect_timeout = Duration::from_millis(300);
+    ChatClient::new(config)
+}
+
+/// Records operations of one client.
+pub struct Recorder {
+    pub client: usize,
+    pub user: String,
+    clock: Clock,
+    next: u64,
+    pub ops: Vec<Op>,
+}
+
+impl Recorder {
+    pub fn new(client: usize, user: String, clock: Clock) -> Self {
+        Self {
+            client,
+            user,
+            clock,
+            next: 0,
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn now(&self) -> super::history::Micros {
+        self.clock.now()
+    }
+
+    /// Records an operation invoked at `invoke` that just completed.
+    pub fn push(&mut self, request: Request, invoke: super::history::Micros, outcome: Outcome) {
+        let complete = self.clock.now();
+        self.next += 1;
+        self.ops.push(Op {
+            id: (self.client as u64) << 32 | self.next,
+            client: self.client,
+            user: self.user.clone(),
+            invoke,
+            complete,
+            request,
+            outcome,
+        });
+    }
+
+    /// Runs `call`, recording its request, times and outcome.
+    pub async fn record<F, Fut>(&mut self, request: Request, call: F) -> Outcome
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Outcome, ClientError>>,
+    {
+        let invoke = self.clock.now();
+        let outcome = match call().await {
+            Ok(o) => o,
+            Err(e) => Outcome::from_error(&e),
+        };
+        self.push(request, invoke, outcome.clone());
+        outcome
+    }
+}
+
+fn seen(m: &raftchat_proto::Message) -> Seen {
+    Seen {
+        id: m.id,
+        body: m.body.clone(),
+    }
+}
+
+/// Sends `body` to `conv`, retrying an unknown outcome with the same request
+/// id up to [`SEND_ATTEMPTS`] times (fewer once `stop` is set).
+pub async fn send(
+    rec: &mut Recorder,
+    client: &ChatClient,
+    conv: u64,
+    body: String,
+    stop: &AtomicBool,
+) -> Outcome {
+    let request_id = new_request_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let request = Request::Send {
+            conv,
+            body: body.clone(),
+            request_id: request_id.clone(),
+            attempt,
+        };
+        let outcome = rec
+            .record(request, || async {
+                let reply = client
+                    .send_with_request_id(&Target::Conversation(conv), &body, &request_id)
+                    .await?;
+                let message = reply
+                    .message
+                    .ok_or_else(|| ClientError::missing_field("message"))?;
+                Ok(Outcome::Sent {
+                    message: seen(&message),
+                })
+            })
+            .await;
+        let retry = matches!(outcome, Outcome::Unknown { .. })
+            && attempt < SEND_ATTEMPTS
+            && !stop.load(Ordering::Relaxed);
+        if !retry {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The newest page of a conversation.
+pub async fn read(rec: &mut Recorder, client: &ChatClient, conv: u64, limit: u32) -> Outcome {
+    rec.record(Request::Read { conv, limit }, || async {
+        let reply = client
+            .history(&Target::Conversation(conv), 0, limit)
+            .await?;
+        Ok(Outcome::Page {
+            messages: reply.messages.iter().map(seen).collect(),
+            more: reply.more,
+        })
+    })
+    .await
+}
+
+/// One client's loop until `stop`.
+pub struct Worker {
+    pub rec: Recorder,
+    pub client: ChatClient,
+    pub convs: Vec<u64>,
+    pub rng: StdRng,
+    pub timing: Timing,
+    /// This client's acknowledged messages not yet deleted: (conv, id).
+    own: Vec<(u64, u64)>,
+    /// Newest message id seen per conversation, for mark-read.
+    newest: BTreeMap<u64, u64>,
+    sent: u64,
+}
+
+impl Worker {
+    pub fn new(
+        rec: Recorder,
+        client: ChatClient,
+        convs: Vec<u64>,
+        seed: u64,
+        timing: Timing,
+    ) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(
+                seed ^ (rec.client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+            rec,
+            client,
+            convs,
+            timing,
+            own: Vec::new(),
+            newest: BTreeMap::new(),
+            sent: 0,
+        }
+    }
+
+    /// Runs operations until `stop` is set; returns the recorded history.
+    pub async fn run(mut self, stop: Arc<AtomicBool>) -> Vec<Op> {
+        while !stop.load(Ordering::Relaxed) {
+            self.step(&stop).await;
+            let think = self.timing.think.as_millis() as u64;
+            let pause = self.rng.gen_range(0..=think);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        self.rec.ops
+    }
+
+    async fn step(&mut self, stop: &AtomicBool) {
+        let conv = self.convs[self.rng.gen_range(0..self.convs.len())];
+        let roll: u32 = self.rng.gen_range(0..100);
+        if roll < 60 {
+            self.sent += 1;
+            let body = format!("{}-{}", self.rec.user, self.sent);
+            let outcome = send(&mut self.rec, &self.client, conv, body, stop).await;
+            if let Outcome::Sent { message } = outcome {
+                self.own.push((conv, message.id));
+                self.note(conv, message.id);
+            }
+        } else if roll < 82 {
+            if let Outcome::Page { messages, .. } =
+                read(&mut self.rec, &self.client, conv, READ_LIMIT).await
+            {
+                if let Some(m) = messages.first() {
+                    self.note(conv, m.id);
+                }
+            }
+        } else if roll < 92 {
+            let Some(&up_to) = self.newest.get(&conv) else {
+                return;
+            };
+            let client = &self.client;
+            self.rec
+                .record(Request::MarkRead { conv, up_to }, || async move {
+                    client.mark_read(conv, up_to).await.map(|()| Outcome::Done)
+                })
+                .await;
+        } else if !self.own.is_empty() {
+            let (conv, id) = self.own.swap_remove(self.rng.gen_range(0..self.own.len()));
+            let client = &self.client;
+            self.rec
+                .record(
+                    Request::Delete {
+                        conv,
+                        ids: vec![id],
+                    },
+                    || async move { client.delete_messages(&[id]).await.map(|_| Outcome::Done) },
+                )
+                .await;
+        }
+    }
+
+    fn note(&mut self, conv: u64, id: u64) {
+        let newest = self.newest.entry(conv).or_insert(0);
+        *newest = (*newest).max(id);
+    }
+}

@@ -1,0 +1,150 @@
+//! What the status line says about the cluster, derived only from what
+//! the client library and the replicas report.
+
+use crate::model::{ConnectionInfo, ReplicaReport};
+
+/// How long "leader changed" stays on the status line.
+pub const LEADER_CHANGE_SHOWN_MS: u64 = 3_000;
+
+/// The subscription stream's health, as the client library reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StreamLink {
+    #[default]
+    Off,
+    Live {
+        server: String,
+    },
+    Reconnecting {
+        server: String,
+        attempt: u32,
+        error: String,
+    },
+}
+
+/// The one-word state on the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Nothing answered yet.
+    Connecting,
+    Connected,
+    /// Connected, and the leader changed moments ago.
+    LeaderChanged,
+    /// Failing over; `next` is the replica tried next.
+    Reconnecting {
+        next: Option<String>,
+        error: Option<String>,
+    },
+    /// Writes cannot be committed: too few replicas answer or none knows a leader.
+    NoQuorum,
+}
+
+/// Everything the app knows about its link to the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub info: Option<ConnectionInfo>,
+    pub stream: StreamLink,
+    /// A call failed with UNAVAILABLE, or the replicas' own reports show no
+    /// majority with a leader. Cleared by the next success.
+    pub quorum_lost: bool,
+    pub leader_changed_at_ms: Option<u64>,
+    /// The current leader as the replicas report it (before the first
+    /// status poll: the client library's latest hint). `None` while no
+    /// reachable replica knows one (election in progress, no quorum).
+    pub leader: Option<(u64, String)>,
+    /// The last leader id ever seen, to notice changes across elections.
+    last_leader_id: Option<u64>,
+    /// A status poll came back: replica reports now decide the leader.
+    polled: bool,
+    /// The term reported by the replica we talk to (or the highest seen).
+    pub term: Option<u64>,
+}
+
+impl Connection {
+    pub fn state(&self, now_ms: u64) -> LinkState {
+        if self.quorum_lost {
+            return LinkState::NoQuorum;
+        }
+        if let Some(info) = self.info.as_ref().filter(|i| i.reconnecting) {
+            return LinkState::Reconnecting {
+                next: info.next_server.clone(),
+                error: info.last_error.clone(),
+            };
+        }
+        if let StreamLink::Reconnecting { server, error, .. } = &self.stream {
+            return LinkState::Reconnecting {
+                next: Some(server.clone()),
+                error: Some(error.clone()),
+            };
+        }
+        let changed_recently = self
+            .leader_changed_at_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < LEADER_CHANGE_SHOWN_MS);
+        match &self.info {
+            _ if changed_recently => LinkState::LeaderChanged,
+            Some(info) if info.rtt_ms.is_some() => LinkState::Connected,
+            _ if matches!(self.stream, StreamLink::Live { .. }) => LinkState::Connected,
+            // The status poll answered with a majority and a leader (else
+            // `quorum_lost`): connected, even before any call of our own
+            // (on the sign-in screen there is none).
+            _ if self.polled => LinkState::Connected,
+            _ => LinkState::Connecting,
+        }
+    }
+
+    /// The client library published a new connection state.
+    pub fn observe(&mut self, info: ConnectionInfo, now_ms: u64) {
+        // Library hints are sticky (the last one seen, however old), so
+        // they only stand in until the replicas' own reports arrive.
+        if let Some(leader) = info.leader.clone().filter(|_| !self.polled) {
+            self.note_leader(Some(leader), now_ms);
+        }
+        self.info = Some(info);
+    }
+
+    /// Whether replica reports (rather than library hints) name the leader.
+    pub fn has_polled(&self) -> bool {
+        self.polled
+    }
+
+    /// The periodic status poll of every replica came back.
+    pub fn observe_cluster(&mut self, reports: &[ReplicaReport], now_ms: u64) {
+        let reachable: Vec<_> = reports
+            .iter()
+            .filter_map(|r| r.status.as_ref().ok())
+            .collect();
+        let majority = reports.len() / 2 + 1;
+        let with_leader = reachable.iter().filter(|s| s.leader_id != 0).count();
+        let has_quorum =
+            !reports.is_empty() && reachable.len() >= majority && with_leader >= majority;
+        self.quorum_lost = !has_quorum;
+
+        let current = self.info.as_ref().map(|i| i.server.as_str());
+        let ours = reports
+            .iter()
+            .find(|r| Some(r.server.as_str()) == current)
+            .and_then(|r| r.status.as_ref().ok());
+        self.term = ours
+            .map(|s| s.term)
+            .or_else(|| reachable.iter().map(|s| s.term).max());
+        // The leader as the highest-term replica that knows one reports it.
+        let leader = reachable
+            .iter()
+            .filter(|s| s.leader_id != 0)
+            .max_by_key(|s| s.term)
+            .map(|s| (s.leader_id, s.leader_url.clone()));
+        if !reports.is_empty() {
+            self.polled = true;
+            self.note_leader(leader, now_ms);
+        }
+    }
+
+    fn note_leader(&mut self, leader: Option<(u64, String)>, now_ms: u64) {
+        if let Some((id, _)) = &leader {
+            if self.last_leader_id.is_some_and(|last| last != *id) {
+                self.leader_changed_at_ms = Some(now_ms);
+            }
+            self.last_leader_id = Some(*id);
+        }
+        self.leader = leader;
+    }
+}

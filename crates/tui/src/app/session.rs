@@ -1,0 +1,90 @@
+//! Signing in, creating an account, signing out.
+
+use super::*;
+use raftchat_proto::contract::MIN_PASSWORD_CHARS;
+
+impl App {
+    pub(super) fn submit_sign_in(&mut self, create: bool) -> Vec<Effect> {
+        if self.sign_in.pending.is_some() {
+            return Vec::new();
+        }
+        let username = self.sign_in.username_text();
+        let password = self.sign_in.password_text();
+        if username.is_empty() {
+            self.sign_in.field = Field::Username;
+            self.sign_in.error = Some("Enter a user name.".into());
+            return Vec::new();
+        }
+        if password.is_empty() {
+            self.sign_in.field = Field::Password;
+            if !create && self.sign_in.field == Field::Password {
+                self.sign_in.error = Some("Enter your password.".into());
+            }
+            return Vec::new();
+        }
+        if create && password.chars().count() < MIN_PASSWORD_CHARS {
+            // The server says the same; saying it here saves a round trip.
+            self.sign_in.field = Field::Password;
+            self.sign_in.error = Some(format!(
+                "Choose a password of at least {MIN_PASSWORD_CHARS} characters."
+            ));
+            return Vec::new();
+        }
+        self.sign_in.error = None;
+        self.sign_in.info = None;
+        if create {
+            self.sign_in.pending = Some(Pending::Creating);
+            vec![Effect::CreateAccount { username, password }]
+        } else {
+            self.sign_in.pending = Some(Pending::SigningIn);
+            vec![Effect::SignIn { username, password }]
+        }
+    }
+
+    pub(super) fn signed_in(&mut self, username: String) -> Vec<Effect> {
+        self.sign_in.pending = None;
+        self.sign_in.error = None;
+        self.sign_in.clear_password();
+        self.me = Some(username);
+        self.screen = Screen::Chat;
+        self.focus = Focus::Sidebar;
+        self.conversations = Conversations::default();
+        self.view = MessageView::default();
+        self.connection.quorum_lost = false;
+        vec![Effect::LoadConversations, Effect::Subscribe]
+    }
+
+    pub(super) fn sign_in_failed(&mut self, error: NetError) {
+        let creating = self.sign_in.pending == Some(Pending::Creating);
+        self.sign_in.pending = None;
+        self.sign_in.error = Some(match error.kind {
+            ErrorKind::Unavailable => {
+                self.connection.quorum_lost = true;
+                format!("No quorum: the cluster cannot serve this right now. ({error})")
+            }
+            ErrorKind::AlreadyExists if creating => "That name is taken.".to_string(),
+            ErrorKind::Unauthenticated | ErrorKind::NotFound if !creating => {
+                "Wrong user name or password.".to_string()
+            }
+            _ => error.message,
+        });
+    }
+
+    /// Back to the sign-in screen; everything of the session is dropped.
+    pub(super) fn sign_out(&mut self, info: Option<&str>) {
+        self.screen = Screen::SignIn;
+        self.me = None;
+        self.overlay = None;
+        self.focus = Focus::Sidebar;
+        self.conversations = Conversations::default();
+        self.view = MessageView::default();
+        self.outbox.clear();
+        self.compose = new_compose();
+        self.presence.clear();
+        self.connection.stream = StreamLink::Off;
+        self.sign_in.pending = None;
+        self.sign_in.clear_password();
+        self.sign_in.field = Field::Password;
+        self.sign_in.info = info.map(str::to_string);
+    }
+}

@@ -1,0 +1,1027 @@
+//! Unit tests of the pure state machine: events in, state and effects out.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::model::{ConnectionInfo, ReplicaStatus};
+
+const T0: u64 = 1_795_424_700_000; // Mon 23 Nov 2026 09:05 UTC
+
+fn new_app() -> App {
+    let mut app = App::new(AppConfig {
+        request_prefix: "rq".into(),
+        utc_offset_secs: 0,
+        user: None,
+        servers: (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect(),
+    });
+    app.update(AppEvent::Tick { now_ms: T0 });
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    app.update(AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn press_mod(app: &mut App, code: KeyCode, modifiers: KeyModifiers) -> Vec<Effect> {
+    app.update(AppEvent::Key(KeyEvent::new(code, modifiers)))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+fn net(app: &mut App, event: NetEvent) -> Vec<Effect> {
+    app.update(AppEvent::Net(event))
+}
+
+fn tick(app: &mut App, now_ms: u64) -> Vec<Effect> {
+    app.update(AppEvent::Tick { now_ms })
+}
+
+fn conv(
+    id: u64,
+    kind: ConversationKind,
+    name: &str,
+    unread: u64,
+    activity: u64,
+) -> ConversationInfo {
+    ConversationInfo {
+        id,
+        kind,
+        name: name.into(),
+        members: vec!["alice".into(), name.into()],
+        unread,
+        last_message_id: 0,
+        last_activity_ms: activity,
+        read_up_to: 0,
+    }
+}
+
+fn msg(id: u64, conversation_id: u64, sender: &str, body: &str) -> ChatMessage {
+    ChatMessage {
+        id,
+        conversation_id,
+        sender: sender.into(),
+        body: body.into(),
+        sent_ms: T0 + id * 1000,
+    }
+}
+
+fn signed_in() -> App {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    app
+}
+
+/// Signed in with conversation 1 (bob) open and its (empty) history loaded.
+fn chatting() -> App {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: vec![],
+            more: false,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Char('i'));
+    assert_eq!(app.focus, Focus::Compose);
+    app
+}
+
+fn send(app: &mut App, text: &str) -> Vec<Effect> {
+    type_text(app, text);
+    press(app, KeyCode::Enter)
+}
+
+fn sends(effects: &[Effect]) -> Vec<(u64, String, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                local_id,
+                request_id,
+                body,
+                ..
+            } => Some((*local_id, request_id.clone(), body.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn entries(app: &App) -> Vec<(String, Option<Delivery>, bool)> {
+    app.conversations
+        .open()
+        .map(|c| {
+            c.log
+                .entries
+                .iter()
+                .map(|e| (e.body.clone(), e.delivery, e.failed.is_some()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn unavailable() -> NetError {
+    NetError::new(ErrorKind::Unavailable, "no quorum: send did not complete")
+}
+
+// ------------------------------------------------------------------ sign in
+
+#[test]
+fn sign_in_sends_credentials_and_opens_the_chat() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "secret");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        effects,
+        vec![Effect::SignIn {
+            username: "alice".into(),
+            password: "secret".into()
+        }]
+    );
+    assert_eq!(app.sign_in.pending, Some(Pending::SigningIn));
+
+    let effects = net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    assert_eq!(effects, vec![Effect::LoadConversations, Effect::Subscribe]);
+    assert_eq!(app.screen, Screen::Chat);
+    assert_eq!(app.me.as_deref(), Some("alice"));
+    assert_eq!(app.sign_in.password_text(), "", "the password is not kept");
+}
+
+#[test]
+fn a_new_account_needs_a_password_of_8_characters() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "short");
+    let effects = press_mod(&mut app, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(
+        app.sign_in.error.as_deref(),
+        Some("Choose a password of at least 8 characters.")
+    );
+    assert_eq!(app.sign_in.pending, None);
+    // Signing in with a short password is still allowed (older accounts).
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(effects.as_slice(), [Effect::SignIn { .. }]));
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::Unauthenticated, "wrong")),
+    );
+    // Long enough: the request goes out, and the server's own refusal of
+    // a password is shown as it says it.
+    type_text(&mut app, "-and-more");
+    let effects = press_mod(&mut app, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    assert!(matches!(effects.as_slice(), [Effect::CreateAccount { .. }]));
+    let refusal = "password is longer than 1024 bytes";
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::InvalidArgument, refusal)),
+    );
+    assert_eq!(app.sign_in.error.as_deref(), Some(refusal));
+}
+
+#[test]
+fn a_login_refused_for_now_says_when_to_retry() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "guess");
+    press(&mut app, KeyCode::Enter);
+    // RESOURCE_EXHAUSTED reaches the app as `Other`: not "wrong password".
+    let refusal = "too many failed logins; retry in 4 s";
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::Other, refusal)),
+    );
+    assert_eq!(app.sign_in.error.as_deref(), Some(refusal));
+}
+
+#[test]
+fn sign_in_errors_are_shown_inline() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "bad-password");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::Unauthenticated, "bad credentials")),
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    assert_eq!(
+        app.sign_in.error.as_deref(),
+        Some("Wrong user name or password.")
+    );
+    assert_eq!(app.sign_in.pending, None);
+
+    // Create account: name taken.
+    let effects = press_mod(&mut app, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    assert!(matches!(effects.as_slice(), [Effect::CreateAccount { .. }]));
+    net(
+        &mut app,
+        NetEvent::SignInFailed(NetError::new(ErrorKind::AlreadyExists, "exists")),
+    );
+    assert_eq!(app.sign_in.error.as_deref(), Some("That name is taken."));
+
+    // No quorum.
+    press(&mut app, KeyCode::Enter);
+    net(&mut app, NetEvent::SignInFailed(unavailable()));
+    assert!(app
+        .sign_in
+        .error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("No quorum")));
+    assert_eq!(app.link_state(), LinkState::NoQuorum);
+}
+
+#[test]
+fn empty_fields_are_not_submitted() {
+    let mut app = new_app();
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_eq!(app.sign_in.error.as_deref(), Some("Enter a user name."));
+    type_text(&mut app, "alice");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert_eq!(app.sign_in.field, Field::Password);
+}
+
+// ------------------------------------------------------------------ sending
+
+#[test]
+fn sending_moves_the_mark_queued_accepted_committed() {
+    let mut app = chatting();
+    let effects = send(&mut app, "hello");
+    assert_eq!(sends(&effects), vec![(1, "rq-1".into(), "hello".into())]);
+    assert!(matches!(
+        &effects[0],
+        Effect::Send {
+            to: SendTo::Conversation(1),
+            ..
+        }
+    ));
+    assert_eq!(
+        entries(&app),
+        vec![("hello".into(), Some(Delivery::Accepted), false)]
+    );
+    assert!(app.compose.is_empty());
+
+    net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(10, 1, "alice", "hello"),
+        },
+    );
+    assert_eq!(
+        entries(&app),
+        vec![("hello".into(), Some(Delivery::Committed), false)]
+    );
+    assert!(app.outbox.is_empty());
+}
+
+#[test]
+fn alt_enter_makes_a_new_line() {
+    let mut app = chatting();
+    type_text(&mut app, "one");
+    press_mod(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    type_text(&mut app, "two");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(sends(&effects)[0].2, "one\ntwo");
+}
+
+#[test]
+fn marks_never_move_backwards_and_echoes_are_not_duplicated() {
+    let mut app = chatting();
+    send(&mut app, "hi");
+    // The subscription echo arrives before the send call returns.
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(10, 1, "alice", "hi")),
+    );
+    assert_eq!(
+        entries(&app),
+        vec![("hi".into(), Some(Delivery::Committed), false)]
+    );
+    // A late, unavailable failure of the same send cannot demote it...
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
+    );
+    assert_eq!(
+        entries(&app),
+        vec![("hi".into(), Some(Delivery::Committed), false)]
+    );
+    // ...and the late OK does not add a second copy.
+    net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(10, 1, "alice", "hi"),
+        },
+    );
+    assert_eq!(entries(&app).len(), 1);
+
+    let mut entry = app.conversations.open().unwrap().log.entries[0].clone();
+    entry.advance(Delivery::Queued);
+    entry.advance(Delivery::Accepted);
+    assert_eq!(entry.delivery, Some(Delivery::Committed));
+}
+
+#[test]
+fn messages_typed_without_quorum_are_sent_in_order_exactly_once() {
+    let mut app = chatting();
+    let mut all_sends = sends(&send(&mut app, "a"));
+    // No quorum: the first attempt fails; nothing else goes out meanwhile.
+    all_sends.extend(sends(&net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
+    )));
+    all_sends.extend(sends(&send(&mut app, "b")));
+    all_sends.extend(sends(&send(&mut app, "c")));
+    assert_eq!(all_sends.len(), 1);
+    assert_eq!(app.link_state(), LinkState::NoQuorum);
+    assert_eq!(
+        entries(&app),
+        vec![
+            ("a".into(), Some(Delivery::Accepted), false),
+            ("b".into(), Some(Delivery::Queued), false),
+            ("c".into(), Some(Delivery::Queued), false),
+        ]
+    );
+
+    // Too early for a retry.
+    assert!(sends(&tick(&mut app, T0 + 500)).is_empty());
+    // The retry of "a" carries the same request id.
+    let retry = sends(&tick(&mut app, T0 + SEND_RETRY_MS + 1));
+    assert_eq!(retry, vec![(1, "rq-1".into(), "a".into())]);
+    all_sends.extend(retry);
+
+    // Quorum is back: each commit releases the next message, in order.
+    for (local_id, id, body) in [(1, 10, "a"), (2, 11, "b"), (3, 12, "c")] {
+        all_sends.extend(sends(&net(
+            &mut app,
+            NetEvent::Sent {
+                local_id,
+                message: msg(id, 1, "alice", body),
+            },
+        )));
+    }
+    let bodies: Vec<&str> = all_sends.iter().map(|(_, _, b)| b.as_str()).collect();
+    assert_eq!(bodies, vec!["a", "a", "b", "c"]);
+    let ids: Vec<&str> = all_sends.iter().map(|(_, r, _)| r.as_str()).collect();
+    assert_eq!(ids, vec!["rq-1", "rq-1", "rq-2", "rq-3"]);
+    assert!(app.outbox.is_empty());
+    assert!(entries(&app)
+        .iter()
+        .all(|(_, d, _)| *d == Some(Delivery::Committed)));
+}
+
+#[test]
+fn a_failed_message_is_marked_and_retried_with_its_request_id() {
+    let mut app = chatting();
+    send(&mut app, "x");
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: NetError::new(ErrorKind::InvalidArgument, "body too long"),
+        },
+    );
+    assert_eq!(
+        entries(&app),
+        vec![("x".into(), Some(Delivery::Accepted), true)]
+    );
+    assert!(app.outbox.is_empty());
+
+    let effects = press_mod(&mut app, KeyCode::Char('r'), KeyModifiers::CONTROL);
+    assert_eq!(sends(&effects), vec![(1, "rq-1".into(), "x".into())]);
+    assert_eq!(
+        entries(&app),
+        vec![("x".into(), Some(Delivery::Accepted), false)]
+    );
+}
+
+// ------------------------------------------------------------------ connection
+
+#[test]
+fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionInfo {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((1, "http://127.0.0.1:7001".into())),
+            rtt_ms: Some(2),
+            ..ConnectionInfo::default()
+        }),
+    );
+    assert_eq!(app.link_state(), LinkState::Connected);
+
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionInfo {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((1, "http://127.0.0.1:7001".into())),
+            rtt_ms: Some(2),
+            reconnecting: true,
+            next_server: Some("127.0.0.1:7002".into()),
+            last_error: Some("no answer within 2 s".into()),
+        }),
+    );
+    assert_eq!(
+        app.link_state(),
+        LinkState::Reconnecting {
+            next: Some("127.0.0.1:7002".into()),
+            error: Some("no answer within 2 s".into())
+        }
+    );
+
+    tick(&mut app, T0 + 1_000);
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionInfo {
+            server: "127.0.0.1:7002".into(),
+            leader: Some((2, "http://127.0.0.1:7002".into())),
+            rtt_ms: Some(3),
+            ..ConnectionInfo::default()
+        }),
+    );
+    assert_eq!(app.link_state(), LinkState::LeaderChanged);
+    assert_eq!(
+        app.connection.leader,
+        Some((2, "http://127.0.0.1:7002".into()))
+    );
+    tick(&mut app, T0 + 1_000 + LEADER_CHANGE_SHOWN_MS + 1);
+    assert_eq!(app.link_state(), LinkState::Connected);
+}
+
+#[test]
+fn subscription_reconnecting_is_shown_too() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::SubscriptionReconnecting {
+            server: "127.0.0.1:7003".into(),
+            attempt: 1,
+            error: "stream closed".into(),
+        },
+    );
+    assert!(matches!(
+        app.link_state(),
+        LinkState::Reconnecting { next: Some(ref s), .. } if s == "127.0.0.1:7003"
+    ));
+    net(
+        &mut app,
+        NetEvent::SubscriptionLive {
+            server: "127.0.0.1:7003".into(),
+        },
+    );
+    assert_eq!(app.link_state(), LinkState::Connected);
+}
+
+fn report(i: u64, up: bool, leader: u64) -> ReplicaReport {
+    ReplicaReport {
+        server: format!("127.0.0.1:700{i}"),
+        status: if up {
+            Ok(ReplicaStatus {
+                id: i,
+                url: format!("http://127.0.0.1:700{i}"),
+                role: if i == leader { "leader" } else { "follower" }.into(),
+                term: 4,
+                leader_id: leader,
+                leader_url: format!("http://127.0.0.1:700{leader}"),
+                commit_index: 20,
+                applied_index: 20,
+            })
+        } else {
+            Err("no answer within 2 s".into())
+        },
+    }
+}
+
+#[test]
+fn cluster_reports_decide_quorum_and_term() {
+    let mut app = signed_in();
+    let minority: Vec<_> = (1..=5).map(|i| report(i, i <= 2, 1)).collect();
+    net(&mut app, NetEvent::Cluster(minority));
+    assert_eq!(app.link_state(), LinkState::NoQuorum);
+
+    let majority: Vec<_> = (1..=5).map(|i| report(i, i <= 3, 1)).collect();
+    net(&mut app, NetEvent::Cluster(majority));
+    assert_ne!(app.link_state(), LinkState::NoQuorum);
+    assert_eq!(app.connection.term, Some(4));
+    assert_eq!(app.connection.leader.as_ref().map(|l| l.0), Some(1));
+}
+
+// ------------------------------------------------------------------ unread
+
+#[test]
+fn unread_counts_follow_arrivals_and_reading() {
+    let mut app = signed_in();
+    let effects = net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0 + 10),
+            conv(2, ConversationKind::Group, "team", 2, T0 + 5),
+        ]),
+    );
+    // The most recent conversation opens and loads; DM presence is looked up.
+    assert!(effects.contains(&Effect::LoadHistory {
+        conversation_id: 1,
+        before: 0
+    }));
+    assert!(effects.contains(&Effect::LookupPresence {
+        usernames: vec!["bob".into()]
+    }));
+    assert_eq!(app.total_unread(), 2);
+
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(7, 2, "carol", "ping")),
+    );
+    assert_eq!(app.total_unread(), 3);
+    assert_eq!(app.terminal_title(), "(3) raftchat — alice");
+    // The group now has the latest activity: it moves to the top.
+    assert_eq!(app.conversations.list[0].name, "team");
+    // Own messages do not count.
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(8, 2, "alice", "pong")),
+    );
+    assert_eq!(app.total_unread(), 3);
+
+    // Opening the group shows its messages: they become read.
+    press(&mut app, KeyCode::Up);
+    let effects = net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(2, ConversationKind::Group, "team", 3, T0 + 8000),
+            messages: vec![
+                msg(5, 2, "carol", "a"),
+                msg(6, 2, "dave", "b"),
+                msg(7, 2, "carol", "ping"),
+                msg(8, 2, "alice", "pong"),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 2,
+            up_to: 8
+        }]
+    );
+    assert_eq!(app.total_unread(), 0);
+    assert_eq!(app.terminal_title(), "raftchat — alice");
+
+    // A message arriving in the open, followed conversation is read at once.
+    let effects = net(&mut app, NetEvent::MessageArrived(msg(9, 2, "dave", "new")));
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 2,
+            up_to: 9
+        }]
+    );
+    assert_eq!(app.total_unread(), 0);
+}
+
+#[test]
+fn new_messages_do_not_move_a_scrolled_back_view() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    let history: Vec<_> = (1..=5)
+        .map(|i| msg(i, 1, "bob", &format!("m{i}")))
+        .collect();
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: history,
+            more: false,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Tab); // to messages
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Char('k'));
+    let anchor = app.view.anchor;
+    assert_eq!(anchor, Some(EntryKey::Server(3)));
+
+    let effects = net(&mut app, NetEvent::MessageArrived(msg(6, 1, "bob", "m6")));
+    assert_eq!(app.view.anchor, anchor, "the view stays where the user is");
+    assert!(effects.is_empty(), "unseen messages are not marked read");
+    assert_eq!(app.total_unread(), 1);
+
+    let effects = press(&mut app, KeyCode::Char('G'));
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 1,
+            up_to: 6
+        }]
+    );
+    assert_eq!(app.total_unread(), 0);
+}
+
+// ------------------------------------------------------------------ accounts, groups, deletion
+
+#[test]
+fn accounts_browser_pages_and_starts_a_direct_conversation() {
+    let mut app = signed_in();
+    net(&mut app, NetEvent::Conversations(vec![]));
+    press(&mut app, KeyCode::Char('a'));
+    assert_eq!(app.contexts()[0], Context::AccountsSearch);
+    type_text(&mut app, "b*");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        effects,
+        vec![Effect::ListAccounts {
+            pattern: "b*".into(),
+            after: "".into(),
+            limit: PAGE_SIZE
+        }]
+    );
+    let bob = AccountInfo {
+        username: "bob".into(),
+        online: true,
+        last_seen_ms: T0,
+    };
+    net(
+        &mut app,
+        NetEvent::Accounts {
+            pattern: "b*".into(),
+            after: "".into(),
+            accounts: vec![bob.clone()],
+            next_after: "bob".into(),
+        },
+    );
+    assert_eq!(app.contexts()[0], Context::AccountsList);
+    let effects = press(&mut app, KeyCode::Char('n'));
+    assert_eq!(
+        effects,
+        vec![Effect::ListAccounts {
+            pattern: "b*".into(),
+            after: "bob".into(),
+            limit: PAGE_SIZE
+        }]
+    );
+    // A stale reply for page 1 is ignored.
+    net(
+        &mut app,
+        NetEvent::Accounts {
+            pattern: "b*".into(),
+            after: "".into(),
+            accounts: vec![],
+            next_after: "".into(),
+        },
+    );
+    press(&mut app, KeyCode::Char('p'));
+    net(
+        &mut app,
+        NetEvent::Accounts {
+            pattern: "b*".into(),
+            after: "".into(),
+            accounts: vec![bob],
+            next_after: "".into(),
+        },
+    );
+
+    press(&mut app, KeyCode::Enter);
+    assert!(app.overlay.is_none());
+    assert_eq!(
+        app.conversations.open,
+        Some(ConvKey::NewDirect("bob".into()))
+    );
+    let effects = send(&mut app, "hi bob");
+    assert!(matches!(&effects[..], [Effect::Send { to: SendTo::User(u), .. }] if u == "bob"));
+    let effects = net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(3, 9, "alice", "hi bob"),
+        },
+    );
+    assert!(effects.contains(&Effect::LoadConversations));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(9)));
+    assert_eq!(
+        entries(&app),
+        vec![("hi bob".into(), Some(Delivery::Committed), false)]
+    );
+}
+
+#[test]
+fn a_group_is_created_from_marked_accounts() {
+    let mut app = signed_in();
+    press(&mut app, KeyCode::Char('a'));
+    net(
+        &mut app,
+        NetEvent::Accounts {
+            pattern: "".into(),
+            after: "".into(),
+            accounts: ["bob", "carol"]
+                .map(|u| AccountInfo {
+                    username: u.into(),
+                    online: false,
+                    last_seen_ms: 0,
+                })
+                .to_vec(),
+            next_after: "".into(),
+        },
+    );
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char('g'));
+    type_text(&mut app, "team");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        effects,
+        vec![Effect::CreateGroup {
+            name: "team".into(),
+            members: vec!["bob".into(), "carol".into()]
+        }]
+    );
+}
+
+#[test]
+fn deleting_own_messages_asks_first() {
+    let mut app = chatting();
+    send(&mut app, "oops");
+    net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(4, 1, "alice", "oops"),
+        },
+    );
+    press(&mut app, KeyCode::Esc); // leave compose: messages pane
+    assert_eq!(app.focus, Focus::Messages);
+    assert!(press(&mut app, KeyCode::Char('d')).is_empty());
+    assert!(matches!(app.overlay, Some(Overlay::Confirm(_))));
+    let effects = press(&mut app, KeyCode::Char('y'));
+    assert_eq!(
+        effects,
+        vec![Effect::DeleteMessages {
+            message_ids: vec![4]
+        }]
+    );
+    net(
+        &mut app,
+        NetEvent::MessagesDeleted {
+            conversation_id: 1,
+            message_ids: vec![4],
+        },
+    );
+    assert!(entries(&app).is_empty());
+}
+
+#[test]
+fn deleting_the_account_needs_the_password() {
+    let mut app = signed_in();
+    press(&mut app, KeyCode::Char('X'));
+    type_text(&mut app, "pw");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        effects,
+        vec![Effect::DeleteAccount {
+            password: "pw".into()
+        }]
+    );
+    net(
+        &mut app,
+        NetEvent::Failed {
+            op: "delete account".into(),
+            error: NetError::new(ErrorKind::Unauthenticated, "wrong password"),
+        },
+    );
+    assert!(
+        matches!(&app.overlay, Some(Overlay::Prompt(p)) if p.error.as_deref() == Some("Wrong password."))
+    );
+    let effects = net(&mut app, NetEvent::AccountDeleted);
+    assert_eq!(effects, vec![Effect::Logout]);
+    assert_eq!(app.screen, Screen::SignIn);
+    // The dying stream of the deleted session changes nothing.
+    net(
+        &mut app,
+        NetEvent::SubscriptionFailed(NetError::new(ErrorKind::Unauthenticated, "gone")),
+    );
+    assert_eq!(
+        app.sign_in.info.as_deref(),
+        Some("Your account was deleted.")
+    );
+}
+
+#[test]
+fn quit_keys_work_but_q_types_in_compose() {
+    let mut app = chatting();
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit);
+    assert_eq!(app.compose.lines(), ["q"]);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(app.should_quit);
+
+    let mut app = new_app();
+    press_mod(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(app.should_quit);
+}
+
+#[test]
+fn logout_returns_to_sign_in_and_drops_the_session() {
+    let mut app = chatting();
+    send(&mut app, "pending");
+    press(&mut app, KeyCode::Esc);
+    let effects = press(&mut app, KeyCode::Char('L'));
+    assert_eq!(effects, vec![Effect::Logout]);
+    assert_eq!(app.screen, Screen::SignIn);
+    assert!(app.outbox.is_empty());
+    assert!(app.conversations.list.is_empty());
+}
+
+#[test]
+fn a_first_message_from_a_stranger_opens_and_counts_once() {
+    let mut app = signed_in();
+    net(&mut app, NetEvent::Conversations(vec![]));
+    // The membership event carries the recipient's view after the message.
+    let mut info = conv(5, ConversationKind::Direct, "carol", 1, T0 + 1000);
+    info.last_message_id = 1;
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: info,
+            user: "carol".into(),
+            change: "created".into(),
+        },
+    );
+    net(&mut app, NetEvent::MessageArrived(msg(1, 5, "carol", "hi")));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(5)));
+    assert_eq!(app.total_unread(), 1);
+}
+
+#[test]
+fn replica_reports_override_stale_leader_hints() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, true, 1)).collect()),
+    );
+    // Every reachable replica lost the leader: show none, whatever the hint.
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, i <= 2, 0)).collect()),
+    );
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionInfo {
+            server: "127.0.0.1:7002".into(),
+            leader: Some((1, "http://127.0.0.1:7001".into())),
+            ..ConnectionInfo::default()
+        }),
+    );
+    assert_eq!(app.connection.leader, None);
+    // A new leader after the election is flagged as a change.
+    tick(&mut app, T0 + 5_000);
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, true, 3)).collect()),
+    );
+    assert_eq!(app.connection.leader.as_ref().map(|l| l.0), Some(3));
+    assert_eq!(app.link_state(), LinkState::LeaderChanged);
+}
+
+#[test]
+fn the_mouse_wheel_scrolls_the_messages() {
+    use crossterm::event::{MouseEvent, MouseEventKind};
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: (1..=9).map(|i| msg(i, 1, "bob", "x")).collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    let wheel = |kind| {
+        AppEvent::Mouse(MouseEvent {
+            kind,
+            column: 40,
+            row: 10,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    app.update(wheel(MouseEventKind::ScrollUp));
+    assert_eq!(app.view.anchor, Some(EntryKey::Server(6)));
+    app.update(wheel(MouseEventKind::ScrollDown));
+    assert_eq!(
+        app.view.anchor, None,
+        "back at the bottom: follow new messages"
+    );
+}
+
+/// Someone writes to us first: the server announces the new direct
+/// conversation with a membership event before the message, so the
+/// conversation is known when the message arrives. Its peer's presence
+/// must still be looked up (the sidebar showed `·`, unknown, for good).
+#[test]
+fn presence_is_looked_up_for_a_conversation_someone_else_started() {
+    let mut app = signed_in();
+    net(&mut app, NetEvent::Conversations(vec![]));
+    let effects = net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            user: "bob".into(),
+            change: "created".into(),
+        },
+    );
+    assert!(
+        effects.contains(&Effect::LookupPresence {
+            usernames: vec!["bob".into()]
+        }),
+        "{effects:?}"
+    );
+    net(&mut app, NetEvent::MessageArrived(msg(1, 1, "bob", "hi")));
+    net(
+        &mut app,
+        NetEvent::Presences(vec![AccountInfo {
+            username: "bob".into(),
+            online: true,
+            last_seen_ms: T0,
+        }]),
+    );
+    assert!(app.presence["bob"].online);
+    // Known now: no second lookup.
+    let effects = net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::LookupPresence { .. })),
+        "{effects:?}"
+    );
+}
+
+/// On the sign-in screen no call of our own has been made yet; once the
+/// status poll shows a majority with a leader the status line must say
+/// connected, not spin on "connecting" for as long as the screen is up.
+#[test]
+fn a_healthy_status_poll_means_connected_before_signing_in() {
+    let mut app = new_app();
+    assert_eq!(app.link_state(), LinkState::Connecting);
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, true, 1)).collect()),
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    assert_eq!(app.link_state(), LinkState::Connected);
+    // No majority answers: no quorum, not connected.
+    net(
+        &mut app,
+        NetEvent::Cluster((1..=5).map(|i| report(i, i <= 2, 1)).collect()),
+    );
+    assert_eq!(app.link_state(), LinkState::NoQuorum);
+}

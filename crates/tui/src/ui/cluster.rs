@@ -1,0 +1,78 @@
+//! The cluster panel: every replica as it reports itself.
+
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::{Block, Borders, Cell, Row, Table};
+use ratatui::Frame;
+
+use crate::app::App;
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let header = Row::new([
+        "id",
+        "url",
+        "role",
+        "term",
+        "leader",
+        "commit",
+        "applied",
+        "reachable",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
+    let rows = app.cluster.iter().map(|report| match &report.status {
+        Ok(s) => {
+            let role_style = match s.role.as_str() {
+                "leader" => Style::default()
+                    .fg(Color::Green)
+                    .add_modifier(Modifier::BOLD),
+                "candidate" => Style::default().fg(Color::Yellow),
+                _ => Style::default(),
+            };
+            Row::new(vec![
+                Cell::from(s.id.to_string()),
+                Cell::from(if s.url.is_empty() {
+                    report.server.clone()
+                } else {
+                    s.url.clone()
+                }),
+                Cell::from(s.role.clone()).style(role_style),
+                Cell::from(s.term.to_string()),
+                Cell::from(if s.leader_id == 0 {
+                    "-".to_string()
+                } else {
+                    s.leader_id.to_string()
+                }),
+                Cell::from(s.commit_index.to_string()),
+                Cell::from(s.applied_index.to_string()),
+                Cell::from("yes").style(Style::default().fg(Color::Green)),
+            ])
+        }
+        Err(reason) => Row::new(vec![
+            Cell::from("?"),
+            Cell::from(report.server.clone()),
+            Cell::from("-"),
+            Cell::from("-"),
+            Cell::from("-"),
+            Cell::from("-"),
+            Cell::from("-"),
+            Cell::from(format!("no: {reason}")).style(Style::default().fg(Color::Red)),
+        ]),
+    });
+    let widths = [
+        Constraint::Length(3),
+        Constraint::Length(24),
+        Constraint::Length(10),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(8),
+        Constraint::Min(10),
+    ];
+    let table = Table::new(rows, widths).header(header).block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(" Cluster (c / F2 to hide) ")
+            .border_style(Style::default().fg(Color::DarkGray)),
+    );
+    frame.render_widget(table, area);
+}

@@ -1,0 +1,60 @@
+//! The compose box: multi-line, usable while offline.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders};
+use ratatui::Frame;
+
+use super::pane_style;
+use crate::app::{App, ConvKey, Focus, LinkState};
+use crate::model::ConversationKind;
+
+/// Most text lines shown before the box scrolls.
+const MAX_LINES: u16 = 5;
+
+/// Rows the compose box needs, borders included.
+pub fn height(app: &App) -> u16 {
+    let lines = u16::try_from(app.compose.lines().len()).unwrap_or(MAX_LINES);
+    lines.clamp(1, MAX_LINES) + 2
+}
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App) {
+    let focused = app.focus == Focus::Compose && app.overlay.is_none();
+    let to = match app.conversations.open() {
+        Some(conv) if conv.kind == ConversationKind::Group => format!("#{}", conv.name),
+        Some(conv) => conv.name.clone(),
+        None => "nobody".to_string(),
+    };
+    let mut title = vec![Span::raw(format!(" To {to} "))];
+    if matches!(app.conversations.open, Some(ConvKey::NewDirect(_))) {
+        title.push(Span::styled(
+            "(the first message starts the conversation) ",
+            Style::default().fg(Color::DarkGray),
+        ));
+    }
+    if !app.outbox.is_empty() {
+        title.push(Span::styled(
+            format!("· {} waiting to send ", app.outbox.len()),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
+    if app.link_state() == LinkState::NoQuorum {
+        title.push(Span::styled(
+            "· offline: messages are queued ",
+            Style::default().fg(Color::Red),
+        ));
+    }
+    let mut input = app.compose.clone();
+    input.set_block(
+        Block::default()
+            .borders(Borders::ALL)
+            .title(Line::from(title))
+            .border_style(pane_style(focused)),
+    );
+    input.set_cursor_line_style(Style::default());
+    if !focused {
+        input.set_cursor_style(Style::default());
+    }
+    frame.render_widget(&input, area);
+}
