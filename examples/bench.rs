@@ -186,7 +186,7 @@ fn idle_and_steal_pct(before: (u64, u64, u64), after: (u64, u64, u64)) -> (f64, 
 /// `fdatasync`, by one writer and by five at once (as five replicas on one
 /// disk), 200 each, in `dir`. Kept as an append so runs compare across
 /// sessions; the log itself now overwrites zeros it wrote ahead, which
-/// costs less (`server::storage::wal`).
+/// costs less (`raftchat_server` `storage/wal.rs`).
 fn fdatasync_p50_ms(dir: &Path) -> anyhow::Result<(f64, f64)> {
     use std::io::Write;
     let run = |writers: usize| -> anyhow::Result<f64> {

@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(false)
         .extern_path(".raftchat.v1", "::raftchat_proto")
-        .codec_path("crate::codec::RequestCodec")
+        .codec_path("crate::api::codec::RequestCodec")
         .file_descriptor_set_path(out_dir.join("raftchat_descriptor.bin"))
         .compile_protos(&["../../proto/raftchat.proto"], &["../../proto"])?;
     Ok(())

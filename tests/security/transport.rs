@@ -11,9 +11,9 @@ use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::Vote;
 use raftchat_proto::cluster_client::ClusterClient;
 use raftchat_proto::RemoveReplicaRequest;
-use raftchat_server::command::{Command, Proposal};
-use raftchat_server::raft_types::TypeConfig;
-use raftchat_server::wire::{self, Kind};
+use raftchat_server::raft::wire::{self, Kind};
+use raftchat_server::state::command::{Command, Proposal};
+use raftchat_server::storage::raft_types::TypeConfig;
 use raftchat_tls::{self as tls, ReplicaTls};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -265,13 +265,13 @@ async fn plaintext_clients_and_connection_floods_are_refused() {
     let held = fds();
     println!("1000 idle connections: replica fds {baseline} -> {held}");
     assert!(
-        held <= baseline + raftchat_server::listener::MAX_HANDSHAKES + 16,
+        held <= baseline + raftchat_server::raft::listener::MAX_HANDSHAKES + 16,
         "{held} fds held (baseline {baseline})"
     );
     let started = Instant::now();
     while fds() > baseline + 16 {
         assert!(
-            started.elapsed() < raftchat_server::listener::HANDSHAKE_TIMEOUT * 3,
+            started.elapsed() < raftchat_server::raft::listener::HANDSHAKE_TIMEOUT * 3,
             "idle connections still held: {} fds",
             fds()
         );

@@ -1,47 +1,55 @@
-//! The replica: consensus glue, storage, the pure chat state machine, and the
-//! gRPC services. `replica::run` is the server loop that wires them together.
+//! `chatd`, one raftchat replica, as a library: the binary (`main.rs`) only
+//! parses flags and calls [`replica::run`].
+//!
+//! # Layers
+//!
+//! Modules import downwards only (`tests/architecture.rs` at the workspace
+//! root checks it):
+//!
+//! | layer | what lives there |
+//! |---|---|
+//! | [`replica`], [`config`], [`signals`] | wiring: flags, bind, recover, bootstrap, serve, shut down |
+//! | [`api`] | the gRPC services, request validation, sessions and logins, the metrics endpoint |
+//! | [`raft`] | proposing writes (batched, forwarded to the leader), linearizable reads, the replica-to-replica transport, membership, incarnations |
+//! | [`storage`] | openraft's log store and state machine: the WAL, snapshots, the durability rule, applied-event fan-out |
+//! | [`state`] | the chat state machine: pure and deterministic, and the [`state::command`]s it applies |
+//!
+//! [`metrics`] is a leaf: every layer records into it, and it imports
+//! nothing of ours.
+//!
+//! # How a write flows
+//!
+//! A handler in [`api::chat_service`] validates the request, does everything
+//! nondeterministic (argon2id hashing, minting a session token) and builds a
+//! [`state::command::Command`]. [`raft::consensus::Consensus::propose`]
+//! hands it to the leader's batching proposer (forwarding it over the
+//! replica transport when this replica is a follower), which stamps the
+//! clock and puts every waiting command into one log entry. Once a majority
+//! has the entry on disk, each replica's [`storage::StateStore`] applies it
+//! through [`state::ChatState::apply_batch`], which returns one result per
+//! command and the events subscribers receive ([`storage::events`]). The
+//! handler converts its result to the reply ([`api::convert`]).
+//!
+//! # Adding a feature
+//!
+//! 1. Add the RPC and messages to `proto/raftchat.proto`.
+//! 2. For a write: add a [`state::command::Command`] variant, handle it in
+//!    `state/apply.rs` (validate everything first, then change state; emit
+//!    events), and unit-test it there: the state machine is pure, so tests
+//!    are plain function calls.
+//! 3. Add the handler in [`api::chat_service`]: a write calls
+//!    `ctx.write(request_id, command)`, a read calls `ctx.barrier()` and then
+//!    reads `ctx.read(|state| ...)`; convert results in [`api::convert`].
+//! 4. Expose it in `raftchat-client` (one method in `chat.rs`) and, if
+//!    useful, as a `chatctl` command in `raftchat-cli`.
+//! 5. Add an integration test under the workspace's `tests/` that runs real
+//!    replicas through `raftchat_testkit::local_cluster`.
 
-pub mod auth;
-pub mod chat_service;
-pub mod cluster_service;
-pub mod codec;
-pub mod command;
+pub mod api;
 pub mod config;
-pub mod consensus;
-pub mod convert;
-pub mod events;
-pub mod health;
-pub mod incarnation;
-pub mod listener;
-pub mod membership;
 pub mod metrics;
-pub mod network;
-pub mod presence;
-pub mod raft_types;
+pub mod raft;
 pub mod replica;
-pub mod send_stream;
 pub mod signals;
 pub mod state;
 pub mod storage;
-pub mod subscribe;
-pub mod throttle;
-pub mod wire;
-
-/// The wire contract ([`raftchat_proto`]) and the gRPC servers generated
-/// for it here, which decode requests with [`codec::RequestCodec`]: a request
-/// that does not decode (a string field that is not UTF-8) is answered with
-/// INVALID_ARGUMENT, where prost's codec says INTERNAL (see `build.rs`).
-pub mod proto {
-    pub use raftchat_proto::*;
-
-    #[allow(clippy::all, missing_docs)]
-    mod servers {
-        include!(concat!(env!("OUT_DIR"), "/raftchat.v1.rs"));
-    }
-    pub use servers::*;
-
-    /// The encoded descriptors of every raftchat service, for gRPC server
-    /// reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("raftchat_descriptor");
-}

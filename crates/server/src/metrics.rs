@@ -1,32 +1,22 @@
-//! Prometheus metrics, served as plain text on `--metrics-addr` (`GET
-//! /metrics`).
+//! Prometheus metrics: what every layer records, and their text exposition.
 //!
 //! The metrics are process-wide ([`METRICS`]) because a process runs exactly
-//! one replica: storage (fsync latency, snapshot size) and the subscription
-//! code record into them with one call and no plumbing. Raft's own numbers
-//! (role, term, indexes) are not duplicated: they are read from openraft's
-//! metrics at scrape time, so they can never drift.
-//!
-//! The HTTP side is deliberately tiny — one `GET` per connection, answered
-//! and closed — because that is all a Prometheus scrape needs, and it keeps
-//! an HTTP server stack out of the dependencies.
+//! one replica: storage (fsync latency, snapshot size), the proposer and the
+//! services record into them with one call and no plumbing. This module is a
+//! leaf: it imports nothing of ours, so anything may call it. Raft's own
+//! numbers (role, term, indexes) are not recorded here: the metrics endpoint
+//! (`api::metrics_http`) reads them from openraft at scrape time and hands
+//! them to [`render`] as [`RaftNumbers`], so they can never drift.
 
-use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use openraft::ServerState;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-use crate::consensus::Consensus;
-use crate::raft_types::Raft;
 
 type Labels = Vec<(String, String)>;
 
@@ -121,44 +111,40 @@ impl Drop for Live {
     }
 }
 
-/// Counts leader changes (a new leader becoming known) until Raft stops.
-pub async fn count_leader_changes(raft: Raft) {
-    // Not `metrics()`: that changes on every append and apply.
-    let mut metrics = raft.server_metrics();
-    let mut last = None;
-    loop {
-        let leader = metrics.borrow_and_update().current_leader;
-        if leader.is_some() && leader != last {
-            if last.is_some() {
-                METRICS.leader_changes.inc();
-            }
-            last = leader;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
+/// Records that this replica saw a different leader than before.
+pub fn observe_leader_change() {
+    METRICS.leader_changes.inc();
 }
+
+/// Raft's numbers at scrape time, read from openraft by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftNumbers {
+    /// One of [`ROLES`].
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub last_log: Option<u64>,
+    pub snapshot: Option<u64>,
+    pub voters: u64,
+}
+
+/// The values of the `role` label of `raftchat_raft_role`.
+pub const ROLES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
 
 fn gauge(v: Option<u64>) -> i64 {
     v.map(|v| i64::try_from(v).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
 /// The Prometheus text exposition of every metric, with Raft's numbers
-/// refreshed from `consensus` now.
-pub fn render(consensus: &Consensus) -> String {
-    let m = consensus.metrics();
+/// as given.
+pub fn render(raft: &RaftNumbers) -> String {
     let me = &*METRICS;
-    for (state, name) in [
-        (ServerState::Leader, "leader"),
-        (ServerState::Follower, "follower"),
-        (ServerState::Candidate, "candidate"),
-        (ServerState::Learner, "learner"),
-        (ServerState::Shutdown, "shutdown"),
-    ] {
+    for name in ROLES {
         me.role
             .get_or_create(&vec![("role".into(), name.into())])
-            .set(i64::from(m.state == state));
+            .set(i64::from(raft.role == name));
     }
     // Both outcomes exist from the start, so rates work before the first
     // failure (and on replicas that only forward).
@@ -167,18 +153,13 @@ pub fn render(consensus: &Consensus) -> String {
             .proposals
             .get_or_create(&vec![("outcome".into(), outcome.into())]);
     }
-    me.term.set(gauge(Some(m.current_term)));
-    me.leader_id.set(gauge(m.current_leader));
-    let applied = m.last_applied.map(|l| l.index);
-    me.applied_index.set(gauge(applied));
-    me.commit_index.set(gauge(
-        crate::cluster_service::committed_index(&m).or(applied),
-    ));
-    me.last_log_index.set(gauge(m.last_log_index));
-    me.snapshot_index.set(gauge(m.snapshot.map(|l| l.index)));
-    me.voters.set(gauge(Some(
-        m.membership_config.membership().voter_ids().count() as u64,
-    )));
+    me.term.set(gauge(Some(raft.term)));
+    me.leader_id.set(gauge(raft.leader));
+    me.applied_index.set(gauge(raft.applied));
+    me.commit_index.set(gauge(raft.committed));
+    me.last_log_index.set(gauge(raft.last_log));
+    me.snapshot_index.set(gauge(raft.snapshot));
+    me.voters.set(gauge(Some(raft.voters)));
 
     let mut registry = Registry::with_prefix("raftchat");
     registry.register(
@@ -257,78 +238,4 @@ pub fn render(consensus: &Consensus) -> String {
         tracing::error!("cannot encode metrics");
     }
     out
-}
-
-/// Binds `addr` (so a busy port fails at startup) and serves `/metrics`
-/// until the process ends.
-pub async fn serve(addr: SocketAddr, consensus: Consensus) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen for metrics on {addr} (--metrics-addr): {e}")
-    })?;
-    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let consensus = consensus.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &consensus).await {
-                            tracing::debug!(error = %e, "metrics request failed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Reads one request head and answers it; the connection is then closed.
-async fn answer(mut stream: TcpStream, consensus: &Consensus) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .map_err(|_| std::io::Error::other("request head not received in 5 s"))??;
-    let line = String::from_utf8_lossy(&head);
-    let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, kind, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(consensus),
-        ),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found; metrics are at /metrics\n".to_string(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET /metrics is served\n".to_string(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }

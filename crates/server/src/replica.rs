@@ -32,20 +32,21 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::chat_service::{ChatService, ServiceContext};
-use crate::cluster_service::ClusterService;
-use crate::command::{Command, Proposal};
+use crate::api::chat_service::{ChatService, ServiceContext};
+use crate::api::cluster_service::ClusterService;
+use crate::api::presence::Presence;
+use crate::api::proto::chat_server::ChatServer;
+use crate::api::proto::cluster_server::ClusterServer;
+use crate::api::{health, metrics_http};
 use crate::config::ChatdArgs;
-use crate::consensus::{Consensus, Timeouts};
-use crate::events::{EventHub, DEFAULT_EVENT_CAPACITY};
-use crate::listener::Incoming;
-use crate::network::{Network, Peers};
-use crate::presence::Presence;
-use crate::proto::chat_server::ChatServer;
-use crate::proto::cluster_server::ClusterServer;
-use crate::raft_types::Raft;
+use crate::raft::consensus::{Consensus, Timeouts};
+use crate::raft::listener::Incoming;
+use crate::raft::network::{Network, Peers};
+use crate::raft::{incarnation, listener};
+use crate::state::command::{Command, Proposal};
+use crate::storage::events::{EventHub, DEFAULT_EVENT_CAPACITY};
+use crate::storage::raft_types::Raft;
 use crate::storage::{self, LoadGate, LogReader};
-use crate::{health, incarnation, listener, metrics};
 use raftchat_tls::{ReplicaTls, Role};
 
 /// How long shutdown waits for in-flight requests.
@@ -182,11 +183,11 @@ pub async fn run(
     }
     let _ = raft_open.send(true);
     tokio::spawn(log_role_changes(raft.clone()));
-    tokio::spawn(metrics::count_leader_changes(raft.clone()));
+    tokio::spawn(metrics_http::count_leader_changes(raft.clone()));
 
     let presence = Presence::start(consensus.clone(), state.clone(), loaded.clone());
     if let Some(addr) = args.metrics_addr {
-        metrics::serve(addr, consensus.clone()).await?;
+        metrics_http::serve(addr, consensus.clone()).await?;
     }
     let (health_reporter, health) = tonic_health::server::health_reporter();
     tokio::spawn(health::track(
@@ -195,7 +196,7 @@ pub async fn run(
         health_reporter,
     ));
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(crate::api::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build the gRPC reflection service")?;

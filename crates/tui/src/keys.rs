@@ -3,7 +3,7 @@
 //!
 //! To add a binding: add an [`Action`] variant if needed, add a row to
 //! [`BINDINGS`] in the right [`Context`], and handle the action in
-//! `App::perform` (src/tui/app.rs). Help and hints pick it up automatically.
+//! `App::perform` (`app.rs`). Help and hints pick it up automatically.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::command::*;
+use crate::state::command::*;
 
 use super::accounts::validate_password_hash;
 use super::conversations::validate_group_name;

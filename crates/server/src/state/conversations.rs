@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::text::Text;
-use crate::command::*;
+use crate::state::command::*;
 
 /// 1-[`MAX_GROUP_NAME_LEN`] characters, not blank, and no control
 /// characters (C0, DEL, C1): a name with ESC or a newline would rewrite or

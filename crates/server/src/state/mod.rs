@@ -58,6 +58,7 @@
 
 mod accounts;
 mod apply;
+pub mod command;
 mod conversations;
 mod dedup;
 mod encoding;
@@ -73,7 +74,7 @@ use std::ops::Bound;
 
 use sha2::{Digest, Sha256};
 
-use crate::command::*;
+use crate::state::command::*;
 
 use accounts::Accounts;
 use conversations::Conversations;

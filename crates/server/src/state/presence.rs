@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::*;
+use crate::state::command::*;
 
 /// `(replica, subscription)`.
 type SubKey = (u64, u64);

@@ -1,32 +1,52 @@
-//! What of the leader's log is on disk yet, for the places that must only
-//! act on durable entries.
+//! The durability rule, whole, and the tracker that enforces it.
 //!
-//! openraft 0.9 awaits the leader's own log flush before it sends the entry
-//! to the followers, which puts two `fdatasync`s (the leader's, then the
-//! followers') in series on every write. So the log writer reports the
-//! *leader's own* appends flushed as soon as they are written, and runs their
-//! `fdatasync` while the followers run theirs (see `LogStore::append`). That
-//! lets openraft count the leader toward a commit quorum before its copy is
-//! durable, so nothing may act on such a commit until the leader's copy is:
+//! **The promise.** An acknowledged write is on disk (`fdatasync`ed) on a
+//! majority of replicas, and no replica applies, serves or acknowledges
+//! anything that is not.
 //!
-//! * the state machine applies an entry (and so acknowledges the client,
-//!   answers linearizable reads and publishes events) only once it is
-//!   durable here: [`Durability::wait_durable`];
-//! * the commit index sent to followers is capped at the last durable entry,
-//!   so no follower applies an entry that only a minority holds on disk:
-//!   [`Durability::cap_commit`].
+//! **Why it needs a rule.** openraft 0.9 awaits the leader's own log flush
+//! before it sends an entry to the followers, which puts two `fdatasync`s
+//! (the leader's, then the followers') in series on every write. So the log
+//! writer reports the *leader's own* appends flushed as soon as they are
+//! written, and runs their `fdatasync` while the followers run theirs (see
+//! `LogStore::append`). openraft then counts the leader toward a commit
+//! quorum before its copy is durable, and "committed" in openraft's sense
+//! no longer implies "on disk on a majority". Followers' appends are still
+//! reported only after their `fdatasync`: their acknowledgements are what
+//! makes an entry durable on a majority.
 //!
-//! A process crash loses nothing that was written (the page cache keeps it,
-//! and the log is fsynced again at open). What a power cut loses is handled
-//! at open: see `LogStore::open` (a leader from a previous boot does not
-//! resume its term).
+//! **The rule.** Nothing acts on an entry the leader holds unsynced. Four
+//! places enforce it, and a change to any of them must keep the others in
+//! mind:
 //!
-//! Followers' appends are reported only after their `fdatasync`, as before:
-//! their acknowledgements are what makes an entry durable on a majority.
+//! 1. *Apply waits* (`storage::state_store`): the state machine applies an
+//!    entry, and so acknowledges its client, answers linearizable reads
+//!    with it and publishes its events, only once it is durable here:
+//!    [`Durability::wait_durable`].
+//! 2. *Followers learn commits late* (`raft::network`): the commit index the
+//!    leader sends is capped at its last durable entry, so no follower
+//!    applies an entry that only a minority holds on disk:
+//!    [`Durability::cap_commit`].
+//! 3. *A leader from another boot does not resume its term*
+//!    (`storage::log_store`, `vote_for_this_boot`): after a power cut the
+//!    leader's log may lack entries followers hold under its leader id, so
+//!    a log last opened in another boot of the machine campaigns in a new
+//!    term instead of handing out those log ids again. A process crash loses
+//!    nothing written (the page cache keeps it, and the WAL is synced again
+//!    at open), so it keeps its term.
+//! 4. *A restarted leader's reads wait for its old log* (`raft::consensus`,
+//!    `ReadFloor`): openraft 0.9 restarts a leader of a committed vote in the
+//!    same term with its commit index back at what it had applied; in each
+//!    term the leader hands out no read index below the end of its log as it
+//!    was when it first served a read.
+//!
+//! The fault suite's `power-cut-leader` and `lose-unsynced` events test the
+//! rule end to end: a power cut may take a leader's unsynced tail, never an
+//! acknowledged write.
 
 use tokio::sync::watch;
 
-use crate::raft_types::LogId;
+use crate::storage::raft_types::LogId;
 
 /// Entries from `first` on were reported flushed before their `fdatasync`
 /// returned; `durable` is the last entry before them (all of it on disk).

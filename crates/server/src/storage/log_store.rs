@@ -27,7 +27,7 @@ use super::durability::{self, Durability, DurabilityWriter, Unsynced};
 use super::meta_file;
 use super::wal::{Wal, DEFAULT_SEGMENT_LIMIT};
 use super::StorageOpenError;
-use crate::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::storage::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 const VOTE_FILE: &str = "vote";
 /// The boot id of the machine session that last opened this log.
@@ -620,7 +620,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Batch;
+    use crate::state::command::Batch;
     use openraft::storage::RaftLogStorageExt;
     use openraft::{CommittedLeaderId, EntryPayload};
 
@@ -780,7 +780,7 @@ mod tests {
     }
 
     /// Time of 1,000 single-entry fsynced appends, awaited one by one.
-    /// `cargo test --lib server::storage -- --ignored --nocapture`
+    /// `cargo test -p raftchat-server --lib storage -- --ignored --nocapture`
     #[tokio::test]
     #[ignore]
     async fn bench_single_entry_appends() {

@@ -78,10 +78,12 @@
 //!   an interrupted purge).
 
 pub mod durability;
+pub mod events;
 mod log_store;
 mod meta_file;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod power_cut;
+pub mod raft_types;
 mod snapshot_body;
 mod state_store;
 mod wal;
@@ -96,8 +98,8 @@ pub use state_store::{
     AppliedState, LoadGate, Loaded, SharedState, SnapshotBuilder, StateStore, LOAD_DEFER_MAX,
 };
 
-use crate::events::EventHub;
-use crate::raft_types::NodeId;
+use crate::storage::events::EventHub;
+use crate::storage::raft_types::NodeId;
 
 /// Why storage could not be opened. Every variant names the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +185,7 @@ mod tests {
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::*;
-    use crate::raft_types::{StorageError, TypeConfig};
+    use crate::storage::raft_types::{StorageError, TypeConfig};
 
     fn to_storage_error(e: StorageOpenError) -> StorageError {
         StorageError::IO {

@@ -21,13 +21,13 @@ use super::durability::Durability;
 use super::meta_file::{replace_file, sync_dir, with_path};
 use super::snapshot_body::SnapshotBody;
 use super::StorageOpenError;
-use crate::command::CommandResult;
-use crate::events::EventHub;
-use crate::raft_types::{
-    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use crate::state::command::CommandResult;
 use crate::state::text::{borrowing_from, Backing};
 use crate::state::ChatState;
+use crate::storage::events::EventHub;
+use crate::storage::raft_types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 const SNAPSHOT_DIR: &str = "snapshots";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP01";
@@ -761,7 +761,7 @@ mod tests {
     use openraft::{CommittedLeaderId, Membership};
 
     use super::*;
-    use crate::command::{Batch, Command, Proposal};
+    use crate::state::command::{Batch, Command, Proposal};
 
     fn log_id(term: u64, index: u64) -> LogId {
         LogId::new(CommittedLeaderId::new(term, 1), index)

@@ -48,7 +48,7 @@ pub enum Fault {
     Kill(Victim),
     /// SIGKILL the leader and restart it at once, before anyone campaigns:
     /// openraft 0.9 resumes its term without an election, its commit index
-    /// back at what it had applied (see `server::consensus::ReadFloor`).
+    /// back at what it had applied (see `raftchat_server::raft::consensus::ReadFloor`).
     BounceLeader,
     /// SIGSTOP for the hold (longer than an election timeout), SIGCONT.
     Pause(Victim),
@@ -527,7 +527,7 @@ impl<'a> Nemesis<'a> {
 
     /// Simulates a power cut on the leader `L`. A leader reports its own
     /// appends flushed before their `fdatasync` (see
-    /// `server::storage::durability`), so a power cut can take entries it
+    /// `raftchat_server::storage::durability`), so a power cut can take entries it
     /// already counted toward a commit; what it must keep is everything it
     /// applied (only synced entries are applied, and so acknowledged) and
     /// every commit it told followers of (capped at its synced entries).

@@ -42,7 +42,7 @@ use tokio::io::{
 };
 use tokio::net::TcpStream;
 
-use crate::raft_types::NodeId;
+use crate::storage::raft_types::NodeId;
 use raftchat_tls::{self as tls, Role};
 
 /// The first bytes of a plaintext Raft connection.

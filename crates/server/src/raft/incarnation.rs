@@ -31,10 +31,10 @@ use std::time::Duration;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::network::Peers;
-use crate::raft_types::NodeId;
+use crate::raft::network::Peers;
+use crate::storage::raft_types::NodeId;
 
-pub use crate::command::Incarnation;
+pub use crate::state::command::Incarnation;
 
 /// The file holding a disk replica's incarnation.
 const FILE: &str = "incarnation";

@@ -9,11 +9,11 @@ use std::time::Instant;
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
-use crate::chat_service::ServiceContext;
-use crate::convert::respond;
-use crate::membership::{self, Route};
-use crate::proto::cluster_server::Cluster;
-use crate::proto::{self, StatusReply};
+use crate::api::chat_service::ServiceContext;
+use crate::api::convert::respond;
+use crate::api::proto::cluster_server::Cluster;
+use crate::api::proto::{self, StatusReply};
+use crate::raft::membership::{self, Route};
 use raftchat_tls::{self as tls, Role};
 
 pub struct ClusterService {
@@ -221,7 +221,7 @@ impl Cluster for ClusterService {
 /// openraft 0.9 does not publish the commit index in its metrics; on the
 /// leader it is the quorum's match index, elsewhere the applied index is the
 /// best this replica knows.
-pub(crate) fn committed_index(m: &crate::raft_types::RaftMetrics) -> Option<u64> {
+pub(crate) fn committed_index(m: &crate::storage::raft_types::RaftMetrics) -> Option<u64> {
     let repl = m.replication.as_ref()?;
     let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
     let mut matched: Vec<u64> = voters

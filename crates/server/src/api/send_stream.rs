@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use crate::chat_service::{until_shutdown, ServiceContext};
-use crate::command::TokenHash;
-use crate::proto::{self, send_stream_reply};
+use crate::api::chat_service::{until_shutdown, ServiceContext};
+use crate::api::proto::{self, send_stream_reply};
+use crate::state::command::TokenHash;
 
 /// Sends one stream may have in flight; the task stops reading requests
 /// while this many are unanswered, which pushes back on the client through

@@ -1,7 +1,7 @@
 //! The openraft type configuration: our log entries carry a [`Batch`], applying
 //! one returns a result per proposal, and a node is addressed by its URL.
 
-use crate::command::{Batch, CommandResult};
+use crate::state::command::{Batch, CommandResult};
 use crate::storage::SnapshotBody;
 
 openraft::declare_raft_types!(

@@ -40,12 +40,12 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::consensus::Consensus;
-use crate::incarnation::Known;
-use crate::network::ForwardRequest;
-use crate::raft_types::{NodeId, TypeConfig};
+use crate::raft::consensus::Consensus;
+use crate::raft::incarnation::Known;
+use crate::raft::network::ForwardRequest;
+use crate::raft::wire::{self, Kind, Stream};
+use crate::storage::raft_types::{NodeId, TypeConfig};
 use crate::storage::{Loaded, SharedState};
-use crate::wire::{self, Kind, Stream};
 use raftchat_tls::{self as tls, Role};
 
 /// How long a new connection has to send its first bytes and finish its

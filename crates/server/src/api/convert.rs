@@ -4,12 +4,12 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Response, Status};
 
-use crate::command::{
+use crate::api::proto;
+use crate::raft::consensus::Consensus;
+use crate::raft::network::RemoteFailure;
+use crate::state::command::{
     AccountView, ChatError, ConversationKind, ConversationView, ErrorKind, MessageView,
 };
-use crate::consensus::Consensus;
-use crate::network::RemoteFailure;
-use crate::proto;
 
 pub fn account(a: AccountView) -> proto::Account {
     proto::Account {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::command::ChatEvent;
+use crate::state::command::ChatEvent;
 
 /// How many events a replica remembers for resuming subscribers.
 pub const DEFAULT_EVENT_CAPACITY: usize = 100_000;
@@ -119,7 +119,7 @@ impl EventHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::EventKind;
+    use crate::state::command::EventKind;
 
     fn event(seq: u64) -> ChatEvent {
         ChatEvent {

@@ -22,9 +22,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::command::{Batch, CommandResult, Proposal};
-use crate::network::{ForwardReply, Peers, ReadIndexReply, RemoteFailure};
-use crate::raft_types::{NodeId, Raft, RaftMetrics};
+use crate::raft::network::{ForwardReply, Peers, ReadIndexReply, RemoteFailure};
+use crate::state::command::{Batch, CommandResult, Proposal};
+use crate::storage::raft_types::{NodeId, Raft, RaftMetrics};
 
 /// Most proposals in one log entry.
 const MAX_BATCH: usize = 1024;
@@ -91,7 +91,8 @@ pub struct Consensus {
 }
 
 /// The least read index this replica hands out while it leads `term`: its
-/// last log index when it first handed one out in that term.
+/// last log index when it first handed one out in that term (rule 4 of
+/// [`crate::storage::durability`]).
 ///
 /// openraft 0.9 restarts a replica whose persisted vote made it the leader
 /// as the leader of the same term, with no election and no new no-op entry,

@@ -14,19 +14,19 @@ use futures::Stream;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::auth;
-use crate::command::*;
-use crate::consensus::{now_ms, Consensus};
-use crate::convert::{self, chat_error, remote_failure, respond};
-use crate::events::EventHub;
-use crate::presence::Presence;
-use crate::proto::chat_server::Chat;
-use crate::proto::{self, history_request, send_message_request};
-use crate::send_stream;
+use crate::api::auth;
+use crate::api::convert::{self, chat_error, remote_failure, respond};
+use crate::api::presence::Presence;
+use crate::api::proto::chat_server::Chat;
+use crate::api::proto::{self, history_request, send_message_request};
+use crate::api::send_stream;
+use crate::api::subscribe;
+use crate::api::throttle::{throttle, Keys};
+use crate::raft::consensus::{now_ms, Consensus};
+use crate::state::command::*;
 use crate::state::{check_group_lookup_len, validate_group_name, validate_username};
+use crate::storage::events::EventHub;
 use crate::storage::SharedState;
-use crate::subscribe;
-use crate::throttle::{throttle, Keys};
 
 /// What every handler needs; shared by the Chat and Cluster services.
 pub struct ServiceContext {

@@ -25,11 +25,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::chat_service::{until_shutdown, ServiceContext};
-use crate::command::{ChatEvent, EventKind, TokenHash, UserId};
-use crate::consensus::now_ms;
-use crate::convert;
-use crate::proto::{self, event};
+use crate::api::chat_service::{until_shutdown, ServiceContext};
+use crate::api::convert;
+use crate::api::proto::{self, event};
+use crate::raft::consensus::now_ms;
+use crate::state::command::{ChatEvent, EventKind, TokenHash, UserId};
 use crate::state::ChatState;
 
 /// Events read from the ring per wake-up.

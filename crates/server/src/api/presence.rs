@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::command::{Command, Proposal, TokenHash, PRESENCE_LEASE_MS};
-use crate::consensus::{now_ms, Consensus};
+use crate::raft::consensus::{now_ms, Consensus};
+use crate::state::command::{Command, Proposal, TokenHash, PRESENCE_LEASE_MS};
 use crate::storage::{Loaded, SharedState};
 
 enum Op {

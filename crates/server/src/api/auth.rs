@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use crate::command::TokenHash;
+use crate::state::command::TokenHash;
 
 pub use raftchat_proto::contract::MIN_PASSWORD_CHARS;
 /// Longest password, in bytes (argon2 reads all of it).

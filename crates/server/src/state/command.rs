@@ -3,7 +3,7 @@
 //! Every replica applies the same [`Batch`]es in the same order, so everything
 //! nondeterministic (wall-clock time, password hashes, session tokens, the
 //! proposing replica's id) is decided *before* proposal and written into the
-//! entry. The state machine (`server::state`) only ever reads these values.
+//! entry. The state machine (`crate::state`) only ever reads these values.
 
 use serde::{Deserialize, Serialize};
 

@@ -18,10 +18,10 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use tonic::{Request, Status};
 
-use crate::consensus::Consensus;
-use crate::proto::cluster_client::ClusterClient;
-use crate::proto::{self, AddReplicaRequest, MembershipReply, RemoveReplicaRequest};
-use crate::raft_types::{NodeId, RaftMetrics};
+use crate::raft::consensus::Consensus;
+use crate::storage::raft_types::{NodeId, RaftMetrics};
+use raftchat_proto::cluster_client::ClusterClient;
+use raftchat_proto::{self as proto, AddReplicaRequest, MembershipReply, RemoveReplicaRequest};
 
 /// Metadata marking an admin call a follower forwarded to the leader.
 pub const FORWARDED: &str = "x-raftchat-forwarded";

@@ -68,7 +68,7 @@ mod tests {
     fn invalid_utf8_is_invalid_argument_naming_the_field() {
         // LoginRequest { username (field 2): 0xff 0xfe }
         let bytes: &[u8] = &[0x12, 0x02, 0xff, 0xfe];
-        let e = crate::proto::LoginRequest::decode(bytes).unwrap_err();
+        let e = crate::api::proto::LoginRequest::decode(bytes).unwrap_err();
         let status = malformed(&e);
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(

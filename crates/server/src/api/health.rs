@@ -12,9 +12,9 @@ use tonic::server::NamedService;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::chat_service::ChatService;
-use crate::consensus::Consensus;
-use crate::proto::chat_server::ChatServer;
+use crate::api::chat_service::ChatService;
+use crate::api::proto::chat_server::ChatServer;
+use crate::raft::consensus::Consensus;
 use crate::storage::Loaded;
 
 /// How often the status is re-evaluated even without Raft events (the

@@ -45,11 +45,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::command::{CommandResult, Proposal};
-use crate::incarnation::Known;
-use crate::raft_types::{Node, NodeId, TypeConfig};
+use crate::raft::incarnation::Known;
+use crate::raft::wire::{self, Kind};
+use crate::state::command::{CommandResult, Proposal};
 use crate::storage::durability::Durability;
-use crate::wire::{self, Kind};
+use crate::storage::raft_types::{Node, NodeId, TypeConfig};
 use raftchat_tls::ReplicaTls;
 
 /// Why a forwarded proposal or read-index request failed on the peer.

@@ -1,0 +1,19 @@
+//! Consensus: how a command gets into the replicated log and how a read
+//! is made linearizable ([`consensus`]), the one replica-to-replica
+//! transport (framed Raft RPCs, forwarded proposals and read-index requests
+//! over mutual TLS: [`wire`], [`listener`], [`network`]), membership
+//! changes ([`membership`]) and which storage each replica runs on
+//! ([`incarnation`]).
+//!
+//! The openraft type configuration is [`crate::storage::raft_types`]: it
+//! names the storage's snapshot type, and storage implements openraft's
+//! traits for it, so it sits in the layer below this one. The durability
+//! rule this layer relies on is stated whole in
+//! [`crate::storage::durability`].
+
+pub mod consensus;
+pub mod incarnation;
+pub mod listener;
+pub mod membership;
+pub mod network;
+pub mod wire;
