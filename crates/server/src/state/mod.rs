@@ -61,13 +61,12 @@ mod apply;
 pub mod command;
 mod conversations;
 mod dedup;
-mod encoding;
 mod pattern;
 mod presence;
 mod sessions;
 mod sorted_map;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod text;
 
 use std::ops::Bound;
@@ -76,34 +75,36 @@ use sha2::{Digest, Sha256};
 
 use crate::state::command::*;
 
-use accounts::Accounts;
-use conversations::Conversations;
-use dedup::{Dedup, Remembered, Scope};
-use presence::Presence;
-use sessions::Sessions;
+pub(crate) use accounts::Accounts;
+pub(crate) use conversations::Conversations;
+use dedup::Remembered;
+pub(crate) use dedup::{Dedup, Scope};
+pub(crate) use presence::Presence;
+pub(crate) use sessions::Sessions;
 
 pub use accounts::validate_username;
 pub use conversations::{check_group_lookup_len, validate_group_name};
 pub use pattern::wildcard_match;
 
-/// The whole replicated chat state. Its snapshot encoding is in
-/// [`encoding`].
+/// The whole replicated chat state. Its fields are visible to the crate
+/// only for the snapshot encoding (`storage::snapshot_state`); everything
+/// else goes through the methods.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChatState {
     /// State clock: the largest batch timestamp applied so far.
-    now_ms: u64,
+    pub(crate) now_ms: u64,
     /// The last event `seq` handed out.
-    event_seq: u64,
-    accounts: Accounts,
-    sessions: Sessions,
-    conversations: Conversations,
-    presence: Presence,
-    dedup: Dedup,
+    pub(crate) event_seq: u64,
+    pub(crate) accounts: Accounts,
+    pub(crate) sessions: Sessions,
+    pub(crate) conversations: Conversations,
+    pub(crate) presence: Presence,
+    pub(crate) dedup: Dedup,
     /// SHA-256 chain over every applied batch and its results; see
     /// [`ChatState::history_digest`].
-    history: [u8; 32],
+    pub(crate) history: [u8; 32],
     /// The storage each replica recorded it runs on (`RecordIncarnation`).
-    replicas: std::collections::BTreeMap<u64, Incarnation>,
+    pub(crate) replicas: std::collections::BTreeMap<u64, Incarnation>,
 }
 
 /// Where the events of the entry being applied go.

@@ -1290,7 +1290,7 @@ fn failed_commands_produce_no_events() {
 
 // ------------------------------------------------------------- determinism
 
-fn script(variant: &str) -> Vec<Batch> {
+pub(crate) fn script(variant: &str) -> Vec<Batch> {
     // A request id per command, as short as the services require.
     let p = |command| Proposal {
         request_id: Some(hex::encode(
@@ -1340,7 +1340,7 @@ fn script(variant: &str) -> Vec<Batch> {
     ]
 }
 
-fn replay(batches: &[Batch]) -> (ChatState, Vec<CommandResult>, Vec<ChatEvent>) {
+pub(crate) fn replay(batches: &[Batch]) -> (ChatState, Vec<CommandResult>, Vec<ChatEvent>) {
     let mut s = ChatState::default();
     let mut events = Vec::new();
     let mut results = Vec::new();
@@ -1398,78 +1398,6 @@ fn postcard_round_trip() {
         b.apply_batch(9, &batch, &mut eb)
     );
     assert_eq!((a.digest(), ea), (b.digest(), eb));
-}
-
-#[test]
-fn conversations_are_a_nested_section() {
-    let (s, _, _) = replay(&script("sections"));
-    let bytes = postcard::to_allocvec(&s).unwrap();
-    // Whatever else changes, the conversations' own encoding appears whole
-    // inside the state's, so a restore can hand it to another thread.
-    let section = postcard::to_allocvec(&s.conversations).unwrap();
-    assert!(
-        section.windows(8).any(|w| w == b"sections"),
-        "holds the message"
-    );
-    assert!(bytes.windows(section.len()).any(|w| w == section));
-    // A truncated state is an error, not a panic or a partial state.
-    for cut in [1, bytes.len() / 2, bytes.len() - 1] {
-        assert!(postcard::from_bytes::<ChatState>(&bytes[..cut]).is_err());
-    }
-}
-
-#[test]
-fn the_previous_layout_still_decodes() {
-    let (s, _, _) = replay(&script("legacy"));
-    let bytes = s.legacy_encoding();
-    assert_ne!(bytes, postcard::to_allocvec(&s).unwrap());
-    let back =
-        ChatState::deserialize_previous_layout(&mut postcard::Deserializer::from_bytes(&bytes))
-            .unwrap();
-    assert_eq!(back, s);
-}
-
-#[test]
-fn restored_message_text_borrows_from_the_snapshot() {
-    use super::text::{borrowing_from, Backing};
-    use serde::Deserialize;
-    let (s, _, _) = replay(&script("borrowed"));
-    let texts = |state: &ChatState| -> Vec<(bool, String)> {
-        let conversations = state.conversations.by_id_for_tests();
-        conversations
-            .flat_map(|c| c.messages.values())
-            .flat_map(|m| [&m.sender, &m.body])
-            .map(|t| (t.is_borrowed(), t.to_string()))
-            .collect()
-    };
-    let owned = texts(&s);
-    assert!(owned.iter().any(|(_, t)| t == "borrowed"));
-    assert!(owned.iter().all(|(borrowed, _)| !borrowed));
-    // Both layouts, the current one decoding its messages on a second
-    // thread: every text points into the backing, and reads the same.
-    let current = postcard::to_allocvec(&s).unwrap();
-    for (legacy, bytes) in [(false, current.clone()), (true, s.legacy_encoding())] {
-        let backing = Backing::new(bytes);
-        let back: ChatState = borrowing_from(Some(backing.clone()), || {
-            let mut de = postcard::Deserializer::from_bytes(backing.bytes());
-            if legacy {
-                ChatState::deserialize_previous_layout(&mut de)
-            } else {
-                ChatState::deserialize(&mut de)
-            }
-        })
-        .unwrap();
-        drop(backing);
-        assert_eq!(back, s, "legacy layout: {legacy}");
-        let restored = texts(&back);
-        assert!(
-            restored.iter().all(|(borrowed, _)| *borrowed),
-            "{restored:?}"
-        );
-        let strings = |v: &[(bool, String)]| v.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
-        assert_eq!(strings(&restored), strings(&owned));
-        assert_eq!(postcard::to_allocvec(&back).unwrap(), current);
-    }
 }
 
 // --------------------------------------------------------------------- reads

@@ -85,6 +85,7 @@ mod meta_file;
 pub mod power_cut;
 pub mod raft_types;
 mod snapshot_body;
+pub mod snapshot_state;
 mod state_store;
 mod wal;
 

@@ -20,9 +20,10 @@ use tokio::sync::watch;
 use super::durability::Durability;
 use super::meta_file::{replace_file, sync_dir, with_path};
 use super::snapshot_body::SnapshotBody;
+use super::snapshot_state::{self, borrowing_from};
 use super::StorageOpenError;
 use crate::state::command::CommandResult;
-use crate::state::text::{borrowing_from, Backing};
+use crate::state::text::Backing;
 use crate::state::ChatState;
 use crate::storage::events::EventHub;
 use crate::storage::raft_types::{
@@ -203,7 +204,7 @@ const DATA_FORMAT_WITHOUT_REPLICAS: u8 = 4;
 struct Format4AppliedState {
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    #[serde(deserialize_with = "ChatState::deserialize_without_replicas")]
+    #[serde(deserialize_with = "snapshot_state::deserialize_without_replicas")]
     chat: ChatState,
 }
 
@@ -212,7 +213,7 @@ struct Format4AppliedState {
 struct LegacyAppliedState {
     last_applied: Option<LogId>,
     membership: StoredMembership,
-    #[serde(deserialize_with = "ChatState::deserialize_previous_layout")]
+    #[serde(deserialize_with = "snapshot_state::deserialize_previous_layout")]
     chat: ChatState,
 }
 
@@ -867,7 +868,7 @@ mod tests {
         let current = encode_state(&state).unwrap();
         assert_eq!(current[0], DATA_FORMAT);
         let mut legacy = postcard::to_stdvec(&(state.last_applied, &state.membership)).unwrap();
-        legacy.extend(state.chat.legacy_encoding());
+        legacy.extend(snapshot_state::legacy_encoding(&state.chat));
         // What tells them apart: old data starts with an `Option` tag.
         assert!(legacy[0] <= 1);
         // Format 4 lacked the replica incarnations, the last field: with
