@@ -5,14 +5,16 @@
 //! `INSTA_UPDATE=always cargo test --test tui_render`, then review the
 //! `.snap` diffs.
 
+use std::time::Duration;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 use raftchat_tui::{
-    draw, AccountInfo, App, AppConfig, AppEvent, ChatMessage, ConnectionInfo, Context,
-    ConversationInfo, ConversationKind, ErrorKind, NetError, NetEvent, ReplicaReport,
-    ReplicaStatus, BINDINGS,
+    draw, AccountInfo, App, AppConfig, AppEvent, ConnectionState, Context, ConversationInfo,
+    ConversationKind, ErrorKind, Message, NetError, NetEvent, ReplicaReport, ReplicaStatus,
+    BINDINGS,
 };
 
 const WIDTH: u16 = 100;
@@ -89,24 +91,25 @@ fn conv(
     }
 }
 
-fn msg(id: u64, conversation_id: u64, sender: &str, body: &str, sent_ms: u64) -> ChatMessage {
-    ChatMessage {
+fn msg(id: u64, conversation_id: u64, sender: &str, body: &str, sent_ms: u64) -> Message {
+    Message {
         id,
         conversation_id,
         sender: sender.into(),
         body: body.into(),
         sent_ms,
+        ..Message::default()
     }
 }
 
 fn connected(app: &mut App) {
     net(
         app,
-        NetEvent::Connection(ConnectionInfo {
+        NetEvent::Connection(ConnectionState {
             server: "127.0.0.1:7001".into(),
             leader: Some((2, "http://127.0.0.1:7002".into())),
-            rtt_ms: Some(3),
-            ..ConnectionInfo::default()
+            last_rtt: Some(Duration::from_millis(3)),
+            ..ConnectionState::default()
         }),
     );
     net(app, NetEvent::Cluster(cluster(&[1, 2, 3, 4, 5])));
@@ -322,10 +325,10 @@ fn reconnecting_status() {
     let mut app = chat_app();
     net(
         &mut app,
-        NetEvent::Connection(ConnectionInfo {
+        NetEvent::Connection(ConnectionState {
             server: "127.0.0.1:7001".into(),
             leader: Some((2, "http://127.0.0.1:7002".into())),
-            rtt_ms: Some(3),
+            last_rtt: Some(Duration::from_millis(3)),
             reconnecting: true,
             next_server: Some("127.0.0.1:7002".into()),
             last_error: Some("no answer within 2 s".into()),

@@ -42,8 +42,7 @@ pub use sign_in::{Field, Pending, SignInForm};
 use super::event::{AppEvent, Effect, NetEvent, SendTo};
 use super::keys::{self, Action, Context};
 use super::model::{
-    AccountInfo, ChatMessage, ConversationInfo, ConversationKind, ErrorKind, NetError,
-    ReplicaReport,
+    AccountInfo, ConversationInfo, ConversationKind, ErrorKind, Message, NetError, ReplicaReport,
 };
 
 /// Pause before resending a message after the cluster was unavailable.

@@ -5,7 +5,7 @@
 use crossterm::event::{KeyEvent, MouseEvent};
 
 use super::model::{
-    AccountInfo, ChatMessage, ConnectionInfo, ConversationInfo, NetError, ReplicaReport,
+    AccountInfo, ConnectionState, ConversationInfo, Message, NetError, ReplicaReport,
 };
 
 /// Everything that can change the application state.
@@ -33,7 +33,7 @@ pub enum NetEvent {
     /// A page of history, oldest first, loaded for `before` (0 = newest page).
     History {
         conversation: ConversationInfo,
-        messages: Vec<ChatMessage>,
+        messages: Vec<Message>,
         more: bool,
         before: u64,
     },
@@ -44,14 +44,14 @@ pub enum NetEvent {
     /// The cluster committed the outbox message `local_id`.
     Sent {
         local_id: u64,
-        message: ChatMessage,
+        message: Message,
     },
     SendFailed {
         local_id: u64,
         error: NetError,
     },
     /// A message arrived on the subscription (ours included).
-    MessageArrived(ChatMessage),
+    MessageArrived(Message),
     MessagesDeleted {
         conversation_id: u64,
         message_ids: Vec<u64>,
@@ -86,7 +86,7 @@ pub enum NetEvent {
     Resync,
     /// The subscription ended for good (e.g. the session expired).
     SubscriptionFailed(NetError),
-    Connection(ConnectionInfo),
+    Connection(ConnectionState),
     Cluster(Vec<ReplicaReport>),
     Accounts {
         pattern: String,

@@ -1,8 +1,13 @@
-//! Plain data the UI works with, decoupled from the wire types.
+//! Plain data the UI works with.
 //!
-//! `net.rs` converts client-library replies into these; everything else
-//! (state, rendering, tests) only sees this module, so it can be built and
-//! tested without a cluster.
+//! A message is the client library's own [`Message`] and the connection its
+//! [`ConnectionState`]: plain structs already, so the UI takes them as they
+//! are. The types below exist because the UI needs another shape (a
+//! conversation kind as an enum, a status or its error, a classified
+//! failure); `net.rs` converts replies into them. Nothing here needs a
+//! cluster, so state, rendering and tests are built from plain values.
+
+pub use raftchat_client::{ConnectionState, Message};
 
 /// Whether a conversation is between two people or a named group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,17 +32,6 @@ pub struct ConversationInfo {
     pub last_activity_ms: u64,
     /// The newest message id the user has read.
     pub read_up_to: u64,
-}
-
-/// A message the cluster has committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    pub id: u64,
-    pub conversation_id: u64,
-    pub sender: String,
-    pub body: String,
-    /// Unix milliseconds.
-    pub sent_ms: u64,
 }
 
 /// An account as listed by the accounts browser.
@@ -70,23 +64,6 @@ pub struct ReplicaReport {
     /// The address as configured (`host:port`).
     pub server: String,
     pub status: Result<ReplicaStatus, String>,
-}
-
-/// The client library's view of the connection, as last published.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ConnectionInfo {
-    /// The replica of the latest attempt.
-    pub server: String,
-    /// The latest leader hint: (node id, url).
-    pub leader: Option<(u64, String)>,
-    /// Round trip of the latest answered attempt.
-    pub rtt_ms: Option<u64>,
-    /// The latest attempt failed and the client is moving on.
-    pub reconnecting: bool,
-    /// While reconnecting: the replica tried next.
-    pub next_server: Option<String>,
-    /// While reconnecting: why the latest attempt failed.
-    pub last_error: Option<String>,
 }
 
 /// The classes of failure the UI reacts to differently.

@@ -13,12 +13,12 @@ use tokio::task::JoinHandle;
 
 use super::event::{Effect, NetEvent, SendTo};
 use super::model::{
-    AccountInfo, ChatMessage, ConnectionInfo, ConversationInfo, ConversationKind, ErrorKind,
-    NetError, ReplicaReport, ReplicaStatus,
+    AccountInfo, ConversationInfo, ConversationKind, ErrorKind, NetError, ReplicaReport,
+    ReplicaStatus,
 };
 use raftchat_client::{
-    Account, ChatClient, ClientConfig, ClientError, Conversation, Message, ServerStatus,
-    SubscriptionItem, Target,
+    Account, ChatClient, ClientConfig, ClientError, Conversation, ServerStatus, SubscriptionItem,
+    Target,
 };
 use raftchat_proto::event::Kind;
 
@@ -171,7 +171,7 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
                         )];
                     };
                     // The server pages newest first; the UI wants oldest first.
-                    let messages = reply.messages.iter().rev().map(chat_message).collect();
+                    let messages = reply.messages.iter().rev().cloned().collect();
                     vec![NetEvent::History {
                         conversation: conversation_info(conversation),
                         messages,
@@ -205,7 +205,7 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
                 Ok(reply) => match reply.message.as_ref() {
                     Some(message) => vec![NetEvent::Sent {
                         local_id,
-                        message: chat_message(message),
+                        message: message.clone(),
                     }],
                     None => vec![NetEvent::SendFailed {
                         local_id,
@@ -307,19 +307,7 @@ async fn sign_in(client: &ChatClient, username: &str, password: &str) -> NetEven
 async fn watch_connection(client: ChatClient, events: UnboundedSender<NetEvent>) {
     let mut state = client.connection_state();
     loop {
-        let info = {
-            let s = state.borrow_and_update();
-            ConnectionInfo {
-                server: s.server.clone(),
-                leader: s.leader.clone(),
-                rtt_ms: s
-                    .last_rtt
-                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                reconnecting: s.reconnecting,
-                next_server: s.next_server.clone(),
-                last_error: s.last_error.clone(),
-            }
-        };
+        let info = state.borrow_and_update().clone();
         if events.send(NetEvent::Connection(info)).is_err() || state.changed().await.is_err() {
             return;
         }
@@ -360,7 +348,7 @@ fn subscription_event(item: SubscriptionItem) -> Option<NetEvent> {
         SubscriptionItem::Resync { .. } => Some(NetEvent::Resync),
         SubscriptionItem::Failed(err) => Some(NetEvent::SubscriptionFailed(net_error(&err))),
         SubscriptionItem::Event(event) => match event.kind? {
-            Kind::Message(message) => Some(NetEvent::MessageArrived(chat_message(&message))),
+            Kind::Message(message) => Some(NetEvent::MessageArrived(message)),
             Kind::Deleted(deleted) => Some(NetEvent::MessagesDeleted {
                 conversation_id: deleted.conversation_id,
                 message_ids: deleted.message_ids,
@@ -426,16 +414,6 @@ fn conversation_info(c: &Conversation) -> ConversationInfo {
         last_message_id: c.last_message_id,
         last_activity_ms: c.last_activity_ms,
         read_up_to: c.read_up_to,
-    }
-}
-
-fn chat_message(m: &Message) -> ChatMessage {
-    ChatMessage {
-        id: m.id,
-        conversation_id: m.conversation_id,
-        sender: m.sender.clone(),
-        body: m.body.clone(),
-        sent_ms: m.sent_ms,
     }
 }
 

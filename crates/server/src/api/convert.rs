@@ -1,5 +1,13 @@
 //! Mapping between state-machine views and the wire types, and between our
-//! errors and gRPC statuses.
+//! errors and gRPC statuses: the one place where a state-machine type
+//! becomes a wire type.
+//!
+//! Each boundary has one type for a message: `state::conversations::Message`
+//! is how the state stores it (keyed by id, text possibly borrowed from a
+//! snapshot), [`MessageView`] is what the state machine answers and emits
+//! (owned, with its id and conversation), `proto::Message` is what goes on
+//! the wire. Clients (`raftchat-client`, `chatctl`, `chat-tui`) use the
+//! wire type as it is.
 
 use tonic::metadata::MetadataValue;
 use tonic::{Response, Status};

@@ -227,7 +227,8 @@ pub struct AccountView {
     pub created_ms: u64,
 }
 
-/// A message as seen by clients.
+/// A message as the state machine answers and emits it (converted to the
+/// wire type only in `api::convert`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     pub id: MessageId,

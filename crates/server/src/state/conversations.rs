@@ -51,6 +51,8 @@ pub struct Member {
     pub unread: u64,
 }
 
+/// A message as the state stores it, under its id in its conversation;
+/// reads and events hand out [`MessageView`]s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub sender_id: UserId,

@@ -98,7 +98,7 @@ impl App {
     pub(super) fn on_history(
         &mut self,
         info: ConversationInfo,
-        messages: Vec<ChatMessage>,
+        messages: Vec<Message>,
         more: bool,
         before: u64,
     ) {
@@ -120,7 +120,7 @@ impl App {
         }
     }
 
-    pub(super) fn on_message(&mut self, message: ChatMessage) -> Vec<Effect> {
+    pub(super) fn on_message(&mut self, message: Message) -> Vec<Effect> {
         let me = self.me().to_string();
         let mut effects = Vec::new();
         if self

@@ -1,7 +1,7 @@
 //! What the status line says about the cluster, derived only from what
 //! the client library and the replicas report.
 
-use crate::model::{ConnectionInfo, ReplicaReport};
+use crate::model::{ConnectionState, ReplicaReport};
 
 /// How long "leader changed" stays on the status line.
 pub const LEADER_CHANGE_SHOWN_MS: u64 = 3_000;
@@ -41,7 +41,7 @@ pub enum LinkState {
 /// Everything the app knows about its link to the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Connection {
-    pub info: Option<ConnectionInfo>,
+    pub info: Option<ConnectionState>,
     pub stream: StreamLink,
     /// A call failed with UNAVAILABLE, or the replicas' own reports show no
     /// majority with a leader. Cleared by the next success.
@@ -81,7 +81,7 @@ impl Connection {
             .is_some_and(|at| now_ms.saturating_sub(at) < LEADER_CHANGE_SHOWN_MS);
         match &self.info {
             _ if changed_recently => LinkState::LeaderChanged,
-            Some(info) if info.rtt_ms.is_some() => LinkState::Connected,
+            Some(info) if info.last_rtt.is_some() => LinkState::Connected,
             _ if matches!(self.stream, StreamLink::Live { .. }) => LinkState::Connected,
             // The status poll answered with a majority and a leader (else
             // `quorum_lost`): connected, even before any call of our own
@@ -92,7 +92,7 @@ impl Connection {
     }
 
     /// The client library published a new connection state.
-    pub fn observe(&mut self, info: ConnectionInfo, now_ms: u64) {
+    pub fn observe(&mut self, info: ConnectionState, now_ms: u64) {
         // Library hints are sticky (the last one seen, however old), so
         // they only stand in until the replicas' own reports arrive.
         if let Some(leader) = info.leader.clone().filter(|_| !self.polled) {

@@ -1,7 +1,7 @@
 //! The user's conversations, each with the part of its history the client
 //! has seen, including own messages still on their way to the cluster.
 
-use crate::model::{ChatMessage, ConversationInfo, ConversationKind};
+use crate::model::{ConversationInfo, ConversationKind, Message};
 
 /// How far one of the user's own messages got. Ordered: a mark only ever
 /// moves forward (see [`Entry::advance`]).
@@ -57,7 +57,7 @@ pub struct Entry {
 
 impl Entry {
     /// A committed message as the server reports it.
-    pub fn committed(message: &ChatMessage, me: &str) -> Self {
+    pub fn committed(message: &Message, me: &str) -> Self {
         Self {
             id: Some(message.id),
             local_id: None,
@@ -120,7 +120,7 @@ impl MessageLog {
 
     /// Adds a committed message, matching it to an own pending message
     /// with the same body when there is one. False if already present.
-    pub fn insert_committed(&mut self, message: &ChatMessage, me: &str) -> bool {
+    pub fn insert_committed(&mut self, message: &Message, me: &str) -> bool {
         if self.contains_id(message.id) {
             return false;
         }
@@ -148,7 +148,7 @@ impl MessageLog {
 
     /// Gives the own message `local_id` its committed identity, dropping a
     /// copy that the subscription may have delivered first.
-    pub fn commit_local(&mut self, local_id: u64, message: &ChatMessage) -> bool {
+    pub fn commit_local(&mut self, local_id: u64, message: &Message) -> bool {
         let Some(pos) = self
             .entries
             .iter()
@@ -288,7 +288,7 @@ impl Conversation {
     }
 
     /// Notes a committed message in the sidebar metadata.
-    pub fn note_message(&mut self, message: &ChatMessage) {
+    pub fn note_message(&mut self, message: &Message) {
         self.last_message_id = self.last_message_id.max(message.id);
         self.last_activity_ms = self.last_activity_ms.max(message.sent_ms);
     }

@@ -69,7 +69,7 @@ impl App {
         }]
     }
 
-    pub(super) fn on_sent(&mut self, local_id: u64, message: ChatMessage) -> Vec<Effect> {
+    pub(super) fn on_sent(&mut self, local_id: u64, message: Message) -> Vec<Effect> {
         let mut effects = Vec::new();
         self.outbox.remove(local_id);
         self.connection.quorum_lost = false;

@@ -1,9 +1,11 @@
 //! Unit tests of the pure state machine: events in, state and effects out.
 
+use std::time::Duration;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::model::{ConnectionInfo, ReplicaStatus};
+use crate::model::{ConnectionState, ReplicaStatus};
 
 const T0: u64 = 1_795_424_700_000; // Mon 23 Nov 2026 09:05 UTC
 
@@ -59,13 +61,14 @@ fn conv(
     }
 }
 
-fn msg(id: u64, conversation_id: u64, sender: &str, body: &str) -> ChatMessage {
-    ChatMessage {
+fn msg(id: u64, conversation_id: u64, sender: &str, body: &str) -> Message {
+    Message {
         id,
         conversation_id,
         sender: sender.into(),
         body: body.into(),
         sent_ms: T0 + id * 1000,
+        ..Message::default()
     }
 }
 
@@ -438,21 +441,21 @@ fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
     let mut app = signed_in();
     net(
         &mut app,
-        NetEvent::Connection(ConnectionInfo {
+        NetEvent::Connection(ConnectionState {
             server: "127.0.0.1:7001".into(),
             leader: Some((1, "http://127.0.0.1:7001".into())),
-            rtt_ms: Some(2),
-            ..ConnectionInfo::default()
+            last_rtt: Some(Duration::from_millis(2)),
+            ..ConnectionState::default()
         }),
     );
     assert_eq!(app.link_state(), LinkState::Connected);
 
     net(
         &mut app,
-        NetEvent::Connection(ConnectionInfo {
+        NetEvent::Connection(ConnectionState {
             server: "127.0.0.1:7001".into(),
             leader: Some((1, "http://127.0.0.1:7001".into())),
-            rtt_ms: Some(2),
+            last_rtt: Some(Duration::from_millis(2)),
             reconnecting: true,
             next_server: Some("127.0.0.1:7002".into()),
             last_error: Some("no answer within 2 s".into()),
@@ -469,11 +472,11 @@ fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
     tick(&mut app, T0 + 1_000);
     net(
         &mut app,
-        NetEvent::Connection(ConnectionInfo {
+        NetEvent::Connection(ConnectionState {
             server: "127.0.0.1:7002".into(),
             leader: Some((2, "http://127.0.0.1:7002".into())),
-            rtt_ms: Some(3),
-            ..ConnectionInfo::default()
+            last_rtt: Some(Duration::from_millis(3)),
+            ..ConnectionState::default()
         }),
     );
     assert_eq!(app.link_state(), LinkState::LeaderChanged);
@@ -909,10 +912,10 @@ fn replica_reports_override_stale_leader_hints() {
     );
     net(
         &mut app,
-        NetEvent::Connection(ConnectionInfo {
+        NetEvent::Connection(ConnectionState {
             server: "127.0.0.1:7002".into(),
             leader: Some((1, "http://127.0.0.1:7001".into())),
-            ..ConnectionInfo::default()
+            ..ConnectionState::default()
         }),
     );
     assert_eq!(app.connection.leader, None);

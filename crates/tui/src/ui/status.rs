@@ -35,10 +35,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         None => "term ?".to_string(),
     }));
     spans.push(sep());
-    spans.push(Span::raw(match info.and_then(|i| i.rtt_ms) {
-        Some(ms) => format!("rtt {ms} ms"),
-        None => "rtt ?".to_string(),
-    }));
+    spans.push(Span::raw(
+        match info.and_then(|i| i.last_rtt).map(|rtt| rtt.as_millis()) {
+            Some(ms) => format!("rtt {ms} ms"),
+            None => "rtt ?".to_string(),
+        },
+    ));
     let line = Line::from(spans).style(Style::default().bg(Color::Black));
     frame.render_widget(Paragraph::new(line), area);
 }
