@@ -86,6 +86,16 @@ fn build(dir: &Path) -> Result<(), String> {
     if let Some(target) = dir.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
+    // Cargo runs tests and examples with their own package's variables set
+    // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Build scripts such as
+    // ring's ask to rerun when those change, so passing them on would
+    // rebuild ring and everything above it on every switch between this
+    // build and a plain `cargo` run.
+    for (name, _) in std::env::vars_os() {
+        if package_variable(&name.to_string_lossy()) {
+            cmd.env_remove(name);
+        }
+    }
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
@@ -94,6 +104,25 @@ fn build(dir: &Path) -> Result<(), String> {
     } else {
         Err(format!("{cmd:?} failed ({status})"))
     }
+}
+
+/// Whether `name` is one of the variables cargo sets for a package's
+/// build, tests or binaries, not one that configures cargo itself.
+fn package_variable(name: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_CFG_",
+    ];
+    const NAMES: [&str; 4] = [
+        "OUT_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
 
 /// The name of the running example, when this is one.
