@@ -172,6 +172,8 @@ fn clients_do_not_compile_the_server() {
         for forbidden in [
             "openraft ",
             "argon2 ",
+            // tonic's server side (its router).
+            "axum ",
             "raftchat-server ",
             "raftchat-testkit ",
         ] {

@@ -210,7 +210,7 @@ fn write_new(path: &Path, text: &str, private: bool) -> Result<PathBuf, IssueErr
     Ok(path.to_owned())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "replica"))]
 mod tests {
     use super::*;
     use crate::{read_certs, role_of, ClientTls, ReplicaTls};
