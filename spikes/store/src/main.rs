@@ -18,8 +18,12 @@
 //! Prints one `key=value` line per figure, plus RSS, CPU and disk use.
 //!
 //! Engines (`--engine`): `redb`, `redb-by-id` (messages under their id, a
-//! key-only (conversation, id) index), `fjall`, and `mem` (ordered maps in
-//! RAM, today's replica) as the baseline.
+//! key-only (conversation, id) index), `redb-chain` (messages under their
+//! id, each naming the previous message of its conversation; a page follows
+//! that chain from the conversation's head, or from the message `before`
+//! names, whatever conversation that is: the cost of a walk is what is
+//! measured), `fjall`, and `mem` (ordered maps in RAM, today's replica) as
+//! the baseline.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -128,15 +132,24 @@ mod redb_store {
     const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
     const BY_CONVERSATION: TableDefinition<&[u8], ()> = TableDefinition::new("by_conversation");
 
-    pub struct Redb(Database, bool);
+    /// Layout: 0 = messages by (conversation, id) + id index; 1 = by id +
+    /// key-only (conversation, id) index; 2 = by id only, each record naming
+    /// the previous message of its conversation (pages follow that chain).
+    pub struct Redb(Database, u8);
+
+    fn prev_of(record: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&record[..8]);
+        u64::from_le_bytes(b)
+    }
 
     impl Redb {
-        pub fn open(path: &std::path::Path, cache: usize, by_id: bool) -> Redb {
+        pub fn open(path: &std::path::Path, cache: usize, layout: u8) -> Redb {
             let db = Database::builder()
                 .set_cache_size(cache)
                 .create(path.join("state.redb"))
                 .expect("open redb");
-            Redb(db, by_id)
+            Redb(db, layout)
         }
     }
 
@@ -144,7 +157,7 @@ mod redb_store {
         fn apply(&self, batch: &Batch) {
             let mut tx = self.0.begin_write().expect("begin");
             tx.set_durability(Durability::None).expect("durability");
-            if self.1 {
+            if self.1 == 1 {
                 let mut bodies = tx.open_table(BODIES).expect("table");
                 let mut index = tx.open_table(BY_CONVERSATION).expect("table");
                 for (c, id, value) in &batch.messages {
@@ -152,12 +165,25 @@ mod redb_store {
                     index.insert(&key(*c, *id)[..], ()).expect("insert");
                 }
             }
+            if self.1 == 2 {
+                let mut bodies = tx.open_table(BODIES).expect("table");
+                let mut heads = tx.open_table(HEADS).expect("table");
+                let mut record = Vec::new();
+                for (c, id, value) in &batch.messages {
+                    let prev = heads.get(*c).expect("get").map_or(0, |g| g.value());
+                    record.clear();
+                    record.extend_from_slice(&prev.to_le_bytes());
+                    record.extend_from_slice(value);
+                    bodies.insert(*id, &record[..]).expect("insert");
+                    heads.insert(*c, *id).expect("insert");
+                }
+            }
             {
                 let mut messages = tx.open_table(MESSAGES).expect("table");
                 let mut ids = tx.open_table(IDS).expect("table");
                 let mut heads = tx.open_table(HEADS).expect("table");
                 let mut meta = tx.open_table(META).expect("table");
-                for (c, id, value) in batch.messages.iter().filter(|_| !self.1) {
+                for (c, id, value) in batch.messages.iter().filter(|_| self.1 == 0) {
                     messages
                         .insert(&key(*c, *id)[..], &value[..])
                         .expect("insert");
@@ -181,7 +207,32 @@ mod redb_store {
         fn page(&self, conversation: u64, before: u64, limit: usize) -> (usize, usize) {
             let tx = self.0.begin_read().expect("read");
             let (lo, hi) = (key(conversation, 0), key(conversation, before));
-            if self.1 {
+            if self.1 == 2 {
+                let bodies = tx.open_table(BODIES).expect("table");
+                let heads = tx.open_table(HEADS).expect("table");
+                // The page starts at `before` itself when it is a message
+                // of this conversation (what a client paging back passes),
+                // else at the conversation's newest message.
+                let start = match bodies.get(before).expect("get") {
+                    Some(_) if before != u64::MAX => before,
+                    _ => heads.get(conversation).expect("get").map_or(0, |g| g.value()),
+                };
+                let mut next = if start == before {
+                    bodies.get(before).expect("get").map_or(0, |g| prev_of(g.value()))
+                } else {
+                    start
+                };
+                let mut n = 0;
+                let mut bytes = 0;
+                while next != 0 && n < limit {
+                    let v = bodies.get(next).expect("get").expect("body");
+                    n += 1;
+                    bytes += v.value().len() - 8;
+                    next = prev_of(v.value());
+                }
+                return (n, bytes);
+            }
+            if self.1 == 1 {
                 let bodies = tx.open_table(BODIES).expect("table");
                 let index = tx.open_table(BY_CONVERSATION).expect("table");
                 let mut n = 0;
@@ -214,7 +265,7 @@ mod redb_store {
 
         fn scan_all(&self) -> usize {
             let tx = self.0.begin_read().expect("read");
-            if self.1 {
+            if self.1 != 0 {
                 let bodies = tx.open_table(BODIES).expect("table");
                 let mut n = 0;
                 for item in bodies.iter().expect("iter") {
@@ -372,9 +423,11 @@ fn open(args: &Args, dir: &Path) -> Box<dyn Store> {
     let cache = args.cache_mb * 1024 * 1024;
     match args.engine.as_str() {
         #[cfg(feature = "redb")]
-        "redb" => Box::new(redb_store::Redb::open(dir, cache as usize, false)),
+        "redb" => Box::new(redb_store::Redb::open(dir, cache as usize, 0)),
         #[cfg(feature = "redb")]
-        "redb-by-id" => Box::new(redb_store::Redb::open(dir, cache as usize, true)),
+        "redb-by-id" => Box::new(redb_store::Redb::open(dir, cache as usize, 1)),
+        #[cfg(feature = "redb")]
+        "redb-chain" => Box::new(redb_store::Redb::open(dir, cache as usize, 2)),
         #[cfg(feature = "fjall")]
         "fjall" => Box::new(fjall_store::Fjall::open(
             dir,
