@@ -5,6 +5,7 @@
 //! cargo build --release --bins --examples
 //! ./target/release/examples/bench                      # everything, defaults
 //! ./target/release/examples/bench --only throughput --seconds 5
+//! ./target/release/examples/bench --only scale --messages 3000000   # history at scale
 //! ```
 //!
 //! Flags (all optional): `--help` prints them (see `USAGE` below); `-- FLAGS`
@@ -37,8 +38,9 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
   --catchup N          messages written while a replica is down (default 100000)
   --cold N             messages on disk before a cold restart (default 1000000)
   --cold-restarts N    times the cold restart is repeated (default 5)
-  --only PART          throughput|failover|catchup|cold|tls (repeatable; default all
-                       but tls)
+  --messages N         the scale part: messages written by 64 senders (default 1000000)
+  --only PART          throughput|failover|catchup|cold|tls|scale (repeatable;
+                       default all but tls and scale)
   --tls-pairs N        the tls part: N pairs of runs per level, TLS on and off
                        in alternating order, same flags (default 3)
   --no-memory          skip the storage-off reference runs
@@ -53,6 +55,7 @@ struct Args {
     catchup: usize,
     cold: usize,
     cold_restarts: usize,
+    messages: usize,
     only: Vec<String>,
     memory: bool,
     json: Option<String>,
@@ -74,6 +77,7 @@ fn parse_args() -> anyhow::Result<Args> {
         catchup: 100_000,
         cold: 1_000_000,
         cold_restarts: 5,
+        messages: 1_000_000,
         only: Vec::new(),
         memory: true,
         json: None,
@@ -99,11 +103,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--catchup" => args.catchup = value()?.parse()?,
             "--cold" => args.cold = value()?.parse()?,
             "--cold-restarts" => args.cold_restarts = value()?.parse::<usize>()?.max(1),
+            "--messages" => args.messages = value()?.parse::<usize>()?.max(1),
             "--only" => {
                 let part = value()?;
                 anyhow::ensure!(
-                    ["throughput", "failover", "catchup", "cold", "tls"].contains(&part.as_str()),
-                    "--only {part}: expected throughput, failover, catchup, cold or tls"
+                    ["throughput", "failover", "catchup", "cold", "tls", "scale"]
+                        .contains(&part.as_str()),
+                    "--only {part}: expected throughput, failover, catchup, cold, tls or scale"
                 );
                 args.only.push(part)
             }
@@ -125,8 +131,10 @@ fn parse_args() -> anyhow::Result<Args> {
 
 impl Args {
     fn wants(&self, part: &str) -> bool {
-        // The TLS A/B takes long; it runs only when asked for.
-        (self.only.is_empty() && part != "tls") || self.only.iter().any(|o| o == part)
+        // The TLS A/B and the scale run take long; they run only when
+        // asked for.
+        (self.only.is_empty() && part != "tls" && part != "scale")
+            || self.only.iter().any(|o| o == part)
     }
 }
 
@@ -598,6 +606,93 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
     }))
 }
 
+/// History at scale (`--only scale --messages N`): 64 senders write N
+/// messages (one conversation) while every replica's resident memory is
+/// sampled twice a second; then the slowest send, memory and disk per
+/// replica, whether any election happened, and a cold restart of all five
+/// to the first acknowledged write.
+async fn scale(args: &Args) -> anyhow::Result<Value> {
+    let mut cluster = Cluster::start(Options {
+        extra_args: args.chatd_flags.clone(),
+        ..Options::default()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+    let term_before = cluster.status(leader, false).await.map_or(0, |s| s.term);
+    let pids: Vec<u32> = (1..=5).filter_map(|id| cluster.pid(id)).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut peak = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                for pid in &pids {
+                    peak = peak.max(rss_bytes(*pid));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            peak
+        })
+    };
+    // Bounded by the count and by an hour.
+    let (written, latencies, errors, fill_time) =
+        closed_loop(&cluster, 64, 3600, args.messages).await?;
+    done.store(true, Ordering::Relaxed);
+    let peak_rss = sampler.await?;
+    cluster.wait_converged(Duration::from_secs(300)).await;
+    let mut term_after = 0;
+    for id in 1..=5 {
+        if let Some(s) = cluster.status(id, false).await {
+            term_after = term_after.max(s.term);
+        }
+    }
+    let rss: Vec<u64> = (1..=5)
+        .filter_map(|id| cluster.pid(id))
+        .map(rss_bytes)
+        .collect();
+    let max_rss = rss.iter().copied().max().unwrap_or(0);
+    let disk: u64 = (1..=5).map(|id| dir_bytes(&cluster.storage_dir(id))).sum();
+    for id in 1..=5 {
+        cluster.kill(id);
+    }
+    let started = Instant::now();
+    for id in 1..=5 {
+        cluster.start_replica(id);
+    }
+    let c = client(&cluster)?;
+    c.login("alice", "password").await?;
+    c.send(&Target::User("bob".into()), "after cold restart")
+        .await?;
+    let restart = started.elapsed().as_secs_f64();
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let longest = latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    println!(
+        "scale: {written} messages by 64 senders in {:.1} s ({errors} errors); send p50 {:.2} ms, p99 {:.2} ms, longest {longest:.0} ms; term {term_before} -> {term_after}",
+        fill_time.as_secs_f64(),
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.99),
+    );
+    println!(
+        "scale: resident memory per replica {:.0} MB at the end (largest), {:.0} MB peak during the fill; disk {:.0} bytes per message per replica; cold restart of all five to the first write {restart:.2} s",
+        mb(max_rss),
+        mb(peak_rss),
+        disk as f64 / 5.0 / written.max(1) as f64,
+    );
+    Ok(json!({
+        "messages": written,
+        "fill_seconds": fill_time.as_secs_f64(),
+        "errors": errors,
+        "send_p50_ms": pct(&latencies, 0.5),
+        "send_p99_ms": pct(&latencies, 0.99),
+        "send_longest_ms": longest,
+        "term_before": term_before,
+        "term_after": term_after,
+        "rss_bytes_per_replica_end_max": max_rss,
+        "rss_bytes_per_replica_peak": peak_rss,
+        "disk_bytes_per_message_per_replica": disk as f64 / 5.0 / written.max(1) as f64,
+        "cold_restart_to_first_write_seconds": restart,
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -661,6 +756,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.wants("cold") {
         out["cold_restart"] = cold_restart(&args).await?;
+    }
+    if args.wants("scale") {
+        out["scale"] = scale(&args).await?;
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&out)?)?;
