@@ -526,6 +526,20 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
     )
 }
 
+/// Starts all five (stopped) replicas and times it to the first
+/// acknowledged write: alice logs in and sends to bob.
+async fn start_all_to_first_write(cluster: &mut Cluster) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    for id in 1..=5 {
+        cluster.start_replica(id);
+    }
+    let c = client(cluster)?;
+    c.login("alice", "password").await?;
+    c.send(&Target::User("bob".into()), "after cold restart")
+        .await?;
+    Ok(started.elapsed())
+}
+
 async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::start(Options {
         extra_args: args.chatd_flags.clone(),
@@ -568,15 +582,7 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
                 cluster.kill(id);
             }
         }
-        let started = Instant::now();
-        for id in 1..=5 {
-            cluster.start_replica(id);
-        }
-        let c = client(&cluster)?;
-        c.login("alice", "password").await?;
-        c.send(&Target::User("bob".into()), "after cold restart")
-            .await?;
-        times.push(started.elapsed());
+        times.push(start_all_to_first_write(&mut cluster).await?);
     }
     let all: Vec<String> = times
         .iter()
@@ -654,15 +660,7 @@ async fn scale(args: &Args) -> anyhow::Result<Value> {
     for id in 1..=5 {
         cluster.kill(id);
     }
-    let started = Instant::now();
-    for id in 1..=5 {
-        cluster.start_replica(id);
-    }
-    let c = client(&cluster)?;
-    c.login("alice", "password").await?;
-    c.send(&Target::User("bob".into()), "after cold restart")
-        .await?;
-    let restart = started.elapsed().as_secs_f64();
+    let restart = start_all_to_first_write(&mut cluster).await?.as_secs_f64();
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     let longest = latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     println!(
