@@ -9,7 +9,7 @@ use super::accounts::validate_password_hash;
 use super::conversations::validate_group_name;
 use super::presence::Transition;
 use super::sessions::expired;
-use super::{ChatState, Emitter};
+use super::{ChatState, Conversations, Emitter};
 
 /// Most ids `ReadUnread` returns or `DeleteMessages` accepts at once.
 const MAX_BATCH_IDS: usize = 1000;
@@ -257,7 +257,9 @@ impl ChatState {
         self.sessions.revoke_all(user, None);
         let convs: Vec<ConversationId> = self.conversations.of_user(user).collect();
         for conv in convs {
-            let remaining = self.conversations.remove_member(conv, user);
+            let remaining = self
+                .conversations
+                .remove_member(&mut *self.store, conv, user);
             if !remaining.is_empty() {
                 let kind = EventKind::Membership {
                     conversation: conv,
@@ -330,7 +332,15 @@ impl ChatState {
         };
         let view = self
             .conversations
-            .post(conv, user, &sender, body, self.now_ms, out.index)
+            .post(
+                &mut *self.store,
+                conv,
+                user,
+                &sender,
+                body,
+                self.now_ms,
+                out.index,
+            )
             .ok_or_else(|| ChatError::not_found(format!("conversation {conv} does not exist")))?;
         let members = self
             .conversations
@@ -424,7 +434,8 @@ impl ChatState {
             ));
         }
         let recipients = c.member_ids();
-        self.conversations.remove_member(conv, user);
+        self.conversations
+            .remove_member(&mut *self.store, conv, user);
         let kind = EventKind::Membership {
             conversation: conv,
             user: name,
@@ -443,7 +454,10 @@ impl ChatState {
         user: UserId,
         up_to: MessageId,
     ) {
-        let Some(moved) = self.conversations.mark_read(conv, user, up_to) else {
+        let Some(moved) = self
+            .conversations
+            .mark_read(&*self.store, conv, user, up_to)
+        else {
             return;
         };
         let reader = self.accounts.name(user).unwrap_or_default().to_owned();
@@ -489,7 +503,7 @@ impl ChatState {
             .iter()
             .flat_map(|&c| {
                 self.conversations
-                    .oldest_unread(c, user, limit)
+                    .oldest_unread(&*self.store, c, user, limit)
                     .into_iter()
                     .map(move |m| (m, c))
             })
@@ -498,7 +512,7 @@ impl ChatState {
         picked.truncate(limit);
         let messages: Vec<MessageView> = picked
             .iter()
-            .filter_map(|&(m, c)| self.conversations.get(c)?.message_view(c, m))
+            .filter_map(|&(m, c)| Some(self.store.message(c, m)?.view(c, m)))
             .collect();
         let mut newest: BTreeMap<ConversationId, MessageId> = BTreeMap::new();
         for &(m, c) in &picked {
@@ -531,9 +545,7 @@ impl ChatState {
         }
         let ids: BTreeSet<MessageId> = ids.iter().copied().collect();
         for &id in &ids {
-            let (_, message) = self
-                .conversations
-                .home_of(id)
+            let (_, message) = Conversations::home_of(&*self.store, id)
                 .ok_or_else(|| ChatError::not_found(format!("message {id} does not exist")))?;
             if message.sender_id != user {
                 return Err(ChatError::denied(format!("message {id} is not yours")));
@@ -541,7 +553,7 @@ impl ChatState {
         }
         let mut by_conv: BTreeMap<ConversationId, Vec<MessageId>> = BTreeMap::new();
         for &id in &ids {
-            if let Some(conv) = self.conversations.delete_message(id) {
+            if let Some(conv) = self.conversations.delete_message(&mut *self.store, id) {
                 by_conv.entry(conv).or_default().push(id);
             }
         }
@@ -557,7 +569,6 @@ impl ChatState {
             };
             self.emit(out, members, kind);
         }
-        self.dedup.redact(&ids);
         Ok(Outcome::Deleted(ids.len() as u32))
     }
 }

@@ -1,4 +1,5 @@
-//! Conversations, their members' read state, and their messages.
+//! Conversations and their members' read state; their messages are in the
+//! [`Store`].
 //!
 //! Unread counts are kept per member and updated incrementally: a send bumps
 //! each other member's count, marking read recounts only what stays unread,
@@ -6,10 +7,11 @@
 //! whole conversation on the hot path.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-use super::text::Text;
+use super::store::{Message, Store};
 use crate::state::command::*;
 
 /// 1-[`MAX_GROUP_NAME_LEN`] characters, not blank, and no control
@@ -51,18 +53,6 @@ pub struct Member {
     pub unread: u64,
 }
 
-/// A message as the state stores it, under its id in its conversation;
-/// reads and events hand out [`MessageView`]s.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub sender_id: UserId,
-    /// The sender's name when it was sent; survives account deletion.
-    pub sender: Text,
-    pub body: Text,
-    pub sent_ms: u64,
-    pub index: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
     pub kind: ConversationKind,
@@ -72,27 +62,19 @@ pub struct Conversation {
     /// name after one of them deletes their account.
     pub pair: Vec<(UserId, String)>,
     pub members: BTreeMap<UserId, Member>,
-    #[serde(deserialize_with = "super::sorted_map::deserialize")]
-    pub messages: BTreeMap<MessageId, Message>,
+    /// The newest message still present (0 = none).
+    pub last_message_id: MessageId,
     /// Creation or the newest message's time.
     pub last_activity_ms: u64,
 }
 
 impl Conversation {
     pub fn last_message_id(&self) -> MessageId {
-        self.messages.last_key_value().map_or(0, |(id, _)| *id)
+        self.last_message_id
     }
 
     pub fn member_ids(&self) -> Vec<UserId> {
         self.members.keys().copied().collect()
-    }
-
-    /// Messages by others than `user` with ids above `after`.
-    fn unread_after(&self, user: UserId, after: MessageId) -> impl Iterator<Item = MessageId> + '_ {
-        self.messages
-            .range(after.saturating_add(1)..)
-            .filter(move |(_, m)| m.sender_id != user)
-            .map(|(id, _)| *id)
     }
 
     /// What a direct conversation is called for `user`: the other one's name.
@@ -106,18 +88,23 @@ impl Conversation {
                 .map_or("", |(_, n)| n.as_str()),
         }
     }
+}
 
-    pub fn message_view(&self, conversation: ConversationId, id: MessageId) -> Option<MessageView> {
-        self.messages.get(&id).map(|m| MessageView {
-            id,
+/// `conversation`'s messages by others than `user` with ids above `after`.
+fn unread_after(
+    store: &dyn Store,
+    conversation: ConversationId,
+    user: UserId,
+    after: MessageId,
+) -> impl Iterator<Item = MessageId> + '_ {
+    store
+        .messages(
             conversation,
-            sender_id: m.sender_id,
-            sender: m.sender.to_string(),
-            body: m.body.to_string(),
-            sent_ms: m.sent_ms,
-            index: m.index,
-        })
-    }
+            (Bound::Excluded(after), Bound::Unbounded),
+            false,
+        )
+        .filter(move |(_, m)| m.sender_id != user)
+        .map(|(id, _)| id)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,9 +118,6 @@ pub struct Conversations {
     directs: BTreeMap<(UserId, UserId), ConversationId>,
     /// Each user's conversations.
     by_user: BTreeMap<UserId, BTreeSet<ConversationId>>,
-    /// Which conversation each message lives in.
-    #[serde(deserialize_with = "super::sorted_map::deserialize")]
-    message_home: BTreeMap<MessageId, ConversationId>,
 }
 
 fn pair_key(a: UserId, b: UserId) -> (UserId, UserId) {
@@ -141,11 +125,6 @@ fn pair_key(a: UserId, b: UserId) -> (UserId, UserId) {
 }
 
 impl Conversations {
-    #[cfg(test)]
-    pub fn by_id_for_tests(&self) -> impl Iterator<Item = &Conversation> {
-        self.by_id.values()
-    }
-
     pub fn get(&self, id: ConversationId) -> Option<&Conversation> {
         self.by_id.get(&id)
     }
@@ -176,10 +155,10 @@ impl Conversations {
         self.by_user.get(&user).into_iter().flatten().copied()
     }
 
-    pub fn home_of(&self, message: MessageId) -> Option<(ConversationId, &Message)> {
-        let conv = *self.message_home.get(&message)?;
-        let m = self.by_id.get(&conv)?.messages.get(&message)?;
-        Some((conv, m))
+    /// A message and its conversation, by id alone.
+    pub fn home_of(store: &dyn Store, message: MessageId) -> Option<(ConversationId, Message)> {
+        let conv = store.home(message)?;
+        Some((conv, store.message(conv, message)?))
     }
 
     fn insert(&mut self, mut conv: Conversation, members: &[(UserId, String)]) -> ConversationId {
@@ -212,7 +191,7 @@ impl Conversations {
             name: name.to_owned(),
             pair: Vec::new(),
             members: BTreeMap::new(),
-            messages: BTreeMap::new(),
+            last_message_id: 0,
             last_activity_ms: now,
         };
         let id = self.insert(conv, members);
@@ -233,7 +212,7 @@ impl Conversations {
             name: String::new(),
             pair: pair.clone(),
             members: BTreeMap::new(),
-            messages: BTreeMap::new(),
+            last_message_id: 0,
             last_activity_ms: now,
         };
         let id = self.insert(conv, &pair);
@@ -260,7 +239,12 @@ impl Conversations {
 
     /// Removes a member with their read state. A conversation left without
     /// members is removed with its messages. Returns the remaining members.
-    pub fn remove_member(&mut self, id: ConversationId, user: UserId) -> Vec<UserId> {
+    pub fn remove_member(
+        &mut self,
+        store: &mut dyn Store,
+        id: ConversationId,
+        user: UserId,
+    ) -> Vec<UserId> {
         if let Some(set) = self.by_user.get_mut(&user) {
             set.remove(&id);
             if set.is_empty() {
@@ -275,9 +259,7 @@ impl Conversations {
             return conv.member_ids();
         }
         if let Some(conv) = self.by_id.remove(&id) {
-            for mid in conv.messages.keys() {
-                self.message_home.remove(mid);
-            }
+            store.remove_conversation(id);
             match conv.kind {
                 ConversationKind::Group => {
                     self.groups.remove(&conv.name.to_lowercase());
@@ -294,8 +276,10 @@ impl Conversations {
 
     /// Appends a message. The sender's pointer moves to it (sending implies
     /// having read the conversation); every other member gets one more unread.
+    #[allow(clippy::too_many_arguments)]
     pub fn post(
         &mut self,
+        store: &mut dyn Store,
         id: ConversationId,
         sender_id: UserId,
         sender: &str,
@@ -306,16 +290,16 @@ impl Conversations {
         let conv = self.by_id.get_mut(&id)?;
         self.last_message_id += 1;
         let mid = self.last_message_id;
-        conv.messages.insert(
-            mid,
-            Message {
-                sender_id,
-                sender: sender.into(),
-                body: body.into(),
-                sent_ms: now,
-                index,
-            },
-        );
+        let message = Message {
+            sender_id,
+            sender: sender.into(),
+            body: body.into(),
+            sent_ms: now,
+            index,
+        };
+        let view = message.view(id, mid);
+        store.put_message(id, mid, message);
+        conv.last_message_id = mid;
         conv.last_activity_ms = now;
         for (user, member) in conv.members.iter_mut() {
             if *user == sender_id {
@@ -325,14 +309,14 @@ impl Conversations {
                 member.unread += 1;
             }
         }
-        self.message_home.insert(mid, id);
-        conv.message_view(id, mid)
+        Some(view)
     }
 
     /// Moves `user`'s pointer forward to `up_to`, clamped to the newest
     /// message. Returns the new pointer if it moved.
     pub fn mark_read(
         &mut self,
+        store: &dyn Store,
         id: ConversationId,
         user: UserId,
         up_to: MessageId,
@@ -343,7 +327,7 @@ impl Conversations {
         if target <= current {
             return None;
         }
-        let unread = conv.unread_after(user, target).count() as u64;
+        let unread = unread_after(store, id, user, target).count() as u64;
         let member = conv.members.get_mut(&user)?;
         member.read_up_to = target;
         member.unread = unread;
@@ -351,14 +335,20 @@ impl Conversations {
     }
 
     /// Up to `limit` of `user`'s oldest unread messages in one conversation.
-    pub fn oldest_unread(&self, id: ConversationId, user: UserId, limit: usize) -> Vec<MessageId> {
+    pub fn oldest_unread(
+        &self,
+        store: &dyn Store,
+        id: ConversationId,
+        user: UserId,
+        limit: usize,
+    ) -> Vec<MessageId> {
         let Some(conv) = self.by_id.get(&id) else {
             return Vec::new();
         };
         let Some(member) = conv.members.get(&user) else {
             return Vec::new();
         };
-        conv.unread_after(user, member.read_up_to)
+        unread_after(store, id, user, member.read_up_to)
             .take(limit)
             .collect()
     }
@@ -372,10 +362,18 @@ impl Conversations {
 
     /// Removes a message entirely; members who had it unread lose one unread.
     /// Returns its conversation.
-    pub fn delete_message(&mut self, mid: MessageId) -> Option<ConversationId> {
-        let id = self.message_home.remove(&mid)?;
+    pub fn delete_message(
+        &mut self,
+        store: &mut dyn Store,
+        mid: MessageId,
+    ) -> Option<ConversationId> {
+        let (id, message) = Conversations::home_of(store, mid)?;
         let conv = self.by_id.get_mut(&id)?;
-        let message = conv.messages.remove(&mid)?;
+        store.remove_message(id, mid);
+        if conv.last_message_id == mid {
+            let older = (Bound::Unbounded, Bound::Excluded(mid));
+            conv.last_message_id = store.messages(id, older, true).next().map_or(0, |(m, _)| m);
+        }
         for (user, member) in conv.members.iter_mut() {
             if *user != message.sender_id && member.read_up_to < mid {
                 member.unread = member.unread.saturating_sub(1);

@@ -6,16 +6,10 @@
 //! Keys are scoped by who asked (see [`Scope`]) so that two clients that happen
 //! to pick the same request id never see each other's results.
 
-use std::collections::VecDeque;
-use std::hash::BuildHasher;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
-
-use serde::de::{SeqAccess, Visitor};
-use serde::ser::SerializeSeq;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::store::{DedupKey, Remembered, RememberedAt, Store};
 use crate::state::command::*;
 
 /// Who a request id belongs to.
@@ -58,13 +52,9 @@ impl Scope {
 }
 
 /// Who asked and the id they chose, as the first 128 bits of a SHA-256:
-/// fixed-size keys keep the table small, and quick to compare and to load
-/// from a snapshot (it holds every write of the window — a million at
-/// thousands of writes a second). Two different requests share a key with
-/// probability 2^-128. Snapshots write it as the little-endian `u128`.
-type Key = [u8; 16];
-
-fn key(scope: &Scope, id: &str) -> Key {
+/// fixed-size keys keep the stored window small and quick to compare. Two
+/// different requests share a key with probability 2^-128.
+fn key(scope: &Scope, id: &str) -> DedupKey {
     let mut h = Sha256::new();
     match scope {
         Scope::Replica => h.update([0u8]),
@@ -85,245 +75,53 @@ fn key(scope: &Scope, id: &str) -> Key {
     first
 }
 
-/// A remembered result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Remembered {
-    /// A sent message, by reference: a retry rebuilds the result from the
-    /// stored message (see [`ChatState`](super::ChatState)), so the window
-    /// holds no bodies or names.
-    Sent {
-        id: MessageId,
-        conversation: ConversationId,
-        sender_id: UserId,
-        sent_ms: u64,
-        index: u64,
-    },
-    /// Boxed: the table holds mostly `Sent`, which is much smaller.
-    Other(Box<CommandResult>),
+/// The result remembered for `id` from `scope`, if it was applied less than
+/// [`DEDUP_WINDOW_MS`] of state time before `now`.
+pub fn lookup(store: &dyn Store, scope: &Scope, id: &str, now: u64) -> Option<Remembered> {
+    let entry = store.remembered(&key(scope, id))?;
+    (entry.at.saturating_add(DEDUP_WINDOW_MS) > now).then_some(entry.result)
 }
 
-/// One remembered request, in application order.
-#[derive(Debug, Clone)]
-struct Slot {
-    key: Key,
-    /// The state time it was applied at.
-    at: u64,
-    /// `None` once a newer slot of the same key superseded it (it stays
-    /// queued until evicted, so the snapshot order does not change).
-    result: Option<Remembered>,
-}
-
-/// The remembered results: a queue in application order (state time never
-/// decreases, so eviction pops from the front), and a hash index from key
-/// to position. The queue fixes what snapshots write, so every replica
-/// writes identical bytes whatever its hash layout. The index holds only an
-/// 8-byte sequence number per request: at a million requests it is 16 MB
-/// instead of the 170 MB a map holding keys and results took, and a
-/// restart fills it in a fraction of the time.
-#[derive(Clone, Default)]
-pub struct Dedup {
-    slots: VecDeque<Slot>,
-    /// The sequence number of `slots[0]`; slot `seq` is at `seq - first_seq`.
-    first_seq: u64,
-    /// Sequence numbers of the newest slot of each key.
-    index: HashTable<u64>,
-    hasher: DefaultHashBuilder,
-}
-
-/// At most this many entries are reserved up front when loading, whatever
-/// the input claims.
-const MAX_PREALLOCATED: usize = 1 << 22;
-
-/// Written in application order, each slot with its result unless a newer
-/// slot of the same key superseded it: deterministic, and each result
-/// stored once.
-impl Serialize for Dedup {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.slots.len()))?;
-        for slot in &self.slots {
-            let key = u128::from_le_bytes(slot.key);
-            seq.serialize_element(&(slot.at, key, slot.result.as_ref()))?;
-        }
-        seq.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Dedup {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Entries;
-
-        impl<'de> Visitor<'de> for Entries {
-            type Value = Dedup;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("remembered request ids in application order")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dedup, A::Error> {
-                let n = seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED);
-                // Room for the writes replayed from the log after a
-                // restart: growing a full table copies (and rehashes) all
-                // of it into fresh memory while the first clients wait.
-                // Unused room is never touched, so it costs no resident
-                // memory.
-                let room = n + n / 2;
-                let mut dedup = Dedup {
-                    slots: VecDeque::with_capacity(room),
-                    index: HashTable::with_capacity(room),
-                    ..Dedup::default()
-                };
-                while let Some((at, key, result)) =
-                    seq.next_element::<(u64, u128, Option<Remembered>)>()?
-                {
-                    let key = key.to_le_bytes();
-                    match result {
-                        Some(result) => dedup.push(key, at, result),
-                        None => dedup.slots.push_back(Slot {
-                            key,
-                            at,
-                            result: None,
-                        }),
-                    }
-                }
-                Ok(dedup)
-            }
-        }
-
-        deserializer.deserialize_seq(Entries)
-    }
-}
-
-impl Dedup {
-    /// Forgets results applied `DEDUP_WINDOW_MS` or longer before `now`.
-    pub fn evict(&mut self, now: u64) {
-        while let Some(slot) = self.slots.front() {
-            if slot.at.saturating_add(DEDUP_WINDOW_MS) > now {
-                break;
-            }
-            if slot.result.is_some() {
-                let (seq, hash) = (self.first_seq, self.hasher.hash_one(slot.key));
-                if let Ok(entry) = self.index.find_entry(hash, |&s| s == seq) {
-                    entry.remove();
-                }
-            }
-            self.slots.pop_front();
-            self.first_seq += 1;
-        }
-    }
-
-    pub fn get(&self, scope: &Scope, id: &str) -> Option<&Remembered> {
-        let key = key(scope, id);
-        let seq = self.find(&key)?;
-        self.slot(seq)?.result.as_ref()
-    }
-
-    /// Remembers a result.
-    pub fn remember(&mut self, scope: &Scope, id: &str, now: u64, result: &CommandResult) {
-        let remembered = match result {
-            Ok(Outcome::Sent(view)) => Remembered::Sent {
-                id: view.id,
-                conversation: view.conversation,
-                sender_id: view.sender_id,
-                sent_ms: view.sent_ms,
-                index: view.index,
-            },
-            other => Remembered::Other(Box::new(other.clone())),
-        };
-        self.push(key(scope, id), now, remembered);
-    }
-
-    /// Blanks the bodies of deleted messages in remembered results, so a
-    /// deleted message's text does not outlive its deletion in the state.
-    /// Linear in the remembered results; deletions are rare next to sends.
-    pub fn redact(&mut self, deleted: &std::collections::BTreeSet<MessageId>) {
-        for slot in self.slots.iter_mut() {
-            if let Some(Remembered::Other(result)) = &mut slot.result {
-                let Ok(Outcome::Messages { messages, .. }) = result.as_mut() else {
-                    continue;
-                };
-                for view in messages.iter_mut().filter(|v| deleted.contains(&v.id)) {
-                    view.body.clear();
-                }
-            }
-        }
-    }
-
-    /// Appends a slot and points the index at it (replacing an older slot
-    /// of the same key, which stays queued until evicted).
-    fn push(&mut self, key: Key, at: u64, result: Remembered) {
-        let seq = self.first_seq + self.slots.len() as u64;
-        let hash = self.hasher.hash_one(key);
-        let Dedup {
-            slots,
-            first_seq,
-            index,
-            hasher,
-        } = self;
-        // The same lookup as `slot`, on the fields split for the borrow
-        // checker; the index only holds sequence numbers of queued slots.
-        let at_seq = |s: u64| s.checked_sub(*first_seq).map(|i| i as usize);
-        let key_of = |s: u64| at_seq(s).and_then(|i| slots.get(i)).map(|slot| slot.key);
-        match index.find_mut(hash, |&s| key_of(s) == Some(key)) {
-            Some(newest) => {
-                if let Some(old) = at_seq(*newest).and_then(|i| slots.get_mut(i)) {
-                    old.result = None;
-                }
-                *newest = seq;
-            }
-            None => {
-                index.insert_unique(hash, seq, |&s| key_of(s).map_or(0, |k| hasher.hash_one(k)));
-            }
-        }
-        slots.push_back(Slot {
-            key,
-            at,
-            result: Some(result),
-        });
-    }
-
-    fn find(&self, key: &Key) -> Option<u64> {
-        let hash = self.hasher.hash_one(key);
-        self.index
-            .find(hash, |&s| self.slot(s).is_some_and(|slot| slot.key == *key))
-            .copied()
-    }
-
-    fn slot(&self, seq: u64) -> Option<&Slot> {
-        self.slots.get(seq.checked_sub(self.first_seq)? as usize)
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-}
-
-/// Equal when they would write the same snapshot.
-impl PartialEq for Dedup {
-    fn eq(&self, other: &Self) -> bool {
-        self.slots.len() == other.slots.len()
-            && self
-                .slots
+/// Remembers `result` for `id` from `scope`, applied at state time `now`.
+/// Sent messages and handed-out messages are kept by reference (see
+/// [`Remembered`]).
+pub fn remember(store: &mut dyn Store, scope: &Scope, id: &str, now: u64, result: &CommandResult) {
+    let result = match result {
+        Ok(Outcome::Sent(view)) => Remembered::Sent {
+            id: view.id,
+            conversation: view.conversation,
+            sender_id: view.sender_id,
+            sent_ms: view.sent_ms,
+            index: view.index,
+        },
+        Ok(Outcome::Messages {
+            messages,
+            remaining,
+        }) => Remembered::Messages {
+            messages: messages
                 .iter()
-                .zip(&other.slots)
-                .all(|(a, b)| a.key == b.key && a.at == b.at && a.result == b.result)
-    }
+                .map(|m| MessageView {
+                    body: String::new(),
+                    ..m.clone()
+                })
+                .collect(),
+            remaining: *remaining,
+        },
+        other => Remembered::Other(Box::new(other.clone())),
+    };
+    store.remember(key(scope, id), RememberedAt { at: now, result });
 }
 
-impl Eq for Dedup {}
-
-impl std::fmt::Debug for Dedup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dedup")
-            .field("slots", &self.slots.len())
-            .field("indexed", &self.index.len())
-            .finish()
-    }
+/// Frees the entries that expired at state time `now`.
+pub fn evict(store: &mut dyn Store, now: u64) {
+    // Expired: at + window <= now, that is at < now + 1 - window.
+    store.forget_before(now.saturating_add(1).saturating_sub(DEDUP_WINDOW_MS));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::store::MemoryStore;
 
     fn sent(id: MessageId) -> CommandResult {
         Ok(Outcome::Sent(MessageView {
@@ -339,75 +137,59 @@ mod tests {
 
     #[test]
     fn a_key_remembered_again_answers_with_its_newest_result() {
-        let mut d = Dedup::default();
+        let mut s = MemoryStore::default();
         let scope = Scope::Token([1; 32]);
-        // Enough keys to make the index grow (and rehash) several times.
-        for i in 0..5000u64 {
-            d.remember(&scope, &format!("r{i}"), i, &sent(i));
+        for i in 0..500u64 {
+            remember(&mut s, &scope, &format!("r{i}"), i, &sent(i));
         }
-        d.remember(&scope, "r7", 6000, &sent(70));
-        assert_eq!(d.len(), 5000);
+        remember(&mut s, &scope, "r7", 600, &sent(70));
+        assert_eq!(s.remembered_len(), 500);
+        let found = |s: &MemoryStore, id: &str, now| lookup(s, &scope, id, now);
         assert!(matches!(
-            d.get(&scope, "r7"),
+            found(&s, "r7", 600),
             Some(Remembered::Sent { id: 70, .. })
         ));
+        // Expired at exactly the window's end, whether or not evicted yet.
+        assert!(found(&s, "r8", 8 + DEDUP_WINDOW_MS - 1).is_some());
+        assert!(found(&s, "r8", 8 + DEDUP_WINDOW_MS).is_none());
+        evict(&mut s, 10 + DEDUP_WINDOW_MS);
+        assert_eq!(s.remembered_len(), 500 - 10);
         assert!(matches!(
-            d.get(&scope, "r4999"),
-            Some(Remembered::Sent { id: 4999, .. })
-        ));
-        // Evicting the superseded slot keeps the newer one.
-        d.evict(10 + DEDUP_WINDOW_MS);
-        assert!(matches!(
-            d.get(&scope, "r7"),
+            found(&s, "r7", 601),
             Some(Remembered::Sent { id: 70, .. })
         ));
-        assert!(d.get(&scope, "r8").is_none());
-        let bytes = postcard::to_stdvec(&d).unwrap();
-        let back: Dedup = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back, d);
-        assert_eq!(postcard::to_stdvec(&back).unwrap(), bytes);
-        assert!(matches!(
-            back.get(&scope, "r7"),
-            Some(Remembered::Sent { id: 70, .. })
-        ));
-        d.evict(6001 + DEDUP_WINDOW_MS);
-        assert_eq!(d.len(), 0);
-        assert!(d.get(&scope, "r7").is_none());
+        assert!(
+            lookup(&s, &Scope::Token([8; 32]), "r100", 601).is_none(),
+            "scoped"
+        );
+        evict(&mut s, 600 + DEDUP_WINDOW_MS);
+        assert_eq!(s.remembered_len(), 0);
     }
 
     #[test]
-    fn snapshots_are_identical_whatever_the_hash_layout() {
-        let mut d = Dedup::default();
-        let scope = Scope::Token([7; 32]);
-        for i in 0..500u64 {
-            d.remember(&scope, &format!("req-{i}"), i, &sent(i));
-        }
-        d.remember(
-            &Scope::Replica,
-            "tick",
-            600,
-            &Err(ChatError::not_found("x")),
+    fn handed_out_messages_are_remembered_without_their_bodies() {
+        let mut s = MemoryStore::default();
+        let Ok(Outcome::Sent(view)) = sent(3) else {
+            unreachable!()
+        };
+        let result = Ok(Outcome::Messages {
+            messages: vec![view.clone()],
+            remaining: 4,
+        });
+        remember(&mut s, &Scope::Replica, "read", 1, &result);
+        let Some(Remembered::Messages {
+            messages,
+            remaining: 4,
+        }) = lookup(&s, &Scope::Replica, "read", 2)
+        else {
+            panic!("not remembered as messages");
+        };
+        assert_eq!(
+            messages,
+            vec![MessageView {
+                body: String::new(),
+                ..view
+            }]
         );
-        d.evict(100 + DEDUP_WINDOW_MS);
-        let bytes = postcard::to_stdvec(&d).unwrap();
-        let back: Dedup = postcard::from_bytes(&bytes).unwrap();
-        assert_eq!(back, d);
-        // The copy was built by inserting in another order into a fresh map,
-        // yet writes the same bytes.
-        assert_eq!(postcard::to_stdvec(&back).unwrap(), bytes);
-        assert_eq!(back.len(), 400);
-        assert!(back.get(&scope, "req-100").is_none(), "evicted");
-        assert!(matches!(
-            back.get(&scope, "req-101"),
-            Some(Remembered::Sent { id: 101, .. })
-        ));
-        assert!(
-            back.get(&Scope::Token([8; 32]), "req-101").is_none(),
-            "scoped"
-        );
-        assert!(matches!(
-            back.get(&Scope::Replica, "tick"),
-            Some(Remembered::Other(_))
-        ));
     }
 }

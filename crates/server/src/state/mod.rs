@@ -7,6 +7,11 @@
 //! identical on every replica that applied the same log. The state contains
 //! maps with non-string keys: serialize it with `postcard`, not JSON.
 //!
+//! What grows with history (messages, remembered request ids) lives in a
+//! [`Store`](store::Store), which storage backs with a disk store; the rest
+//! (the *core*: accounts, sessions, conversations and read state, presence,
+//! clocks) is in RAM, bounded by users and conversations.
+//!
 //! # Semantics
 //!
 //! - **Clock.** `now = max(previous now, batch.ts_ms)`; every timestamp stored
@@ -64,10 +69,9 @@ mod dedup;
 mod pattern;
 mod presence;
 mod sessions;
-mod sorted_map;
+pub mod store;
 #[cfg(test)]
 pub(crate) mod tests;
-pub mod text;
 
 use std::ops::Bound;
 
@@ -77,19 +81,17 @@ use crate::state::command::*;
 
 pub(crate) use accounts::Accounts;
 pub(crate) use conversations::Conversations;
-use dedup::Remembered;
-pub(crate) use dedup::{Dedup, Scope};
+pub(crate) use dedup::Scope;
 pub(crate) use presence::Presence;
 pub(crate) use sessions::Sessions;
+use store::{MemoryStore, Remembered, Store};
 
 pub use accounts::validate_username;
 pub use conversations::{check_group_lookup_len, validate_group_name};
 pub use pattern::wildcard_match;
 
-/// The whole replicated chat state. Its fields are visible to the crate
-/// only for the snapshot encoding (`storage::snapshot_state`); everything
-/// else goes through the methods.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The whole replicated chat state: the core in RAM, and the [`Store`]
+/// holding the history. Everything goes through the methods.
 pub struct ChatState {
     /// State clock: the largest batch timestamp applied so far.
     pub(crate) now_ms: u64,
@@ -99,13 +101,61 @@ pub struct ChatState {
     pub(crate) sessions: Sessions,
     pub(crate) conversations: Conversations,
     pub(crate) presence: Presence,
-    pub(crate) dedup: Dedup,
+    /// Messages and remembered request ids.
+    store: Box<dyn Store>,
     /// SHA-256 chain over every applied batch and its results; see
     /// [`ChatState::history_digest`].
     pub(crate) history: [u8; 32],
     /// The storage each replica recorded it runs on (`RecordIncarnation`).
     pub(crate) replicas: std::collections::BTreeMap<u64, Incarnation>,
 }
+
+/// The core in the order snapshots write it (see [`ChatState::encode_core`]).
+type CoreRef<'a> = (
+    &'a u64,
+    &'a u64,
+    &'a Accounts,
+    &'a Sessions,
+    &'a Conversations,
+    &'a Presence,
+    &'a [u8; 32],
+    &'a std::collections::BTreeMap<u64, Incarnation>,
+);
+type Core = (
+    u64,
+    u64,
+    Accounts,
+    Sessions,
+    Conversations,
+    Presence,
+    [u8; 32],
+    std::collections::BTreeMap<u64, Incarnation>,
+);
+
+impl Default for ChatState {
+    fn default() -> Self {
+        ChatState::with_store(Box::new(MemoryStore::default()))
+    }
+}
+
+impl std::fmt::Debug for ChatState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatState")
+            .field("now_ms", &self.now_ms)
+            .field("event_seq", &self.event_seq)
+            .field("history", &hex::encode(self.history))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Equal when they hold the same core and the same records.
+impl PartialEq for ChatState {
+    fn eq(&self, other: &Self) -> bool {
+        self.core_ref() == other.core_ref() && self.store.records().eq(other.store.records())
+    }
+}
+
+impl Eq for ChatState {}
 
 /// Where the events of the entry being applied go.
 struct Emitter<'a> {
@@ -114,6 +164,63 @@ struct Emitter<'a> {
 }
 
 impl ChatState {
+    /// An empty state over `store`, which must be empty too.
+    pub fn with_store(store: Box<dyn Store>) -> ChatState {
+        ChatState {
+            now_ms: 0,
+            event_seq: 0,
+            accounts: Accounts::default(),
+            sessions: Sessions::default(),
+            conversations: Conversations::default(),
+            presence: Presence::default(),
+            store,
+            history: [0; 32],
+            replicas: Default::default(),
+        }
+    }
+
+    /// A state from a core written by [`encode_core`](Self::encode_core) and
+    /// the store that was next to it.
+    pub fn from_core(core: &[u8], store: Box<dyn Store>) -> Result<ChatState, postcard::Error> {
+        let (now_ms, event_seq, accounts, sessions, conversations, presence, history, replicas): Core =
+            postcard::from_bytes(core)?;
+        Ok(ChatState {
+            now_ms,
+            event_seq,
+            accounts,
+            sessions,
+            conversations,
+            presence,
+            store,
+            history,
+            replicas,
+        })
+    }
+
+    /// Everything but the store, for snapshots: bounded by users and
+    /// conversations, not by history.
+    pub fn encode_core(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_stdvec(&self.core_ref())
+    }
+
+    fn core_ref(&self) -> CoreRef<'_> {
+        (
+            &self.now_ms,
+            &self.event_seq,
+            &self.accounts,
+            &self.sessions,
+            &self.conversations,
+            &self.presence,
+            &self.history,
+            &self.replicas,
+        )
+    }
+
+    /// The history and the request-id window.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
     /// Applies one log entry. Returns one result per proposal, in order, and
     /// appends the user-visible events it produced to `events` (numbered from
     /// the replicated event counter, stamped with `index`).
@@ -125,7 +232,7 @@ impl ChatState {
     ) -> Vec<CommandResult> {
         self.now_ms = self.now_ms.max(batch.ts_ms);
         let mut out = Emitter { index, events };
-        self.dedup.evict(self.now_ms);
+        dedup::evict(&mut *self.store, self.now_ms);
         self.expire_leases(&mut out);
         let results: Vec<CommandResult> = batch
             .proposals
@@ -166,8 +273,8 @@ impl ChatState {
             return self.apply_command(out, &proposal.command);
         };
         let scope = Scope::of(&proposal.command);
-        match self.dedup.get(&scope, id) {
-            Some(Remembered::Other(original)) => return original.as_ref().clone(),
+        match dedup::lookup(&*self.store, &scope, id, self.now_ms) {
+            Some(Remembered::Other(original)) => return *original,
             Some(Remembered::Sent {
                 id,
                 conversation,
@@ -176,17 +283,31 @@ impl ChatState {
                 index,
             }) => {
                 return Ok(Outcome::Sent(self.sent_view(
-                    *id,
-                    *conversation,
-                    *sender_id,
-                    *sent_ms,
-                    *index,
+                    id,
+                    conversation,
+                    sender_id,
+                    sent_ms,
+                    index,
                 )))
+            }
+            Some(Remembered::Messages {
+                mut messages,
+                remaining,
+            }) => {
+                for view in &mut messages {
+                    if let Some(m) = self.store.message(view.conversation, view.id) {
+                        view.body = m.body;
+                    }
+                }
+                return Ok(Outcome::Messages {
+                    messages,
+                    remaining,
+                });
             }
             None => {}
         }
         let result = self.apply_command(out, &proposal.command);
-        self.dedup.remember(&scope, id, self.now_ms, &result);
+        dedup::remember(&mut *self.store, &scope, id, self.now_ms, &result);
         result
     }
 
@@ -201,12 +322,8 @@ impl ChatState {
         sent_ms: u64,
         index: u64,
     ) -> MessageView {
-        match self
-            .conversations
-            .get(conversation)
-            .and_then(|c| c.message_view(conversation, id))
-        {
-            Some(view) => view,
+        match self.store.message(conversation, id) {
+            Some(m) => m.view(conversation, id),
             None => MessageView {
                 id,
                 conversation,
@@ -394,17 +511,19 @@ impl ChatState {
         before: MessageId,
         limit: usize,
     ) -> Result<(Vec<MessageView>, bool), ChatError> {
-        let c = self.conversations.member_of(conversation, user)?;
+        self.conversations.member_of(conversation, user)?;
         let upper = if before == 0 {
             Bound::Unbounded
         } else {
             Bound::Excluded(before)
         };
-        let mut older = c.messages.range((Bound::Unbounded, upper)).rev();
+        let mut older = self
+            .store
+            .messages(conversation, (Bound::Unbounded, upper), true);
         let page = older
             .by_ref()
             .take(limit)
-            .filter_map(|(id, _)| c.message_view(conversation, *id))
+            .map(|(id, m)| m.view(conversation, id))
             .collect();
         Ok((page, older.next().is_some()))
     }
@@ -428,12 +547,17 @@ impl ChatState {
         self.presence.next_expiry()
     }
 
-    /// SHA-256 over the canonical serialization of the whole state.
+    /// SHA-256 over the canonical serialization of the whole state: the
+    /// core, then every record of the store in order. O(state): for tests
+    /// and checks, not the hot path.
     pub fn digest(&self) -> [u8; 32] {
-        // Serializing plain data into a Vec cannot fail; an empty input would
-        // still yield a (wrong but deterministic) digest rather than a panic.
-        let bytes = postcard::to_allocvec(self).unwrap_or_default();
-        Sha256::digest(&bytes).into()
+        let mut h = Sha256::new();
+        // Writing plain data into a hasher cannot fail.
+        let _ = postcard::to_io(&self.core_ref(), &mut h);
+        for record in self.store.records() {
+            let _ = postcard::to_io(&record, &mut h);
+        }
+        h.finalize().into()
     }
 }
 

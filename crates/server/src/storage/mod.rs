@@ -6,10 +6,7 @@
 //! survives crashes: the log, the vote and the snapshots are on disk, and the
 //! state machine is rebuilt on start from the newest snapshot (decoded on a
 //! background thread while Raft already runs) plus the log entries after it,
-//! applied once the leader says they are committed. The restored messages'
-//! text points into the mapped snapshot file instead of being copied (see
-//! `state::text`), so that file stays mapped, and its disk space in use
-//! after a newer snapshot replaces it, until the replica restarts.
+//! applied once the leader says they are committed.
 //!
 //! # On-disk layout
 //!
@@ -31,10 +28,10 @@
 //!
 //! *Snapshot files* are `[magic "RCSNAP01"][version u32][crc32 u32][len u64][payload]`
 //! with payload = postcard `(SnapshotMeta, data)`, and `data` = a format
-//! byte (5) then postcard `(last_applied, membership, ChatState)`, the chat
-//! state's conversations nested as a byte section so a restore decodes them
-//! on a second thread — the same bytes sent to followers. Data without the
-//! format byte (written before it) still decodes.
+//! byte (6), postcard `(last_applied, membership)`, the chat state's core
+//! as a byte string, then the history store's records one after another —
+//! the same bytes sent to followers. Data of earlier formats is refused with
+//! a message saying so.
 //!
 //! # Fsync points
 //!
@@ -85,7 +82,6 @@ mod meta_file;
 pub mod power_cut;
 pub mod raft_types;
 mod snapshot_body;
-pub mod snapshot_state;
 mod state_store;
 mod wal;
 

@@ -14,16 +14,14 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::durability::Durability;
 use super::meta_file::{replace_file, sync_dir, with_path};
 use super::snapshot_body::SnapshotBody;
-use super::snapshot_state::{self, borrowing_from};
 use super::StorageOpenError;
 use crate::state::command::CommandResult;
-use crate::state::text::Backing;
+use crate::state::store::{MemoryStore, Record};
 use crate::state::ChatState;
 use crate::storage::events::EventHub;
 use crate::storage::raft_types::{
@@ -44,7 +42,7 @@ pub const LOAD_DEFER_MAX: std::time::Duration = std::time::Duration::from_secs(2
 
 /// Everything applied so far. Readers (the gRPC services) take the read lock
 /// briefly and never hold it across an `.await`.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub struct AppliedState {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
@@ -52,15 +50,6 @@ pub struct AppliedState {
 }
 
 pub type SharedState = Arc<RwLock<AppliedState>>;
-
-/// The snapshot data as sent to followers; borrowed so that building does
-/// not clone the chat state. Field order matches [`AppliedState`].
-#[derive(Serialize)]
-struct SnapshotDataRef<'a> {
-    last_applied: &'a Option<LogId>,
-    membership: &'a StoredMembership,
-    chat: &'a ChatState,
-}
 
 /// The current snapshot: its meta and where its encoded [`AppliedState`]
 /// is.
@@ -191,57 +180,53 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, StorageOpenError> {
         .map_err(|e| StorageOpenError::io("map", path, e))
 }
 
-/// The first byte of snapshot data in the current format: the chat state's
-/// conversations in a section of their own, decoded on a second thread,
-/// and the replica incarnations at its end (see `state::encoding`). Format
-/// 4 (no incarnations) still decodes, and so does data written before the
-/// format byte, which starts with `last_applied`'s `Option` tag, 0 or 1.
-const DATA_FORMAT: u8 = 5;
-const DATA_FORMAT_WITHOUT_REPLICAS: u8 = 4;
-
-/// [`AppliedState`] as written in format 4.
-#[derive(Deserialize)]
-struct Format4AppliedState {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    #[serde(deserialize_with = "snapshot_state::deserialize_without_replicas")]
-    chat: ChatState,
-}
-
-/// [`AppliedState`] as written before [`DATA_FORMAT`].
-#[derive(Deserialize)]
-struct LegacyAppliedState {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    #[serde(deserialize_with = "snapshot_state::deserialize_previous_layout")]
-    chat: ChatState,
-}
+/// The first byte of snapshot data in the current format: postcard
+/// `(last_applied, membership)`, the chat state's core as a byte string
+/// (`ChatState::encode_core`), then the store's records, each a postcard
+/// [`Record`], to the end. Formats 1-5 (whole-state layouts of earlier
+/// releases) are refused with a message saying so.
+const DATA_FORMAT: u8 = 6;
 
 fn encode_state(state: &AppliedState) -> Result<Vec<u8>, postcard::Error> {
-    let data = SnapshotDataRef {
-        last_applied: &state.last_applied,
-        membership: &state.membership,
-        chat: &state.chat,
-    };
-    postcard::to_io(&data, vec![DATA_FORMAT])
+    let mut out = vec![DATA_FORMAT];
+    out = postcard::to_io(&(&state.last_applied, &state.membership), out)?;
+    out = postcard::to_io(state.chat.encode_core()?.as_slice(), out)?;
+    for record in state.chat.store().records() {
+        out = postcard::to_io(&record, out)?;
+    }
+    Ok(out)
 }
 
-fn decode_state(data: &[u8]) -> Result<AppliedState, postcard::Error> {
-    match data.first() {
-        Some(&DATA_FORMAT) => postcard::from_bytes(&data[1..]),
-        Some(&DATA_FORMAT_WITHOUT_REPLICAS) => {
-            postcard::from_bytes::<Format4AppliedState>(&data[1..]).map(|s| AppliedState {
-                last_applied: s.last_applied,
-                membership: s.membership,
-                chat: s.chat,
-            })
-        }
-        _ => postcard::from_bytes::<LegacyAppliedState>(data).map(|s| AppliedState {
-            last_applied: s.last_applied,
-            membership: s.membership,
-            chat: s.chat,
-        }),
+fn decode_state(data: &[u8]) -> Result<AppliedState, String> {
+    let Some((&format, rest)) = data.split_first() else {
+        return Err("empty snapshot data".into());
+    };
+    if format != DATA_FORMAT {
+        return Err(format!(
+            "snapshot data format {format} was written by an earlier chatd (this one reads \
+             format {DATA_FORMAT}); start this replica with an empty --server-storage \
+             directory and let it catch up from the others"
+        ));
     }
+    let ((last_applied, membership), rest) =
+        postcard::take_from_bytes::<(Option<LogId>, StoredMembership)>(rest)
+            .map_err(|e| format!("snapshot header: {e}"))?;
+    let (core, mut rest) =
+        postcard::take_from_bytes::<&[u8]>(rest).map_err(|e| format!("snapshot core: {e}"))?;
+    let mut store = MemoryStore::default();
+    while !rest.is_empty() {
+        let (record, tail) = postcard::take_from_bytes::<Record>(rest)
+            .map_err(|e| format!("snapshot record: {e}"))?;
+        store.insert(record);
+        rest = tail;
+    }
+    let chat =
+        ChatState::from_core(core, Box::new(store)).map_err(|e| format!("snapshot core: {e}"))?;
+    Ok(AppliedState {
+        last_applied,
+        membership,
+        chat,
+    })
 }
 
 impl SnapshotStore {
@@ -490,9 +475,6 @@ impl StateStore {
         // `data` borrows from `bytes`: its offset there is its offset in the
         // file.
         let data_offset = (data.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
-        // The restored messages' text points into the mapping, which stays
-        // mapped while any of them does (see `state::text`).
-        let bytes = Backing::new(bytes);
         let restoring = (meta.last_log_id, meta.last_membership.clone());
         let (loaded_tx, loaded) = watch::channel(false);
         let (gate, gate_rx) = if follower {
@@ -512,8 +494,8 @@ impl StateStore {
                 }
                 let deferred_ms = deferred.elapsed().as_millis();
                 let started = std::time::Instant::now();
-                let data = &bytes.bytes()[data_offset as usize..];
-                let restored = match borrowing_from(Some(bytes.clone()), || decode_state(data)) {
+                let data = &bytes[data_offset as usize..];
+                let restored = match decode_state(data) {
                     Ok(restored) => restored,
                     Err(e) => {
                         // It passed its checksum, so this is a bug or a
@@ -530,7 +512,7 @@ impl StateStore {
                     file = %path.display(),
                     snapshot_id = %snapshot_id,
                     last_applied = ?restored.last_applied,
-                    bytes = bytes.bytes().len(),
+                    bytes = bytes.len(),
                     deferred_ms,
                     decode_ms = started.elapsed().as_millis(),
                     follower,
@@ -718,7 +700,10 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
         })?;
         let new_state = decode_state(&data).map_err(|e| StorageError::IO {
-            source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
+            source: StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                &io::Error::new(io::ErrorKind::InvalidData, e),
+            ),
         })?;
         let size = data.len();
         // Persist first: once the state is replaced openraft may purge the
@@ -828,7 +813,7 @@ mod tests {
             assert!(matches!(*served.snapshot, SnapshotBody::File { .. }));
             assert_eq!(served.snapshot.into_bytes().await.unwrap(), built);
             let applied = sm.applied_state().await.unwrap();
-            let chat = sm.shared().read().unwrap().chat.clone();
+            let chat = sm.shared().read().unwrap().chat.digest();
             (snap.meta, applied, chat)
         };
         let mut sm = StateStore::open(dir.path(), hub.clone(), true).unwrap();
@@ -840,8 +825,7 @@ mod tests {
         sm.take_load_gate().expect("a follower's gate").open();
         wait_loaded(&sm.loaded()).await.unwrap();
         assert_eq!(sm.applied_state().await.unwrap(), applied);
-        assert_eq!(sm.shared().read().unwrap().chat.digest(), chat.digest());
-        assert_eq!(sm.shared().read().unwrap().chat, chat);
+        assert_eq!(sm.shared().read().unwrap().chat.digest(), chat);
         let cur = sm.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(cur.meta, meta);
 
@@ -861,27 +845,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn snapshot_data_before_the_format_byte_still_decodes() {
+    async fn snapshot_data_round_trips_and_older_formats_are_refused() {
         let mut sm = StateStore::new_memory(EventHub::new(16));
         sm.apply(entries()).await.unwrap();
-        let state = sm.shared().read().unwrap().clone();
+        let state = sm.shared();
+        let state = state.read().unwrap();
         let current = encode_state(&state).unwrap();
         assert_eq!(current[0], DATA_FORMAT);
-        let mut legacy = postcard::to_stdvec(&(state.last_applied, &state.membership)).unwrap();
-        legacy.extend(snapshot_state::legacy_encoding(&state.chat));
-        // What tells them apart: old data starts with an `Option` tag.
-        assert!(legacy[0] <= 1);
-        // Format 4 lacked the replica incarnations, the last field: with
-        // none recorded they are one byte (an empty map).
-        assert_eq!(current.last(), Some(&0));
-        let mut format4 = current[..current.len() - 1].to_vec();
-        format4[0] = DATA_FORMAT_WITHOUT_REPLICAS;
-        for data in [current, legacy, format4] {
-            let back = decode_state(&data).unwrap();
-            assert_eq!(back.last_applied, state.last_applied);
-            assert_eq!(back.membership, state.membership);
-            assert_eq!(back.chat, state.chat);
-        }
+        let back = decode_state(&current).unwrap();
+        assert_eq!(back.last_applied, state.last_applied);
+        assert_eq!(back.membership, state.membership);
+        assert_eq!(back.chat, state.chat);
+        let mut older = current.clone();
+        older[0] = 5;
+        let err = decode_state(&older).unwrap_err();
+        assert!(err.contains("format 5"), "{err}");
     }
 
     #[test]

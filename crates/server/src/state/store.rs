@@ -1,0 +1,339 @@
+//! Where the parts of the chat state that grow with history live: the
+//! messages, and the results remembered for request ids (see `dedup`).
+//!
+//! The state machine reads and writes them only through [`Store`], so the
+//! same deterministic logic runs over [`MemoryStore`] (unit tests, memory
+//! mode) and over storage's disk-backed store, which keeps them in redb
+//! and only recent changes in RAM. Everything else in [`ChatState`]
+//! (accounts, sessions, conversations and their members' read state,
+//! presence) is bounded by users and conversations, not by history, and
+//! stays in RAM.
+//!
+//! A store holds no clock and no randomness; every call is a pure function
+//! of the calls before it, so two stores that saw the same calls hold the
+//! same [`Record`]s in the same order.
+//!
+//! [`ChatState`]: super::ChatState
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::command::*;
+
+/// A remembered request: who asked and the id they chose, as the first 128
+/// bits of a SHA-256 (see `dedup::key`).
+pub type DedupKey = [u8; 16];
+
+/// A message as the store holds it, under `(conversation, id)`; reads and
+/// events hand out [`MessageView`]s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub sender_id: UserId,
+    /// The sender's name when it was sent; survives account deletion.
+    pub sender: String,
+    pub body: String,
+    pub sent_ms: u64,
+    /// The log index of the entry that sent it.
+    pub index: u64,
+}
+
+impl Message {
+    pub fn view(&self, conversation: ConversationId, id: MessageId) -> MessageView {
+        MessageView {
+            id,
+            conversation,
+            sender_id: self.sender_id,
+            sender: self.sender.clone(),
+            body: self.body.clone(),
+            sent_ms: self.sent_ms,
+            index: self.index,
+        }
+    }
+}
+
+/// A remembered result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Remembered {
+    /// A sent message, by reference: a retry rebuilds the result from the
+    /// stored message, so the window holds no bodies or names.
+    Sent {
+        id: MessageId,
+        conversation: ConversationId,
+        sender_id: UserId,
+        sent_ms: u64,
+        index: u64,
+    },
+    /// Messages handed out (`ReadUnread`) with their bodies left out: a
+    /// retry fills them in from the store, so a message deleted since
+    /// comes back with an empty body, and the window holds no text.
+    Messages {
+        messages: Vec<MessageView>,
+        remaining: u64,
+    },
+    /// Any other result. Boxed: the window holds mostly `Sent`.
+    Other(Box<CommandResult>),
+}
+
+/// One remembered request id: the state time it was applied at and its
+/// result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RememberedAt {
+    pub at: u64,
+    pub result: Remembered,
+}
+
+/// One item of a store's contents, in the order [`Store::records`] yields
+/// them: every message by id, then every remembered request by key.
+/// Snapshots carry a store as this sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    Message {
+        conversation: ConversationId,
+        id: MessageId,
+        message: Message,
+    },
+    Remembered {
+        key: DedupKey,
+        entry: RememberedAt,
+    },
+}
+
+/// Messages as an iterator of `(id, message)`.
+pub type Messages<'a> = Box<dyn Iterator<Item = (MessageId, Message)> + 'a>;
+
+/// The history and the request-id window, as the state machine sees them.
+///
+/// Reads see every write made before them, including the writes of the
+/// entry being applied. Writes cannot fail: a disk-backed store records
+/// them in RAM and persists them later (see `storage`).
+pub trait Store: Send + Sync {
+    /// One message of `conversation`.
+    fn message(&self, conversation: ConversationId, id: MessageId) -> Option<Message>;
+    /// The conversation message `id` was sent to, while it exists.
+    fn home(&self, id: MessageId) -> Option<ConversationId>;
+    /// `conversation`'s messages with ids in `range`, oldest first, or
+    /// newest first with `newest_first`.
+    fn messages(
+        &self,
+        conversation: ConversationId,
+        range: (Bound<MessageId>, Bound<MessageId>),
+        newest_first: bool,
+    ) -> Messages<'_>;
+    fn put_message(&mut self, conversation: ConversationId, id: MessageId, message: Message);
+    fn remove_message(&mut self, conversation: ConversationId, id: MessageId);
+    /// Removes every message of `conversation` (it was removed).
+    fn remove_conversation(&mut self, conversation: ConversationId);
+
+    /// The entry remembered under `key`, expired or not (the caller
+    /// decides: expiry is a matter of state time).
+    fn remembered(&self, key: &DedupKey) -> Option<RememberedAt>;
+    /// Remembers `entry` under `key`, replacing an older one.
+    fn remember(&mut self, key: DedupKey, entry: RememberedAt);
+    /// Drops the entries remembered before `cutoff` (state time); they are
+    /// expired, so this only frees space.
+    fn forget_before(&mut self, cutoff: u64);
+
+    /// Everything held, in [`Record`] order.
+    fn records(&self) -> Box<dyn Iterator<Item = Record> + '_>;
+}
+
+/// A [`Store`] in RAM: ordered maps. Unit tests and memory mode use it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryStore {
+    messages: BTreeMap<(ConversationId, MessageId), Message>,
+    homes: BTreeMap<MessageId, ConversationId>,
+    remembered: BTreeMap<DedupKey, RememberedAt>,
+    /// `(at, key)` of every remembered entry: expiry pops from the front.
+    by_time: BTreeSet<(u64, DedupKey)>,
+}
+
+impl MemoryStore {
+    /// A store holding `records` (as [`Store::records`] yields them).
+    pub fn from_records(records: impl IntoIterator<Item = Record>) -> MemoryStore {
+        let mut store = MemoryStore::default();
+        for record in records {
+            store.insert(record);
+        }
+        store
+    }
+
+    /// Adds one record.
+    pub fn insert(&mut self, record: Record) {
+        match record {
+            Record::Message {
+                conversation,
+                id,
+                message,
+            } => self.put_message(conversation, id, message),
+            Record::Remembered { key, entry } => self.remember(key, entry),
+        }
+    }
+
+    /// Remembered request ids held (expired ones included until forgotten).
+    pub fn remembered_len(&self) -> usize {
+        self.remembered.len()
+    }
+}
+
+/// A range of `(conversation, id)` map keys.
+type KeyRange = (
+    Bound<(ConversationId, MessageId)>,
+    Bound<(ConversationId, MessageId)>,
+);
+
+/// The ids of `conversation` within `range`, as a range of map keys.
+fn conversation_keys(
+    conversation: ConversationId,
+    range: (Bound<MessageId>, Bound<MessageId>),
+) -> KeyRange {
+    let at = |b: Bound<MessageId>, open: (ConversationId, MessageId)| match b {
+        Bound::Included(id) => Bound::Included((conversation, id)),
+        Bound::Excluded(id) => Bound::Excluded((conversation, id)),
+        Bound::Unbounded => Bound::Included(open),
+    };
+    (
+        at(range.0, (conversation, MessageId::MIN)),
+        at(range.1, (conversation, MessageId::MAX)),
+    )
+}
+
+impl Store for MemoryStore {
+    fn message(&self, conversation: ConversationId, id: MessageId) -> Option<Message> {
+        self.messages.get(&(conversation, id)).cloned()
+    }
+
+    fn home(&self, id: MessageId) -> Option<ConversationId> {
+        self.homes.get(&id).copied()
+    }
+
+    fn messages(
+        &self,
+        conversation: ConversationId,
+        range: (Bound<MessageId>, Bound<MessageId>),
+        newest_first: bool,
+    ) -> Messages<'_> {
+        let items = self
+            .messages
+            .range(conversation_keys(conversation, range))
+            .map(|((_, id), m)| (*id, m.clone()));
+        if newest_first {
+            Box::new(items.rev())
+        } else {
+            Box::new(items)
+        }
+    }
+
+    fn put_message(&mut self, conversation: ConversationId, id: MessageId, message: Message) {
+        self.messages.insert((conversation, id), message);
+        self.homes.insert(id, conversation);
+    }
+
+    fn remove_message(&mut self, conversation: ConversationId, id: MessageId) {
+        if self.messages.remove(&(conversation, id)).is_some() {
+            self.homes.remove(&id);
+        }
+    }
+
+    fn remove_conversation(&mut self, conversation: ConversationId) {
+        let keys = conversation_keys(conversation, (Bound::Unbounded, Bound::Unbounded));
+        let ids: Vec<MessageId> = self.messages.range(keys).map(|((_, id), _)| *id).collect();
+        for id in ids {
+            self.remove_message(conversation, id);
+        }
+    }
+
+    fn remembered(&self, key: &DedupKey) -> Option<RememberedAt> {
+        self.remembered.get(key).cloned()
+    }
+
+    fn remember(&mut self, key: DedupKey, entry: RememberedAt) {
+        self.by_time.insert((entry.at, key));
+        if let Some(old) = self.remembered.insert(key, entry) {
+            self.by_time.remove(&(old.at, key));
+        }
+    }
+
+    fn forget_before(&mut self, cutoff: u64) {
+        while let Some(&(at, key)) = self.by_time.first() {
+            if at >= cutoff {
+                break;
+            }
+            self.by_time.pop_first();
+            self.remembered.remove(&key);
+        }
+    }
+
+    fn records(&self) -> Box<dyn Iterator<Item = Record> + '_> {
+        let messages = self.homes.iter().filter_map(|(&id, &conversation)| {
+            Some(Record::Message {
+                conversation,
+                id,
+                message: self.messages.get(&(conversation, id))?.clone(),
+            })
+        });
+        let remembered = self
+            .remembered
+            .iter()
+            .map(|(key, entry)| Record::Remembered {
+                key: *key,
+                entry: entry.clone(),
+            });
+        Box::new(messages.chain(remembered))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str) -> Message {
+        Message {
+            sender_id: 1,
+            sender: "a".into(),
+            body: body.into(),
+            sent_ms: 5,
+            index: 9,
+        }
+    }
+
+    #[test]
+    fn pages_stay_within_their_conversation() {
+        let mut s = MemoryStore::default();
+        s.put_message(1, 1, msg("a"));
+        s.put_message(2, 2, msg("b"));
+        s.put_message(1, 3, msg("c"));
+        let ids = |it: Messages<'_>| it.map(|(id, _)| id).collect::<Vec<_>>();
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(ids(s.messages(1, all, false)), vec![1, 3]);
+        assert_eq!(ids(s.messages(1, all, true)), vec![3, 1]);
+        assert_eq!(
+            ids(s.messages(1, (Bound::Unbounded, Bound::Excluded(3)), true)),
+            vec![1]
+        );
+        assert_eq!(s.home(2), Some(2));
+        s.remove_conversation(1);
+        assert_eq!(ids(s.messages(1, all, false)), Vec::<u64>::new());
+        assert_eq!(s.home(1), None);
+        assert_eq!(s.home(2), Some(2));
+    }
+
+    #[test]
+    fn forgetting_keeps_a_key_remembered_again_later() {
+        let mut s = MemoryStore::default();
+        let entry = |at| RememberedAt {
+            at,
+            result: Remembered::Other(Box::new(Ok(Outcome::Done))),
+        };
+        s.remember([1; 16], entry(10));
+        s.remember([2; 16], entry(20));
+        s.remember([1; 16], entry(30));
+        s.forget_before(25);
+        assert_eq!(s.remembered(&[1; 16]).map(|e| e.at), Some(30));
+        assert_eq!(s.remembered(&[2; 16]), None);
+        assert_eq!(s.remembered_len(), 1);
+        let back = MemoryStore::from_records(s.records());
+        assert_eq!(back, s);
+    }
+}
