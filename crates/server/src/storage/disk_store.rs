@@ -1,0 +1,731 @@
+//! The history store of disk mode: the chat state's [`Store`] in a redb
+//! file, with the changes since the last checkpoint in RAM.
+//!
+//! Apply never waits for the disk: writes go to the *fresh* delta in RAM.
+//! A [`Checkpoint`] seals that delta (it stays readable) and writes it, with
+//! the caller's applied-state blob, in one durable redb transaction on a
+//! blocking thread; then the redb view moves to that commit and the sealed
+//! delta is dropped. Every redb commit is a checkpoint, so the file always
+//! holds one consistent applied state: after a crash it reopens at the last
+//! checkpoint and the Raft log replays the rest (see `storage::durability`).
+//!
+//! # Layout (redb tables)
+//!
+//! ```text
+//! messages    id -> postcard Slot { conversation, prev, message }   (by global id: appends)
+//! heads       conversation -> newest id in its chain
+//! remembered  request key -> postcard RememberedAt
+//! remembered_by_time  (at, key) -> ()                                 (expiry is a range)
+//! meta        "applied" -> the caller's blob (last applied id, membership, chat core)
+//! ```
+//!
+//! Messages are keyed by their global id, so a checkpoint appends to the
+//! end of the tree instead of touching one leaf per conversation (in the
+//! store spike, keys `(conversation, id)` cost three times the CPU and twice
+//! the disk: BENCHMARKS.md "Choosing the state store"). A conversation's
+//! messages form a chain through `prev`, newest first from `heads`. A
+//! deleted message stays as a slot without a message, so chains need no
+//! repair; a removed conversation's slots are deleted at the checkpoint.
+//!
+//! Reads look in the fresh delta, then the sealed one, then redb. A read
+//! error from redb (I/O, corruption) cannot be returned through [`Store`]:
+//! it reads as "absent" and is kept in [`DiskStore::failure`], which the
+//! state machine's owner checks after every apply and turns into a storage
+//! error that stops the replica before any result is used.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::state::command::{ConversationId, MessageId};
+use crate::state::store::{DedupKey, Message, Messages, Record, RememberedAt, Store};
+
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
+const REMEMBERED: TableDefinition<DedupKey, &[u8]> = TableDefinition::new("remembered");
+const REMEMBERED_BY_TIME: TableDefinition<(u64, DedupKey), ()> =
+    TableDefinition::new("remembered_by_time");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const APPLIED: &str = "applied";
+
+/// redb's page cache. Reads are mostly of recent messages, which the deltas
+/// hold anyway.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// A message's place in its conversation's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Slot {
+    conversation: ConversationId,
+    /// The previous message of the conversation (0 = none).
+    prev: MessageId,
+    /// `None` once deleted.
+    message: Option<Message>,
+}
+
+/// Changes not yet in redb.
+#[derive(Debug, Default)]
+struct Delta {
+    slots: BTreeMap<MessageId, Slot>,
+    heads: BTreeMap<ConversationId, MessageId>,
+    removed: BTreeSet<ConversationId>,
+    remembered: BTreeMap<DedupKey, RememberedAt>,
+    /// Entries remembered before this are forgotten.
+    forget_before: u64,
+    /// Roughly the bytes this delta holds, to decide when to checkpoint.
+    bytes: usize,
+}
+
+/// What a lookup in one delta found.
+enum Found<T> {
+    Here(T),
+    /// The delta says it does not exist (deleted or removed): do not look
+    /// further down.
+    Gone,
+    NotHere,
+}
+
+impl Delta {
+    fn slot(&self, id: MessageId) -> Found<Slot> {
+        match self.slots.get(&id) {
+            Some(s) if self.removed.contains(&s.conversation) => Found::Gone,
+            Some(s) => Found::Here(s.clone()),
+            None => Found::NotHere,
+        }
+    }
+
+    fn head(&self, conversation: ConversationId) -> Found<MessageId> {
+        if self.removed.contains(&conversation) {
+            return Found::Gone;
+        }
+        match self.heads.get(&conversation) {
+            Some(&id) => Found::Here(id),
+            None => Found::NotHere,
+        }
+    }
+
+    fn remembered(&self, key: &DedupKey) -> Option<RememberedAt> {
+        self.remembered.get(key).cloned()
+    }
+}
+
+/// redb at the last checkpoint.
+struct Base {
+    // Tables first: they hold pages of the transaction.
+    messages: Option<ReadOnlyTable<u64, &'static [u8]>>,
+    heads: Option<ReadOnlyTable<u64, u64>>,
+    remembered: Option<ReadOnlyTable<DedupKey, &'static [u8]>>,
+    _tx: ReadTransaction,
+}
+
+/// What readers share with a running checkpoint.
+struct Layers {
+    sealed: Option<Arc<Delta>>,
+    base: Arc<Base>,
+}
+
+struct Shared {
+    db: Database,
+    layers: RwLock<Layers>,
+    failure: Mutex<Option<String>>,
+}
+
+/// The disk-mode [`Store`]. See the module docs.
+pub struct DiskStore {
+    fresh: Delta,
+    shared: Arc<Shared>,
+}
+
+/// The redb error type for the operations this module uses.
+pub type Error = redb::Error;
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupted(format!("{what}: {e}"))
+}
+
+impl Base {
+    fn open(db: &Database) -> Result<Base, Error> {
+        let tx = db.begin_read()?;
+        // A table that was never written does not exist yet.
+        let messages = optional(tx.open_table(MESSAGES))?;
+        let heads = optional(tx.open_table(HEADS))?;
+        let remembered = optional(tx.open_table(REMEMBERED))?;
+        Ok(Base {
+            messages,
+            heads,
+            remembered,
+            _tx: tx,
+        })
+    }
+
+    fn slot(&self, id: MessageId) -> Result<Option<Slot>, Error> {
+        let Some(table) = &self.messages else {
+            return Ok(None);
+        };
+        match table.get(id)? {
+            Some(v) => postcard::from_bytes(v.value())
+                .map(Some)
+                .map_err(|e| corrupt(&format!("message {id}"), e)),
+            None => Ok(None),
+        }
+    }
+
+    fn head(&self, conversation: ConversationId) -> Result<Option<MessageId>, Error> {
+        let Some(table) = &self.heads else {
+            return Ok(None);
+        };
+        Ok(table.get(conversation)?.map(|v| v.value()))
+    }
+
+    fn remembered(&self, key: &DedupKey) -> Result<Option<RememberedAt>, Error> {
+        let Some(table) = &self.remembered else {
+            return Ok(None);
+        };
+        match table.get(key)? {
+            Some(v) => postcard::from_bytes(v.value())
+                .map(Some)
+                .map_err(|e| corrupt("remembered request", e)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn optional<T>(r: Result<T, redb::TableError>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl DiskStore {
+    /// Opens (creating if missing) the store at `path`; returns it with the
+    /// applied-state blob of its last checkpoint (`None` if it has none).
+    pub fn open(path: &Path) -> Result<(DiskStore, Option<Vec<u8>>), Error> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
+        let base = Base::open(&db)?;
+        let applied = {
+            let tx = db.begin_read()?;
+            match optional(tx.open_table(META))? {
+                Some(meta) => meta.get(APPLIED)?.map(|v| v.value().to_vec()),
+                None => None,
+            }
+        };
+        let shared = Arc::new(Shared {
+            db,
+            layers: RwLock::new(Layers {
+                sealed: None,
+                base: Arc::new(base),
+            }),
+            failure: Mutex::new(None),
+        });
+        Ok((
+            DiskStore {
+                fresh: Delta::default(),
+                shared,
+            },
+            applied,
+        ))
+    }
+
+    /// The first read error met since opening, if any (see the module docs).
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Roughly how many bytes of changes wait in RAM for a checkpoint.
+    pub fn pending_bytes(&self) -> usize {
+        self.fresh.bytes
+    }
+
+    /// Whether a checkpoint is being written.
+    pub fn checkpointing(&self) -> bool {
+        self.layers().0.is_some()
+    }
+
+    /// Seals the changes made so far for a checkpoint, which the caller runs
+    /// (blocking) with the applied-state blob that matches them. `None`
+    /// while another checkpoint is still being written.
+    pub fn seal(&mut self) -> Option<Checkpoint> {
+        let mut layers = self
+            .shared
+            .layers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if layers.sealed.is_some() {
+            return None;
+        }
+        let delta = Arc::new(std::mem::take(&mut self.fresh));
+        // Forgetting is for good: the cutoff carries over.
+        self.fresh.forget_before = delta.forget_before;
+        layers.sealed = Some(delta.clone());
+        Some(Checkpoint {
+            delta,
+            shared: self.shared.clone(),
+        })
+    }
+
+    fn layers(&self) -> (Option<Arc<Delta>>, Arc<Base>) {
+        let layers = self.shared.layers.read().unwrap_or_else(|e| e.into_inner());
+        (layers.sealed.clone(), layers.base.clone())
+    }
+
+    fn failed(&self, e: Error) {
+        let mut failure = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            tracing::error!(error = %e, "reading the history store failed");
+            *failure = Some(e.to_string());
+        }
+    }
+
+    fn slot(&self, id: MessageId) -> Option<Slot> {
+        match self.fresh.slot(id) {
+            Found::Here(s) => return Some(s),
+            Found::Gone => return None,
+            Found::NotHere => {}
+        }
+        let (sealed, base) = self.layers();
+        if let Some(sealed) = &sealed {
+            match sealed.slot(id) {
+                Found::Here(s) if !self.fresh.removed.contains(&s.conversation) => return Some(s),
+                Found::Here(_) | Found::Gone => return None,
+                Found::NotHere => {}
+            }
+        }
+        match base.slot(id) {
+            Ok(Some(s)) if self.is_removed(s.conversation, sealed.as_deref()) => None,
+            Ok(s) => s,
+            Err(e) => {
+                self.failed(e);
+                None
+            }
+        }
+    }
+
+    fn is_removed(&self, conversation: ConversationId, sealed: Option<&Delta>) -> bool {
+        self.fresh.removed.contains(&conversation)
+            || sealed.is_some_and(|d| d.removed.contains(&conversation))
+    }
+
+    fn head(&self, conversation: ConversationId) -> Option<MessageId> {
+        match self.fresh.head(conversation) {
+            Found::Here(id) => return Some(id),
+            Found::Gone => return None,
+            Found::NotHere => {}
+        }
+        let (sealed, base) = self.layers();
+        if let Some(sealed) = &sealed {
+            match sealed.head(conversation) {
+                Found::Here(id) => return Some(id),
+                Found::Gone => return None,
+                Found::NotHere => {}
+            }
+        }
+        base.head(conversation).unwrap_or_else(|e| {
+            self.failed(e);
+            None
+        })
+    }
+
+    /// Approximate size of one message in a delta.
+    fn weight(message: &Message) -> usize {
+        message.body.len() + message.sender.len() + 96
+    }
+}
+
+/// `conversation`'s messages newest first from `start` down, within
+/// `lower`: follows the chain.
+struct Chain<'a> {
+    store: &'a DiskStore,
+    conversation: ConversationId,
+    next: MessageId,
+    lower: Bound<MessageId>,
+}
+
+impl Iterator for Chain<'_> {
+    type Item = (MessageId, Message);
+
+    fn next(&mut self) -> Option<(MessageId, Message)> {
+        loop {
+            let id = self.next;
+            let below = match self.lower {
+                Bound::Included(l) => id < l,
+                Bound::Excluded(l) => id <= l,
+                Bound::Unbounded => false,
+            };
+            if id == 0 || below {
+                return None;
+            }
+            let slot = self.store.slot(id)?;
+            if slot.conversation != self.conversation {
+                return None;
+            }
+            self.next = slot.prev;
+            if let Some(m) = slot.message {
+                return Some((id, m));
+            }
+        }
+    }
+}
+
+impl Store for DiskStore {
+    fn message(&self, conversation: ConversationId, id: MessageId) -> Option<Message> {
+        self.slot(id)
+            .filter(|s| s.conversation == conversation)?
+            .message
+    }
+
+    fn home(&self, id: MessageId) -> Option<ConversationId> {
+        let slot = self.slot(id)?;
+        slot.message.is_some().then_some(slot.conversation)
+    }
+
+    fn messages(
+        &self,
+        conversation: ConversationId,
+        range: (Bound<MessageId>, Bound<MessageId>),
+        newest_first: bool,
+    ) -> Messages<'_> {
+        let head = self.head(conversation).unwrap_or(0);
+        // The chain's newest id within the upper bound: a client paging back
+        // passes an id of this conversation, whose `prev` is the answer;
+        // anything else walks from the head.
+        let start = match range.1 {
+            Bound::Unbounded => head,
+            Bound::Included(u) if u >= head => head,
+            Bound::Excluded(u) if u > head => head,
+            Bound::Included(u) | Bound::Excluded(u) => {
+                let inclusive = matches!(range.1, Bound::Included(_));
+                match self.slot(u).filter(|s| s.conversation == conversation) {
+                    Some(_) if inclusive => u,
+                    Some(s) => s.prev,
+                    None => {
+                        let beyond = |id: MessageId| if inclusive { id > u } else { id >= u };
+                        let mut id = head;
+                        while id != 0 && beyond(id) {
+                            id = self
+                                .slot(id)
+                                .filter(|s| s.conversation == conversation)
+                                .map_or(0, |s| s.prev);
+                        }
+                        id
+                    }
+                }
+            }
+        };
+        let chain = Chain {
+            store: self,
+            conversation,
+            next: start,
+            lower: range.0,
+        };
+        if newest_first {
+            Box::new(chain)
+        } else {
+            let mut all: Vec<(MessageId, Message)> = chain.collect();
+            all.reverse();
+            Box::new(all.into_iter())
+        }
+    }
+
+    fn put_message(&mut self, conversation: ConversationId, id: MessageId, message: Message) {
+        let prev = self.head(conversation).unwrap_or(0);
+        self.fresh.bytes += Self::weight(&message);
+        self.fresh.slots.insert(
+            id,
+            Slot {
+                conversation,
+                prev,
+                message: Some(message),
+            },
+        );
+        self.fresh.heads.insert(conversation, id);
+    }
+
+    fn remove_message(&mut self, conversation: ConversationId, id: MessageId) {
+        if let Some(mut slot) = self.slot(id).filter(|s| s.conversation == conversation) {
+            slot.message = None;
+            self.fresh.bytes += 64;
+            self.fresh.slots.insert(id, slot);
+        }
+    }
+
+    fn remove_conversation(&mut self, conversation: ConversationId) {
+        self.fresh.removed.insert(conversation);
+        self.fresh.heads.remove(&conversation);
+        self.fresh.bytes += 64;
+    }
+
+    fn remembered(&self, key: &DedupKey) -> Option<RememberedAt> {
+        let (sealed, base) = self.layers();
+        let cutoff = self.fresh.forget_before;
+        let found = self
+            .fresh
+            .remembered(key)
+            .or_else(|| sealed.as_ref().and_then(|d| d.remembered(key)))
+            .or_else(|| {
+                base.remembered(key).unwrap_or_else(|e| {
+                    self.failed(e);
+                    None
+                })
+            });
+        found.filter(|e| e.at >= cutoff)
+    }
+
+    fn remember(&mut self, key: DedupKey, entry: RememberedAt) {
+        self.fresh.bytes += 64;
+        self.fresh.remembered.insert(key, entry);
+    }
+
+    fn forget_before(&mut self, cutoff: u64) {
+        self.fresh.forget_before = self.fresh.forget_before.max(cutoff);
+    }
+
+    fn records(&self) -> Box<dyn Iterator<Item = Record> + '_> {
+        // Every id any layer knows, resolved through the layers.
+        let (sealed, base) = self.layers();
+        let mut ids: BTreeSet<MessageId> = self.fresh.slots.keys().copied().collect();
+        let mut keys: BTreeSet<DedupKey> = self.fresh.remembered.keys().copied().collect();
+        if let Some(sealed) = &sealed {
+            ids.extend(sealed.slots.keys());
+            keys.extend(sealed.remembered.keys());
+        }
+        let mut scan = || -> Result<(), Error> {
+            if let Some(t) = &base.messages {
+                for item in t.iter()? {
+                    ids.insert(item?.0.value());
+                }
+            }
+            if let Some(t) = &base.remembered {
+                for item in t.iter()? {
+                    keys.insert(item?.0.value());
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = scan() {
+            self.failed(e);
+        }
+        let messages = ids.into_iter().filter_map(|id| {
+            let slot = self.slot(id)?;
+            Some(Record::Message {
+                conversation: slot.conversation,
+                id,
+                message: slot.message?,
+            })
+        });
+        let remembered = keys.into_iter().filter_map(|key| {
+            Some(Record::Remembered {
+                entry: self.remembered(&key)?,
+                key,
+            })
+        });
+        Box::new(messages.chain(remembered))
+    }
+}
+
+/// A sealed delta on its way into redb. See [`DiskStore::seal`].
+pub struct Checkpoint {
+    delta: Arc<Delta>,
+    shared: Arc<Shared>,
+}
+
+impl Checkpoint {
+    /// Writes the sealed changes and `applied` (the applied-state blob that
+    /// matches them) in one durable transaction, then lets readers see redb
+    /// at that commit. Blocking. A checkpoint that fails leaves its changes
+    /// sealed: they stay readable, but no later checkpoint can start, so the
+    /// caller must stop the replica.
+    pub fn run(self, applied: &[u8]) -> Result<(), Error> {
+        let mut tx = self.shared.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| corrupt("durability", e))?;
+        {
+            let d = &self.delta;
+            let mut messages = tx.open_table(MESSAGES)?;
+            let mut heads = tx.open_table(HEADS)?;
+            let mut bytes = Vec::new();
+            for (&id, slot) in &d.slots {
+                if d.removed.contains(&slot.conversation) {
+                    continue;
+                }
+                bytes.clear();
+                bytes = postcard::to_extend(slot, bytes).map_err(|e| corrupt("encode", e))?;
+                messages.insert(id, bytes.as_slice())?;
+            }
+            for (&conversation, &id) in &d.heads {
+                heads.insert(conversation, id)?;
+            }
+            for &conversation in &d.removed {
+                // Walk the chain as written so far, deleting it.
+                let mut next = heads.remove(conversation)?.map_or(0, |v| v.value());
+                while next != 0 {
+                    let slot: Option<Slot> = match messages.remove(next)? {
+                        Some(v) => Some(
+                            postcard::from_bytes(v.value())
+                                .map_err(|e| corrupt(&format!("message {next}"), e))?,
+                        ),
+                        None => None,
+                    };
+                    next = slot
+                        .filter(|s| s.conversation == conversation)
+                        .map_or(0, |s| s.prev);
+                }
+            }
+            let mut remembered = tx.open_table(REMEMBERED)?;
+            let mut by_time = tx.open_table(REMEMBERED_BY_TIME)?;
+            for (key, entry) in &d.remembered {
+                bytes.clear();
+                bytes = postcard::to_extend(entry, bytes).map_err(|e| corrupt("encode", e))?;
+                let old = remembered
+                    .insert(key, bytes.as_slice())?
+                    .map(|v| postcard::from_bytes::<RememberedAt>(v.value()).map(|e| e.at));
+                if let Some(Ok(at)) = old {
+                    by_time.remove((at, *key))?;
+                }
+                by_time.insert((entry.at, *key), ())?;
+            }
+            let expired: Vec<(u64, DedupKey)> = by_time
+                .range(..(d.forget_before, [0u8; 16]))?
+                .map(|item| item.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for (at, key) in expired {
+                by_time.remove((at, key))?;
+                remembered.remove(key)?;
+            }
+            let mut meta = tx.open_table(META)?;
+            meta.insert(APPLIED, applied)?;
+        }
+        tx.commit()?;
+        let base = Arc::new(Base::open(&self.shared.db)?);
+        let mut layers = self
+            .shared
+            .layers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        layers.base = base;
+        layers.sealed = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::store::{MemoryStore, Remembered};
+
+    fn msg(i: u64) -> Message {
+        Message {
+            sender_id: i % 3,
+            sender: format!("u{}", i % 3),
+            body: format!("body {i}"),
+            sent_ms: i * 10,
+            index: i,
+        }
+    }
+
+    fn entry(at: u64) -> RememberedAt {
+        RememberedAt {
+            at,
+            result: Remembered::Sent {
+                id: at,
+                conversation: 1,
+                sender_id: 2,
+                sent_ms: at,
+                index: at,
+            },
+        }
+    }
+
+    /// The same calls on both stores, checkpointing (and at the end
+    /// reopening) the disk one: they must read the same at every step.
+    #[test]
+    fn reads_like_the_memory_store_across_checkpoints_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let (mut disk, applied) = DiskStore::open(&path).unwrap();
+        assert_eq!(applied, None);
+        let mut mem = MemoryStore::default();
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        let check = |disk: &DiskStore, mem: &MemoryStore| {
+            assert!(disk.records().eq(mem.records()));
+            for c in 1..=6 {
+                for (range, newest) in [
+                    (all, true),
+                    (all, false),
+                    ((Bound::Unbounded, Bound::Excluded(40)), true),
+                    ((Bound::Unbounded, Bound::Excluded(41)), true),
+                    ((Bound::Excluded(20), Bound::Unbounded), false),
+                ] {
+                    let d: Vec<_> = disk.messages(c, range, newest).collect();
+                    let m: Vec<_> = mem.messages(c, range, newest).collect();
+                    assert_eq!(d, m, "conversation {c} {range:?} newest first {newest}");
+                }
+            }
+            for id in 0..130 {
+                assert_eq!(disk.home(id), mem.home(id), "home of {id}");
+            }
+            assert_eq!(disk.failure(), None);
+        };
+        let mut id = 0;
+        for round in 0..6u64 {
+            for _ in 0..20 {
+                id += 1;
+                // Conversation ids are never reused once removed.
+                let conversation = match id % 5 + 1 {
+                    2 if round > 3 => 6,
+                    c => c,
+                };
+                disk.put_message(conversation, id, msg(id));
+                mem.put_message(conversation, id, msg(id));
+                let key = [(id % 50) as u8; 16];
+                disk.remember(key, entry(id));
+                mem.remember(key, entry(id));
+            }
+            for victim in [id - 3, id.saturating_sub(25), 7] {
+                if let Some(c) = mem.home(victim) {
+                    disk.remove_message(c, victim);
+                    mem.remove_message(c, victim);
+                }
+            }
+            if round == 3 {
+                disk.remove_conversation(2);
+                mem.remove_conversation(2);
+            }
+            disk.forget_before(id.saturating_sub(30));
+            mem.forget_before(id.saturating_sub(30));
+            check(&disk, &mem);
+            if round % 2 == 1 {
+                assert!(disk.pending_bytes() > 20 * 96);
+                let checkpoint = disk.seal().unwrap();
+                assert_eq!(disk.pending_bytes(), 0);
+                assert!(disk.seal().is_none(), "one checkpoint at a time");
+                check(&disk, &mem);
+                checkpoint.run(format!("round {round}").as_bytes()).unwrap();
+                assert!(!disk.checkpointing());
+                check(&disk, &mem);
+            }
+        }
+        disk.seal().unwrap().run(b"last").unwrap();
+        drop(disk);
+        let (disk, applied) = DiskStore::open(&path).unwrap();
+        assert_eq!(applied.as_deref(), Some(&b"last"[..]));
+        check(&disk, &mem);
+    }
+}
