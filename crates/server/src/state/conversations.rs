@@ -69,10 +69,6 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    pub fn last_message_id(&self) -> MessageId {
-        self.last_message_id
-    }
-
     pub fn member_ids(&self) -> Vec<UserId> {
         self.members.keys().copied().collect()
     }
@@ -225,7 +221,7 @@ impl Conversations {
         let Some(conv) = self.by_id.get_mut(&id) else {
             return;
         };
-        let read_up_to = conv.last_message_id();
+        let read_up_to = conv.last_message_id;
         conv.members.insert(
             user,
             Member {
@@ -322,7 +318,7 @@ impl Conversations {
         up_to: MessageId,
     ) -> Option<MessageId> {
         let conv = self.by_id.get_mut(&id)?;
-        let target = up_to.min(conv.last_message_id());
+        let target = up_to.min(conv.last_message_id);
         let current = conv.members.get(&user)?.read_up_to;
         if target <= current {
             return None;

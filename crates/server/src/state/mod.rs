@@ -439,7 +439,7 @@ impl ChatState {
             name: c.display_name(user).to_owned(),
             members,
             unread: me.unread,
-            last_message_id: c.last_message_id(),
+            last_message_id: c.last_message_id,
             last_activity_ms: c.last_activity_ms,
             read_up_to: me.read_up_to,
         })
