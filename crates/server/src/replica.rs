@@ -44,9 +44,9 @@ use crate::raft::listener::Incoming;
 use crate::raft::network::{Network, Peers};
 use crate::raft::{incarnation, listener};
 use crate::state::command::{Command, Proposal};
+use crate::storage;
 use crate::storage::events::{EventHub, DEFAULT_EVENT_CAPACITY};
 use crate::storage::raft_types::Raft;
-use crate::storage::{self, LoadGate, LogReader};
 use raftchat_tls::{ReplicaTls, Role};
 
 /// How long shutdown waits for in-flight requests.
@@ -84,14 +84,11 @@ pub async fn run(
     let local = incarnation::load_or_create(args.server_storage.as_deref())
         .context("cannot open storage (--server-storage)")?;
     let hub = EventHub::new(DEFAULT_EVENT_CAPACITY);
-    let (log_store, mut state_store) = storage::open(args.server_storage.clone(), id, hub.clone())
+    let (log_store, state_store) = storage::open(args.server_storage.clone(), id, hub.clone())
         .await
         .context("cannot open storage (--server-storage)")?;
     let state = state_store.shared();
     let loaded = state_store.loaded();
-    let load_gate = state_store.take_load_gate();
-    let recovered = log_store.last_index();
-    let log_reader = log_store.reader();
 
     let config = Config {
         cluster_name: "raftchat".into(),
@@ -115,16 +112,6 @@ pub async fn run(
     let raft = Raft::new(id, Arc::new(config), network, log_store, state_store)
         .await
         .context("cannot start Raft")?;
-    hold_elections_until_loaded(&raft, loaded.clone());
-    if let Some(gate) = load_gate {
-        tokio::spawn(load_once_leader_serves(
-            raft.clone(),
-            gate,
-            log_reader,
-            recovered,
-            Duration::from_millis(args.election_timeout_ms.max),
-        ));
-    }
 
     let timeouts = Timeouts::for_election_timeout(args.election_timeout_ms.max);
     let consensus = Consensus::start(id, raft.clone(), peers.clone(), timeouts);
@@ -351,84 +338,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// A replica still decoding its snapshot's state could win an election but
-/// not apply anything, so it votes and appends but does not campaign until
-/// the state is loaded. After a whole-cluster restart this keeps the old
-/// leader (which loads first) leading while the others load.
-fn hold_elections_until_loaded(raft: &Raft, mut loaded: crate::storage::Loaded) {
-    if *loaded.borrow() {
-        return;
-    }
-    raft.runtime_config().elect(false);
-    let raft = raft.clone();
-    tokio::spawn(async move {
-        if loaded.wait_for(|l| *l).await.is_ok() {
-            raft.runtime_config().elect(true);
-            tracing::info!("state loaded; this replica may now campaign");
-        }
-    });
-}
-
-/// Opens a follower's deferred snapshot decode (see [`StateStore::open`])
-/// once the log gains a command after what this replica recovered — the
-/// leader proposes one only once its own state is loaded (a client's
-/// write, or its presence start notice), or sends this replica commands it
-/// lacks — or once this replica has known no other leader for
-/// `leaderless`, since it must load before it may campaign. A leader's
-/// blank entry does not count: it is appended on taking office, before the
-/// leader's state is loaded, and decoding beside that load slows it. The
-/// loader itself stops waiting after [`storage::LOAD_DEFER_MAX`].
-///
-/// [`StateStore::open`]: crate::storage::StateStore::open
-async fn load_once_leader_serves(
-    raft: Raft,
-    gate: LoadGate,
-    log: LogReader,
-    recovered: Option<u64>,
-    leaderless: Duration,
-) {
-    let mut metrics = raft.metrics();
-    let mut leaderless_since: Option<tokio::time::Instant> = None;
-    loop {
-        {
-            let m = metrics.borrow_and_update();
-            if m.last_log_index > recovered && log.has_command_after(recovered) {
-                tracing::debug!("the leader serves: opening the deferred snapshot decode");
-                break;
-            }
-            // Until the leader's first message arrives, a committed vote
-            // names the leader this replica followed before it stopped: at
-            // a whole-cluster restart that leader is still recovering.
-            let committed_leader = Some(&m.vote)
-                .filter(|v| v.is_committed())
-                .and_then(|v| v.leader_id().voted_for());
-            let follows_another = m
-                .current_leader
-                .or(committed_leader)
-                .is_some_and(|l| l != m.id);
-            leaderless_since = match (follows_another, leaderless_since) {
-                (true, _) => None,
-                (false, None) => Some(tokio::time::Instant::now()),
-                (false, since) => since,
-            };
-        }
-        let give_up = async {
-            match leaderless_since {
-                Some(since) => tokio::time::sleep_until(since + leaderless).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { break },
-            () = give_up => {
-                tracing::debug!("no leader: opening the deferred snapshot decode");
-                break;
-            }
-        }
-    }
-    gate.open();
 }
 
 /// Logs elections, role changes and leader changes.

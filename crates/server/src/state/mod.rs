@@ -221,6 +221,19 @@ impl ChatState {
         &*self.store
     }
 
+    /// The store as its concrete type `S` (`None` if it is another), for
+    /// the upkeep only its owner knows, such as a disk store's checkpoints.
+    pub fn store_as<S: Store>(&self) -> Option<&S> {
+        let store: &dyn std::any::Any = &*self.store;
+        store.downcast_ref()
+    }
+
+    /// [`store_as`](Self::store_as), mutable.
+    pub fn store_as_mut<S: Store>(&mut self) -> Option<&mut S> {
+        let store: &mut dyn std::any::Any = &mut *self.store;
+        store.downcast_mut()
+    }
+
     /// Applies one log entry. Returns one result per proposal, in order, and
     /// appends the user-visible events it produced to `events` (numbered from
     /// the replicated event counter, stamped with `index`).

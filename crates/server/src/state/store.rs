@@ -108,7 +108,7 @@ pub type Messages<'a> = Box<dyn Iterator<Item = (MessageId, Message)> + 'a>;
 /// Reads see every write made before them, including the writes of the
 /// entry being applied. Writes cannot fail: a disk-backed store records
 /// them in RAM and persists them later (see `storage`).
-pub trait Store: Send + Sync {
+pub trait Store: std::any::Any + Send + Sync {
     /// One message of `conversation`.
     fn message(&self, conversation: ConversationId, id: MessageId) -> Option<Message>;
     /// The conversation message `id` was sent to, while it exists.

@@ -121,6 +121,8 @@ struct Base {
     messages: Option<ReadOnlyTable<u64, &'static [u8]>>,
     heads: Option<ReadOnlyTable<u64, u64>>,
     remembered: Option<ReadOnlyTable<DedupKey, &'static [u8]>>,
+    /// The applied-state blob written with this commit.
+    applied: Option<Vec<u8>>,
     _tx: ReadTransaction,
 }
 
@@ -156,10 +158,15 @@ impl Base {
         let messages = optional(tx.open_table(MESSAGES))?;
         let heads = optional(tx.open_table(HEADS))?;
         let remembered = optional(tx.open_table(REMEMBERED))?;
+        let applied = match optional(tx.open_table(META))? {
+            Some(meta) => meta.get(APPLIED)?.map(|v| v.value().to_vec()),
+            None => None,
+        };
         Ok(Base {
             messages,
             heads,
             remembered,
+            applied,
             _tx: tx,
         })
     }
@@ -212,13 +219,7 @@ impl DiskStore {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let base = Base::open(&db)?;
-        let applied = {
-            let tx = db.begin_read()?;
-            match optional(tx.open_table(META))? {
-                Some(meta) => meta.get(APPLIED)?.map(|v| v.value().to_vec()),
-                None => None,
-            }
-        };
+        let applied = base.applied.clone();
         let shared = Arc::new(Shared {
             db,
             layers: RwLock::new(Layers {
@@ -251,7 +252,8 @@ impl DiskStore {
     }
 
     /// Whether a checkpoint is being written.
-    pub fn checkpointing(&self) -> bool {
+    #[cfg(test)]
+    fn checkpointing(&self) -> bool {
         self.layers().0.is_some()
     }
 
@@ -275,6 +277,96 @@ impl DiskStore {
             delta,
             shared: self.shared.clone(),
         })
+    }
+
+    /// The store as of its last checkpoint, for snapshots: stays readable
+    /// however long it is held, whatever is written meanwhile.
+    pub fn view(&self) -> View {
+        View {
+            base: self.layers().1,
+        }
+    }
+
+    /// Creates the store at `path` (replacing any file there) holding
+    /// `records`, in [`Record`] order, and the applied-state blob `applied`,
+    /// durably: what installing a snapshot builds before renaming it into
+    /// place.
+    pub fn load<E: std::fmt::Display>(
+        path: &Path,
+        applied: &[u8],
+        records: impl Iterator<Item = Result<Record, E>>,
+    ) -> Result<(), Error> {
+        /// Records per transaction: bounds the RAM a transaction holds.
+        const BATCH: usize = 100_000;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
+        let mut heads: BTreeMap<ConversationId, MessageId> = BTreeMap::new();
+        let mut records = records.peekable();
+        let mut last_id = 0;
+        loop {
+            let mut tx = db.begin_write()?;
+            let last = {
+                let mut messages = tx.open_table(MESSAGES)?;
+                let mut remembered = tx.open_table(REMEMBERED)?;
+                let mut by_time = tx.open_table(REMEMBERED_BY_TIME)?;
+                let mut bytes = Vec::new();
+                for record in records.by_ref().take(BATCH) {
+                    match record.map_err(|e| corrupt("snapshot record", e))? {
+                        Record::Message {
+                            conversation,
+                            id,
+                            message,
+                        } => {
+                            if id <= last_id {
+                                return Err(corrupt(
+                                    "snapshot",
+                                    format!("message {id} after message {last_id}"),
+                                ));
+                            }
+                            last_id = id;
+                            let slot = Slot {
+                                conversation,
+                                prev: heads.insert(conversation, id).unwrap_or(0),
+                                message: Some(message),
+                            };
+                            bytes.clear();
+                            bytes = postcard::to_extend(&slot, bytes)
+                                .map_err(|e| corrupt("encode", e))?;
+                            messages.insert(id, bytes.as_slice())?;
+                        }
+                        Record::Remembered { key, entry } => {
+                            bytes.clear();
+                            bytes = postcard::to_extend(&entry, bytes)
+                                .map_err(|e| corrupt("encode", e))?;
+                            remembered.insert(key, bytes.as_slice())?;
+                            by_time.insert((entry.at, key), ())?;
+                        }
+                    }
+                }
+                records.peek().is_none()
+            };
+            if last {
+                let mut table = tx.open_table(HEADS)?;
+                for (&conversation, &id) in &heads {
+                    table.insert(conversation, id)?;
+                }
+                drop(table);
+                tx.open_table(META)?.insert(APPLIED, applied)?;
+                tx.set_durability(Durability::Immediate)
+                    .map_err(|e| corrupt("durability", e))?;
+                tx.set_quick_repair(true);
+                tx.commit()?;
+                return Ok(());
+            }
+            tx.set_durability(Durability::None)
+                .map_err(|e| corrupt("durability", e))?;
+            tx.commit()?;
+        }
     }
 
     fn layers(&self) -> (Option<Arc<Delta>>, Arc<Base>) {
@@ -540,6 +632,75 @@ impl Store for DiskStore {
     }
 }
 
+/// The store as of one checkpoint. See [`DiskStore::view`].
+pub struct View {
+    base: Arc<Base>,
+}
+
+impl View {
+    /// The applied-state blob written with this checkpoint.
+    pub fn applied(&self) -> Option<&[u8]> {
+        self.base.applied.as_deref()
+    }
+
+    /// Everything held at this checkpoint, in [`Record`] order.
+    pub fn records(&self) -> impl Iterator<Item = Result<Record, Error>> + '_ {
+        let messages = self.base.messages.as_ref().map(|t| t.iter());
+        let remembered = self.base.remembered.as_ref().map(|t| t.iter());
+        let messages = messages.into_iter().flat_map(|r| {
+            let (items, error) = split(r);
+            items
+                .filter_map(|item| {
+                    let (k, v) = match item {
+                        Ok(kv) => kv,
+                        Err(e) => return Some(Err(e.into())),
+                    };
+                    let id = k.value();
+                    match postcard::from_bytes::<Slot>(v.value()) {
+                        Ok(Slot {
+                            conversation,
+                            message: Some(message),
+                            ..
+                        }) => Some(Ok(Record::Message {
+                            conversation,
+                            id,
+                            message,
+                        })),
+                        Ok(_) => None,
+                        Err(e) => Some(Err(corrupt(&format!("message {id}"), e))),
+                    }
+                })
+                .chain(error)
+        });
+        let remembered = remembered.into_iter().flat_map(|r| {
+            let (items, error) = split(r);
+            items
+                .map(|item| {
+                    let (k, v) = item?;
+                    let entry = postcard::from_bytes(v.value())
+                        .map_err(|e| corrupt("remembered request", e))?;
+                    Ok(Record::Remembered {
+                        key: k.value(),
+                        entry,
+                    })
+                })
+                .chain(error)
+        });
+        messages.chain(remembered)
+    }
+}
+
+/// A table iterator, or the error that kept it from starting as the only
+/// item.
+fn split<I: Iterator>(
+    r: Result<I, redb::StorageError>,
+) -> (impl Iterator<Item = I::Item>, Option<Result<Record, Error>>) {
+    match r {
+        Ok(items) => (Some(items).into_iter().flatten(), None),
+        Err(e) => (None.into_iter().flatten(), Some(Err(e.into()))),
+    }
+}
+
 /// A sealed delta on its way into redb. See [`DiskStore::seal`].
 pub struct Checkpoint {
     delta: Arc<Delta>,
@@ -556,6 +717,9 @@ impl Checkpoint {
         let mut tx = self.shared.db.begin_write()?;
         tx.set_durability(Durability::Immediate)
             .map_err(|e| corrupt("durability", e))?;
+        // Keeps the allocator state in the commit, so that opening after a
+        // crash does not walk every tree of a large file to rebuild it.
+        tx.set_quick_repair(true);
         {
             let d = &self.delta;
             let mut messages = tx.open_table(MESSAGES)?;

@@ -113,17 +113,6 @@ pub struct LogReader {
     entries: Entries,
 }
 
-impl LogReader {
-    /// Whether the log holds a chat command (not a leader's blank entry nor
-    /// a membership change) after index `after`.
-    pub fn has_command_after(&self, after: Option<u64>) -> bool {
-        let from = after.map_or(0, |i| i + 1);
-        lock(&self.entries)
-            .range(from..)
-            .any(|(_, e)| matches!(e.payload, openraft::EntryPayload::Normal(_)))
-    }
-}
-
 impl RaftLogReader<TypeConfig> for LogReader {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -300,18 +289,6 @@ impl LogStore {
                 thread: Some(thread),
             }),
         })
-    }
-
-    /// Whether this replica led with a committed vote when the log was
-    /// opened, so openraft resumes it as leader.
-    pub fn resumes_leading(&self) -> bool {
-        self.vote.is_some_and(|v| leads(&v, self.id))
-    }
-
-    /// The index of the last entry, purged ones included.
-    pub fn last_index(&self) -> Option<u64> {
-        let last = lock(&self.entries).last_key_value().map(|(i, _)| *i);
-        last.or(self.last_purged.map(|l| l.index))
     }
 
     /// A reader over the in-memory log.
@@ -651,28 +628,6 @@ mod tests {
         assert_eq!(st.last_log_id, Some(log_id(1, 3)));
         let got = s.try_get_log_entries(0..10).await.unwrap();
         assert_eq!(got.len(), 2);
-    }
-
-    /// A leader's blank entry is not a sign that it serves; a command is.
-    #[tokio::test]
-    async fn has_command_after_skips_blank_entries() {
-        let mut s = LogStore::new_memory(1);
-        s.blocking_append((0..3).map(|i| entry(1, i)))
-            .await
-            .unwrap();
-        let reader = s.reader();
-        assert!(reader.has_command_after(None));
-        assert!(!reader.has_command_after(Some(2)));
-        s.blocking_append([Entry {
-            log_id: log_id(2, 3),
-            payload: EntryPayload::Blank,
-        }])
-        .await
-        .unwrap();
-        assert!(!reader.has_command_after(Some(2)));
-        s.blocking_append([entry(2, 4)]).await.unwrap();
-        assert!(reader.has_command_after(Some(2)));
-        assert!(!reader.has_command_after(Some(4)));
     }
 
     #[tokio::test]

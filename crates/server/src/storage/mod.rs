@@ -3,10 +3,11 @@
 //! [`open`] returns a [`LogStore`] (openraft `RaftLogStorage`) and a
 //! [`StateStore`] (openraft `RaftStateMachine`). With `dir = None` everything
 //! lives in memory (tests, throwaway clusters). With a directory, the replica
-//! survives crashes: the log, the vote and the snapshots are on disk, and the
-//! state machine is rebuilt on start from the newest snapshot (decoded on a
-//! background thread while Raft already runs) plus the log entries after it,
-//! applied once the leader says they are committed.
+//! survives crashes: the log, the vote and the applied state are on disk.
+//! The applied state lives in the history store (`disk_store`, a redb
+//! file), which reopens on start at its last checkpoint; openraft then
+//! re-applies the log entries after it, once the leader says they are
+//! committed.
 //!
 //! # On-disk layout
 //!
@@ -16,7 +17,10 @@
 //! DIR/purged          last purged log id                (small file, fsynced)
 //! DIR/incarnation     this storage's random id          (small file; `server::incarnation`)
 //! DIR/log/NNN….seg    the log: segments named by their first index (see `wal`)
-//! DIR/snapshots/snap-NNN….snap   the newest snapshot (only one is kept)
+//! DIR/state.redb      the applied state at its last checkpoint: history,
+//!                     remembered request ids, and the rest of the chat state
+//!                     with last_applied and membership (see `disk_store`)
+//! DIR/state.redb.new  a received snapshot being loaded (removed at start)
 //! ```
 //!
 //! *Small files* are `[magic "RCF1"][len u32][crc32 u32][postcard payload]`,
@@ -26,12 +30,11 @@
 //! all little-endian, where the payload is a postcard-encoded
 //! `openraft::Entry<TypeConfig>`. Segments roll at 64 MiB.
 //!
-//! *Snapshot files* are `[magic "RCSNAP01"][version u32][crc32 u32][len u64][payload]`
-//! with payload = postcard `(SnapshotMeta, data)`, and `data` = a format
-//! byte (6), postcard `(last_applied, membership)`, the chat state's core
-//! as a byte string, then the history store's records one after another —
-//! the same bytes sent to followers. Data of earlier formats is refused with
-//! a message saying so.
+//! *Snapshot data*, sent to followers (and in memory mode kept in RAM), is
+//! described in `snapshot_data`: a format byte, the applied state without
+//! its history, then the history's records. Data of earlier formats, and a
+//! `DIR/snapshots/` of earlier releases, are refused with a message saying
+//! what to do.
 //!
 //! # Fsync points
 //!
@@ -54,9 +57,14 @@
 //! * Committed log id: written through the same ordered writer, after the
 //!   entries it refers to, coalesced to at most one write per ~20 ms. Losing
 //!   the latest value only means re-applying fewer entries at start.
-//! * Snapshot: fsynced and renamed into place before `build_snapshot` /
-//!   `install_snapshot` return, which is before openraft purges the log it
-//!   covers.
+//! * Checkpoint: one durable redb transaction holding the history's
+//!   changes since the last one and the applied state they belong to. One
+//!   runs when the changes waiting in RAM reach `CHECKPOINT_BYTES`, and
+//!   `build_snapshot` returns only after one, which is before openraft
+//!   purges the log its snapshot covers.
+//! * Install: the received snapshot is loaded into `state.redb.new`
+//!   (durable commit), renamed over `state.redb` and the directory fsynced
+//!   before `install_snapshot` returns.
 //! * Every create/rename/delete is followed by an fsync of the directory.
 //!
 //! # Recovery rules
@@ -67,16 +75,13 @@
 //!   acknowledged, since acknowledgement waits for the fsync.
 //! * Any other damage (bad checksum followed by more data, index gap or
 //!   disorder, damage in an earlier segment, a corrupt small file or
-//!   snapshot, a log that does not start right after the purged id) is a hard
+//!   history store, a log that does not start right after the purged id) is a hard
 //!   error naming the file and byte offset. Nothing is silently dropped.
 //! * Leftovers of interrupted operations are cleaned up: `*.tmp` files, and a
 //!   segment overlapped by its rewritten tail from an interrupted purge.
 //! * Log entries at or below the persisted purged id are dropped (finishing
 //!   an interrupted purge).
 
-// Not wired into the state machine's owner yet: tested on its own until
-// `StateStore` runs on it (issue 20, next step).
-#[cfg_attr(not(test), allow(dead_code))]
 mod disk_store;
 pub mod durability;
 pub mod events;
@@ -86,6 +91,7 @@ mod meta_file;
 pub mod power_cut;
 pub mod raft_types;
 mod snapshot_body;
+mod snapshot_data;
 mod state_store;
 mod wal;
 
@@ -96,7 +102,7 @@ use std::sync::Arc;
 pub use log_store::{LogReader, LogStore};
 pub use snapshot_body::SnapshotBody;
 pub use state_store::{
-    AppliedState, LoadGate, Loaded, SharedState, SnapshotBuilder, StateStore, LOAD_DEFER_MAX,
+    AppliedState, Loaded, SharedState, SnapshotBuilder, StateStore, CHECKPOINT_BYTES,
 };
 
 use crate::storage::events::EventHub;
@@ -111,6 +117,12 @@ pub enum StorageOpenError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("history store {}: {source}", path.display())]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
     },
     #[error("corrupt storage file {} at byte offset {offset}: {reason}", path.display())]
     Corrupt {
@@ -149,9 +161,9 @@ impl StorageOpenError {
 }
 
 /// Opens (creating if missing) the storage of replica `id`. `None` keeps
-/// everything in memory. In disk mode the newest snapshot's state is loaded
-/// in the background (see [`StateStore::open`]) and `hub` is reset to its
-/// event seq.
+/// everything in memory. In disk mode the history store opens at its last
+/// checkpoint (see [`StateStore::open`]) and `hub` is reset to its event
+/// seq.
 ///
 /// Opening reads and recovers the whole log synchronously; it is meant to run
 /// once at startup.
@@ -166,10 +178,7 @@ pub async fn open(
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StorageOpenError::io("create dir", &dir, e))?;
             let log = LogStore::open(&dir, id)?;
-            // A replica that led with a committed vote resumes leading at
-            // start; the others let it load first.
-            let sm =
-                StateStore::open(&dir, hub, !log.resumes_leading())?.gated_on(log.durability());
+            let sm = StateStore::open(&dir, hub)?.gated_on(log.durability());
             // Make the (possibly just created) directories themselves durable.
             meta_file::sync_dir(&dir).map_err(|e| StorageOpenError::io("fsync dir", &dir, e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {

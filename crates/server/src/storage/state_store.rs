@@ -1,44 +1,61 @@
 //! The state machine side: applies committed entries to the [`ChatState`],
-//! publishes the resulting events, and builds/installs/persists snapshots.
+//! publishes the resulting events, and builds, serves and installs
+//! snapshots.
 //!
-//! The applied state is not written on every apply; durability comes from the
-//! snapshot plus the log (openraft re-applies committed entries after the
-//! snapshot on start). A snapshot is therefore fsynced before openraft may
-//! purge the log it covers.
+//! *Memory mode* keeps the history in a [`MemoryStore`]; a snapshot is the
+//! whole state encoded in RAM.
+//!
+//! *Disk mode* keeps it in a [`DiskStore`] (`DIR/state.redb`), which apply
+//! writes in RAM. A *checkpoint* writes those changes, with the rest of the
+//! applied state, to the file in one durable transaction on a blocking
+//! thread while apply goes on. One runs when the changes reach
+//! [`CHECKPOINT_BYTES`], and whenever openraft builds a snapshot: a
+//! snapshot *is* a checkpoint, durable before openraft may purge the log it
+//! covers. A restart opens the file at its last checkpoint and openraft
+//! re-applies the log after it, so its cost does not grow with the history.
+//! A follower that needs a snapshot is sent a dump of the newest checkpoint,
+//! written when streaming starts; a replica receiving one writes the chunks
+//! to an unnamed file, loads them into `state.redb.new` and renames that
+//! over `state.redb`.
+
+// StorageError is openraft's type, large; every trait method returns it
+// anyway.
+#![allow(clippy::result_large_err)]
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use super::disk_store::{DiskStore, View};
 use super::durability::Durability;
-use super::meta_file::{replace_file, sync_dir, with_path};
+use super::meta_file::sync_dir;
 use super::snapshot_body::SnapshotBody;
+use super::snapshot_data::{self, Applied};
 use super::StorageOpenError;
 use crate::state::command::CommandResult;
-use crate::state::store::{MemoryStore, Record};
 use crate::state::ChatState;
 use crate::storage::events::EventHub;
 use crate::storage::raft_types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
-const SNAPSHOT_DIR: &str = "snapshots";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"RCSNAP01";
-/// 3: request ids remembered as 128-bit keys in a hash map, written in
-/// application order; sent results by reference.
-const SNAPSHOT_VERSION: u32 = 3;
-/// magic + version + crc + len.
-const SNAPSHOT_HEADER_LEN: usize = 8 + 4 + 4 + 8;
+/// The history store's file in the storage directory.
+const STATE_FILE: &str = "state.redb";
+/// A received snapshot, loaded and about to replace [`STATE_FILE`].
+const INCOMING_FILE: &str = "state.redb.new";
+/// Where releases before the history store kept whole-state snapshots.
+const OLD_SNAPSHOT_DIR: &str = "snapshots";
 
-/// The longest a follower defers decoding its snapshot (see
-/// [`StateStore::open`]) when nothing releases it earlier.
-pub const LOAD_DEFER_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+/// Changes (roughly, in bytes) that wait in RAM before a checkpoint writes
+/// them. Bounds both the replica's RAM and the log a restart re-applies;
+/// twice this, apply waits for the running checkpoint.
+pub const CHECKPOINT_BYTES: usize = 32 << 20;
 
 /// Everything applied so far. Readers (the gRPC services) take the read lock
 /// briefly and never hold it across an `.await`.
@@ -51,30 +68,9 @@ pub struct AppliedState {
 
 pub type SharedState = Arc<RwLock<AppliedState>>;
 
-/// The current snapshot: its meta and where its encoded [`AppliedState`]
-/// is.
-#[derive(Clone)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: SnapshotData,
-}
-
-/// Disk mode keeps only the file's path and where the state starts in it: a
-/// follower needs the bytes rarely, and holding them would double the
-/// replica's memory (see [`SnapshotBody`]).
-#[derive(Clone)]
-enum SnapshotData {
-    Memory(Arc<Vec<u8>>),
-    File { path: PathBuf, data_offset: u64 },
-}
-
-/// Holds the current snapshot, in memory or (disk mode) in `dir`.
-struct SnapshotStore {
-    dir: Option<PathBuf>,
-    current: Mutex<Option<StoredSnapshot>>,
-    /// Sequence for snapshot ids and file names; unique across restarts.
-    seq: AtomicU64,
-}
+/// `true` once the state can serve: always, since the history store opens
+/// at once. Kept for the services that wait on it.
+pub type Loaded = watch::Receiver<bool>;
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
     StorageError::IO {
@@ -82,470 +78,320 @@ fn sm_err(e: impl std::fmt::Display) -> StorageError {
     }
 }
 
-fn snap_write_err(meta: &SnapshotMeta, e: impl std::fmt::Display) -> StorageError {
+fn snapshot_read_err(meta: Option<&SnapshotMeta>, e: impl std::fmt::Display) -> StorageError {
     StorageError::IO {
-        source: StorageIOError::write_snapshot(
-            Some(meta.signature()),
-            openraft::AnyError::error(e),
+        source: StorageIOError::read_snapshot(
+            meta.map(|m| m.signature()),
+            &io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
         ),
     }
 }
 
-fn snapshot_file_name(seq: u64) -> String {
-    format!("snap-{seq:020}.snap")
-}
-
-fn parse_snapshot_seq(name: &str) -> Option<u64> {
-    name.strip_prefix("snap-")?
-        .strip_suffix(".snap")?
-        .parse()
-        .ok()
-}
-
-/// The snapshot file's header and payload prefix, such that header ++
-/// prefix ++ data is the file: the payload is postcard's `(meta, data)`, but
-/// built without copying `data`.
-fn snapshot_file_head(meta: &SnapshotMeta, data: &[u8]) -> io::Result<(Vec<u8>, Vec<u8>)> {
-    let invalid = |e: postcard::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
-    // postcard writes a byte slice as its varint length, then the bytes.
-    let mut prefix = postcard::to_stdvec(meta).map_err(invalid)?;
-    prefix.extend(postcard::to_stdvec(&(data.len() as u64)).map_err(invalid)?);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&prefix);
-    crc.update(data);
-    let payload_len = (prefix.len() + data.len()) as u64;
-    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
-    header.extend_from_slice(SNAPSHOT_MAGIC);
-    header.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    header.extend_from_slice(&crc.finalize().to_le_bytes());
-    header.extend_from_slice(&payload_len.to_le_bytes());
-    Ok((header, prefix))
-}
-
-/// Checks a snapshot file's header and checksum and returns its meta and
-/// (borrowed) state bytes.
-fn decode_snapshot_file<'a>(
-    path: &Path,
-    bytes: &'a [u8],
-) -> Result<(SnapshotMeta, &'a [u8]), StorageOpenError> {
-    let corrupt = |offset: u64, reason: String| StorageOpenError::Corrupt {
-        path: path.to_path_buf(),
-        offset,
-        reason,
+/// The meta of a snapshot of the state at `last_applied`. Its id names
+/// the log id, so two snapshots with one id hold the same state.
+fn snapshot_meta(last_applied: Option<LogId>, membership: StoredMembership) -> SnapshotMeta {
+    let snapshot_id = match last_applied {
+        Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+        None => "0-none".to_string(),
     };
-    if bytes.len() < SNAPSHOT_HEADER_LEN || &bytes[..8] != SNAPSHOT_MAGIC {
-        return Err(corrupt(0, "bad snapshot header".into()));
+    SnapshotMeta {
+        last_log_id: last_applied,
+        last_membership: membership,
+        snapshot_id,
     }
-    let word =
-        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let version = word(8);
-    if version != SNAPSHOT_VERSION {
-        return Err(corrupt(
-            8,
-            format!("unsupported snapshot version {version}"),
-        ));
-    }
-    let crc = word(12);
-    let mut len8 = [0u8; 8];
-    len8.copy_from_slice(&bytes[16..24]);
-    let len = u64::from_le_bytes(len8);
-    let payload = &bytes[SNAPSHOT_HEADER_LEN..];
-    if payload.len() as u64 != len {
-        return Err(corrupt(
-            16,
-            format!(
-                "length {len} does not match {} payload bytes",
-                payload.len()
-            ),
-        ));
-    }
-    if crc32fast::hash(payload) != crc {
-        return Err(corrupt(12, "snapshot checksum mismatch".into()));
-    }
-    postcard::from_bytes(payload)
-        .map_err(|e| corrupt(SNAPSHOT_HEADER_LEN as u64, format!("decode: {e}")))
 }
 
-/// Maps a snapshot file into memory: decoding reads it straight from the
-/// page cache, without copying hundreds of megabytes into a fresh buffer.
-/// Snapshot files are never modified once renamed into place (a newer one
-/// replaces them), so the mapping cannot change under the decoder.
-fn map_file(path: &Path) -> Result<memmap2::Mmap, StorageOpenError> {
-    let file = fs::File::open(path).map_err(|e| StorageOpenError::io("open", path, e))?;
-    // SAFETY: see above; only this process writes the directory, and never
-    // in place.
-    // Populated: one call maps every page, instead of a fault per page
-    // during the checksum.
-    unsafe { memmap2::MmapOptions::new().populate().map(&file) }
-        .map_err(|e| StorageOpenError::io("map", path, e))
+/// Memory mode's latest snapshot, kept whole.
+type MemorySnapshot = Arc<Mutex<Option<(SnapshotMeta, Arc<Vec<u8>>)>>>;
+
+/// Where snapshots come from.
+#[derive(Clone)]
+enum Mode {
+    Memory(MemorySnapshot),
+    Disk(Arc<Checkpoints>),
 }
 
-/// The first byte of snapshot data in the current format: postcard
-/// `(last_applied, membership)`, the chat state's core as a byte string
-/// (`ChatState::encode_core`), then the store's records, each a postcard
-/// [`Record`], to the end. Formats 1-5 (whole-state layouts of earlier
-/// releases) are refused with a message saying so.
-const DATA_FORMAT: u8 = 6;
-
-fn encode_state(state: &AppliedState) -> Result<Vec<u8>, postcard::Error> {
-    let mut out = vec![DATA_FORMAT];
-    out = postcard::to_io(&(&state.last_applied, &state.membership), out)?;
-    out = postcard::to_io(state.chat.encode_core()?.as_slice(), out)?;
-    for record in state.chat.store().records() {
-        out = postcard::to_io(&record, out)?;
-    }
-    Ok(out)
+/// Disk mode's checkpoints, one at a time (see the module docs).
+struct Checkpoints {
+    dir: PathBuf,
+    state: SharedState,
+    running: tokio::sync::Mutex<Option<JoinHandle<Result<(), String>>>>,
 }
 
-fn decode_state(data: &[u8]) -> Result<AppliedState, String> {
-    let Some((&format, rest)) = data.split_first() else {
-        return Err("empty snapshot data".into());
-    };
-    if format != DATA_FORMAT {
-        return Err(format!(
-            "snapshot data format {format} was written by an earlier chatd (this one reads \
-             format {DATA_FORMAT}); start this replica with an empty --server-storage \
-             directory and let it catch up from the others"
-        ));
-    }
-    let ((last_applied, membership), rest) =
-        postcard::take_from_bytes::<(Option<LogId>, StoredMembership)>(rest)
-            .map_err(|e| format!("snapshot header: {e}"))?;
-    let (core, mut rest) =
-        postcard::take_from_bytes::<&[u8]>(rest).map_err(|e| format!("snapshot core: {e}"))?;
-    let mut store = MemoryStore::default();
-    while !rest.is_empty() {
-        let (record, tail) = postcard::take_from_bytes::<Record>(rest)
-            .map_err(|e| format!("snapshot record: {e}"))?;
-        store.insert(record);
-        rest = tail;
-    }
-    let chat =
-        ChatState::from_core(core, Box::new(store)).map_err(|e| format!("snapshot core: {e}"))?;
-    Ok(AppliedState {
-        last_applied,
-        membership,
-        chat,
-    })
-}
-
-impl SnapshotStore {
-    fn new(dir: Option<PathBuf>, current: Option<StoredSnapshot>, next_seq: u64) -> Self {
-        Self {
-            dir,
-            current: Mutex::new(current),
-            seq: AtomicU64::new(next_seq.max(1)),
-        }
-    }
-
-    /// The current snapshot; in disk mode its body is the file, opened but
-    /// not read.
-    async fn current_snapshot(&self) -> io::Result<Option<Snapshot>> {
-        // A newer snapshot can replace (and remove) the file between looking
-        // it up and opening it; then look again. Once open, it stays readable.
-        let mut attempts = 0;
-        loop {
-            let Some(snap) = self.current() else {
-                return Ok(None);
-            };
-            let body = match &snap.data {
-                SnapshotData::Memory(data) => SnapshotBody::memory(data.as_ref().clone()),
-                SnapshotData::File { path, data_offset } => {
-                    match SnapshotBody::open_file(path, *data_offset).await {
-                        Ok(body) => body,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 3 => {
-                            attempts += 1;
-                            continue;
-                        }
-                        Err(e) => return Err(with_path("open", path, e)),
-                    }
-                }
-            };
-            return Ok(Some(Snapshot {
-                meta: snap.meta,
-                snapshot: Box::new(body),
-            }));
-        }
-    }
-
-    fn current(&self) -> Option<StoredSnapshot> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Makes `data` the current snapshot (durably, in disk mode) unless a
-    /// newer one is already current — a build can race with an install.
-    /// Blocking; call from `spawn_blocking`.
-    fn save(&self, meta: SnapshotMeta, data: Arc<Vec<u8>>) -> io::Result<bool> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cur) = current.as_ref() {
-            if cur.meta.last_log_id > meta.last_log_id {
-                return Ok(false);
-            }
-        }
-        let Some(dir) = &self.dir else {
-            *current = Some(StoredSnapshot {
-                meta,
-                data: SnapshotData::Memory(data),
-            });
-            return Ok(true);
+impl Checkpoints {
+    /// After apply: stops on a failed read of the history store, starts a
+    /// checkpoint once enough changes wait, and waits for the running one
+    /// when they have piled up to twice that.
+    async fn after_apply(&self) -> Result<(), StorageError> {
+        let (failure, pending) = {
+            let st = read(&self.state)?;
+            let disk = disk_store(&st)?;
+            (disk.failure(), disk.pending_bytes())
         };
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = snapshot_file_name(seq);
-        let path = dir.join(&name);
-        let (header, prefix) = snapshot_file_head(&meta, &data)?;
-        replace_file(dir, &name, &[&header, &prefix, &data], true)?;
-        // Only the newest is kept.
-        let mut removed = false;
-        for item in fs::read_dir(dir).map_err(|e| with_path("list", dir, e))? {
-            let p = item.map_err(|e| with_path("list", dir, e))?.path();
-            let is_old = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_snapshot_seq)
-                .is_some_and(|s| s != seq);
-            if is_old {
-                fs::remove_file(&p).map_err(|e| with_path("remove", &p, e))?;
-                removed = true;
-            }
+        if let Some(failure) = failure {
+            return Err(sm_err(format!(
+                "reading the history store failed: {failure}"
+            )));
         }
-        if removed {
-            sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))?;
+        if pending < CHECKPOINT_BYTES {
+            return Ok(());
         }
-        tracing::info!(
-            file = %path.display(),
-            bytes = header.len() + prefix.len() + data.len(),
-            last_log_id = ?meta.last_log_id,
-            "snapshot saved"
-        );
-        let data_offset = (header.len() + prefix.len()) as u64;
-        *current = Some(StoredSnapshot {
-            meta,
-            data: SnapshotData::File { path, data_offset },
+        let mut running = self.running.lock().await;
+        let busy = running.as_ref().is_some_and(|h| !h.is_finished());
+        if busy && pending < 2 * CHECKPOINT_BYTES {
+            return Ok(());
+        }
+        finish(&mut running).await?;
+        *running = Some(self.start()?.0);
+        Ok(())
+    }
+
+    /// Writes everything applied so far, durably; returns the meta of the
+    /// state written.
+    async fn now(&self) -> Result<SnapshotMeta, StorageError> {
+        let mut running = self.running.lock().await;
+        finish(&mut running).await?;
+        let (handle, meta) = self.start()?;
+        *running = Some(handle);
+        finish(&mut running).await?;
+        Ok(meta)
+    }
+
+    /// Seals the changes and starts writing them with the state they belong
+    /// to. The caller holds `running`, which must be empty.
+    fn start(&self) -> Result<(JoinHandle<Result<(), String>>, SnapshotMeta), StorageError> {
+        let (checkpoint, applied, meta) = {
+            let mut st = write(&self.state)?;
+            let applied = Applied::of(&st)
+                .and_then(|a| a.encode())
+                .map_err(|e| sm_err(format!("cannot encode the applied state: {e}")))?;
+            let meta = snapshot_meta(st.last_applied, st.membership.clone());
+            let checkpoint = disk_store_mut(&mut st)?
+                .seal()
+                .ok_or_else(|| sm_err("a checkpoint is already being written"))?;
+            (checkpoint, applied, meta)
+        };
+        let handle = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            checkpoint.run(&applied).map_err(|e| e.to_string())?;
+            tracing::debug!(ms = started.elapsed().as_millis(), "checkpoint written");
+            Ok(())
         });
-        Ok(true)
+        Ok((handle, meta))
     }
 
-    /// Finds the newest snapshot file in `dir`, removing leftovers; returns
-    /// it with the next file sequence number.
-    fn newest_file(dir: &Path) -> Result<(Option<PathBuf>, u64), StorageOpenError> {
-        fs::create_dir_all(dir).map_err(|e| StorageOpenError::io("create dir", dir, e))?;
-        let mut newest: Option<(u64, PathBuf)> = None;
-        let mut changed = false;
-        for item in fs::read_dir(dir).map_err(|e| StorageOpenError::io("list", dir, e))? {
-            let p = item
-                .map_err(|e| StorageOpenError::io("list", dir, e))?
-                .path();
-            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if name.ends_with(".tmp") {
-                fs::remove_file(&p).map_err(|e| StorageOpenError::io("remove", &p, e))?;
-                changed = true;
-            } else if let Some(seq) = parse_snapshot_seq(name) {
-                if newest.as_ref().is_none_or(|(s, _)| seq > *s) {
-                    newest = Some((seq, p));
-                }
+    /// The newest checkpoint as a snapshot; its body dumps it when read.
+    fn current_snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+        let view = disk_store(&*read(&self.state)?)?.view();
+        let Some(blob) = view.applied() else {
+            return Ok(None);
+        };
+        let applied = Applied::decode(blob).map_err(|e| snapshot_read_err(None, e))?;
+        let meta = snapshot_meta(applied.last_applied, applied.membership);
+        let dir = self.dir.clone();
+        let body = SnapshotBody::dump(Box::new(move || dump(&dir, &view)));
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(body),
+        }))
+    }
+
+    /// Replaces the state with the snapshot data `data` holds.
+    async fn install(
+        &self,
+        meta: &SnapshotMeta,
+        data: Box<dyn io::Read + Send>,
+    ) -> Result<AppliedState, StorageError> {
+        let incoming = self.dir.join(INCOMING_FILE);
+        let load = {
+            let incoming = incoming.clone();
+            move || -> Result<Applied, String> {
+                let mut reader = snapshot_data::Reader::new(data);
+                let applied = reader.start()?;
+                let blob = applied.encode().map_err(|e| e.to_string())?;
+                DiskStore::load(&incoming, &blob, reader.records()).map_err(|e| e.to_string())?;
+                Ok(applied)
             }
+        };
+        let applied = tokio::task::spawn_blocking(load)
+            .await
+            .map_err(|e| sm_err(format!("snapshot load task failed: {e}")))?
+            .map_err(|e| snapshot_read_err(Some(meta), e))?;
+        if applied.last_applied != meta.last_log_id {
+            return Err(snapshot_read_err(
+                Some(meta),
+                format!("the data holds {:?}", applied.last_applied),
+            ));
         }
-        if changed {
-            sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?;
-        }
-        Ok(match newest {
-            Some((seq, path)) => (Some(path), seq + 1),
-            None => (None, 0),
-        })
+        // No checkpoint of the old state may land after the swap.
+        let mut running = self.running.lock().await;
+        finish(&mut running).await?;
+        let mut st = write(&self.state)?;
+        // Closes the old file first.
+        st.chat = ChatState::default();
+        let path = self.dir.join(STATE_FILE);
+        let swapped = fs::rename(&incoming, &path)
+            .and_then(|()| sync_dir(&self.dir))
+            .map_err(|e| {
+                sm_err(format!(
+                    "cannot move {} into place: {e}",
+                    incoming.display()
+                ))
+            });
+        let (store, _) = swapped.and_then(|()| {
+            DiskStore::open(&path).map_err(|e| sm_err(format!("{}: {e}", path.display())))
+        })?;
+        let chat = ChatState::from_core(&applied.core, Box::new(store))
+            .map_err(|e| snapshot_read_err(Some(meta), format!("snapshot core: {e}")))?;
+        Ok(std::mem::replace(
+            &mut *st,
+            AppliedState {
+                last_applied: applied.last_applied,
+                membership: applied.membership,
+                chat,
+            },
+        ))
     }
 }
 
-/// `true` once the state has been restored from the snapshot (at once in
-/// memory mode or without a snapshot).
-pub type Loaded = watch::Receiver<bool>;
-
-/// Lets a follower's deferred snapshot decode start (see
-/// [`StateStore::open`]): opening or dropping it does.
-pub struct LoadGate {
-    _release: std::sync::mpsc::SyncSender<()>,
+/// Writes `view` as snapshot data to an unnamed file in `dir` (gone when
+/// closed).
+fn dump(dir: &Path, view: &View) -> io::Result<fs::File> {
+    let started = std::time::Instant::now();
+    let applied = view
+        .applied()
+        .ok_or_else(|| io::Error::other("the checkpoint has no applied state"))?;
+    let mut file = tempfile::tempfile_in(dir)?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, &mut file);
+    let bytes = snapshot_data::write(
+        &mut out,
+        applied,
+        view.records().map(|r| r.map_err(io::Error::other)),
+    )?;
+    io::Write::flush(&mut out)?;
+    drop(out);
+    crate::metrics::observe_snapshot_bytes(bytes as usize);
+    tracing::info!(
+        bytes,
+        ms = started.elapsed().as_millis(),
+        "snapshot dump written"
+    );
+    Ok(file)
 }
 
-impl LoadGate {
-    /// Starts the decode now.
-    pub fn open(self) {
-        // Dropping the sender wakes the loader's `recv_timeout`.
+async fn finish(running: &mut Option<JoinHandle<Result<(), String>>>) -> Result<(), StorageError> {
+    if let Some(handle) = running.take() {
+        handle
+            .await
+            .map_err(|e| sm_err(format!("checkpoint task failed: {e}")))?
+            .map_err(|e| sm_err(format!("writing a checkpoint failed: {e}")))?;
     }
+    Ok(())
+}
+
+fn write(state: &SharedState) -> Result<RwLockWriteGuard<'_, AppliedState>, StorageError> {
+    state
+        .write()
+        .map_err(|_| sm_err("state lock poisoned by a panic during apply"))
+}
+
+fn read(state: &SharedState) -> Result<std::sync::RwLockReadGuard<'_, AppliedState>, StorageError> {
+    state.read().map_err(|_| sm_err("state lock poisoned"))
+}
+
+fn disk_store(st: &AppliedState) -> Result<&DiskStore, StorageError> {
+    st.chat
+        .store_as::<DiskStore>()
+        .ok_or_else(|| sm_err("disk mode without its history store"))
+}
+
+fn disk_store_mut(st: &mut AppliedState) -> Result<&mut DiskStore, StorageError> {
+    st.chat
+        .store_as_mut::<DiskStore>()
+        .ok_or_else(|| sm_err("disk mode without its history store"))
 }
 
 /// The Raft state machine. See the module docs.
 pub struct StateStore {
     state: SharedState,
     hub: Arc<EventHub>,
-    snapshots: Arc<SnapshotStore>,
-    loaded: Loaded,
-    /// The snapshot's last applied id and membership: what `applied_state`
-    /// reports until its state is loaded.
-    restoring: (Option<LogId>, StoredMembership),
+    mode: Mode,
     /// Apply waits until an entry is durable in this replica's log.
     durability: Durability,
-    /// Held until the replica hands it to whatever releases a deferred
-    /// decode; `None` when the decode was not deferred.
-    load_gate: Option<LoadGate>,
 }
 
 /// Builds a snapshot of the state at the moment `build_snapshot` runs.
 pub struct SnapshotBuilder {
     state: SharedState,
-    snapshots: Arc<SnapshotStore>,
-    loaded: Loaded,
-}
-
-/// Waits until the snapshot's state is loaded: applying, snapshotting or
-/// installing before that would work on (or be overwritten by) the wrong
-/// state.
-async fn wait_loaded(loaded: &Loaded) -> Result<(), StorageError> {
-    let mut loaded = loaded.clone();
-    loaded
-        .wait_for(|l| *l)
-        .await
-        .map(|_| ())
-        .map_err(|_| sm_err("the snapshot loader stopped"))
-}
-
-/// Lowers the calling thread's CPU priority (Linux: nice applies per
-/// thread).
-fn yield_cpu() {
-    // SAFETY: plain syscalls on the calling thread.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
+    mode: Mode,
 }
 
 impl StateStore {
-    /// A state machine whose snapshots live only in memory.
+    /// A state machine whose history and snapshots live only in memory.
     pub fn new_memory(hub: Arc<EventHub>) -> StateStore {
         StateStore {
             state: SharedState::default(),
             hub,
-            snapshots: Arc::new(SnapshotStore::new(None, None, 1)),
-            loaded: watch::channel(true).1,
-            restoring: Default::default(),
+            mode: Mode::Memory(Default::default()),
             durability: Durability::always(),
-            load_gate: None,
         }
     }
 
-    /// Opens `dir/snapshots` and checks the newest snapshot, then restores
-    /// the state from it on a background thread (and resets `hub` to its
-    /// event seq): Raft starts meanwhile, so this replica can vote and
-    /// append at once, and only applying waits for the state (see
-    /// [`StateStore::loaded`]).
-    ///
-    /// `follower` (this replica does not resume leading) defers that decode
-    /// until its [`LoadGate`] opens or for [`LOAD_DEFER_MAX`], then runs it
-    /// at a lower priority. In a cold restart of the whole cluster the old
-    /// leader then decodes alone and serves writes sooner: a follower needs
-    /// its state only to apply, serve clients and campaign, not to append,
-    /// and five replicas decoding at once on a shared machine slowed the
-    /// leader's decode two to three times (BENCHMARKS.md).
-    pub fn open(
-        dir: &Path,
-        hub: Arc<EventHub>,
-        follower: bool,
-    ) -> Result<StateStore, StorageOpenError> {
-        let snap_dir = dir.join(SNAPSHOT_DIR);
-        let (newest, next_seq) = SnapshotStore::newest_file(&snap_dir)?;
-        let state = SharedState::default();
-        let Some(path) = newest else {
-            tracing::info!(dir = %snap_dir.display(), "no snapshot; starting from empty state");
-            return Ok(StateStore {
-                state,
-                hub,
-                snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), None, next_seq)),
-                loaded: watch::channel(true).1,
-                restoring: Default::default(),
-                durability: Durability::always(),
-                load_gate: None,
-            });
+    /// Opens (creating if missing) the history store in `dir` at its last
+    /// checkpoint, and resets `hub` to its event seq.
+    pub fn open(dir: &Path, hub: Arc<EventHub>) -> Result<StateStore, StorageOpenError> {
+        refuse_old_snapshots(dir)?;
+        let incoming = dir.join(INCOMING_FILE);
+        match fs::remove_file(&incoming) {
+            Ok(()) => sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageOpenError::io("remove", &incoming, e)),
+        }
+        let path = dir.join(STATE_FILE);
+        let started = std::time::Instant::now();
+        let (store, blob) = DiskStore::open(&path).map_err(|e| StorageOpenError::Store {
+            path: path.clone(),
+            source: e,
+        })?;
+        let corrupt = |reason: String| StorageOpenError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            reason,
         };
-        let bytes = map_file(&path)?;
-        // Header and checksum now, so a damaged file stops the replica here.
-        let (meta, data) = decode_snapshot_file(&path, &bytes)?;
-        // `data` borrows from `bytes`: its offset there is its offset in the
-        // file.
-        let data_offset = (data.as_ptr() as usize - bytes.as_ptr() as usize) as u64;
-        let restoring = (meta.last_log_id, meta.last_membership.clone());
-        let (loaded_tx, loaded) = watch::channel(false);
-        let (gate, gate_rx) = if follower {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            (Some(LoadGate { _release: tx }), Some(rx))
-        } else {
-            (None, None)
-        };
-        let loader = {
-            let (state, hub, path) = (state.clone(), hub.clone(), path.clone());
-            let snapshot_id = meta.snapshot_id.clone();
-            move || {
-                let deferred = std::time::Instant::now();
-                if let Some(gate) = gate_rx {
-                    let _ = gate.recv_timeout(LOAD_DEFER_MAX);
-                    yield_cpu();
+        let state = match blob {
+            None => AppliedState {
+                chat: ChatState::with_store(Box::new(store)),
+                ..AppliedState::default()
+            },
+            Some(blob) => {
+                let applied = Applied::decode(&blob).map_err(corrupt)?;
+                let chat = ChatState::from_core(&applied.core, Box::new(store))
+                    .map_err(|e| corrupt(format!("applied state core: {e}")))?;
+                AppliedState {
+                    last_applied: applied.last_applied,
+                    membership: applied.membership,
+                    chat,
                 }
-                let deferred_ms = deferred.elapsed().as_millis();
-                let started = std::time::Instant::now();
-                let data = &bytes[data_offset as usize..];
-                let restored = match decode_state(data) {
-                    Ok(restored) => restored,
-                    Err(e) => {
-                        // It passed its checksum, so this is a bug or a
-                        // format mismatch: stop, naming the file.
-                        tracing::error!(file = %path.display(), error = %e, "snapshot state does not decode");
-                        eprintln!(
-                            "chatd: {}: snapshot state does not decode: {e}",
-                            path.display()
-                        );
-                        std::process::exit(1);
-                    }
-                };
-                tracing::info!(
-                    file = %path.display(),
-                    snapshot_id = %snapshot_id,
-                    last_applied = ?restored.last_applied,
-                    bytes = bytes.len(),
-                    deferred_ms,
-                    decode_ms = started.elapsed().as_millis(),
-                    follower,
-                    "state restored from snapshot"
-                );
-                let seq = restored.chat.last_event_seq();
-                *state.write().unwrap_or_else(|e| e.into_inner()) = restored;
-                hub.reset(seq);
-                let _ = loaded_tx.send(true);
             }
         };
-        std::thread::Builder::new()
-            .name("snapshot-loader".into())
-            .spawn(loader)
-            .map_err(|e| StorageOpenError::io("spawn the snapshot loader for", &path, e))?;
-        let current = StoredSnapshot {
-            meta,
-            data: SnapshotData::File { path, data_offset },
-        };
+        tracing::info!(
+            file = %path.display(),
+            last_applied = ?state.last_applied,
+            ms = started.elapsed().as_millis(),
+            "history store opened"
+        );
+        hub.reset(state.chat.last_event_seq());
+        let state = Arc::new(RwLock::new(state));
         Ok(StateStore {
-            state,
+            state: state.clone(),
             hub,
-            snapshots: Arc::new(SnapshotStore::new(Some(snap_dir), Some(current), next_seq)),
-            loaded,
-            restoring,
+            mode: Mode::Disk(Arc::new(Checkpoints {
+                dir: dir.to_path_buf(),
+                state,
+                running: Default::default(),
+            })),
             durability: Durability::always(),
-            load_gate: gate,
         })
-    }
-
-    /// The gate of a deferred decode (once; `None` if it was not deferred).
-    pub fn take_load_gate(&mut self) -> Option<LoadGate> {
-        self.load_gate.take()
     }
 
     /// Applies entries only once `durability` says they are on disk here.
@@ -553,75 +399,82 @@ impl StateStore {
         StateStore { durability, ..self }
     }
 
-    /// Whether the state is loaded; the services refuse requests until it
-    /// is (another replica can answer them).
+    /// Whether the state can serve (always; see [`Loaded`]).
     pub fn loaded(&self) -> Loaded {
-        self.loaded.clone()
+        watch::channel(true).1
     }
 
     /// The applied state, for the services to read.
     pub fn shared(&self) -> SharedState {
         self.state.clone()
     }
+}
 
-    // StorageError is openraft's type; every trait method returns it anyway.
-    #[allow(clippy::result_large_err)]
-    fn write_state(&self) -> Result<RwLockWriteGuard<'_, AppliedState>, StorageError> {
-        self.state
-            .write()
-            .map_err(|_| sm_err("state lock poisoned by a panic during apply"))
+/// Storage written by a release that kept whole-state snapshot files: its
+/// log may be purged up to such a snapshot, which this release cannot read,
+/// so starting on it would lose history.
+fn refuse_old_snapshots(dir: &Path) -> Result<(), StorageOpenError> {
+    let old = dir.join(OLD_SNAPSHOT_DIR);
+    let entries = match fs::read_dir(&old) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageOpenError::io("list", &old, e)),
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|e| StorageOpenError::io("list", &old, e))?
+            .path();
+        if path.extension().is_some_and(|x| x == "snap") {
+            return Err(StorageOpenError::Corrupt {
+                path,
+                offset: 0,
+                reason: "a snapshot of an earlier chatd, which this one cannot read; start \
+                         this replica with an empty --server-storage directory and let it \
+                         catch up from the others"
+                    .into(),
+            });
+        }
     }
+    Ok(())
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        wait_loaded(&self.loaded).await?;
-        // Serializing a large state takes a while: do it on a blocking
-        // thread so the replica's async workers keep serving heartbeats.
-        let state = self.state.clone();
-        let (data, last_applied, membership) = tokio::task::spawn_blocking(move || {
-            let st = state
-                .read()
-                .map_err(|_| "state lock poisoned".to_string())?;
-            let data = encode_state(&st).map_err(|e| format!("cannot serialize the state: {e}"))?;
-            Ok::<_, String>((data, st.last_applied, st.membership.clone()))
-        })
-        .await
-        .map_err(|e| sm_err(format!("snapshot task failed: {e}")))?
-        .map_err(sm_err)?;
-        crate::metrics::observe_snapshot_bytes(data.len());
-        // Shares the counter with file names: ids stay unique across builds
-        // of the same log id and across restarts.
-        let seq = self.snapshots.seq.fetch_add(1, Ordering::Relaxed);
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
-            None => format!("0-none-{seq}"),
+        let snapshot = match &self.mode {
+            // openraft keeps only the meta of what this returns.
+            Mode::Disk(checkpoints) => Snapshot {
+                meta: checkpoints.now().await?,
+                snapshot: Box::new(SnapshotBody::memory(Vec::new())),
+            },
+            Mode::Memory(current) => {
+                let state = self.state.clone();
+                let (data, meta) = tokio::task::spawn_blocking(move || {
+                    let st = read(&state)?;
+                    let data = snapshot_data::encode(&st)
+                        .map_err(|e| sm_err(format!("cannot encode the state: {e}")))?;
+                    Ok::<_, StorageError>((
+                        data,
+                        snapshot_meta(st.last_applied, st.membership.clone()),
+                    ))
+                })
+                .await
+                .map_err(|e| sm_err(format!("snapshot task failed: {e}")))??;
+                crate::metrics::observe_snapshot_bytes(data.len());
+                let data = Arc::new(data);
+                *current.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((meta.clone(), data.clone()));
+                Snapshot {
+                    meta,
+                    snapshot: Box::new(SnapshotBody::memory(data.as_ref().clone())),
+                }
+            }
         };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let data = Arc::new(data);
-        let size = data.len();
-        let store = self.snapshots.clone();
-        let (m, d) = (meta.clone(), data.clone());
-        tokio::task::spawn_blocking(move || store.save(m, d))
-            .await
-            .map_err(|e| snap_write_err(&meta, e))?
-            .map_err(|e| snap_write_err(&meta, e))?;
         tracing::info!(
-            snapshot_id = %meta.snapshot_id,
-            last_log_id = ?meta.last_log_id,
-            bytes = size,
+            snapshot_id = %snapshot.meta.snapshot_id,
+            last_log_id = ?snapshot.meta.last_log_id,
             "snapshot built"
         );
-        // Disk mode dropped its reference: this unwraps without a copy.
-        let data = Arc::try_unwrap(data).unwrap_or_else(|shared| shared.as_ref().clone());
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(SnapshotBody::memory(data)),
-        })
+        Ok(snapshot)
     }
 }
 
@@ -629,13 +482,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        if !*self.loaded.borrow() {
-            return Ok(self.restoring.clone());
-        }
-        let st = self
-            .state
-            .read()
-            .map_err(|_| sm_err("state lock poisoned"))?;
+        let st = read(&self.state)?;
         Ok((st.last_applied, st.membership.clone()))
     }
 
@@ -644,7 +491,6 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        wait_loaded(&self.loaded).await?;
         let entries: Vec<Entry> = entries.into_iter().collect();
         if let Some(last) = entries.last() {
             self.durability
@@ -655,7 +501,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let mut results = Vec::with_capacity(entries.len());
         let mut events = Vec::new();
         {
-            let mut st = self.write_state()?;
+            let mut st = write(&self.state)?;
             for entry in entries {
                 st.last_applied = Some(entry.log_id);
                 match entry.payload {
@@ -671,6 +517,11 @@ impl RaftStateMachine<TypeConfig> for StateStore {
                 }
             }
         }
+        // Before any result or event leaves: a failed read may have made
+        // them wrong.
+        if let Mode::Disk(checkpoints) = &self.mode {
+            checkpoints.after_apply().await?;
+        }
         if !events.is_empty() {
             self.hub.publish(events);
         }
@@ -680,13 +531,24 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             state: self.state.clone(),
-            snapshots: self.snapshots.clone(),
-            loaded: self.loaded.clone(),
+            mode: self.mode.clone(),
         }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBody>, StorageError> {
-        Ok(Box::new(SnapshotBody::memory(Vec::new())))
+        match &self.mode {
+            Mode::Memory(_) => Ok(Box::new(SnapshotBody::memory(Vec::new()))),
+            // Unnamed: nothing to clean up if the transfer is abandoned.
+            Mode::Disk(checkpoints) => {
+                let file =
+                    tempfile::tempfile_in(&checkpoints.dir).map_err(|e| StorageError::IO {
+                        source: StorageIOError::write_snapshot(None, &e),
+                    })?;
+                Ok(Box::new(SnapshotBody::file(tokio::fs::File::from_std(
+                    file,
+                ))))
+            }
+        }
     }
 
     async fn install_snapshot(
@@ -694,49 +556,47 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotBody>,
     ) -> Result<(), StorageError> {
-        // Else the loader would overwrite the installed state.
-        wait_loaded(&self.loaded).await?;
-        let data = snapshot.into_bytes().await.map_err(|e| StorageError::IO {
+        let read_err = |e: io::Error| StorageError::IO {
             source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
-        })?;
-        let new_state = decode_state(&data).map_err(|e| StorageError::IO {
-            source: StorageIOError::read_snapshot(
-                Some(meta.signature()),
-                &io::Error::new(io::ErrorKind::InvalidData, e),
-            ),
-        })?;
-        let size = data.len();
-        // Persist first: once the state is replaced openraft may purge the
-        // log the old state depended on.
-        let store = self.snapshots.clone();
-        let m = meta.clone();
-        let data = Arc::new(data);
-        tokio::task::spawn_blocking(move || store.save(m, data))
-            .await
-            .map_err(|e| snap_write_err(meta, e))?
-            .map_err(|e| snap_write_err(meta, e))?;
-        let seq = new_state.chat.last_event_seq();
-        {
-            let mut st = self.write_state()?;
-            *st = new_state;
-        }
+        };
+        let old = match &self.mode {
+            Mode::Disk(checkpoints) => {
+                let data = snapshot.into_reader().await.map_err(read_err)?;
+                checkpoints.install(meta, data).await?
+            }
+            Mode::Memory(current) => {
+                let data = snapshot.into_bytes().await.map_err(read_err)?;
+                let new_state =
+                    snapshot_data::decode(&data).map_err(|e| snapshot_read_err(Some(meta), e))?;
+                *current.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((meta.clone(), Arc::new(data)));
+                std::mem::replace(&mut *write(&self.state)?, new_state)
+            }
+        };
+        // A large old state is freed off the async workers.
+        tokio::task::spawn_blocking(move || drop(old));
+        let seq = read(&self.state)?.chat.last_event_seq();
         self.hub.reset(seq);
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
             last_log_id = ?meta.last_log_id,
-            bytes = size,
             "snapshot installed"
         );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        self.snapshots
-            .current_snapshot()
-            .await
-            .map_err(|e| StorageError::IO {
-                source: StorageIOError::read_snapshot(None, &e),
-            })
+        match &self.mode {
+            Mode::Disk(checkpoints) => checkpoints.current_snapshot(),
+            Mode::Memory(current) => Ok(current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|(meta, data)| Snapshot {
+                    meta: meta.clone(),
+                    snapshot: Box::new(SnapshotBody::memory(data.as_ref().clone())),
+                })),
+        }
     }
 }
 
@@ -747,7 +607,7 @@ mod tests {
     use openraft::{CommittedLeaderId, Membership};
 
     use super::*;
-    use crate::state::command::{Batch, Command, Proposal};
+    use crate::state::command::{Batch, Command, Proposal, Target};
 
     fn log_id(term: u64, index: u64) -> LogId {
         LogId::new(CommittedLeaderId::new(term, 1), index)
@@ -789,127 +649,163 @@ mod tests {
         assert_eq!(sm.shared().read().unwrap().last_applied, Some(log_id(1, 3)));
     }
 
+    /// A chat entry at `index` of term 1.
+    fn chat(index: u64, command: Command) -> Entry {
+        Entry {
+            log_id: log_id(1, index),
+            payload: EntryPayload::Normal(Batch {
+                ts_ms: 1000 + index,
+                proposals: vec![Proposal {
+                    request_id: Some(format!("r{index}")),
+                    command,
+                }],
+            }),
+        }
+    }
+
+    /// Two accounts, a session, and `messages` messages from index 10 on.
+    fn history(messages: u64) -> Vec<Entry> {
+        let mut out = entries();
+        for (i, name) in ["ann", "bob"].into_iter().enumerate() {
+            out.push(chat(
+                4 + i as u64,
+                Command::CreateAccount {
+                    username: name.into(),
+                    password_hash: format!("hash-{name}"),
+                },
+            ));
+        }
+        out.push(chat(
+            6,
+            Command::CreateSession {
+                username: "ann".into(),
+                verified_hash: "hash-ann".into(),
+                token_hash: [7; 32],
+                expires_ms: u64::MAX / 2,
+            },
+        ));
+        for i in 0..messages {
+            out.push(chat(
+                10 + i,
+                Command::Send {
+                    session: [7; 32],
+                    target: Target::User("bob".into()),
+                    body: format!("message {i}"),
+                },
+            ));
+        }
+        // Indexes 7-9 are blank, to keep the log contiguous.
+        for index in 7..10 {
+            out.insert(
+                index as usize - 1,
+                Entry {
+                    log_id: log_id(1, index),
+                    payload: EntryPayload::Blank,
+                },
+            );
+        }
+        out
+    }
+
+    fn digest(sm: &StateStore) -> (Option<LogId>, [u8; 32]) {
+        let st = sm.shared();
+        let st = st.read().unwrap();
+        (st.last_applied, st.chat.digest())
+    }
+
+    /// A snapshot is a durable checkpoint; what was applied after it is not
+    /// in the file (the log replays it), and the newest checkpoint is
+    /// served, dumped, installed elsewhere in either mode, and reopened.
     #[tokio::test]
-    async fn disk_snapshot_survives_reopen() {
+    async fn checkpoints_reopen_and_snapshots_install_in_both_modes() {
         let dir = tempfile::tempdir().unwrap();
         let hub = EventHub::new(16);
-        let (meta, applied, chat) = {
-            let mut sm = StateStore::open(dir.path(), hub.clone(), false).unwrap();
+        let all = history(300);
+        let (meta, at_snapshot) = {
+            let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
             assert!(sm.get_current_snapshot().await.unwrap().is_none());
-            sm.apply(entries()).await.unwrap();
-            let mut b = sm.get_snapshot_builder().await;
-            b.build_snapshot().await.unwrap();
-            // A second build replaces the first on disk.
-            let mut snap = b.build_snapshot().await.unwrap();
-            let built = std::mem::replace(
-                &mut snap.snapshot,
-                Box::new(SnapshotBody::memory(Vec::new())),
-            );
-            let built = built.into_bytes().await.unwrap();
-            let files = fs::read_dir(dir.path().join(SNAPSHOT_DIR)).unwrap().count();
-            assert_eq!(files, 1);
-            // Served from the file, byte for byte what was built.
-            let served = sm.get_current_snapshot().await.unwrap().unwrap();
-            assert!(matches!(*served.snapshot, SnapshotBody::File { .. }));
-            assert_eq!(served.snapshot.into_bytes().await.unwrap(), built);
-            let applied = sm.applied_state().await.unwrap();
-            let chat = sm.shared().read().unwrap().chat.digest();
-            (snap.meta, applied, chat)
-        };
-        let mut sm = StateStore::open(dir.path(), hub.clone(), true).unwrap();
-        // Before the state is loaded, the snapshot's meta answers.
-        assert_eq!(sm.applied_state().await.unwrap(), applied);
-        // A follower's decode waits for its gate.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(!*sm.loaded().borrow());
-        sm.take_load_gate().expect("a follower's gate").open();
-        wait_loaded(&sm.loaded()).await.unwrap();
-        assert_eq!(sm.applied_state().await.unwrap(), applied);
-        assert_eq!(sm.shared().read().unwrap().chat.digest(), chat);
-        let cur = sm.get_current_snapshot().await.unwrap().unwrap();
-        assert_eq!(cur.meta, meta);
-
-        // Install it on a fresh disk store and reopen that one too.
-        let dir2 = tempfile::tempdir().unwrap();
-        {
-            let mut f = StateStore::open(dir2.path(), hub.clone(), false).unwrap();
-            let mut rx = f.begin_receiving_snapshot().await.unwrap();
-            *rx = *cur.snapshot;
-            f.install_snapshot(&cur.meta, rx).await.unwrap();
-            assert_eq!(f.applied_state().await.unwrap(), applied);
-        }
-        let mut f = StateStore::open(dir2.path(), hub, false).unwrap();
-        wait_loaded(&f.loaded()).await.unwrap();
-        assert_eq!(f.applied_state().await.unwrap(), applied);
-        assert_eq!(f.get_current_snapshot().await.unwrap().unwrap().meta, meta);
-    }
-
-    #[tokio::test]
-    async fn snapshot_data_round_trips_and_older_formats_are_refused() {
-        let mut sm = StateStore::new_memory(EventHub::new(16));
-        sm.apply(entries()).await.unwrap();
-        let state = sm.shared();
-        let state = state.read().unwrap();
-        let current = encode_state(&state).unwrap();
-        assert_eq!(current[0], DATA_FORMAT);
-        let back = decode_state(&current).unwrap();
-        assert_eq!(back.last_applied, state.last_applied);
-        assert_eq!(back.membership, state.membership);
-        assert_eq!(back.chat, state.chat);
-        let mut older = current.clone();
-        older[0] = 5;
-        let err = decode_state(&older).unwrap_err();
-        assert!(err.contains("format 5"), "{err}");
-    }
-
-    #[test]
-    fn snapshot_file_payload_is_postcard_of_meta_and_data() {
-        // Files written before the payload was assembled in parts must
-        // still load: the parts concatenate to postcard's `(meta, data)`.
-        let meta = SnapshotMeta {
-            last_log_id: Some(log_id(3, 77)),
-            last_membership: StoredMembership::default(),
-            snapshot_id: "3-77-1".into(),
-        };
-        let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-        let (header, prefix) = snapshot_file_head(&meta, &data).unwrap();
-        let payload = [prefix.as_slice(), data.as_slice()].concat();
-        assert_eq!(payload, postcard::to_stdvec(&(&meta, &data)).unwrap());
-        let file = [header.as_slice(), payload.as_slice()].concat();
-        let (got_meta, got_data) = decode_snapshot_file(Path::new("x"), &file).unwrap();
-        assert_eq!(got_meta, meta);
-        assert_eq!(got_data, data.as_slice());
-    }
-
-    #[tokio::test]
-    async fn corrupt_snapshot_is_hard_error() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut sm = StateStore::open(dir.path(), EventHub::new(16), false).unwrap();
-            sm.apply(entries()).await.unwrap();
-            sm.get_snapshot_builder()
+            sm.apply(all[..200].to_vec()).await.unwrap();
+            let at_snapshot = digest(&sm);
+            let meta = sm
+                .get_snapshot_builder()
                 .await
                 .build_snapshot()
                 .await
-                .unwrap();
-        }
-        let snap_dir = dir.path().join(SNAPSHOT_DIR);
-        let path = fs::read_dir(&snap_dir)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
-        fs::write(&path, bytes).unwrap();
-        let err = match StateStore::open(dir.path(), EventHub::new(16), false) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("corrupt snapshot accepted"),
+                .unwrap()
+                .meta;
+            assert_eq!(meta.last_log_id, at_snapshot.0);
+            sm.apply(all[200..].to_vec()).await.unwrap();
+            assert_ne!(digest(&sm), at_snapshot);
+            (meta, at_snapshot)
         };
-        let name = path.file_name().unwrap().to_str().unwrap();
-        assert!(err.contains(name), "{err}");
-        assert!(err.contains("checksum"), "{err}");
+        let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
+        assert_eq!(digest(&sm), at_snapshot, "reopens at the checkpoint");
+        assert_eq!(sm.applied_state().await.unwrap().0, meta.last_log_id);
+        // Replaying the log after it reaches the same state as before.
+        sm.apply(all[200..].to_vec()).await.unwrap();
+        let replayed = digest(&sm);
+
+        let served = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(served.meta, meta);
+        let data = served.snapshot.into_bytes().await.unwrap();
+        assert_eq!(data[0], snapshot_data::DATA_FORMAT);
+
+        let dir2 = tempfile::tempdir().unwrap();
+        {
+            let mut follower = StateStore::open(dir2.path(), hub.clone()).unwrap();
+            follower.apply(entries()).await.unwrap();
+            let mut rx = follower.begin_receiving_snapshot().await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut *rx, &data)
+                .await
+                .unwrap();
+            follower.install_snapshot(&meta, rx).await.unwrap();
+            assert_eq!(digest(&follower), at_snapshot);
+            follower.apply(all[200..].to_vec()).await.unwrap();
+            assert_eq!(digest(&follower), replayed);
+            let served = follower.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(served.meta, meta, "the installed snapshot is current");
+        }
+        let follower = StateStore::open(dir2.path(), hub.clone()).unwrap();
+        assert_eq!(digest(&follower), at_snapshot);
+
+        let mut memory = StateStore::new_memory(hub);
+        memory
+            .install_snapshot(&meta, Box::new(SnapshotBody::memory(data.clone())))
+            .await
+            .unwrap();
+        assert_eq!(digest(&memory), at_snapshot);
+        let mut memory_built = memory
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(memory_built.meta, meta);
+        let rebuilt = std::mem::replace(
+            &mut memory_built.snapshot,
+            Box::new(SnapshotBody::memory(Vec::new())),
+        );
+        assert_eq!(
+            rebuilt.into_bytes().await.unwrap(),
+            data,
+            "one format in both modes"
+        );
+    }
+
+    #[tokio::test]
+    async fn storage_of_an_earlier_release_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join(OLD_SNAPSHOT_DIR)).unwrap();
+        let old = dir
+            .path()
+            .join(OLD_SNAPSHOT_DIR)
+            .join("snap-00000000000000000003.snap");
+        fs::write(&old, b"RCSNAP01").unwrap();
+        let err = match StateStore::open(dir.path(), EventHub::new(16)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("opened over an old snapshot"),
+        };
+        assert!(err.contains("snap-00000000000000000003.snap"), "{err}");
+        assert!(err.contains("empty --server-storage"), "{err}");
     }
 }
