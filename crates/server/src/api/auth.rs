@@ -145,7 +145,7 @@ impl Argon2Pool {
 }
 
 fn worker(jobs: &Mutex<mpsc::Receiver<Job>>) {
-    lower_priority();
+    crate::storage::lower_thread_priority();
     loop {
         // Only `recv` runs under the lock, and it cannot panic.
         let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
@@ -154,17 +154,6 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Job>>) {
         };
         // A panic drops the job (its caller gets an error), not the thread.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-    }
-}
-
-/// Nice 10 for the calling thread (on Linux a thread has its own nice
-/// value). Best effort: failing leaves normal priority.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread's own id.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 

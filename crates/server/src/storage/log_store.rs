@@ -139,9 +139,11 @@ enum Op {
         keep: Option<LogId>,
         done: Done,
     },
+    /// Nobody waits for a purge (see [`LogStore::purge`]); `removed` are
+    /// the purged entries, freed here rather than on the Raft core.
     Purge {
         upto: LogId,
-        done: Done,
+        removed: BTreeMap<u64, Entry>,
     },
     SaveVote {
         vote: Vote,
@@ -433,11 +435,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if self.last_purged.is_some_and(|p| p.index >= log_id.index) {
             return Ok(());
         }
-        self.run_op(|done| Op::Purge { upto: log_id, done }).await?;
+        // openraft's core awaits this, so it only queues the purge behind
+        // the writes before it: rewriting part of a segment took longer than
+        // an election timeout. A purge a crash loses leaves entries the
+        // state store holds already, which is harmless.
         self.last_purged = Some(log_id);
-        let mut map = lock(&self.entries);
-        let keep = map.split_off(&(log_id.index + 1));
-        *map = keep;
+        let removed = {
+            let mut map = lock(&self.entries);
+            let keep = map.split_off(&(log_id.index + 1));
+            std::mem::replace(&mut *map, keep)
+        };
+        if self.writer.is_some() {
+            self.send(Op::Purge {
+                upto: log_id,
+                removed,
+            })?;
+        }
         Ok(())
     }
 }
@@ -528,9 +541,11 @@ impl Writer {
                     }
                     let _ = done.send(self.note(r));
                 }
-                Op::Purge { upto, done } => {
+                Op::Purge { upto, removed } => {
+                    drop(removed);
                     let r = self.check().and_then(|_| self.purge(upto));
-                    let _ = done.send(self.note(r));
+                    // A failure refuses every later write.
+                    let _ = self.note(r);
                 }
                 Op::SaveVote { vote, done } => {
                     let r = self

@@ -52,8 +52,12 @@
 //!   its term: its vote is saved as not committed before the new boot id.
 //! * Vote: fsynced (file and directory) before `save_vote` returns, because a
 //!   forgotten vote could let the replica vote twice in a term.
-//! * Truncate / purge: complete (with fsyncs) before returning. The purged
-//!   log id is made durable *before* the records are removed.
+//! * Truncate: complete (with fsyncs) before returning.
+//! * Purge: queued behind the writes before it, and not waited for
+//!   (openraft's core waits for `purge`, and rewriting part of a segment
+//!   took longer than an election timeout). The purged log id is made
+//!   durable *before* the records are removed; a purge lost in a crash
+//!   only leaves entries that the history store's checkpoint holds.
 //! * Committed log id: written through the same ordered writer, after the
 //!   entries it refers to, coalesced to at most one write per ~20 ms. Losing
 //!   the latest value only means re-applying fewer entries at start.
@@ -148,6 +152,19 @@ pub fn save_small_file<T: serde::Serialize>(
     value: &T,
 ) -> Result<(), StorageOpenError> {
     meta_file::save(dir, name, value).map_err(|e| StorageOpenError::io("write", &dir.join(name), e))
+}
+
+/// Nice 10 for the calling thread (on Linux a thread has its own nice
+/// value), for background work that must not delay the Raft core on a
+/// busy machine: checkpoints, password hashing. Best effort: failing
+/// leaves normal priority.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 impl StorageOpenError {

@@ -29,10 +29,9 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
 
-use super::disk_store::{DiskStore, View};
+use super::disk_store::{Checkpoint, DiskStore, View};
 use super::durability::Durability;
 use super::meta_file::sync_dir;
 use super::snapshot_body::SnapshotBody;
@@ -111,11 +110,40 @@ enum Mode {
     Disk(Arc<Checkpoints>),
 }
 
+/// A checkpoint's outcome, once written.
+type Written = oneshot::Receiver<Result<(), String>>;
+
+/// A checkpoint for the writer thread, and where its outcome goes.
+type Job = (Checkpoint, Vec<u8>, oneshot::Sender<Result<(), String>>);
+
 /// Disk mode's checkpoints, one at a time (see the module docs).
 struct Checkpoints {
     dir: PathBuf,
     state: SharedState,
-    running: tokio::sync::Mutex<Option<JoinHandle<Result<(), String>>>>,
+    /// The checkpoint being written, if any.
+    running: tokio::sync::Mutex<Option<Written>>,
+    /// The writer thread's queue.
+    writer: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+/// Writes checkpoints at a lower CPU priority than the Raft core's
+/// threads: all five replicas of a cluster reach a checkpoint at about the
+/// same entry, and on a shared machine their writes at full priority
+/// delayed heartbeats past the election timeout.
+fn spawn_writer() -> io::Result<std::sync::mpsc::Sender<Job>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("checkpoint".into())
+        .spawn(move || {
+            super::lower_thread_priority();
+            for (checkpoint, applied, done) in rx {
+                let started = std::time::Instant::now();
+                let outcome = checkpoint.run(&applied).map_err(|e| e.to_string());
+                tracing::debug!(ms = started.elapsed().as_millis(), "checkpoint written");
+                let _ = done.send(outcome);
+            }
+        })?;
+    Ok(tx)
 }
 
 impl Checkpoints {
@@ -137,11 +165,20 @@ impl Checkpoints {
             return Ok(());
         }
         let mut running = self.running.lock().await;
-        let busy = running.as_ref().is_some_and(|h| !h.is_finished());
-        if busy && pending < 2 * CHECKPOINT_BYTES {
-            return Ok(());
+        if let Some(written) = running.as_mut() {
+            match written.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) if pending < 2 * CHECKPOINT_BYTES => {
+                    return Ok(());
+                }
+                Err(oneshot::error::TryRecvError::Empty) => finish(&mut running).await?,
+                outcome => {
+                    *running = None;
+                    outcome
+                        .map_err(|_| sm_err("the checkpoint writer stopped"))?
+                        .map_err(checkpoint_failed)?;
+                }
+            }
         }
-        finish(&mut running).await?;
         *running = Some(self.start()?.0);
         Ok(())
     }
@@ -159,7 +196,7 @@ impl Checkpoints {
 
     /// Seals the changes and starts writing them with the state they belong
     /// to. The caller holds `running`, which must be empty.
-    fn start(&self) -> Result<(JoinHandle<Result<(), String>>, SnapshotMeta), StorageError> {
+    fn start(&self) -> Result<(Written, SnapshotMeta), StorageError> {
         let (checkpoint, applied, meta) = {
             let mut st = write(&self.state)?;
             let applied = Applied::of(&st)
@@ -171,13 +208,13 @@ impl Checkpoints {
                 .ok_or_else(|| sm_err("a checkpoint is already being written"))?;
             (checkpoint, applied, meta)
         };
-        let handle = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            checkpoint.run(&applied).map_err(|e| e.to_string())?;
-            tracing::debug!(ms = started.elapsed().as_millis(), "checkpoint written");
-            Ok(())
-        });
-        Ok((handle, meta))
+        let (done, written) = oneshot::channel();
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((checkpoint, applied, done))
+            .map_err(|_| sm_err("the checkpoint writer stopped"))?;
+        Ok((written, meta))
     }
 
     /// The newest checkpoint as a snapshot; its body dumps it when read.
@@ -189,7 +226,7 @@ impl Checkpoints {
         let applied = Applied::decode(blob).map_err(|e| snapshot_read_err(None, e))?;
         let meta = snapshot_meta(applied.last_applied, applied.membership);
         let dir = self.dir.clone();
-        let body = SnapshotBody::dump(Box::new(move || dump(&dir, &view)));
+        let body = SnapshotBody::dump(Box::new(move || behind_raft(|| dump(&dir, &view))));
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(body),
@@ -213,7 +250,7 @@ impl Checkpoints {
                 Ok(applied)
             }
         };
-        let applied = tokio::task::spawn_blocking(load)
+        let applied = tokio::task::spawn_blocking(|| behind_raft(load))
             .await
             .map_err(|e| sm_err(format!("snapshot load task failed: {e}")))?
             .map_err(|e| snapshot_read_err(Some(meta), e))?;
@@ -254,6 +291,22 @@ impl Checkpoints {
     }
 }
 
+/// Runs `work` on a thread of its own at a lower priority (see
+/// [`spawn_writer`]) and waits for it: for long work on a blocking-pool
+/// thread, whose priority would otherwise stay lowered for later tasks.
+fn behind_raft<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            super::lower_thread_priority();
+            work()
+        });
+        match worker.join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Writes `view` as snapshot data to an unnamed file in `dir` (gone when
 /// closed).
 fn dump(dir: &Path, view: &View) -> io::Result<fs::File> {
@@ -279,14 +332,19 @@ fn dump(dir: &Path, view: &View) -> io::Result<fs::File> {
     Ok(file)
 }
 
-async fn finish(running: &mut Option<JoinHandle<Result<(), String>>>) -> Result<(), StorageError> {
-    if let Some(handle) = running.take() {
-        handle
+/// Waits for the running checkpoint, if any.
+async fn finish(running: &mut Option<Written>) -> Result<(), StorageError> {
+    if let Some(written) = running.take() {
+        written
             .await
-            .map_err(|e| sm_err(format!("checkpoint task failed: {e}")))?
-            .map_err(|e| sm_err(format!("writing a checkpoint failed: {e}")))?;
+            .map_err(|_| sm_err("the checkpoint writer stopped"))?
+            .map_err(checkpoint_failed)?;
     }
     Ok(())
+}
+
+fn checkpoint_failed(e: String) -> StorageError {
+    sm_err(format!("writing a checkpoint failed: {e}"))
 }
 
 fn write(state: &SharedState) -> Result<RwLockWriteGuard<'_, AppliedState>, StorageError> {
@@ -382,6 +440,8 @@ impl StateStore {
         );
         hub.reset(state.chat.last_event_seq());
         let state = Arc::new(RwLock::new(state));
+        let writer = spawn_writer()
+            .map_err(|e| StorageOpenError::io("start the checkpoint writer for", &path, e))?;
         Ok(StateStore {
             state: state.clone(),
             hub,
@@ -389,6 +449,7 @@ impl StateStore {
                 dir: dir.to_path_buf(),
                 state,
                 running: Default::default(),
+                writer: Mutex::new(writer),
             })),
             durability: Durability::always(),
         })
