@@ -77,7 +77,8 @@ pub fn observe_fsync(elapsed: Duration) {
     METRICS.fsync_seconds.observe(elapsed.as_secs_f64());
 }
 
-/// Records the size of the snapshot just built.
+/// Records the size of the snapshot just encoded (memory mode) or dumped
+/// for a follower (disk mode).
 pub fn observe_snapshot_bytes(bytes: usize) {
     METRICS
         .snapshot_bytes
@@ -220,7 +221,7 @@ pub fn render(raft: &RaftNumbers) -> String {
     );
     registry.register(
         "snapshot_size_bytes",
-        "Size of the latest snapshot this replica built",
+        "Size of the latest snapshot this replica encoded or dumped for a follower",
         me.snapshot_bytes.clone(),
     );
     registry.register(

@@ -56,6 +56,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// catches up from the log rather than a full snapshot.
 const LOG_KEPT_AFTER_SNAPSHOT: u64 = 1000;
 
+/// How long one snapshot chunk may take to be answered. The last one is
+/// answered once the follower has loaded the whole snapshot into a fresh
+/// history store, which takes seconds per million messages.
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 60_000;
+
 /// Most entries in one AppendEntries. openraft 0.9 gives each call the
 /// heartbeat interval (25 ms by default) to complete and resends a late one
 /// from scratch; its default of 300 batched entries (megabytes at load)
@@ -97,7 +102,7 @@ pub async fn run(
         election_timeout_max: args.election_timeout_ms.max,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(args.snapshot_every),
         max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(args.snapshot_every),
-        install_snapshot_timeout: 10_000,
+        install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
         ..Default::default()
     }
@@ -129,6 +134,7 @@ pub async fn run(
             state: state.clone(),
             loaded: loaded.clone(),
             raft_open: raft_open_rx,
+            snapshot_quiet: Default::default(),
         },
         tls.as_ref().map(|t| t.server.clone()),
         stop_rx.clone(),

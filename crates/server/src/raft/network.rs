@@ -34,8 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
+use openraft::network::snapshot_transport::{Chunked, SnapshotTransport};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -49,7 +51,7 @@ use crate::raft::incarnation::Known;
 use crate::raft::wire::{self, Kind};
 use crate::state::command::{CommandResult, Proposal};
 use crate::storage::durability::Durability;
-use crate::storage::raft_types::{Node, NodeId, TypeConfig};
+use crate::storage::raft_types::{Node, NodeId, Snapshot, TypeConfig};
 use raftchat_tls::ReplicaTls;
 
 /// Why a forwarded proposal or read-index request failed on the peer.
@@ -275,6 +277,9 @@ impl Peers {
     }
 }
 
+/// How long a peer has to answer before a snapshot is sent to it.
+const SNAPSHOT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// openraft's network factory: one [`PeerConnection`] per target.
 #[derive(Clone)]
 pub struct Network {
@@ -382,6 +387,33 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         self.call(Kind::Snapshot, &rpc, &option).await
+    }
+
+    /// Asks the peer a cheap question first: a snapshot's body is written
+    /// out only when first read (`storage::SnapshotBody`), and a leader
+    /// retrying a snapshot for a replica that was down wrote the whole
+    /// history out every two seconds.
+    async fn full_snapshot(
+        &mut self,
+        vote: openraft::Vote<NodeId>,
+        snapshot: Snapshot,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<openraft::raft::SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>>
+    {
+        let probe = self
+            .peers
+            .hello(
+                self.target,
+                &self.advertised,
+                self.target,
+                SNAPSHOT_PROBE_TIMEOUT,
+            )
+            .await;
+        if let Err(e) = probe {
+            return Err(StreamingError::Unreachable(Unreachable::new(&e)));
+        }
+        Chunked::send_snapshot(self, vote, snapshot, cancel, option).await
     }
 
     async fn vote(

@@ -21,6 +21,8 @@
 //!                     remembered request ids, and the rest of the chat state
 //!                     with last_applied and membership (see `disk_store`)
 //! DIR/state.redb.new  a received snapshot being loaded (removed at start)
+//! DIR/snapshot-dump-ID  the newest snapshot as sent to followers, written
+//!                     when one first needs it (not synced; removed at start)
 //! ```
 //!
 //! *Small files* are `[magic "RCF1"][len u32][crc32 u32][postcard payload]`,

@@ -50,6 +50,8 @@ const STATE_FILE: &str = "state.redb";
 const INCOMING_FILE: &str = "state.redb.new";
 /// Where releases before the history store kept whole-state snapshots.
 const OLD_SNAPSHOT_DIR: &str = "snapshots";
+/// Names of snapshot dumps for followers, by snapshot id.
+const DUMP_PREFIX: &str = "snapshot-dump-";
 
 /// Changes (roughly, in bytes) that wait in RAM before a checkpoint writes
 /// them. Bounds both the replica's RAM and the log a restart re-applies;
@@ -124,6 +126,12 @@ struct Checkpoints {
     running: tokio::sync::Mutex<Option<Written>>,
     /// The writer thread's queue.
     writer: Mutex<std::sync::mpsc::Sender<Job>>,
+    /// The newest dump's snapshot id and file, kept for every follower
+    /// that asks for that snapshot: a leader asks again after each failed
+    /// attempt and each new term, and writing the history out each time
+    /// kept a lagging replica from ever catching up. Held while one is
+    /// written.
+    dump: Mutex<Option<(String, PathBuf)>>,
 }
 
 /// Writes checkpoints at a lower CPU priority than the Raft core's
@@ -218,15 +226,15 @@ impl Checkpoints {
     }
 
     /// The newest checkpoint as a snapshot; its body dumps it when read.
-    fn current_snapshot(&self) -> Result<Option<Snapshot>, StorageError> {
+    fn current_snapshot(self: &Arc<Self>) -> Result<Option<Snapshot>, StorageError> {
         let view = disk_store(&*read(&self.state)?)?.view();
         let Some(blob) = view.applied() else {
             return Ok(None);
         };
         let applied = Applied::decode(blob).map_err(|e| snapshot_read_err(None, e))?;
         let meta = snapshot_meta(applied.last_applied, applied.membership);
-        let dir = self.dir.clone();
-        let body = SnapshotBody::dump(Box::new(move || behind_raft(|| dump(&dir, &view))));
+        let (this, id) = (self.clone(), meta.snapshot_id.clone());
+        let body = SnapshotBody::dump(Box::new(move || behind_raft(|| this.dump(&id, &view))));
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(body),
@@ -307,29 +315,58 @@ fn behind_raft<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-/// Writes `view` as snapshot data to an unnamed file in `dir` (gone when
-/// closed).
-fn dump(dir: &Path, view: &View) -> io::Result<fs::File> {
-    let started = std::time::Instant::now();
-    let applied = view
-        .applied()
-        .ok_or_else(|| io::Error::other("the checkpoint has no applied state"))?;
-    let mut file = tempfile::tempfile_in(dir)?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, &mut file);
-    let bytes = snapshot_data::write(
-        &mut out,
-        applied,
-        view.records().map(|r| r.map_err(io::Error::other)),
-    )?;
-    io::Write::flush(&mut out)?;
-    drop(out);
-    crate::metrics::observe_snapshot_bytes(bytes as usize);
-    tracing::info!(
-        bytes,
-        ms = started.elapsed().as_millis(),
-        "snapshot dump written"
-    );
-    Ok(file)
+impl Checkpoints {
+    /// The dump of snapshot `id` (`view`), written to `DIR/DUMP_PREFIX<id>`
+    /// unless it is the newest already; it replaces the previous one.
+    fn dump(&self, id: &str, view: &View) -> io::Result<fs::File> {
+        let mut newest = self.dump.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((have, path)) = newest.as_ref() {
+            if have == id {
+                return fs::File::open(path);
+            }
+        }
+        let started = std::time::Instant::now();
+        let applied = view
+            .applied()
+            .ok_or_else(|| io::Error::other("the checkpoint has no applied state"))?;
+        let path = self.dir.join(format!("{DUMP_PREFIX}{id}"));
+        let partial = self.dir.join(format!("{DUMP_PREFIX}{id}.tmp"));
+        let mut file = fs::File::create(&partial)?;
+        let mut out = io::BufWriter::with_capacity(1 << 20, &mut file);
+        let records = view.records().map(|r| r.map_err(io::Error::other));
+        let bytes = snapshot_data::write(&mut out, applied, records)?;
+        io::Write::flush(&mut out)?;
+        drop(out);
+        // Not synced: a dump is rewritten after a restart anyway.
+        fs::rename(&partial, &path)?;
+        if let Some((_, old)) = newest.replace((id.to_string(), path.clone())) {
+            let _ = fs::remove_file(old);
+        }
+        crate::metrics::observe_snapshot_bytes(bytes as usize);
+        tracing::info!(
+            bytes,
+            ms = started.elapsed().as_millis(),
+            "snapshot dump written"
+        );
+        fs::File::open(&path)
+    }
+}
+
+/// Removes the dumps a previous run left in `dir`.
+fn remove_dumps(dir: &Path) -> Result<(), StorageOpenError> {
+    for entry in fs::read_dir(dir).map_err(|e| StorageOpenError::io("list", dir, e))? {
+        let path = entry
+            .map_err(|e| StorageOpenError::io("list", dir, e))?
+            .path();
+        let is_dump = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DUMP_PREFIX));
+        if is_dump {
+            fs::remove_file(&path).map_err(|e| StorageOpenError::io("remove", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Waits for the running checkpoint, if any.
@@ -399,6 +436,7 @@ impl StateStore {
     /// checkpoint, and resets `hub` to its event seq.
     pub fn open(dir: &Path, hub: Arc<EventHub>) -> Result<StateStore, StorageOpenError> {
         refuse_old_snapshots(dir)?;
+        remove_dumps(dir)?;
         let incoming = dir.join(INCOMING_FILE);
         match fs::remove_file(&incoming) {
             Ok(()) => sync_dir(dir).map_err(|e| StorageOpenError::io("fsync dir", dir, e))?,
@@ -450,6 +488,7 @@ impl StateStore {
                 state,
                 running: Default::default(),
                 writer: Mutex::new(writer),
+                dump: Mutex::new(None),
             })),
             durability: Durability::always(),
         })
