@@ -392,7 +392,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     /// Asks the peer a cheap question first: a snapshot's body is written
     /// out only when first read (`storage::SnapshotBody`), and a leader
     /// retrying a snapshot for a replica that was down wrote the whole
-    /// history out every two seconds.
+    /// history out every second or two.
     async fn full_snapshot(
         &mut self,
         vote: openraft::Vote<NodeId>,

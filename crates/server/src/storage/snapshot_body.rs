@@ -7,6 +7,7 @@
 //! would cost most of a restart. A follower's replication task reads it, so
 //! waiting for the dump there delays nothing else.
 
+use std::future::Future;
 use std::io::{self, Cursor, Read, SeekFrom};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -92,8 +93,6 @@ impl SnapshotBody {
         Poll::Ready(Pin::new(file).start_seek(seek))
     }
 }
-
-use std::future::Future;
 
 impl AsyncRead for SnapshotBody {
     fn poll_read(
