@@ -37,9 +37,10 @@ pub struct ChatdArgs {
     #[arg(long, env = "CHATD_REPLICA_ROUTES", value_parser = parse_replica_urls, default_value = "")]
     pub replica_routes: ReplicaUrls,
 
-    /// Keep the vote, log and snapshots in this directory (fsynced before any
-    /// write is acknowledged). Without it everything is in memory and a
-    /// restarted replica comes back empty and catches up from its peers.
+    /// Keep the vote, the log and the applied state (the history) in this
+    /// directory (fsynced before any write is acknowledged). Without it
+    /// everything is in memory and a restarted replica comes back empty
+    /// and catches up from its peers.
     #[arg(long, env = "CHATD_SERVER_STORAGE")]
     pub server_storage: Option<PathBuf>,
 

@@ -130,6 +130,8 @@ pub enum StorageOpenError {
         #[source]
         source: redb::Error,
     },
+    #[error("storage file {} was written by an earlier chatd: {reason}", path.display())]
+    Outdated { path: PathBuf, reason: String },
     #[error("corrupt storage file {} at byte offset {offset}: {reason}", path.display())]
     Corrupt {
         path: PathBuf,

@@ -525,12 +525,10 @@ fn refuse_old_snapshots(dir: &Path) -> Result<(), StorageOpenError> {
             .map_err(|e| StorageOpenError::io("list", &old, e))?
             .path();
         if path.extension().is_some_and(|x| x == "snap") {
-            return Err(StorageOpenError::Corrupt {
+            return Err(StorageOpenError::Outdated {
                 path,
-                offset: 0,
-                reason: "a snapshot of an earlier chatd, which this one cannot read; start \
-                         this replica with an empty --server-storage directory and let it \
-                         catch up from the others"
+                reason: "this chatd cannot read its snapshots; start this replica with an \
+                         empty --server-storage directory and let it catch up from the others"
                     .into(),
             });
         }
