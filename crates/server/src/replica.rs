@@ -1,9 +1,8 @@
 //! Starting and stopping one replica: the server loop.
 //!
 //! 1. bind the port (so a busy port fails fast, before anything else);
-//! 2. open storage (memory or disk) and recover the log; the snapshot's
-//!    state decodes on a background thread (until it is loaded the replica
-//!    votes and appends but does not campaign, apply or serve clients);
+//! 2. open storage (memory or disk): recover the log and open the history
+//!    store at its last checkpoint;
 //! 3. start Raft, and bootstrap the static membership from the flags
 //!    (`initialize` on a replica that already has state is refused with
 //!    `NotAllowed`, which is the normal restart path), unless `--join` says
@@ -93,7 +92,6 @@ pub async fn run(
         .await
         .context("cannot open storage (--server-storage)")?;
     let state = state_store.shared();
-    let loaded = state_store.loaded();
 
     let config = Config {
         cluster_name: "raftchat".into(),
@@ -132,7 +130,6 @@ pub async fn run(
         listener::PeerSide {
             consensus: consensus.clone(),
             state: state.clone(),
-            loaded: loaded.clone(),
             raft_open: raft_open_rx,
             snapshot_quiet: Default::default(),
         },
@@ -178,22 +175,18 @@ pub async fn run(
     tokio::spawn(log_role_changes(raft.clone()));
     tokio::spawn(metrics_http::count_leader_changes(raft.clone()));
 
-    let presence = Presence::start(consensus.clone(), state.clone(), loaded.clone());
+    let presence = Presence::start(consensus.clone(), state.clone());
     if let Some(addr) = args.metrics_addr {
         metrics_http::serve(addr, consensus.clone()).await?;
     }
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    tokio::spawn(health::track(
-        consensus.clone(),
-        loaded.clone(),
-        health_reporter,
-    ));
+    tokio::spawn(health::track(consensus.clone(), health_reporter));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::api::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build the gRPC reflection service")?;
-    let refused = record_incarnation(consensus.clone(), loaded.clone(), id, local.id, args.join);
+    let refused = record_incarnation(consensus.clone(), id, local.id, args.join);
     let ctx = Arc::new(ServiceContext {
         consensus: consensus.clone(),
         state,
@@ -201,7 +194,6 @@ pub async fn run(
         presence,
         session_ttl: args.session_ttl(),
         shutdown: stop_rx.clone(),
-        loaded,
     });
 
     let chat = ChatServer::new(ChatService { ctx: ctx.clone() });
@@ -291,18 +283,16 @@ fn load_tls(args: &ChatdArgs) -> anyhow::Result<Option<ReplicaTls>> {
 }
 
 /// Records this replica's storage incarnation through the log once it can
-/// (state loaded, a leader known), retrying until it is applied. Resolves
+/// (a leader known), retrying until it is applied. Resolves
 /// only if the cluster refuses it: another storage is recorded for this id
 /// and `replace` (`--join`) was not given — a wiped replica that slipped
 /// past the start-up check, which must stop.
 async fn record_incarnation(
     consensus: Consensus,
-    mut loaded: storage::Loaded,
     id: u64,
     incarnation: incarnation::Incarnation,
     replace: bool,
 ) -> String {
-    let _ = loaded.wait_for(|l| *l).await;
     let proposal = Proposal {
         request_id: None,
         command: Command::RecordIncarnation {

@@ -37,8 +37,6 @@ pub struct ServiceContext {
     pub session_ttl: Duration,
     /// Becomes `true` when the replica starts shutting down.
     pub shutdown: watch::Receiver<bool>,
-    /// Becomes `true` once the state is restored from the snapshot.
-    pub loaded: crate::storage::Loaded,
 }
 
 const DEFAULT_PAGE: u32 = 50;
@@ -48,10 +46,6 @@ impl ServiceContext {
     pub fn check_running(&self) -> Result<(), Status> {
         if *self.shutdown.borrow() {
             Err(Status::unavailable("replica is shutting down"))
-        } else if !*self.loaded.borrow() {
-            Err(Status::unavailable(
-                "replica is still loading its state from a snapshot; another replica can answer",
-            ))
         } else {
             Ok(())
         }

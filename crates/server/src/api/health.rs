@@ -1,9 +1,8 @@
 //! The standard gRPC health service (`grpc.health.v1.Health`), kept in step
 //! with Raft: a replica reports SERVING only while it is a member of the
-//! cluster, has loaded its state and knows a leader (and, when it is the
-//! leader, still hears from a majority). Load balancers and orchestrators
-//! can then route around a replica that is partitioned, still joining,
-//! still loading, or without quorum — its requests would fail with
+//! cluster and knows a leader (and, when it is the leader, still hears from
+//! a majority). Load balancers and orchestrators can then route around a
+//! replica that is partitioned, still joining, or without quorum — its requests would fail with
 //! UNAVAILABLE anyway.
 
 use std::time::Duration;
@@ -15,17 +14,13 @@ use tonic_health::ServingStatus;
 use crate::api::chat_service::ChatService;
 use crate::api::proto::chat_server::ChatServer;
 use crate::raft::consensus::Consensus;
-use crate::storage::Loaded;
 
 /// How often the status is re-evaluated even without Raft events (the
 /// leader's quorum check depends on time passing).
 const RECHECK: Duration = Duration::from_millis(250);
 
 /// Whether this replica can serve requests now.
-pub fn is_serving(consensus: &Consensus, loaded: &Loaded) -> bool {
-    if !*loaded.borrow() {
-        return false;
-    }
+pub fn is_serving(consensus: &Consensus) -> bool {
     let m = consensus.metrics();
     // The Raft core stopped (the process is about to exit non-zero).
     if m.running_state.is_err() {
@@ -44,13 +39,13 @@ pub fn is_serving(consensus: &Consensus, loaded: &Loaded) -> bool {
 
 /// Updates `reporter` for the whole server ("") and the Chat service until
 /// Raft stops.
-pub async fn track(consensus: Consensus, loaded: Loaded, reporter: HealthReporter) {
+pub async fn track(consensus: Consensus, reporter: HealthReporter) {
     // Leadership and membership live in the server metrics, which (unlike
     // `metrics()`) do not change on every append and apply.
     let mut metrics = consensus.raft.server_metrics();
     let mut last = None;
     loop {
-        let serving = is_serving(&consensus, &loaded);
+        let serving = is_serving(&consensus);
         if last != Some(serving) {
             let status = if serving {
                 ServingStatus::Serving

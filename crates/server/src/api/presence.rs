@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::raft::consensus::{now_ms, Consensus};
 use crate::state::command::{Command, Proposal, TokenHash, PRESENCE_LEASE_MS};
-use crate::storage::{Loaded, SharedState};
+use crate::storage::SharedState;
 
 enum Op {
     Open { id: u64, session: TokenHash },
@@ -52,15 +52,12 @@ impl Drop for Online {
 }
 
 impl Presence {
-    /// Starts the housekeeping task. It proposes nothing before this
-    /// replica's state is `loaded`: after a whole-cluster restart the
-    /// followers take the leader's first proposal as the sign that it
-    /// serves (see `replica::load_once_leader_serves`).
-    pub fn start(consensus: Consensus, state: SharedState, loaded: Loaded) -> Self {
+    /// Starts the housekeeping task.
+    pub fn start(consensus: Consensus, state: SharedState) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         // Subscription ids are unique across restarts of this replica.
         let first = now_ms() << 16;
-        tokio::spawn(housekeeping(consensus, state, loaded, rx));
+        tokio::spawn(housekeeping(consensus, state, rx));
         Self {
             ops: tx,
             next: Arc::new(AtomicU64::new(first)),
@@ -86,7 +83,6 @@ struct Sub {
 async fn housekeeping(
     consensus: Consensus,
     state: SharedState,
-    loaded: Loaded,
     mut ops: mpsc::UnboundedReceiver<Op>,
 ) {
     let replica = consensus.id;
@@ -123,7 +119,7 @@ async fn housekeeping(
             },
             _ = tick.tick() => {}
         }
-        if consensus.leader().is_none() || !*loaded.borrow() {
+        if consensus.leader().is_none() {
             continue;
         }
         if !started {

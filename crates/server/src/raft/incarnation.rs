@@ -97,7 +97,9 @@ fn storage_is_empty(dir: &Path) -> io::Result<bool> {
 /// What a peer knows of a replica's incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Known {
-    /// The peer's state is still loading: ask again.
+    /// The peer's state is still loading: ask again. Only releases that
+    /// loaded their state in the background answer this; kept so that they
+    /// are still understood.
     Loading,
     /// Nothing recorded for that replica.
     Unknown,

@@ -45,7 +45,7 @@ use crate::raft::incarnation::Known;
 use crate::raft::network::ForwardRequest;
 use crate::raft::wire::{self, Kind, Stream};
 use crate::storage::raft_types::{NodeId, TypeConfig};
-use crate::storage::{Loaded, SharedState};
+use crate::storage::SharedState;
 use raftchat_tls::{self as tls, Role};
 
 /// How long a new connection has to send its first bytes and finish its
@@ -103,7 +103,6 @@ enum GrpcTx {
 pub struct PeerSide {
     pub consensus: Consensus,
     pub state: SharedState,
-    pub loaded: Loaded,
     /// Raft frames (all but [`Kind::Hello`]) are refused until this turns
     /// true: a replica first checks it may take part
     /// (`server::incarnation`) and bootstraps.
@@ -499,9 +498,6 @@ async fn dispatch(
 
 /// What this replica's applied state records of `replica`'s storage.
 fn known(side: &PeerSide, replica: NodeId) -> Known {
-    if !*side.loaded.borrow() {
-        return Known::Loading;
-    }
     let state = side.state.read().unwrap_or_else(|e| e.into_inner());
     match state.chat.incarnation_of(replica) {
         Some(incarnation) => Known::Recorded(incarnation),

@@ -107,9 +107,7 @@ use std::sync::Arc;
 
 pub use log_store::{LogReader, LogStore};
 pub use snapshot_body::SnapshotBody;
-pub use state_store::{
-    AppliedState, Loaded, SharedState, SnapshotBuilder, StateStore, CHECKPOINT_BYTES,
-};
+pub use state_store::{AppliedState, SharedState, SnapshotBuilder, StateStore, CHECKPOINT_BYTES};
 
 use crate::storage::events::EventHub;
 use crate::storage::raft_types::NodeId;

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, StorageIOError};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::disk_store::{Checkpoint, DiskStore, View};
 use super::durability::Durability;
@@ -68,10 +68,6 @@ pub struct AppliedState {
 }
 
 pub type SharedState = Arc<RwLock<AppliedState>>;
-
-/// `true` once the state can serve: always, since the history store opens
-/// at once. Kept for the services that wait on it.
-pub type Loaded = watch::Receiver<bool>;
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError {
     StorageError::IO {
@@ -497,11 +493,6 @@ impl StateStore {
     /// Applies entries only once `durability` says they are on disk here.
     pub fn gated_on(self, durability: Durability) -> StateStore {
         StateStore { durability, ..self }
-    }
-
-    /// Whether the state can serve (always; see [`Loaded`]).
-    pub fn loaded(&self) -> Loaded {
-        watch::channel(true).1
     }
 
     /// The applied state, for the services to read.
