@@ -13,6 +13,7 @@
 //!
 //! Every loop is bounded in time and count.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,8 +46,10 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
                        in alternating order, same flags (default 3)
   --no-memory          skip the storage-off reference runs
   --json FILE          also write the results as JSON
-  --keep-cold DIR      copy the cold-restart replicas' storage to DIR
-  -- CHATD_FLAGS       pass the rest to every chatd";
+  --keep DIR           copy the replicas' storage and logs to DIR at the end
+                       of the cold or scale part (stopped by SIGKILL)
+  -- CHATD_FLAGS       pass the rest to every chatd
+environment: CHATD_BIN another chatd binary; CHATD_LOG the replicas' RUST_LOG";
 
 struct Args {
     seconds: u64,
@@ -59,7 +62,7 @@ struct Args {
     only: Vec<String>,
     memory: bool,
     json: Option<String>,
-    keep_cold: Option<String>,
+    keep: Option<String>,
     tls_pairs: usize,
     chatd_flags: Vec<String>,
 }
@@ -81,7 +84,7 @@ fn parse_args() -> anyhow::Result<Args> {
         only: Vec::new(),
         memory: true,
         json: None,
-        keep_cold: None,
+        keep: None,
         tls_pairs: 3,
         chatd_flags,
     };
@@ -115,7 +118,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--no-memory" => args.memory = false,
             "--json" => args.json = Some(value()?),
-            "--keep-cold" => args.keep_cold = Some(value()?),
+            "--keep" => args.keep = Some(value()?),
             "--tls-pairs" => args.tls_pairs = value()?.parse::<usize>()?.max(1),
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -247,6 +250,70 @@ fn rss_bytes(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// `RUST_LOG` for the replicas: `CHATD_LOG` if set, else the test kit's.
+fn chatd_log() -> String {
+    std::env::var("CHATD_LOG").unwrap_or_else(|_| Options::default().rust_log)
+}
+
+/// Copies the stopped replicas' storage and logs to `keep/replica-N` (`--keep`).
+fn keep_storage(cluster: &Cluster, keep: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(keep)
+        .map_err(|e| anyhow::anyhow!("--keep {keep}: cannot create it: {e}"))?;
+    for id in 1..=5 {
+        let to = Path::new(keep).join(format!("replica-{id}"));
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(cluster.storage_dir(id))
+            .arg(&to)
+            .status()?;
+        anyhow::ensure!(status.success(), "cp to {} failed", to.display());
+        let log = Path::new(keep).join(format!("replica-{id}.log"));
+        std::fs::copy(cluster.log_path(id), &log)
+            .map_err(|e| anyhow::anyhow!("copy to {}: {e}", log.display()))?;
+    }
+    println!("storage and logs of the five stopped replicas copied to {keep}");
+    Ok(())
+}
+
+/// What each entry of a storage directory takes on disk, largest first,
+/// as "name 12.3 MB" (one level deep: a directory counts as a whole), with
+/// the apparent size where it differs.
+fn dir_breakdown(dir: &Path) -> String {
+    let mut sizes: Vec<(String, u64, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let (disk, apparent) = match e.metadata() {
+                Ok(m) if m.is_dir() => (dir_bytes(&e.path()), 0),
+                Ok(m) => (m.blocks() * 512, m.len()),
+                Err(_) => (0, 0),
+            };
+            (e.file_name().to_string_lossy().into_owned(), disk, apparent)
+        })
+        .collect();
+    sizes.sort_by_key(|s| std::cmp::Reverse(s.1));
+    let mb = |b: u64| b as f64 / 1e6;
+    sizes
+        .iter()
+        .map(|(name, disk, apparent)| {
+            if *apparent > disk + (1 << 20) {
+                format!(
+                    "{name} {:.1} MB (apparent {:.1} MB)",
+                    mb(*disk),
+                    mb(*apparent)
+                )
+            } else {
+                format!("{name} {:.1} MB", mb(*disk))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Bytes `dir` takes on disk: allocated blocks, as `du` counts them. The
+/// history store's file grows in doubling steps that stay sparse until
+/// written, so its length overstates what it takes.
 fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -255,7 +322,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
+            Ok(m) => m.blocks() * 512,
             Err(_) => 0,
         })
         .sum()
@@ -443,6 +510,7 @@ async fn failover(
     let mut cluster = Cluster::start(Options {
         storage,
         extra_args: flags.to_vec(),
+        rust_log: chatd_log(),
         ..Options::default()
     });
     cluster.wait_leader(Duration::from_secs(30)).await;
@@ -492,6 +560,7 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
     let mut cluster = Cluster::start(Options {
         storage,
         extra_args: args.chatd_flags.clone(),
+        rust_log: chatd_log(),
         ..Options::default()
     });
     let leader = cluster.wait_leader(Duration::from_secs(30)).await;
@@ -543,6 +612,7 @@ async fn start_all_to_first_write(cluster: &mut Cluster) -> anyhow::Result<Durat
 async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::start(Options {
         extra_args: args.chatd_flags.clone(),
+        rust_log: chatd_log(),
         ..Options::default()
     });
     cluster.wait_leader(Duration::from_secs(30)).await;
@@ -558,19 +628,8 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
     for id in 1..=5 {
         cluster.kill(id);
     }
-    if let Some(keep) = &args.keep_cold {
-        std::fs::create_dir_all(keep)
-            .map_err(|e| anyhow::anyhow!("--keep-cold {keep}: cannot create it: {e}"))?;
-        for id in 1..=5 {
-            let to = Path::new(keep).join(format!("replica-{id}"));
-            let status = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(cluster.storage_dir(id))
-                .arg(&to)
-                .status()?;
-            anyhow::ensure!(status.success(), "cp to {} failed", to.display());
-        }
-        println!("storage of the five stopped replicas copied to {keep}");
+    if let Some(keep) = &args.keep {
+        keep_storage(&cluster, keep)?;
     }
     // Restart times vary by a factor of two from run to run on this VM
     // (how much of the memory the replicas fault in the host has yet to
@@ -612,6 +671,24 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
     }))
 }
 
+/// The leader and its term once they have held for two seconds: a fresh
+/// cluster's first election is often followed by another, and senders
+/// that found the first leader then had every write forwarded (a 1M fill
+/// took twice as long).
+async fn settled_leader(cluster: &Cluster) -> (u64, u64) {
+    let mut last = (0, 0);
+    for _ in 0..30 {
+        let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+        let term = cluster.status(leader, false).await.map_or(0, |s| s.term);
+        if (leader, term) == last {
+            break;
+        }
+        last = (leader, term);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    last
+}
+
 /// History at scale (`--only scale --messages N`): 64 senders write N
 /// messages (one conversation) while every replica's resident memory is
 /// sampled twice a second; then the slowest send, memory and disk per
@@ -620,10 +697,10 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
 async fn scale(args: &Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::start(Options {
         extra_args: args.chatd_flags.clone(),
+        rust_log: chatd_log(),
         ..Options::default()
     });
-    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
-    let term_before = cluster.status(leader, false).await.map_or(0, |s| s.term);
+    let (leader, term_before) = settled_leader(&cluster).await;
     let pids: Vec<u32> = (1..=5).filter_map(|id| cluster.pid(id)).collect();
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -657,8 +734,12 @@ async fn scale(args: &Args) -> anyhow::Result<Value> {
         .collect();
     let max_rss = rss.iter().copied().max().unwrap_or(0);
     let disk: u64 = (1..=5).map(|id| dir_bytes(&cluster.storage_dir(id))).sum();
+    let breakdown = dir_breakdown(&cluster.storage_dir(leader));
     for id in 1..=5 {
         cluster.kill(id);
+    }
+    if let Some(keep) = &args.keep {
+        keep_storage(&cluster, keep)?;
     }
     let restart = start_all_to_first_write(&mut cluster).await?.as_secs_f64();
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -675,6 +756,7 @@ async fn scale(args: &Args) -> anyhow::Result<Value> {
         mb(peak_rss),
         disk as f64 / 5.0 / written.max(1) as f64,
     );
+    println!("scale: storage of replica {leader} (the first leader): {breakdown}");
     Ok(json!({
         "messages": written,
         "fill_seconds": fill_time.as_secs_f64(),

@@ -14,9 +14,11 @@
 //! ```text
 //! messages    id -> postcard Slot { conversation, prev, message }   (by global id: appends)
 //! heads       conversation -> newest id in its chain
-//! remembered  request key -> postcard RememberedAt
-//! remembered_by_time  (at, key) -> ()                                 (expiry is a range)
+//! remembered-G  request key -> postcard RememberedAt    (one table per
+//!               generation G of state time: see `request_window`)
+//! remembered_filters  G -> that table's key filter
 //! meta        "applied" -> the caller's blob (last applied id, membership, chat core)
+//!             "forget_before" -> state time before which requests are forgotten
 //! ```
 //!
 //! Messages are keyed by their global id, so a checkpoint appends to the
@@ -44,16 +46,15 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::request_window::{self, Filters, Window};
 use crate::state::command::{ConversationId, MessageId};
 use crate::state::store::{DedupKey, Message, Messages, Record, RememberedAt, Store};
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
-const REMEMBERED: TableDefinition<DedupKey, &[u8]> = TableDefinition::new("remembered");
-const REMEMBERED_BY_TIME: TableDefinition<(u64, DedupKey), ()> =
-    TableDefinition::new("remembered_by_time");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const APPLIED: &str = "applied";
+const FORGET_BEFORE: &str = "forget_before";
 
 /// redb's page cache. Reads are mostly of recent messages, which the deltas
 /// hold anyway.
@@ -120,9 +121,11 @@ struct Base {
     // Tables first: they hold pages of the transaction.
     messages: Option<ReadOnlyTable<u64, &'static [u8]>>,
     heads: Option<ReadOnlyTable<u64, u64>>,
-    remembered: Option<ReadOnlyTable<DedupKey, &'static [u8]>>,
+    window: Window,
     /// The applied-state blob written with this commit.
     applied: Option<Vec<u8>>,
+    /// Requests remembered before this are forgotten.
+    forget_before: u64,
     _tx: ReadTransaction,
 }
 
@@ -152,21 +155,32 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Base {
-    fn open(db: &Database) -> Result<Base, Error> {
+    fn open(db: &Database, filters: &Filters) -> Result<Base, Error> {
         let tx = db.begin_read()?;
         // A table that was never written does not exist yet.
         let messages = optional(tx.open_table(MESSAGES))?;
         let heads = optional(tx.open_table(HEADS))?;
-        let remembered = optional(tx.open_table(REMEMBERED))?;
-        let applied = match optional(tx.open_table(META))? {
-            Some(meta) => meta.get(APPLIED)?.map(|v| v.value().to_vec()),
-            None => None,
+        let window = Window::open(&tx, filters)?;
+        let (applied, forget_before) = match optional(tx.open_table(META))? {
+            Some(meta) => (
+                meta.get(APPLIED)?.map(|v| v.value().to_vec()),
+                match meta.get(FORGET_BEFORE)? {
+                    Some(v) => u64::from_le_bytes(
+                        v.value()
+                            .try_into()
+                            .map_err(|_| corrupt("forget_before", "not 8 bytes"))?,
+                    ),
+                    None => 0,
+                },
+            ),
+            None => (None, 0),
         };
         Ok(Base {
             messages,
             heads,
-            remembered,
+            window,
             applied,
+            forget_before,
             _tx: tx,
         })
     }
@@ -189,18 +203,6 @@ impl Base {
         };
         Ok(table.get(conversation)?.map(|v| v.value()))
     }
-
-    fn remembered(&self, key: &DedupKey) -> Result<Option<RememberedAt>, Error> {
-        let Some(table) = &self.remembered else {
-            return Ok(None);
-        };
-        match table.get(key)? {
-            Some(v) => postcard::from_bytes(v.value())
-                .map(Some)
-                .map_err(|e| corrupt("remembered request", e)),
-            None => Ok(None),
-        }
-    }
 }
 
 fn optional<T>(r: Result<T, redb::TableError>) -> Result<Option<T>, Error> {
@@ -218,8 +220,21 @@ impl DiskStore {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
-        let base = Base::open(&db)?;
+        if request_window::needs_migration(&db.begin_read()?)? {
+            let mut tx = db.begin_write()?;
+            request_window::migrate(&tx)?;
+            tx.set_durability(Durability::Immediate)
+                .map_err(|e| corrupt("durability", e))?;
+            tx.set_quick_repair(true);
+            tx.commit()?;
+            tracing::info!(file = %path.display(), "request-id window moved to one table per generation");
+        }
+        let base = Base::open(&db, &Filters::new())?;
         let applied = base.applied.clone();
+        let fresh = Delta {
+            forget_before: base.forget_before,
+            ..Delta::default()
+        };
         let shared = Arc::new(Shared {
             db,
             layers: RwLock::new(Layers {
@@ -228,13 +243,7 @@ impl DiskStore {
             }),
             failure: Mutex::new(None),
         });
-        Ok((
-            DiskStore {
-                fresh: Delta::default(),
-                shared,
-            },
-            applied,
-        ))
+        Ok((DiskStore { fresh, shared }, applied))
     }
 
     /// The first read error met since opening, if any (see the module docs).
@@ -306,14 +315,13 @@ impl DiskStore {
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
         let mut heads: BTreeMap<ConversationId, MessageId> = BTreeMap::new();
+        let mut remembered = BTreeMap::new();
         let mut records = records.peekable();
         let mut last_id = 0;
         loop {
             let mut tx = db.begin_write()?;
             let last = {
                 let mut messages = tx.open_table(MESSAGES)?;
-                let mut remembered = tx.open_table(REMEMBERED)?;
-                let mut by_time = tx.open_table(REMEMBERED_BY_TIME)?;
                 let mut bytes = Vec::new();
                 for record in records.by_ref().take(BATCH) {
                     match record.map_err(|e| corrupt("snapshot record", e))? {
@@ -340,14 +348,13 @@ impl DiskStore {
                             messages.insert(id, bytes.as_slice())?;
                         }
                         Record::Remembered { key, entry } => {
-                            bytes.clear();
-                            bytes = postcard::to_extend(&entry, bytes)
-                                .map_err(|e| corrupt("encode", e))?;
-                            remembered.insert(key, bytes.as_slice())?;
-                            by_time.insert((entry.at, key), ())?;
+                            remembered.insert(key, entry);
                         }
                     }
                 }
+                // Records come in key order: each table is appended to.
+                request_window::write(&tx, &remembered, 0, None)?;
+                remembered.clear();
                 records.peek().is_none()
             };
             if last {
@@ -572,7 +579,7 @@ impl Store for DiskStore {
             .remembered(key)
             .or_else(|| sealed.as_ref().and_then(|d| d.remembered(key)))
             .or_else(|| {
-                base.remembered(key).unwrap_or_else(|e| {
+                base.window.get(key).unwrap_or_else(|e| {
                     self.failed(e);
                     None
                 })
@@ -604,10 +611,8 @@ impl Store for DiskStore {
                     ids.insert(item?.0.value());
                 }
             }
-            if let Some(t) = &base.remembered {
-                for item in t.iter()? {
-                    keys.insert(item?.0.value());
-                }
+            for item in base.window.entries(0) {
+                keys.insert(item?.0);
             }
             Ok(())
         };
@@ -646,7 +651,6 @@ impl View {
     /// Everything held at this checkpoint, in [`Record`] order.
     pub fn records(&self) -> impl Iterator<Item = Result<Record, Error>> + '_ {
         let messages = self.base.messages.as_ref().map(|t| t.iter());
-        let remembered = self.base.remembered.as_ref().map(|t| t.iter());
         let messages = messages.into_iter().flat_map(|r| {
             let (items, error) = split(r);
             items
@@ -672,20 +676,11 @@ impl View {
                 })
                 .chain(error)
         });
-        let remembered = remembered.into_iter().flat_map(|r| {
-            let (items, error) = split(r);
-            items
-                .map(|item| {
-                    let (k, v) = item?;
-                    let entry = postcard::from_bytes(v.value())
-                        .map_err(|e| corrupt("remembered request", e))?;
-                    Ok(Record::Remembered {
-                        key: k.value(),
-                        entry,
-                    })
-                })
-                .chain(error)
-        });
+        let remembered = self
+            .base
+            .window
+            .entries(self.base.forget_before)
+            .map(|item| item.map(|(key, entry)| Record::Remembered { key, entry }));
         messages.chain(remembered)
     }
 }
@@ -708,12 +703,18 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    fn layers_base(&self) -> Arc<Base> {
+        let layers = self.shared.layers.read().unwrap_or_else(|e| e.into_inner());
+        layers.base.clone()
+    }
+
     /// Writes the sealed changes and `applied` (the applied-state blob that
     /// matches them) in one durable transaction, then lets readers see redb
     /// at that commit. Blocking. A checkpoint that fails leaves its changes
     /// sealed: they stay readable, but no later checkpoint can start, so the
     /// caller must stop the replica.
     pub fn run(self, applied: &[u8]) -> Result<(), Error> {
+        let mut filters = self.layers_base().window.filters();
         let mut tx = self.shared.db.begin_write()?;
         tx.set_durability(Durability::Immediate)
             .map_err(|e| corrupt("durability", e))?;
@@ -752,32 +753,19 @@ impl Checkpoint {
                         .map_or(0, |s| s.prev);
                 }
             }
-            let mut remembered = tx.open_table(REMEMBERED)?;
-            let mut by_time = tx.open_table(REMEMBERED_BY_TIME)?;
-            for (key, entry) in &d.remembered {
-                bytes.clear();
-                bytes = postcard::to_extend(entry, bytes).map_err(|e| corrupt("encode", e))?;
-                let old = remembered
-                    .insert(key, bytes.as_slice())?
-                    .map(|v| postcard::from_bytes::<RememberedAt>(v.value()).map(|e| e.at));
-                if let Some(Ok(at)) = old {
-                    by_time.remove((at, *key))?;
-                }
-                by_time.insert((entry.at, *key), ())?;
-            }
-            let expired: Vec<(u64, DedupKey)> = by_time
-                .range(..(d.forget_before, [0u8; 16]))?
-                .map(|item| item.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()?;
-            for (at, key) in expired {
-                by_time.remove((at, key))?;
-                remembered.remove(key)?;
-            }
+            drop((messages, heads));
+            request_window::write(&tx, &d.remembered, d.forget_before, Some(&mut filters))?;
             let mut meta = tx.open_table(META)?;
             meta.insert(APPLIED, applied)?;
+            meta.insert(FORGET_BEFORE, d.forget_before.to_le_bytes().as_slice())?;
         }
         tx.commit()?;
-        let base = Arc::new(Base::open(&self.shared.db)?);
+        let base = Base::open(&self.shared.db, &filters)?;
+        tracing::debug!(
+            filter_bytes = base.window.filter_bytes(),
+            "request-id window filters"
+        );
+        let base = Arc::new(base);
         let mut layers = self
             .shared
             .layers
@@ -858,9 +846,11 @@ mod tests {
                 };
                 disk.put_message(conversation, id, msg(id));
                 mem.put_message(conversation, id, msg(id));
+                // Keys come back (re-remembered); seven seconds of state
+                // time per id spread the window over many generations.
                 let key = [(id % 50) as u8; 16];
-                disk.remember(key, entry(id));
-                mem.remember(key, entry(id));
+                disk.remember(key, entry(id * 7_000));
+                mem.remember(key, entry(id * 7_000));
             }
             for victim in [id - 3, id.saturating_sub(25), 7] {
                 if let Some(c) = mem.home(victim) {
@@ -872,8 +862,8 @@ mod tests {
                 disk.remove_conversation(2);
                 mem.remove_conversation(2);
             }
-            disk.forget_before(id.saturating_sub(30));
-            mem.forget_before(id.saturating_sub(30));
+            disk.forget_before(id.saturating_sub(30) * 7_000);
+            mem.forget_before(id.saturating_sub(30) * 7_000);
             check(&disk, &mem);
             if round % 2 == 1 {
                 assert!(disk.pending_bytes() > 20 * 96);
@@ -887,9 +877,99 @@ mod tests {
             }
         }
         disk.seal().unwrap().run(b"last").unwrap();
-        drop(disk);
+        let view = disk.view();
+        let viewed: Vec<Record> = view.records().map(Result::unwrap).collect();
+        assert_eq!(viewed, mem.records().collect::<Vec<_>>());
+        drop((view, disk));
         let (disk, applied) = DiskStore::open(&path).unwrap();
         assert_eq!(applied.as_deref(), Some(&b"last"[..]));
         check(&disk, &mem);
+    }
+
+    /// A store written by the first history-store release kept the whole
+    /// request-id window in one table and a time index: opening moves it.
+    #[test]
+    fn the_one_table_request_window_is_moved_at_open() {
+        use redb::TableHandle;
+        const OLD: TableDefinition<DedupKey, &[u8]> = TableDefinition::new("remembered");
+        const OLD_BY_TIME: TableDefinition<(u64, DedupKey), ()> =
+            TableDefinition::new("remembered_by_time");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let entries: Vec<(DedupKey, RememberedAt)> = (1..=300u64)
+            .map(|i| {
+                (
+                    [
+                        (i % 251) as u8,
+                        (i / 251) as u8,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        1,
+                    ],
+                    entry(i * 1_000),
+                )
+            })
+            .collect();
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut old = tx.open_table(OLD).unwrap();
+                let mut by_time = tx.open_table(OLD_BY_TIME).unwrap();
+                for (key, entry) in &entries {
+                    old.insert(key, postcard::to_allocvec(entry).unwrap().as_slice())
+                        .unwrap();
+                    by_time.insert((entry.at, *key), ()).unwrap();
+                }
+                tx.open_table(META)
+                    .unwrap()
+                    .insert(APPLIED, &b"old"[..])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let (disk, applied) = DiskStore::open(&path).unwrap();
+        assert_eq!(applied.as_deref(), Some(&b"old"[..]));
+        for (key, entry) in &entries {
+            assert_eq!(disk.remembered(key).as_ref(), Some(entry));
+        }
+        let mut mem = MemoryStore::default();
+        for (key, entry) in entries {
+            mem.remember(key, entry);
+        }
+        assert!(disk.records().eq(mem.records()));
+        drop(disk);
+        let db = Database::open(&path).unwrap();
+        let names: Vec<String> = db
+            .begin_read()
+            .unwrap()
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "remembered" || n == "remembered_by_time"),
+            "{names:?}"
+        );
+        // 1 s to 300 s of state time.
+        let generations = 300_000 / request_window::GENERATION_MS + 1;
+        let tables = names
+            .iter()
+            .filter(|n| n.starts_with("remembered-"))
+            .count();
+        assert_eq!(tables as u64, generations, "{names:?}");
     }
 }

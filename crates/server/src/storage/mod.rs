@@ -65,9 +65,11 @@
 //!   the latest value only means re-applying fewer entries at start.
 //! * Checkpoint: one durable redb transaction holding the history's
 //!   changes since the last one and the applied state they belong to. One
-//!   runs when the changes waiting in RAM reach `CHECKPOINT_BYTES`, and
-//!   `build_snapshot` returns only after one, which is before openraft
-//!   purges the log its snapshot covers.
+//!   runs when the changes waiting in RAM reach the replica's threshold
+//!   (`checkpoint_bytes`, staggered by id around `CHECKPOINT_BYTES`).
+//!   `build_snapshot` returns the newest checkpoint openraft was not yet
+//!   told of, or writes one first: the log a snapshot covers, which
+//!   openraft may purge, is always in a durable checkpoint.
 //! * Install: the received snapshot is loaded into `state.redb.new`
 //!   (durable commit), renamed over `state.redb` and the directory fsynced
 //!   before `install_snapshot` returns.
@@ -96,6 +98,7 @@ mod meta_file;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod power_cut;
 pub mod raft_types;
+mod request_window;
 mod snapshot_body;
 mod snapshot_data;
 mod state_store;
@@ -197,7 +200,7 @@ pub async fn open(
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StorageOpenError::io("create dir", &dir, e))?;
             let log = LogStore::open(&dir, id)?;
-            let sm = StateStore::open(&dir, hub)?.gated_on(log.durability());
+            let sm = StateStore::open(&dir, id, hub)?.gated_on(log.durability());
             // Make the (possibly just created) directories themselves durable.
             meta_file::sync_dir(&dir).map_err(|e| StorageOpenError::io("fsync dir", &dir, e))?;
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -8,10 +8,10 @@
 //! *Disk mode* keeps it in a [`DiskStore`] (`DIR/state.redb`), which apply
 //! writes in RAM. A *checkpoint* writes those changes, with the rest of the
 //! applied state, to the file in one durable transaction on a blocking
-//! thread while apply goes on. One runs when the changes reach
-//! [`CHECKPOINT_BYTES`], and whenever openraft builds a snapshot: a
-//! snapshot *is* a checkpoint, durable before openraft may purge the log it
-//! covers. A restart opens the file at its last checkpoint and openraft
+//! thread while apply goes on. One runs when the changes reach the
+//! replica's [`checkpoint_bytes`]. A snapshot *is* a checkpoint, durable
+//! before openraft may purge the log it covers: building one returns the
+//! newest checkpoint, or writes one if openraft already knows that one. A restart opens the file at its last checkpoint and openraft
 //! re-applies the log after it, so its cost does not grow with the history.
 //! A follower that needs a snapshot is sent a dump of the newest checkpoint,
 //! written when streaming starts; a replica receiving one writes the chunks
@@ -41,7 +41,7 @@ use crate::state::command::CommandResult;
 use crate::state::ChatState;
 use crate::storage::events::EventHub;
 use crate::storage::raft_types::{
-    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Entry, LogId, NodeId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 
 /// The history store's file in the storage directory.
@@ -54,9 +54,19 @@ const OLD_SNAPSHOT_DIR: &str = "snapshots";
 const DUMP_PREFIX: &str = "snapshot-dump-";
 
 /// Changes (roughly, in bytes) that wait in RAM before a checkpoint writes
-/// them. Bounds both the replica's RAM and the log a restart re-applies;
-/// twice this, apply waits for the running checkpoint.
+/// them, on average over replicas (see [`checkpoint_bytes`]). Bounds both
+/// the replica's RAM and the log a restart re-applies; at twice a replica's
+/// threshold, apply waits for the running checkpoint.
 pub const CHECKPOINT_BYTES: usize = 32 << 20;
+
+/// Replica `id`'s checkpoint threshold: 83 % to 117 % of
+/// [`CHECKPOINT_BYTES`] by id. Replicas apply the same entries, so with
+/// one threshold all five wrote their checkpoints at once, and on a shared
+/// disk the burst held every follower's log flush (and so every commit)
+/// long enough for an election.
+pub fn checkpoint_bytes(id: NodeId) -> usize {
+    CHECKPOINT_BYTES / 12 * (10 + (id % 5) as usize)
+}
 
 /// Everything applied so far. Readers (the gRPC services) take the read lock
 /// briefly and never hold it across an `.await`.
@@ -120,6 +130,11 @@ struct Checkpoints {
     state: SharedState,
     /// The checkpoint being written, if any.
     running: tokio::sync::Mutex<Option<Written>>,
+    /// This replica's threshold ([`checkpoint_bytes`]).
+    threshold: usize,
+    /// The newest snapshot openraft knows of (built, served or installed):
+    /// a checkpoint newer than it can serve as the next snapshot.
+    told: Mutex<Option<LogId>>,
     /// The writer thread's queue.
     writer: Mutex<std::sync::mpsc::Sender<Job>>,
     /// The newest dump's snapshot id and file, kept for every follower
@@ -165,13 +180,13 @@ impl Checkpoints {
                 "reading the history store failed: {failure}"
             )));
         }
-        if pending < CHECKPOINT_BYTES {
+        if pending < self.threshold {
             return Ok(());
         }
         let mut running = self.running.lock().await;
         if let Some(written) = running.as_mut() {
             match written.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) if pending < 2 * CHECKPOINT_BYTES => {
+                Err(oneshot::error::TryRecvError::Empty) if pending < 2 * self.threshold => {
                     return Ok(());
                 }
                 Err(oneshot::error::TryRecvError::Empty) => finish(&mut running).await?,
@@ -185,6 +200,33 @@ impl Checkpoints {
         }
         *running = Some(self.start()?.0);
         Ok(())
+    }
+
+    /// The state for a snapshot: the newest checkpoint if openraft has not
+    /// been told of it yet (it is durable, so the log it covers may go),
+    /// else a checkpoint written now. While changes flow, checkpoints come
+    /// more often than snapshots, so building one rarely writes anything:
+    /// all five replicas reach a snapshot at the same entry.
+    async fn for_snapshot(&self) -> Result<SnapshotMeta, StorageError> {
+        if let Some((_, meta)) = self.newest()? {
+            if self.tell(&meta) {
+                return Ok(meta);
+            }
+        }
+        let meta = self.now().await?;
+        self.tell(&meta);
+        Ok(meta)
+    }
+
+    /// Notes that openraft knows of the snapshot `meta`; whether it is
+    /// newer than any it knew.
+    fn tell(&self, meta: &SnapshotMeta) -> bool {
+        let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+        let newer = meta.last_log_id > *told;
+        if newer {
+            *told = meta.last_log_id;
+        }
+        newer
     }
 
     /// Writes everything applied so far, durably; returns the meta of the
@@ -221,14 +263,23 @@ impl Checkpoints {
         Ok((written, meta))
     }
 
-    /// The newest checkpoint as a snapshot; its body dumps it when read.
-    fn current_snapshot(self: &Arc<Self>) -> Result<Option<Snapshot>, StorageError> {
+    /// The newest checkpoint and its meta as a snapshot's.
+    fn newest(&self) -> Result<Option<(View, SnapshotMeta)>, StorageError> {
         let view = disk_store(&*read(&self.state)?)?.view();
         let Some(blob) = view.applied() else {
             return Ok(None);
         };
         let applied = Applied::decode(blob).map_err(|e| snapshot_read_err(None, e))?;
         let meta = snapshot_meta(applied.last_applied, applied.membership);
+        Ok(Some((view, meta)))
+    }
+
+    /// The newest checkpoint as a snapshot; its body dumps it when read.
+    fn current_snapshot(self: &Arc<Self>) -> Result<Option<Snapshot>, StorageError> {
+        let Some((view, meta)) = self.newest()? else {
+            return Ok(None);
+        };
+        self.tell(&meta);
         let (this, id) = (self.clone(), meta.snapshot_id.clone());
         let body = SnapshotBody::dump(Box::new(move || behind_raft(|| this.dump(&id, &view))));
         Ok(Some(Snapshot {
@@ -284,6 +335,7 @@ impl Checkpoints {
         })?;
         let chat = ChatState::from_core(&applied.core, Box::new(store))
             .map_err(|e| snapshot_read_err(Some(meta), format!("snapshot core: {e}")))?;
+        self.tell(meta);
         Ok(std::mem::replace(
             &mut *st,
             AppliedState {
@@ -430,7 +482,11 @@ impl StateStore {
 
     /// Opens (creating if missing) the history store in `dir` at its last
     /// checkpoint, and resets `hub` to its event seq.
-    pub fn open(dir: &Path, hub: Arc<EventHub>) -> Result<StateStore, StorageOpenError> {
+    pub fn open(
+        dir: &Path,
+        id: NodeId,
+        hub: Arc<EventHub>,
+    ) -> Result<StateStore, StorageOpenError> {
         refuse_old_snapshots(dir)?;
         remove_dumps(dir)?;
         let incoming = dir.join(INCOMING_FILE);
@@ -483,6 +539,8 @@ impl StateStore {
                 dir: dir.to_path_buf(),
                 state,
                 running: Default::default(),
+                threshold: checkpoint_bytes(id),
+                told: Mutex::new(None),
                 writer: Mutex::new(writer),
                 dump: Mutex::new(None),
             })),
@@ -532,7 +590,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let snapshot = match &self.mode {
             // openraft keeps only the meta of what this returns.
             Mode::Disk(checkpoints) => Snapshot {
-                meta: checkpoints.now().await?,
+                meta: checkpoints.for_snapshot().await?,
                 snapshot: Box::new(SnapshotBody::memory(Vec::new())),
             },
             Mode::Memory(current) => {
@@ -811,7 +869,7 @@ mod tests {
         let hub = EventHub::new(16);
         let all = history(300);
         let (meta, at_snapshot) = {
-            let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
+            let mut sm = StateStore::open(dir.path(), 1, hub.clone()).unwrap();
             assert!(sm.get_current_snapshot().await.unwrap().is_none());
             sm.apply(all[..200].to_vec()).await.unwrap();
             let at_snapshot = digest(&sm);
@@ -827,7 +885,7 @@ mod tests {
             assert_ne!(digest(&sm), at_snapshot);
             (meta, at_snapshot)
         };
-        let mut sm = StateStore::open(dir.path(), hub.clone()).unwrap();
+        let mut sm = StateStore::open(dir.path(), 1, hub.clone()).unwrap();
         assert_eq!(digest(&sm), at_snapshot, "reopens at the checkpoint");
         assert_eq!(sm.applied_state().await.unwrap().0, meta.last_log_id);
         // Replaying the log after it reaches the same state as before.
@@ -841,7 +899,7 @@ mod tests {
 
         let dir2 = tempfile::tempdir().unwrap();
         {
-            let mut follower = StateStore::open(dir2.path(), hub.clone()).unwrap();
+            let mut follower = StateStore::open(dir2.path(), 2, hub.clone()).unwrap();
             follower.apply(entries()).await.unwrap();
             let mut rx = follower.begin_receiving_snapshot().await.unwrap();
             tokio::io::AsyncWriteExt::write_all(&mut *rx, &data)
@@ -854,7 +912,7 @@ mod tests {
             let served = follower.get_current_snapshot().await.unwrap().unwrap();
             assert_eq!(served.meta, meta, "the installed snapshot is current");
         }
-        let follower = StateStore::open(dir2.path(), hub.clone()).unwrap();
+        let follower = StateStore::open(dir2.path(), 2, hub.clone()).unwrap();
         assert_eq!(digest(&follower), at_snapshot);
 
         let mut memory = StateStore::new_memory(hub);
@@ -890,7 +948,7 @@ mod tests {
             .join(OLD_SNAPSHOT_DIR)
             .join("snap-00000000000000000003.snap");
         fs::write(&old, b"RCSNAP01").unwrap();
-        let err = match StateStore::open(dir.path(), EventHub::new(16)) {
+        let err = match StateStore::open(dir.path(), 1, EventHub::new(16)) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("opened over an old snapshot"),
         };

@@ -68,8 +68,11 @@ use super::StorageOpenError;
 pub const MAX_RECORD_LEN: u64 = 256 * 1024 * 1024;
 
 pub const RECORD_HEADER_LEN: u64 = 16;
-/// Roll to a new segment once the current one reaches this size.
-pub const DEFAULT_SEGMENT_LIMIT: u64 = 64 << 20;
+/// Roll to a new segment once the current one reaches this size. A purge
+/// rewrites the partly purged segment on the writer thread, holding back
+/// appends meanwhile, and all replicas purge at about the same entry: at
+/// 64 MiB that stall reached 600 ms in a 1M-message fill (BENCHMARKS.md).
+pub const DEFAULT_SEGMENT_LIMIT: u64 = 16 << 20;
 /// Bytes of zeros the active segment keeps written ahead of its records.
 pub const PREALLOCATE: u64 = 1 << 20;
 /// The page cache writes a file back in pages of this size, in any order.
