@@ -354,14 +354,28 @@ async fn setup_users(cluster: &Cluster) -> anyhow::Result<ChatClient> {
     Ok(c)
 }
 
+/// The slowest sends kept by [`closed_loop`]: (latency, when it started
+/// after the first send), slowest first.
+type Slowest = Vec<(Duration, Duration)>;
+const SLOWEST_KEPT: usize = 3;
+
+/// Keeps `sample` in `slowest` if it is among the [`SLOWEST_KEPT`] slowest.
+fn keep_slowest(slowest: &mut Slowest, sample: (Duration, Duration)) {
+    if slowest.len() < SLOWEST_KEPT || sample.0 > slowest[SLOWEST_KEPT - 1].0 {
+        slowest.push(sample);
+        slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+        slowest.truncate(SLOWEST_KEPT);
+    }
+}
+
 /// `senders` closed-loop senders for `seconds`; returns (ok count, sorted
-/// latencies, errors, elapsed).
+/// latencies, errors, elapsed, the slowest sends and when they started).
 async fn closed_loop(
     cluster: &Cluster,
     senders: usize,
     seconds: u64,
     max_messages: usize,
-) -> anyhow::Result<(usize, Vec<Duration>, usize, Duration)> {
+) -> anyhow::Result<(usize, Vec<Duration>, usize, Duration, Slowest)> {
     let alice = setup_users(cluster).await?;
     let token = alice.token();
     // One connection per 16 senders spreads HTTP/2 streams.
@@ -385,16 +399,21 @@ async fn closed_loop(
             let target = Target::User("bob".into());
             let mut lat = Vec::new();
             let mut errors = 0usize;
+            let mut slowest = Slowest::new();
             while !stop.load(Ordering::Relaxed)
                 && sent.fetch_add(1, Ordering::Relaxed) < max_messages
             {
                 let t = Instant::now();
                 match c.send(&target, &body).await {
-                    Ok(_) => lat.push(t.elapsed()),
+                    Ok(_) => {
+                        let took = t.elapsed();
+                        lat.push(took);
+                        keep_slowest(&mut slowest, (took, t - started));
+                    }
                     Err(_) => errors += 1,
                 }
             }
-            (lat, errors)
+            (lat, errors, slowest)
         }));
     }
     // Stop at the time bound, or as soon as every sender is done (the
@@ -409,14 +428,16 @@ async fn closed_loop(
     };
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut slowest = Slowest::new();
     for result in results {
-        let (lat, e) = result?;
+        let (lat, e, slow) = result?;
         all.extend(lat);
         errors += e;
+        slow.into_iter().for_each(|s| keep_slowest(&mut slowest, s));
     }
     let elapsed = started.elapsed();
     all.sort();
-    Ok((all.len(), all, errors, elapsed))
+    Ok((all.len(), all, errors, elapsed, slowest))
 }
 
 async fn throughput(args: &Args, storage: bool) -> anyhow::Result<Vec<Value>> {
@@ -458,13 +479,14 @@ async fn throughput_level(
         storage,
         tls,
         extra_args: args.chatd_flags.clone(),
+        rust_log: chatd_log(),
         ..Options::default()
     });
     cluster.wait_leader(Duration::from_secs(30)).await;
     setup_users(&cluster).await?;
     let cpu0 = cluster_cpu(&cluster);
     let machine0 = machine_ticks();
-    let (ok, lat, errors, elapsed) =
+    let (ok, lat, errors, elapsed, _) =
         closed_loop(&cluster, senders, args.seconds, 10_000_000).await?;
     let cpu = cluster_cpu(&cluster) - cpu0;
     let (idle, steal) = idle_and_steal_pct(machine0, machine_ticks());
@@ -552,7 +574,7 @@ async fn failover(
 
 /// Writes `n` messages as fast as 64 senders can (bounded by 10 minutes).
 async fn fill(cluster: &Cluster, n: usize) -> anyhow::Result<(usize, Duration)> {
-    let (ok, _, _, elapsed) = closed_loop(cluster, 64, 600, n).await?;
+    let (ok, _, _, elapsed, _) = closed_loop(cluster, 64, 600, n).await?;
     Ok((ok, elapsed))
 }
 
@@ -567,6 +589,10 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
     let down = if leader == 5 { 4 } else { 5 };
     cluster.kill(down);
     let (written, _) = fill(&cluster, args.catchup).await?;
+    // A steady load meanwhile: 5 s of it before the restart, then until the
+    // replica has caught up; does catching up slow everyone else down?
+    let load = SteadyLoad::start(&setup_users(&cluster).await?, CATCHUP_LOAD_SENDERS);
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let leader_status = cluster
         .status(cluster.wait_leader(Duration::from_secs(30)).await, false)
         .await
@@ -586,13 +612,95 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed();
+    let (before, during, errors) = load.stop(started, started + took).await;
     println!(
         "catch-up storage={storage}: {written} messages written while down; restarted replica reached index {target} in {:.2} s",
         took.as_secs_f64()
     );
-    Ok(
-        json!({"storage": storage, "messages": written, "index": target, "seconds": took.as_secs_f64()}),
-    )
+    println!(
+        "catch-up storage={storage}: {CATCHUP_LOAD_SENDERS} senders meanwhile: p50 {:.2} / p99 {:.2} / longest {:.0} ms in the 5 s before, p50 {:.2} / p99 {:.2} / longest {:.0} ms while catching up ({errors} errors)",
+        pct(&before, 0.5),
+        pct(&before, 0.99),
+        pct(&before, 1.0),
+        pct(&during, 0.5),
+        pct(&during, 0.99),
+        pct(&during, 1.0),
+    );
+    Ok(json!({
+        "storage": storage,
+        "messages": written,
+        "index": target,
+        "seconds": took.as_secs_f64(),
+        "load_senders": CATCHUP_LOAD_SENDERS,
+        "load_p99_before_ms": pct(&before, 0.99),
+        "load_p99_during_ms": pct(&during, 0.99),
+        "load_longest_during_ms": pct(&during, 1.0),
+        "load_errors": errors,
+    }))
+}
+
+/// Senders of the steady load during a catch-up.
+const CATCHUP_LOAD_SENDERS: usize = 8;
+
+/// Closed-loop senders that note when each send started and how long it
+/// took, until stopped (or for at most 10 minutes).
+struct SteadyLoad {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<SenderRecord>>,
+}
+
+/// One steady sender's (start, latency) of each acknowledged send, and its
+/// error count.
+type SenderRecord = (Vec<(Instant, Duration)>, usize);
+
+impl SteadyLoad {
+    fn start(client: &ChatClient, senders: usize) -> SteadyLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..senders)
+            .map(|_| {
+                let (c, stop) = (client.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let (body, target) = ("y".repeat(BODY_BYTES), Target::User("bob".into()));
+                    let (mut samples, mut errors) = (Vec::new(), 0);
+                    let started = Instant::now();
+                    while !stop.load(Ordering::Relaxed)
+                        && started.elapsed() < Duration::from_secs(600)
+                    {
+                        let t = Instant::now();
+                        match c.send(&target, &body).await {
+                            Ok(_) => samples.push((t, t.elapsed())),
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    (samples, errors)
+                })
+            })
+            .collect();
+        SteadyLoad { stop, tasks }
+    }
+
+    /// Stops; the sorted latencies of sends started before `from`, and of
+    /// those started in `from..to`, and the error count.
+    async fn stop(self, from: Instant, to: Instant) -> (Vec<Duration>, Vec<Duration>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut before, mut during, mut errors) = (Vec::new(), Vec::new(), 0);
+        for task in self.tasks {
+            let Ok((samples, e)) = task.await else {
+                continue;
+            };
+            errors += e;
+            for (t, latency) in samples {
+                if t < from {
+                    before.push(latency);
+                } else if t < to {
+                    during.push(latency);
+                }
+            }
+        }
+        before.sort();
+        during.sort();
+        (before, during, errors)
+    }
 }
 
 /// Starts all five (stopped) replicas and times it to the first
@@ -717,7 +825,7 @@ async fn scale(args: &Args) -> anyhow::Result<Value> {
         })
     };
     // Bounded by the count and by an hour.
-    let (written, latencies, errors, fill_time) =
+    let (written, latencies, errors, fill_time, slowest) =
         closed_loop(&cluster, 64, 3600, args.messages).await?;
     done.store(true, Ordering::Relaxed);
     let peak_rss = sampler.await?;
@@ -757,6 +865,17 @@ async fn scale(args: &Args) -> anyhow::Result<Value> {
         disk as f64 / 5.0 / written.max(1) as f64,
     );
     println!("scale: storage of replica {leader} (the first leader): {breakdown}");
+    let slowest: Vec<String> = slowest
+        .iter()
+        .map(|(took, at)| {
+            format!(
+                "{:.0} ms at {:.1} s",
+                took.as_secs_f64() * 1000.0,
+                at.as_secs_f64()
+            )
+        })
+        .collect();
+    println!("scale: slowest sends: {}", slowest.join(", "));
     Ok(json!({
         "messages": written,
         "fill_seconds": fill_time.as_secs_f64(),

@@ -56,10 +56,11 @@
 //!   forgotten vote could let the replica vote twice in a term.
 //! * Truncate: complete (with fsyncs) before returning.
 //! * Purge: queued behind the writes before it, and not waited for
-//!   (openraft's core waits for `purge`, and rewriting part of a segment
-//!   took longer than an election timeout). The purged log id is made
-//!   durable *before* the records are removed; a purge lost in a crash
-//!   only leaves entries that the history store's checkpoint holds.
+//!   (openraft's core waits for `purge`). It deletes the segments holding
+//!   only purged entries; the segment it splits stays whole until a later
+//!   purge passes it. The purged log id is made durable *before* any
+//!   segment is deleted; a purge lost in a crash only leaves entries that
+//!   the history store's checkpoint holds.
 //! * Committed log id: written through the same ordered writer, after the
 //!   entries it refers to, coalesced to at most one write per ~20 ms. Losing
 //!   the latest value only means re-applying fewer entries at start.
@@ -86,9 +87,10 @@
 //!   history store, a log that does not start right after the purged id) is a hard
 //!   error naming the file and byte offset. Nothing is silently dropped.
 //! * Leftovers of interrupted operations are cleaned up: `*.tmp` files, and a
-//!   segment overlapped by its rewritten tail from an interrupted purge.
-//! * Log entries at or below the persisted purged id are dropped (finishing
-//!   an interrupted purge).
+//!   segment overlapped by its rewritten tail from an interrupted purge of
+//!   an earlier release, which rewrote the segment a purge split.
+//! * Log entries at or below the persisted purged id are skipped (those of
+//!   a split segment, or of an interrupted purge).
 
 mod disk_store;
 pub mod durability;

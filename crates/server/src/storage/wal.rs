@@ -32,11 +32,11 @@
 //! * `truncate_from` deletes later segments newest-first, fsyncs the directory,
 //!   then shortens the segment holding the cut and fsyncs it. Every crash
 //!   point leaves a gap-free prefix of the old log.
-//! * `purge_upto` deletes wholly purged segments oldest-first and *rewrites*
-//!   the partially purged one (new file named by its new first index, fsync,
-//!   rename, fsync dir, delete old, fsync dir), so no purged record survives
-//!   in any file. A crash between rename and delete leaves the old segment
-//!   overlapping the new one; recovery recognises and deletes it.
+//! * `purge_upto` deletes wholly purged segments oldest-first; a partly
+//!   purged one stays whole until a later purge passes it. (Earlier
+//!   releases rewrote that segment's live tail into a new file; a crash in
+//!   the middle left a `.tmp` file, or the old segment overlapping the new
+//!   one, and recovery still removes both.)
 //!
 //! # Recovery
 //!
@@ -56,11 +56,11 @@
 //! hard error naming the file and byte offset: data is never silently dropped.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::meta_file::{replace_file, sync_dir, with_path};
+use super::meta_file::{sync_dir, with_path};
 use super::StorageOpenError;
 
 /// Bytes before each payload: len, crc, index.
@@ -69,9 +69,8 @@ pub const MAX_RECORD_LEN: u64 = 256 * 1024 * 1024;
 
 pub const RECORD_HEADER_LEN: u64 = 16;
 /// Roll to a new segment once the current one reaches this size. A purge
-/// rewrites the partly purged segment on the writer thread, holding back
-/// appends meanwhile, and all replicas purge at about the same entry: at
-/// 64 MiB that stall reached 600 ms in a 1M-message fill (BENCHMARKS.md).
+/// deletes whole segments only, so up to one segment of purged entries
+/// stays on disk.
 pub const DEFAULT_SEGMENT_LIMIT: u64 = 16 << 20;
 /// Bytes of zeros the active segment keeps written ahead of its records.
 pub const PREALLOCATE: u64 = 1 << 20;
@@ -680,10 +679,25 @@ impl Wal {
         self.reopen_active()
     }
 
-    /// Removes every record with index `<= index` from disk, rewriting the
-    /// segment that is only partly purged.
+    /// Forgets every record with index `<= index` by deleting the segments
+    /// that hold nothing else: [`detach_purged`](Self::detach_purged), then
+    /// [`delete_segments`].
     pub fn purge_upto(&mut self, index: u64) -> io::Result<()> {
-        let mut removed = false;
+        let detached = self.detach_purged(index)?;
+        delete_segments(&self.dir, &detached)
+    }
+
+    /// Takes the segments holding only records `<= index` out of the log,
+    /// oldest first, and returns their files for [`delete_segments`], which
+    /// may run on another thread: this log no longer touches them. A
+    /// segment holding both purged and live records stays whole until a
+    /// later purge passes it, and recovery hands out its purged records too
+    /// (the caller skips them). Rewriting its live tail instead held back
+    /// every append on the writer thread, on all replicas at once since
+    /// they purge at about the same entry: sends stalled for up to 600 ms
+    /// (BENCHMARKS.md).
+    pub fn detach_purged(&mut self, index: u64) -> io::Result<Vec<PathBuf>> {
+        let mut detached = Vec::new();
         while let Some(seg) = self.segments.first() {
             match seg.last() {
                 Some(l) if l > index => break,
@@ -692,54 +706,12 @@ impl Wal {
             if self.segments.len() == 1 {
                 self.active = None;
             }
-            fs::remove_file(&seg.path).map_err(|e| with_path("remove", &seg.path, e))?;
-            self.segments.remove(0);
-            removed = true;
+            detached.push(self.segments.remove(0).path);
         }
-        if removed {
-            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
+        if !detached.is_empty() {
+            self.reopen_active()?;
         }
-        let needs_rewrite = self.segments.first().is_some_and(|s| s.first <= index);
-        if needs_rewrite {
-            let is_active = self.segments.len() == 1;
-            if is_active {
-                self.active = None;
-            }
-            let seg = &mut self.segments[0];
-            let skip = seg.position(index + 1);
-            let (keep_from, base) = seg.offsets[skip];
-            let mut tail = Vec::with_capacity((seg.len - base) as usize);
-            {
-                let mut f = File::open(&seg.path).map_err(|e| with_path("open", &seg.path, e))?;
-                f.seek(SeekFrom::Start(base))
-                    .map_err(|e| with_path("seek", &seg.path, e))?;
-                f.take(seg.len - base)
-                    .read_to_end(&mut tail)
-                    .map_err(|e| with_path("read", &seg.path, e))?;
-            }
-            if tail.len() as u64 != seg.len - base {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{} is shorter than expected", seg.path.display()),
-                ));
-            }
-            let new_path = segment_path(&self.dir, keep_from);
-            let new_name = new_path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            replace_file(&self.dir, &new_name, &[&tail], true)?;
-            fs::remove_file(&seg.path).map_err(|e| with_path("remove", &seg.path, e))?;
-            sync_dir(&self.dir).map_err(|e| with_path("fsync dir", &self.dir, e))?;
-            seg.offsets = seg.offsets[skip..]
-                .iter()
-                .map(|(i, o)| (*i, o - base))
-                .collect();
-            seg.len -= base;
-            seg.first = keep_from;
-            seg.path = new_path;
-        }
-        self.reopen_active()
+        Ok(detached)
     }
 
     fn reopen_active(&mut self) -> io::Result<()> {
@@ -749,6 +721,24 @@ impl Wal {
         };
         Ok(())
     }
+}
+
+/// Deletes segment files that [`Wal::detach_purged`] returned, oldest
+/// first (a crash leaves the newer ones, still contiguous with the log),
+/// then fsyncs `dir`.
+pub fn delete_segments(dir: &Path, segments: &[PathBuf]) -> io::Result<()> {
+    if segments.is_empty() {
+        return Ok(());
+    }
+    for path in segments {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(with_path("remove", path, e))
+            }
+            _ => {}
+        }
+    }
+    sync_dir(dir).map_err(|e| with_path("fsync dir", dir, e))
 }
 
 #[cfg(test)]
@@ -857,25 +847,30 @@ mod tests {
     }
 
     #[test]
-    fn purge_rewrites_and_leaves_no_purged_bytes() {
+    fn purge_deletes_the_segments_it_passes_and_keeps_the_one_it_splits() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = open(dir.path(), 120).unwrap();
         for i in 1..=10 {
             wal.append(&recs(i..=i)).unwrap();
         }
-        // Index 5 sits in the middle of a segment.
-        wal.purge_upto(5).unwrap();
-        assert_eq!(wal.first_index(), Some(6));
-        for f in seg_files(dir.path()) {
-            let bytes = fs::read(&f).unwrap();
-            for i in 1..=5 {
+        let before = seg_files(dir.path()).len();
+        // Four records a segment: 1-4, 5-8, 9-10. Index 6 splits the second.
+        wal.purge_upto(6).unwrap();
+        let files = seg_files(dir.path());
+        assert!(files.len() < before);
+        let first = fs::read(&files[0]).unwrap();
+        assert!(contains(&first, &rec(6).1) && contains(&first, &rec(7).1));
+        for f in &files {
+            let bytes = fs::read(f).unwrap();
+            for i in 1..=4 {
                 assert!(!contains(&bytes, &rec(i).1), "record {i} still in {f:?}");
             }
         }
         wal.append(&recs(11..=11)).unwrap();
         drop(wal);
+        // The split segment's purged records come back; the log store skips them.
         let (mut wal, got) = open(dir.path(), 120).unwrap();
-        assert_eq!(got, recs(6..=11));
+        assert_eq!(got, recs(5..=11));
         // Purge past the end empties the log; any index may follow.
         wal.purge_upto(20).unwrap();
         assert!(seg_files(dir.path()).is_empty());
@@ -884,22 +879,27 @@ mod tests {
         assert_eq!(open(dir.path(), 120).unwrap().1, recs(21..=21));
     }
 
+    /// What an interrupted purge of an earlier release left: the segment's
+    /// rewritten tail under its new first index next to the original, and
+    /// an unfinished `.tmp`.
     #[test]
-    fn interrupted_purge_leftover_is_removed() {
+    fn an_interrupted_purge_rewrite_is_cleaned_up() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         wal.append(&recs(1..=5)).unwrap();
         drop(wal);
-        let old = dir.path().join("00000000000000000001.seg");
-        let saved = fs::read(&old).unwrap();
-        let (mut wal, _) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
-        wal.purge_upto(2).unwrap();
+        let tail = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(tail.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
+        wal.append(&recs(3..=5)).unwrap();
         drop(wal);
-        // Simulate a crash after the rename but before the old file was deleted.
-        fs::write(&old, saved).unwrap();
+        let rewritten = "00000000000000000003.seg";
+        fs::copy(tail.path().join(rewritten), dir.path().join(rewritten)).unwrap();
+        fs::write(dir.path().join("00000000000000000004.seg.tmp"), b"partial").unwrap();
+        let old = dir.path().join("00000000000000000001.seg");
         let (_, got) = open(dir.path(), DEFAULT_SEGMENT_LIMIT).unwrap();
         assert_eq!(got, recs(3..=5));
         assert!(!old.exists());
+        assert_eq!(seg_files(dir.path()), vec![dir.path().join(rewritten)]);
     }
 
     #[test]
