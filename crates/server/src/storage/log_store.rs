@@ -476,8 +476,8 @@ struct Writer {
 /// from the log (see [`Wal::detach_purged`]) are deleted after the purged
 /// id is durable, so a crash in between leaves entries that recovery skips
 /// and never a hole. Appends go on meanwhile: with the purge on the writer
-/// thread, its deletes and fsyncs, on five replicas at once, held a send
-/// for 190 ms (BENCHMARKS.md).
+/// thread, its deletes and fsyncs, on five replicas at once, held sends
+/// for up to 187 ms (BENCHMARKS.md, "History on disk").
 struct Purger {
     tx: Option<mpsc::Sender<PurgeJob>>,
     thread: Option<JoinHandle<()>>,

@@ -694,8 +694,8 @@ impl Wal {
     /// later purge passes it, and recovery hands out its purged records too
     /// (the caller skips them). Rewriting its live tail instead held back
     /// every append on the writer thread, on all replicas at once since
-    /// they purge at about the same entry: sends stalled for up to 600 ms
-    /// (BENCHMARKS.md).
+    /// they purge at about the same entry (BENCHMARKS.md, "History on
+    /// disk").
     pub fn detach_purged(&mut self, index: u64) -> io::Result<Vec<PathBuf>> {
         let mut detached = Vec::new();
         while let Some(seg) = self.segments.first() {
