@@ -47,7 +47,7 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
   --no-memory          skip the storage-off reference runs
   --json FILE          also write the results as JSON
   --keep DIR           copy the replicas' storage and logs to DIR at the end
-                       of the cold or scale part (stopped by SIGKILL)
+                       of the catch-up, cold or scale part (stopped by SIGKILL)
   -- CHATD_FLAGS       pass the rest to every chatd
 environment: CHATD_BIN another chatd binary; CHATD_LOG the replicas' RUST_LOG";
 
@@ -613,8 +613,13 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
     }
     let took = started.elapsed();
     let (before, during, errors) = load.stop(started, started + took).await;
+    // Another snapshot means the leader purged the log after the first one
+    // before the replica could fetch it.
+    let installs = std::fs::read_to_string(cluster.log_path(down))
+        .map(|log| log.matches("snapshot installed").count())
+        .unwrap_or(0);
     println!(
-        "catch-up storage={storage}: {written} messages written while down; restarted replica reached index {target} in {:.2} s",
+        "catch-up storage={storage}: {written} messages written while down; restarted replica reached index {target} in {:.2} s, installing {installs} snapshot(s)",
         took.as_secs_f64()
     );
     println!(
@@ -626,6 +631,12 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
         pct(&during, 0.99),
         pct(&during, 1.0),
     );
+    if let Some(keep) = &args.keep {
+        for id in 1..=5 {
+            cluster.kill(id);
+        }
+        keep_storage(&cluster, keep)?;
+    }
     Ok(json!({
         "storage": storage,
         "messages": written,
@@ -636,6 +647,7 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
         "load_p99_during_ms": pct(&during, 0.99),
         "load_longest_during_ms": pct(&during, 1.0),
         "load_errors": errors,
+        "snapshots_installed": installs,
     }))
 }
 

@@ -4,6 +4,8 @@
 mod common;
 
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
@@ -211,6 +213,76 @@ async fn lagging_replica_catches_up_through_a_snapshot() {
     let reader = cluster.client_on(down);
     reader.login("bob", "password-bob").await.unwrap();
     assert_eq!(bodies_with(&reader, "alice").await.len(), 2000);
+}
+
+/// A replica behind the purged log catches up with one snapshot while
+/// writes go on: the leader keeps the log after the snapshot it sent until
+/// the replica has fetched it. Snapshotting (and purging) past it during or
+/// right after the install sent a second snapshot, and with enough writes
+/// would never have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_replica_needs_one_snapshot_while_writes_go_on() {
+    // Small, so that a few entries written during the install would
+    // have been enough for the leader to snapshot past the replica.
+    const SNAPSHOT_EVERY: u64 = 30;
+    let mut cluster = Cluster::start(Options {
+        snapshot_every: Some(SNAPSHOT_EVERY),
+        ..options()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let down = if leader == 5 { 4 } else { 5 };
+    cluster.kill(down);
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let target = Target::User("bob".into());
+    send_concurrently(&alice, &target, 8, 1000).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (alice, target, stop) = (alice.clone(), target.clone(), stop.clone());
+            tokio::spawn(async move {
+                for i in 0..20_000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    alice.send(&target, &format!("w{i}")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.start_replica(down);
+    // Caught up: within a snapshot interval of the leader, writes going on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let leader = cluster.status(leader, false).await;
+        let restarted = cluster.status(down, false).await;
+        if let (Some(l), Some(r)) = (leader, restarted) {
+            if r.snapshot_index > 0 && r.applied_index + SNAPSHOT_EVERY >= l.applied_index {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica {down} did not catch up:\n{}",
+            cluster.logs_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let digest = cluster.wait_converged(Duration::from_secs(30)).await;
+    assert_eq!(cluster.status(down, true).await.unwrap().digest, digest);
+    let log = std::fs::read_to_string(cluster.log_path(down)).unwrap();
+    assert_eq!(
+        log.matches("snapshot installed").count(),
+        1,
+        "replica {down} installed more than one snapshot:\n{}",
+        cluster.logs_tail()
+    );
 }
 
 /// A torn log tail on a stopped replica is discarded on restart and the

@@ -65,7 +65,8 @@ pub struct ChatdArgs {
     #[arg(long, env = "CHATD_ELECTION_TIMEOUT_MS", default_value = "80-160", value_parser = parse_range)]
     pub election_timeout_ms: MillisRange,
 
-    /// Take a snapshot (and compact the log) every N applied entries.
+    /// Take a snapshot (and compact the log) every N applied entries; held
+    /// while a follower catches up from a snapshot this replica sent.
     #[arg(long, env = "CHATD_SNAPSHOT_EVERY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every: u64,
 

@@ -41,7 +41,7 @@ use crate::config::ChatdArgs;
 use crate::raft::consensus::{Consensus, Timeouts};
 use crate::raft::listener::Incoming;
 use crate::raft::network::{Network, Peers};
-use crate::raft::{incarnation, listener};
+use crate::raft::{incarnation, listener, snapshots};
 use crate::state::command::{Command, Proposal};
 use crate::storage;
 use crate::storage::events::{EventHub, DEFAULT_EVENT_CAPACITY};
@@ -93,13 +93,16 @@ pub async fn run(
         .context("cannot open storage (--server-storage)")?;
     let state = state_store.shared();
 
+    let kept = LOG_KEPT_AFTER_SNAPSHOT.min(args.snapshot_every);
     let config = Config {
         cluster_name: "raftchat".into(),
         heartbeat_interval: args.heartbeat_ms,
         election_timeout_min: args.election_timeout_ms.min,
         election_timeout_max: args.election_timeout_ms.max,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(args.snapshot_every),
-        max_in_snapshot_log_to_keep: LOG_KEPT_AFTER_SNAPSHOT.min(args.snapshot_every),
+        // Built by `snapshots::schedule` instead, which waits for snapshots
+        // being sent.
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: kept,
         install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
         ..Default::default()
@@ -108,13 +111,16 @@ pub async fn run(
     .context("invalid Raft timing (--heartbeat-ms / --election-timeout-ms)")?;
 
     let peers = Peers::new(args.replica_routes.0.clone(), tls.clone());
+    let snapshots_out = snapshots::Outgoing::default();
     let network = Network {
         peers: peers.clone(),
         durability: log_store.durability(),
+        snapshots_out: snapshots_out.clone(),
     };
     let raft = Raft::new(id, Arc::new(config), network, log_store, state_store)
         .await
         .context("cannot start Raft")?;
+    snapshots::schedule(raft.clone(), args.snapshot_every, kept, snapshots_out);
 
     let timeouts = Timeouts::for_election_timeout(args.election_timeout_ms.max);
     let consensus = Consensus::start(id, raft.clone(), peers.clone(), timeouts);

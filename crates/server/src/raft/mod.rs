@@ -2,8 +2,8 @@
 //! is made linearizable ([`consensus`]), the one replica-to-replica
 //! transport (framed Raft RPCs, forwarded proposals and read-index requests
 //! over mutual TLS: [`wire`], [`listener`], [`network`]), membership
-//! changes ([`membership`]) and which storage each replica runs on
-//! ([`incarnation`]).
+//! changes ([`membership`]), which storage each replica runs on
+//! ([`incarnation`]) and when a replica snapshots ([`snapshots`]).
 //!
 //! The openraft type configuration is [`crate::storage::raft_types`]: it
 //! names the storage's snapshot type, and storage implements openraft's
@@ -16,4 +16,5 @@ pub mod incarnation;
 pub mod listener;
 pub mod membership;
 pub mod network;
+pub mod snapshots;
 pub mod wire;

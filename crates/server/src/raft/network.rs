@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::raft::incarnation::Known;
+use crate::raft::snapshots;
 use crate::raft::wire::{self, Kind};
 use crate::state::command::{CommandResult, Proposal};
 use crate::storage::durability::Durability;
@@ -286,6 +287,8 @@ pub struct Network {
     pub peers: Arc<Peers>,
     /// Caps the commit index sent to followers at this replica's durable log.
     pub durability: Durability,
+    /// Snapshots being sent, which hold off this replica's next snapshot.
+    pub snapshots_out: snapshots::Outgoing,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -298,6 +301,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             advertised: node.addr.clone(),
             peers: self.peers.clone(),
             durability: self.durability.clone(),
+            snapshots_out: self.snapshots_out.clone(),
             conn: None,
         }
     }
@@ -312,6 +316,7 @@ pub struct PeerConnection {
     advertised: String,
     peers: Arc<Peers>,
     durability: Durability,
+    snapshots_out: snapshots::Outgoing,
     /// Open between calls; taken out during one, so a call cancelled midway
     /// (openraft's own timeout) drops it.
     conn: Option<wire::Conn>,
@@ -401,6 +406,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<openraft::raft::SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>>
     {
+        // From here until the peer answers that it installed the snapshot
+        // (or the send fails): the log after it must stay.
+        let _sending = self.snapshots_out.start(self.target);
         let probe = self
             .peers
             .hello(
