@@ -176,12 +176,19 @@ async fn explain_count(
     out + &cluster.logs_tail()
 }
 
-/// A replica down while 2,000 messages are written (snapshots every 200
-/// entries) catches up after restart through a snapshot; digests match.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lagging_replica_catches_up_through_a_snapshot() {
+/// A cluster with one replica down while alice sent bob 8 × `each`
+/// messages, with a snapshot every `snapshot_every` entries.
+struct Lagging {
+    cluster: Cluster,
+    leader: u64,
+    down: u64,
+    alice: raftchat_client::ChatClient,
+    target: Target,
+}
+
+async fn lagging(snapshot_every: u64, each: usize) -> Lagging {
     let mut cluster = Cluster::start(Options {
-        snapshot_every: Some(200),
+        snapshot_every: Some(snapshot_every),
         ..options()
     });
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
@@ -191,7 +198,23 @@ async fn lagging_replica_catches_up_through_a_snapshot() {
     let _bob = user(&cluster, "bob").await;
     let target = Target::User("bob".into());
     // Concurrent senders: the proposer batches them.
-    send_concurrently(&alice, &target, 8, 250).await;
+    send_concurrently(&alice, &target, 8, each).await;
+    Lagging {
+        cluster,
+        leader,
+        down,
+        alice,
+        target,
+    }
+}
+
+/// A replica down while 2,000 messages are written (snapshots every 200
+/// entries) catches up after restart through a snapshot; digests match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_replica_catches_up_through_a_snapshot() {
+    let Lagging {
+        mut cluster, down, ..
+    } = lagging(200, 250).await;
     // The log the down replica needs has been compacted away.
     let status = cluster.status(cluster.running()[0], false).await.unwrap();
     assert!(status.snapshot_index > 0, "no snapshot taken: {status:?}");
@@ -225,17 +248,13 @@ async fn lagging_replica_needs_one_snapshot_while_writes_go_on() {
     // Small, so that a few entries written during the install would
     // have been enough for the leader to snapshot past the replica.
     const SNAPSHOT_EVERY: u64 = 30;
-    let mut cluster = Cluster::start(Options {
-        snapshot_every: Some(SNAPSHOT_EVERY),
-        ..options()
-    });
-    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
-    let down = if leader == 5 { 4 } else { 5 };
-    cluster.kill(down);
-    let alice = user(&cluster, "alice").await;
-    let _bob = user(&cluster, "bob").await;
-    let target = Target::User("bob".into());
-    send_concurrently(&alice, &target, 8, 1000).await;
+    let Lagging {
+        mut cluster,
+        leader,
+        down,
+        alice,
+        target,
+    } = lagging(SNAPSHOT_EVERY, 1000).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
