@@ -54,13 +54,17 @@ fn net(app: &mut App, event: NetEvent) {
 
 /// The screen as text, one line per row, trailing blanks trimmed.
 fn screen(app: &App) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("test terminal");
+    screen_sized(app, WIDTH, HEIGHT)
+}
+
+fn screen_sized(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
     terminal.draw(|frame| draw(frame, app)).expect("draw");
     let buffer = terminal.backend().buffer();
     let mut out = String::new();
-    for y in 0..HEIGHT {
+    for y in 0..height {
         let mut line = String::new();
-        for x in 0..WIDTH {
+        for x in 0..width {
             line.push_str(buffer[(x, y)].symbol());
         }
         out.push_str(line.trim_end());
@@ -352,6 +356,36 @@ fn no_quorum_status() {
         },
     );
     insta::assert_snapshot!(screen(&app));
+}
+
+/// Wide (CJK) text and emoji sequences are wrapped by display width: a
+/// 1,000-character message in a 60-column message pane is on screen in
+/// full, in order, and no emoji loses a part.
+#[test]
+fn wide_text_and_emoji_are_shown_whole() {
+    const DIGITS: &str = "一二三四五六七八九十";
+    let long = DIGITS.repeat(100);
+    let emoji = "👍🏽 👨‍👩‍👧‍👦 🇯🇵";
+    let mut app = chat_app();
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: vec![
+                msg(5, 1, "bob", &long, T0 - 30_000),
+                msg(6, 1, "bob", emoji, T0 - 20_000),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    // The sidebar takes 28 columns.
+    let text = screen_sized(&app, 88, 70);
+    let shown: String = text.chars().filter(|c| DIGITS.contains(*c)).collect();
+    assert_eq!(shown, long, "{text}");
+    for e in emoji.split(' ') {
+        assert!(text.contains(e), "{e} not shown whole in:\n{text}");
+    }
 }
 
 #[test]

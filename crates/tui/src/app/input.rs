@@ -40,8 +40,9 @@ impl App {
 
     pub(super) fn on_paste(&mut self, text: &str) {
         let multi_line = self.overlay.is_none() && self.focus == Focus::Compose;
+        // Terminals (and tmux) send a pasted line break as CR, CRLF or LF.
         let text = if multi_line {
-            text.replace("\r\n", "\n")
+            text.replace("\r\n", "\n").replace('\r', "\n")
         } else {
             text.replace(['\r', '\n'], "")
         };

@@ -317,6 +317,20 @@ fn alt_enter_makes_a_new_line() {
 }
 
 #[test]
+fn a_pasted_text_keeps_its_line_breaks_whatever_the_terminal_sends() {
+    for (pasted, sent) in [
+        ("one\rtwo\rthree", "one\ntwo\nthree"),
+        ("one\r\ntwo", "one\ntwo"),
+        ("one\ntwo", "one\ntwo"),
+    ] {
+        let mut app = chatting();
+        app.update(AppEvent::Paste(pasted.into()));
+        let effects = press(&mut app, KeyCode::Enter);
+        assert_eq!(sends(&effects)[0].2, sent, "pasted {pasted:?}");
+    }
+}
+
+#[test]
 fn marks_never_move_backwards_and_echoes_are_not_duplicated() {
     let mut app = chatting();
     send(&mut app, "hi");

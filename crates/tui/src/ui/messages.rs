@@ -6,6 +6,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
 
 use super::pane_style;
 use crate::app::{App, Conversation, Delivery, Entry, Focus};
@@ -195,26 +197,37 @@ fn entry_lines(
     lines
 }
 
-/// Splits `text` into pieces of at most `width` characters, preferring
-/// to break at spaces.
+/// Columns a tab in a message body takes.
+const TAB_WIDTH: usize = 4;
+
+/// Splits `text` into pieces at most `width` terminal columns wide,
+/// preferring to break at spaces. Widths are display widths (a CJK
+/// character takes two columns) and a grapheme cluster is never split (an
+/// emoji with its skin tone, a family, a flag stay whole); one wider than
+/// `width` gets a piece of its own. Tabs become spaces.
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
+    let text = text.replace('\t', &" ".repeat(TAB_WIDTH));
     let mut out = Vec::new();
-    let mut current = String::new();
+    let (mut current, mut used) = (String::new(), 0);
     for word in text.split(' ') {
-        let word_len = word.chars().count();
-        let current_len = current.chars().count();
-        if current_len > 0 && current_len + 1 + word_len > width {
+        let word_width = word.width();
+        if used > 0 && used + 1 + word_width > width {
             out.push(std::mem::take(&mut current));
+            used = 0;
         }
-        if !current.is_empty() {
+        if used > 0 {
             current.push(' ');
+            used += 1;
         }
-        current.push_str(word);
-        while current.chars().count() > width {
-            let head: String = current.chars().take(width).collect();
-            current = current.chars().skip(width).collect();
-            out.push(head);
+        for grapheme in word.graphemes(true) {
+            let w = grapheme.width();
+            if used > 0 && used + w > width {
+                out.push(std::mem::take(&mut current));
+                used = 0;
+            }
+            current.push_str(grapheme);
+            used += w;
         }
     }
     out.push(current);
@@ -224,11 +237,40 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::wrap;
+    use unicode_width::UnicodeWidthStr;
 
     #[test]
     fn wraps_at_spaces_and_splits_long_words() {
         assert_eq!(wrap("hello world", 5), vec!["hello", "world"]);
         assert_eq!(wrap("abcdefgh", 3), vec!["abc", "def", "gh"]);
         assert_eq!(wrap("", 3), vec![""]);
+    }
+
+    #[test]
+    fn wraps_by_display_width_and_keeps_graphemes_whole() {
+        // Wide characters take two columns each.
+        let cjk = "日本語のテキストです";
+        let lines = wrap(cjk, 6);
+        assert_eq!(lines, vec!["日本語", "のテキ", "ストで", "す"]);
+        assert_eq!(lines.concat(), cjk);
+        // A 1,000-character message at 60 columns is all there.
+        let long = "漢".repeat(1000);
+        let lines = wrap(&long, 60);
+        assert_eq!(lines.concat(), long);
+        assert!(lines.iter().all(|l| l.width() <= 60));
+        // Emoji sequences stay whole.
+        let thumbs = "👍🏽";
+        let family = "👨‍👩‍👧‍👦";
+        let flag = "🇯🇵";
+        for emoji in [thumbs, family, flag] {
+            let text = format!("a{emoji}{emoji}");
+            let lines = wrap(&text, 3);
+            assert_eq!(lines.concat(), text);
+            assert!(lines.iter().any(|l| l.ends_with(emoji)), "{lines:?}");
+            assert!(lines.iter().all(|l| l.width() <= 3), "{lines:?}");
+        }
+        // Wider than the pane: alone on its line.
+        assert_eq!(wrap("a漢b", 1), vec!["a", "漢", "b"]);
+        assert_eq!(wrap("a\tb", 10), vec!["a    b"]);
     }
 }
