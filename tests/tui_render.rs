@@ -388,6 +388,21 @@ fn wide_text_and_emoji_are_shown_whole() {
     }
 }
 
+/// Near and over the size limit, the compose box says how many bytes.
+#[test]
+fn the_compose_box_counts_bytes_near_the_limit() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Char('i'));
+    app.update(AppEvent::Paste("x".repeat(3000)));
+    assert!(!screen(&app).contains("/4096 bytes"));
+    app.update(AppEvent::Paste("é".repeat(549)));
+    assert!(
+        screen(&app).contains("· 4098/4096 bytes"),
+        "{}",
+        screen(&app)
+    );
+}
+
 #[test]
 fn tiny_terminals_do_not_panic() {
     let mut apps = vec![new_app(None), chat_app()];

@@ -25,6 +25,9 @@ use crate::api::throttle::{throttle, Keys};
 use crate::raft::consensus::{now_ms, Consensus};
 use crate::state::command::*;
 use crate::state::{check_group_lookup_len, validate_group_name, validate_username};
+
+// Clients check the same limit before sending (`raftchat_proto::contract`).
+const _: () = assert!(MAX_BODY_BYTES == raftchat_proto::contract::MAX_BODY_BYTES);
 use crate::storage::events::EventHub;
 use crate::storage::SharedState;
 

@@ -1,11 +1,22 @@
 //! Composing and sending: the outbox, delivery marks, retries.
 
+use raftchat_proto::contract::MAX_BODY_BYTES;
+
 use super::*;
 
 impl App {
     pub(super) fn send_compose(&mut self) -> Vec<Effect> {
         let body = self.compose.lines().join("\n");
         if body.trim().is_empty() {
+            return Vec::new();
+        }
+        // The server would refuse it, and no retry could help: the text
+        // stays in the box to be shortened.
+        if body.len() > MAX_BODY_BYTES {
+            self.notify_error(format!(
+                "The message is {} bytes; the limit is {MAX_BODY_BYTES}. Shorten it and send again.",
+                body.len()
+            ));
             return Vec::new();
         }
         let Some(key) = self.conversations.open.clone() else {

@@ -331,6 +331,27 @@ fn a_pasted_text_keeps_its_line_breaks_whatever_the_terminal_sends() {
 }
 
 #[test]
+fn a_message_over_the_size_limit_stays_in_the_box() {
+    let mut app = chatting();
+    let long = "é".repeat(raftchat_proto::contract::MAX_BODY_BYTES / 2 + 1);
+    app.update(AppEvent::Paste(long.clone()));
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(sends(&effects).is_empty());
+    assert!(app.outbox.is_empty());
+    assert_eq!(app.compose.lines().join("\n"), long);
+    let notice = app.notice.as_ref().expect("a notice");
+    assert!(
+        notice.is_error && notice.text.contains("4098 bytes"),
+        "{}",
+        notice.text
+    );
+    // Shortened to the limit, it goes.
+    press(&mut app, KeyCode::Backspace);
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(sends(&effects).len(), 1);
+}
+
+#[test]
 fn marks_never_move_backwards_and_echoes_are_not_duplicated() {
     let mut app = chatting();
     send(&mut app, "hi");

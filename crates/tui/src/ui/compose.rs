@@ -6,6 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders};
 use ratatui::Frame;
 
+use raftchat_proto::contract::MAX_BODY_BYTES;
+
 use super::pane_style;
 use crate::app::{App, ConvKey, Focus, LinkState};
 use crate::model::ConversationKind;
@@ -37,6 +39,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         title.push(Span::styled(
             format!("· {} waiting to send ", app.outbox.len()),
             Style::default().fg(Color::Yellow),
+        ));
+    }
+    let lines = app.compose.lines();
+    let bytes = lines.iter().map(String::len).sum::<usize>() + lines.len().saturating_sub(1);
+    if bytes > MAX_BODY_BYTES * 3 / 4 {
+        let color = if bytes > MAX_BODY_BYTES {
+            Color::Red
+        } else {
+            Color::Yellow
+        };
+        title.push(Span::styled(
+            format!("· {bytes}/{MAX_BODY_BYTES} bytes "),
+            Style::default().fg(color),
         ));
     }
     if app.link_state() == LinkState::NoQuorum {
