@@ -97,6 +97,11 @@ impl App {
             if !existed {
                 effects.push(Effect::LoadConversations);
             }
+            // Until its history is loaded, nothing in it counts as read.
+            let real = ConvKey::Id(message.conversation_id);
+            if self.conversations.open.as_ref() == Some(&real) {
+                effects.extend(self.load_if_needed(&real));
+            }
         }
         if let Some(conv) = self.conversations.by_id_mut(message.conversation_id) {
             conv.log.commit_local(local_id, &message);

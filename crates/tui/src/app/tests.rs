@@ -781,6 +781,30 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
         entries(&app),
         vec![("hi bob".into(), Some(Delivery::Committed), false)]
     );
+    // The conversation is real now: its history is fetched, and bob's
+    // reply, on screen, is read (it stayed unread before).
+    assert!(effects.contains(&Effect::LoadHistory {
+        conversation_id: 9,
+        before: 0
+    }));
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(9, ConversationKind::Direct, "bob", 0, T0),
+            messages: vec![msg(3, 9, "alice", "hi bob")],
+            more: false,
+            before: 0,
+        },
+    );
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(4, 9, "bob", "hi alice")),
+    );
+    assert!(effects.contains(&Effect::MarkRead {
+        conversation_id: 9,
+        up_to: 4
+    }));
+    assert_eq!(app.conversations.total_unread(), 0);
 }
 
 #[test]
