@@ -1,5 +1,7 @@
 //! Keyboard, mouse and paste: from key events to actions on the state.
 
+use crossterm::event::{KeyCode, KeyModifiers};
+
 use super::*;
 
 impl App {
@@ -7,9 +9,15 @@ impl App {
         if let Some(action) = keys::resolve(&self.contexts(), &key) {
             return self.perform(action);
         }
-        // Unbound keys type into the focused text field, if any.
+        // Unbound keys type into the focused text field, if any. Its keys
+        // are readline's (Ctrl-A/E/W/K, Alt-B/F), but for Ctrl-U, which
+        // was undo.
         if let Some(field) = self.text_field_mut() {
-            field.input(key);
+            if key.code == KeyCode::Char('u') && key.modifiers == KeyModifiers::CONTROL {
+                field.delete_line_by_head();
+            } else {
+                field.input(key);
+            }
             if self.screen == Screen::SignIn {
                 self.sign_in.error = None;
             }

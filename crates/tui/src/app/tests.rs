@@ -331,6 +331,22 @@ fn a_pasted_text_keeps_its_line_breaks_whatever_the_terminal_sends() {
 }
 
 #[test]
+fn readline_keys_edit_the_compose_box() {
+    let mut app = chatting();
+    type_text(&mut app, "hello wide world");
+    press_mod(&mut app, KeyCode::Char('w'), KeyModifiers::CONTROL);
+    assert_eq!(app.compose.lines().join("\n"), "hello wide ");
+    press_mod(&mut app, KeyCode::Char('a'), KeyModifiers::CONTROL);
+    press_mod(&mut app, KeyCode::Char('k'), KeyModifiers::CONTROL);
+    assert_eq!(app.compose.lines().join("\n"), "");
+    type_text(&mut app, "keep this");
+    press_mod(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    type_text(&mut app, "but not this");
+    press_mod(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    assert_eq!(app.compose.lines().join("\n"), "keep this\n");
+}
+
+#[test]
 fn a_message_over_the_size_limit_stays_in_the_box() {
     let mut app = chatting();
     let long = "é".repeat(raftchat_proto::contract::MAX_BODY_BYTES / 2 + 1);
