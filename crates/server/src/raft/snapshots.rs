@@ -41,13 +41,15 @@ pub const CATCH_UP_WINDOW: Duration = Duration::from_secs(60);
 
 /// The snapshots this replica sends, by follower.
 #[derive(Clone, Default)]
-pub struct Outgoing(Arc<Mutex<BTreeMap<NodeId, Send>>>);
+pub struct Outgoing(Arc<Mutex<BTreeMap<NodeId, Transfers>>>);
 
+/// The snapshot transfers to one follower.
 #[derive(Default, Debug, Clone, Copy)]
-struct Send {
-    /// Sends under way (from the first chunk to the follower's answer that
-    /// it installed the snapshot).
+struct Transfers {
+    /// Under way: from the probe before the first chunk to the follower's
+    /// answer that it installed the snapshot.
     active: usize,
+    /// When the last one ended.
     ended: Option<Instant>,
 }
 
@@ -66,7 +68,7 @@ impl Outgoing {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<NodeId, Send>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<NodeId, Transfers>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -87,7 +89,7 @@ impl Drop for Sending {
 /// entries, so that a follower following closely does not hold anything).
 /// Followers that need nothing more are forgotten.
 fn holds(
-    sends: &mut BTreeMap<NodeId, Send>,
+    sends: &mut BTreeMap<NodeId, Transfers>,
     now: Instant,
     matched: impl Fn(NodeId) -> Option<u64>,
     applied: u64,
