@@ -252,3 +252,23 @@ async fn chatctl_escapes_server_text() {
     assert_eq!(shown.matches(FORGED).count(), 2, "{shown}");
     assert!(shown.contains("#\\u{202e}ops\\u{2066}x"), "{shown}");
 }
+
+/// `chatctl … | head`: a reader that goes away ends chatctl quietly and
+/// successfully, not with "cannot write to stdout: Broken pipe".
+#[test]
+fn a_closed_stdout_ends_chatctl_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(raftchat_testkit::bins::path("chatctl"))
+        .args(["certs", "init", "--replica-urls", "1=127.0.0.1:7001"])
+        .arg(dir.path().join("certs"))
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

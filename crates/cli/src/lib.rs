@@ -40,6 +40,7 @@ pub use table::Table;
 pub async fn run(cli: Cli) -> ExitCode {
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.chain().any(|e| e.is::<output::ReaderGone>()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("chatctl: {}", sanitize::escape_line(&format!("{err:#}")));
             ExitCode::FAILURE

@@ -1,13 +1,27 @@
 //! Where chatctl's results go: text or one JSON object per line on stdout,
-//! notices on stderr. Write errors (e.g. a closed pipe in `chatctl watch |
-//! head`) are returned instead of panicking like `println!` would.
+//! notices on stderr. Write errors are returned instead of panicking like
+//! `println!` would; a closed pipe (`chatctl watch | head`) ends the
+//! command quietly ([`ReaderGone`]).
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 use super::sanitize::{escape_line, escape_text, json_line};
+
+/// Whoever read stdout stopped (`chatctl history | head`): the command
+/// ends there, quietly and successfully, as with any Unix filter.
+#[derive(Debug)]
+pub struct ReaderGone;
+
+impl std::fmt::Display for ReaderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for ReaderGone {}
 
 /// The output mode chosen with `--json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +60,10 @@ impl Output {
                 }
             })
             .and_then(|()| stdout.flush())
-            .context("cannot write to stdout")
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::BrokenPipe => anyhow::Error::new(ReaderGone),
+                _ => anyhow::Error::new(e).context("cannot write to stdout"),
+            })
     }
 
     /// Prints one JSON object on one line, with no raw control or bidi
