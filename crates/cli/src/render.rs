@@ -126,13 +126,31 @@ pub fn event_line(event: &Event) -> String {
         ),
         Some(Kind::Membership(m)) => {
             let conversation = m.conversation.clone().unwrap_or_default();
-            format!(
-                "{} {} {} (conversation {})",
-                escape_line(&m.user),
-                escape_line(&m.change),
-                conversation_name(&conversation),
-                conversation.id
-            )
+            // A direct conversation's name is one peer's view of it; its
+            // members say who it is between.
+            let peer = conversation
+                .members
+                .iter()
+                .find(|member| **member != m.user);
+            match peer {
+                Some(peer)
+                    if conversation.kind() == ConversationKind::Direct && m.change == "created" =>
+                {
+                    format!(
+                        "{} started a direct conversation with {} (conversation {})",
+                        escape_line(&m.user),
+                        escape_line(peer),
+                        conversation.id
+                    )
+                }
+                _ => format!(
+                    "{} {} {} (conversation {})",
+                    escape_line(&m.user),
+                    escape_line(&m.change),
+                    conversation_name(&conversation),
+                    conversation.id
+                ),
+            }
         }
         Some(Kind::Presence(p)) if p.online => format!("{} is online", escape_line(&p.user)),
         Some(Kind::Presence(p)) => format!(
@@ -193,7 +211,7 @@ pub fn join_ids(ids: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raftchat_proto::{MessagesDeleted, PresenceChanged};
+    use raftchat_proto::{MembershipChanged, MessagesDeleted, PresenceChanged};
 
     fn message() -> Message {
         Message {
@@ -302,6 +320,32 @@ mod tests {
             })),
         };
         assert_eq!(event_line(&presence), "[1] bob\\nmallory is online");
+    }
+
+    #[test]
+    fn a_new_direct_conversation_names_both_people() {
+        let event = |name: &str| Event {
+            seq: 7,
+            kind: Some(Kind::Membership(MembershipChanged {
+                conversation: Some(Conversation {
+                    id: 3,
+                    kind: ConversationKind::Direct as i32,
+                    name: name.into(),
+                    members: vec!["alice".into(), "bob".into()],
+                    ..Default::default()
+                }),
+                user: "alice".into(),
+                change: "created".into(),
+            })),
+            ..Default::default()
+        };
+        // Whichever peer's view the name is.
+        for name in ["alice", "bob"] {
+            assert_eq!(
+                event_line(&event(name)),
+                "[7] alice started a direct conversation with bob (conversation 3)"
+            );
+        }
     }
 
     #[test]
