@@ -188,6 +188,9 @@ async fn chatctl_escapes_server_text() {
     assert_body_shown("read", &read);
     assert_eq!(read.matches(FORGED).count(), 2, "{read}");
     assert!(read.contains("END"), "{read}");
+    // Led by the conversation's name: the peer, or the (escaped) group.
+    assert!(read.contains("(alice) "), "{read}");
+    assert!(read.contains("(#\\u{202e}ops"), "{read}");
 
     // history of the direct and of the group conversation.
     let history = ok(

@@ -1,6 +1,8 @@
 //! Messaging commands: send, read, history, conversations, mark-read,
 //! delete-messages. Each runs inside a `--as USER` session.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde_json::json;
 
@@ -56,9 +58,27 @@ pub async fn read(
     if reply.messages.is_empty() {
         return out.text("no unread messages");
     }
+    // From several conversations: each message is led by its
+    // conversation's name (the peer, or #group), or its id if the list
+    // cannot be had.
+    let names: BTreeMap<u64, String> = if conversation_id == 0 {
+        match client.list_conversations().await {
+            Ok(list) => list
+                .conversations
+                .iter()
+                .map(|c| (c.id, conversation_name(c)))
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        }
+    } else {
+        BTreeMap::new()
+    };
     for message in &reply.messages {
         if conversation_id == 0 {
-            let lead = format!("(conversation {}) ", message.conversation_id);
+            let lead = match names.get(&message.conversation_id) {
+                Some(name) => format!("({name}) "),
+                None => format!("(conversation {}) ", message.conversation_id),
+            };
             out.text(&message_line_after(&lead, message))?;
         } else {
             out.text(&message_line(message))?;
