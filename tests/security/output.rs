@@ -183,6 +183,14 @@ async fn chatctl_escapes_server_text() {
     )
     .await;
 
+    // Acting for bob says how many are unread (on stderr).
+    let listed = run(servers, "bob", &["conversations", "--as", "bob"]).await;
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        stderr.starts_with("chatctl: bob has ") && stderr.contains(" unread messages"),
+        "{stderr}"
+    );
+
     // read: every unread message, each led by its conversation.
     let read = ok(servers, "bob", &["read", "--as", "bob"]).await;
     assert_body_shown("read", &read);

@@ -49,8 +49,9 @@ fn prompt_password(env_var: &str, prompt: &str) -> Result<String> {
         .with_context(|| format!("cannot read a password: set {env_var} or run in a terminal"))
 }
 
-/// Logs in as `user`, runs `body` with the password (some commands need it
-/// again), then logs out whatever happened. A failed logout after a
+/// Logs in as `user` (saying how many messages are unread, if any), runs
+/// `body` with the password (some commands need it again), then logs out
+/// whatever happened. A failed logout after a
 /// successful command is only a warning: the command's work is done and
 /// the session expires on its own.
 pub async fn as_user<F, Fut>(client: &ChatClient, user: &str, body: F) -> Result<()>
@@ -59,10 +60,19 @@ where
     Fut: Future<Output = Result<()>>,
 {
     let password = password(user)?;
-    client
+    let login = client
         .login(user, &password)
         .await
         .with_context(|| format!("cannot log in as '{user}'"))?;
+    // On stderr, like other notices: stdout stays the command's result.
+    if login.unread > 0 {
+        let plural = if login.unread == 1 { "" } else { "s" };
+        eprintln!(
+            "chatctl: {} has {} unread message{plural}",
+            escape_line(user),
+            login.unread
+        );
+    }
     let result = body(password).await;
     if client.is_logged_in() {
         if let Err(err) = client.logout().await {
