@@ -9,19 +9,35 @@ use ratatui::Frame;
 use crate::app::App;
 use crate::keys;
 
+/// The hints that fit, in the table's order; the way to the help overlay
+/// (which lists every key) is kept at the end whenever it is available.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let width = usize::from(area.width);
-    let mut used = 0;
-    let mut spans = Vec::new();
-    for binding in keys::hints(&app.contexts()) {
-        let keys = binding.keys_label();
-        let cost = keys.chars().count() + binding.description.chars().count() + 3;
-        if used + cost > width {
+    let cost =
+        |b: &keys::Binding| b.keys_label().chars().count() + b.description.chars().count() + 3;
+    let hints = keys::hints(&app.contexts());
+    let help = hints
+        .iter()
+        .copied()
+        .find(|b| b.action == keys::Action::ToggleHelp);
+    let mut used = help.map_or(0, cost);
+    let mut shown: Vec<&keys::Binding> = Vec::new();
+    for binding in hints
+        .iter()
+        .copied()
+        .filter(|b| !help.is_some_and(|h| std::ptr::eq(*b, h)))
+    {
+        if used + cost(binding) > width {
             break;
         }
-        used += cost;
+        used += cost(binding);
+        shown.push(binding);
+    }
+    shown.extend(help.filter(|h| cost(h) <= width));
+    let mut spans = Vec::new();
+    for binding in shown {
         spans.push(Span::styled(
-            keys,
+            binding.keys_label(),
             Style::default()
                 .fg(Color::Cyan)
                 .add_modifier(Modifier::BOLD),
