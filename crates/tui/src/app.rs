@@ -295,6 +295,11 @@ impl App {
         }
     }
 
+    /// The compose box's text as it would be sent.
+    pub fn compose_body(&self) -> String {
+        self.compose.lines().join("\n")
+    }
+
     pub fn link_state(&self) -> LinkState {
         self.connection.state(self.now_ms)
     }

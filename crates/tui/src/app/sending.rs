@@ -6,7 +6,7 @@ use super::*;
 
 impl App {
     pub(super) fn send_compose(&mut self) -> Vec<Effect> {
-        let body = self.compose.lines().join("\n");
+        let body = self.compose_body();
         if body.trim().is_empty() {
             return Vec::new();
         }

@@ -41,8 +41,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Style::default().fg(Color::Yellow),
         ));
     }
-    let lines = app.compose.lines();
-    let bytes = lines.iter().map(String::len).sum::<usize>() + lines.len().saturating_sub(1);
+    let bytes = app.compose_body().len();
     if bytes > MAX_BODY_BYTES * 3 / 4 {
         let color = if bytes > MAX_BODY_BYTES {
             Color::Red
