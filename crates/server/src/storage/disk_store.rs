@@ -891,9 +891,7 @@ mod tests {
     #[test]
     fn the_one_table_request_window_is_moved_at_open() {
         use redb::TableHandle;
-        const OLD: TableDefinition<DedupKey, &[u8]> = TableDefinition::new("remembered");
-        const OLD_BY_TIME: TableDefinition<(u64, DedupKey), ()> =
-            TableDefinition::new("remembered_by_time");
+        use request_window::{OLD_BY_TIME, OLD_REMEMBERED as OLD};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         let entries: Vec<(DedupKey, RememberedAt)> = (1..=300u64)

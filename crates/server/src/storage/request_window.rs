@@ -455,9 +455,10 @@ pub fn write(
 }
 
 /// The one-table layout of the first history-store release, read for
-/// [`migrate`].
-const OLD_REMEMBERED: TableDefinition<DedupKey, &[u8]> = TableDefinition::new("remembered");
-const OLD_BY_TIME: TableDefinition<(u64, DedupKey), ()> =
+/// [`migrate`] (and written by its test).
+pub(super) const OLD_REMEMBERED: TableDefinition<DedupKey, &[u8]> =
+    TableDefinition::new("remembered");
+pub(super) const OLD_BY_TIME: TableDefinition<(u64, DedupKey), ()> =
     TableDefinition::new("remembered_by_time");
 
 /// Moves a window stored in the one-table layout (see [`needs_migration`])
