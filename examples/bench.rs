@@ -696,6 +696,7 @@ impl SteadyLoad {
     async fn stop(self, from: Instant, to: Instant) -> (Vec<Duration>, Vec<Duration>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         let (mut before, mut during, mut errors) = (Vec::new(), Vec::new(), 0);
+        let mut seconds: Vec<Vec<Duration>> = Vec::new();
         for task in self.tasks {
             let Ok((samples, e)) = task.await else {
                 continue;
@@ -706,11 +707,27 @@ impl SteadyLoad {
                     before.push(latency);
                 } else if t < to {
                     during.push(latency);
+                    let s = (t - from).as_secs() as usize;
+                    if seconds.len() <= s {
+                        seconds.resize(s + 1, Vec::new());
+                    }
+                    seconds[s].push(latency);
                 }
             }
         }
         before.sort();
         during.sort();
+        let by_second: Vec<String> = seconds
+            .iter_mut()
+            .map(|s| {
+                s.sort();
+                format!("{}:{:.0}/{:.0}", s.len(), pct(s, 0.99), pct(s, 1.0))
+            })
+            .collect();
+        println!(
+            "per second from the restart (sends:p99/longest ms): {}",
+            by_second.join(" ")
+        );
         (before, during, errors)
     }
 }

@@ -259,3 +259,60 @@ async fn sigterm_stops_gracefully_with_exit_zero() {
     let log = std::fs::read_to_string(cluster.log_path(victim)).unwrap();
     assert!(log.contains("replica stopped"), "{log}");
 }
+
+/// Sockets on this machine whose local port is `port`, the listening one
+/// left out: the connections made to a replica, accepted or still queued.
+fn connections_to(port: u16) -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            // State 0A is LISTEN.
+            local_port == Some(port) && fields.get(3) != Some(&"0A")
+        })
+        .count()
+}
+
+/// A follower that stops answering (here SIGSTOP; in practice a snapshot
+/// load of several seconds) is not dialled anew at every heartbeat: the
+/// leader waits on its unanswered connection and redials at most every half
+/// second. Dialling every 25 ms left hundreds of connections (each a TLS
+/// handshake) open on a follower loading a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_follower_is_not_redialled_at_every_heartbeat() {
+    let cluster = Cluster::start(options());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let follower = (1..=5).find(|id| *id != leader).expect("a follower");
+    let port: u16 = cluster
+        .url(follower)
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the replica's url");
+    let before = connections_to(port);
+    cluster.pause(follower, true);
+    for i in 0..10 {
+        alice
+            .send(&Target::User("bob".into()), &format!("while frozen {i}"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = connections_to(port);
+    cluster.pause(follower, false);
+    // 3 s of 25 ms heartbeats: 120 dials at one per heartbeat, about 6 at
+    // one per half second.
+    assert!(
+        during <= before + 20,
+        "connections to frozen replica {follower}: {before} before, {during} after 3 s"
+    );
+    cluster.wait_converged(Duration::from_secs(20)).await;
+}

@@ -7,8 +7,11 @@
 //! and header work; a dedicated framed connection costs one write and one
 //! read. openraft makes one [`PeerConnection`] per replication stream,
 //! election or leadership check; each keeps its own connection, dropped on
-//! any error or timeout (so a late answer is never taken for the next
-//! call's). Idle connections go back to a small per-peer pool, which also
+//! any error. A call that outlives openraft's deadline keeps its connection
+//! waiting for the late answer, which the next call reads and discards
+//! before it sends its own (so a late answer is never taken for the next
+//! call's, and a busy peer is not dialled anew every heartbeat). Idle
+//! connections go back to a small per-peer pool, which also
 //! serves forwarded proposals and read-index requests, so a linearizable
 //! read does not dial every peer anew.
 //!
@@ -29,7 +32,9 @@
 //! uses to reach its peers.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +80,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Idle Raft connections kept per peer address.
 const IDLE_PER_PEER: usize = 16;
+
+/// How long a call's late answer is waited for before the connection is
+/// given up and the peer dialled anew. A follower loading a snapshot does
+/// not answer heartbeats for seconds; redialling it every 25 ms cost a TLS
+/// handshake on both sides each time and left hundreds of connections open
+/// on it. A peer whose connection died silently (a partition) is redialled
+/// this long after its last answer.
+const LATE_LIMIT: Duration = Duration::from_millis(500);
+
+/// One request and response on a connection, owning what it needs so that
+/// it can outlive the call that started it.
+type Exchange = Pin<Box<dyn Future<Output = io::Result<(wire::Conn, Vec<u8>)>> + Send>>;
 
 /// Channels and connections to peers, and when each last answered.
 #[derive(Default)]
@@ -297,12 +314,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
         PeerConnection {
             target,
-            url: self.peers.route(target, &node.addr).to_string(),
-            advertised: node.addr.clone(),
+            url: self.peers.route(target, &node.addr).into(),
+            advertised: node.addr.as_str().into(),
             peers: self.peers.clone(),
             durability: self.durability.clone(),
             snapshots_out: self.snapshots_out.clone(),
             conn: None,
+            late: None,
         }
     }
 }
@@ -311,15 +329,19 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerConnection {
     target: NodeId,
     /// The address dialled (the route, if one is given).
-    url: String,
+    url: Arc<str>,
     /// The membership address, whose host the peer's certificate names.
-    advertised: String,
+    advertised: Arc<str>,
     peers: Arc<Peers>,
     durability: Durability,
     snapshots_out: snapshots::Outgoing,
     /// Open between calls; taken out during one, so a call cancelled midway
     /// (openraft's own timeout) drops it.
     conn: Option<wire::Conn>,
+    /// The exchange of the last call, which timed out, and when it did (in a
+    /// `Mutex` only to make it `Sync`, as openraft asks; reached through
+    /// `&mut self`, it is never locked).
+    late: Option<(Mutex<Exchange>, Instant)>,
 }
 
 impl Drop for PeerConnection {
@@ -346,22 +368,48 @@ impl PeerConnection {
     {
         let frame =
             wire::encode_frame(kind, req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let conn = self.conn.take();
-        let url = self.url.as_str();
-        let exchange = self
-            .peers
-            .exchange(self.target, url, &self.advertised, conn, kind, &frame);
         let ttl = option.hard_ttl();
-        let (conn, payload) = match tokio::time::timeout(ttl, exchange).await {
+        let deadline = tokio::time::Instant::now() + ttl;
+        let timed_out = |what: String| {
+            let e = io::Error::new(io::ErrorKind::TimedOut, what);
+            RPCError::Network(NetworkError::new(&e))
+        };
+        let mut conn = self.conn.take();
+        if let Some((exchange, since)) = &mut self.late {
+            let left = LATE_LIMIT.saturating_sub(since.elapsed());
+            let exchange = exchange.get_mut().unwrap_or_else(|e| e.into_inner());
+            match tokio::time::timeout(left.min(ttl), exchange.as_mut()).await {
+                // The late answer is read and dropped; its connection is free.
+                Ok(answer) => {
+                    conn = answer.ok().map(|(conn, _)| conn);
+                    self.late = None;
+                }
+                Err(_) if left > ttl => {
+                    return Err(timed_out(format!(
+                        "{} has not answered an earlier call yet",
+                        self.url
+                    )));
+                }
+                Err(_) => self.late = None,
+            }
+        }
+        let peers = self.peers.clone();
+        let (target, url, advertised) = (self.target, self.url.clone(), self.advertised.clone());
+        let mut exchange: Exchange = Box::pin(async move {
+            peers
+                .exchange(target, &url, &advertised, conn, kind, &frame)
+                .await
+        });
+        let (conn, payload) = match tokio::time::timeout_at(deadline, exchange.as_mut()).await {
             Ok(Ok(answer)) => answer,
             // Connection refused / reset / closed: back off instead of spinning.
             Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(_) => {
-                let e = std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no {kind:?} answer from {url} in {ttl:?}"),
-                );
-                return Err(RPCError::Network(NetworkError::new(&e)));
+                self.late = Some((Mutex::new(exchange), Instant::now()));
+                return Err(timed_out(format!(
+                    "no {kind:?} answer from {} in {ttl:?}",
+                    self.url
+                )));
             }
         };
         self.peers.touch(self.target);
