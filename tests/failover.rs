@@ -316,3 +316,64 @@ async fn a_frozen_follower_is_not_redialled_at_every_heartbeat() {
     );
     cluster.wait_converged(Duration::from_secs(20)).await;
 }
+
+/// A follower restarted after missing writes rejoins without an election,
+/// while writes go on: openraft 0.9 has no pre-vote, and a restarted
+/// replica that campaigned before the leader's next heartbeat reached it
+/// raised the term and deposed a healthy leader (5 restarts in 10 did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_follower_that_missed_writes_keeps_the_term() {
+    let mut cluster = Cluster::start(options());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let target = Target::User("bob".into());
+    let term = cluster.status(leader, false).await.unwrap().term;
+    // A steady writer throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (alice, target, stop) = (alice.clone(), target.clone(), stop.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut slowest = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(120)
+            {
+                let t = Instant::now();
+                alice.send(&target, "steady").await.unwrap();
+                slowest = slowest.max(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            slowest
+        })
+    };
+    let followers: Vec<u64> = (1..=5).filter(|id| *id != leader).collect();
+    for round in 0..4 {
+        let down = followers[round % followers.len()];
+        cluster.kill(down);
+        common::send_concurrently(&alice, &target, 8, 60).await;
+        let target = cluster.status(leader, false).await.unwrap().applied_index;
+        cluster.start_replica(down);
+        let started = Instant::now();
+        while cluster
+            .status(down, false)
+            .await
+            .is_none_or(|s| s.applied_index < target)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: replica {down} did not catch up to {target}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let now = cluster.status(leader, false).await.unwrap();
+        assert_eq!(
+            (now.role.as_str(), now.term),
+            ("leader", term),
+            "round {round}: restarting replica {down} changed the term"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let slowest = writer.await.unwrap();
+    println!("slowest steady write: {slowest:?}");
+}

@@ -39,6 +39,7 @@ use crate::api::proto::cluster_server::ClusterServer;
 use crate::api::{health, metrics_http};
 use crate::config::ChatdArgs;
 use crate::raft::consensus::{Consensus, Timeouts};
+use crate::raft::elections::ElectionHold;
 use crate::raft::listener::Incoming;
 use crate::raft::network::{Network, Peers};
 use crate::raft::{incarnation, listener, snapshots};
@@ -121,6 +122,28 @@ pub async fn run(
         .await
         .context("cannot start Raft")?;
     snapshots::schedule(raft.clone(), args.snapshot_every, kept, snapshots_out);
+    // Before the first election timeout: a replica restarted into a running
+    // cluster must not depose its leader (`raft::elections`).
+    let elections = ElectionHold::start(raft.clone());
+    if !args.join {
+        // The stored membership (it may have changed since the flags).
+        let stored: BTreeMap<u64, String> = raft
+            .server_metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        let members = if stored.is_empty() {
+            args.members()
+        } else {
+            stored
+        };
+        if members.len() > 1 {
+            elections.after_restart(peers.clone(), id, members);
+        }
+    }
 
     let timeouts = Timeouts::for_election_timeout(args.election_timeout_ms.max);
     let consensus = Consensus::start(id, raft.clone(), peers.clone(), timeouts);
@@ -137,7 +160,7 @@ pub async fn run(
             consensus: consensus.clone(),
             state: state.clone(),
             raft_open: raft_open_rx,
-            snapshot_quiet: Default::default(),
+            elections,
         },
         tls.as_ref().map(|t| t.server.clone()),
         stop_rx.clone(),

@@ -41,6 +41,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::raft::consensus::Consensus;
+use crate::raft::elections::{ElectionHold, Hold};
 use crate::raft::incarnation::Known;
 use crate::raft::network::ForwardRequest;
 use crate::raft::wire::{self, Kind, Stream};
@@ -107,57 +108,16 @@ pub struct PeerSide {
     /// true: a replica first checks it may take part
     /// (`server::incarnation`) and bootstraps.
     pub raft_open: watch::Receiver<bool>,
-    pub snapshot_quiet: Arc<SnapshotQuiet>,
+    pub elections: Arc<ElectionHold>,
 }
 
-/// Holds this replica's elections while a leader streams it a snapshot.
-/// A replica more than a snapshot behind (restarted after a long outage)
-/// kept campaigning a few hundred milliseconds into each transfer; every
-/// campaign put the leader in a new term, which cancelled the transfer, so
-/// it never caught up (BENCHMARKS.md, "History on disk"). Elections resume
-/// [`QUIET_AFTER_CHUNK`] after the last chunk, or after the snapshot is
-/// installed.
-#[derive(Default)]
-pub struct SnapshotQuiet {
-    until: Mutex<Option<Instant>>,
-}
-
-/// How long a chunk holds elections; the last one (which installs) holds
-/// them for as long as the leader waits for its answer.
+/// How long a snapshot chunk holds elections (`raft::elections`); the last
+/// one (which installs) holds them for as long as the leader waits for its
+/// answer.
 const QUIET_AFTER_CHUNK: Duration = Duration::from_secs(5);
 const QUIET_WHILE_INSTALLING: Duration = Duration::from_secs(60);
 /// After the install, until the leader's appends resume.
 const QUIET_AFTER_INSTALL: Duration = Duration::from_secs(1);
-
-impl SnapshotQuiet {
-    /// Holds elections for `hold` from now (replacing an earlier hold).
-    fn hold(self: &Arc<Self>, raft: &crate::storage::raft_types::Raft, hold: Duration) {
-        let mut until = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        let started = until.is_none();
-        *until = Some(Instant::now() + hold);
-        if !started {
-            return;
-        }
-        raft.runtime_config().elect(false);
-        let (quiet, raft) = (self.clone(), raft.clone());
-        tokio::spawn(async move {
-            loop {
-                let deadline = {
-                    let mut until = quiet.until.lock().unwrap_or_else(|e| e.into_inner());
-                    match *until {
-                        Some(t) if t > Instant::now() => t,
-                        _ => {
-                            *until = None;
-                            raft.runtime_config().elect(true);
-                            return;
-                        }
-                    }
-                };
-                tokio::time::sleep_until(deadline.into()).await;
-            }
-        });
-    }
-}
 
 /// Everything the accept loop and the Raft connections share.
 struct Shared {
@@ -452,7 +412,9 @@ async fn dispatch(
         Kind::Append => {
             let rpc: AppendEntriesRequest<TypeConfig> = postcard::from_bytes(payload)?;
             check_frame(consensus, peer, &rpc.vote)?;
-            Ok(wire::encode_frame(kind, &raft.append_entries(rpc).await)?)
+            let answer = raft.append_entries(rpc).await;
+            side.elections.leader_heard();
+            Ok(wire::encode_frame(kind, &answer)?)
         }
         Kind::Vote => {
             let rpc: VoteRequest<NodeId> = postcard::from_bytes(payload)?;
@@ -463,9 +425,9 @@ async fn dispatch(
             let rpc: InstallSnapshotRequest<TypeConfig> = postcard::from_bytes(payload)?;
             check_frame(consensus, peer, &rpc.vote)?;
             let last = rpc.done;
-            let quiet = &side.snapshot_quiet;
-            quiet.hold(
-                raft,
+            let elections = &side.elections;
+            elections.hold(
+                Hold::Snapshot,
                 if last {
                     QUIET_WHILE_INSTALLING
                 } else {
@@ -474,7 +436,7 @@ async fn dispatch(
             );
             let answer = raft.install_snapshot(rpc).await;
             if last {
-                quiet.hold(raft, QUIET_AFTER_INSTALL);
+                elections.hold(Hold::Snapshot, QUIET_AFTER_INSTALL);
             }
             Ok(wire::encode_frame(kind, &answer)?)
         }
@@ -491,6 +453,11 @@ async fn dispatch(
                 kind,
                 &consensus.read_index_local().await,
             )?)
+        }
+        Kind::Lease => {
+            let () = postcard::from_bytes(payload)?;
+            let leads = consensus.is_leader() && consensus.check_quorum().is_ok();
+            Ok(wire::encode_frame(kind, &leads.then_some(consensus.id))?)
         }
         Kind::Hello => Err(Refused::NotReady),
     }

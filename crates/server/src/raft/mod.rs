@@ -3,7 +3,8 @@
 //! transport (framed Raft RPCs, forwarded proposals and read-index requests
 //! over mutual TLS: [`wire`], [`listener`], [`network`]), membership
 //! changes ([`membership`]), which storage each replica runs on
-//! ([`incarnation`]) and when a replica snapshots ([`snapshots`]).
+//! ([`incarnation`]), when a replica snapshots ([`snapshots`]) and when it
+//! holds its elections ([`elections`]).
 //!
 //! The openraft type configuration is [`crate::storage::raft_types`]: it
 //! names the storage's snapshot type, and storage implements openraft's
@@ -12,6 +13,7 @@
 //! [`crate::storage::durability`].
 
 pub mod consensus;
+pub mod elections;
 pub mod incarnation;
 pub mod listener;
 pub mod membership;

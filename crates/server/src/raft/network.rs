@@ -283,6 +283,17 @@ impl Peers {
         self.call(peer, url, Kind::Hello, &asker, timeout).await
     }
 
+    /// Asks `peer` (membership address `url`) whether it leads with a live
+    /// quorum: its id if it does.
+    pub async fn lease(
+        &self,
+        peer: NodeId,
+        url: &str,
+        timeout: Duration,
+    ) -> io::Result<Option<NodeId>> {
+        self.call(peer, url, Kind::Lease, &(), timeout).await
+    }
+
     /// Asks the leader `leader` (membership address `url`) for a
     /// linearizable read index.
     pub async fn read_index(

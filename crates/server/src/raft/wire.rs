@@ -126,6 +126,9 @@ pub enum Kind {
     /// A replica starting with empty storage asks what the cluster knows
     /// of it (`server::incarnation`).
     Hello = 6,
+    /// A restarted replica asks whether the peer leads with a live quorum
+    /// (`raft::elections`).
+    Lease = 7,
 }
 
 impl Kind {
@@ -137,6 +140,7 @@ impl Kind {
             4 => Some(Self::Forward),
             5 => Some(Self::ReadIndex),
             6 => Some(Self::Hello),
+            7 => Some(Self::Lease),
             _ => None,
         }
     }
@@ -147,7 +151,7 @@ impl Kind {
     /// client request (a message body is at most 4 KiB).
     pub fn max_len(self) -> usize {
         match self {
-            Kind::Vote | Kind::ReadIndex | Kind::Hello => 4 * 1024,
+            Kind::Vote | Kind::ReadIndex | Kind::Hello | Kind::Lease => 4 * 1024,
             Kind::Forward => 1024 * 1024,
             Kind::Snapshot => 4 * 1024 * 1024,
             Kind::Append => MAX_FRAME,
