@@ -40,14 +40,17 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
   --cold N             messages on disk before a cold restart (default 1000000)
   --cold-restarts N    times the cold restart is repeated (default 5)
   --messages N         the scale part: messages written by 64 senders (default 1000000)
-  --only PART          throughput|failover|catchup|cold|tls|scale (repeatable;
+  --restarts N         the restarts part: follower restarts (default 20), each
+                       after 1,000 writes it missed, 8 senders running
+  --only PART          throughput|failover|catchup|cold|restarts|tls|scale (repeatable;
                        default all but tls and scale)
   --tls-pairs N        the tls part: N pairs of runs per level, TLS on and off
                        in alternating order, same flags (default 3)
   --no-memory          skip the storage-off reference runs
   --json FILE          also write the results as JSON
   --keep DIR           copy the replicas' storage and logs to DIR at the end
-                       of the catch-up, cold or scale part (stopped by SIGKILL)
+                       of the catch-up, cold, restarts or scale part (stopped
+                       by SIGKILL)
   -- CHATD_FLAGS       pass the rest to every chatd
 environment: CHATD_BIN another chatd binary; CHATD_LOG the replicas' RUST_LOG";
 
@@ -58,6 +61,7 @@ struct Args {
     catchup: usize,
     cold: usize,
     cold_restarts: usize,
+    restarts: usize,
     messages: usize,
     only: Vec<String>,
     memory: bool,
@@ -80,6 +84,7 @@ fn parse_args() -> anyhow::Result<Args> {
         catchup: 100_000,
         cold: 1_000_000,
         cold_restarts: 5,
+        restarts: 20,
         messages: 1_000_000,
         only: Vec::new(),
         memory: true,
@@ -106,13 +111,14 @@ fn parse_args() -> anyhow::Result<Args> {
             "--catchup" => args.catchup = value()?.parse()?,
             "--cold" => args.cold = value()?.parse()?,
             "--cold-restarts" => args.cold_restarts = value()?.parse::<usize>()?.max(1),
+            "--restarts" => args.restarts = value()?.parse::<usize>()?.max(1),
             "--messages" => args.messages = value()?.parse::<usize>()?.max(1),
             "--only" => {
                 let part = value()?;
                 anyhow::ensure!(
-                    ["throughput", "failover", "catchup", "cold", "tls", "scale"]
+                    ["throughput", "failover", "catchup", "cold", "restarts", "tls", "scale"]
                         .contains(&part.as_str()),
-                    "--only {part}: expected throughput, failover, catchup, cold, tls or scale"
+                    "--only {part}: expected throughput, failover, catchup, cold, restarts, tls or scale"
                 );
                 args.only.push(part)
             }
@@ -612,7 +618,7 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed();
-    let (before, during, errors) = load.stop(started, started + took).await;
+    let (before, during, errors) = load.stop(started, started + took, true).await;
     // Another snapshot means the leader purged the log after the first one
     // before the replica could fetch it.
     let installs = std::fs::read_to_string(cluster.log_path(down))
@@ -648,6 +654,83 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
         "load_longest_during_ms": pct(&during, 1.0),
         "load_errors": errors,
         "snapshots_installed": installs,
+    }))
+}
+
+/// Writes a restarted follower missed, in the restarts part.
+const MISSED_PER_RESTART: usize = 1_000;
+
+/// Restarts of a follower into a running cluster (`--only restarts`): each
+/// round kills a follower (in turn), writes [`MISSED_PER_RESTART`] messages,
+/// restarts it and waits until it has caught up, while 8 steady senders
+/// run throughout. A restart should cost no election: the term must not
+/// change, and no steady send should stall.
+async fn follower_restarts(args: &Args) -> anyhow::Result<Value> {
+    let mut cluster = Cluster::start(Options {
+        extra_args: args.chatd_flags.clone(),
+        rust_log: chatd_log(),
+        ..Options::default()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+    let term_at = |s: Option<raftchat_proto::StatusReply>| s.map(|s| s.term).unwrap_or(0);
+    let first_term = term_at(cluster.status(leader, false).await);
+    let load = SteadyLoad::start(&setup_users(&cluster).await?, CATCHUP_LOAD_SENDERS);
+    let started = Instant::now();
+    let followers: Vec<u64> = (1..=5).filter(|id| *id != leader).collect();
+    let mut catch_ups = Vec::new();
+    for round in 0..args.restarts {
+        let down = followers[round % followers.len()];
+        cluster.kill(down);
+        fill(&cluster, MISSED_PER_RESTART).await?;
+        let target = cluster
+            .status(leader, false)
+            .await
+            .map(|s| s.applied_index)
+            .ok_or_else(|| anyhow::anyhow!("no status from leader {leader}"))?;
+        let restarted = Instant::now();
+        cluster.start_replica(down);
+        while cluster
+            .status(down, false)
+            .await
+            .is_none_or(|s| s.applied_index < target)
+        {
+            anyhow::ensure!(
+                restarted.elapsed() < Duration::from_secs(60),
+                "replica {down} did not catch up within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        catch_ups.push(restarted.elapsed());
+    }
+    let ended = Instant::now();
+    let (_, during, errors) = load.stop(started, ended, false).await;
+    let last = cluster.wait_leader(Duration::from_secs(30)).await;
+    let last_term = term_at(cluster.status(last, false).await);
+    if let Some(keep) = &args.keep {
+        for id in 1..=5 {
+            cluster.kill(id);
+        }
+        keep_storage(&cluster, keep)?;
+    }
+    catch_ups.sort();
+    let longest_catch_up = catch_ups.last().copied().unwrap_or_default();
+    println!(
+        "restarts: {} follower restarts, each after {MISSED_PER_RESTART} missed writes: term {first_term} -> {last_term} (leader {leader} -> {last}); caught up in median {:.2} s, longest {:.2} s; {CATCHUP_LOAD_SENDERS} senders meanwhile: p50 {:.2} / p99 {:.2} / longest {:.0} ms ({errors} errors)",
+        args.restarts,
+        catch_ups[catch_ups.len() / 2].as_secs_f64(),
+        longest_catch_up.as_secs_f64(),
+        pct(&during, 0.5),
+        pct(&during, 0.99),
+        pct(&during, 1.0),
+    );
+    Ok(json!({
+        "restarts": args.restarts,
+        "missed_each": MISSED_PER_RESTART,
+        "term_changes": last_term.saturating_sub(first_term),
+        "load_p99_ms": pct(&during, 0.99),
+        "load_longest_ms": pct(&during, 1.0),
+        "load_errors": errors,
+        "longest_catch_up_s": longest_catch_up.as_secs_f64(),
     }))
 }
 
@@ -692,8 +775,14 @@ impl SteadyLoad {
     }
 
     /// Stops; the sorted latencies of sends started before `from`, and of
-    /// those started in `from..to`, and the error count.
-    async fn stop(self, from: Instant, to: Instant) -> (Vec<Duration>, Vec<Duration>, usize) {
+    /// those started in `from..to`, and the error count. `per_second`
+    /// prints each second's p99 from `from`.
+    async fn stop(
+        self,
+        from: Instant,
+        to: Instant,
+        per_second: bool,
+    ) -> (Vec<Duration>, Vec<Duration>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         let (mut before, mut during, mut errors) = (Vec::new(), Vec::new(), 0);
         let mut seconds: Vec<Vec<Duration>> = Vec::new();
@@ -724,10 +813,12 @@ impl SteadyLoad {
                 format!("{}:{:.0}/{:.0}", s.len(), pct(s, 0.99), pct(s, 1.0))
             })
             .collect();
-        println!(
-            "per second from the restart (sends:p99/longest ms): {}",
-            by_second.join(" ")
-        );
+        if per_second {
+            println!(
+                "per second from the restart (sends:p99/longest ms): {}",
+                by_second.join(" ")
+            );
+        }
         (before, during, errors)
     }
 }
@@ -984,6 +1075,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.wants("cold") {
         out["cold_restart"] = cold_restart(&args).await?;
+    }
+    if args.wants("restarts") {
+        out["restarts"] = follower_restarts(&args).await?;
     }
     if args.wants("scale") {
         out["scale"] = scale(&args).await?;

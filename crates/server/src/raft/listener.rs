@@ -412,9 +412,7 @@ async fn dispatch(
         Kind::Append => {
             let rpc: AppendEntriesRequest<TypeConfig> = postcard::from_bytes(payload)?;
             check_frame(consensus, peer, &rpc.vote)?;
-            let answer = raft.append_entries(rpc).await;
-            side.elections.leader_heard();
-            Ok(wire::encode_frame(kind, &answer)?)
+            Ok(wire::encode_frame(kind, &raft.append_entries(rpc).await)?)
         }
         Kind::Vote => {
             let rpc: VoteRequest<NodeId> = postcard::from_bytes(payload)?;
