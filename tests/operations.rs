@@ -100,3 +100,80 @@ async fn health_follows_raft_and_metrics_are_served() {
         wait_health(&cluster, id, ServingStatus::NotServing).await;
     }
 }
+
+/// The value of an unlabelled metric in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// 3 of 5 killed, the leader among the survivors: the leader stays in
+/// office (openraft 0.9), yet every surface says the group has no quorum:
+/// `chatctl status` marks it and exits non-zero, health is NOT_SERVING on
+/// both survivors, `raftchat_raft_has_quorum` is 0 (the README's alert).
+/// One replica back: all of it turns around.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_majority_shows_everywhere() {
+    let mut cluster = Cluster::start(Options {
+        metrics: true,
+        ..options()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    for id in 1..=5 {
+        wait_health(&cluster, id, ServingStatus::Serving).await;
+    }
+    let before = get(&cluster.metrics_addr(leader).unwrap(), "/metrics");
+    assert_eq!(
+        metric(&before, "raftchat_raft_has_quorum"),
+        Some(1.0),
+        "{before}"
+    );
+    assert!(metric(&before, "raftchat_raft_elections_total").is_some_and(|n| n >= 1.0));
+
+    let survivor = (1..=5).find(|id| *id != leader).unwrap();
+    let killed: Vec<u64> = (1..=5)
+        .filter(|id| *id != leader && *id != survivor)
+        .collect();
+    for id in &killed {
+        cluster.kill(*id);
+    }
+    for id in [leader, survivor] {
+        wait_health(&cluster, id, ServingStatus::NotServing).await;
+    }
+    let status = chatctl_status(&cluster);
+    assert!(!status.status.success(), "{status:?}");
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(stdout.contains("(no quorum)"), "{stdout}");
+    assert!(
+        stderr.contains("no replica has a working quorum"),
+        "{stderr}"
+    );
+    for id in [leader, survivor] {
+        let text = get(&cluster.metrics_addr(id).unwrap(), "/metrics");
+        assert_eq!(
+            metric(&text, "raftchat_raft_has_quorum"),
+            Some(0.0),
+            "replica {id}"
+        );
+    }
+
+    cluster.start_replica(killed[0]);
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    for id in cluster.running() {
+        wait_health(&cluster, id, ServingStatus::Serving).await;
+    }
+    let status = chatctl_status(&cluster);
+    assert!(status.status.success(), "{status:?}");
+}
+
+/// `chatctl status` against every replica of `cluster`.
+fn chatctl_status(cluster: &Cluster) -> std::process::Output {
+    std::process::Command::new(raftchat_testkit::bins::path("chatctl"))
+        .envs(cluster.chatctl_env(false))
+        .arg("--servers")
+        .arg(cluster.urls().join(","))
+        .arg("status")
+        .output()
+        .expect("run chatctl")
+}

@@ -133,6 +133,7 @@ fn cluster(up: &[u64]) -> Vec<ReplicaReport> {
                     leader_url: "http://127.0.0.1:7002".into(),
                     commit_index: 120,
                     applied_index: 120 - i,
+                    has_quorum: Some(true),
                 })
             } else {
                 Err("no answer within 2 s".into())

@@ -16,8 +16,9 @@ use super::time::format_uptime;
 /// Digests are shown shortened to this many characters in the table.
 const SHORT_DIGEST: usize = 12;
 
-/// Queries every replica (with digests) and prints the result. Fails only
-/// when no replica answered.
+/// Queries every replica (with digests) and prints the result. Fails when
+/// no replica answered, or when none has a working quorum (writes and
+/// reads fail until a majority is back).
 pub async fn status(client: &ChatClient, out: Output) -> Result<()> {
     let statuses = client.cluster_status(true).await;
     if out.is_json() {
@@ -33,7 +34,31 @@ pub async fn status(client: &ChatClient, out: Output) -> Result<()> {
     if statuses.iter().all(|s| s.result.is_err()) {
         bail!("UNAVAILABLE: no replica answered");
     }
+    if no_quorum(&statuses) {
+        bail!(
+            "UNAVAILABLE: no replica has a working quorum: a majority of the replicas is down \
+             or cut off, and writes and reads fail until it is back"
+        );
+    }
     Ok(())
+}
+
+/// Whether the replicas that answered all say the group has no quorum
+/// (replicas too old to say are not counted).
+fn no_quorum(statuses: &[ServerStatus]) -> bool {
+    let said: Vec<bool> = statuses
+        .iter()
+        .filter_map(|s| s.result.as_ref().ok()?.has_quorum)
+        .collect();
+    !said.is_empty() && !said.contains(&true)
+}
+
+/// The role column: the Raft role, marked when the replica sees no quorum.
+fn role_label(reply: &raftchat_client::StatusReply) -> String {
+    match reply.has_quorum {
+        Some(false) => format!("{} (no quorum)", reply.role),
+        _ => reply.role.clone(),
+    }
 }
 
 /// The replica table: id, url, role, term, leader, commit, applied, digest.
@@ -50,7 +75,7 @@ pub fn status_table(statuses: &[ServerStatus]) -> String {
                 } else {
                     reply.url.clone()
                 },
-                reply.role.clone(),
+                role_label(reply),
                 reply.term.to_string(),
                 if reply.leader_id == 0 {
                     "-".to_string()
@@ -127,6 +152,7 @@ pub fn status_json(status: &ServerStatus) -> Value {
             "id": reply.id,
             "url": reply.url,
             "role": reply.role,
+            "has_quorum": reply.has_quorum,
             "term": reply.term,
             "leader_id": reply.leader_id,
             "leader_url": reply.leader_url,
@@ -213,6 +239,24 @@ mod tests {
             ]
         );
         assert!(footnotes(&[up(1, "leader", 5, "x"), up(2, "follower", 5, "x")]).is_empty());
+    }
+
+    #[test]
+    fn a_replica_without_quorum_is_marked_and_fails_the_command() {
+        let mut lonely = up(1, "leader", 57, "aaaa");
+        if let Ok(reply) = &mut lonely.result {
+            reply.has_quorum = Some(false);
+        }
+        let table = status_table(&[lonely.clone(), down(2)]);
+        assert!(table.contains("leader (no quorum)"), "{table}");
+        assert!(no_quorum(&[lonely.clone(), down(2)]));
+        let mut fine = up(2, "follower", 57, "aaaa");
+        if let Ok(reply) = &mut fine.result {
+            reply.has_quorum = Some(true);
+        }
+        assert!(!no_quorum(&[lonely, fine]));
+        // Replicas that do not say (older releases) are not judged.
+        assert!(!no_quorum(&[up(3, "leader", 5, "x")]));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Metrics {
     term: Gauge,
     leader_id: Gauge,
     leader_changes: Counter,
+    elections: Counter,
+    has_quorum: Gauge,
     commit_index: Gauge,
     applied_index: Gauge,
     last_log_index: Gauge,
@@ -45,6 +47,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     term: Gauge::default(),
     leader_id: Gauge::default(),
     leader_changes: Counter::default(),
+    elections: Counter::default(),
+    has_quorum: Gauge::default(),
     commit_index: Gauge::default(),
     applied_index: Gauge::default(),
     last_log_index: Gauge::default(),
@@ -117,6 +121,12 @@ pub fn observe_leader_change() {
     METRICS.leader_changes.inc();
 }
 
+/// Records `n` elections: the term rose by `n` (each campaign takes a
+/// term, whoever wins, the same leader included).
+pub fn observe_elections(n: u64) {
+    METRICS.elections.inc_by(n);
+}
+
 /// Raft's numbers at scrape time, read from openraft by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaftNumbers {
@@ -129,6 +139,8 @@ pub struct RaftNumbers {
     pub last_log: Option<u64>,
     pub snapshot: Option<u64>,
     pub voters: u64,
+    /// The group has a working quorum as far as this replica can tell.
+    pub has_quorum: bool,
 }
 
 /// The values of the `role` label of `raftchat_raft_role`.
@@ -161,6 +173,7 @@ pub fn render(raft: &RaftNumbers) -> String {
     me.last_log_index.set(gauge(raft.last_log));
     me.snapshot_index.set(gauge(raft.snapshot));
     me.voters.set(gauge(Some(raft.voters)));
+    me.has_quorum.set(i64::from(raft.has_quorum));
 
     let mut registry = Registry::with_prefix("raftchat");
     registry.register(
@@ -178,6 +191,16 @@ pub fn render(raft: &RaftNumbers) -> String {
         "raft_leader_changes",
         "Times this replica saw a different leader since it started",
         me.leader_changes.clone(),
+    );
+    registry.register(
+        "raft_elections",
+        "Elections this replica saw since it started: how far the term rose (a leader re-elected counts too)",
+        me.elections.clone(),
+    );
+    registry.register(
+        "raft_has_quorum",
+        "1 while the group has a working quorum as this replica sees it (a leader hearing from a majority, or a follower whose leader says it does)",
+        me.has_quorum.clone(),
     );
     registry.register(
         "raft_commit_index",

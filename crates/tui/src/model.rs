@@ -56,6 +56,20 @@ pub struct ReplicaStatus {
     pub leader_url: String,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// Whether the replica sees a working quorum; `None` from replicas too
+    /// old to say.
+    pub has_quorum: Option<bool>,
+}
+
+impl ReplicaStatus {
+    /// The role as the cluster panel shows it: marked when the replica sees
+    /// no quorum (a leader cut off from its majority still says "leader").
+    pub fn role_label(&self) -> String {
+        match self.has_quorum {
+            Some(false) => format!("{} (no quorum)", self.role),
+            _ => self.role.clone(),
+        }
+    }
 }
 
 /// One configured replica and its answer to a status query, or why it gave none.

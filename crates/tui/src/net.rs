@@ -441,6 +441,7 @@ fn replica_report(s: &ServerStatus) -> ReplicaReport {
                 leader_url: r.leader_url.clone(),
                 commit_index: r.commit_index,
                 applied_index: r.applied_index,
+                has_quorum: r.has_quorum,
             }),
     }
 }

@@ -126,6 +126,7 @@ impl Cluster for ClusterService {
             members,
             persistent: self.persistent,
             uptime_ms: self.started.elapsed().as_millis() as u64,
+            has_quorum: Some(consensus.has_quorum()),
         };
         Ok(Response::new(reply))
     }

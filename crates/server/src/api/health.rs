@@ -1,7 +1,8 @@
 //! The standard gRPC health service (`grpc.health.v1.Health`), kept in step
 //! with Raft: a replica reports SERVING only while it is a member of the
-//! cluster and knows a leader (and, when it is the leader, still hears from
-//! a majority). Load balancers and orchestrators can then route around a
+//! cluster, knows a leader and the group has a working quorum (a leader
+//! hears from a majority; a follower's leader says it does: `raft::quorum`).
+//! Load balancers and orchestrators can then route around a
 //! replica that is partitioned, still joining, or without quorum — its requests would fail with
 //! UNAVAILABLE anyway.
 
@@ -34,7 +35,7 @@ pub fn is_serving(consensus: &Consensus) -> bool {
     if !member || m.current_leader.is_none() {
         return false;
     }
-    !consensus.is_leader() || consensus.check_quorum().is_ok()
+    consensus.has_quorum()
 }
 
 /// Updates `reporter` for the whole server ("") and the Chat service until

@@ -55,6 +55,7 @@ fn raft_numbers(consensus: &Consensus) -> RaftNumbers {
         last_log: m.last_log_index,
         snapshot: m.snapshot.map(|l| l.index),
         voters: m.membership_config.membership().voter_ids().count() as u64,
+        has_quorum: consensus.has_quorum(),
     }
 }
 

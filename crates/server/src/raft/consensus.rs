@@ -15,6 +15,7 @@
 //! Neither ever hangs: the leader refuses at once when it has not heard from a
 //! majority recently, and everything else is bounded by [`Timeouts`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,6 +89,9 @@ pub struct Consensus {
     pub timeouts: Timeouts,
     proposals: mpsc::Sender<Pending>,
     read_floor: Arc<Mutex<ReadFloor>>,
+    /// On a follower: whether its leader last said it hears from a
+    /// majority (`raft::quorum` asks it).
+    leader_has_quorum: Arc<AtomicBool>,
 }
 
 /// The least read index this replica hands out while it leads `term`: its
@@ -121,6 +125,7 @@ impl Consensus {
             timeouts,
             proposals: tx,
             read_floor: Arc::default(),
+            leader_has_quorum: Arc::default(),
         }
     }
 
@@ -239,6 +244,22 @@ impl Consensus {
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Whether the group has a working quorum as far as this replica can
+    /// tell: a leader checks whom it heard from ([`Self::check_quorum`]); a
+    /// follower goes by its leader's last answer (`raft::quorum`).
+    pub fn has_quorum(&self) -> bool {
+        if self.is_leader() {
+            self.check_quorum().is_ok()
+        } else {
+            self.leader().is_some() && self.leader_has_quorum.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Records what the leader last said of its quorum.
+    pub fn set_leader_has_quorum(&self, has: bool) {
+        self.leader_has_quorum.store(has, Ordering::Relaxed);
     }
 
     /// Refuses at once when the leader has not heard from a majority of

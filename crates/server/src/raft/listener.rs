@@ -404,6 +404,12 @@ async fn dispatch(
             &known(side, peer.unwrap_or(asker)),
         )?);
     }
+    if kind == Kind::Lease {
+        // Asked at start-up too: a replica not yet in Raft leads nothing.
+        let () = postcard::from_bytes(payload)?;
+        let leads = consensus.is_leader() && consensus.check_quorum().is_ok();
+        return Ok(wire::encode_frame(kind, &leads.then_some(consensus.id))?);
+    }
     if !*side.raft_open.borrow() {
         return Err(Refused::NotReady);
     }
@@ -452,12 +458,7 @@ async fn dispatch(
                 &consensus.read_index_local().await,
             )?)
         }
-        Kind::Lease => {
-            let () = postcard::from_bytes(payload)?;
-            let leads = consensus.is_leader() && consensus.check_quorum().is_ok();
-            Ok(wire::encode_frame(kind, &leads.then_some(consensus.id))?)
-        }
-        Kind::Hello => Err(Refused::NotReady),
+        Kind::Hello | Kind::Lease => Err(Refused::NotReady),
     }
 }
 

@@ -4,7 +4,8 @@
 //! over mutual TLS: [`wire`], [`listener`], [`network`]), membership
 //! changes ([`membership`]), which storage each replica runs on
 //! ([`incarnation`]), when a replica snapshots ([`snapshots`]) and when it
-//! holds its elections ([`elections`]).
+//! holds its elections ([`elections`]), and whether the group has a
+//! working quorum ([`quorum`]).
 //!
 //! The openraft type configuration is [`crate::storage::raft_types`]: it
 //! names the storage's snapshot type, and storage implements openraft's
@@ -18,5 +19,6 @@ pub mod incarnation;
 pub mod listener;
 pub mod membership;
 pub mod network;
+pub mod quorum;
 pub mod snapshots;
 pub mod wire;

@@ -114,8 +114,14 @@ impl Connection {
             .collect();
         let majority = reports.len() / 2 + 1;
         let with_leader = reachable.iter().filter(|s| s.leader_id != 0).count();
-        let has_quorum =
-            !reports.is_empty() && reachable.len() >= majority && with_leader >= majority;
+        // The replicas know better than our view of them (a leader cut off
+        // from its majority still says "leader"); older ones do not say.
+        let said: Vec<bool> = reachable.iter().filter_map(|s| s.has_quorum).collect();
+        let has_quorum = if said.is_empty() {
+            !reports.is_empty() && reachable.len() >= majority && with_leader >= majority
+        } else {
+            said.contains(&true)
+        };
         self.quorum_lost = !has_quorum;
 
         let current = self.info.as_ref().map(|i| i.server.as_str());

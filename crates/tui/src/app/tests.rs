@@ -576,6 +576,7 @@ fn report(i: u64, up: bool, leader: u64) -> ReplicaReport {
                 leader_url: format!("http://127.0.0.1:700{leader}"),
                 commit_index: 20,
                 applied_index: 20,
+                has_quorum: None,
             })
         } else {
             Err("no answer within 2 s".into())
@@ -595,6 +596,40 @@ fn cluster_reports_decide_quorum_and_term() {
     assert_ne!(app.link_state(), LinkState::NoQuorum);
     assert_eq!(app.connection.term, Some(4));
     assert_eq!(app.connection.leader.as_ref().map(|l| l.0), Some(1));
+}
+
+#[test]
+fn replicas_that_say_they_have_no_quorum_are_believed() {
+    let mut app = signed_in();
+    // Two survivors of five, each still following leader 1, both saying
+    // the group has no quorum.
+    let survivors: Vec<_> = (1..=5)
+        .map(|i| {
+            let mut r = report(i, i <= 2, 1);
+            if let Ok(s) = &mut r.status {
+                s.has_quorum = Some(false);
+            }
+            r
+        })
+        .collect();
+    net(&mut app, NetEvent::Cluster(survivors.clone()));
+    assert_eq!(app.link_state(), LinkState::NoQuorum);
+    let Ok(leader) = &survivors[0].status else {
+        unreachable!()
+    };
+    assert_eq!(leader.role_label(), "leader (no quorum)");
+    // Two replicas this client reaches, in a group that has its quorum.
+    let reachable_two: Vec<_> = (1..=5)
+        .map(|i| {
+            let mut r = report(i, i <= 2, 1);
+            if let Ok(s) = &mut r.status {
+                s.has_quorum = Some(true);
+            }
+            r
+        })
+        .collect();
+    net(&mut app, NetEvent::Cluster(reachable_two));
+    assert_ne!(app.link_state(), LinkState::NoQuorum);
 }
 
 // ------------------------------------------------------------------ unread

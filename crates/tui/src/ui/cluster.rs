@@ -21,11 +21,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     .style(Style::default().add_modifier(Modifier::BOLD));
     let rows = app.cluster.iter().map(|report| match &report.status {
         Ok(s) => {
-            let role_style = match s.role.as_str() {
-                "leader" => Style::default()
+            let role_style = match (s.role.as_str(), s.has_quorum) {
+                (_, Some(false)) => Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                ("leader", _) => Style::default()
                     .fg(Color::Green)
                     .add_modifier(Modifier::BOLD),
-                "candidate" => Style::default().fg(Color::Yellow),
+                ("candidate", _) => Style::default().fg(Color::Yellow),
                 _ => Style::default(),
             };
             Row::new(vec![
@@ -35,7 +36,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 } else {
                     s.url.clone()
                 }),
-                Cell::from(s.role.clone()).style(role_style),
+                Cell::from(s.role_label()).style(role_style),
                 Cell::from(s.term.to_string()),
                 Cell::from(if s.leader_id == 0 {
                     "-".to_string()
@@ -58,10 +59,19 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             Cell::from(format!("no: {reason}")).style(Style::default().fg(Color::Red)),
         ]),
     });
+    // "follower (no quorum)" when a replica sees no quorum.
+    let role_width = app
+        .cluster
+        .iter()
+        .filter_map(|r| r.status.as_ref().ok())
+        .map(|s| s.role_label().len() as u16)
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let widths = [
         Constraint::Length(3),
         Constraint::Length(24),
-        Constraint::Length(10),
+        Constraint::Length(role_width),
         Constraint::Length(5),
         Constraint::Length(6),
         Constraint::Length(7),
