@@ -413,3 +413,60 @@ async fn presence_expires_when_the_replica_holding_it_dies() {
     );
     drop(stream);
 }
+
+/// A write retried after logging in again, with the same request id,
+/// applies once and answers with the original result: duplicates are
+/// detected per account, not per session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_logging_in_again_applies_once() {
+    use raftchat_proto::chat_client::ChatClient as RawChat;
+    use raftchat_proto::{send_message_request::To, SendMessageRequest};
+
+    let cluster = Cluster::start(options());
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let mut raw = RawChat::new(cluster.channel(leader));
+    let request_id = raftchat_client::new_request_id();
+    let send = |token: String| {
+        let mut request = tonic::Request::new(SendMessageRequest {
+            request_id: request_id.clone(),
+            to: Some(To::User("bob".into())),
+            body: "exactly once".into(),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii token"),
+        );
+        request
+    };
+    // A replica raises the state's rules once a leader is known; until
+    // then a new session would be a new scope (the first rules).
+    let raised = (0..100).any(|_| {
+        let found = (1..=5).any(|id| {
+            std::fs::read_to_string(cluster.log_path(id))
+                .is_ok_and(|log| log.contains("state machine rules raised"))
+        });
+        if !found {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        found
+    });
+    assert!(raised, "no replica raised the rules within 10 s");
+    let first = raw
+        .send_message(send(alice.token().unwrap()))
+        .await
+        .unwrap()
+        .into_inner();
+    alice.logout().await.unwrap();
+    alice.login("alice", "password-alice").await.unwrap();
+    let again = raw
+        .send_message(send(alice.token().unwrap()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+    let bodies = common::bodies_with(&alice, "bob").await;
+    assert_eq!(bodies, vec!["exactly once".to_string()]);
+}

@@ -3,7 +3,8 @@
 //! Presence is replicated state (so every replica lists the same online
 //! users), driven by this replica's housekeeping task:
 //! - at start it proposes `ReplicaStarted`, dropping whatever subscriptions a
-//!   previous run of this replica left behind;
+//!   previous run of this replica left behind, and `SetRules` if the state
+//!   applies older rules than this release's ([`crate::state::RULES`]);
 //! - it proposes `SubscriptionOpened` / `SubscriptionClosed` as streams come
 //!   and go (retrying until they commit, in order);
 //! - while it holds subscriptions it renews its lease every third of
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::raft::consensus::{now_ms, Consensus};
 use crate::state::command::{Command, Proposal, TokenHash, PRESENCE_LEASE_MS};
+use crate::state::RULES;
 use crate::storage::SharedState;
 
 enum Op {
@@ -87,6 +89,7 @@ async fn housekeeping(
 ) {
     let replica = consensus.id;
     let mut started = false;
+    let mut rules_set = false;
     let mut subs: BTreeMap<u64, Sub> = BTreeMap::new();
     // Closed subscriptions whose close has not committed yet.
     let mut closing: Vec<u64> = Vec::new();
@@ -126,6 +129,14 @@ async fn housekeeping(
             started = propose(Command::ReplicaStarted { replica }).await.is_ok();
             if !started {
                 continue;
+            }
+        }
+        if !rules_set {
+            let rules = state.read().unwrap_or_else(|e| e.into_inner()).chat.rules();
+            rules_set =
+                rules >= RULES || propose(Command::SetRules { version: RULES }).await.is_ok();
+            if rules_set && rules < RULES {
+                tracing::info!(from = rules, to = RULES, "state machine rules raised");
             }
         }
         for (id, sub) in subs.iter_mut().filter(|(_, s)| !s.opened) {

@@ -110,6 +110,10 @@ impl ChatState {
             }
             // Lease expiry already ran at the start of the batch.
             Command::Tick => Ok(Outcome::Done),
+            Command::SetRules { version } => {
+                self.rules = self.rules.max(*version);
+                Ok(Outcome::Done)
+            }
             Command::RecordIncarnation {
                 replica,
                 incarnation,

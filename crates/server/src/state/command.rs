@@ -163,6 +163,14 @@ pub enum Command {
         incarnation: Incarnation,
         replace: bool,
     },
+    /// Raises the state machine's rules to `version` (never lowers them):
+    /// behaviour that changed between releases changes at this entry, so
+    /// that every replica applies the log before it the old way and the
+    /// log after it the new way, whatever checkpoint it replays from. See
+    /// [`crate::state::RULES`].
+    SetRules {
+        version: u32,
+    },
 }
 
 /// A replica storage's random id.

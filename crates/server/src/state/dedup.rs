@@ -4,7 +4,12 @@
 //! applying twice.
 //!
 //! Keys are scoped by who asked (see [`Scope`]) so that two clients that happen
-//! to pick the same request id never see each other's results.
+//! to pick the same request id never see each other's results. Since rules
+//! [`crate::state::ACCOUNT_DEDUP`] a command acting through a session is
+//! scoped by the session's account, not by the session: a client that logs
+//! in again (an expired session, a password change, chat-tui's outbox
+//! after a restart) and retries with the same id gets the original result
+//! instead of a second message.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,6 +29,9 @@ pub enum Scope {
     Token(TokenHash),
     /// `CreateAccount`: the lowercase username.
     Name(String),
+    /// Commands acting through a session of this account (see
+    /// [`crate::state::ChatState`]'s `dedup_scope`).
+    Account(UserId),
 }
 
 impl Scope {
@@ -46,6 +54,7 @@ impl Scope {
             | Command::PresenceLease { .. }
             | Command::ReplicaStarted { .. }
             | Command::RecordIncarnation { .. }
+            | Command::SetRules { .. }
             | Command::Tick => Scope::Replica,
         }
     }
@@ -66,6 +75,10 @@ fn key(scope: &Scope, id: &str) -> DedupKey {
             h.update([2u8]);
             h.update((name.len() as u64).to_le_bytes());
             h.update(name.as_bytes());
+        }
+        Scope::Account(user) => {
+            h.update([3u8]);
+            h.update(user.to_le_bytes());
         }
     }
     h.update(id.as_bytes());

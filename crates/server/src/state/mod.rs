@@ -108,7 +108,24 @@ pub struct ChatState {
     pub(crate) history: [u8; 32],
     /// The storage each replica recorded it runs on (`RecordIncarnation`).
     pub(crate) replicas: std::collections::BTreeMap<u64, Incarnation>,
+    /// The rules this state applies the log by (`SetRules`; see [`RULES`]).
+    pub(crate) rules: u32,
 }
+
+/// The rules of this release's state machine. A replica proposes
+/// `SetRules { version: RULES }` at start when the state's are older; the
+/// entries before that one are applied by the older rules on every
+/// replica, including those replaying the log from an older checkpoint.
+/// All replicas must run a release that knows these rules (upgrade them
+/// all, as README says): one that does not cannot decode the entry.
+///
+/// - 0: the first rules.
+/// - 1 ([`ACCOUNT_DEDUP`]): request ids of commands acting through a
+///   session are remembered per account, not per session.
+pub const RULES: u32 = ACCOUNT_DEDUP;
+
+/// The rules from which request ids are remembered per account.
+pub const ACCOUNT_DEDUP: u32 = 1;
 
 /// The core in the order snapshots write it (see [`ChatState::encode_core`]).
 type CoreRef<'a> = (
@@ -151,7 +168,9 @@ impl std::fmt::Debug for ChatState {
 /// Equal when they hold the same core and the same records.
 impl PartialEq for ChatState {
     fn eq(&self, other: &Self) -> bool {
-        self.core_ref() == other.core_ref() && self.store.records().eq(other.store.records())
+        self.core_ref() == other.core_ref()
+            && self.rules == other.rules
+            && self.store.records().eq(other.store.records())
     }
 }
 
@@ -176,15 +195,25 @@ impl ChatState {
             store,
             history: [0; 32],
             replicas: Default::default(),
+            rules: 0,
         }
     }
 
     /// A state from a core written by [`encode_core`](Self::encode_core) and
     /// the store that was next to it.
     pub fn from_core(core: &[u8], store: Box<dyn Store>) -> Result<ChatState, postcard::Error> {
-        let (now_ms, event_seq, accounts, sessions, conversations, presence, history, replicas): Core =
-            postcard::from_bytes(core)?;
+        let (
+            (now_ms, event_seq, accounts, sessions, conversations, presence, history, replicas),
+            rest,
+        ): (Core, _) = postcard::take_from_bytes(core)?;
+        // Cores written before the rules were kept end here.
+        let rules = if rest.is_empty() {
+            0
+        } else {
+            postcard::from_bytes(rest)?
+        };
         Ok(ChatState {
+            rules,
             now_ms,
             event_seq,
             accounts,
@@ -200,7 +229,9 @@ impl ChatState {
     /// Everything but the store, for snapshots: bounded by users and
     /// conversations, not by history.
     pub fn encode_core(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_stdvec(&self.core_ref())
+        let core = postcard::to_stdvec(&self.core_ref())?;
+        // After the tuple, so that older cores still decode.
+        postcard::to_extend(&self.rules, core)
     }
 
     fn core_ref(&self) -> CoreRef<'_> {
@@ -285,7 +316,7 @@ impl ChatState {
         let Some(id) = &proposal.request_id else {
             return self.apply_command(out, &proposal.command);
         };
-        let scope = Scope::of(&proposal.command);
+        let scope = self.dedup_scope(&proposal.command);
         match dedup::lookup(&*self.store, &scope, id, self.now_ms) {
             Some(Remembered::Other(original)) => return *original,
             Some(Remembered::Sent {
@@ -321,7 +352,46 @@ impl ChatState {
         }
         let result = self.apply_command(out, &proposal.command);
         dedup::remember(&mut *self.store, &scope, id, self.now_ms, &result);
+        // A command that ends its own session is retried with that session,
+        // which no longer names an account: remember it under both.
+        if let (
+            Scope::Account(_),
+            Command::EndSession { session } | Command::DeleteAccount { session, .. },
+        ) = (&scope, &proposal.command)
+        {
+            dedup::remember(
+                &mut *self.store,
+                &Scope::Token(*session),
+                id,
+                self.now_ms,
+                &result,
+            );
+        }
         result
+    }
+
+    /// Whose request ids `command`'s id is among: by the rules since
+    /// [`ACCOUNT_DEDUP`], the account of a session that is valid now,
+    /// whichever of its sessions it uses; else [`Scope::of`].
+    fn dedup_scope(&self, command: &Command) -> Scope {
+        let scope = Scope::of(command);
+        match scope {
+            // A login's token is not a session yet.
+            Scope::Token(token)
+                if self.rules >= ACCOUNT_DEDUP
+                    && !matches!(command, Command::CreateSession { .. }) =>
+            {
+                self.sessions
+                    .check(&token, self.now_ms)
+                    .map_or(scope, Scope::Account)
+            }
+            scope => scope,
+        }
+    }
+
+    /// The rules this state applies the log by (see [`RULES`]).
+    pub fn rules(&self) -> u32 {
+        self.rules
     }
 
     /// A retried send's original result, rebuilt from the stored message;

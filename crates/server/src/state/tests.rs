@@ -1204,6 +1204,70 @@ fn dedup_returns_the_original_result_without_applying() {
 }
 
 #[test]
+fn dedup_follows_the_account_from_the_rules_that_say_so() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let send = |session| Command::Send {
+        session,
+        target: Target::User("b".into()),
+        body: "once".into(),
+    };
+    // The first rules: a new session is a new scope (kept for the log
+    // written before `SetRules`).
+    let old = h.with_id("r0", send(ta)).unwrap();
+    h.login("a", "a2");
+    assert_ne!(h.with_id("r0", send(tok("a2"))).unwrap(), old);
+
+    assert_eq!(h.s.rules(), 0);
+    h.ok(Command::SetRules { version: RULES });
+    h.ok(Command::SetRules { version: 0 });
+    assert_eq!(h.s.rules(), RULES, "rules never go down");
+
+    // Send, log out, log in again, retry with the same id: one message,
+    // the original result.
+    let first = h.with_id("r1", send(ta)).unwrap();
+    h.ok(Command::EndSession { session: ta });
+    h.login("a", "a3");
+    assert_eq!(h.with_id("r1", send(tok("a3"))).unwrap(), first);
+    // Another account's id "r1" is its own.
+    let (_, tb) = h.user("c");
+    assert_ne!(
+        h.with_id(
+            "r1",
+            Command::Send {
+                session: tb,
+                target: Target::User("b".into()),
+                body: "once".into(),
+            }
+        )
+        .unwrap(),
+        first
+    );
+    // A retried log-out, with the session it ended, gets its answer.
+    let out = h.with_id("r2", Command::EndSession { session: tok("a3") });
+    assert!(out.is_ok());
+    assert_eq!(
+        h.with_id("r2", Command::EndSession { session: tok("a3") }),
+        out
+    );
+    // The rules survive a snapshot.
+    assert_eq!(restored(&h.s).rules(), RULES);
+}
+
+#[test]
+fn a_core_written_before_the_rules_reads_as_the_first_rules() {
+    let mut h = H::new();
+    h.user("a");
+    let core = h.s.encode_core().unwrap();
+    // What releases before the rules wrote: the core without its last field.
+    let old = &core[..core.len() - postcard::to_stdvec(&h.s.rules()).unwrap().len()];
+    let s = ChatState::from_core(old, Box::new(store::MemoryStore::default())).unwrap();
+    assert_eq!(s.rules(), 0);
+    assert_eq!(s.encode_core().unwrap(), core);
+}
+
+#[test]
 fn dedup_window_edges_and_scopes() {
     let mut h = H::new();
     let (_, ta) = h.user("a");
