@@ -111,7 +111,10 @@ impl ChatState {
             // Lease expiry already ran at the start of the batch.
             Command::Tick => Ok(Outcome::Done),
             Command::SetRules { version } => {
-                self.rules = self.rules.max(*version);
+                if *version > self.rules {
+                    self.rules = *version;
+                    self.rules_since_ms = self.now_ms;
+                }
                 Ok(Outcome::Done)
             }
             Command::RecordIncarnation {

@@ -110,6 +110,9 @@ pub struct ChatState {
     pub(crate) replicas: std::collections::BTreeMap<u64, Incarnation>,
     /// The rules this state applies the log by (`SetRules`; see [`RULES`]).
     pub(crate) rules: u32,
+    /// State time when the rules last rose: request ids remembered by the
+    /// older rules are still looked up for a window after it.
+    pub(crate) rules_since_ms: u64,
 }
 
 /// The rules of this release's state machine. A replica proposes
@@ -169,7 +172,7 @@ impl std::fmt::Debug for ChatState {
 impl PartialEq for ChatState {
     fn eq(&self, other: &Self) -> bool {
         self.core_ref() == other.core_ref()
-            && self.rules == other.rules
+            && (self.rules, self.rules_since_ms) == (other.rules, other.rules_since_ms)
             && self.store.records().eq(other.store.records())
     }
 }
@@ -196,6 +199,7 @@ impl ChatState {
             history: [0; 32],
             replicas: Default::default(),
             rules: 0,
+            rules_since_ms: 0,
         }
     }
 
@@ -207,13 +211,14 @@ impl ChatState {
             rest,
         ): (Core, _) = postcard::take_from_bytes(core)?;
         // Cores written before the rules were kept end here.
-        let rules = if rest.is_empty() {
-            0
+        let (rules, rules_since_ms) = if rest.is_empty() {
+            (0, 0)
         } else {
             postcard::from_bytes(rest)?
         };
         Ok(ChatState {
             rules,
+            rules_since_ms,
             now_ms,
             event_seq,
             accounts,
@@ -231,7 +236,7 @@ impl ChatState {
     pub fn encode_core(&self) -> Result<Vec<u8>, postcard::Error> {
         let core = postcard::to_stdvec(&self.core_ref())?;
         // After the tuple, so that older cores still decode.
-        postcard::to_extend(&self.rules, core)
+        postcard::to_extend(&(self.rules, self.rules_since_ms), core)
     }
 
     fn core_ref(&self) -> CoreRef<'_> {
@@ -317,7 +322,7 @@ impl ChatState {
             return self.apply_command(out, &proposal.command);
         };
         let scope = self.dedup_scope(&proposal.command);
-        match dedup::lookup(&*self.store, &scope, id, self.now_ms) {
+        match self.dedup_lookup(&proposal.command, &scope, id) {
             Some(Remembered::Other(original)) => return *original,
             Some(Remembered::Sent {
                 id,
@@ -387,6 +392,21 @@ impl ChatState {
             }
             scope => scope,
         }
+    }
+
+    /// The result remembered for `id` in `scope`. A retry of a request first
+    /// applied before the rules scoped ids by account was remembered by its
+    /// session: within a window after the change, that is looked up too
+    /// (without it, a retry that straddled `SetRules` applied twice).
+    fn dedup_lookup(&self, command: &Command, scope: &Scope, id: &str) -> Option<Remembered> {
+        let now = self.now_ms;
+        dedup::lookup(&*self.store, scope, id, now).or_else(|| {
+            let straddles = matches!(scope, Scope::Account(_))
+                && now < self.rules_since_ms.saturating_add(DEDUP_WINDOW_MS);
+            straddles
+                .then(|| dedup::lookup(&*self.store, &Scope::of(command), id, now))
+                .flatten()
+        })
     }
 
     /// The rules this state applies the log by (see [`RULES`]).

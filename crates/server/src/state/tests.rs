@@ -1219,10 +1219,15 @@ fn dedup_follows_the_account_from_the_rules_that_say_so() {
     h.login("a", "a2");
     assert_ne!(h.with_id("r0", send(tok("a2"))).unwrap(), old);
 
+    // A request first applied by the first rules, retried (same session)
+    // after they changed, is still recognised.
+    let straddling = h.with_id("r-straddle", send(ta)).unwrap();
     assert_eq!(h.s.rules(), 0);
     h.ok(Command::SetRules { version: RULES });
     h.ok(Command::SetRules { version: 0 });
     assert_eq!(h.s.rules(), RULES, "rules never go down");
+    h.ts += 60_000;
+    assert_eq!(h.with_id("r-straddle", send(ta)).unwrap(), straddling);
 
     // Send, log out, log in again, retry with the same id: one message,
     // the original result.
@@ -1261,7 +1266,8 @@ fn a_core_written_before_the_rules_reads_as_the_first_rules() {
     h.user("a");
     let core = h.s.encode_core().unwrap();
     // What releases before the rules wrote: the core without its last field.
-    let old = &core[..core.len() - postcard::to_stdvec(&h.s.rules()).unwrap().len()];
+    let rules = postcard::to_stdvec(&(h.s.rules(), 0u64)).unwrap();
+    let old = &core[..core.len() - rules.len()];
     let s = ChatState::from_core(old, Box::new(store::MemoryStore::default())).unwrap();
     assert_eq!(s.rules(), 0);
     assert_eq!(s.encode_core().unwrap(), core);
