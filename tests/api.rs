@@ -441,19 +441,8 @@ async fn a_retry_after_logging_in_again_applies_once() {
         );
         request
     };
-    // A replica raises the state's rules once a leader is known; until
-    // then a new session would be a new scope (the first rules).
-    let raised = (0..100).any(|_| {
-        let found = (1..=5).any(|id| {
-            std::fs::read_to_string(cluster.log_path(id))
-                .is_ok_and(|log| log.contains("state machine rules raised"))
-        });
-        if !found {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        found
-    });
-    assert!(raised, "no replica raised the rules within 10 s");
+    // Until then a new session would be a new scope (the first rules).
+    wait_rules_raised(&cluster).await;
     let first = raw
         .send_message(send(alice.token().unwrap()))
         .await
@@ -469,4 +458,71 @@ async fn a_retry_after_logging_in_again_applies_once() {
     assert_eq!(again, first);
     let bodies = common::bodies_with(&alice, "bob").await;
     assert_eq!(bodies, vec!["exactly once".to_string()]);
+}
+
+/// Waits until a replica has raised the state machine's rules to this
+/// release's (it does once a leader is known).
+async fn wait_rules_raised(cluster: &Cluster) {
+    for _ in 0..100 {
+        let raised = cluster.replicas.keys().any(|id| {
+            std::fs::read_to_string(cluster.log_path(*id))
+                .is_ok_and(|log| log.contains("state machine rules raised"))
+        });
+        if raised {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no replica raised the state machine's rules within 10 s");
+}
+
+/// A password change ends the other sessions' subscriptions at the change:
+/// a message written right after it is not delivered to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_the_other_sessions_streams_at_once() {
+    let cluster = Cluster::start(options());
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    wait_rules_raised(&cluster).await;
+    // alice's other device, subscribed.
+    let other = cluster.client();
+    other.login("alice", "password-alice").await.unwrap();
+    let mut stream = Box::pin(other.subscribe(None));
+    loop {
+        match stream.next().await {
+            Some(SubscriptionItem::Live { .. }) => break,
+            Some(SubscriptionItem::Failed(e)) => panic!("subscription failed: {e}"),
+            Some(_) => {}
+            None => panic!("subscription ended before it was live"),
+        }
+    }
+    alice
+        .change_password("password-alice", "password-alice-2")
+        .await
+        .unwrap();
+    bob.send(&Target::User("alice".into()), "after the change")
+        .await
+        .unwrap();
+    let mut delivered = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(item) = stream.next().await {
+            match item {
+                SubscriptionItem::Event(e) => delivered.push(e),
+                SubscriptionItem::Failed(e) => return Some(e),
+                _ => {}
+            }
+        }
+        None
+    })
+    .await
+    .expect("the stream neither ended nor failed within 10 s")
+    .expect("the stream ended without saying why");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended}");
+    assert!(
+        !delivered
+            .iter()
+            .any(|e| matches!(&e.kind, Some(Kind::Message(m)) if m.body == "after the change")),
+        "delivered after the session ended: {delivered:?}"
+    );
 }

@@ -149,17 +149,37 @@ async fn pump(
             }
             Ok(events) => {
                 let caught_up = events.len() < CHUNK;
-                let mine: Vec<proto::Event> = {
+                let mut ended = false;
+                let mut mine = Vec::new();
+                {
                     let guard = ctx.state.read().unwrap_or_else(|e| e.into_inner());
-                    events
-                        .iter()
-                        .inspect(|e| cursor = e.seq)
-                        .filter(|e| e.recipients.contains(&user))
-                        .map(|e| render(&guard.chat, user, e))
-                        .collect()
-                };
+                    for e in events.iter().filter(|e| e.recipients.contains(&user)) {
+                        match &e.kind {
+                            // Nothing after the end of this stream's session.
+                            EventKind::SessionsEnded { sessions } => {
+                                if sessions.contains(&session) {
+                                    ended = true;
+                                    break;
+                                }
+                            }
+                            _ => mine.extend(render(&guard.chat, user, e)),
+                        }
+                        cursor = e.seq;
+                    }
+                    if !ended {
+                        cursor = events.last().map_or(cursor, |e| e.seq);
+                    }
+                }
                 for ev in mine {
                     send(tx, Ok(ev)).await?;
+                }
+                if ended {
+                    let _ = tx
+                        .send(Err(Status::unauthenticated(
+                            "session ended: logged out, password changed or account deleted; log in again",
+                        )))
+                        .await;
+                    return Err("session ended".into());
                 }
                 if !caught_up {
                     continue;
@@ -201,8 +221,9 @@ async fn send(tx: &mpsc::Sender<Item>, item: Item) -> Result<(), String> {
         .map_err(|_| "client went away".to_string())
 }
 
-/// The wire form of an event for one recipient.
-fn render(state: &ChatState, user: UserId, e: &ChatEvent) -> proto::Event {
+/// The wire form of an event for one recipient; `None` for an event that
+/// is not for clients.
+fn render(state: &ChatState, user: UserId, e: &ChatEvent) -> Option<proto::Event> {
     let kind = match &e.kind {
         EventKind::Message(m) => event::Kind::Message(convert::message(m.clone())),
         EventKind::MessagesDeleted { conversation, ids } => {
@@ -248,12 +269,14 @@ fn render(state: &ChatState, user: UserId, e: &ChatEvent) -> proto::Event {
             online: *online,
             last_seen_ms: *last_seen_ms,
         }),
+        // For the stream itself (see `pump`), not for the client.
+        EventKind::SessionsEnded { .. } => return None,
     };
-    proto::Event {
+    Some(proto::Event {
         seq: e.seq,
         index: e.index,
         kind: Some(kind),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -32,15 +32,16 @@ impl ChatState {
                 expires_ms,
             } => self.create_session(username, verified_hash, token_hash, *expires_ms),
             Command::EndSession { session } => {
-                self.auth(session)?;
+                let user = self.auth(session)?;
                 self.sessions.remove(session);
+                self.sessions_ended(out, user, vec![*session]);
                 Ok(Outcome::Done)
             }
             Command::ChangePassword {
                 session,
                 verified_hash,
                 new_hash,
-            } => self.change_password(session, verified_hash, new_hash),
+            } => self.change_password(out, session, verified_hash, new_hash),
             Command::DeleteAccount {
                 session,
                 verified_hash,
@@ -227,6 +228,7 @@ impl ChatState {
 
     fn change_password(
         &mut self,
+        out: &mut Emitter<'_>,
         session: &TokenHash,
         verified: &str,
         new_hash: &str,
@@ -238,7 +240,8 @@ impl ChatState {
             return Err(ChatError::unauthenticated("wrong password"));
         }
         account.password_hash = new_hash.to_owned();
-        self.sessions.revoke_all(user, Some(session));
+        let ended = self.sessions.revoke_all(user, Some(session));
+        self.sessions_ended(out, user, ended);
         Ok(Outcome::Done)
     }
 
@@ -261,7 +264,8 @@ impl ChatState {
         if self.presence.drop_user(user) {
             self.presence_changed(out, [(user, false)]);
         }
-        self.sessions.revoke_all(user, None);
+        let ended = self.sessions.revoke_all(user, None);
+        self.sessions_ended(out, user, ended);
         let convs: Vec<ConversationId> = self.conversations.of_user(user).collect();
         for conv in convs {
             let remaining = self

@@ -323,6 +323,12 @@ pub enum EventKind {
         online: bool,
         last_seen_ms: u64,
     },
+    /// These sessions of the recipient ended at this entry (log-out,
+    /// password change, account deletion): a subscription opened with one
+    /// of them ends here, before any later event. Never sent to clients.
+    SessionsEnded {
+        sessions: Vec<TokenHash>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -125,10 +125,15 @@ pub struct ChatState {
 /// - 0: the first rules.
 /// - 1 ([`ACCOUNT_DEDUP`]): request ids of commands acting through a
 ///   session are remembered per account, not per session.
-pub const RULES: u32 = ACCOUNT_DEDUP;
+/// - 2 ([`SESSION_END_EVENTS`]): ending sessions emits an event (it takes
+///   an event sequence number), at which their subscriptions end.
+pub const RULES: u32 = SESSION_END_EVENTS;
 
 /// The rules from which request ids are remembered per account.
 pub const ACCOUNT_DEDUP: u32 = 1;
+
+/// The rules from which ending sessions emits [`EventKind::SessionsEnded`].
+pub const SESSION_END_EVENTS: u32 = 2;
 
 /// The core in the order snapshots write it (see [`ChatState::encode_core`]).
 type CoreRef<'a> = (
@@ -452,6 +457,14 @@ impl ChatState {
             recipients,
             kind,
         });
+    }
+
+    /// Tells `user`'s subscriptions that `sessions` ended (by the rules
+    /// since [`SESSION_END_EVENTS`]).
+    fn sessions_ended(&mut self, out: &mut Emitter<'_>, user: UserId, sessions: Vec<TokenHash>) {
+        if self.rules >= SESSION_END_EVENTS && !sessions.is_empty() {
+            self.emit(out, vec![user], EventKind::SessionsEnded { sessions });
+        }
     }
 
     /// The state clock: the newest batch timestamp applied (0 before any).

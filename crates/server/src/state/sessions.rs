@@ -54,10 +54,14 @@ impl Sessions {
         }
     }
 
-    /// Drops `user`'s sessions that match `drop`.
-    fn retain_user(&mut self, user: UserId, mut drop: impl FnMut(&TokenHash, &Session) -> bool) {
+    /// Drops `user`'s sessions that match `drop`; returns them.
+    fn retain_user(
+        &mut self,
+        user: UserId,
+        mut drop: impl FnMut(&TokenHash, &Session) -> bool,
+    ) -> Vec<TokenHash> {
         let Some(tokens) = self.by_user.get(&user) else {
-            return;
+            return Vec::new();
         };
         let doomed: Vec<TokenHash> = tokens
             .iter()
@@ -67,16 +71,17 @@ impl Sessions {
         for t in &doomed {
             self.remove(t);
         }
+        doomed
     }
 
-    /// Revokes every session of `user` except `keep`.
-    pub fn revoke_all(&mut self, user: UserId, keep: Option<&TokenHash>) {
-        self.retain_user(user, |t, _| Some(t) != keep);
+    /// Revokes every session of `user` except `keep`; returns them.
+    pub fn revoke_all(&mut self, user: UserId, keep: Option<&TokenHash>) -> Vec<TokenHash> {
+        self.retain_user(user, |t, _| Some(t) != keep)
     }
 
     /// Forgets `user`'s sessions that have expired at `now`.
     pub fn purge_expired(&mut self, user: UserId, now: u64) {
-        self.retain_user(user, |_, s| now >= s.expires_ms);
+        let _ = self.retain_user(user, |_, s| now >= s.expires_ms);
     }
 
     #[cfg(test)]

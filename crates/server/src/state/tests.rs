@@ -1261,6 +1261,49 @@ fn dedup_follows_the_account_from_the_rules_that_say_so() {
 }
 
 #[test]
+fn ending_sessions_tells_their_streams_from_the_rules_that_say_so() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    h.login("a", "a2");
+    let ended = |h: &mut H| -> Vec<Vec<TokenHash>> {
+        h.take()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::SessionsEnded { sessions } => {
+                    assert_eq!(e.recipients, vec![a]);
+                    Some(sessions)
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // The first rules emit nothing (the event sequence of the log written
+    // before them stays as it was).
+    h.take();
+    h.ok(Command::EndSession { session: tok("a2") });
+    assert!(ended(&mut h).is_empty());
+
+    h.ok(Command::SetRules { version: RULES });
+    h.login("a", "a3");
+    h.login("a", "a4");
+    h.take();
+    h.ok(Command::EndSession { session: tok("a4") });
+    assert_eq!(ended(&mut h), vec![vec![tok("a4")]]);
+    // A password change ends the other sessions, not the one that asked.
+    h.ok(Command::ChangePassword {
+        session: ta,
+        verified_hash: hash("a"),
+        new_hash: hash("a-new"),
+    });
+    assert_eq!(ended(&mut h), vec![vec![tok("a3")]]);
+    h.ok(Command::DeleteAccount {
+        session: ta,
+        verified_hash: hash("a-new"),
+    });
+    assert_eq!(ended(&mut h), vec![vec![ta]]);
+}
+
+#[test]
 fn a_core_written_before_the_rules_reads_as_the_first_rules() {
     let mut h = H::new();
     h.user("a");
