@@ -177,3 +177,71 @@ fn chatctl_status(cluster: &Cluster) -> std::process::Output {
         .output()
         .expect("run chatctl")
 }
+
+/// gRPC reflection answers in both versions tools speak: v1 (grpcurl) and
+/// v1alpha (older tools, which got UNIMPLEMENTED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let names = |services: Vec<String>| {
+        assert!(
+            services.iter().any(|s| s == "raftchat.v1.Chat"),
+            "{services:?}"
+        );
+    };
+
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(cluster.channel(1));
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    match answers
+        .message()
+        .await
+        .unwrap()
+        .and_then(|a| a.message_response)
+    {
+        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            names(list.service.into_iter().map(|s| s.name).collect())
+        }
+        other => panic!("v1: {other:?}"),
+    }
+
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(cluster.channel(1));
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    match answers
+        .message()
+        .await
+        .unwrap()
+        .and_then(|a| a.message_response)
+    {
+        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            names(list.service.into_iter().map(|s| s.name).collect())
+        }
+        other => panic!("v1alpha: {other:?}"),
+    }
+}

@@ -212,11 +212,18 @@ pub async fn run(
     }
     let (health_reporter, health) = tonic_health::server::health_reporter();
     tokio::spawn(health::track(consensus.clone(), health_reporter));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::api::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both versions: grpcurl speaks v1, other tools still only v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::api::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
         .context("cannot build the gRPC reflection service")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("cannot build the gRPC reflection service (v1alpha)")?;
     let refused = record_incarnation(consensus.clone(), id, local.id, args.join);
     let ctx = Arc::new(ServiceContext {
         consensus: consensus.clone(),
@@ -243,7 +250,8 @@ pub async fn run(
         .add_service(chat)
         .add_service(cluster)
         .add_service(health)
-        .add_service(reflection);
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
     let drained = async move {
         let _ = drained.wait_for(|s| *s).await;
     };
