@@ -183,6 +183,9 @@ pub struct App {
     pub cluster: Vec<ReplicaReport>,
     pub notice: Option<Notice>,
     pub should_quit: bool,
+    /// What a session that ended elsewhere left unsent (see
+    /// `session::Parked`).
+    parked: Option<session::Parked>,
     next_local_id: u64,
 }
 
@@ -222,6 +225,7 @@ impl App {
             cluster,
             notice: None,
             should_quit: false,
+            parked: None,
             next_local_id: 1,
         }
     }

@@ -73,7 +73,7 @@ impl App {
             NetEvent::SubscriptionFailed(_) if self.screen != Screen::Chat => {}
             NetEvent::SubscriptionFailed(error) => {
                 if error.kind == ErrorKind::Unauthenticated {
-                    self.sign_out(Some("Your session expired: sign in again."));
+                    self.session_ended();
                 } else {
                     self.connection.stream = StreamLink::Off;
                     self.notify_error(format!("Live updates stopped: {error}"));

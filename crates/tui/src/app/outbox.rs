@@ -43,6 +43,11 @@ impl Outbox {
         self.items.is_empty()
     }
 
+    /// The head's local id.
+    pub fn front_local_id(&self) -> Option<u64> {
+        self.items.front().map(|i| i.local_id)
+    }
+
     pub fn contains(&self, local_id: u64) -> bool {
         self.items.iter().any(|i| i.local_id == local_id)
     }
@@ -87,5 +92,15 @@ impl Outbox {
 
     pub fn clear(&mut self) {
         self.items.clear();
+    }
+
+    /// Nothing is in flight any more, and everything may go at once (the
+    /// session that sent them ended; a new one resends them, with the same
+    /// request ids).
+    pub fn reset(&mut self) {
+        for item in &mut self.items {
+            item.in_flight = false;
+            item.retry_at_ms = 0;
+        }
     }
 }

@@ -112,6 +112,13 @@ impl App {
     }
 
     pub(super) fn on_send_failed(&mut self, local_id: u64, error: NetError) {
+        // Its session ended (a retry could never work): it waits for the
+        // next sign-in instead.
+        if error.kind == ErrorKind::Unauthenticated && self.outbox.contains(local_id) {
+            self.outbox.postpone(local_id, 0);
+            self.session_ended();
+            return;
+        }
         if error.is_unavailable() {
             // Keep its place; resend later with the same request id.
             self.connection.quorum_lost = true;

@@ -1,4 +1,5 @@
-//! Signing in, creating an account, signing out.
+//! Signing in, creating an account, signing out, and a session that ended
+//! elsewhere.
 
 use super::*;
 use raftchat_proto::contract::MIN_PASSWORD_CHARS;
@@ -51,6 +52,20 @@ impl App {
         self.conversations = Conversations::default();
         self.view = MessageView::default();
         self.connection.quorum_lost = false;
+        // Usernames are unique ignoring case.
+        if let Some(parked) = self.parked.take().filter(|p| {
+            self.me
+                .as_ref()
+                .is_some_and(|me| p.user.eq_ignore_ascii_case(me))
+        }) {
+            self.outbox = parked.outbox;
+            self.compose = parked.compose;
+            match self.outbox.len() {
+                0 => {}
+                1 => self.notify("Sending the message that was waiting."),
+                n => self.notify(format!("Sending the {n} messages that were waiting.")),
+            }
+        }
         vec![Effect::LoadConversations, Effect::Subscribe]
     }
 
@@ -70,6 +85,34 @@ impl App {
         });
     }
 
+    /// The session ended elsewhere (a password change, a log-out on
+    /// another device, expiry): back to sign-in, keeping the messages
+    /// waiting to be sent and the compose box for the same user's next
+    /// sign-in.
+    pub(super) fn session_ended(&mut self) {
+        let waiting = self.outbox.len();
+        let drafted = !self.compose_body().trim().is_empty();
+        let mut info = "Your session ended (password changed, signed out elsewhere, or expired): \
+                        sign in again."
+            .to_string();
+        if let Some(user) = self.me.clone().filter(|_| waiting > 0 || drafted) {
+            let mut outbox = std::mem::take(&mut self.outbox);
+            outbox.reset();
+            let compose = std::mem::replace(&mut self.compose, new_compose());
+            self.parked = Some(Parked {
+                user,
+                outbox,
+                compose,
+            });
+            info.push_str(&match waiting {
+                0 => " Your draft is kept.".to_string(),
+                1 => " 1 message waiting to be sent and your draft are kept.".to_string(),
+                n => format!(" {n} messages waiting to be sent and your draft are kept."),
+            });
+        }
+        self.sign_out(Some(&info));
+    }
+
     /// Back to the sign-in screen; everything of the session is dropped.
     pub(super) fn sign_out(&mut self, info: Option<&str>) {
         self.screen = Screen::SignIn;
@@ -87,4 +130,15 @@ impl App {
         self.sign_in.field = Field::Password;
         self.sign_in.info = info.map(str::to_string);
     }
+}
+
+/// What a session that ended elsewhere left unsent: given back when the
+/// same user signs in again (another user's sign-in drops it). The outbox
+/// keeps its request ids, which the cluster remembers per account, so a
+/// message that did get through before is not stored twice.
+#[derive(Debug, Clone)]
+pub struct Parked {
+    user: String,
+    outbox: Outbox,
+    compose: TextArea<'static>,
 }

@@ -977,6 +977,60 @@ fn quit_keys_work_but_q_types_in_compose() {
 }
 
 #[test]
+fn a_session_ended_elsewhere_keeps_what_was_typed_for_the_next_sign_in() {
+    let mut app = chatting();
+    let (_, request_id, _) = sends(&send(&mut app, "in flight")).remove(0);
+    type_text(&mut app, "half a thought");
+    // The send comes back refused: the session ended (a password change).
+    let local_id = app.outbox.front_local_id().unwrap();
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id,
+            error: NetError::new(ErrorKind::Unauthenticated, "session expired"),
+        },
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    let info = app.sign_in.info.clone().unwrap();
+    assert!(info.contains("session ended"), "{info}");
+    assert!(info.contains("1 message waiting"), "{info}");
+    assert!(app.outbox.is_empty());
+
+    // The same user signs in again: the message goes out with its request
+    // id, and the draft is back.
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    let effects = net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "Alice".into(),
+        },
+    );
+    let resent = sends(&effects);
+    assert_eq!(resent.len(), 1, "{effects:?}");
+    assert_eq!(resent[0].1, request_id);
+    assert_eq!(resent[0].2, "in flight");
+    assert_eq!(app.compose_body(), "half a thought");
+
+    // Another user's sign-in after a stream ended does not inherit them.
+    let mut app = chatting();
+    send(&mut app, "mine only");
+    net(
+        &mut app,
+        NetEvent::SubscriptionFailed(NetError::new(ErrorKind::Unauthenticated, "gone")),
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    let effects = net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "mallory".into(),
+        },
+    );
+    assert!(sends(&effects).is_empty());
+    assert!(app.outbox.is_empty());
+}
+
+#[test]
 fn logout_returns_to_sign_in_and_drops_the_session() {
     let mut app = chatting();
     send(&mut app, "pending");
