@@ -479,3 +479,39 @@ fn readme_key_table_matches_the_bindings() {
         "README key table is out of date: UPDATE_README=1 cargo test --test tui_render readme"
     );
 }
+
+/// `NO_COLOR`: the frame as a terminal receives it has no colours, and the
+/// selection keeps its reverse video. crossterm's own handling of NO_COLOR
+/// wrote an empty SGR (a full reset) for every colour change, which wiped
+/// reverse and bold, so the selection was invisible.
+#[test]
+fn no_color_frames_keep_reverse_video_and_drop_colours() {
+    use ratatui::backend::CrosstermBackend;
+    use ratatui::layout::Rect;
+    use ratatui::{TerminalOptions, Viewport};
+
+    let app = chat_app();
+    raftchat_tui::honour_no_color();
+    let mut out = Vec::new();
+    {
+        let backend = CrosstermBackend::new(&mut out);
+        let mut terminal = Terminal::with_options(
+            backend,
+            TerminalOptions {
+                viewport: Viewport::Fixed(Rect::new(0, 0, 100, 30)),
+            },
+        )
+        .expect("terminal");
+        terminal
+            .draw(|frame| {
+                raftchat_tui::draw(frame, &app);
+                raftchat_tui::strip_colors(frame.buffer_mut());
+            })
+            .expect("draw");
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("\u{1b}[7m"), "no reverse video in {text:?}");
+    for colour in ["[38;", "[48;", "[31m", "[32m", "[33m", "[36m"] {
+        assert!(!text.contains(colour), "colour {colour:?} in {text:?}");
+    }
+}

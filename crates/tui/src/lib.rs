@@ -50,7 +50,7 @@ pub use args::{Args, DEFAULT_SERVERS};
 pub use event::{AppEvent, Effect, NetEvent, SendTo};
 pub use keys::{Action, Binding, Context, BINDINGS};
 pub use model::*;
-pub use ui::draw;
+pub use ui::{draw, honour_no_color, strip_colors};
 
 use std::io::{self, Stdout};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -90,6 +90,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
     app.update(AppEvent::Tick { now_ms: now_ms() });
 
+    let no_color = ui::no_color_wanted();
+    ui::honour_no_color();
     let mut terminal = TerminalGuard::enter()?;
     let mut input = EventStream::new();
     let mut ticks = tokio::time::interval(TICK);
@@ -97,7 +99,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut title = String::new();
 
     while !app.should_quit {
-        terminal.terminal.draw(|frame| ui::draw(frame, &app))?;
+        terminal.terminal.draw(|frame| {
+            ui::draw(frame, &app);
+            if no_color {
+                ui::strip_colors(frame.buffer_mut());
+            }
+        })?;
         let wanted = app.terminal_title();
         if wanted != title {
             // Best effort: not every terminal supports titles.

@@ -23,6 +23,31 @@ use super::app::{App, Overlay, Screen};
 const CLUSTER_PANEL_HEIGHT: u16 = 8;
 
 /// Draws the whole screen for `app`.
+/// Whether the user asked for no colours (`NO_COLOR` set and not empty,
+/// no-color.org).
+pub fn no_color_wanted() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// Makes `NO_COLOR` mean "no colours" and nothing more. crossterm honours
+/// it by writing an empty SGR sequence for every colour change, which
+/// terminals read as "reset everything": the selection's reverse video and
+/// bold went with it, and the selection was invisible. crossterm is told
+/// to write colours as usual, and [`strip_colors`] takes them out of each
+/// frame instead.
+pub fn honour_no_color() {
+    crossterm::style::Colored::set_ansi_color_disabled(false);
+}
+
+/// Drops every colour from a drawn frame, keeping bold, reverse video and
+/// the other modifiers.
+pub fn strip_colors(buffer: &mut ratatui::buffer::Buffer) {
+    for cell in buffer.content.iter_mut() {
+        cell.set_fg(Color::Reset);
+        cell.set_bg(Color::Reset);
+    }
+}
+
 pub fn draw(frame: &mut Frame, app: &App) {
     let notice_height = u16::from(app.notice.is_some());
     let cluster_height = if app.show_cluster {

@@ -41,7 +41,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             None => "rtt ?".to_string(),
         },
     ));
-    let line = Line::from(spans).style(Style::default().bg(Color::Black));
+    // No background of its own: a fixed one was unreadable on light
+    // themes.
+    let line = Line::from(spans);
     frame.render_widget(Paragraph::new(line), area);
 }
 
