@@ -125,6 +125,7 @@ mod tests {
 
     #[test]
     fn accounts_table_shows_presence() {
+        crate::time::show_in_utc(true);
         let accounts = [
             Account {
                 id: 1,
@@ -144,8 +145,8 @@ mod tests {
         assert_eq!(
             accounts_table(&accounts),
             "ID  NAME   ONLINE  LAST SEEN  CREATED\n\
-             1   alice  yes     now        2026-11-23 08:52:12\n\
-             2   bob    no      never      2026-11-23 08:52:12\n"
+             1   alice  yes     now        2026-11-23 08:52:12 +00:00\n\
+             2   bob    no      never      2026-11-23 08:52:12 +00:00\n"
         );
     }
 }

@@ -78,6 +78,16 @@ pub struct Cli {
     )]
     pub json: bool,
 
+    /// Show times in UTC instead of the local time zone (CHAT_UTC=1 works
+    /// too). Either way each time carries its UTC offset.
+    #[arg(
+        long,
+        env = "CHAT_UTC",
+        global = true,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub utc: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

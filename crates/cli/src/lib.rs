@@ -73,6 +73,7 @@ pub fn client_config(cli: &Cli) -> Result<ClientConfig> {
 
 async fn execute(cli: Cli) -> Result<()> {
     let out = Output::new(cli.json);
+    time::show_in_utc(cli.utc);
     // Certificates are made before there is a cluster to connect to.
     if let Command::Certs(action) = cli.command {
         return certs::run(out, action);

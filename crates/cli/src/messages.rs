@@ -214,6 +214,7 @@ mod tests {
 
     #[test]
     fn conversations_table_names_groups_with_a_hash() {
+        crate::time::show_in_utc(true);
         let conversations = [
             Conversation {
                 id: 4,
@@ -234,9 +235,9 @@ mod tests {
         ];
         assert_eq!(
             conversations_table(&conversations),
-            "ID  KIND    NAME   UNREAD  LAST ACTIVITY        MEMBERS\n\
-             4   group   #team  2       2026-11-23 08:52:12  alice,bob\n\
-             3   direct  bob    0       never                alice,bob\n"
+            "ID  KIND    NAME   UNREAD  LAST ACTIVITY               MEMBERS\n\
+             4   group   #team  2       2026-11-23 08:52:12 +00:00  alice,bob\n\
+             3   direct  bob    0       never                       alice,bob\n"
         );
     }
 }

@@ -227,9 +227,10 @@ mod tests {
 
     #[test]
     fn message_renderings() {
+        crate::time::show_in_utc(true);
         assert_eq!(
             message_line(&message()),
-            "[5] 2026-11-23 08:52:12  alice: hi"
+            "[5] 2026-11-23 08:52:12 +00:00  alice: hi"
         );
         let value = message_json(&message());
         assert_eq!(value["sender"], "alice");
@@ -280,6 +281,7 @@ mod tests {
 
     #[test]
     fn server_text_is_escaped_in_lines() {
+        crate::time::show_in_utc(true);
         let evil = Message {
             sender: "eve\x1b]0;t\x07".into(),
             body: "\x1b[2Jok\n[999] 2026-12-02 17:00:00  carol: I approve".into(),
@@ -289,13 +291,13 @@ mod tests {
         assert_eq!(
             line,
             format!(
-                "[5] 2026-11-23 08:52:12  eve\\x1b]0;t\\x07: \\x1b[2Jok\n{}[999] 2026-12-02 17:00:00  carol: I approve",
-                " ".repeat(42)
+                "[5] 2026-11-23 08:52:12 +00:00  eve\\x1b]0;t\\x07: \\x1b[2Jok\n{}[999] 2026-12-02 17:00:00  carol: I approve",
+                " ".repeat(49)
             )
         );
         let lead = message_line_after("(conversation 3) ", &evil);
         let second = lead.lines().nth(1).unwrap_or_default();
-        assert!(second.starts_with(&" ".repeat(59)), "{second:?}");
+        assert!(second.starts_with(&" ".repeat(66)), "{second:?}");
 
         let event = Event {
             seq: 9,

@@ -1,22 +1,48 @@
-//! Timestamps for humans, in UTC, without pulling in a date crate.
+//! Timestamps for humans: local time with its UTC offset (each timestamp
+//! in the offset its own date had, so a message from the other side of a
+//! daylight-saving change shows its own), or UTC with `--utc`.
 
-use raftchat_client::calendar::civil_from_days;
+use std::sync::OnceLock;
 
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC); `never` for 0.
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+/// The zone timestamps are shown in; set once at start by [`show_in_utc`].
+static ZONE: OnceLock<TimeZone> = OnceLock::new();
+
+/// Shows timestamps in UTC (`--utc`) rather than the system's time zone
+/// (`TZ`, else `/etc/localtime`). Only the first call counts.
+pub fn show_in_utc(utc: bool) {
+    let _ = ZONE.set(if utc {
+        TimeZone::UTC
+    } else {
+        TimeZone::try_system().unwrap_or(TimeZone::UTC)
+    });
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS +HH:MM` in the chosen zone;
+/// `never` for 0.
 pub fn format_ms(ms: u64) -> String {
+    format_ms_in(
+        ms,
+        ZONE.get_or_init(|| TimeZone::try_system().unwrap_or(TimeZone::UTC)),
+    )
+}
+
+/// [`format_ms`] in `zone`.
+pub fn format_ms_in(ms: u64, zone: &TimeZone) -> String {
     if ms == 0 {
         return "never".to_string();
     }
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    let Ok(at) = i64::try_from(ms)
+        .map_err(|_| ())
+        .and_then(|ms| Timestamp::from_millisecond(ms).map_err(|_| ()))
+    else {
+        return format!("{ms} ms after 1970");
+    };
+    at.to_zoned(zone.clone())
+        .strftime("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
 }
 
 /// A duration in milliseconds, compactly: `850ms`, `12s`, `5m3s`, `2h7m`, `3d4h`.
@@ -37,10 +63,36 @@ mod tests {
 
     #[test]
     fn known_dates() {
-        assert_eq!(format_ms(0), "never");
-        assert_eq!(format_ms(1), "1970-01-01 00:00:00");
-        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(format_ms(1_795_423_932_000), "2026-11-23 08:52:12");
+        let utc = TimeZone::UTC;
+        assert_eq!(format_ms_in(0, &utc), "never");
+        assert_eq!(format_ms_in(1, &utc), "1970-01-01 00:00:00 +00:00");
+        assert_eq!(
+            format_ms_in(951_782_400_000, &utc),
+            "2000-02-29 00:00:00 +00:00"
+        );
+        assert_eq!(
+            format_ms_in(1_795_423_932_000, &utc),
+            "2026-11-23 08:52:12 +00:00"
+        );
+        assert_eq!(
+            format_ms_in(u64::MAX, &utc),
+            format!("{} ms after 1970", u64::MAX)
+        );
+    }
+
+    #[test]
+    fn each_date_in_its_own_offset() {
+        // Central European time as a POSIX rule: no tz database needed.
+        let berlin = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("a valid rule");
+        // Winter and summer time on either side of a change.
+        assert_eq!(
+            format_ms_in(1_795_423_932_000, &berlin),
+            "2026-11-23 09:52:12 +01:00"
+        );
+        assert_eq!(
+            format_ms_in(1_784_800_000_000, &berlin),
+            "2026-07-23 11:46:40 +02:00"
+        );
     }
 
     #[test]
