@@ -30,7 +30,7 @@ fn servers() -> Vec<String> {
 fn new_app(user: Option<&str>) -> App {
     let mut app = App::new(AppConfig {
         request_prefix: "rq".into(),
-        utc_offset_secs: 0,
+        time_zone: jiff::tz::TimeZone::UTC,
         user: user.map(String::from),
         servers: servers(),
     });

@@ -39,7 +39,6 @@
 //! [`ChatClient::subscribe`] applies the same policy to the event stream,
 //! forever, resuming from the last event seen.
 
-pub mod calendar;
 mod call;
 mod chat;
 mod config;

@@ -57,13 +57,13 @@ const WHEEL_MESSAGES: isize = 3;
 pub const HISTORY_PAGE: u32 = 50;
 
 /// Fixed inputs of the state, chosen by the caller (fixed in tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppConfig {
     /// Prefix of every request id: unique per client run, so ids built
     /// from it and a local counter never collide with another client's.
     pub request_prefix: String,
-    /// Local time offset used to print times and day separators.
-    pub utc_offset_secs: i64,
+    /// The time zone times and day separators are shown in.
+    pub time_zone: jiff::tz::TimeZone,
     /// Pre-filled user name (`--user`).
     pub user: Option<String>,
     /// The configured replicas, shown in the cluster panel before any poll.

@@ -84,7 +84,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut net = net::Net::start(args.client_config()?, net_tx)?;
     let mut app = App::new(AppConfig {
         request_prefix: net::request_prefix(),
-        utc_offset_secs: local_utc_offset_secs(),
+        // TZ, else /etc/localtime; UTC when neither is readable.
+        time_zone: jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
         user: args.user.clone(),
         servers,
     });
@@ -142,24 +143,6 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
-}
-
-/// The local time zone's offset from UTC right now, in seconds.
-fn local_utc_offset_secs() -> i64 {
-    let now: libc::time_t = match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => libc::time_t::try_from(d.as_secs()).unwrap_or(0),
-        Err(_) => 0,
-    };
-    // SAFETY: localtime_r only writes into the `tm` we own.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return 0;
-        }
-        // `c_long` is i64 on 64-bit targets only.
-        #[allow(clippy::useless_conversion)]
-        i64::from(tm.tm_gmtoff)
-    }
 }
 
 /// SIGTERM and SIGHUP end the loop like `q`, so the terminal is restored.

@@ -1,9 +1,10 @@
-//! Wall-clock formatting without a time-zone database: the UTC offset is
-//! measured once at start-up (and fixed in tests) and passed in.
+//! Wall-clock formatting in the user's time zone (jiff): each timestamp in
+//! the offset its own date had, so a message from before a daylight-saving
+//! change shows the hour it was written, and a long-running client follows
+//! the change.
 
-use raftchat_client::calendar::civil_from_days;
-
-const MS_PER_DAY: i64 = 86_400_000;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 /// A calendar day, for day separators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -15,31 +16,34 @@ pub struct Day {
     pub weekday: u32,
 }
 
-fn local_ms(unix_ms: u64, utc_offset_secs: i64) -> i64 {
-    i64::try_from(unix_ms)
-        .unwrap_or(i64::MAX)
-        .saturating_add(utc_offset_secs.saturating_mul(1000))
+/// `unix_ms` in `zone` as (day, hour, minute); the epoch for a timestamp
+/// jiff cannot represent.
+fn local(unix_ms: u64, zone: &TimeZone) -> (Day, u32, u32) {
+    let at = i64::try_from(unix_ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .to_zoned(zone.clone());
+    let day = Day {
+        year: i64::from(at.year()),
+        month: u32::try_from(at.month()).unwrap_or(1),
+        day: u32::try_from(at.day()).unwrap_or(1),
+        weekday: u32::try_from(at.weekday().to_monday_zero_offset()).unwrap_or(0),
+    };
+    let hour = u32::try_from(at.hour()).unwrap_or(0);
+    let minute = u32::try_from(at.minute()).unwrap_or(0);
+    (day, hour, minute)
 }
 
 /// The local calendar day of `unix_ms`.
-pub fn day_of(unix_ms: u64, utc_offset_secs: i64) -> Day {
-    let days = local_ms(unix_ms, utc_offset_secs).div_euclid(MS_PER_DAY);
-    let (year, month, day) = civil_from_days(days);
-    // 1970-01-01 was a Thursday (3 with Monday = 0).
-    let weekday = u32::try_from((days + 3).rem_euclid(7)).unwrap_or(0);
-    Day {
-        year,
-        month,
-        day,
-        weekday,
-    }
+pub fn day_of(unix_ms: u64, zone: &TimeZone) -> Day {
+    local(unix_ms, zone).0
 }
 
 /// `HH:MM`, local time.
-pub fn clock(unix_ms: u64, utc_offset_secs: i64) -> String {
-    let ms_of_day = local_ms(unix_ms, utc_offset_secs).rem_euclid(MS_PER_DAY);
-    let minutes = ms_of_day / 60_000;
-    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+pub fn clock(unix_ms: u64, zone: &TimeZone) -> String {
+    let (_, hour, minute) = local(unix_ms, zone);
+    format!("{hour:02}:{minute:02}")
 }
 
 /// `Mon 23 Nov 2026`.
@@ -74,14 +78,24 @@ mod tests {
     fn formats_a_known_instant() {
         // 2026-11-23T09:05:00Z, a Monday.
         let ms = 1_795_424_700_000;
-        assert_eq!(clock(ms, 0), "09:05");
-        assert_eq!(day_label(day_of(ms, 0)), "Mon 23 Nov 2026");
-        assert_eq!(clock(ms, 3600), "10:05");
+        assert_eq!(clock(ms, &TimeZone::UTC), "09:05");
+        assert_eq!(day_label(day_of(ms, &TimeZone::UTC)), "Mon 23 Nov 2026");
+        assert_eq!(clock(ms, &TimeZone::fixed(jiff::tz::offset(1))), "10:05");
     }
 
     #[test]
     fn epoch_is_a_thursday() {
-        assert_eq!(day_label(day_of(0, 0)), "Thu 1 Jan 1970");
-        assert_eq!(day_label(day_of(0, -3600)), "Wed 31 Dec 1969");
+        assert_eq!(day_label(day_of(0, &TimeZone::UTC)), "Thu 1 Jan 1970");
+        let west = TimeZone::fixed(jiff::tz::offset(-1));
+        assert_eq!(day_label(day_of(0, &west)), "Wed 31 Dec 1969");
+    }
+
+    #[test]
+    fn each_time_in_its_own_dates_offset() {
+        // Central European time as a POSIX rule: no tz database needed.
+        let cet = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("a valid rule");
+        // 09:05 UTC in November is 10:05 there; 09:46 UTC in July, 11:46.
+        assert_eq!(clock(1_795_424_700_000, &cet), "10:05");
+        assert_eq!(clock(1_784_800_000_000, &cet), "11:46");
     }
 }

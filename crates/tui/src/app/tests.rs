@@ -12,7 +12,7 @@ const T0: u64 = 1_795_424_700_000; // Mon 23 Nov 2026 09:05 UTC
 fn new_app() -> App {
     let mut app = App::new(AppConfig {
         request_prefix: "rq".into(),
-        utc_offset_secs: 0,
+        time_zone: jiff::tz::TimeZone::UTC,
         user: None,
         servers: (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect(),
     });

@@ -85,7 +85,7 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
     let mut lines: Vec<Line<'static>> = Vec::new();
     let mut previous_day = None;
     for (index, entry) in entries.iter().enumerate().take(bottom + 1) {
-        let day = time::day_of(entry.sent_ms, app.config.utc_offset_secs);
+        let day = time::day_of(entry.sent_ms, &app.config.time_zone);
         if previous_day != Some(day) {
             lines.push(day_separator(day, width));
             previous_day = Some(day);
@@ -145,7 +145,7 @@ fn entry_lines(
     selected: bool,
     marked: bool,
 ) -> Vec<Line<'static>> {
-    let clock = time::clock(entry.sent_ms, app.config.utc_offset_secs);
+    let clock = time::clock(entry.sent_ms, &app.config.time_zone);
     let sender_style = if entry.is_own() {
         Style::default()
             .fg(Color::Cyan)
