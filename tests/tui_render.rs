@@ -515,3 +515,47 @@ fn no_color_frames_keep_reverse_video_and_drop_colours() {
         assert!(!text.contains(colour), "colour {colour:?} in {text:?}");
     }
 }
+
+/// Opening a conversation with unread messages puts the cursor on the first
+/// of them, under a "new messages" line, and the ones below stay unread.
+#[test]
+fn opening_a_conversation_shows_where_the_new_messages_start() {
+    let mut app = chat_app();
+    // The sidebar's cursor to "team" (3 unread) and open it.
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.total_unread(), 4, "moving the cursor read nothing");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: ConversationInfo {
+                read_up_to: 10,
+                last_message_id: 13,
+                ..conv(2, ConversationKind::Group, "team", 3, T0 - 60_000)
+            },
+            messages: vec![
+                msg(10, 2, "carol", "the old one", T0 - 300_000),
+                msg(11, 2, "dave", "first new", T0 - 240_000),
+                msg(12, 2, "carol", "second new", T0 - 180_000),
+                msg(13, 2, "dave", "third new", T0 - 60_000),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    let text = screen(&app);
+    let new_line = text
+        .lines()
+        .position(|l| l.contains("new messages"))
+        .unwrap_or_else(|| panic!("no new-messages line:\n{text}"));
+    let first_new = text
+        .lines()
+        .position(|l| l.contains("first new"))
+        .unwrap_or_else(|| panic!("{text}"));
+    // The line, then the header of dave's message, then its text.
+    assert_eq!(new_line + 2, first_new, "{text}");
+    assert!(!text.contains("second new"), "below the cursor: {text}");
+    assert!(text.contains("2 more below"), "{text}");
+    // "first new" is read; the two below it are not.
+    assert_eq!(app.total_unread(), 3, "carol's 1 and team's 2");
+}

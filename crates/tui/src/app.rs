@@ -151,6 +151,12 @@ pub struct MessageView {
     pub anchor: Option<EntryKey>,
     /// Own committed messages marked for deletion (server ids).
     pub marked: Vec<u64>,
+    /// The first message that was unread when the conversation was
+    /// opened: a "new messages" line is drawn above it.
+    pub new_from: Option<u64>,
+    /// Opened with unread messages: the cursor goes to the first of them
+    /// once the history is loaded, so that only what is shown is read.
+    pub jump_to_unread: bool,
 }
 
 /// Presence of an account, as last reported.
@@ -257,6 +263,7 @@ impl App {
         if self.screen == Screen::Chat {
             effects.extend(self.open_first_if_none());
             effects.extend(self.pump_outbox());
+            self.jump_to_first_unread();
             effects.extend(self.mark_shown_read());
         }
         effects

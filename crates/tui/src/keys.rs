@@ -60,6 +60,10 @@ pub enum Action {
     DeleteAccount,
     Up,
     Down,
+    /// Open the conversation under the sidebar's cursor.
+    Open,
+    /// Open the next conversation with unread messages.
+    NextUnread,
     PageUp,
     PageDown,
     Top,
@@ -156,7 +160,8 @@ pub const BINDINGS: &[Binding] = &[
     // Conversations.
     bind(&[plain(K::Up), ch('k')], C::Sidebar, A::Up, "previous conversation"),
     bind(&[plain(K::Down), ch('j')], C::Sidebar, A::Down, "next conversation"),
-    bind(&[plain(K::Enter), ch('i')], C::Sidebar, A::FocusCompose, "write"),
+    bind(&[plain(K::Enter), ch('l'), plain(K::Right)], C::Sidebar, A::Open, "open"),
+    bind(&[ch('i')], C::Sidebar, A::FocusCompose, "write"),
     // Messages.
     bind(&[plain(K::Up), ch('k')], C::Messages, A::Up, "older"),
     bind(&[plain(K::Down), ch('j')], C::Messages, A::Down, "newer"),
@@ -174,6 +179,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[plain(K::Esc)], C::Compose, A::Back, "stop typing"),
     bind(&[ctrl('r')], C::Compose, A::Retry, "retry failed"),
     // Chat screen, not typing.
+    bind(&[ch('n')], C::Navigation, A::NextUnread, "next unread"),
     bind(&[ch('a')], C::Navigation, A::OpenAccounts, "accounts / new chat"),
     bind(&[ch('c')], C::Navigation, A::ToggleCluster, "cluster panel"),
     bind(&[ch('?')], C::Navigation, A::ToggleHelp, "help"),

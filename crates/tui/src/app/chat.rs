@@ -7,13 +7,75 @@ impl App {
         self.me.as_deref().unwrap_or_default()
     }
 
-    /// Opens `key`, loading its history the first time.
+    /// Opens `key`, loading its history the first time; with unread
+    /// messages, the cursor goes to the first of them.
     pub(super) fn open_conversation(&mut self, key: ConvKey) -> Vec<Effect> {
         if self.conversations.open.as_ref() != Some(&key) {
-            self.view = MessageView::default();
+            let unread = self.conversations.get(&key).is_some_and(|c| c.unread > 0);
+            self.view = MessageView {
+                jump_to_unread: unread,
+                ..MessageView::default()
+            };
         }
         self.conversations.open = Some(key.clone());
+        self.conversations.highlighted = None;
         self.load_if_needed(&key)
+    }
+
+    /// Opens the conversation under the sidebar's cursor.
+    pub(super) fn open_highlighted(&mut self) -> Vec<Effect> {
+        match self.conversations.highlighted.take() {
+            Some(key) => self.open_conversation(key),
+            None => Vec::new(),
+        }
+    }
+
+    /// Opens the next conversation (after the open one, round the list)
+    /// with unread messages.
+    pub(super) fn open_next_unread(&mut self) -> Vec<Effect> {
+        let list = &self.conversations.list;
+        let start = self.conversations.open_index().map_or(0, |i| i + 1);
+        let next = (0..list.len())
+            .map(|step| (start + step) % list.len())
+            .find(|&i| list[i].unread > 0 && Some(i) != self.conversations.open_index());
+        match next {
+            Some(i) => {
+                let key = list[i].key.clone();
+                self.focus = Focus::Messages;
+                self.open_conversation(key)
+            }
+            None => {
+                self.notify("No other conversation has unread messages.");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Puts the cursor on the first unread message of a conversation just
+    /// opened, once its history is there, and marks where the new messages
+    /// start.
+    pub(super) fn jump_to_first_unread(&mut self) {
+        if !self.view.jump_to_unread {
+            return;
+        }
+        let Some(conv) = self.conversations.open() else {
+            return;
+        };
+        if !conv.log.loaded {
+            return;
+        }
+        self.view.jump_to_unread = false;
+        let entries = &conv.log.entries;
+        let Some(first) = entries
+            .iter()
+            .position(|e| !e.is_own() && e.id.is_some_and(|id| id > conv.read_up_to))
+        else {
+            return;
+        };
+        self.view.new_from = entries[first].id;
+        if first + 1 < entries.len() {
+            self.view.anchor = Some(entries[first].key());
+        }
     }
 
     pub(super) fn load_if_needed(&mut self, key: &ConvKey) -> Vec<Effect> {
@@ -44,15 +106,19 @@ impl App {
         }
     }
 
+    /// Moves the sidebar's cursor; what it passes is not opened (`Enter`
+    /// opens it).
     pub(super) fn select_conversation(&mut self, delta: isize) -> Vec<Effect> {
         let list = &self.conversations.list;
         if list.is_empty() {
             return Vec::new();
         }
-        let current = self.conversations.open_index().unwrap_or(0);
+        let current = self.conversations.cursor_index().unwrap_or(0);
         let next = current.saturating_add_signed(delta).min(list.len() - 1);
         let key = list[next].key.clone();
-        self.open_conversation(key)
+        self.conversations.highlighted =
+            (self.conversations.open.as_ref() != Some(&key)).then_some(key);
+        Vec::new()
     }
 
     pub(super) fn on_conversations(&mut self, list: Vec<ConversationInfo>) -> Vec<Effect> {

@@ -299,6 +299,10 @@ impl Conversation {
 pub struct Conversations {
     pub list: Vec<Conversation>,
     pub open: Option<ConvKey>,
+    /// The sidebar's cursor when it is not on the open conversation:
+    /// moving through the list does not open (and so does not read) what
+    /// it passes; `Enter` opens it.
+    pub highlighted: Option<ConvKey>,
 }
 
 impl Conversations {
@@ -334,6 +338,15 @@ impl Conversations {
     pub fn open_index(&self) -> Option<usize> {
         let key = self.open.as_ref()?;
         self.list.iter().position(|c| &c.key == key)
+    }
+
+    /// Where the sidebar's cursor is: the highlighted conversation, else
+    /// the open one.
+    pub fn cursor_index(&self) -> Option<usize> {
+        self.highlighted
+            .as_ref()
+            .and_then(|key| self.list.iter().position(|c| &c.key == key))
+            .or_else(|| self.open_index())
     }
 
     /// The existing direct conversation with `peer`, if any.

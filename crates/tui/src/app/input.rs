@@ -125,9 +125,21 @@ impl App {
                 Vec::new()
             }
             Action::FocusCompose => {
+                // From the sidebar: into the conversation under its cursor.
+                let effects = if self.focus == Focus::Sidebar {
+                    self.open_highlighted()
+                } else {
+                    Vec::new()
+                };
                 self.focus = Focus::Compose;
-                Vec::new()
+                effects
             }
+            Action::Open => {
+                let effects = self.open_highlighted();
+                self.focus = Focus::Messages;
+                effects
+            }
+            Action::NextUnread => self.open_next_unread(),
             Action::Send => self.send_compose(),
             Action::Newline => {
                 self.compose.insert_newline();
@@ -174,6 +186,8 @@ impl App {
             Some(_) => {}
             None if self.screen == Screen::SignIn => self.sign_in.toggle_field(),
             None => {
+                // The sidebar's cursor goes back to the open conversation.
+                self.conversations.highlighted = None;
                 self.focus = match (self.focus, forward) {
                     (Focus::Sidebar, true) | (Focus::Compose, false) => Focus::Messages,
                     (Focus::Messages, true) | (Focus::Sidebar, false) => Focus::Compose,

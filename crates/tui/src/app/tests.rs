@@ -669,8 +669,22 @@ fn unread_counts_follow_arrivals_and_reading() {
     );
     assert_eq!(app.total_unread(), 3);
 
-    // Opening the group shows its messages: they become read.
-    press(&mut app, KeyCode::Up);
+    // Moving the sidebar's cursor onto the group opens nothing and reads
+    // nothing.
+    assert!(press(&mut app, KeyCode::Up).is_empty());
+    assert_eq!(app.total_unread(), 3);
+    assert_eq!(app.conversations.open_index(), Some(1));
+    assert_eq!(app.conversations.cursor_index(), Some(0));
+    // Enter opens it: the cursor goes to the first unread message, and
+    // what is above it is read.
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Effect::LoadHistory {
+            conversation_id: 2,
+            before: 0
+        }]
+    );
+    assert_eq!(app.focus, Focus::Messages);
     let effects = net(
         &mut app,
         NetEvent::History {
@@ -689,6 +703,16 @@ fn unread_counts_follow_arrivals_and_reading() {
         effects,
         vec![Effect::MarkRead {
             conversation_id: 2,
+            up_to: 5
+        }]
+    );
+    assert_eq!(app.view.new_from, Some(5));
+    assert_eq!(app.total_unread(), 2);
+    // To the newest: the rest is shown, and read.
+    assert_eq!(
+        press(&mut app, KeyCode::End),
+        vec![Effect::MarkRead {
+            conversation_id: 2,
             up_to: 8
         }]
     );
@@ -705,6 +729,33 @@ fn unread_counts_follow_arrivals_and_reading() {
         }]
     );
     assert_eq!(app.total_unread(), 0);
+}
+
+#[test]
+fn n_opens_the_next_conversation_with_unread_messages() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0 + 30),
+            conv(2, ConversationKind::Group, "team", 0, T0 + 20),
+            conv(3, ConversationKind::Direct, "carol", 4, T0 + 10),
+        ]),
+    );
+    assert_eq!(app.conversations.open_index(), Some(0));
+    let effects = press(&mut app, KeyCode::Char('n'));
+    assert_eq!(
+        effects,
+        vec![Effect::LoadHistory {
+            conversation_id: 3,
+            before: 0
+        }]
+    );
+    assert_eq!(app.conversations.open_index(), Some(2));
+    // Nothing else is unread: it says so and stays.
+    assert!(press(&mut app, KeyCode::Char('n')).is_empty());
+    assert_eq!(app.conversations.open_index(), Some(2));
+    assert!(app.notice.is_some());
 }
 
 #[test]

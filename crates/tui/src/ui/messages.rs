@@ -90,6 +90,9 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
             lines.push(day_separator(day, width));
             previous_day = Some(day);
         }
+        if entry.id.is_some() && entry.id == app.view.new_from {
+            lines.push(new_messages_line(width));
+        }
         let selected = focused && index == bottom;
         let marked = entry.id.is_some_and(|id| app.view.marked.contains(&id));
         lines.extend(entry_lines(app, entry, width, selected, marked));
@@ -127,6 +130,17 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
         shown.push(indicator);
     }
     shown
+}
+
+/// Above the first message that was unread when the conversation was
+/// opened.
+fn new_messages_line(width: usize) -> Line<'static> {
+    let label = " new messages ";
+    let side = width.saturating_sub(label.chars().count()) / 2;
+    Line::styled(
+        format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
+        Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+    )
 }
 
 fn day_separator(day: time::Day, width: usize) -> Line<'static> {

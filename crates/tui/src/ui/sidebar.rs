@@ -34,7 +34,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let list = List::new(items)
         .block(block)
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
-    let mut state = ListState::default().with_selected(app.conversations.open_index());
+    let mut state = ListState::default().with_selected(app.conversations.cursor_index());
     frame.render_stateful_widget(list, area, &mut state);
     if empty {
         let hint = Line::styled(" a: find people", Style::default().fg(Color::DarkGray));
