@@ -559,3 +559,43 @@ fn opening_a_conversation_shows_where_the_new_messages_start() {
     // "first new" is read; the two below it are not.
     assert_eq!(app.total_unread(), 3, "carol's 1 and team's 2");
 }
+
+/// Another member's read receipt shows as "seen" under one's own messages
+/// up to where they read (only there).
+#[test]
+fn a_read_receipt_from_the_peer_shows_seen() {
+    let mut app = chat_app();
+    net(
+        &mut app,
+        NetEvent::ReadReceipt {
+            conversation_id: 1,
+            reader: "bob".into(),
+            up_to: 2,
+        },
+    );
+    // The header line above a message's text.
+    let header = |app: &App, body_line: &str| {
+        let text = screen(app);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(body_line))
+            .unwrap_or_else(|| panic!("{body_line} not on screen:\n{text}"));
+        lines[at - 1].to_string()
+    };
+    let yes = header(&app, "Yes, tomorrow 9:00.");
+    assert!(yes.contains("seen"), "{yes}");
+    let good = header(&app, "Sounds good");
+    assert!(!good.contains("seen"), "{good}");
+    // Our own receipts do not count as "seen".
+    net(
+        &mut app,
+        NetEvent::ReadReceipt {
+            conversation_id: 1,
+            reader: "alice".into(),
+            up_to: 4,
+        },
+    );
+    let good = header(&app, "Sounds good");
+    assert!(!good.contains("seen"), "{good}");
+}

@@ -255,6 +255,11 @@ impl App {
     pub(super) fn on_read_receipt(&mut self, conversation_id: u64, reader: &str, up_to: u64) {
         let me = self.me().to_string();
         if !is_me(reader, &me) {
+            // Someone else read: "seen" under our messages up to there.
+            if let Some(conv) = self.conversations.by_id_mut(conversation_id) {
+                let seen = conv.seen.entry(reader.to_string()).or_default();
+                *seen = (*seen).max(up_to);
+            }
             return;
         }
         if let Some(conv) = self.conversations.by_id_mut(conversation_id) {

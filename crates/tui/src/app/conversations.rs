@@ -1,6 +1,8 @@
 //! The user's conversations, each with the part of its history the client
 //! has seen, including own messages still on their way to the cluster.
 
+use std::collections::BTreeMap;
+
 use crate::model::{ConversationInfo, ConversationKind, Message};
 
 /// How far one of the user's own messages got. Ordered: a mark only ever
@@ -231,6 +233,9 @@ pub struct Conversation {
     pub last_activity_ms: u64,
     pub read_up_to: u64,
     pub log: MessageLog,
+    /// How far each other member has read, from the read receipts seen
+    /// since this client started (the server lists only our own pointer).
+    pub seen: BTreeMap<String, u64>,
 }
 
 impl Conversation {
@@ -245,6 +250,7 @@ impl Conversation {
             last_activity_ms: info.last_activity_ms,
             read_up_to: info.read_up_to,
             log: MessageLog::default(),
+            seen: BTreeMap::new(),
         }
     }
 
@@ -263,7 +269,17 @@ impl Conversation {
                 loaded: true,
                 ..MessageLog::default()
             },
+            seen: BTreeMap::new(),
         }
+    }
+
+    /// Who of the others has read message `id`, by the receipts seen.
+    pub fn seen_by(&self, id: u64) -> Vec<&str> {
+        self.seen
+            .iter()
+            .filter(|(_, up_to)| **up_to >= id)
+            .map(|(reader, _)| reader.as_str())
+            .collect()
     }
 
     pub fn id(&self) -> Option<u64> {

@@ -732,6 +732,30 @@ fn unread_counts_follow_arrivals_and_reading() {
 }
 
 #[test]
+fn others_receipts_are_kept_per_reader() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(2, ConversationKind::Group, "team", 0, T0)]),
+    );
+    for (reader, up_to) in [("bob", 7), ("carol", 9), ("bob", 5), ("alice", 20)] {
+        net(
+            &mut app,
+            NetEvent::ReadReceipt {
+                conversation_id: 2,
+                reader: reader.into(),
+                up_to,
+            },
+        );
+    }
+    let team = app.conversations.get(&ConvKey::Id(2)).unwrap();
+    // A receipt never moves a reader back; our own is not "seen".
+    assert_eq!(team.seen_by(7), vec!["bob", "carol"]);
+    assert_eq!(team.seen_by(8), vec!["carol"]);
+    assert!(team.seen_by(10).is_empty());
+}
+
+#[test]
 fn n_opens_the_next_conversation_with_unread_messages() {
     let mut app = signed_in();
     net(

@@ -196,6 +196,16 @@ fn entry_lines(
             Style::default().fg(Color::Red),
         ));
     }
+    if let Some(seen) = entry
+        .id
+        .filter(|_| entry.is_own())
+        .and_then(|id| seen_label(app, id))
+    {
+        header.push(Span::styled(
+            format!(" {seen}"),
+            Style::default().fg(Color::DarkGray),
+        ));
+    }
     let mut lines = vec![Line::from(header)];
     let indent = " ".repeat(TIME_COLUMN);
     for text_line in entry.body.split('\n') {
@@ -209,6 +219,25 @@ fn entry_lines(
         }
     }
     lines
+}
+
+/// "seen" under an own message another member has read (in a group, who:
+/// "seen by bob, carol", "seen by bob, carol, dave +2").
+fn seen_label(app: &App, id: u64) -> Option<String> {
+    let conv = app.conversations.open()?;
+    let readers = conv.seen_by(id);
+    if readers.is_empty() {
+        return None;
+    }
+    if conv.kind == ConversationKind::Direct {
+        return Some("seen".to_string());
+    }
+    const NAMED: usize = 3;
+    let mut label = format!("seen by {}", readers[..readers.len().min(NAMED)].join(", "));
+    if readers.len() > NAMED {
+        label.push_str(&format!(" +{}", readers.len() - NAMED));
+    }
+    Some(label)
 }
 
 /// Columns a tab in a message body takes.
