@@ -189,6 +189,9 @@ pub struct App {
     pub cluster: Vec<ReplicaReport>,
     pub notice: Option<Notice>,
     pub should_quit: bool,
+    /// Ctrl-Z: the terminal loop stops the process (job control) and
+    /// redraws when it is resumed; it clears this.
+    pub suspend_requested: bool,
     /// What a session that ended elsewhere left unsent (see
     /// `session::Parked`).
     parked: Option<session::Parked>,
@@ -231,6 +234,7 @@ impl App {
             cluster,
             notice: None,
             should_quit: false,
+            suspend_requested: false,
             parked: None,
             next_local_id: 1,
         }

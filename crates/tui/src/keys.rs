@@ -51,6 +51,8 @@ impl Context {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Quit,
+    /// Stop the process for the shell (Ctrl-Z); `fg` resumes it.
+    Suspend,
     ToggleHelp,
     ToggleCluster,
     FocusNext,
@@ -214,6 +216,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[plain(K::BackTab)], C::Global, A::FocusPrev, "previous pane"),
     bind(&[plain(K::F(1))], C::Global, A::ToggleHelp, "help"),
     bind(&[plain(K::F(2))], C::Global, A::ToggleCluster, "cluster panel"),
+    bind(&[ctrl('z')], C::Global, A::Suspend, "suspend (fg resumes)"),
 ];
 
 impl Chord {

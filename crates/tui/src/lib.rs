@@ -133,6 +133,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for effect in app.update(event) {
             net.execute(effect);
         }
+        if std::mem::take(&mut app.suspend_requested) {
+            terminal.suspend()?;
+        }
     }
     drop(terminal);
     Ok(())
@@ -195,6 +198,28 @@ impl TerminalGuard {
                 Err(err.into())
             }
         }
+    }
+}
+
+impl TerminalGuard {
+    /// Ctrl-Z: gives the terminal back to the shell and stops this process
+    /// as job control expects (raw mode turns the key into a key event, not
+    /// a signal); once resumed (`fg`), takes the terminal again and redraws
+    /// everything. Without job control the stop signal is discarded and
+    /// this returns at once.
+    fn suspend(&mut self) -> anyhow::Result<()> {
+        restore_terminal();
+        // SAFETY: raise only signals this process.
+        unsafe {
+            libc::raise(libc::SIGTSTP);
+        }
+        enable_raw_mode()?;
+        io::stdout()
+            .execute(EnterAlternateScreen)?
+            .execute(EnableMouseCapture)?
+            .execute(EnableBracketedPaste)?;
+        self.terminal.clear()?;
+        Ok(())
     }
 }
 

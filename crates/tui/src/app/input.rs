@@ -81,6 +81,10 @@ impl App {
                 self.should_quit = true;
                 Vec::new()
             }
+            Action::Suspend => {
+                self.suspend_requested = true;
+                Vec::new()
+            }
             Action::ToggleHelp => {
                 self.overlay = match self.overlay {
                     Some(Overlay::Help { .. }) => None,

@@ -1106,6 +1106,18 @@ fn a_session_ended_elsewhere_keeps_what_was_typed_for_the_next_sign_in() {
 }
 
 #[test]
+fn ctrl_z_asks_to_suspend_even_while_typing() {
+    let mut app = chatting();
+    type_text(&mut app, "half");
+    assert!(press_mod(&mut app, KeyCode::Char('z'), KeyModifiers::CONTROL).is_empty());
+    assert!(app.suspend_requested);
+    assert_eq!(app.compose_body(), "half", "the draft stays");
+    let mut app = new_app();
+    press_mod(&mut app, KeyCode::Char('z'), KeyModifiers::CONTROL);
+    assert!(app.suspend_requested);
+}
+
+#[test]
 fn logout_returns_to_sign_in_and_drops_the_session() {
     let mut app = chatting();
     send(&mut app, "pending");
