@@ -189,59 +189,38 @@ async fn reflection_answers_v1_and_v1alpha() {
         ..options()
     });
     cluster.wait_leader(Duration::from_secs(20)).await;
-    let names = |services: Vec<String>| {
+    // The same exchange in each version's generated types.
+    macro_rules! listed_services {
+        ($version:ident) => {{
+            use $version::server_reflection_client::ServerReflectionClient;
+            use $version::server_reflection_request::MessageRequest;
+            use $version::server_reflection_response::MessageResponse;
+            let request = $version::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut answers = ServerReflectionClient::new(cluster.channel(1))
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+            match answers
+                .message()
+                .await
+                .unwrap()
+                .and_then(|a| a.message_response)
+            {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+                }
+                other => panic!("{}: {other:?}", stringify!($version)),
+            }
+        }};
+    }
+    for services in [listed_services!(v1), listed_services!(v1alpha)] {
         assert!(
             services.iter().any(|s| s == "raftchat.v1.Chat"),
             "{services:?}"
         );
-    };
-
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(cluster.channel(1));
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut answers = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match answers
-        .message()
-        .await
-        .unwrap()
-        .and_then(|a| a.message_response)
-    {
-        Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
-            names(list.service.into_iter().map(|s| s.name).collect())
-        }
-        other => panic!("v1: {other:?}"),
-    }
-
-    let mut client =
-        v1alpha::server_reflection_client::ServerReflectionClient::new(cluster.channel(1));
-    let request = v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-    let mut answers = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match answers
-        .message()
-        .await
-        .unwrap()
-        .and_then(|a| a.message_response)
-    {
-        Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
-            names(list.service.into_iter().map(|s| s.name).collect())
-        }
-        other => panic!("v1alpha: {other:?}"),
     }
 }
