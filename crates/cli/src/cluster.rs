@@ -66,6 +66,13 @@ pub fn status_table(statuses: &[ServerStatus]) -> String {
     let mut table = Table::new([
         "ID", "URL", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "DIGEST", "UPTIME",
     ]);
+    // Replicas that did not answer: a leader among them is likely dead
+    // (the others learn it only at their next election timeout).
+    let silent: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.result.is_err())
+        .map(|s| s.server.as_str())
+        .collect();
     for status in statuses {
         match &status.result {
             Ok(reply) => table.row([
@@ -79,6 +86,8 @@ pub fn status_table(statuses: &[ServerStatus]) -> String {
                 reply.term.to_string(),
                 if reply.leader_id == 0 {
                     "-".to_string()
+                } else if silent.contains(&reply.leader_url.as_str()) {
+                    format!("{} (no answer)", reply.leader_id)
                 } else {
                     reply.leader_id.to_string()
                 },
@@ -221,6 +230,18 @@ mod tests {
              1   127.0.0.1:7001  leader       4     1       57      57       0123456789ab  1m5s\n\
              -   127.0.0.1:7002  unreachable\n"
         );
+    }
+
+    #[test]
+    fn a_leader_that_does_not_answer_is_marked() {
+        let mut follower = up(2, "follower", 57, "aaaa");
+        if let Ok(reply) = &mut follower.result {
+            reply.leader_url = "127.0.0.1:7001".into();
+        }
+        let table = status_table(&[down(1), follower.clone()]);
+        assert!(table.contains("1 (no answer)"), "{table}");
+        let table = status_table(&[up(1, "leader", 57, "aaaa"), follower]);
+        assert!(!table.contains("no answer"), "{table}");
     }
 
     #[test]
