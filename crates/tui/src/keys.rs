@@ -66,6 +66,9 @@ pub enum Action {
     Open,
     /// Open the next conversation with unread messages.
     NextUnread,
+    /// On an empty compose box: your last message's text, to edit and
+    /// send again; otherwise the cursor goes up a line.
+    RecallLast,
     PageUp,
     PageDown,
     Top,
@@ -180,6 +183,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[alt(K::Enter)], C::Compose, A::Newline, "new line"),
     bind(&[plain(K::Esc)], C::Compose, A::Back, "stop typing"),
     bind(&[ctrl('r')], C::Compose, A::Retry, "retry failed"),
+    bind(&[plain(K::Up)], C::Compose, A::RecallLast, "edit last sent (empty box)"),
     // Chat screen, not typing.
     bind(&[ch('n')], C::Navigation, A::NextUnread, "next unread"),
     bind(&[ch('a')], C::Navigation, A::OpenAccounts, "accounts / new chat"),

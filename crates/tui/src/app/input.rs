@@ -144,6 +144,10 @@ impl App {
                 effects
             }
             Action::NextUnread => self.open_next_unread(),
+            Action::RecallLast => {
+                self.recall_last_message();
+                Vec::new()
+            }
             Action::Send => self.send_compose(),
             Action::Newline => {
                 self.compose.insert_newline();

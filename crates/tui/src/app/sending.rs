@@ -60,6 +60,28 @@ impl App {
         Vec::new()
     }
 
+    /// Up on an empty compose box: the text of your newest message in the
+    /// open conversation, to edit and send as a new one. With text in the
+    /// box, Up moves its cursor a line up as usual.
+    pub(super) fn recall_last_message(&mut self) {
+        if !self.compose_body().is_empty() {
+            self.compose.move_cursor(ratatui_textarea::CursorMove::Up);
+            return;
+        }
+        let last = self
+            .conversations
+            .open()
+            .and_then(|c| c.log.entries.iter().rev().find(|e| e.is_own()))
+            .map(|e| e.body.clone());
+        match last {
+            Some(body) => {
+                self.compose = new_compose();
+                self.compose.insert_str(body);
+            }
+            None => self.notify("You have not written here yet."),
+        }
+    }
+
     /// Sends the head of the outbox when it is due; its mark becomes Accepted.
     pub(super) fn pump_outbox(&mut self) -> Vec<Effect> {
         let Some(item) = self.outbox.take_due(self.now_ms).cloned() else {

@@ -1106,6 +1106,22 @@ fn a_session_ended_elsewhere_keeps_what_was_typed_for_the_next_sign_in() {
 }
 
 #[test]
+fn up_on_an_empty_compose_box_brings_back_the_last_message() {
+    let mut app = chatting();
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.compose_body(), "", "nothing written here yet");
+    send(&mut app, "helo wrold");
+    assert_eq!(app.compose_body(), "");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.compose_body(), "helo wrold");
+    // With text in the box, Up is a cursor move, not a recall.
+    press_mod(&mut app, KeyCode::Enter, KeyModifiers::ALT);
+    type_text(&mut app, "x");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.compose_body(), "helo wrold\nx");
+}
+
+#[test]
 fn ctrl_z_asks_to_suspend_even_while_typing() {
     let mut app = chatting();
     type_text(&mut app, "half");

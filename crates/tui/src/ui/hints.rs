@@ -9,7 +9,8 @@ use ratatui::Frame;
 use crate::app::App;
 use crate::keys;
 
-/// The hints that fit, in the table's order; the way to the help overlay
+/// The hints that fit, in the table's order (skipping any too long for the
+/// room left); the way to the help overlay
 /// (which lists every key) is kept at the end whenever it is available.
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let width = usize::from(area.width);
@@ -27,8 +28,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .copied()
         .filter(|b| !help.is_some_and(|h| std::ptr::eq(*b, h)))
     {
+        // One that does not fit is skipped; a shorter one after it may.
         if used + cost(binding) > width {
-            break;
+            continue;
         }
         used += cost(binding);
         shown.push(binding);
