@@ -387,3 +387,63 @@ async fn memory_only_replica_catches_up_after_restart() {
     reader.login("bob", "password-bob").await.unwrap();
     assert_eq!(bodies_with(&reader, "alice").await.len(), 30);
 }
+
+/// A subscriber resuming, on a replica that caught up through a snapshot,
+/// from an event position the snapshot passed over is told so (`Resync`),
+/// then gets what happens next: no silent gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_from_before_a_snapshot_install_says_resync() {
+    use futures::StreamExt;
+    use raftchat_client::SubscriptionItem;
+
+    let Lagging {
+        mut cluster,
+        down,
+        alice,
+        target,
+        ..
+    } = lagging(200, 250).await;
+    cluster.start_replica(down);
+    cluster.wait_converged(Duration::from_secs(60)).await;
+    let log = std::fs::read_to_string(cluster.log_path(down)).unwrap();
+    assert!(
+        log.contains("snapshot installed"),
+        "replica {down} caught up without a snapshot"
+    );
+    // bob resumes on that replica from the first event there ever was.
+    let bob = common::client_for(&cluster, vec![cluster.url(down)]);
+    bob.login("bob", "password-bob").await.unwrap();
+    let mut stream = Box::pin(bob.subscribe(Some(1)));
+    let first = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.next().await {
+                Some(SubscriptionItem::Reconnecting { .. }) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("no answer from the subscription");
+    assert!(
+        matches!(first, Some(SubscriptionItem::Resync { oldest_seq }) if oldest_seq > 1),
+        "{first:?}"
+    );
+    // It goes on live: the next message arrives.
+    alice.send(&target, "after the resync").await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.next().await {
+                Some(SubscriptionItem::Event(e)) => match e.kind {
+                    Some(raftchat_proto::event::Kind::Message(m)) => return m.body,
+                    _ => continue,
+                },
+                Some(SubscriptionItem::Failed(e)) => panic!("subscription failed: {e}"),
+                Some(_) => continue,
+                None => panic!("subscription ended"),
+            }
+        }
+    })
+    .await
+    .expect("the message after the resync never came");
+    assert_eq!(next, "after the resync");
+}
