@@ -526,3 +526,28 @@ async fn a_password_change_ends_the_other_sessions_streams_at_once() {
         "delivered after the session ended: {delivered:?}"
     );
 }
+
+/// After the peer deleted their account, the direct conversation stays
+/// readable by its id (`id:N`), though the peer's name no longer resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_with_a_deleted_peer_is_read_by_its_id() {
+    let cluster = Cluster::start(options());
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let sent = alice
+        .send(&Target::User("bob".into()), "before bob left")
+        .await
+        .unwrap();
+    let conversation = sent.message.expect("the stored message").conversation_id;
+    bob.delete_account("password-bob").await.unwrap();
+    expect_code(
+        alice.history(&Target::User("bob".into()), 0, 10).await,
+        Code::NotFound,
+        "history by the deleted peer's name",
+    );
+    let by_id: Target = format!("id:{conversation}").parse().unwrap();
+    let page = alice.history(&by_id, 0, 10).await.unwrap();
+    let bodies: Vec<String> = page.messages.into_iter().map(|m| m.body).collect();
+    assert_eq!(bodies, vec!["before bob left".to_string()]);
+}

@@ -144,8 +144,8 @@ pub enum Command {
     Read {
         #[command(flatten)]
         who: AsUser,
-        /// Only this conversation: a user name or #group.
-        #[arg(long, value_name = "PEER|#GROUP", value_parser = parse_target)]
+        /// Only this conversation: a user name, #group or id:N.
+        #[arg(long, value_name = "PEER|#GROUP|id:N", value_parser = parse_target)]
         with: Option<Target>,
         /// At most this many messages.
         #[arg(long, value_name = "N", default_value_t = 20)]
@@ -156,8 +156,8 @@ pub enum Command {
     History {
         #[command(flatten)]
         who: AsUser,
-        /// The conversation: a user name or #group.
-        #[arg(long, value_name = "PEER|#GROUP", value_parser = parse_target)]
+        /// The conversation: a user name, #group or id:N (its id).
+        #[arg(long, value_name = "PEER|#GROUP|id:N", value_parser = parse_target)]
         with: Target,
         /// Only messages older than this message id.
         #[arg(long, value_name = "ID")]
@@ -177,8 +177,8 @@ pub enum Command {
     MarkRead {
         #[command(flatten)]
         who: AsUser,
-        /// The conversation: a user name or #group.
-        #[arg(long, value_name = "PEER|#GROUP", value_parser = parse_target)]
+        /// The conversation: a user name, #group or id:N (its id).
+        #[arg(long, value_name = "PEER|#GROUP|id:N", value_parser = parse_target)]
         with: Target,
         /// The newest message id to mark read.
         #[arg(long, value_name = "ID")]

@@ -21,10 +21,20 @@ pub enum Target {
 }
 
 impl Target {
-    /// Parses the human form: `#name` is a group, anything else a user name.
-    /// Surrounding blanks are ignored; an empty name is an error.
+    /// Parses the human form: `#name` is a group, `id:N` the conversation
+    /// with id N (which still works after the peer deleted their account),
+    /// anything else a user name (user names cannot hold `:`). Surrounding
+    /// blanks are ignored; an empty name is an error.
     pub fn parse(text: &str) -> Result<Self, ClientError> {
         let text = text.trim();
+        if let Some(id) = text.strip_prefix("id:") {
+            return id.trim().parse().map(Self::Conversation).map_err(|_| {
+                ClientError::new(
+                    tonic::Code::InvalidArgument,
+                    format!("'{text}': expected a conversation id after 'id:', e.g. id:7"),
+                )
+            });
+        }
         if let Some(group) = text.strip_prefix('#') {
             let group = group.trim();
             if group.is_empty() {
@@ -117,6 +127,15 @@ mod tests {
             Target::Group("team".into())
         );
         assert_eq!(Target::parse("bob").unwrap(), Target::User("bob".into()));
+    }
+
+    #[test]
+    fn id_prefix_means_a_conversation_id() {
+        assert_eq!(Target::parse("id:7").unwrap(), Target::Conversation(7));
+        assert_eq!(Target::parse(" id: 12 ").unwrap(), Target::Conversation(12));
+        let err = Target::parse("id:bob").unwrap_err();
+        assert!(err.is_invalid_argument(), "{err}");
+        assert!(err.to_string().contains("id:7"), "{err}");
     }
 
     #[test]
