@@ -548,6 +548,11 @@ async fn a_conversation_with_a_deleted_peer_is_read_by_its_id() {
     );
     let by_id: Target = format!("id:{conversation}").parse().unwrap();
     let page = alice.history(&by_id, 0, 10).await.unwrap();
+    // What chatctl shows as "bob (deleted)": still named for bob, without
+    // bob among the members.
+    let info = page.conversation.clone().expect("the conversation");
+    assert_eq!(info.name, "bob");
+    assert_eq!(info.members, vec!["alice".to_string()]);
     let bodies: Vec<String> = page.messages.into_iter().map(|m| m.body).collect();
     assert_eq!(bodies, vec!["before bob left".to_string()]);
 }

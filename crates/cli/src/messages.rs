@@ -232,12 +232,20 @@ mod tests {
                 members: vec!["alice".into(), "bob".into()],
                 ..Default::default()
             },
+            Conversation {
+                id: 2,
+                kind: ConversationKind::Direct as i32,
+                name: "carol".into(),
+                members: vec!["alice".into()],
+                ..Default::default()
+            },
         ];
         assert_eq!(
             conversations_table(&conversations),
-            "ID  KIND    NAME   UNREAD  LAST ACTIVITY               MEMBERS\n\
-             4   group   #team  2       2026-11-23 08:52:12 +00:00  alice,bob\n\
-             3   direct  bob    0       never                       alice,bob\n"
+            "ID  KIND    NAME             UNREAD  LAST ACTIVITY               MEMBERS\n\
+             4   group   #team            2       2026-11-23 08:52:12 +00:00  alice,bob\n\
+             3   direct  bob              0       never                       alice,bob\n\
+             2   direct  carol (deleted)  0       never                       alice\n"
         );
     }
 }

@@ -20,8 +20,20 @@ pub fn conversation_name(conversation: &Conversation) -> String {
     let name = escape_line(&conversation.name);
     match conversation.kind() {
         ConversationKind::Group => format!("#{name}"),
+        _ if peer_deleted(conversation) => format!("{name} (deleted)"),
         _ => name.into_owned(),
     }
+}
+
+/// A direct conversation whose peer deleted their account: the peer is no
+/// longer among its members (it is still readable, by `id:N`).
+pub fn peer_deleted(conversation: &Conversation) -> bool {
+    conversation.kind() == ConversationKind::Direct
+        && !conversation.members.is_empty()
+        && !conversation
+            .members
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&conversation.name))
 }
 
 /// Names (members, users) joined with `separator`, each escaped.
@@ -90,6 +102,7 @@ pub fn conversation_json(conversation: &Conversation) -> Value {
         "id": conversation.id,
         "kind": kind_name(conversation),
         "name": conversation.name,
+        "peer_deleted": peer_deleted(conversation),
         "members": conversation.members,
         "unread": conversation.unread,
         "last_message_id": conversation.last_message_id,
