@@ -638,9 +638,7 @@ async fn catchup(args: &Args, storage: bool) -> anyhow::Result<Value> {
         pct(&during, 1.0),
     );
     if let Some(keep) = &args.keep {
-        for id in 1..=5 {
-            cluster.kill(id);
-        }
+        cluster.kill_all();
         keep_storage(&cluster, keep)?;
     }
     Ok(json!({
@@ -707,9 +705,7 @@ async fn follower_restarts(args: &Args) -> anyhow::Result<Value> {
     let last = cluster.wait_leader(Duration::from_secs(30)).await;
     let last_term = term_at(cluster.status(last, false).await);
     if let Some(keep) = &args.keep {
-        for id in 1..=5 {
-            cluster.kill(id);
-        }
+        cluster.kill_all();
         keep_storage(&cluster, keep)?;
     }
     catch_ups.sort();
@@ -853,9 +849,7 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
         .map(rss_bytes)
         .sum();
     let disk: u64 = (1..=5).map(|id| dir_bytes(&cluster.storage_dir(id))).sum();
-    for id in 1..=5 {
-        cluster.kill(id);
-    }
+    cluster.kill_all();
     if let Some(keep) = &args.keep {
         keep_storage(&cluster, keep)?;
     }
@@ -865,9 +859,7 @@ async fn cold_restart(args: &Args) -> anyhow::Result<Value> {
     let mut times = Vec::new();
     for round in 0..args.cold_restarts {
         if round > 0 {
-            for id in 1..=5 {
-                cluster.kill(id);
-            }
+            cluster.kill_all();
         }
         times.push(start_all_to_first_write(&mut cluster).await?);
     }
@@ -963,9 +955,7 @@ async fn scale(args: &Args) -> anyhow::Result<Value> {
     let max_rss = rss.iter().copied().max().unwrap_or(0);
     let disk: u64 = (1..=5).map(|id| dir_bytes(&cluster.storage_dir(id))).sum();
     let breakdown = dir_breakdown(&cluster.storage_dir(leader));
-    for id in 1..=5 {
-        cluster.kill(id);
-    }
+    cluster.kill_all();
     if let Some(keep) = &args.keep {
         keep_storage(&cluster, keep)?;
     }

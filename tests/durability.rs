@@ -28,9 +28,7 @@ async fn whole_cluster_kill_loses_nothing_acknowledged() {
         alice.send(&target, &body).await.unwrap();
         acked.push(body);
     }
-    for id in 1..=5 {
-        cluster.kill(id);
-    }
+    cluster.kill_all();
     for id in [3, 1, 5, 2, 4] {
         cluster.start_replica(id);
     }
@@ -59,9 +57,7 @@ async fn leader_restarted_in_its_term_serves_no_stale_read() {
     let target = Target::User("bob".into());
     send_concurrently(&alice, &target, 8, 100).await;
     let term = cluster.status(leader, false).await.unwrap().term;
-    for id in cluster.running() {
-        cluster.kill(id);
-    }
+    cluster.kill_all();
     cluster.start_replica(leader);
     for &id in &behind {
         cluster.start_replica(id);
@@ -96,9 +92,7 @@ async fn whole_cluster_restart_from_snapshots_loses_nothing() {
     let target = Target::User("bob".into());
     send_concurrently(&alice, &target, 4, 100).await;
     cluster.wait_converged(Duration::from_secs(30)).await;
-    for id in 1..=5 {
-        cluster.kill(id);
-    }
+    cluster.kill_all();
     for id in 1..=5 {
         cluster.start_replica(id);
     }

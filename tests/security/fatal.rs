@@ -18,9 +18,7 @@ async fn a_replica_whose_raft_core_dies_exits_non_zero() {
         ..options()
     });
     cluster.wait_leader(Duration::from_secs(20)).await;
-    for id in 1..=3 {
-        cluster.kill(id);
-    }
+    cluster.kill_all();
     let doomed = 1;
     raftchat_server::storage::save_small_file(
         &cluster.storage_dir(doomed),

@@ -376,6 +376,13 @@ impl Cluster {
         self.signal(id, libc::SIGKILL);
     }
 
+    /// SIGKILL of every running replica: the whole cluster dies at once.
+    pub fn kill_all(&mut self) {
+        for id in self.running() {
+            self.kill(id);
+        }
+    }
+
     /// SIGTERM: a graceful stop; returns the exit status.
     pub fn terminate(&mut self, id: u64) -> Option<ExitStatus> {
         self.signal(id, libc::SIGTERM)
@@ -527,10 +534,7 @@ impl Drop for Cluster {
         if std::thread::panicking() {
             eprintln!("{}", self.logs_tail());
         }
-        let ids: Vec<u64> = self.replicas.keys().copied().collect();
-        for id in ids {
-            self.kill(id);
-        }
+        self.kill_all();
     }
 }
 
