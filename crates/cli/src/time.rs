@@ -13,20 +13,18 @@ static ZONE: OnceLock<TimeZone> = OnceLock::new();
 /// Shows timestamps in UTC (`--utc`) rather than the system's time zone
 /// (`TZ`, else `/etc/localtime`). Only the first call counts.
 pub fn show_in_utc(utc: bool) {
-    let _ = ZONE.set(if utc {
-        TimeZone::UTC
-    } else {
-        TimeZone::try_system().unwrap_or(TimeZone::UTC)
-    });
+    let _ = ZONE.set(if utc { TimeZone::UTC } else { system_zone() });
+}
+
+/// The system's time zone; UTC when it cannot be read.
+fn system_zone() -> TimeZone {
+    TimeZone::try_system().unwrap_or(TimeZone::UTC)
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS +HH:MM` in the chosen zone;
 /// `never` for 0.
 pub fn format_ms(ms: u64) -> String {
-    format_ms_in(
-        ms,
-        ZONE.get_or_init(|| TimeZone::try_system().unwrap_or(TimeZone::UTC)),
-    )
+    format_ms_in(ms, ZONE.get_or_init(system_zone))
 }
 
 /// [`format_ms`] in `zone`.
@@ -34,9 +32,9 @@ pub fn format_ms_in(ms: u64, zone: &TimeZone) -> String {
     if ms == 0 {
         return "never".to_string();
     }
-    let Ok(at) = i64::try_from(ms)
-        .map_err(|_| ())
-        .and_then(|ms| Timestamp::from_millisecond(ms).map_err(|_| ()))
+    let Some(at) = i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
     else {
         return format!("{ms} ms after 1970");
     };

@@ -180,18 +180,9 @@ struct TerminalGuard {
 impl TerminalGuard {
     fn enter() -> anyhow::Result<Self> {
         install_panic_hook();
-        enable_raw_mode()?;
-        let mut stdout = io::stdout();
-        let setup = stdout
-            .execute(EnterAlternateScreen)
-            .and_then(|s| s.execute(EnableMouseCapture))
-            .and_then(|s| s.execute(EnableBracketedPaste))
-            .map(drop);
-        if let Err(err) = setup {
-            restore_terminal();
-            return Err(err.into());
-        }
-        match Terminal::new(CrosstermBackend::new(stdout)) {
+        let terminal =
+            take_terminal().and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
+        match terminal {
             Ok(terminal) => Ok(Self { terminal }),
             Err(err) => {
                 restore_terminal();
@@ -199,9 +190,7 @@ impl TerminalGuard {
             }
         }
     }
-}
 
-impl TerminalGuard {
     /// Ctrl-Z: gives the terminal back to the shell and stops this process
     /// as job control expects (raw mode turns the key into a key event, not
     /// a signal); once resumed (`fg`), takes the terminal again and redraws
@@ -213,14 +202,21 @@ impl TerminalGuard {
         unsafe {
             libc::raise(libc::SIGTSTP);
         }
-        enable_raw_mode()?;
-        io::stdout()
-            .execute(EnterAlternateScreen)?
-            .execute(EnableMouseCapture)?
-            .execute(EnableBracketedPaste)?;
+        take_terminal()?;
         self.terminal.clear()?;
         Ok(())
     }
+}
+
+/// Raw mode, the alternate screen, mouse capture and bracketed paste: what
+/// [`restore_terminal`] undoes.
+fn take_terminal() -> io::Result<()> {
+    enable_raw_mode()?;
+    io::stdout()
+        .execute(EnterAlternateScreen)?
+        .execute(EnableMouseCapture)?
+        .execute(EnableBracketedPaste)
+        .map(drop)
 }
 
 impl Drop for TerminalGuard {

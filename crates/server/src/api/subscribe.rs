@@ -164,11 +164,9 @@ async fn pump(
                             }
                             _ => mine.extend(render(&guard.chat, user, e)),
                         }
-                        cursor = e.seq;
                     }
-                    if !ended {
-                        cursor = events.last().map_or(cursor, |e| e.seq);
-                    }
+                    // Unused once the stream has ended.
+                    cursor = events.last().map_or(cursor, |e| e.seq);
                 }
                 for ev in mine {
                     send(tx, Ok(ev)).await?;

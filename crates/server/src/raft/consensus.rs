@@ -257,6 +257,12 @@ impl Consensus {
         }
     }
 
+    /// Whether this replica leads and hears from a majority: what it
+    /// answers a follower's or a restarted replica's `Lease` question.
+    pub fn leads_with_quorum(&self) -> bool {
+        self.is_leader() && self.check_quorum().is_ok()
+    }
+
     /// Records what the leader last said of its quorum.
     pub fn set_leader_has_quorum(&self, has: bool) {
         self.leader_has_quorum.store(has, Ordering::Relaxed);

@@ -407,8 +407,8 @@ async fn dispatch(
     if kind == Kind::Lease {
         // Asked at start-up too: a replica not yet in Raft leads nothing.
         let () = postcard::from_bytes(payload)?;
-        let leads = consensus.is_leader() && consensus.check_quorum().is_ok();
-        return Ok(wire::encode_frame(kind, &leads.then_some(consensus.id))?);
+        let leads = consensus.leads_with_quorum().then_some(consensus.id);
+        return Ok(wire::encode_frame(kind, &leads)?);
     }
     if !*side.raft_open.borrow() {
         return Err(Refused::NotReady);

@@ -27,15 +27,14 @@ pub async fn watch(consensus: Consensus) {
         if m.running_state.is_err() {
             return;
         }
-        let (leader, current_term) = (m.current_leader, m.current_term);
         if let Some(seen) = term {
-            if current_term > seen {
-                crate::metrics::observe_elections(current_term - seen);
+            if m.current_term > seen {
+                crate::metrics::observe_elections(m.current_term - seen);
             }
         }
-        term = Some(current_term);
+        term = Some(m.current_term);
         let answer = match consensus.leader() {
-            Some((id, url)) if id != consensus.id && leader == Some(id) && !url.is_empty() => {
+            Some((id, url)) if id != consensus.id && !url.is_empty() => {
                 matches!(
                     consensus.peers.lease(id, &url, RECHECK).await,
                     Ok(Some(said)) if said == id

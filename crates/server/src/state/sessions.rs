@@ -81,7 +81,7 @@ impl Sessions {
 
     /// Forgets `user`'s sessions that have expired at `now`.
     pub fn purge_expired(&mut self, user: UserId, now: u64) {
-        let _ = self.retain_user(user, |_, s| now >= s.expires_ms);
+        self.retain_user(user, |_, s| now >= s.expires_ms);
     }
 
     #[cfg(test)]

@@ -34,10 +34,11 @@ impl App {
     /// with unread messages.
     pub(super) fn open_next_unread(&mut self) -> Vec<Effect> {
         let list = &self.conversations.list;
-        let start = self.conversations.open_index().map_or(0, |i| i + 1);
+        let open = self.conversations.open_index();
+        let start = open.map_or(0, |i| i + 1);
         let next = (0..list.len())
             .map(|step| (start + step) % list.len())
-            .find(|&i| list[i].unread > 0 && Some(i) != self.conversations.open_index());
+            .find(|&i| list[i].unread > 0 && Some(i) != open);
         match next {
             Some(i) => {
                 let key = list[i].key.clone();

@@ -136,8 +136,8 @@ impl App {
     pub(super) fn on_send_failed(&mut self, local_id: u64, error: NetError) {
         // Its session ended (a retry could never work): it waits for the
         // next sign-in instead.
+        // (`session_ended` takes the whole outbox, this one included.)
         if error.kind == ErrorKind::Unauthenticated && self.outbox.contains(local_id) {
-            self.outbox.postpone(local_id, 0);
             self.session_ended();
             return;
         }

@@ -104,10 +104,15 @@ impl App {
                 outbox,
                 compose,
             });
-            info.push_str(&match waiting {
-                0 => " Your draft is kept.".to_string(),
-                1 => " 1 message waiting to be sent and your draft are kept.".to_string(),
-                n => format!(" {n} messages waiting to be sent and your draft are kept."),
+            let messages = match waiting {
+                0 => String::new(),
+                1 => "1 message waiting to be sent".to_string(),
+                n => format!("{n} messages waiting to be sent"),
+            };
+            info.push_str(&match (messages.is_empty(), drafted) {
+                (true, _) => " Your draft is kept.".to_string(),
+                (false, true) => format!(" {messages} and your draft are kept."),
+                (false, false) => format!(" {messages} are kept."),
             });
         }
         self.sign_out(Some(&info));

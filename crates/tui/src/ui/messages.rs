@@ -135,20 +135,28 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
 /// Above the first message that was unread when the conversation was
 /// opened.
 fn new_messages_line(width: usize) -> Line<'static> {
-    let label = " new messages ";
-    let side = width.saturating_sub(label.chars().count()) / 2;
-    Line::styled(
-        format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
+    rule(
+        "new messages",
+        width,
         Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
     )
 }
 
 fn day_separator(day: time::Day, width: usize) -> Line<'static> {
-    let label = format!(" {} ", time::day_label(day));
+    rule(
+        &time::day_label(day),
+        width,
+        Style::default().fg(Color::DarkGray),
+    )
+}
+
+/// `label` centred in a horizontal rule `width` columns wide.
+fn rule(label: &str, width: usize, style: Style) -> Line<'static> {
+    let label = format!(" {label} ");
     let side = width.saturating_sub(label.chars().count()) / 2;
     Line::styled(
         format!("{}{label}{}", "─".repeat(side), "─".repeat(side)),
-        Style::default().fg(Color::DarkGray),
+        style,
     )
 }
 
