@@ -377,3 +377,77 @@ async fn restarting_a_follower_that_missed_writes_keeps_the_term() {
     let slowest = writer.await.unwrap();
     println!("slowest steady write: {slowest:?}");
 }
+
+/// With every connection to the leader's port held (a firewall dropping
+/// packets to it, while its own connections work: an asymmetric
+/// partition), the leader keeps its quorum and is never deposed, and its
+/// followers forward writes over the lanes the leader opened to them
+/// (`raft::lanes`). Before lanes, no write through a follower was
+/// acknowledged until the block ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_flow_while_nobody_can_dial_the_leader() {
+    use raftchat_testkit::fault::proxy::Mesh;
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    let mut cluster = Cluster::prepare(options());
+    let targets: BTreeMap<u64, SocketAddr> = (1..=5)
+        .map(|id| {
+            (
+                id,
+                SocketAddr::from(([127, 0, 0, 1], cluster.replicas[&id].port)),
+            )
+        })
+        .collect();
+    let mesh = Mesh::start(&targets).await.expect("link proxies");
+    cluster.routes = mesh.routes();
+    for id in 1..=5 {
+        cluster.start_replica(id);
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let term = cluster.status(leader, false).await.unwrap().term;
+    // Clients that know only the followers, as clients would that cannot
+    // reach the leader either.
+    let followers: Vec<String> = (1..=5)
+        .filter(|id| *id != leader)
+        .map(|id| cluster.url(id))
+        .collect();
+    let alice = common::client_for(&cluster, followers.clone());
+    let bob = common::client_for(&cluster, followers);
+    for (client, name) in [(&alice, "alice"), (&bob, "bob")] {
+        client.create_account(name, "password").await.unwrap();
+        client.login(name, "password").await.unwrap();
+    }
+    let target = Target::User("bob".into());
+    alice.send(&target, "before").await.unwrap();
+
+    mesh.hold_dials_to(leader);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut sent = Vec::new();
+    while started.elapsed() < Duration::from_secs(6) {
+        let body = format!("during {}", sent.len());
+        let t = Instant::now();
+        alice
+            .send(&target, &body)
+            .await
+            .unwrap_or_else(|e| panic!("{body}, {:?} into the block: {e}", started.elapsed()));
+        slowest = slowest.max(t.elapsed());
+        sent.push(body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mesh.heal();
+    println!(
+        "{} writes during the block, slowest {slowest:?}",
+        sent.len()
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a write took {slowest:?} while connections to leader {leader} were held"
+    );
+    let now = cluster.status(leader, false).await.unwrap();
+    assert_eq!((now.role.as_str(), now.term), ("leader", term));
+    let read = bodies_with(&bob, "alice").await;
+    assert_eq!(read.len(), sent.len() + 1, "{read:?}");
+    assert_eq!(read[1..], sent[..]);
+}

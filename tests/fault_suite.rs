@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use raftchat_testkit::fault::{run, RunConfig};
 
-const DEFAULT_SEEDS: &[u64] = &[11, 23, 47];
+const DEFAULT_SEEDS: &[u64] = &[11, 23, 47, 85];
 const DEFAULT_SECS: u64 = 40;
 
 fn env_list(name: &str) -> Option<Vec<u64>> {

@@ -42,7 +42,7 @@ use crate::raft::consensus::{Consensus, Timeouts};
 use crate::raft::elections::ElectionHold;
 use crate::raft::listener::Incoming;
 use crate::raft::network::{Network, Peers};
-use crate::raft::{incarnation, listener, quorum, snapshots};
+use crate::raft::{incarnation, lanes, listener, quorum, snapshots};
 use crate::state::command::{Command, Proposal};
 use crate::storage;
 use crate::storage::events::{EventHub, DEFAULT_EVENT_CAPACITY};
@@ -149,6 +149,7 @@ pub async fn run(
     let consensus = Consensus::start(id, raft.clone(), peers.clone(), timeouts);
     // Before the first election, which it counts.
     tokio::spawn(quorum::watch(consensus.clone()));
+    tokio::spawn(lanes::offer_while_leading(consensus.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Our accept loop sets TCP_NODELAY (tonic's only applies to sockets it

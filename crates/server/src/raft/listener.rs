@@ -223,8 +223,15 @@ async fn route(
             });
             return;
         };
-        serve_raft(conn, addr, peer, &shared).await;
-        drop(permit);
+        if let Some((leader, conn)) = serve_raft(conn, addr, peer, &shared).await {
+            // Still counted among the Raft connections while it is a lane.
+            shared
+                .side
+                .consensus
+                .peers
+                .lanes
+                .adopt(leader, conn, permit);
+        }
     }
 }
 
@@ -323,15 +330,21 @@ async fn sniff(stream: &TcpStream) -> io::Result<Protocol> {
 }
 
 /// Serves one peer's Raft connection until it closes, idles out or
-/// misbehaves.
-async fn serve_raft(mut conn: wire::Conn, addr: SocketAddr, peer: Option<NodeId>, shared: &Shared) {
+/// misbehaves, or until the peer, leading, offers it as a lane: then
+/// returns it with the leader's id (`raft::lanes`).
+async fn serve_raft(
+    mut conn: wire::Conn,
+    addr: SocketAddr,
+    peer: Option<NodeId>,
+    shared: &Shared,
+) -> Option<(NodeId, wire::Conn)> {
     loop {
         match tokio::time::timeout(RAFT_IDLE_TIMEOUT, conn.fill_buf()).await {
             Ok(Ok(buf)) if !buf.is_empty() => {}
-            Ok(_) => return,
+            Ok(_) => return None,
             Err(_) => {
                 tracing::debug!(%addr, "Raft connection idle for {RAFT_IDLE_TIMEOUT:?}; closing");
-                return;
+                return None;
             }
         }
         let read = async {
@@ -350,36 +363,49 @@ async fn serve_raft(mut conn: wire::Conn, addr: SocketAddr, peer: Option<NodeId>
         };
         let (kind, payload, _share) = match tokio::time::timeout(FRAME_DEADLINE, read).await {
             Ok(Ok(Some(frame))) => frame,
-            Ok(Ok(None)) => return,
+            Ok(Ok(None)) => return None,
             Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
                 shared.refusals.warn(|suppressed| {
                     tracing::warn!(%addr, ?peer, error = %e, suppressed, "bad Raft frame; closing the connection")
                 });
-                return;
+                return None;
             }
             Ok(Err(e)) => {
                 tracing::debug!(%addr, error = %e, "Raft connection failed");
-                return;
+                return None;
             }
             Err(_) => {
                 shared.refusals.warn(|suppressed| {
                     tracing::warn!(%addr, ?peer, suppressed, "a Raft frame took over {FRAME_DEADLINE:?} to arrive; closing")
                 });
-                return;
+                return None;
             }
         };
+        if kind == Kind::Lane {
+            return match lane_offer(&shared.side, peer, &payload) {
+                Ok(leader) => Some((leader, conn)),
+                // Starting up: the leader offers again shortly.
+                Err(Refused::NotReady) => None,
+                Err(e) => {
+                    shared.refusals.warn(|suppressed| {
+                        tracing::warn!(%addr, ?peer, error = %e, suppressed, "refused a lane; closing the connection")
+                    });
+                    None
+                }
+            };
+        }
         let reply = match dispatch(&shared.side, peer, kind, &payload).await {
             Ok(reply) => reply,
             Err(e) => {
                 shared.refusals.warn(|suppressed| {
                     tracing::warn!(%addr, ?peer, ?kind, error = %e, suppressed, "refused a Raft request; closing the connection")
                 });
-                return;
+                return None;
             }
         };
         if let Err(e) = wire::write_frame(conn.get_mut(), &reply).await {
             tracing::debug!(%addr, error = %e, "cannot answer on a Raft connection");
-            return;
+            return None;
         }
     }
 }
@@ -459,7 +485,27 @@ async fn dispatch(
             )?)
         }
         Kind::Hello | Kind::Lease => Err(Refused::NotReady),
+        Kind::Lane | Kind::LaneCalls | Kind::LaneAnswers => Err(Refused::Misplaced(kind)),
     }
+}
+
+/// Checks a lane offer: from a member, under its own name, once this
+/// replica takes part in Raft. Returns the offering leader's id.
+fn lane_offer(side: &PeerSide, peer: Option<NodeId>, payload: &[u8]) -> Result<NodeId, Refused> {
+    if !*side.raft_open.borrow() {
+        return Err(Refused::NotReady);
+    }
+    let leader: NodeId = postcard::from_bytes(payload)?;
+    if let Some(peer) = peer {
+        if peer != leader {
+            return Err(Refused::Impersonation {
+                peer,
+                claimed: leader,
+            });
+        }
+    }
+    check_member(&side.consensus, leader)?;
+    Ok(leader)
 }
 
 /// What this replica's applied state records of `replica`'s storage.
@@ -524,6 +570,8 @@ enum Refused {
     Term { term: u64, current: u64 },
     #[error("this replica does not take part in Raft yet (start-up check)")]
     NotReady,
+    #[error("a {0:?} frame belongs on a lane, not on a Raft connection")]
+    Misplaced(Kind),
 }
 
 /// At most one log line per `every` for a kind of event an attacker can

@@ -1,7 +1,8 @@
 //! Consensus: how a command gets into the replicated log and how a read
 //! is made linearizable ([`consensus`]), the one replica-to-replica
 //! transport (framed Raft RPCs, forwarded proposals and read-index requests
-//! over mutual TLS: [`wire`], [`listener`], [`network`]), membership
+//! over mutual TLS: [`wire`], [`listener`], [`network`], and the lanes a
+//! leader opens for its followers' requests: [`lanes`]), membership
 //! changes ([`membership`]), which storage each replica runs on
 //! ([`incarnation`]), when a replica snapshots ([`snapshots`]) and when it
 //! holds its elections ([`elections`]), and whether the group has a
@@ -16,6 +17,7 @@
 pub mod consensus;
 pub mod elections;
 pub mod incarnation;
+pub mod lanes;
 pub mod listener;
 pub mod membership;
 pub mod network;

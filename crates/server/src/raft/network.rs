@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::raft::incarnation::Known;
+use crate::raft::lanes::{LaneAnswer, LaneRequest, Lanes};
 use crate::raft::snapshots;
 use crate::raft::wire::{self, Kind};
 use crate::state::command::{CommandResult, Proposal};
@@ -106,6 +107,9 @@ pub struct Peers {
     /// on a plaintext (loopback) cluster.
     tls: Option<ReplicaTls>,
     dial_tls: Option<wire::DialTls>,
+    /// Connections leaders opened to this replica to take its forwarded
+    /// calls (`raft::lanes`), preferred to dialling the leader.
+    pub lanes: Arc<Lanes>,
 }
 
 impl Peers {
@@ -151,6 +155,38 @@ impl Peers {
         let ch = endpoint.connect_lazy();
         channels.insert(url.to_string(), ch.clone());
         Ok(ch)
+    }
+
+    /// A new Raft connection to `peer`, whose membership address is
+    /// `advertised`, by its route if it has one.
+    pub async fn dial(&self, peer: NodeId, advertised: &str) -> io::Result<wire::Conn> {
+        let url = self.route(peer, advertised);
+        wire::dial(
+            peer,
+            url,
+            advertised,
+            self.dial_tls.as_ref(),
+            CONNECT_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Asks `leader` over the lane it opened to this replica. `None` if
+    /// there is none, or it closed before answering: the caller dials.
+    async fn over_lane(
+        &self,
+        leader: NodeId,
+        request: LaneRequest<'_>,
+        timeout: Duration,
+    ) -> Option<io::Result<LaneAnswer>> {
+        match self.lanes.call(leader, &request, timeout).await? {
+            Ok(answer) => {
+                self.touch(leader);
+                Some(Ok(answer))
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Some(Err(e)),
+            Err(_) => None,
+        }
     }
 
     /// An idle Raft connection to `peer` at `url` that still looks open.
@@ -267,6 +303,12 @@ impl Peers {
         proposal: &ForwardRequest,
         timeout: Duration,
     ) -> io::Result<ForwardReply> {
+        if let Some(answer) = self
+            .over_lane(leader, LaneRequest::Forward(proposal), timeout)
+            .await
+        {
+            return answer?.forward();
+        }
         self.call(leader, url, Kind::Forward, proposal, timeout)
             .await
     }
@@ -291,6 +333,9 @@ impl Peers {
         url: &str,
         timeout: Duration,
     ) -> io::Result<Option<NodeId>> {
+        if let Some(answer) = self.over_lane(peer, LaneRequest::Lease, timeout).await {
+            return answer?.lease();
+        }
         self.call(peer, url, Kind::Lease, &(), timeout).await
     }
 
@@ -302,6 +347,12 @@ impl Peers {
         url: &str,
         timeout: Duration,
     ) -> io::Result<ReadIndexReply> {
+        if let Some(answer) = self
+            .over_lane(leader, LaneRequest::ReadIndex, timeout)
+            .await
+        {
+            return answer?.read_index();
+        }
         self.call(leader, url, Kind::ReadIndex, &(), timeout).await
     }
 }

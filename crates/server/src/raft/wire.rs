@@ -129,6 +129,13 @@ pub enum Kind {
     /// A restarted replica asks whether the peer leads with a live quorum
     /// (`raft::elections`).
     Lease = 7,
+    /// The leader offers the connection it opened as a lane
+    /// (`raft::lanes`); no answer, the connection changes direction.
+    Lane = 8,
+    /// A follower's calls on a lane, any number back to back.
+    LaneCalls = 9,
+    /// The leader's answers on a lane, any number back to back.
+    LaneAnswers = 10,
 }
 
 impl Kind {
@@ -141,6 +148,9 @@ impl Kind {
             5 => Some(Self::ReadIndex),
             6 => Some(Self::Hello),
             7 => Some(Self::Lease),
+            8 => Some(Self::Lane),
+            9 => Some(Self::LaneCalls),
+            10 => Some(Self::LaneAnswers),
             _ => None,
         }
     }
@@ -148,11 +158,13 @@ impl Kind {
     /// Largest frame of this kind, request or response. A vote is a few
     /// dozen bytes; an append carries at most 32 entries of at most one
     /// batch each; a snapshot chunk is 3 MiB; a forwarded proposal is one
-    /// client request (a message body is at most 4 KiB).
+    /// client request (a message body is at most 4 KiB); a lane's frame
+    /// is closed at 1 MiB plus the call or answer that passed it.
     pub fn max_len(self) -> usize {
         match self {
-            Kind::Vote | Kind::ReadIndex | Kind::Hello | Kind::Lease => 4 * 1024,
+            Kind::Vote | Kind::ReadIndex | Kind::Hello | Kind::Lease | Kind::Lane => 4 * 1024,
             Kind::Forward => 1024 * 1024,
+            Kind::LaneCalls | Kind::LaneAnswers => 4 * 1024 * 1024,
             Kind::Snapshot => 4 * 1024 * 1024,
             Kind::Append => MAX_FRAME,
         }
@@ -177,6 +189,22 @@ pub fn encode_frame<T: Serialize>(kind: Kind, value: &T) -> io::Result<Vec<u8>> 
         )));
     }
     buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(buf)
+}
+
+/// A whole frame around a payload already encoded.
+pub fn frame_from_payload(kind: Kind, payload: &[u8]) -> io::Result<Vec<u8>> {
+    let len = payload.len() + 1;
+    if len > kind.max_len() {
+        return Err(invalid(format!(
+            "{kind:?} frame of {len} bytes exceeds the {}-byte limit",
+            kind.max_len()
+        )));
+    }
+    let mut buf = Vec::with_capacity(HEADER + payload.len());
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+    buf.push(kind as u8);
+    buf.extend_from_slice(payload);
     Ok(buf)
 }
 

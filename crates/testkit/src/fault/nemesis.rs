@@ -64,6 +64,10 @@ pub enum Fault {
     },
     /// Bytes from `from` to `to` held (delayed) while `to → from` flows.
     OneWay { from: Victim, to: u64 },
+    /// Every connection dialled to the victim held, both ways, while the
+    /// victim's own connections flow: a firewall dropping packets to its
+    /// port (an asymmetric partition).
+    HoldDialsTo(Victim),
     /// A follower loses the log records it never acknowledged, as a power
     /// cut loses unsynced writes (see [`Nemesis::lose_unsynced_tail`]).
     LoseUnsynced,
@@ -83,6 +87,7 @@ impl Fault {
             Fault::Split { .. } => "split",
             Fault::Bridge { .. } => "bridge",
             Fault::OneWay { .. } => "one-way",
+            Fault::HoldDialsTo(_) => "hold-dials",
             Fault::LoseUnsynced => "lose-unsynced",
             Fault::PowerCutLeader => "power-cut-leader",
         }
@@ -103,6 +108,7 @@ impl fmt::Display for Fault {
                 right,
             } => write!(f, "bridge {left:?} <-{bridge}-> {right:?}"),
             Fault::OneWay { from, to } => write!(f, "hold bytes {from} -> {to}"),
+            Fault::HoldDialsTo(v) => write!(f, "hold connections dialled to {v}"),
             Fault::LoseUnsynced => f.write_str("lose a follower's unsynced log tail"),
             Fault::PowerCutLeader => f.write_str("cut the leader's power"),
         }
@@ -171,12 +177,16 @@ impl Schedule {
                     },
                     rng.gen_range(500..3000),
                 ),
-                80..=85 => (
+                80..=82 => (
                     Fault::OneWay {
                         from: Victim::Replica(shuffled[0]),
                         to: shuffled[1],
                     },
                     rng.gen_range(500..3000),
+                ),
+                83..=85 => (
+                    Fault::HoldDialsTo(Victim::Leader),
+                    rng.gen_range(1000..6000),
                 ),
                 86..=92 => (Fault::LoseUnsynced, rng.gen_range(300..1500)),
                 _ => (Fault::PowerCutLeader, rng.gen_range(300..1500)),
@@ -391,6 +401,17 @@ impl<'a> Nemesis<'a> {
                     kind,
                     format!(
                         "hold bytes {from_id} -> {to}, {to} -> {from_id} flows (aimed at {from})"
+                    ),
+                );
+                self.hold_then_heal(step.hold).await;
+            }
+            Fault::HoldDialsTo(victim) => {
+                let id = self.resolve(*victim).await;
+                self.mesh.hold_dials_to(id);
+                self.event(
+                    kind,
+                    format!(
+                        "hold connections dialled to replica {id}; its own flow (aimed at {victim})"
                     ),
                 );
                 self.hold_then_heal(step.hold).await;
@@ -691,7 +712,7 @@ mod tests {
     fn schedules_cover_every_fault_kind() {
         let s = Schedule::generate(1, 5, Duration::from_secs(600));
         let kinds: BTreeSet<&str> = s.steps.iter().map(|s| s.fault.kind()).collect();
-        assert_eq!(kinds.len(), 9, "{kinds:?}");
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
         for step in &s.steps {
             if let Fault::Pause(_) = step.fault {
                 assert!(step.hold >= Duration::from_millis(400), "{step:?}");

@@ -26,6 +26,12 @@
 //!   in a real partition) and are closed when the flow heals, since bytes
 //!   were lost from their middle; new connections are accepted but stay
 //!   silent the same way. Partitions are built from lost flows.
+//!
+//! A second rule is per *dialled link*: [`Mesh::hold_dials_to`] holds every
+//! byte, both ways, of the connections opened *to* a replica, while the
+//! connections it opens itself flow. This is a firewall that drops packets
+//! to a replica's port: its own outgoing connections keep working (an
+//! asymmetric partition), and nothing dialled to it gets through.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -49,6 +55,8 @@ pub enum Flow {
 /// enforce them.
 pub struct Mesh {
     flows: BTreeMap<(u64, u64), watch::Sender<Flow>>,
+    /// By link `i→j`: what happens to the connections `i` opens to `j`.
+    dials: BTreeMap<(u64, u64), watch::Sender<Flow>>,
     proxies: BTreeMap<(u64, u64), LinkProxy>,
 }
 
@@ -62,14 +70,25 @@ impl Mesh {
                 flows.insert((*a, *b), watch::channel(Flow::Open).0);
             }
         }
+        let dials: BTreeMap<(u64, u64), watch::Sender<Flow>> = flows
+            .keys()
+            .map(|pair| (*pair, watch::channel(Flow::Open).0))
+            .collect();
         let mut proxies = BTreeMap::new();
         for (&(from, to), forward) in &flows {
-            let backward = &flows[&(to, from)];
-            let proxy =
-                LinkProxy::start(targets[&to], forward.subscribe(), backward.subscribe()).await?;
+            let flows = Flows {
+                forward: forward.subscribe(),
+                backward: flows[&(to, from)].subscribe(),
+                dialled: dials[&(from, to)].subscribe(),
+            };
+            let proxy = LinkProxy::start(targets[&to], flows).await?;
             proxies.insert((from, to), proxy);
         }
-        Ok(Self { flows, proxies })
+        Ok(Self {
+            flows,
+            dials,
+            proxies,
+        })
     }
 
     /// The address replica `from` must dial to reach `to`.
@@ -113,22 +132,37 @@ impl Mesh {
         }
     }
 
-    /// Opens every flow.
+    /// Holds every connection the other replicas open to `to`, both ways,
+    /// those open now and those opened later; `to`'s own connections flow.
+    pub fn hold_dials_to(&self, to: u64) {
+        for ((_, j), tx) in &self.dials {
+            if *j == to {
+                tx.send_replace(Flow::Held);
+            }
+        }
+    }
+
+    /// Opens every flow and every dialled link.
     pub fn heal(&self) {
-        for tx in self.flows.values() {
+        for tx in self.flows.values().chain(self.dials.values()) {
             tx.send_replace(Flow::Open);
         }
     }
 
-    /// Whether every flow is open.
+    /// Whether every flow and dialled link is open.
     pub fn all_open(&self) -> bool {
-        self.flows.values().all(|tx| *tx.borrow() == Flow::Open)
+        self.flows
+            .values()
+            .chain(self.dials.values())
+            .all(|tx| *tx.borrow() == Flow::Open)
     }
 
-    /// The flows that are not open, for reports.
+    /// The flows that are not open, then the dialled links that are not,
+    /// for reports.
     pub fn broken(&self) -> Vec<((u64, u64), Flow)> {
         self.flows
             .iter()
+            .chain(&self.dials)
             .map(|(pair, tx)| (*pair, *tx.borrow()))
             .filter(|(_, f)| *f != Flow::Open)
             .collect()
@@ -148,21 +182,26 @@ impl Drop for LinkProxy {
     }
 }
 
+/// What governs one link proxy's connections.
+#[derive(Clone)]
+struct Flows {
+    /// Bytes from the dialler to the target.
+    forward: watch::Receiver<Flow>,
+    /// Bytes from the target back to the dialler.
+    backward: watch::Receiver<Flow>,
+    /// Every byte of connections through this proxy, both ways.
+    dialled: watch::Receiver<Flow>,
+}
+
 impl LinkProxy {
-    async fn start(
-        target: SocketAddr,
-        forward: watch::Receiver<Flow>,
-        backward: watch::Receiver<Flow>,
-    ) -> io::Result<Self> {
+    async fn start(target: SocketAddr, flows: Flows) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             // A failed accept (fd exhaustion) only loses that connection;
             // the dialer retries.
             while let Ok((inbound, _)) = listener.accept().await {
-                let forward = forward.clone();
-                let backward = backward.clone();
-                tokio::spawn(relay(inbound, target, forward, backward));
+                tokio::spawn(relay(inbound, target, flows.clone()));
             }
         });
         Ok(Self { addr, task })
@@ -171,16 +210,18 @@ impl LinkProxy {
 
 /// Forwards one connection until either side closes it or a lost flow
 /// poisons it.
-async fn relay(
-    inbound: TcpStream,
-    target: SocketAddr,
-    forward: watch::Receiver<Flow>,
-    backward: watch::Receiver<Flow>,
-) {
+async fn relay(inbound: TcpStream, target: SocketAddr, flows: Flows) {
     let _ = inbound.set_nodelay(true);
     // A dial that would cross a lost flow must not reveal itself by a quick
     // refusal: hold the accepted socket silently until the flow heals.
-    if wait_open(&mut forward.clone()).await == Gate::Poisoned {
+    let Flows {
+        forward,
+        backward,
+        dialled,
+    } = flows;
+    if wait_open(&mut forward.clone()).await == Gate::Poisoned
+        || wait_open(&mut dialled.clone()).await == Gate::Poisoned
+    {
         return;
     }
     let Ok(outbound) = TcpStream::connect(target).await else {
@@ -189,8 +230,8 @@ async fn relay(
     let _ = outbound.set_nodelay(true);
     let (in_read, in_write) = inbound.into_split();
     let (out_read, out_write) = outbound.into_split();
-    let there = pump(in_read, out_write, forward);
-    let back = pump(out_read, in_write, backward);
+    let there = pump(in_read, out_write, forward, dialled.clone());
+    let back = pump(out_read, in_write, backward, dialled);
     tokio::pin!(there, back);
     // A poisoned direction closes the whole connection; a clean EOF in one
     // direction lets the other finish.
@@ -230,17 +271,31 @@ async fn wait_open(flow: &mut watch::Receiver<Flow>) -> Gate {
     }
 }
 
-/// Copies bytes one way while the flow allows it. Bytes read while the flow
-/// is open but not yet written wait for it to open again (held) or abort the
-/// connection (lost).
+/// Waits until both the direction's flow and the dialled link are open.
+async fn wait_both(flow: &mut watch::Receiver<Flow>, link: &mut watch::Receiver<Flow>) -> Gate {
+    loop {
+        if wait_open(flow).await == Gate::Poisoned || wait_open(link).await == Gate::Poisoned {
+            return Gate::Poisoned;
+        }
+        // The link may have opened while the flow closed again.
+        if *flow.borrow() == Flow::Open {
+            return Gate::Open;
+        }
+    }
+}
+
+/// Copies bytes one way while the flow and the dialled link allow it. Bytes
+/// read while both are open but not yet written wait for them to open again
+/// (held) or abort the connection (lost).
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     mut flow: watch::Receiver<Flow>,
+    mut link: watch::Receiver<Flow>,
 ) -> End {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        if wait_open(&mut flow).await == Gate::Poisoned {
+        if wait_both(&mut flow, &mut link).await == Gate::Poisoned {
             return End::Abort;
         }
         let n = tokio::select! {
@@ -248,14 +303,15 @@ async fn pump(
                 Ok(n) => n,
                 Err(_) => return End::Abort,
             },
-            // Re-check the flow: stop reading when it closes.
+            // Re-check the flows: stop reading when one closes.
             _ = flow.changed() => continue,
+            _ = link.changed() => continue,
         };
         if n == 0 {
             let _ = to.shutdown().await;
             return End::Eof;
         }
-        if wait_open(&mut flow).await == Gate::Poisoned {
+        if wait_both(&mut flow, &mut link).await == Gate::Poisoned {
             return End::Abort;
         }
         if to.write_all(&buf[..n]).await.is_err() {
@@ -322,6 +378,29 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(&buf, b"held");
+    }
+
+    #[tokio::test]
+    async fn held_dials_hold_connections_to_a_replica_but_not_from_it() {
+        let mesh = mesh_to_echo().await;
+        let mut to_two = TcpStream::connect(mesh.route(1, 2).unwrap()).await.unwrap();
+        let mut from_two = TcpStream::connect(mesh.route(2, 1).unwrap()).await.unwrap();
+        assert!(round_trip(&mut to_two, b"a").await.is_some());
+        mesh.hold_dials_to(2);
+        // Connections to 2, old and new, are silent both ways ...
+        assert_eq!(round_trip(&mut to_two, b"held").await, None);
+        let mut fresh = TcpStream::connect(mesh.route(1, 2).unwrap()).await.unwrap();
+        assert_eq!(round_trip(&mut fresh, b"x").await, None);
+        // ... while 2's own connection flows both ways.
+        assert_eq!(round_trip(&mut from_two, b"out").await.unwrap(), b"out");
+        assert!(!mesh.all_open());
+        mesh.heal();
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(1), to_two.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"held", "held bytes arrive after the heal");
     }
 
     #[tokio::test]
