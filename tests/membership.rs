@@ -142,4 +142,33 @@ async fn grow_three_to_five_and_shrink_back_under_write_load() {
             .collect();
         assert_eq!(got, acked, "replica {id}");
     }
+
+    // The removed leader, restarted on its old data: its stored vote says
+    // it leads, and the members refuse its connections, so nothing tells
+    // it otherwise. It must say it was removed, not that it leads.
+    cluster.start_replica(leader);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = cluster
+        .status(leader, false)
+        .await
+        .expect("the removed replica answers Status");
+    println!(
+        "removed replica {leader}: role {} term {} applied {} has_quorum {:?}",
+        status.role, status.term, status.applied_index, status.has_quorum
+    );
+    assert_eq!(
+        (status.role.as_str(), status.leader_id, status.has_quorum),
+        ("removed", 0, Some(false)),
+        "{status:?}"
+    );
+    let member = *cluster
+        .running()
+        .iter()
+        .find(|id| ![leader, other].contains(id))
+        .unwrap();
+    let seen = cluster.status(member, false).await.unwrap();
+    assert!(
+        ![0, leader].contains(&seen.leader_id),
+        "member {member}: {seen:?}"
+    );
 }

@@ -56,7 +56,8 @@ fn no_quorum(statuses: &[ServerStatus]) -> bool {
 /// The role column: the Raft role, marked when the replica sees no quorum.
 fn role_label(reply: &raftchat_client::StatusReply) -> String {
     match reply.has_quorum {
-        Some(false) => format!("{} (no quorum)", reply.role),
+        // A removed replica has no quorum of its own to speak of.
+        Some(false) if reply.role != "removed" => format!("{} (no quorum)", reply.role),
         _ => reply.role.clone(),
     }
 }

@@ -14,6 +14,7 @@ use crate::api::convert::respond;
 use crate::api::proto::cluster_server::Cluster;
 use crate::api::proto::{self, StatusReply};
 use crate::raft::membership::{self, Route};
+use crate::storage::raft_types::{NodeId, RaftMetrics};
 use raftchat_tls::{self as tls, Role};
 
 pub struct ClusterService {
@@ -72,6 +73,13 @@ fn role(state: ServerState) -> &'static str {
     }
 }
 
+/// Whether the membership this replica knows leaves it out: it was
+/// removed (openraft shows it as a learner).
+fn is_removed(m: &RaftMetrics, id: NodeId) -> bool {
+    let membership = m.membership_config.membership();
+    membership.nodes().next().is_some() && membership.get_node(&id).is_none()
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn status(
@@ -113,7 +121,12 @@ impl Cluster for ClusterService {
         let reply = StatusReply {
             id: consensus.id,
             url: self.url.clone(),
-            role: role(m.state).to_string(),
+            role: if is_removed(&m, consensus.id) {
+                "removed"
+            } else {
+                role(m.state)
+            }
+            .to_string(),
             term: m.current_term,
             leader_id,
             leader_url,

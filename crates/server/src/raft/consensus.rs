@@ -133,11 +133,17 @@ impl Consensus {
         self.raft.metrics().borrow().clone()
     }
 
-    /// The current leader and its URL, if known.
+    /// The current leader and its URL, if known. Never this replica
+    /// unless it leads: a replica removed while it led keeps its vote for
+    /// itself and, restarted, named itself the leader while the members
+    /// (which refuse a non-member's connections) never told it otherwise.
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow();
         let id = m.current_leader?;
+        if id == self.id && m.state != ServerState::Leader {
+            return None;
+        }
         let url = m
             .membership_config
             .membership()
