@@ -13,9 +13,10 @@
 //! Why many at once. A lane carries any number of requests in flight,
 //! tagged with a call number and answered in whatever order they finish.
 //! Each side writes everything that is ready in one frame
-//! ([`Kind::LaneCalls`], [`Kind::LaneAnswers`]), so a follower forwarding
-//! hundreds of clients' writes costs the leader a few reads and writes per
-//! batch instead of one connection and one exchange per write.
+//! ([`Kind::LaneCalls`], [`Kind::LaneAnswers`]), after yielding once to let
+//! the others that are ready now join it, so a follower forwarding hundreds
+//! of clients' writes costs the leader a few reads and writes per batch
+//! instead of one connection and one exchange per write.
 //!
 //! A follower uses the lane its leader opened whenever there is one and
 //! dials the leader otherwise (`network::Peers`). The leader
@@ -248,6 +249,9 @@ async fn write_calls(
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     while let Some(first) = outgoing.recv().await {
+        // Let the other calls that are ready now queue up: they share the
+        // write.
+        tokio::task::yield_now().await;
         let mut payload = first.item;
         let mut last = first.id;
         while payload.len() < BATCH_BYTES {
@@ -411,6 +415,8 @@ async fn serve_lane(consensus: Consensus, peer: NodeId, advertised: String) {
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<Vec<u8>>();
     let writing = async move {
         while let Some(first) = answers.recv().await {
+            // The answers of one log entry come back together: one write.
+            tokio::task::yield_now().await;
             let mut payload = first;
             while payload.len() < BATCH_BYTES {
                 match answers.try_recv() {

@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::raft::coalesce::Coalesced;
 use crate::raft::consensus::Consensus;
 use crate::raft::elections::{ElectionHold, Hold};
 use crate::raft::incarnation::Known;
@@ -89,15 +90,16 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Connections for tonic, as `serve_with_incoming` wants them: plain TCP on
 /// a loopback cluster without TLS, decrypted TLS streams otherwise.
+/// Their writes are coalesced ([`Coalesced`]).
 pub enum Incoming {
-    Plain(ReceiverStream<io::Result<TcpStream>>),
-    Tls(ReceiverStream<io::Result<TlsStream<TcpStream>>>),
+    Plain(ReceiverStream<io::Result<Coalesced<TcpStream>>>),
+    Tls(ReceiverStream<io::Result<Coalesced<TlsStream<TcpStream>>>>),
 }
 
 #[derive(Clone)]
 enum GrpcTx {
-    Plain(mpsc::Sender<io::Result<TcpStream>>),
-    Tls(mpsc::Sender<io::Result<TlsStream<TcpStream>>>),
+    Plain(mpsc::Sender<io::Result<Coalesced<TcpStream>>>),
+    Tls(mpsc::Sender<io::Result<Coalesced<TlsStream<TcpStream>>>>),
 }
 
 /// What peers' frames are answered from.
@@ -250,7 +252,7 @@ async fn identify(stream: TcpStream, addr: SocketAddr, shared: &Shared) -> Route
             Ok(Protocol::Other) => {
                 if let GrpcTx::Plain(tx) = &shared.grpc {
                     // Fails only when the server is shutting down.
-                    let _ = tx.send(Ok(stream)).await;
+                    let _ = tx.send(Ok(Coalesced::new(stream))).await;
                 }
                 Routed::Grpc
             }
@@ -299,7 +301,7 @@ async fn identify(stream: TcpStream, addr: SocketAddr, shared: &Shared) -> Route
         };
     }
     if let GrpcTx::Tls(tx) = &shared.grpc {
-        let _ = tx.send(Ok(stream)).await;
+        let _ = tx.send(Ok(Coalesced::new(stream))).await;
     }
     Routed::Grpc
 }

@@ -2,7 +2,8 @@
 //! is made linearizable ([`consensus`]), the one replica-to-replica
 //! transport (framed Raft RPCs, forwarded proposals and read-index requests
 //! over mutual TLS: [`wire`], [`listener`], [`network`], and the lanes a
-//! leader opens for its followers' requests: [`lanes`]), membership
+//! leader opens for its followers' requests: [`lanes`]; gRPC connections'
+//! writes coalesced: [`coalesce`]), membership
 //! changes ([`membership`]), which storage each replica runs on
 //! ([`incarnation`]), when a replica snapshots ([`snapshots`]) and when it
 //! holds its elections ([`elections`]), and whether the group has a
@@ -14,6 +15,7 @@
 //! rule this layer relies on is stated whole in
 //! [`crate::storage::durability`].
 
+pub mod coalesce;
 pub mod consensus;
 pub mod elections;
 pub mod incarnation;
