@@ -20,8 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raftchat_client::{ChatClient, Target};
+use raftchat_proto::chat_client::ChatClient as RawChat;
+use raftchat_proto::{send_message_request::To, SendMessageRequest};
 use raftchat_testkit::local_cluster::{Cluster, Options};
 use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+#[path = "bench/etcd.rs"]
+mod etcd;
 
 /// The load generator shares the two cores with the five replicas, so it
 /// allocates with mimalloc as `chatd` does: under glibc malloc its
@@ -42,10 +48,17 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
   --messages N         the scale part: messages written by 64 senders (default 1000000)
   --restarts N         the restarts part: follower restarts (default 20), each
                        after 1,000 writes it missed, 8 senders running
-  --only PART          throughput|failover|catchup|cold|restarts|tls|scale (repeatable;
-                       default all but tls and scale)
+  --only PART          throughput|failover|catchup|cold|restarts|tls|paths|etcd|scale
+                       (repeatable; default all but tls, paths, etcd and scale)
   --tls-pairs N        the tls part: N pairs of runs per level, TLS on and off
                        in alternating order, same flags (default 3)
+  --vs-etcd            also run the etcd part: raftchat and a five-member etcd
+                       (Debian's etcd-server, or ETCD_BIN) in alternating pairs
+                       of runs at each level; skipped if etcd is not installed
+  --etcd-pairs N       pairs of runs per level in the etcd part (default 2)
+  --path-pairs N       the paths part: N rounds per level (levels above 1) of
+                       SendStream and unary SendMessage, at the leader and
+                       spread over all replicas, in rotating order (default 2)
   --no-memory          skip the storage-off reference runs
   --json FILE          also write the results as JSON
   --keep DIR           copy the replicas' storage and logs to DIR at the end
@@ -53,6 +66,23 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
                        by SIGKILL)
   -- CHATD_FLAGS       pass the rest to every chatd
 environment: CHATD_BIN another chatd binary; CHATD_LOG the replicas' RUST_LOG";
+
+/// The parts `--only` names.
+const PARTS: [&str; 9] = [
+    "throughput",
+    "failover",
+    "catchup",
+    "cold",
+    "restarts",
+    "tls",
+    "paths",
+    "etcd",
+    "scale",
+];
+
+/// Parts that run only when `--only` names them: they take long or need
+/// another program.
+const ON_REQUEST: [&str; 4] = ["tls", "paths", "etcd", "scale"];
 
 struct Args {
     seconds: u64,
@@ -68,6 +98,9 @@ struct Args {
     json: Option<String>,
     keep: Option<String>,
     tls_pairs: usize,
+    path_pairs: usize,
+    etcd_pairs: usize,
+    vs_etcd: bool,
     chatd_flags: Vec<String>,
 }
 
@@ -91,6 +124,9 @@ fn parse_args() -> anyhow::Result<Args> {
         json: None,
         keep: None,
         tls_pairs: 3,
+        path_pairs: 2,
+        etcd_pairs: 2,
+        vs_etcd: false,
         chatd_flags,
     };
     let mut it = raw.into_iter();
@@ -116,9 +152,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--only" => {
                 let part = value()?;
                 anyhow::ensure!(
-                    ["throughput", "failover", "catchup", "cold", "restarts", "tls", "scale"]
-                        .contains(&part.as_str()),
-                    "--only {part}: expected throughput, failover, catchup, cold, restarts, tls or scale"
+                    PARTS.contains(&part.as_str()),
+                    "--only {part}: expected one of {}",
+                    PARTS.join(", ")
                 );
                 args.only.push(part)
             }
@@ -126,6 +162,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--json" => args.json = Some(value()?),
             "--keep" => args.keep = Some(value()?),
             "--tls-pairs" => args.tls_pairs = value()?.parse::<usize>()?.max(1),
+            "--path-pairs" => args.path_pairs = value()?.parse::<usize>()?.max(1),
+            "--etcd-pairs" => args.etcd_pairs = value()?.parse::<usize>()?.max(1),
+            "--vs-etcd" => args.vs_etcd = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -140,10 +179,9 @@ fn parse_args() -> anyhow::Result<Args> {
 
 impl Args {
     fn wants(&self, part: &str) -> bool {
-        // The TLS A/B and the scale run take long; they run only when
-        // asked for.
-        (self.only.is_empty() && part != "tls" && part != "scale")
+        (self.only.is_empty() && !ON_REQUEST.contains(&part))
             || self.only.iter().any(|o| o == part)
+            || (part == "etcd" && self.vs_etcd)
     }
 }
 
@@ -374,30 +412,92 @@ fn keep_slowest(slowest: &mut Slowest, sample: (Duration, Duration)) {
     }
 }
 
-/// `senders` closed-loop senders for `seconds`; returns (ok count, sorted
-/// latencies, errors, elapsed, the slowest sends and when they started).
+/// How one group of senders reaches the cluster.
+#[derive(Clone)]
+enum Route {
+    /// The bundled client: its `SendStream`, falling back to unary calls.
+    Client(ChatClient),
+    /// One unary `SendMessage` per message on a channel to one replica, as
+    /// a third-party client (grpcurl, a script) sends.
+    Unary(RawChat<Channel>, Arc<str>),
+    /// One etcd `Put` per message, of a new key.
+    Etcd(Channel),
+}
+
+impl Route {
+    /// A unary path to replica `id` for the session `token`.
+    fn unary(cluster: &Cluster, id: u64, token: &str) -> Self {
+        Route::Unary(
+            RawChat::new(cluster.channel(id)),
+            format!("Bearer {token}").into(),
+        )
+    }
+
+    /// The bundled client pinned to the replicas at `urls`.
+    fn client(cluster: &Cluster, urls: Vec<String>, token: &str) -> anyhow::Result<Self> {
+        let c = ChatClient::new(cluster.client_config(urls))?;
+        c.set_token(Some(token.to_string()));
+        Ok(Route::Client(c))
+    }
+
+    async fn send(&self, target: &Target, body: &str) -> bool {
+        match self {
+            Route::Client(c) => c.send(target, body).await.is_ok(),
+            Route::Unary(raw, bearer) => {
+                let mut request = tonic::Request::new(SendMessageRequest {
+                    request_id: raftchat_client::new_request_id(),
+                    to: Some(To::User("bob".into())),
+                    body: body.to_string(),
+                });
+                let Ok(value) = bearer.parse() else {
+                    return false;
+                };
+                request.metadata_mut().insert("authorization", value);
+                raw.clone().send_message(request).await.is_ok()
+            }
+            Route::Etcd(channel) => {
+                let key = format!("m/{}", raftchat_client::new_request_id());
+                etcd::put(channel, key.into_bytes(), body.as_bytes().to_vec()).await
+            }
+        }
+    }
+}
+
+/// What [`closed_loop`] measured: (ok count, sorted latencies, errors,
+/// elapsed, the slowest sends and when they started).
+type Measured = (usize, Vec<Duration>, usize, Duration, Slowest);
+
+/// `senders` closed-loop senders for `seconds` through the bundled client,
+/// one client per 16 senders.
 async fn closed_loop(
     cluster: &Cluster,
     senders: usize,
     seconds: u64,
     max_messages: usize,
-) -> anyhow::Result<(usize, Vec<Duration>, usize, Duration, Slowest)> {
+) -> anyhow::Result<Measured> {
     let alice = setup_users(cluster).await?;
-    let token = alice.token();
+    let token = alice.token().unwrap_or_default();
     // One connection per 16 senders spreads HTTP/2 streams.
-    let clients: Vec<ChatClient> = (0..senders.div_ceil(16))
-        .map(|_| {
-            let c = client(cluster)?;
-            c.set_token(token.clone());
-            Ok(c)
-        })
+    let routes: Vec<Route> = (0..senders.div_ceil(16))
+        .map(|_| Route::client(cluster, cluster.urls(), &token))
         .collect::<anyhow::Result<_>>()?;
+    drive(&routes, senders, seconds, max_messages).await
+}
+
+/// `senders` closed-loop senders for `seconds` (or until `max_messages`),
+/// spread evenly over `routes` in order.
+async fn drive(
+    routes: &[Route],
+    senders: usize,
+    seconds: u64,
+    max_messages: usize,
+) -> anyhow::Result<Measured> {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..senders {
-        let c = clients[s / 16].clone();
+        let route = routes[s * routes.len() / senders].clone();
         let stop = stop.clone();
         let sent = sent.clone();
         tasks.push(tokio::spawn(async move {
@@ -410,13 +510,12 @@ async fn closed_loop(
                 && sent.fetch_add(1, Ordering::Relaxed) < max_messages
             {
                 let t = Instant::now();
-                match c.send(&target, &body).await {
-                    Ok(_) => {
-                        let took = t.elapsed();
-                        lat.push(took);
-                        keep_slowest(&mut slowest, (took, t - started));
-                    }
-                    Err(_) => errors += 1,
+                if route.send(&target, &body).await {
+                    let took = t.elapsed();
+                    lat.push(took);
+                    keep_slowest(&mut slowest, (took, t - started));
+                } else {
+                    errors += 1;
                 }
             }
             (lat, errors, slowest)
@@ -470,6 +569,163 @@ async fn tls_ab(args: &Args) -> anyhow::Result<Vec<Value>> {
                 rows.push(throughput_level(args, true, tls, senders).await?);
             }
         }
+    }
+    Ok(rows)
+}
+
+/// Where the senders of a [`paths`] run send.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Every connection to the leader.
+    Leader,
+    /// Connections spread evenly over all five replicas: the followers
+    /// forward to the leader.
+    Spread,
+}
+
+/// Senders per connection in the paths part: 64 senders are 8
+/// connections, enough to spread over five replicas.
+const PATH_GROUP: usize = 8;
+
+/// What other clients see (`--only paths`): at each level, on one cluster,
+/// `--path-pairs` rounds of four runs in rotating order: the bundled
+/// client's `SendStream` and one unary `SendMessage` per message, each
+/// with every connection to the leader and spread over all replicas.
+/// Prints each run and, per level, the ratios over the summed rates.
+async fn paths(args: &Args) -> anyhow::Result<Vec<Value>> {
+    let modes = [
+        ("stream", At::Leader),
+        ("unary", At::Leader),
+        ("stream", At::Spread),
+        ("unary", At::Spread),
+    ];
+    let mut rows = Vec::new();
+    for &senders in args.levels.iter().filter(|l| **l > 1) {
+        let cluster = Cluster::start(Options {
+            storage: true,
+            extra_args: args.chatd_flags.clone(),
+            rust_log: chatd_log(),
+            ..Options::default()
+        });
+        let leader = cluster.wait_leader(Duration::from_secs(30)).await;
+        let alice = setup_users(&cluster).await?;
+        let token = alice.token().unwrap_or_default();
+        let mut summed = [0f64; 4];
+        for round in 0..args.path_pairs {
+            for k in 0..modes.len() {
+                let m = (k + round) % modes.len();
+                let (how, at) = modes[m];
+                let groups = senders.div_ceil(PATH_GROUP);
+                let replica = |g: usize| match at {
+                    At::Leader => leader,
+                    At::Spread => (g % 5) as u64 + 1,
+                };
+                let routes: Vec<Route> = (0..groups)
+                    .map(|g| match how {
+                        "unary" => Ok(Route::unary(&cluster, replica(g), &token)),
+                        _ => Route::client(&cluster, vec![cluster.url(replica(g))], &token),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                let machine0 = machine_ticks();
+                let (servers0, client0) = (cluster_cpu(&cluster), cpu_seconds(std::process::id()));
+                let (ok, lat, errors, elapsed, _) =
+                    drive(&routes, senders, args.seconds, 10_000_000).await?;
+                let (_, steal) = idle_and_steal_pct(machine0, machine_ticks());
+                let per_1000 = |cpu: f64| cpu / ok.max(1) as f64 * 1000.0;
+                let servers_cpu = per_1000(cluster_cpu(&cluster) - servers0);
+                let client_cpu = per_1000(cpu_seconds(std::process::id()) - client0);
+                let rate = ok as f64 / elapsed.as_secs_f64();
+                summed[m] += rate;
+                let at_name = if at == At::Leader { "leader" } else { "spread" };
+                println!(
+                    "paths clients={senders:>3} {how:<6} at {at_name:<6}: {rate:>8.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu s/1000 msgs: replicas {servers_cpu:.3}, load generator {client_cpu:.3}  steal {steal:.0} %  ({ok} msgs, {errors} errors)",
+                    pct(&lat, 0.5),
+                    pct(&lat, 0.99),
+                );
+                rows.push(json!({
+                    "clients": senders,
+                    "path": how,
+                    "at": at_name,
+                    "round": round,
+                    "msgs_per_sec": rate,
+                    "p50_ms": pct(&lat, 0.5),
+                    "p99_ms": pct(&lat, 0.99),
+                    "errors": errors,
+                    "replicas_cpu_s_per_1000": servers_cpu,
+                    "load_generator_cpu_s_per_1000": client_cpu,
+                    "machine_steal_pct": steal,
+                }));
+            }
+        }
+        println!(
+            "paths clients={senders:>3}: unary / stream at the leader {:.0} %; spread / leader: stream {:.0} %, unary {:.0} % (summed over {} rounds)",
+            summed[1] / summed[0] * 100.0,
+            summed[2] / summed[0] * 100.0,
+            summed[3] / summed[1] * 100.0,
+            args.path_pairs,
+        );
+    }
+    Ok(rows)
+}
+
+/// The anchor in the same run (`--vs-etcd`): at each level, `--etcd-pairs`
+/// pairs of runs on fresh clusters, alternating which goes first: raftchat
+/// as `--only throughput` runs it (the bundled client, storage and TLS on)
+/// and a five-member etcd (one `Put` of a new key with the same body per
+/// message, to its leader, plaintext; see `bench/etcd.rs`). Prints the
+/// ratio of the summed rates per level; skipped when etcd is not
+/// installed.
+async fn vs_etcd(args: &Args) -> anyhow::Result<Vec<Value>> {
+    let Some(binary) = etcd::binary() else {
+        println!("etcd: no /usr/bin/etcd (apt-get install etcd-server) and no ETCD_BIN; skipped");
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::new();
+    for &senders in &args.levels {
+        let (mut ours, mut theirs) = (0f64, 0f64);
+        for pair in 0..args.etcd_pairs {
+            for etcd_now in [pair % 2 == 1, pair % 2 == 0] {
+                if !etcd_now {
+                    let row = throughput_level(args, true, true, senders).await?;
+                    ours += row["msgs_per_sec"].as_f64().unwrap_or(0.0);
+                    rows.push(json!({"system": "raftchat", "pair": pair, "run": row}));
+                    continue;
+                }
+                let cluster = etcd::EtcdCluster::start(&binary).await?;
+                let routes: Vec<Route> = (0..senders.div_ceil(16))
+                    .map(|_| Ok(Route::Etcd(cluster.leader_channel()?)))
+                    .collect::<anyhow::Result<_>>()?;
+                let machine0 = machine_ticks();
+                let (ok, lat, errors, elapsed, _) =
+                    drive(&routes, senders, args.seconds, 10_000_000).await?;
+                let (_, steal) = idle_and_steal_pct(machine0, machine_ticks());
+                let rate = ok as f64 / elapsed.as_secs_f64();
+                theirs += rate;
+                println!(
+                    "{} clients={senders:>3}: {rate:>8.0} put/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  steal {steal:.0} %  ({ok} puts, {errors} errors)",
+                    etcd::version(&binary),
+                    pct(&lat, 0.5),
+                    pct(&lat, 0.99),
+                    pct(&lat, 0.999),
+                );
+                rows.push(json!({"system": "etcd", "pair": pair, "run": {
+                    "clients": senders,
+                    "seconds": elapsed.as_secs_f64(),
+                    "messages": ok,
+                    "errors": errors,
+                    "msgs_per_sec": rate,
+                    "p50_ms": pct(&lat, 0.5),
+                    "p99_ms": pct(&lat, 0.99),
+                    "p999_ms": pct(&lat, 0.999),
+                    "machine_steal_pct": steal,
+                }}));
+            }
+        }
+        println!(
+            "vs etcd clients={senders:>3}: raftchat / etcd {:.2}x ({ours:.0} / {theirs:.0}, summed over {} pairs)",
+            ours / theirs.max(1.0),
+            args.etcd_pairs
+        );
     }
     Ok(rows)
 }
@@ -1043,6 +1299,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.wants("tls") {
         out["tls_ab"] = json!(tls_ab(&args).await?);
+    }
+    if args.wants("paths") {
+        out["paths"] = json!(paths(&args).await?);
+    }
+    if args.wants("etcd") {
+        out["vs_etcd"] = json!(vs_etcd(&args).await?);
     }
     if args.wants("failover") {
         let mut rows = vec![failover(&args, true, &args.chatd_flags, "default").await?];

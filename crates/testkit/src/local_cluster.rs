@@ -89,7 +89,7 @@ pub struct Cluster {
 /// before, and below the kernel's ephemeral range: a port from that range
 /// can be taken by any outgoing connection while its replica is down, and a
 /// restarted replica then failed to listen ("Address already in use").
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
