@@ -14,7 +14,7 @@ use ratatui::Terminal;
 use raftchat_tui::{
     draw, AccountInfo, App, AppConfig, AppEvent, ConnectionState, Context, ConversationInfo,
     ConversationKind, ErrorKind, Message, NetError, NetEvent, ReplicaReport, ReplicaStatus,
-    BINDINGS,
+    StoreEvent, BINDINGS,
 };
 
 const WIDTH: u16 = 100;
@@ -598,4 +598,33 @@ fn a_read_receipt_from_the_peer_shows_seen() {
     );
     let good = header(&app, "Sounds good");
     assert!(!good.contains("seen"), "{good}");
+}
+
+/// Quitting with a message waiting to be sent asks first and says how many
+/// wait and what becomes of them.
+#[test]
+fn quit_with_a_waiting_message_asks_first() {
+    let mut app = chat_app();
+    app.update(AppEvent::Store(StoreEvent::Loaded {
+        user: "alice".into(),
+        outbox: vec![],
+        drafts: vec![],
+        problems: vec![],
+        available: true,
+    }));
+    net(&mut app, NetEvent::Cluster(cluster(&[1, 2])));
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "typed offline");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: NetError::new(ErrorKind::Unavailable, "no quorum"),
+        },
+    );
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit);
+    insta::assert_snapshot!(screen(&app));
 }

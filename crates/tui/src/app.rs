@@ -19,6 +19,7 @@ mod conversations;
 mod input;
 mod network;
 mod outbox;
+mod persist;
 mod scroll;
 mod sending;
 mod session;
@@ -37,9 +38,10 @@ pub use conversations::{
     is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog,
 };
 pub use outbox::{Outbox, OutboxItem};
+pub use persist::{SavedState, DRAFT_SAVE_MS};
 pub use sign_in::{Field, Pending, SignInForm};
 
-use super::event::{AppEvent, Effect, NetEvent, SendTo};
+use super::event::{AppEvent, Draft, Effect, NetEvent, QueuedMessage, SendTo, StoreEvent};
 use super::keys::{self, Action, Context};
 use super::model::{
     AccountInfo, ConversationInfo, ConversationKind, ErrorKind, Message, NetError, ReplicaReport,
@@ -98,6 +100,14 @@ pub enum Overlay {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmKind {
     DeleteMessages(Vec<u64>),
+    /// Quit with messages still waiting to be sent.
+    Quit {
+        waiting: usize,
+    },
+    /// Log out with messages still waiting to be sent.
+    Logout {
+        waiting: usize,
+    },
 }
 
 /// What a one-line question is about.
@@ -183,7 +193,13 @@ pub struct App {
     pub conversations: Conversations,
     pub view: MessageView,
     pub outbox: Outbox,
+    /// The compose box of the open conversation.
     pub compose: TextArea<'static>,
+    /// Unsent text of the other conversations, back in the compose box
+    /// when one is opened again.
+    pub drafts: HashMap<ConvKey, String>,
+    /// What the local store was last told (see `persist`).
+    pub saved: SavedState,
     pub presence: HashMap<String, Presence>,
     pub connection: Connection,
     pub cluster: Vec<ReplicaReport>,
@@ -195,6 +211,9 @@ pub struct App {
     /// What a session that ended elsewhere left unsent (see
     /// `session::Parked`).
     parked: Option<session::Parked>,
+    /// Saves to hand out before the effects of the event being handled
+    /// (those of a session that just ended, before its state is dropped).
+    deferred: Vec<Effect>,
     next_local_id: u64,
 }
 
@@ -229,6 +248,8 @@ impl App {
             view: MessageView::default(),
             outbox: Outbox::default(),
             compose: new_compose(),
+            drafts: HashMap::new(),
+            saved: SavedState::default(),
             presence: HashMap::new(),
             connection: Connection::default(),
             cluster,
@@ -236,6 +257,7 @@ impl App {
             should_quit: false,
             suspend_requested: false,
             parked: None,
+            deferred: Vec::new(),
             next_local_id: 1,
         }
     }
@@ -263,14 +285,24 @@ impl App {
                 Vec::new()
             }
             AppEvent::Net(net) => self.on_net(net),
+            AppEvent::Store(event) => {
+                self.on_store(event);
+                Vec::new()
+            }
         };
         if self.screen == Screen::Chat {
             effects.extend(self.open_first_if_none());
+            self.place_outbox_entries();
             effects.extend(self.pump_outbox());
             self.jump_to_first_unread();
             effects.extend(self.mark_shown_read());
         }
-        effects
+        // Saves go first: a message is on disk before it is sent, and
+        // before the next frame shows it as queued.
+        let mut first = std::mem::take(&mut self.deferred);
+        first.extend(self.persist(self.should_quit));
+        first.extend(effects);
+        first
     }
 
     /// Key contexts in force, most specific first (see `keys.rs`).

@@ -20,6 +20,42 @@ pub enum AppEvent {
         now_ms: u64,
     },
     Net(NetEvent),
+    /// The outcome of a [`Effect::LoadSaved`] or a failed save (`store.rs`).
+    Store(StoreEvent),
+}
+
+/// One of the user's own messages waiting to be committed, as kept on
+/// disk between runs: its request id goes with it, so a resend after a
+/// restart is applied once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub request_id: String,
+    pub to: SendTo,
+    pub body: String,
+}
+
+/// Unsent text of the compose box of one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Draft {
+    pub to: SendTo,
+    pub text: String,
+}
+
+/// What the local store (`store.rs`) reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// What an earlier run left unsent for `user`. `problems` are files
+    /// that could not be read (set aside) or a store that cannot be used.
+    Loaded {
+        user: String,
+        outbox: Vec<QueuedMessage>,
+        drafts: Vec<Draft>,
+        problems: Vec<String>,
+        /// Whether later saves can work (a state directory is known).
+        available: bool,
+    },
+    /// A save failed: the state is only in memory now.
+    SaveFailed { error: String },
 }
 
 /// A result or notification from the network layer.
@@ -113,7 +149,7 @@ pub enum NetEvent {
 }
 
 /// Who a message goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SendTo {
     Conversation(u64),
     /// A direct message to a user we have no conversation with yet.
@@ -172,4 +208,30 @@ pub enum Effect {
     DeleteAccount {
         password: String,
     },
+    /// Read what an earlier run left unsent for `user` (answered at once
+    /// with [`StoreEvent::Loaded`]).
+    LoadSaved {
+        user: String,
+    },
+    /// Replace `user`'s saved outbox; carried out before the next frame
+    /// is drawn, so a message is on disk before it shows as queued.
+    SaveOutbox {
+        user: String,
+        messages: Vec<QueuedMessage>,
+    },
+    /// Replace `user`'s saved drafts.
+    SaveDrafts {
+        user: String,
+        drafts: Vec<Draft>,
+    },
+}
+
+impl Effect {
+    /// Whether the local store, not the network, carries it out.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            Effect::LoadSaved { .. } | Effect::SaveOutbox { .. } | Effect::SaveDrafts { .. }
+        )
+    }
 }

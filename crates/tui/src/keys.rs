@@ -284,6 +284,16 @@ impl Binding {
     }
 }
 
+/// The keys of `action` in `context`, e.g. `y/Enter` (empty if unbound),
+/// for text that names keys outside the hint bar (dialogs).
+pub fn label_of(context: Context, action: Action) -> String {
+    BINDINGS
+        .iter()
+        .find(|b| b.context == context && b.action == action)
+        .map(Binding::keys_label)
+        .unwrap_or_default()
+}
+
 /// The action bound to `key` in the first of `contexts` that binds it.
 /// Key releases and repeats of nothing are ignored.
 pub fn resolve(contexts: &[Context], key: &KeyEvent) -> Option<Action> {

@@ -4,9 +4,9 @@
 //!
 //! ```text
 //!  crossterm events ─┐                      ┌─> ui::draw(frame, &app)   (pure)
-//!  clock ticks ──────┼─> AppEvent ─> App::update ─> Vec<Effect> ─> net.rs
-//!  net.rs results ───┘     (event.rs)   (app.rs, pure)                 │
-//!        ^─────────────────────── NetEvent ────────────────────────────┘
+//!  clock ticks ──────┼─> AppEvent ─> App::update ─> Vec<Effect> ─> net.rs, store.rs
+//!  their results ────┘     (event.rs)   (app.rs, pure)                 │
+//!        ^────────────────── NetEvent, StoreEvent ─────────────────────┘
 //! ```
 //!
 //! - `app.rs` (+ `app/`): all state and the one pure transition
@@ -15,6 +15,8 @@
 //!   help overlay and the hint bar.
 //! - `ui/`: rendering, one file per part of the screen, pure from `&App`.
 //! - `net.rs`: the only code that calls the client library.
+//! - `store.rs`: the only code that touches files: the outbox and drafts
+//!   kept across runs, carried out by the loop before the next frame.
 //! - `model.rs`, `event.rs`: the data and messages shared by the above.
 //! - this file: terminal setup/teardown and the event loop.
 //!
@@ -34,7 +36,8 @@
 //! 3. Write `ui/<name>.rs` with a `render` function and call it from
 //!    `ui::draw`. Add an insta snapshot test in `tests/tui_render.rs`.
 //! 4. If it needs the network, add an `Effect` and a `NetEvent` and carry
-//!    it out in `net.rs`.
+//!    it out in `net.rs`; if it needs files, an `Effect` carried out in
+//!    `store.rs` (answering with a `StoreEvent`).
 
 mod app;
 mod args;
@@ -42,14 +45,16 @@ mod event;
 mod keys;
 mod model;
 mod net;
+mod store;
 mod time;
 mod ui;
 
 pub use app::*;
 pub use args::{Args, DEFAULT_SERVERS};
-pub use event::{AppEvent, Effect, NetEvent, SendTo};
+pub use event::{AppEvent, Draft, Effect, NetEvent, QueuedMessage, SendTo, StoreEvent};
 pub use keys::{Action, Binding, Context, BINDINGS};
 pub use model::*;
+pub use store::Store;
 pub use ui::{draw, honour_no_color, strip_colors};
 
 use std::io::{self, Stdout};
@@ -87,8 +92,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // TZ, else /etc/localtime; UTC when neither is readable.
         time_zone: jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
         user: args.user.clone(),
-        servers,
+        servers: servers.clone(),
     });
+    let store = Store::for_servers(&servers);
     app.update(AppEvent::Tick { now_ms: now_ms() });
 
     let no_color = ui::no_color_wanted();
@@ -127,18 +133,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
         };
         // Keep "now" fresh for whatever the event does.
-        for effect in app.update(AppEvent::Tick { now_ms: now_ms() }) {
-            net.execute(effect);
-        }
-        for effect in app.update(event) {
-            net.execute(effect);
-        }
+        handle(
+            &mut app,
+            &mut net,
+            &store,
+            AppEvent::Tick { now_ms: now_ms() },
+        );
+        handle(&mut app, &mut net, &store, event);
         if std::mem::take(&mut app.suspend_requested) {
             terminal.suspend()?;
         }
     }
     drop(terminal);
     Ok(())
+}
+
+/// Feeds `event` to the state and carries out the effects in order: the
+/// local store's at once (a save is done before the next frame is drawn,
+/// a load answered before the next event), the network's in the
+/// background.
+fn handle(app: &mut App, net: &mut net::Net, store: &Store, event: AppEvent) {
+    let mut effects: std::collections::VecDeque<Effect> = app.update(event).into();
+    while let Some(effect) = effects.pop_front() {
+        match store.execute(&effect) {
+            Some(Some(answer)) => effects.extend(app.update(AppEvent::Store(answer))),
+            Some(None) => {}
+            None => net.execute(effect),
+        }
+    }
 }
 
 fn now_ms() -> u64 {

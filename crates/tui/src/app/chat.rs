@@ -11,6 +11,7 @@ impl App {
     /// messages, the cursor goes to the first of them.
     pub(super) fn open_conversation(&mut self, key: ConvKey) -> Vec<Effect> {
         if self.conversations.open.as_ref() != Some(&key) {
+            self.switch_compose(&key);
             let unread = self.conversations.get(&key).is_some_and(|c| c.unread > 0);
             self.view = MessageView {
                 jump_to_unread: unread,

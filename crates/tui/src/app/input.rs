@@ -78,7 +78,7 @@ impl App {
     pub(super) fn perform(&mut self, action: Action) -> Vec<Effect> {
         match action {
             Action::Quit => {
-                self.should_quit = true;
+                self.quit();
                 Vec::new()
             }
             Action::Suspend => {
@@ -102,10 +102,13 @@ impl App {
                 Vec::new()
             }
             Action::OpenAccounts => self.open_accounts(),
-            Action::Logout => {
-                self.sign_out(Some("Signed out."));
-                vec![Effect::Logout]
-            }
+            Action::Logout => match self.waiting_to_send() {
+                0 => self.log_out(),
+                waiting => {
+                    self.overlay = Some(Overlay::Confirm(ConfirmKind::Logout { waiting }));
+                    Vec::new()
+                }
+            },
             Action::DeleteAccount => {
                 self.overlay = Some(Overlay::Prompt(Prompt::new(
                     PromptKind::DeleteAccountPassword,
@@ -186,6 +189,35 @@ impl App {
             }
             Action::Submit => self.submit_prompt(),
         }
+    }
+
+    /// Quits, asking first while messages wait to be sent (they are kept
+    /// for the next run). Asked again (e.g. `Ctrl-C` twice), it quits.
+    fn quit(&mut self) {
+        let asked = matches!(
+            self.overlay,
+            Some(Overlay::Confirm(ConfirmKind::Quit { .. }))
+        );
+        match self.waiting_to_send() {
+            waiting if waiting > 0 && !asked => {
+                self.overlay = Some(Overlay::Confirm(ConfirmKind::Quit { waiting }));
+            }
+            _ => self.should_quit = true,
+        }
+    }
+
+    /// Own messages of this session not committed yet.
+    fn waiting_to_send(&self) -> usize {
+        if self.screen == Screen::Chat {
+            self.outbox.len()
+        } else {
+            0
+        }
+    }
+
+    pub(super) fn log_out(&mut self) -> Vec<Effect> {
+        self.sign_out(Some("Signed out."));
+        vec![Effect::Logout]
     }
 
     pub(super) fn cycle_focus(&mut self, forward: bool) {

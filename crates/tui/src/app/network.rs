@@ -137,6 +137,10 @@ impl App {
                 self.notify(format!("Deleted {deleted} message(s)."));
             }
             NetEvent::AccountDeleted => {
+                // Nothing of it can ever be sent: the saved copy goes too.
+                self.outbox.clear();
+                self.drafts.clear();
+                self.compose = new_compose();
                 self.sign_out(Some("Your account was deleted."));
                 // Ends the local session: stream, pending sends, token.
                 return vec![Effect::Logout];

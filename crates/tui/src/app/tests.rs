@@ -84,7 +84,27 @@ fn signed_in() -> App {
             username: "alice".into(),
         },
     );
+    // The event loop answers `LoadSaved` at once; nothing was left.
+    app.update(AppEvent::Store(loaded(vec![], vec![])));
     app
+}
+
+/// The store's answer to `LoadSaved` for alice.
+fn loaded(outbox: Vec<QueuedMessage>, drafts: Vec<Draft>) -> StoreEvent {
+    StoreEvent::Loaded {
+        user: "alice".into(),
+        outbox,
+        drafts,
+        problems: vec![],
+        available: true,
+    }
+}
+
+fn saves(effects: &[Effect]) -> Vec<&Effect> {
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::SaveOutbox { .. } | Effect::SaveDrafts { .. }))
+        .collect()
 }
 
 /// Signed in with conversation 1 (bob) open and its (empty) history loaded.
@@ -169,7 +189,16 @@ fn sign_in_sends_credentials_and_opens_the_chat() {
             username: "alice".into(),
         },
     );
-    assert_eq!(effects, vec![Effect::LoadConversations, Effect::Subscribe]);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::LoadSaved {
+                user: "alice".into()
+            },
+            Effect::LoadConversations,
+            Effect::Subscribe
+        ]
+    );
     assert_eq!(app.screen, Screen::Chat);
     assert_eq!(app.me.as_deref(), Some("alice"));
     assert_eq!(app.sign_in.password_text(), "", "the password is not kept");
@@ -280,7 +309,7 @@ fn sending_moves_the_mark_queued_accepted_committed() {
     let effects = send(&mut app, "hello");
     assert_eq!(sends(&effects), vec![(1, "rq-1".into(), "hello".into())]);
     assert!(matches!(
-        &effects[0],
+        &effects[1],
         Effect::Send {
             to: SendTo::Conversation(1),
             ..
@@ -893,7 +922,10 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
         Some(ConvKey::NewDirect("bob".into()))
     );
     let effects = send(&mut app, "hi bob");
-    assert!(matches!(&effects[..], [Effect::Send { to: SendTo::User(u), .. }] if u == "bob"));
+    assert!(
+        matches!(&effects[..], [Effect::SaveOutbox { .. }, Effect::Send { to: SendTo::User(u), .. }] if u == "bob"),
+        "{effects:?}"
+    );
     let effects = net(
         &mut app,
         NetEvent::Sent {
@@ -1085,6 +1117,11 @@ fn a_session_ended_elsewhere_keeps_what_was_typed_for_the_next_sign_in() {
     assert_eq!(resent.len(), 1, "{effects:?}");
     assert_eq!(resent[0].1, request_id);
     assert_eq!(resent[0].2, "in flight");
+    // The draft is back in its conversation's compose box.
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
     assert_eq!(app.compose_body(), "half a thought");
 
     // Another user's sign-in after a stream ended does not inherit them.
@@ -1138,7 +1175,14 @@ fn logout_returns_to_sign_in_and_drops_the_session() {
     let mut app = chatting();
     send(&mut app, "pending");
     press(&mut app, KeyCode::Esc);
-    let effects = press(&mut app, KeyCode::Char('L'));
+    assert!(press(&mut app, KeyCode::Char('L')).is_empty());
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Confirm(ConfirmKind::Logout { waiting: 1 }))
+    ));
+    // Yes: signed out; the waiting message stays saved (no empty outbox
+    // is written over it).
+    let effects = press(&mut app, KeyCode::Char('y'));
     assert_eq!(effects, vec![Effect::Logout]);
     assert_eq!(app.screen, Screen::SignIn);
     assert!(app.outbox.is_empty());
@@ -1294,4 +1338,307 @@ fn a_healthy_status_poll_means_connected_before_signing_in() {
         NetEvent::Cluster((1..=5).map(|i| report(i, i <= 2, 1)).collect()),
     );
     assert_eq!(app.link_state(), LinkState::NoQuorum);
+}
+
+// ------------------------------------------------------------------ kept on disk
+
+fn queued(request_id: &str, to: SendTo, body: &str) -> QueuedMessage {
+    QueuedMessage {
+        request_id: request_id.into(),
+        to,
+        body: body.into(),
+    }
+}
+
+#[test]
+fn a_message_is_saved_before_it_is_sent() {
+    let mut app = chatting();
+    let effects = send(&mut app, "a");
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SaveOutbox {
+                user: "alice".into(),
+                messages: vec![queued("rq-1", SendTo::Conversation(1), "a")],
+            },
+            Effect::Send {
+                local_id: 1,
+                request_id: "rq-1".into(),
+                to: SendTo::Conversation(1),
+                body: "a".into(),
+            },
+        ],
+        "saved first, then sent"
+    );
+    // A retry changes nothing on disk.
+    let effects = net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
+    );
+    assert!(saves(&effects).is_empty(), "{effects:?}");
+    // Committed: it leaves the saved outbox.
+    let effects = net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(10, 1, "alice", "a"),
+        },
+    );
+    assert_eq!(
+        saves(&effects),
+        vec![&Effect::SaveOutbox {
+            user: "alice".into(),
+            messages: vec![],
+        }]
+    );
+}
+
+/// A fresh sign-in has an empty outbox until the saved one is read: saving
+/// it then would erase what an earlier run left.
+#[test]
+fn nothing_is_saved_before_the_saved_state_is_read_back() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    press(&mut app, KeyCode::Char('i'));
+    let effects = send(&mut app, "typed early");
+    assert!(saves(&effects).is_empty(), "{effects:?}");
+    // Read back: the old message goes first (it was typed first), and
+    // both are saved.
+    let effects = app.update(AppEvent::Store(loaded(
+        vec![queued("old-1", SendTo::Conversation(1), "from before")],
+        vec![],
+    )));
+    assert_eq!(
+        saves(&effects),
+        vec![&Effect::SaveOutbox {
+            user: "alice".into(),
+            messages: vec![
+                queued("rq-1", SendTo::Conversation(1), "typed early"),
+                queued("old-1", SendTo::Conversation(1), "from before"),
+            ],
+        }]
+    );
+}
+
+#[test]
+fn messages_an_earlier_run_left_are_sent_in_order_with_their_request_ids() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    let effects = app.update(AppEvent::Store(loaded(
+        vec![
+            queued("old-1", SendTo::Conversation(1), "first"),
+            queued("old-2", SendTo::User("carol".into()), "second"),
+        ],
+        vec![Draft {
+            to: SendTo::Conversation(1),
+            text: "half a thought".into(),
+        }],
+    )));
+    // The head goes out at once, with its original request id; nothing
+    // needs saving (the disk has exactly this).
+    assert_eq!(sends(&effects), vec![(1, "old-1".into(), "first".into())]);
+    assert!(saves(&effects).is_empty(), "{effects:?}");
+    assert_eq!(app.notice.as_ref().map(|n| n.is_error), Some(false));
+    assert!(app.notice.as_ref().unwrap().text.contains("2 messages"));
+
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0 - 1)]),
+    );
+    // Each shows in its conversation; carol's is a new direct one.
+    let conv1 = app.conversations.get(&ConvKey::Id(1)).unwrap();
+    assert_eq!(conv1.log.entries[0].body, "first");
+    assert_eq!(conv1.log.entries[0].delivery, Some(Delivery::Accepted));
+    let carol = app
+        .conversations
+        .get(&ConvKey::NewDirect("carol".into()))
+        .unwrap();
+    assert_eq!(carol.log.entries[0].delivery, Some(Delivery::Queued));
+    // Opening bob's brings its draft back.
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(1)));
+    assert_eq!(app.compose_body(), "half a thought");
+
+    let effects = net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(7, 1, "alice", "first"),
+        },
+    );
+    assert_eq!(sends(&effects), vec![(2, "old-2".into(), "second".into())]);
+}
+
+#[test]
+fn drafts_stay_with_their_conversation_and_are_saved_while_typing() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0),
+            conv(2, ConversationKind::Direct, "carol", 0, T0 - 1),
+        ]),
+    );
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "for bob");
+    // The first change is saved at once; more typing right after waits.
+    tick(&mut app, T0 + 1);
+    // To carol's: an empty box, bob's text kept.
+    press(&mut app, KeyCode::Esc);
+    press_mod(&mut app, KeyCode::BackTab, KeyModifiers::SHIFT);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('i'));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(2)));
+    assert_eq!(app.compose_body(), "");
+    type_text(&mut app, "for carol");
+    let later = tick(&mut app, T0 + DRAFT_SAVE_MS + 1);
+    assert_eq!(
+        saves(&later),
+        vec![&Effect::SaveDrafts {
+            user: "alice".into(),
+            drafts: vec![
+                Draft {
+                    to: SendTo::Conversation(1),
+                    text: "for bob".into()
+                },
+                Draft {
+                    to: SendTo::Conversation(2),
+                    text: "for carol".into()
+                },
+            ],
+        }]
+    );
+    press(&mut app, KeyCode::Esc);
+    press_mod(&mut app, KeyCode::BackTab, KeyModifiers::SHIFT);
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.compose_body(), "for bob");
+}
+
+#[test]
+fn drafts_are_saved_at_most_every_half_second_while_typing() {
+    let mut app = chatting();
+    let mut draft_saves = 0;
+    // The last save (reading back at sign-in) was at T0.
+    for (i, c) in "hello".chars().enumerate() {
+        tick(&mut app, T0 + DRAFT_SAVE_MS + 100 * i as u64);
+        let effects = press(&mut app, KeyCode::Char(c));
+        draft_saves += saves(&effects).len();
+    }
+    assert_eq!(draft_saves, 1, "the first key only");
+    // The rest goes with the next tick due.
+    let effects = tick(&mut app, T0 + 2 * DRAFT_SAVE_MS + 400);
+    assert_eq!(
+        saves(&effects),
+        vec![&Effect::SaveDrafts {
+            user: "alice".into(),
+            drafts: vec![Draft {
+                to: SendTo::Conversation(1),
+                text: "hello".into()
+            }],
+        }]
+    );
+}
+
+#[test]
+fn quit_with_waiting_messages_asks_first() {
+    let mut app = chatting();
+    send(&mut app, "a");
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
+    );
+    type_text(&mut app, "unsent draft");
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit);
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Confirm(ConfirmKind::Quit { waiting: 1 }))
+    ));
+    // No: stay.
+    press(&mut app, KeyCode::Char('n'));
+    assert!(app.overlay.is_none() && !app.should_quit);
+    // Ctrl-C asks too; Ctrl-C again quits, and the draft is saved at once.
+    press_mod(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(!app.should_quit);
+    let effects = press_mod(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(app.should_quit);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::SaveDrafts { drafts, .. }
+            if drafts.iter().any(|d| d.text == "unsent draft"))),
+        "{effects:?}"
+    );
+    // y confirms as well.
+    let mut app = chatting();
+    send(&mut app, "b");
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('q'));
+    press(&mut app, KeyCode::Char('y'));
+    assert!(app.should_quit);
+}
+
+#[test]
+fn a_deleted_account_forgets_what_it_had_saved() {
+    let mut app = chatting();
+    send(&mut app, "never to be sent");
+    type_text(&mut app, "draft");
+    assert_eq!(saves(&tick(&mut app, T0 + 1_000)).len(), 1, "the draft");
+    let effects = net(&mut app, NetEvent::AccountDeleted);
+    assert!(effects.contains(&Effect::SaveOutbox {
+        user: "alice".into(),
+        messages: vec![],
+    }));
+    assert!(effects.contains(&Effect::SaveDrafts {
+        user: "alice".into(),
+        drafts: vec![],
+    }));
+}
+
+#[test]
+fn files_that_could_not_be_read_are_reported() {
+    let mut app = signed_in();
+    app.update(AppEvent::Store(StoreEvent::Loaded {
+        user: "alice".into(),
+        outbox: vec![],
+        drafts: vec![],
+        problems: vec!["/x/outbox.json could not be used (not valid); set aside".into()],
+        available: true,
+    }));
+    let notice = app.notice.clone().unwrap();
+    assert!(
+        notice.is_error && notice.text.contains("set aside"),
+        "{notice:?}"
+    );
 }

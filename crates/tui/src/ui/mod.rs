@@ -78,7 +78,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.overlay {
         Some(Overlay::Help { scroll }) => help::render(frame, frame.area(), *scroll),
         Some(Overlay::Accounts(browser)) => accounts::render(frame, body, app, browser),
-        Some(Overlay::Confirm(kind)) => dialogs::render_confirm(frame, body, kind),
+        Some(Overlay::Confirm(kind)) => dialogs::render_confirm(frame, body, app, kind),
         Some(Overlay::Prompt(prompt)) => dialogs::render_prompt(frame, body, prompt),
         None => {}
     }
