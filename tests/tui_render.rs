@@ -33,6 +33,7 @@ fn new_app(user: Option<&str>) -> App {
         time_zone: jiff::tz::TimeZone::UTC,
         user: user.map(String::from),
         servers: servers(),
+        mouse: true,
     });
     app.update(AppEvent::Tick { now_ms: T0 });
     app

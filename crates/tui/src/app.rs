@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
 
-pub use accounts::{AccountsBrowser, PAGE_SIZE};
+pub use accounts::AccountsBrowser;
 pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS};
 pub use conversations::{
     is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog,
@@ -70,6 +70,9 @@ pub struct AppConfig {
     pub user: Option<String>,
     /// The configured replicas, shown in the cluster panel before any poll.
     pub servers: Vec<String>,
+    /// Capture the mouse at start (clicks, wheel); off lets the terminal
+    /// select text.
+    pub mouse: bool,
 }
 
 /// Which screen is shown.
@@ -205,6 +208,10 @@ pub struct App {
     pub cluster: Vec<ReplicaReport>,
     pub notice: Option<Notice>,
     pub should_quit: bool,
+    /// The terminal's size, once known (mouse clicks, page sizes).
+    pub size: Option<ratatui::layout::Rect>,
+    /// The terminal loop captures the mouse while this is set.
+    pub mouse_capture: bool,
     /// Ctrl-Z: the terminal loop stops the process (job control) and
     /// redraws when it is resumed; it clears this.
     pub suspend_requested: bool,
@@ -226,6 +233,7 @@ fn new_compose() -> TextArea<'static> {
 impl App {
     pub fn new(config: AppConfig) -> Self {
         let sign_in = SignInForm::new(config.user.as_deref());
+        let mouse_capture = config.mouse;
         let cluster = config
             .servers
             .iter()
@@ -255,6 +263,8 @@ impl App {
             cluster,
             notice: None,
             should_quit: false,
+            size: None,
+            mouse_capture,
             suspend_requested: false,
             parked: None,
             deferred: Vec::new(),
@@ -268,6 +278,10 @@ impl App {
         let mut effects = match event {
             AppEvent::Key(key) => self.on_key(key),
             AppEvent::Mouse(mouse) => self.on_mouse(mouse),
+            AppEvent::Resize { width, height } => {
+                self.size = Some(ratatui::layout::Rect::new(0, 0, width, height));
+                Vec::new()
+            }
             AppEvent::Paste(text) => {
                 self.on_paste(&text);
                 Vec::new()

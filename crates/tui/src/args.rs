@@ -26,6 +26,10 @@ pub struct Args {
     /// accept only replicas whose certificate it signed.
     #[arg(long, env = "CHAT_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Start without mouse capture, so the terminal selects text (M or F3
+    /// turns it on and off).
+    #[arg(long)]
+    pub no_mouse: bool,
 }
 
 impl Args {

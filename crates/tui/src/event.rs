@@ -15,6 +15,11 @@ pub enum AppEvent {
     Mouse(MouseEvent),
     /// Bracketed paste into whatever text field has focus.
     Paste(String),
+    /// The terminal's size, at start and after every change.
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// The clock: the only source of "now" for the state (spinner, timers).
     Tick {
         now_ms: u64,

@@ -53,6 +53,8 @@ pub enum Action {
     Quit,
     /// Stop the process for the shell (Ctrl-Z); `fg` resumes it.
     Suspend,
+    /// Mouse capture on/off: off, the terminal selects text.
+    ToggleMouse,
     ToggleHelp,
     ToggleCluster,
     FocusNext,
@@ -190,6 +192,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[ch('c')], C::Navigation, A::ToggleCluster, "cluster panel"),
     bind(&[ch('?')], C::Navigation, A::ToggleHelp, "help"),
     bind(&[ch('q')], C::Navigation, A::Quit, "quit"),
+    bind(&[ch('M')], C::Navigation, A::ToggleMouse, "mouse off/on (select text)"),
     bind(&[ch('L')], C::Navigation, A::Logout, "log out"),
     bind(&[ch('X')], C::Navigation, A::DeleteAccount, "delete account"),
     // Accounts browser.
@@ -220,6 +223,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[plain(K::BackTab)], C::Global, A::FocusPrev, "previous pane"),
     bind(&[plain(K::F(1))], C::Global, A::ToggleHelp, "help"),
     bind(&[plain(K::F(2))], C::Global, A::ToggleCluster, "cluster panel"),
+    bind(&[plain(K::F(3))], C::Global, A::ToggleMouse, "mouse off/on (select text)"),
     bind(&[ctrl('z')], C::Global, A::Suspend, "suspend (fg resumes)"),
 ];
 

@@ -43,6 +43,7 @@ mod app;
 mod args;
 mod event;
 mod keys;
+mod layout;
 mod model;
 mod net;
 mod store;
@@ -93,13 +94,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         time_zone: jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
         user: args.user.clone(),
         servers: servers.clone(),
+        mouse: !args.no_mouse,
     });
     let store = Store::for_servers(&servers);
     app.update(AppEvent::Tick { now_ms: now_ms() });
 
     let no_color = ui::no_color_wanted();
     ui::honour_no_color();
-    let mut terminal = TerminalGuard::enter()?;
+    let mut terminal = TerminalGuard::enter(app.mouse_capture)?;
+    if let Ok(size) = terminal.terminal.size() {
+        handle(
+            &mut app,
+            &mut net,
+            &store,
+            AppEvent::Resize {
+                width: size.width,
+                height: size.height,
+            },
+        );
+    }
     let mut input = EventStream::new();
     let mut ticks = tokio::time::interval(TICK);
     let mut terminate = Signals::new()?;
@@ -124,6 +137,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => AppEvent::Key(key),
                 Some(Ok(Event::Mouse(mouse))) => AppEvent::Mouse(mouse),
                 Some(Ok(Event::Paste(text))) => AppEvent::Paste(text),
+                Some(Ok(Event::Resize(width, height))) => AppEvent::Resize { width, height },
                 Some(Ok(_)) => continue, // resize, focus: just redraw
                 Some(Err(err)) => return Err(err.into()),
                 None => break, // stdin closed
@@ -143,6 +157,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         if std::mem::take(&mut app.suspend_requested) {
             terminal.suspend()?;
         }
+        terminal.capture_mouse(app.mouse_capture);
     }
     drop(terminal);
     Ok(())
@@ -197,15 +212,17 @@ impl Signals {
 /// and, through a panic hook, on panic.
 struct TerminalGuard {
     terminal: Terminal<CrosstermBackend<Stdout>>,
+    /// Whether the mouse is captured now.
+    mouse: bool,
 }
 
 impl TerminalGuard {
-    fn enter() -> anyhow::Result<Self> {
+    fn enter(mouse: bool) -> anyhow::Result<Self> {
         install_panic_hook();
         let terminal =
-            take_terminal().and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
+            take_terminal(mouse).and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
         match terminal {
-            Ok(terminal) => Ok(Self { terminal }),
+            Ok(terminal) => Ok(Self { terminal, mouse }),
             Err(err) => {
                 restore_terminal();
                 Err(err.into())
@@ -224,21 +241,40 @@ impl TerminalGuard {
         unsafe {
             libc::raise(libc::SIGTSTP);
         }
-        take_terminal()?;
+        take_terminal(self.mouse)?;
         self.terminal.clear()?;
         Ok(())
     }
+
+    /// Turns mouse capture on or off (best effort: a terminal that does
+    /// not take it keeps working with the keyboard).
+    fn capture_mouse(&mut self, on: bool) {
+        if on == self.mouse {
+            return;
+        }
+        let result = if on {
+            io::stdout().execute(EnableMouseCapture).map(drop)
+        } else {
+            io::stdout().execute(DisableMouseCapture).map(drop)
+        };
+        if result.is_ok() {
+            self.mouse = on;
+        }
+    }
 }
 
-/// Raw mode, the alternate screen, mouse capture and bracketed paste: what
-/// [`restore_terminal`] undoes.
-fn take_terminal() -> io::Result<()> {
+/// Raw mode, the alternate screen, mouse capture (if `mouse`) and
+/// bracketed paste: what [`restore_terminal`] undoes.
+fn take_terminal(mouse: bool) -> io::Result<()> {
     enable_raw_mode()?;
-    io::stdout()
+    let mut stdout = io::stdout();
+    stdout
         .execute(EnterAlternateScreen)?
-        .execute(EnableMouseCapture)?
-        .execute(EnableBracketedPaste)
-        .map(drop)
+        .execute(EnableBracketedPaste)?;
+    if mouse {
+        stdout.execute(EnableMouseCapture)?;
+    }
+    Ok(())
 }
 
 impl Drop for TerminalGuard {

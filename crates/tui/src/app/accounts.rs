@@ -4,9 +4,6 @@ use ratatui_textarea::TextArea;
 
 use crate::model::AccountInfo;
 
-/// Accounts per page.
-pub const PAGE_SIZE: u32 = 10;
-
 /// The accounts overlay's state.
 #[derive(Debug, Clone)]
 pub struct AccountsBrowser {

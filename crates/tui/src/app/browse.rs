@@ -11,6 +11,7 @@ impl App {
     /// Runs the pattern search from the first page (`restart`) or reloads
     /// the current page.
     pub(super) fn search_accounts(&mut self, restart: bool) -> Vec<Effect> {
+        let limit = crate::layout::accounts_page_size(self);
         let Some(Overlay::Accounts(browser)) = &mut self.overlay else {
             return Vec::new();
         };
@@ -23,7 +24,7 @@ impl App {
         vec![Effect::ListAccounts {
             pattern: browser.searched.clone(),
             after: browser.current_after(),
-            limit: PAGE_SIZE,
+            limit,
         }]
     }
 

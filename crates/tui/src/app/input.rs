@@ -1,6 +1,8 @@
 //! Keyboard, mouse and paste: from key events to actions on the state.
 
-use crossterm::event::{KeyCode, KeyModifiers};
+use crossterm::event::{KeyCode, KeyModifiers, MouseButton};
+
+use crate::layout::Spot;
 
 use super::*;
 
@@ -29,6 +31,9 @@ impl App {
         let delta = match mouse.kind {
             MouseEventKind::ScrollUp => -1,
             MouseEventKind::ScrollDown => 1,
+            MouseEventKind::Down(MouseButton::Left) => {
+                return self.on_click(mouse.column, mouse.row)
+            }
             _ => return Vec::new(),
         };
         match &mut self.overlay {
@@ -42,6 +47,31 @@ impl App {
             }
             Some(_) => Vec::new(),
             None if self.screen == Screen::Chat => self.move_cursor(delta * WHEEL_MESSAGES),
+            None => Vec::new(),
+        }
+    }
+
+    /// A left click on the chat screen: a conversation in the sidebar
+    /// opens it (as `Enter` does); a pane gets the keyboard.
+    fn on_click(&mut self, column: u16, row: u16) -> Vec<Effect> {
+        match crate::layout::spot(self, column, row) {
+            Some(Spot::Conversation(index)) => {
+                let key = self.conversations.list[index].key.clone();
+                self.focus = Focus::Messages;
+                self.open_conversation(key)
+            }
+            Some(Spot::Sidebar) => {
+                self.focus = Focus::Sidebar;
+                Vec::new()
+            }
+            Some(Spot::Messages) => {
+                self.focus = Focus::Messages;
+                Vec::new()
+            }
+            Some(Spot::Compose) => {
+                self.focus = Focus::Compose;
+                Vec::new()
+            }
             None => Vec::new(),
         }
     }
@@ -83,6 +113,15 @@ impl App {
             }
             Action::Suspend => {
                 self.suspend_requested = true;
+                Vec::new()
+            }
+            Action::ToggleMouse => {
+                self.mouse_capture = !self.mouse_capture;
+                self.notify(if self.mouse_capture {
+                    "Mouse on: click a conversation, wheel scrolls."
+                } else {
+                    "Mouse off: the terminal selects text (hold Shift in some terminals when it is on)."
+                });
                 Vec::new()
             }
             Action::ToggleHelp => {

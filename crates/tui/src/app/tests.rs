@@ -15,6 +15,7 @@ fn new_app() -> App {
         time_zone: jiff::tz::TimeZone::UTC,
         user: None,
         servers: (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect(),
+        mouse: true,
     });
     app.update(AppEvent::Tick { now_ms: T0 });
     app
@@ -867,7 +868,7 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
         vec![Effect::ListAccounts {
             pattern: "b*".into(),
             after: "".into(),
-            limit: PAGE_SIZE
+            limit: 10
         }]
     );
     let bob = AccountInfo {
@@ -891,7 +892,7 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
         vec![Effect::ListAccounts {
             pattern: "b*".into(),
             after: "bob".into(),
-            limit: PAGE_SIZE
+            limit: 10
         }]
     );
     // A stale reply for page 1 is ignored.
@@ -1641,4 +1642,78 @@ fn files_that_could_not_be_read_are_reported() {
         notice.is_error && notice.text.contains("set aside"),
         "{notice:?}"
     );
+}
+
+// ------------------------------------------------------------------ mouse
+
+fn click(app: &mut App, column: u16, row: u16) -> Vec<Effect> {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    app.update(AppEvent::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    }))
+}
+
+#[test]
+fn a_click_on_a_conversation_opens_it_and_a_click_on_a_pane_focuses_it() {
+    let mut app = signed_in();
+    app.update(AppEvent::Resize {
+        width: 100,
+        height: 30,
+    });
+    let list: Vec<ConversationInfo> = (1..=40)
+        .map(|i| conv(i, ConversationKind::Direct, &format!("u{i}"), 0, T0 - i))
+        .collect();
+    net(&mut app, NetEvent::Conversations(list));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(1)));
+    // Row 0 is the border; row 3 is the third conversation.
+    let effects = click(&mut app, 5, 3);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(3)));
+    assert_eq!(app.focus, Focus::Messages);
+    assert!(effects.contains(&Effect::LoadHistory {
+        conversation_id: 3,
+        before: 0
+    }));
+    // Below the last row of the list, on the border: nothing opens.
+    click(&mut app, 5, 27);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(3)));
+    assert_eq!(app.focus, Focus::Sidebar);
+    // The list scrolled to keep its cursor in view: a click hits what is
+    // drawn there, not the n-th from the top.
+    for _ in 0..35 {
+        press(&mut app, KeyCode::Char('j'));
+    }
+    let cursor = app.conversations.cursor_index().unwrap();
+    assert_eq!(cursor, 37);
+    let rows = 30 - 2 /* status, hints */ - 2 /* borders */;
+    // The cursor is on the last row of the list.
+    click(&mut app, 5, rows);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(38)));
+    // Panes.
+    click(&mut app, 60, 28 - 2);
+    assert_eq!(app.focus, Focus::Compose);
+    click(&mut app, 60, 5);
+    assert_eq!(app.focus, Focus::Messages);
+}
+
+#[test]
+fn mouse_capture_is_switched_by_a_key_and_starts_as_configured() {
+    let mut app = chatting();
+    assert!(app.mouse_capture);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('M'));
+    assert!(!app.mouse_capture);
+    assert!(app.notice.as_ref().unwrap().text.contains("selects text"));
+    // F3 works while typing too.
+    press(&mut app, KeyCode::Char('i'));
+    press(&mut app, KeyCode::F(3));
+    assert!(app.mouse_capture);
+    assert_eq!(app.compose_body(), "");
+    let app = App::new(AppConfig {
+        mouse: false,
+        ..new_app().config
+    });
+    assert!(!app.mouse_capture);
 }

@@ -41,7 +41,11 @@ pub fn help_lines() -> Vec<Line<'static>> {
         Style::default().fg(Color::Gray),
     ));
     lines.push(Line::styled(
-        "Mouse wheel scrolls. Messages typed offline are sent in order once a quorum is back.",
+        "Mouse: click a conversation to open it, the wheel scrolls; M or F3 turns the mouse off so the terminal selects text.",
+        Style::default().fg(Color::Gray),
+    ));
+    lines.push(Line::styled(
+        "Messages typed offline are sent in order once a quorum is back; unsent text survives a restart.",
         Style::default().fg(Color::Gray),
     ));
     lines
