@@ -555,9 +555,15 @@ fn opening_a_conversation_shows_where_the_new_messages_start() {
         .unwrap_or_else(|| panic!("{text}"));
     // The line, then the header of dave's message, then its text.
     assert_eq!(new_line + 2, first_new, "{text}");
-    assert!(!text.contains("second new"), "below the cursor: {text}");
-    assert!(text.contains("2 more below"), "{text}");
-    // "first new" is read; the two below it are not.
+    // All of it fits: the pane is filled from the top, so the two below
+    // the cursor show too, after it.
+    let second_new = text
+        .lines()
+        .position(|l| l.contains("second new"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(second_new > first_new, "{text}");
+    // "first new" is read; the two below the cursor stay unread until the
+    // cursor gets there.
     assert_eq!(app.total_unread(), 3, "carol's 1 and team's 2");
 }
 
@@ -628,4 +634,48 @@ fn quit_with_a_waiting_message_asks_first() {
     press(&mut app, KeyCode::Char('q'));
     assert!(!app.should_quit);
     insta::assert_snapshot!(screen(&app));
+}
+
+/// At the oldest message the pane is filled from the top: the first
+/// messages, the cursor on the oldest, then what follows, not the oldest
+/// alone above a column of blank rows.
+#[test]
+fn at_the_oldest_message_the_pane_is_filled_from_the_top() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Tab); // to the messages
+    press(&mut app, KeyCode::Char('g'));
+    let text = screen(&app);
+    for body in [
+        "Are we still on for the failover drill?",
+        "Yes, tomorrow 9:00.",
+        "Great. I will kill the leader first",
+        "Sounds good",
+    ] {
+        assert!(text.contains(body), "{body} missing:\n{text}");
+    }
+    assert!(!text.contains("more below"), "{text}");
+
+    // A long history: the pane is full, with how many follow.
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: (10..60)
+                .map(|i| msg(i, 1, "bob", &format!("line {i}"), T0 - 60_000 + i))
+                .collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Char('g'));
+    let text = screen(&app);
+    let pane: Vec<&str> = text.lines().skip(1).take(22).collect();
+    assert!(
+        pane.iter()
+            .all(|l| l.chars().skip(29).any(|c| c != ' ' && c != '│')),
+        "no blank row in the pane:\n{text}"
+    );
+    assert!(text.contains("Are we still on"), "{text}");
+    assert!(text.contains("more below"), "{text}");
+    insta::assert_snapshot!(text);
 }

@@ -62,7 +62,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// The lines that fit in `area`, ending with the cursor message.
+/// The lines that fit in `area`: normally ending with the cursor
+/// message; when everything from the start of the loaded history to the
+/// cursor fits, the pane is filled from the top instead (the messages
+/// after the cursor follow), not left blank below one message.
 fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> Vec<Line<'static>> {
     let width = usize::from(area.width).max(TIME_COLUMN + 1);
     let height = usize::from(area.height);
@@ -80,11 +83,13 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
         .anchor
         .and_then(|key| conv.log.position(key))
         .unwrap_or(entries.len() - 1);
-    let below = entries.len() - 1 - bottom;
 
     let mut lines: Vec<Line<'static>> = Vec::new();
+    // Lines after each entry (its separators included).
+    let mut ends: Vec<usize> = Vec::new();
     let mut previous_day = None;
-    for (index, entry) in entries.iter().enumerate().take(bottom + 1) {
+    let mut render = |index: usize, lines: &mut Vec<Line<'static>>| {
+        let entry = &entries[index];
         let day = time::day_of(entry.sent_ms, &app.config.time_zone);
         if previous_day != Some(day) {
             lines.push(day_separator(day, width));
@@ -96,38 +101,63 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
         let selected = focused && index == bottom;
         let marked = entry.id.is_some_and(|id| app.view.marked.contains(&id));
         lines.extend(entry_lines(app, entry, width, selected, marked));
+    };
+    for index in 0..=bottom {
+        render(index, &mut lines);
+        ends.push(lines.len());
     }
-
-    let mut room = height;
-    let indicator = (below > 0).then(|| {
+    let older = conv.log.more.then(|| {
+        Line::styled(
+            "  ↑ older messages: scroll up to load",
+            Style::default().fg(Color::DarkGray),
+        )
+    });
+    let top_rows = usize::from(older.is_some());
+    let more_after = bottom + 1 < entries.len();
+    let indicator = |below: usize| {
         Line::styled(
             format!("  ↓ {below} more below (G: newest)"),
             Style::default()
                 .fg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
         )
-    });
-    if indicator.is_some() {
-        room = room.saturating_sub(1);
+    };
+
+    if top_rows + lines.len() + usize::from(more_after) <= height {
+        // From the top: the history's start, the cursor, then what follows.
+        let mut next = bottom + 1;
+        while next < entries.len() && top_rows + lines.len() < height {
+            render(next, &mut lines);
+            ends.push(lines.len());
+            next += 1;
+        }
+        let mut shown: Vec<Line<'static>> = older.into_iter().collect();
+        if next == entries.len() && top_rows + lines.len() <= height {
+            shown.extend(lines);
+            return shown;
+        }
+        let room = height.saturating_sub(top_rows + 1);
+        let whole = ends.iter().take_while(|end| **end <= room).count();
+        lines.truncate(room);
+        shown.extend(lines);
+        shown.push(indicator(entries.len() - whole));
+        return shown;
     }
+
+    let below = entries.len() - 1 - bottom;
+    let room = height.saturating_sub(usize::from(below > 0));
     let mut shown: Vec<Line<'static>> = if lines.len() > room {
         lines.split_off(lines.len() - room)
     } else {
-        let mut top = Vec::new();
-        if conv.log.more {
-            top.push(Line::styled(
-                "  ↑ older messages: scroll up to load",
-                Style::default().fg(Color::DarkGray),
-            ));
-        }
+        let mut top: Vec<Line<'static>> = older.into_iter().collect();
         if top.len() + lines.len() > room {
             top.clear();
         }
         top.extend(lines);
         top
     };
-    if let Some(indicator) = indicator {
-        shown.push(indicator);
+    if below > 0 {
+        shown.push(indicator(below));
     }
     shown
 }
