@@ -183,12 +183,22 @@ fn status_line(screen: &str) -> &str {
         .unwrap_or("")
 }
 
-/// The delivery mark line of the message showing `text` (the row above
-/// its body: `HH:MM sender mark`).
+/// The delivery mark line of the message showing `text`: the nearest row
+/// above its body with something in the `HH:MM ` column (`HH:MM sender
+/// mark`); messages of one sender in a row share it, and their text lines
+/// are indented past that column.
 fn header_of<'a>(screen: &'a str, text: &str) -> Option<&'a str> {
     let lines: Vec<&str> = screen.lines().collect();
     let at = lines.iter().position(|l| l.contains(text))?;
-    at.checked_sub(1).map(|i| lines[i])
+    let byte = lines[at].find(text)?;
+    let column = lines[at][..byte].chars().count();
+    let time_column = column.checked_sub(6)?;
+    lines[..at].iter().rev().copied().find(|line| {
+        line.chars()
+            .skip(time_column)
+            .take(6)
+            .any(|c| !c.is_whitespace())
+    })
 }
 
 fn committed(screen: &str, text: &str, sender: &str) -> bool {

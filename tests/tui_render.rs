@@ -679,3 +679,48 @@ fn at_the_oldest_message_the_pane_is_filled_from_the_top() {
     assert!(text.contains("more below"), "{text}");
     insta::assert_snapshot!(text);
 }
+
+/// Consecutive messages of one sender within 5 minutes share one
+/// `HH:MM sender` line; a pause, another sender, another day or another
+/// delivery mark starts a new one.
+#[test]
+fn messages_of_one_sender_in_a_row_share_a_header() {
+    let mut app = chat_app();
+    let minute = 60_000;
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: vec![
+                msg(11, 1, "bob", "run one a", T0 - 30 * minute),
+                msg(12, 1, "bob", "run one b", T0 - 28 * minute),
+                msg(13, 1, "bob", "run one c", T0 - 24 * minute),
+                msg(14, 1, "bob", "after a pause", T0 - 10 * minute),
+                msg(15, 1, "alice", "mine", T0 - 9 * minute),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "mine, queued");
+    press(&mut app, KeyCode::Enter);
+    let text = screen_sized(&app, 100, 40);
+    let header_above = |body: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(body))
+            .unwrap_or_else(|| panic!("{body}:\n{text}"));
+        lines[at - 1].to_string()
+    };
+    assert!(header_above("run one a").contains("08:35 bob"), "{text}");
+    assert!(header_above("run one b").contains("run one a"), "{text}");
+    assert!(header_above("run one c").contains("run one b"), "{text}");
+    assert!(
+        header_above("after a pause").contains("08:55 bob"),
+        "{text}"
+    );
+    assert!(header_above("mine").contains("08:56 alice ✓"), "{text}");
+    assert!(header_above("mine, queued").contains("alice ○"), "{text}");
+}

@@ -1,5 +1,6 @@
-//! The message pane: day separators, sender and time, delivery marks for
-//! own messages, a cursor for selection and a "N more below" indicator.
+//! The message pane: day separators, sender and time (once for a run of
+//! messages by one sender), delivery marks for own messages, a cursor for
+//! selection and a "N more below" indicator.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -16,6 +17,9 @@ use crate::time;
 
 /// Width of the `HH:MM ` column; continuation lines are indented by it.
 const TIME_COLUMN: usize = 6;
+/// Messages of one sender this close after the previous one go under its
+/// `HH:MM sender` line instead of repeating it.
+const GROUP_MS: u64 = 5 * 60 * 1000;
 
 /// The mark after an own message's sender name.
 pub fn delivery_mark(entry: &Entry) -> &'static str {
@@ -91,16 +95,23 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
     let mut render = |index: usize, lines: &mut Vec<Line<'static>>| {
         let entry = &entries[index];
         let day = time::day_of(entry.sent_ms, &app.config.time_zone);
+        let mut continued = index > 0 && continues(app, &entries[index - 1], entry);
         if previous_day != Some(day) {
             lines.push(day_separator(day, width));
             previous_day = Some(day);
+            continued = false;
         }
         if entry.id.is_some() && entry.id == app.view.new_from {
             lines.push(new_messages_line(width));
+            continued = false;
         }
         let selected = focused && index == bottom;
         let marked = entry.id.is_some_and(|id| app.view.marked.contains(&id));
-        lines.extend(entry_lines(app, entry, width, selected, marked));
+        let mut entry_lines = entry_lines(app, entry, width, selected, marked);
+        if continued {
+            entry_lines.remove(0);
+        }
+        lines.extend(entry_lines);
     };
     for index in 0..=bottom {
         render(index, &mut lines);
@@ -190,6 +201,31 @@ fn rule(label: &str, width: usize, style: Style) -> Line<'static> {
     )
 }
 
+/// Whether `entry` goes under `previous`'s header: same sender, within
+/// [`GROUP_MS`], and a header that would say nothing new (the same
+/// delivery mark and "seen", no failure, not marked for deletion).
+fn continues(app: &App, previous: &Entry, entry: &Entry) -> bool {
+    let same_marks = delivery_mark(previous) == delivery_mark(entry)
+        && previous.failed.is_none()
+        && entry.failed.is_none()
+        && own_seen(app, previous) == own_seen(app, entry);
+    let marked = entry.id.is_some_and(|id| app.view.marked.contains(&id));
+    previous.sender.eq_ignore_ascii_case(&entry.sender)
+        && entry.sent_ms >= previous.sent_ms
+        && entry.sent_ms - previous.sent_ms <= GROUP_MS
+        && same_marks
+        && !marked
+}
+
+/// The "seen" label of an own committed message.
+fn own_seen(app: &App, entry: &Entry) -> Option<String> {
+    entry
+        .id
+        .filter(|_| entry.is_own())
+        .and_then(|id| seen_label(app, id))
+}
+
+/// The lines of one message: its `HH:MM sender` header, then its text.
 fn entry_lines(
     app: &App,
     entry: &Entry,
@@ -234,11 +270,7 @@ fn entry_lines(
             Style::default().fg(Color::Red),
         ));
     }
-    if let Some(seen) = entry
-        .id
-        .filter(|_| entry.is_own())
-        .and_then(|id| seen_label(app, id))
-    {
+    if let Some(seen) = own_seen(app, entry) {
         header.push(Span::styled(
             format!(" {seen}"),
             Style::default().fg(Color::DarkGray),
