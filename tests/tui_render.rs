@@ -306,6 +306,14 @@ fn accounts_browser() {
             next_after: "dora".into(),
         },
     );
+    net(
+        &mut app,
+        NetEvent::AccountCount {
+            pattern: "*o*".into(),
+            count: Some(23),
+            complete: true,
+        },
+    );
     press(&mut app, KeyCode::Char(' '));
     press(&mut app, KeyCode::Char('j'));
     insta::assert_snapshot!(screen(&app));

@@ -135,6 +135,13 @@ pub enum NetEvent {
         accounts: Vec<AccountInfo>,
         next_after: String,
     },
+    /// How many accounts match `pattern`: `None` if counting failed;
+    /// `complete` false when counting stopped at a cap (so "at least").
+    AccountCount {
+        pattern: String,
+        count: Option<u64>,
+        complete: bool,
+    },
     /// Presence of specific accounts, looked up once for direct conversations.
     Presences(Vec<AccountInfo>),
     GroupCreated(ConversationInfo),
@@ -200,6 +207,10 @@ pub enum Effect {
     },
     LookupPresence {
         usernames: Vec<String>,
+    },
+    /// Count the accounts matching `pattern` (answered by `AccountCount`).
+    CountAccounts {
+        pattern: String,
     },
     CreateGroup {
         name: String,

@@ -22,6 +22,11 @@ use raftchat_client::{
 };
 use raftchat_proto::event::Kind;
 
+/// Accounts asked for per page when counting (the server's largest page).
+const COUNT_PAGE: u32 = 1000;
+/// Pages counted at most: past this, the count says "at least".
+const COUNT_PAGES: usize = 100;
+
 /// How often every replica is asked for its status.
 const CLUSTER_POLL: Duration = Duration::from_secs(1);
 
@@ -246,6 +251,38 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
             }],
             Err(err) => vec![failed("list accounts", &err)],
         },
+        Effect::CountAccounts { pattern } => {
+            // The API has no count: walk the pages (the largest the server
+            // gives), up to a cap.
+            let (mut count, mut after) = (0u64, String::new());
+            for _ in 0..COUNT_PAGES {
+                match client.list_accounts(&pattern, &after, COUNT_PAGE).await {
+                    Ok(reply) => {
+                        count += u64::try_from(reply.accounts.len()).unwrap_or(0);
+                        if reply.next_after.is_empty() {
+                            return vec![NetEvent::AccountCount {
+                                pattern,
+                                count: Some(count),
+                                complete: true,
+                            }];
+                        }
+                        after = reply.next_after;
+                    }
+                    Err(_) => {
+                        return vec![NetEvent::AccountCount {
+                            pattern,
+                            count: None,
+                            complete: false,
+                        }]
+                    }
+                }
+            }
+            vec![NetEvent::AccountCount {
+                pattern,
+                count: Some(count),
+                complete: false,
+            }]
+        }
         Effect::LookupPresence { usernames } => {
             let mut found = Vec::new();
             for name in usernames {

@@ -105,6 +105,17 @@ impl App {
                 accounts,
                 next_after,
             } => self.on_accounts(&pattern, &after, accounts, next_after),
+            NetEvent::AccountCount {
+                pattern,
+                count,
+                complete,
+            } => {
+                if let Some(Overlay::Accounts(browser)) = &mut self.overlay {
+                    if browser.searched == pattern {
+                        browser.total = count.map(|n| (n, complete));
+                    }
+                }
+            }
             NetEvent::Presences(accounts) => {
                 for account in accounts {
                     self.presence.insert(

@@ -865,12 +865,32 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
     let effects = press(&mut app, KeyCode::Enter);
     assert_eq!(
         effects,
-        vec![Effect::ListAccounts {
-            pattern: "b*".into(),
-            after: "".into(),
-            limit: 10
-        }]
+        vec![
+            Effect::ListAccounts {
+                pattern: "b*".into(),
+                after: "".into(),
+                limit: 10
+            },
+            Effect::CountAccounts {
+                pattern: "b*".into()
+            }
+        ]
     );
+    // A count for another pattern (an earlier search) is not taken.
+    for (pattern, count) in [("*", 60), ("b*", 2)] {
+        net(
+            &mut app,
+            NetEvent::AccountCount {
+                pattern: pattern.into(),
+                count: Some(count),
+                complete: true,
+            },
+        );
+    }
+    let Some(Overlay::Accounts(browser)) = &app.overlay else {
+        panic!("the browser is open");
+    };
+    assert_eq!(browser.total, Some((2, true)));
     let bob = AccountInfo {
         username: "bob".into(),
         online: true,
@@ -895,6 +915,11 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
             limit: 10
         }]
     );
+    let Some(Overlay::Accounts(browser)) = &app.overlay else {
+        panic!("the browser is open");
+    };
+    assert_eq!(browser.first_shown(), 1, "page 2 starts after bob");
+    assert_eq!(browser.total, Some((2, true)), "paging keeps the count");
     // A stale reply for page 1 is ignored.
     net(
         &mut app,
@@ -1716,4 +1741,23 @@ fn mouse_capture_is_switched_by_a_key_and_starts_as_configured() {
         ..new_app().config
     });
     assert!(!app.mouse_capture);
+}
+
+/// A page asks for as many accounts as the browser's list shows.
+#[test]
+fn account_pages_fill_the_rows_of_the_list() {
+    let mut app = signed_in();
+    net(&mut app, NetEvent::Conversations(vec![]));
+    let limit_at = |app: &mut App, height: u16| {
+        app.update(AppEvent::Resize { width: 100, height });
+        app.overlay = None;
+        match press(app, KeyCode::Char('a')).first() {
+            Some(Effect::ListAccounts { limit, .. }) => *limit,
+            other => panic!("{other:?}"),
+        }
+    };
+    // 30 rows: 28 for the body, less the box's 9 rows of chrome.
+    assert_eq!(limit_at(&mut app, 30), 19);
+    assert_eq!(limit_at(&mut app, 60), 40 - 9, "the box is at most 40 high");
+    assert_eq!(limit_at(&mut app, 12), 1);
 }

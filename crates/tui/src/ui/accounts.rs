@@ -95,9 +95,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, browser: &AccountsBrowse
         } else {
             "n: next page"
         };
+        let first = browser.first_shown() + 1;
+        let last = browser.first_shown() + browser.results.len();
+        let total = match browser.total {
+            Some((n, true)) => format!(" of {n}"),
+            Some((n, false)) => format!(" of {n}+"),
+            None => String::new(),
+        };
         format!(
-            "{} shown · {} marked · {more}",
-            browser.results.len(),
+            "{first}–{last}{total} · {} marked · {more}",
             browser.marked.len()
         )
     };
