@@ -459,6 +459,40 @@ async fn queued_messages_survive_kill_9_and_are_stored_once() {
     sign_in("first").await;
     tmux.wait_text("first", &hello).await;
 
+    // SIGSTOP of the replica in use: its connections stay open and calls
+    // just wait, yet the status line stops saying connected within
+    // seconds (it said so for as long as nothing else failed).
+    let screen = tmux
+        .wait_for("first", "connected", |s| {
+            status_line(s).contains("● connected")
+        })
+        .await;
+    let in_use = (1..=5)
+        .find(|id| status_line(&screen).contains(&format!("server {} ", cluster.url(*id))))
+        .unwrap_or_else(|| panic!("which replica is in use?\n{screen}"));
+    let stopped = Instant::now();
+    cluster.pause(in_use, true);
+    let screen = tmux
+        .wait_for("first", "not connected", |s| {
+            !status_line(s).contains("● connected")
+        })
+        .await;
+    let took = stopped.elapsed();
+    cluster.pause(in_use, false);
+    assert!(
+        took < Duration::from_secs(3),
+        "connected for {took:?} after SIGSTOP:\n{screen}"
+    );
+    assert!(
+        status_line(&screen).contains("waiting for")
+            || status_line(&screen).contains("reconnecting"),
+        "{screen}"
+    );
+    tmux.wait_for("first", "connected again", |s| {
+        status_line(s).contains("● connected")
+    })
+    .await;
+
     // Every replica down: what alice sends is queued.
     cluster.kill_all();
     let (one, two) = (unique("queued-one"), unique("queued-two"));

@@ -732,3 +732,21 @@ fn messages_of_one_sender_in_a_row_share_a_header() {
     assert!(header_above("mine").contains("08:56 alice ✓"), "{text}");
     assert!(header_above("mine, queued").contains("alice ○"), "{text}");
 }
+
+/// With every replica down the status line gives no round-trip time from
+/// when one last answered.
+#[test]
+fn no_round_trip_time_is_shown_when_nothing_answers() {
+    let mut app = chat_app();
+    assert!(screen(&app).contains("rtt 3 ms"));
+    net(&mut app, NetEvent::Cluster(cluster(&[])));
+    app.update(AppEvent::Tick { now_ms: T0 + 5_000 });
+    let text = screen(&app);
+    let status = text
+        .lines()
+        .find(|l| l.contains("│ server "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!status.contains("rtt 3 ms"), "{status}");
+    assert!(status.contains("no answer for 5 s"), "{status}");
+    assert!(status.contains("no quorum"), "{status}");
+}

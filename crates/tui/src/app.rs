@@ -33,7 +33,7 @@ use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
 
 pub use accounts::AccountsBrowser;
-pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS};
+pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS, SILENCE_MS};
 pub use conversations::{
     is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog,
 };

@@ -129,6 +129,11 @@ pub enum NetEvent {
     SubscriptionFailed(NetError),
     Connection(ConnectionState),
     Cluster(Vec<ReplicaReport>),
+    /// The replica in use answered a probe (`ok`), or did not.
+    Answer {
+        server: String,
+        ok: bool,
+    },
     Accounts {
         pattern: String,
         after: String,

@@ -29,6 +29,8 @@ const COUNT_PAGES: usize = 100;
 
 /// How often every replica is asked for its status.
 const CLUSTER_POLL: Duration = Duration::from_secs(1);
+/// How often the replica in use is asked whether it answers.
+const PROBE: Duration = Duration::from_millis(500);
 
 /// A prefix for request ids, unique to this run of the client.
 pub fn request_prefix() -> String {
@@ -50,10 +52,21 @@ impl Net {
     /// Connects lazily to `servers` (no network yet) and starts the
     /// connection watcher and the cluster poll.
     pub fn start(config: ClientConfig, events: UnboundedSender<NetEvent>) -> anyhow::Result<Self> {
+        // One client per replica for the probe: it must ask that replica,
+        // not whichever the library would fail over to.
+        let mut probes = std::collections::HashMap::new();
+        for server in &config.servers {
+            let mut one = config.clone();
+            one.servers = vec![server.clone()];
+            let probe = ChatClient::new(one)?;
+            // By the address as the library writes it (its states say it so).
+            probes.insert(probe.current_server(), probe);
+        }
         let client = ChatClient::new(config)?;
         let background = vec![
             tokio::spawn(watch_connection(client.clone(), events.clone())),
             tokio::spawn(poll_cluster(client.clone(), events.clone())),
+            tokio::spawn(probe_current(client.clone(), probes, events.clone())),
         ];
         Ok(Self {
             client,
@@ -368,6 +381,33 @@ async fn poll_cluster(client: ChatClient, events: UnboundedSender<NetEvent>) {
             .map(replica_report)
             .collect();
         if events.send(NetEvent::Cluster(reports)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Asks the replica in use for its status every [`PROBE`], so the status
+/// line can tell within a second when it stops answering (a stopped or
+/// cut-off process keeps its connections open: calls just wait).
+async fn probe_current(
+    client: ChatClient,
+    probes: std::collections::HashMap<String, ChatClient>,
+    events: UnboundedSender<NetEvent>,
+) {
+    let mut interval = tokio::time::interval(PROBE);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let server = client.current_server();
+        let Some(probe) = probes.get(&server) else {
+            continue;
+        };
+        let ok = probe
+            .cluster_status(false)
+            .await
+            .first()
+            .is_some_and(|s| s.result.is_ok());
+        if events.send(NetEvent::Answer { server, ok }).is_err() {
             return;
         }
     }

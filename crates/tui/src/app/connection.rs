@@ -1,10 +1,16 @@
 //! What the status line says about the cluster, derived only from what
 //! the client library and the replicas report.
 
+use std::collections::HashMap;
+
 use crate::model::{ConnectionState, ReplicaReport};
 
 /// How long "leader changed" stays on the status line.
 pub const LEADER_CHANGE_SHOWN_MS: u64 = 3_000;
+/// The replica in use is asked every 500 ms (`net.rs`); silent for longer
+/// than this, it is not called connected (a stopped process keeps its
+/// connections open, so nothing else would tell for seconds).
+pub const SILENCE_MS: u64 = 1_200;
 
 /// The subscription stream's health, as the client library reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,6 +42,11 @@ pub enum LinkState {
     },
     /// Writes cannot be committed: too few replicas answer or none knows a leader.
     NoQuorum,
+    /// The replica in use has not answered for `for_ms`.
+    Silent {
+        server: String,
+        for_ms: u64,
+    },
 }
 
 /// Everything the app knows about its link to the cluster.
@@ -57,6 +68,8 @@ pub struct Connection {
     polled: bool,
     /// The term reported by the replica we talk to (or the highest seen).
     pub term: Option<u64>,
+    /// When each replica last answered (unix ms), by address.
+    answered_ms: HashMap<String, u64>,
 }
 
 impl Connection {
@@ -76,6 +89,17 @@ impl Connection {
                 error: Some(error.clone()),
             };
         }
+        if let Some(info) = &self.info {
+            if let Some(for_ms) = self
+                .silence_ms(&info.server, now_ms)
+                .filter(|ms| *ms > SILENCE_MS)
+            {
+                return LinkState::Silent {
+                    server: info.server.clone(),
+                    for_ms,
+                };
+            }
+        }
         let changed_recently = self
             .leader_changed_at_ms
             .is_some_and(|at| now_ms.saturating_sub(at) < LEADER_CHANGE_SHOWN_MS);
@@ -91,8 +115,36 @@ impl Connection {
         }
     }
 
+    /// How long `server` has not answered; `None` if it never did.
+    pub fn silence_ms(&self, server: &str, now_ms: u64) -> Option<u64> {
+        self.answered_ms
+            .get(server)
+            .map(|at| now_ms.saturating_sub(*at))
+    }
+
+    /// The round trip of the replica in use, while it answers (the library
+    /// keeps the last one for good, however old).
+    pub fn fresh_rtt(&self, now_ms: u64) -> Option<std::time::Duration> {
+        let info = self.info.as_ref()?;
+        let silence = self.silence_ms(&info.server, now_ms)?;
+        info.last_rtt.filter(|_| silence <= SILENCE_MS)
+    }
+
+    /// `server` answered (`ok`) or failed to, just now.
+    pub fn observe_answer(&mut self, server: &str, ok: bool, now_ms: u64) {
+        if ok {
+            self.answered_ms.insert(server.to_string(), now_ms);
+        }
+    }
+
     /// The client library published a new connection state.
     pub fn observe(&mut self, info: ConnectionState, now_ms: u64) {
+        // A new round trip means an answer now; the state is also
+        // republished for a mere leader hint, with the old one.
+        let previous_rtt = self.info.as_ref().and_then(|i| i.last_rtt);
+        if !info.reconnecting && info.last_rtt.is_some() && info.last_rtt != previous_rtt {
+            self.answered_ms.insert(info.server.clone(), now_ms);
+        }
         // Library hints are sticky (the last one seen, however old), so
         // they only stand in until the replicas' own reports arrive.
         if let Some(leader) = info.leader.clone().filter(|_| !self.polled) {

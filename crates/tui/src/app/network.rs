@@ -91,6 +91,9 @@ impl App {
                     self.outbox.hurry();
                 }
             }
+            NetEvent::Answer { server, ok } => {
+                self.connection.observe_answer(&server, ok, self.now_ms);
+            }
             NetEvent::Cluster(reports) => {
                 let had_quorum = !self.connection.quorum_lost;
                 self.connection.observe_cluster(&reports, self.now_ms);

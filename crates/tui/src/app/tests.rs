@@ -566,7 +566,74 @@ fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
         Some((2, "http://127.0.0.1:7002".into()))
     );
     tick(&mut app, T0 + 1_000 + LEADER_CHANGE_SHOWN_MS + 1);
+    // The probe of the replica in use keeps answering.
+    net(
+        &mut app,
+        NetEvent::Answer {
+            server: "127.0.0.1:7002".into(),
+            ok: true,
+        },
+    );
     assert_eq!(app.link_state(), LinkState::Connected);
+}
+
+/// A replica that stops answering (SIGSTOP: its connections stay open, so
+/// calls just wait) is not called connected for long: after SILENCE_MS
+/// without an answer the state says so, and the round-trip time is not
+/// the last one from when it did answer.
+#[test]
+fn a_silent_replica_is_not_called_connected() {
+    let mut app = signed_in();
+    let answer = |app: &mut App, ok| {
+        net(
+            app,
+            NetEvent::Answer {
+                server: "127.0.0.1:7001".into(),
+                ok,
+            },
+        )
+    };
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionState {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((1, "http://127.0.0.1:7001".into())),
+            last_rtt: Some(Duration::from_millis(1)),
+            ..ConnectionState::default()
+        }),
+    );
+    tick(&mut app, T0 + 500);
+    answer(&mut app, true);
+    assert_eq!(app.link_state(), LinkState::Connected);
+    assert!(app.connection.fresh_rtt(app.now_ms).is_some());
+    // Probes go unanswered (or fail) from here.
+    tick(&mut app, T0 + 1_000);
+    answer(&mut app, false);
+    tick(&mut app, T0 + 500 + SILENCE_MS);
+    assert_eq!(app.link_state(), LinkState::Connected, "not yet");
+    tick(&mut app, T0 + 500 + SILENCE_MS + 1);
+    assert_eq!(
+        app.link_state(),
+        LinkState::Silent {
+            server: "127.0.0.1:7001".into(),
+            for_ms: SILENCE_MS + 1
+        }
+    );
+    assert_eq!(app.connection.fresh_rtt(app.now_ms), None);
+    // A leader hint republishes the old round trip: not an answer.
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionState {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((2, "http://127.0.0.1:7002".into())),
+            last_rtt: Some(Duration::from_millis(1)),
+            ..ConnectionState::default()
+        }),
+    );
+    assert!(matches!(app.link_state(), LinkState::Silent { .. }));
+    // It answers again.
+    answer(&mut app, true);
+    assert!(!matches!(app.link_state(), LinkState::Silent { .. }));
 }
 
 #[test]
