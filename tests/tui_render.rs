@@ -750,3 +750,59 @@ fn no_round_trip_time_is_shown_when_nothing_answers() {
     assert!(status.contains("no answer for 5 s"), "{status}");
     assert!(status.contains("no quorum"), "{status}");
 }
+
+/// Members joining or leaving a group show as a line among its messages,
+/// where it happened, not only in the title.
+#[test]
+fn membership_changes_are_lines_in_the_conversation() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    let team = |last_message_id, members: &[&str]| ConversationInfo {
+        last_message_id,
+        members: members.iter().map(|m| m.to_string()).collect(),
+        ..conv(2, ConversationKind::Group, "team", 0, T0 - 60_000)
+    };
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: team(11, &["alice", "bob", "carol"]),
+            messages: vec![
+                msg(10, 2, "carol", "before dave", T0 - 300_000),
+                msg(11, 2, "bob", "still before", T0 - 240_000),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: team(11, &["alice", "bob", "carol", "dave"]),
+            user: "dave".into(),
+            change: "joined".into(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(12, 2, "dave", "hi all", T0)),
+    );
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: team(12, &["alice", "bob", "dave"]),
+            user: "carol".into(),
+            change: "left".into(),
+        },
+    );
+    let text = screen(&app);
+    let row = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{text}"))
+    };
+    assert!(row("still before") < row("— dave joined"), "{text}");
+    assert!(row("— dave joined") < row("hi all"), "{text}");
+    assert!(row("hi all") < row("— carol left"), "{text}");
+    insta::assert_snapshot!(text);
+}

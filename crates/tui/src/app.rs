@@ -35,7 +35,7 @@ use ratatui_textarea::TextArea;
 pub use accounts::AccountsBrowser;
 pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS, SILENCE_MS};
 pub use conversations::{
-    is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog,
+    is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog, Note,
 };
 pub use outbox::{Outbox, OutboxItem};
 pub use persist::{SavedState, DRAFT_SAVE_MS};

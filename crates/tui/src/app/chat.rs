@@ -296,6 +296,23 @@ impl App {
         if gone {
             self.notify(format!("{user} left {}", info.name));
         }
+        let text = match change {
+            "created" if info.kind == ConversationKind::Group => {
+                Some(format!("{user} created #{}", info.name))
+            }
+            "joined" => Some(format!("{user} joined")),
+            "left" => Some(format!("{user} left")),
+            "account_deleted" => Some(format!("{user} deleted their account")),
+            _ => None,
+        };
+        let now = self.now_ms;
+        if let (Some(text), Some(conv)) = (text, self.conversations.by_id_mut(info.id)) {
+            conv.notes.push(Note {
+                after_id: conv.last_message_id,
+                text,
+                at_ms: now,
+            });
+        }
         // Someone wrote to us first: the direct conversation arrives here,
         // before its first message, and its peer's presence is not known.
         self.lookup_unknown_presence()

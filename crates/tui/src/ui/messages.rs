@@ -11,7 +11,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::pane_style;
-use crate::app::{App, Conversation, Delivery, Entry, Focus};
+use crate::app::{App, Conversation, Delivery, Entry, Focus, Note};
 use crate::model::ConversationKind;
 use crate::time;
 
@@ -74,13 +74,16 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
     let width = usize::from(area.width).max(TIME_COLUMN + 1);
     let height = usize::from(area.height);
     let entries = &conv.log.entries;
+    let notes = &conv.notes;
     if entries.is_empty() {
         let text = if conv.log.loading || !conv.log.loaded {
             "Loading…"
         } else {
             "No messages yet. Say hello!"
         };
-        return vec![Line::styled(text, Style::default().fg(Color::DarkGray))];
+        let mut lines: Vec<Line<'static>> = notes.iter().map(|n| note_line(app, n)).collect();
+        lines.push(Line::styled(text, Style::default().fg(Color::DarkGray)));
+        return lines;
     }
     let bottom = app
         .view
@@ -92,10 +95,24 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
     // Lines after each entry (its separators included).
     let mut ends: Vec<usize> = Vec::new();
     let mut previous_day = None;
+    // Notes go before the first message newer than they are (pending own
+    // messages are newer than all), the rest after the last message.
+    let mut next_note = 0;
     let mut render = |index: usize, lines: &mut Vec<Line<'static>>| {
         let entry = &entries[index];
+        let due = match entry.id {
+            Some(id) => notes[next_note..]
+                .iter()
+                .take_while(|n| n.after_id < id)
+                .count(),
+            None => notes.len() - next_note,
+        };
+        for note in &notes[next_note..next_note + due] {
+            lines.push(note_line(app, note));
+        }
+        next_note += due;
         let day = time::day_of(entry.sent_ms, &app.config.time_zone);
-        let mut continued = index > 0 && continues(app, &entries[index - 1], entry);
+        let mut continued = due == 0 && index > 0 && continues(app, &entries[index - 1], entry);
         if previous_day != Some(day) {
             lines.push(day_separator(day, width));
             previous_day = Some(day);
@@ -112,6 +129,12 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
             entry_lines.remove(0);
         }
         lines.extend(entry_lines);
+        if index + 1 == entries.len() {
+            for note in &notes[next_note..] {
+                lines.push(note_line(app, note));
+            }
+            next_note = notes.len();
+        }
     };
     for index in 0..=bottom {
         render(index, &mut lines);
@@ -171,6 +194,20 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
         shown.push(indicator(below));
     }
     shown
+}
+
+/// A membership change among the messages: `HH:MM — bob joined`.
+fn note_line(app: &App, note: &Note) -> Line<'static> {
+    Line::styled(
+        format!(
+            "{} — {}",
+            time::clock(note.at_ms, &app.config.time_zone),
+            note.text
+        ),
+        Style::default()
+            .fg(Color::DarkGray)
+            .add_modifier(Modifier::ITALIC),
+    )
 }
 
 /// Above the first message that was unread when the conversation was
