@@ -29,11 +29,8 @@ fn servers() -> Vec<String> {
 
 fn new_app(user: Option<&str>) -> App {
     let mut app = App::new(AppConfig {
-        request_prefix: "rq".into(),
-        time_zone: jiff::tz::TimeZone::UTC,
         user: user.map(String::from),
-        servers: servers(),
-        mouse: true,
+        ..AppConfig::new("rq", servers())
     });
     app.update(AppEvent::Tick { now_ms: T0 });
     app
@@ -805,4 +802,57 @@ fn membership_changes_are_lines_in_the_conversation() {
     assert!(row("— dave joined") < row("hi all"), "{text}");
     assert!(row("hi all") < row("— carol left"), "{text}");
     insta::assert_snapshot!(text);
+}
+
+/// The help overlay and the hint bar show the keys in force, from the
+/// config file's `[keys]`, not the defaults.
+#[test]
+fn help_and_hints_show_overridden_keys() {
+    let keymap = raftchat_tui::Keymap::with_overrides(&[
+        (
+            raftchat_tui::Action::ToggleHelp,
+            vec![raftchat_tui::Chord::parse("F9").expect("F9")],
+        ),
+        (
+            raftchat_tui::Action::Quit,
+            vec![raftchat_tui::Chord::parse("C-q").expect("C-q")],
+        ),
+    ])
+    .expect("valid overrides");
+    let mut app = App::new(AppConfig {
+        keymap,
+        ..AppConfig::new("rq", servers())
+    });
+    app.update(AppEvent::Tick { now_ms: T0 });
+    let hints = screen(&app).lines().last().unwrap_or_default().to_string();
+    assert!(hints.contains("F9 help"), "{hints}");
+    assert!(hints.contains("^Q quit"), "{hints}");
+    assert!(!hints.contains("F1"), "{hints}");
+    app.update(AppEvent::Key(KeyEvent::new(
+        KeyCode::F(9),
+        KeyModifiers::NONE,
+    )));
+    let help = screen_sized(&app, 100, 80);
+    assert!(help.contains("  F9                help"), "{help}");
+    assert!(help.contains("  ^Q                quit"), "{help}");
+    assert!(!help.contains("  ^C "), "{help}");
+}
+
+/// A light theme recolours what the dark one draws cyan and yellow.
+#[test]
+fn a_light_theme_recolours_the_frame() {
+    use ratatui::style::Color;
+    let mut app = chat_app();
+    let colours = |app: &App| {
+        let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
+        terminal.draw(|frame| draw(frame, app)).expect("draw");
+        let buffer = terminal.backend().buffer().clone();
+        buffer.content.iter().map(|c| c.fg).collect::<Vec<_>>()
+    };
+    let dark = colours(&app);
+    assert!(dark.contains(&Color::Cyan) && dark.contains(&Color::Yellow));
+    app.config.theme = raftchat_tui::Theme::LIGHT;
+    let light = colours(&app);
+    assert!(!light.contains(&Color::Cyan) && !light.contains(&Color::Yellow));
+    assert!(light.contains(&Color::Blue));
 }

@@ -73,6 +73,31 @@ pub struct AppConfig {
     /// Capture the mouse at start (clicks, wheel); off lets the terminal
     /// select text.
     pub mouse: bool,
+    /// The key bindings in force (the table, with the config's overrides).
+    pub keymap: keys::Keymap,
+    pub theme: crate::ui::Theme,
+    /// Ring the terminal bell for a message outside the open conversation.
+    pub bell: bool,
+    /// Announce such a message on the desktop too.
+    pub notify: crate::config::Notify,
+}
+
+impl AppConfig {
+    /// The defaults for `servers`: UTC, nobody pre-filled, mouse on, the
+    /// default keys and theme, the bell on, no desktop notifications.
+    pub fn new(request_prefix: impl Into<String>, servers: Vec<String>) -> Self {
+        Self {
+            request_prefix: request_prefix.into(),
+            time_zone: jiff::tz::TimeZone::UTC,
+            user: None,
+            servers,
+            mouse: true,
+            keymap: keys::Keymap::default(),
+            theme: crate::ui::Theme::DARK,
+            bell: true,
+            notify: crate::config::Notify::Off,
+        }
+    }
 }
 
 /// Which screen is shown.

@@ -245,6 +245,14 @@ pub enum Effect {
         user: String,
         drafts: Vec<Draft>,
     },
+    /// Ring the terminal bell.
+    Bell,
+    /// Announce on the desktop.
+    Notify {
+        how: crate::config::Notify,
+        title: String,
+        body: String,
+    },
 }
 
 impl Effect {
@@ -254,5 +262,10 @@ impl Effect {
             self,
             Effect::LoadSaved { .. } | Effect::SaveOutbox { .. } | Effect::SaveDrafts { .. }
         )
+    }
+
+    /// Whether it is for the terminal and desktop (`alert.rs`).
+    pub fn is_alert(&self) -> bool {
+        matches!(self, Effect::Bell | Effect::Notify { .. })
     }
 }

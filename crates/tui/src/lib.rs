@@ -17,6 +17,10 @@
 //! - `net.rs`: the only code that calls the client library.
 //! - `store.rs`: the only code that touches files: the outbox and drafts
 //!   kept across runs, carried out by the loop before the next frame.
+//! - `alert.rs`: the bell and desktop notifications.
+//! - `config.rs`: the config file, merged with the flags before start.
+//! - `layout.rs`: screen geometry shared by `ui/` and `app/` (clicks,
+//!   page sizes).
 //! - `model.rs`, `event.rs`: the data and messages shared by the above.
 //! - this file: terminal setup/teardown and the event loop.
 //!
@@ -39,8 +43,10 @@
 //!    it out in `net.rs`; if it needs files, an `Effect` carried out in
 //!    `store.rs` (answering with a `StoreEvent`).
 
+mod alert;
 mod app;
 mod args;
+mod config;
 mod event;
 mod keys;
 mod layout;
@@ -52,11 +58,12 @@ mod ui;
 
 pub use app::*;
 pub use args::{Args, DEFAULT_SERVERS};
+pub use config::{Notify, Settings};
 pub use event::{AppEvent, Draft, Effect, NetEvent, QueuedMessage, SendTo, StoreEvent};
-pub use keys::{Action, Binding, Context, BINDINGS};
+pub use keys::{Action, Binding, Chord, Context, Keymap, BINDINGS};
 pub use model::*;
 pub use store::Store;
-pub use ui::{draw, honour_no_color, strip_colors};
+pub use ui::{draw, honour_no_color, strip_colors, Theme};
 
 use std::io::{self, Stdout};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -82,19 +89,26 @@ const TICK: Duration = Duration::from_millis(200);
 /// The terminal is restored on every exit path: normal return, error
 /// (the guard's `Drop`), panic (a panic hook) and SIGTERM/SIGHUP.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let servers = args.server_list();
+    // Before the terminal is taken: errors are printed as usual.
+    let settings = Settings::resolve(&args)?;
+    let servers = settings.servers.clone();
     if servers.is_empty() {
-        anyhow::bail!("no servers given (--servers host:port,...)");
+        anyhow::bail!("no servers given (--servers host:port,... or servers in the config file)");
     }
     let (net_tx, mut net_rx) = mpsc::unbounded_channel();
-    let mut net = net::Net::start(args.client_config()?, net_tx)?;
+    let client = args::client_config(&servers, settings.ca.as_ref(), args.timeout())?;
+    let mut net = net::Net::start(client, net_tx)?;
     let mut app = App::new(AppConfig {
         request_prefix: net::request_prefix(),
         // TZ, else /etc/localtime; UTC when neither is readable.
         time_zone: jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC),
-        user: args.user.clone(),
+        user: settings.user.clone(),
         servers: servers.clone(),
-        mouse: !args.no_mouse,
+        mouse: settings.mouse,
+        keymap: settings.keymap.clone(),
+        theme: settings.theme,
+        bell: settings.bell,
+        notify: settings.notify,
     });
     let store = Store::for_servers(&servers);
     app.update(AppEvent::Tick { now_ms: now_ms() });
@@ -170,6 +184,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 fn handle(app: &mut App, net: &mut net::Net, store: &Store, event: AppEvent) {
     let mut effects: std::collections::VecDeque<Effect> = app.update(event).into();
     while let Some(effect) = effects.pop_front() {
+        if effect.is_alert() {
+            alert::execute(&effect);
+            continue;
+        }
         match store.execute(&effect) {
             Some(Some(answer)) => effects.extend(app.update(AppEvent::Store(answer))),
             Some(None) => {}

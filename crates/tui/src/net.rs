@@ -338,9 +338,11 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
         // Handled synchronously by `Net::execute`.
         Effect::Subscribe | Effect::Logout => Vec::new(),
         // The local store's (`store.rs`); the event loop never sends them here.
-        Effect::LoadSaved { .. } | Effect::SaveOutbox { .. } | Effect::SaveDrafts { .. } => {
-            Vec::new()
-        }
+        Effect::LoadSaved { .. }
+        | Effect::SaveOutbox { .. }
+        | Effect::SaveDrafts { .. }
+        | Effect::Bell
+        | Effect::Notify { .. } => Vec::new(),
     }
 }
 

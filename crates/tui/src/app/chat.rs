@@ -211,6 +211,8 @@ impl App {
                 }));
             effects.push(Effect::LoadConversations);
         }
+        let open = self.conversations.open.clone();
+        let mut alert = None;
         if let Some(conv) = self.conversations.by_id_mut(message.conversation_id) {
             // A conversation listed after this message was applied already
             // counts it as unread: only newer messages add to the count.
@@ -223,12 +225,40 @@ impl App {
                 && message.id > conv.read_up_to
             {
                 conv.unread = conv.unread.saturating_add(1);
+                if open.as_ref() != Some(&conv.key) {
+                    alert = Some(match conv.kind {
+                        ConversationKind::Group => {
+                            format!("{} in #{}", message.sender, conv.name)
+                        }
+                        ConversationKind::Direct => message.sender.clone(),
+                    });
+                }
             }
+        }
+        if let Some(from) = alert {
+            effects.extend(self.alert(&from));
         }
         self.conversations.sort();
         // A commit seen means the cluster works again: resend promptly.
         self.connection.quorum_lost = false;
         self.outbox.hurry();
+        effects
+    }
+
+    /// A new message outside the open conversation: the bell and a desktop
+    /// notification, as configured (the text says who, never what).
+    fn alert(&self, from: &str) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if self.config.bell {
+            effects.push(Effect::Bell);
+        }
+        if self.config.notify != crate::config::Notify::Off {
+            effects.push(Effect::Notify {
+                how: self.config.notify,
+                title: "raftchat".to_string(),
+                body: format!("New message from {from}"),
+            });
+        }
         effects
     }
 

@@ -8,7 +8,7 @@ use super::*;
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        if let Some(action) = keys::resolve(&self.contexts(), &key) {
+        if let Some(action) = self.config.keymap.resolve(&self.contexts(), &key) {
             return self.perform(action);
         }
         // Unbound keys type into the focused text field, if any. Its keys

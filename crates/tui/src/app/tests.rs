@@ -10,13 +10,10 @@ use crate::model::{ConnectionState, ReplicaStatus};
 const T0: u64 = 1_795_424_700_000; // Mon 23 Nov 2026 09:05 UTC
 
 fn new_app() -> App {
-    let mut app = App::new(AppConfig {
-        request_prefix: "rq".into(),
-        time_zone: jiff::tz::TimeZone::UTC,
-        user: None,
-        servers: (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect(),
-        mouse: true,
-    });
+    let mut app = App::new(AppConfig::new(
+        "rq",
+        (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect(),
+    ));
     app.update(AppEvent::Tick { now_ms: T0 });
     app
 }
@@ -1827,4 +1824,87 @@ fn account_pages_fill_the_rows_of_the_list() {
     assert_eq!(limit_at(&mut app, 30), 19);
     assert_eq!(limit_at(&mut app, 60), 40 - 9, "the box is at most 40 high");
     assert_eq!(limit_at(&mut app, 12), 1);
+}
+
+// ------------------------------------------------------------------ bell, config
+
+#[test]
+fn a_message_outside_the_open_conversation_rings_the_bell() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0),
+            conv(2, ConversationKind::Group, "team", 0, T0 - 1),
+        ]),
+    );
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(1)));
+    // In the open conversation: no bell.
+    let effects = net(&mut app, NetEvent::MessageArrived(msg(5, 1, "bob", "hi")));
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+    // Elsewhere: the bell; not for one's own message, nor twice for one.
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(6, 2, "carol", "psst")),
+    );
+    assert!(effects.contains(&Effect::Bell), "{effects:?}");
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(6, 2, "carol", "psst")),
+    );
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+    let effects = net(&mut app, NetEvent::MessageArrived(msg(7, 2, "alice", "me")));
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+
+    // Configured: no bell, a desktop notification saying who (not what).
+    app.config.bell = false;
+    app.config.notify = crate::config::Notify::Osc9;
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(8, 2, "carol", "secret")),
+    );
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| e.is_alert())
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![Effect::Notify {
+            how: crate::config::Notify::Osc9,
+            title: "raftchat".into(),
+            body: "New message from carol in #team".into(),
+        }]
+    );
+}
+
+/// Keys from the config file are the keys: they act, and help and the
+/// hint bar name them.
+#[test]
+fn overridden_keys_act_and_the_old_ones_do_not() {
+    let quit = crate::keys::Chord::parse("Q").unwrap();
+    let mut app = App::new(AppConfig {
+        keymap: crate::keys::Keymap::with_overrides(&[(Action::Quit, vec![quit])]).unwrap(),
+        ..new_app().config
+    });
+    press_mod(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(!app.should_quit, "^C is not quit any more");
+    let mut app = App::new(AppConfig {
+        keymap: crate::keys::Keymap::with_overrides(&[(Action::ToggleCluster, vec![quit])])
+            .unwrap(),
+        ..new_app().config
+    });
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    press(&mut app, KeyCode::Char('c'));
+    assert!(!app.show_cluster);
+    press_mod(&mut app, KeyCode::Char('Q'), KeyModifiers::SHIFT);
+    assert!(app.show_cluster);
 }

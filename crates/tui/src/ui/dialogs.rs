@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use super::centered;
 use crate::app::{App, ConfirmKind, Prompt, PromptKind};
-use crate::keys::{self, Action, Context};
+use crate::keys::{Action, Context};
 
 pub fn render_confirm(frame: &mut Frame, area: Rect, app: &App, kind: &ConfirmKind) {
     let (yes, no, question, detail) = match kind {
@@ -44,8 +44,10 @@ pub fn render_confirm(frame: &mut Frame, area: Rect, app: &App, kind: &ConfirmKi
     text.push(Line::styled(
         format!(
             "{}: {yes}    {}: {no}",
-            keys::label_of(Context::Confirm, Action::Confirm),
-            keys::label_of(Context::Confirm, Action::Cancel)
+            app.config
+                .keymap
+                .label_of(Context::Confirm, Action::Confirm),
+            app.config.keymap.label_of(Context::Confirm, Action::Cancel)
         ),
         Style::default().fg(Color::DarkGray),
     ));

@@ -12,6 +12,9 @@ mod messages;
 mod sidebar;
 mod sign_in;
 mod status;
+mod theme;
+
+pub use theme::Theme;
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -61,12 +64,15 @@ pub fn draw(frame: &mut Frame, app: &App) {
     hints::render(frame, areas.hints, app);
 
     match &app.overlay {
-        Some(Overlay::Help { scroll }) => help::render(frame, frame.area(), *scroll),
+        Some(Overlay::Help { scroll }) => {
+            help::render(frame, frame.area(), &app.config.keymap, *scroll);
+        }
         Some(Overlay::Accounts(browser)) => accounts::render(frame, body, app, browser),
         Some(Overlay::Confirm(kind)) => dialogs::render_confirm(frame, body, app, kind),
         Some(Overlay::Prompt(prompt)) => dialogs::render_prompt(frame, body, prompt),
         None => {}
     }
+    app.config.theme.apply(frame.buffer_mut());
 }
 
 fn render_chat(frame: &mut Frame, area: Rect, app: &App) {
