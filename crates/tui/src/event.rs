@@ -129,10 +129,10 @@ pub enum NetEvent {
     SubscriptionFailed(NetError),
     Connection(ConnectionState),
     Cluster(Vec<ReplicaReport>),
-    /// The replica in use answered a probe (`ok`), or did not.
+    /// The replica in use answered a probe in `rtt`, or did not (`None`).
     Answer {
         server: String,
-        ok: bool,
+        rtt: Option<std::time::Duration>,
     },
     Accounts {
         pattern: String,

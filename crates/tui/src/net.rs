@@ -404,12 +404,14 @@ async fn probe_current(
         let Some(probe) = probes.get(&server) else {
             continue;
         };
+        let started = std::time::Instant::now();
         let ok = probe
             .cluster_status(false)
             .await
             .first()
             .is_some_and(|s| s.result.is_ok());
-        if events.send(NetEvent::Answer { server, ok }).is_err() {
+        let rtt = ok.then(|| started.elapsed());
+        if events.send(NetEvent::Answer { server, rtt }).is_err() {
             return;
         }
     }

@@ -2,6 +2,7 @@
 //! the client library and the replicas report.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::model::{ConnectionState, ReplicaReport};
 
@@ -68,8 +69,12 @@ pub struct Connection {
     polled: bool,
     /// The term reported by the replica we talk to (or the highest seen).
     pub term: Option<u64>,
-    /// When each replica last answered (unix ms), by address.
-    answered_ms: HashMap<String, u64>,
+    /// When each replica last answered (unix ms) and its round trip then,
+    /// by address: from the probe and from the library's own calls.
+    answers: HashMap<String, (u64, Duration)>,
+    /// The replica the probe asked last (the one in use, before any call
+    /// of our own has named it).
+    probed: Option<String>,
 }
 
 impl Connection {
@@ -89,13 +94,13 @@ impl Connection {
                 error: Some(error.clone()),
             };
         }
-        if let Some(info) = &self.info {
+        if let Some(server) = self.server() {
             if let Some(for_ms) = self
-                .silence_ms(&info.server, now_ms)
+                .silence_ms(server, now_ms)
                 .filter(|ms| *ms > SILENCE_MS)
             {
                 return LinkState::Silent {
-                    server: info.server.clone(),
+                    server: server.to_string(),
                     for_ms,
                 };
             }
@@ -115,26 +120,35 @@ impl Connection {
         }
     }
 
+    /// The replica in use: the library's latest, else the one probed.
+    pub fn server(&self) -> Option<&str> {
+        self.info
+            .as_ref()
+            .map(|i| i.server.as_str())
+            .filter(|s| !s.is_empty())
+            .or(self.probed.as_deref())
+    }
+
     /// How long `server` has not answered; `None` if it never did.
     pub fn silence_ms(&self, server: &str, now_ms: u64) -> Option<u64> {
-        self.answered_ms
+        self.answers
             .get(server)
-            .map(|at| now_ms.saturating_sub(*at))
+            .map(|(at, _)| now_ms.saturating_sub(*at))
     }
 
     /// The round trip of the replica in use, while it answers (the library
-    /// keeps the last one for good, however old).
-    pub fn fresh_rtt(&self, now_ms: u64) -> Option<std::time::Duration> {
-        let info = self.info.as_ref()?;
-        let silence = self.silence_ms(&info.server, now_ms)?;
-        info.last_rtt.filter(|_| silence <= SILENCE_MS)
+    /// keeps its last one for good, however old).
+    pub fn fresh_rtt(&self, now_ms: u64) -> Option<Duration> {
+        let (at, rtt) = self.answers.get(self.server()?)?;
+        (now_ms.saturating_sub(*at) <= SILENCE_MS).then_some(*rtt)
     }
 
-    /// `server` answered (`ok`) or failed to, just now.
-    pub fn observe_answer(&mut self, server: &str, ok: bool, now_ms: u64) {
-        if ok {
-            self.answered_ms.insert(server.to_string(), now_ms);
+    /// The probe asked `server`: it answered in `rtt`, or not (`None`).
+    pub fn observe_answer(&mut self, server: &str, rtt: Option<Duration>, now_ms: u64) {
+        if let Some(rtt) = rtt {
+            self.answers.insert(server.to_string(), (now_ms, rtt));
         }
+        self.probed = Some(server.to_string());
     }
 
     /// The client library published a new connection state.
@@ -142,8 +156,11 @@ impl Connection {
         // A new round trip means an answer now; the state is also
         // republished for a mere leader hint, with the old one.
         let previous_rtt = self.info.as_ref().and_then(|i| i.last_rtt);
-        if !info.reconnecting && info.last_rtt.is_some() && info.last_rtt != previous_rtt {
-            self.answered_ms.insert(info.server.clone(), now_ms);
+        if let Some(rtt) = info
+            .last_rtt
+            .filter(|_| !info.reconnecting && info.last_rtt != previous_rtt)
+        {
+            self.answers.insert(info.server.clone(), (now_ms, rtt));
         }
         // Library hints are sticky (the last one seen, however old), so
         // they only stand in until the replicas' own reports arrive.

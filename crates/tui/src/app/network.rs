@@ -91,8 +91,8 @@ impl App {
                     self.outbox.hurry();
                 }
             }
-            NetEvent::Answer { server, ok } => {
-                self.connection.observe_answer(&server, ok, self.now_ms);
+            NetEvent::Answer { server, rtt } => {
+                self.connection.observe_answer(&server, rtt, self.now_ms);
             }
             NetEvent::Cluster(reports) => {
                 let had_quorum = !self.connection.quorum_lost;

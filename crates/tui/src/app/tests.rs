@@ -568,7 +568,7 @@ fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
         &mut app,
         NetEvent::Answer {
             server: "127.0.0.1:7002".into(),
-            ok: true,
+            rtt: Some(Duration::from_millis(4)),
         },
     );
     assert_eq!(app.link_state(), LinkState::Connected);
@@ -581,12 +581,12 @@ fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
 #[test]
 fn a_silent_replica_is_not_called_connected() {
     let mut app = signed_in();
-    let answer = |app: &mut App, ok| {
+    let answer = |app: &mut App, ok: bool| {
         net(
             app,
             NetEvent::Answer {
                 server: "127.0.0.1:7001".into(),
-                ok,
+                rtt: ok.then(|| Duration::from_millis(2)),
             },
         )
     };
@@ -631,6 +631,30 @@ fn a_silent_replica_is_not_called_connected() {
     // It answers again.
     answer(&mut app, true);
     assert!(!matches!(app.link_state(), LinkState::Silent { .. }));
+    assert_eq!(
+        app.connection.fresh_rtt(app.now_ms),
+        Some(Duration::from_millis(2)),
+        "the probe's round trip"
+    );
+}
+
+/// Before any call of our own (the sign-in screen) the probe's answers
+/// give the round trip: not "no answer".
+#[test]
+fn the_probe_gives_the_round_trip_before_any_call() {
+    let mut app = new_app();
+    net(
+        &mut app,
+        NetEvent::Answer {
+            server: "127.0.0.1:7003".into(),
+            rtt: Some(Duration::from_millis(5)),
+        },
+    );
+    assert_eq!(app.connection.server(), Some("127.0.0.1:7003"));
+    assert_eq!(
+        app.connection.fresh_rtt(app.now_ms),
+        Some(Duration::from_millis(5))
+    );
 }
 
 #[test]

@@ -12,12 +12,12 @@ const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let connection = &app.connection;
-    let info = connection.info.as_ref();
     let mut spans = state_spans(app);
     let sep = || Span::styled(" │ ", Style::default().fg(Color::DarkGray));
 
-    let server = info
-        .map(|i| i.server.clone())
+    let server = connection
+        .server()
+        .map(str::to_string)
         .or_else(|| app.config.servers.first().cloned())
         .unwrap_or_default();
     spans.push(sep());
@@ -36,7 +36,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }));
     spans.push(sep());
     // Only a round trip of now: the library keeps the last one forever.
-    let silence = info.and_then(|i| connection.silence_ms(&i.server, app.now_ms));
+    let silence = connection
+        .server()
+        .and_then(|server| connection.silence_ms(server, app.now_ms));
     spans.push(Span::raw(
         match (connection.fresh_rtt(app.now_ms), silence) {
             (Some(rtt), _) => format!("rtt {} ms", rtt.as_millis()),
