@@ -856,3 +856,47 @@ fn a_light_theme_recolours_the_frame() {
     assert!(!light.contains(&Color::Cyan) && !light.contains(&Color::Yellow));
     assert!(light.contains(&Color::Blue));
 }
+
+/// A note before a day's first message comes after that day's separator.
+#[test]
+fn a_note_before_the_first_message_of_a_day_is_under_its_separator() {
+    let mut app = chat_app();
+    let group = ConversationInfo {
+        members: vec!["alice".into(), "bob".into()],
+        ..conv(9, ConversationKind::Group, "new", 0, T0)
+    };
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: group.clone(),
+            user: "alice".into(),
+            change: "created".into(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: group,
+            messages: vec![],
+            more: false,
+            before: 0,
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(20, 9, "bob", "first words", T0 + 1_000)),
+    );
+    press(&mut app, KeyCode::Char('k')); // the sidebar's cursor to "new"
+    press(&mut app, KeyCode::Enter);
+    let text = screen(&app);
+    let row = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{text}"))
+    };
+    assert!(
+        row("Mon 23 Nov 2026") < row("— alice created #new"),
+        "{text}"
+    );
+    assert!(row("— alice created #new") < row("first words"), "{text}");
+}

@@ -107,15 +107,23 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
                 .count(),
             None => notes.len() - next_note,
         };
+        // A day separator before whatever comes first on a new day.
+        let mut new_day = |at_ms: u64, lines: &mut Vec<Line<'static>>| {
+            let day = time::day_of(at_ms, &app.config.time_zone);
+            let changed = previous_day != Some(day);
+            if changed {
+                lines.push(day_separator(day, width));
+                previous_day = Some(day);
+            }
+            changed
+        };
         for note in &notes[next_note..next_note + due] {
+            new_day(note.at_ms, lines);
             lines.push(note_line(app, note));
         }
         next_note += due;
-        let day = time::day_of(entry.sent_ms, &app.config.time_zone);
         let mut continued = due == 0 && index > 0 && continues(app, &entries[index - 1], entry);
-        if previous_day != Some(day) {
-            lines.push(day_separator(day, width));
-            previous_day = Some(day);
+        if new_day(entry.sent_ms, lines) {
             continued = false;
         }
         if entry.id.is_some() && entry.id == app.view.new_from {
@@ -131,6 +139,11 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
         lines.extend(entry_lines);
         if index + 1 == entries.len() {
             for note in &notes[next_note..] {
+                let day = time::day_of(note.at_ms, &app.config.time_zone);
+                if previous_day != Some(day) {
+                    lines.push(day_separator(day, width));
+                    previous_day = Some(day);
+                }
                 lines.push(note_line(app, note));
             }
             next_note = notes.len();
