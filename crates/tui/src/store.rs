@@ -192,16 +192,21 @@ where
         },
         Err(err) => err.to_string(),
     };
-    let aside = set_aside(path);
-    problems.push(format!(
-        "{} could not be used ({}){}",
-        path.display(),
-        one_line(&problem),
-        match aside {
-            Ok(to) => format!("; set aside as {}", to.display()),
-            Err(err) => format!("; could not set it aside: {err}"),
-        }
-    ));
+    // What happened first: the notice line is as wide as the screen.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let dir = path.parent().unwrap_or(path).display();
+    let report = match set_aside(path) {
+        Ok(to) => format!(
+            "{name} could not be used and is set aside as {} (in {dir}): {}",
+            to.file_name().unwrap_or_default().to_string_lossy(),
+            one_line(&problem)
+        ),
+        Err(err) => format!(
+            "{name} could not be used (in {dir}), nor set aside ({err}): {}",
+            one_line(&problem)
+        ),
+    };
+    problems.push(one_line(&report));
     Vec::new()
 }
 
@@ -245,7 +250,7 @@ fn one_line(text: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
-    crate::ui::truncate(&clean, 200)
+    crate::ui::truncate(&clean, 300)
 }
 
 fn check_version(version: u32) -> Result<(), String> {
