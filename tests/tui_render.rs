@@ -900,3 +900,47 @@ fn a_note_before_the_first_message_of_a_day_is_under_its_separator() {
     );
     assert!(row("— alice created #new") < row("first words"), "{text}");
 }
+
+/// Control characters in text from the network (or from saved drafts,
+/// which take the same path) never reach the terminal: a message body or a
+/// draft trying to clear the screen or ring the bell draws as plain text.
+#[test]
+fn control_characters_from_the_network_do_not_reach_the_terminal() {
+    use ratatui::backend::CrosstermBackend;
+    use ratatui::layout::Rect;
+    use ratatui::{TerminalOptions, Viewport};
+
+    let mut app = chat_app();
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(
+            9,
+            1,
+            "bob",
+            "clear\u{1b}[2J bell\u{7} title\u{1b}]0;pwned\u{7} end",
+            T0,
+        )),
+    );
+    press(&mut app, KeyCode::Char('i'));
+    app.update(AppEvent::Paste("draft\u{1b}[?1049l gone\u{7}".into()));
+    let mut out = Vec::new();
+    {
+        let backend = CrosstermBackend::new(&mut out);
+        let mut terminal = Terminal::with_options(
+            backend,
+            TerminalOptions {
+                viewport: Viewport::Fixed(Rect::new(0, 0, 100, 30)),
+            },
+        )
+        .expect("terminal");
+        terminal.draw(|frame| draw(frame, &app)).expect("draw");
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("clear"), "the message is drawn: {text:?}");
+    for bad in ["\u{1b}[2J", "\u{7}", "\u{1b}]0;", "\u{1b}[?1049l"] {
+        assert!(
+            !text.contains(bad),
+            "{bad:?} reached the terminal: {text:?}"
+        );
+    }
+}

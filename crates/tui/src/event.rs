@@ -256,14 +256,6 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// Whether the local store, not the network, carries it out.
-    pub fn is_local(&self) -> bool {
-        matches!(
-            self,
-            Effect::LoadSaved { .. } | Effect::SaveOutbox { .. } | Effect::SaveDrafts { .. }
-        )
-    }
-
     /// Whether it is for the terminal and desktop (`alert.rs`).
     pub fn is_alert(&self) -> bool {
         matches!(self, Effect::Bell | Effect::Notify { .. })
