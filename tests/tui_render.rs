@@ -567,9 +567,21 @@ fn opening_a_conversation_shows_where_the_new_messages_start() {
         .position(|l| l.contains("second new"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(second_new > first_new, "{text}");
-    // "first new" is read; the two below the cursor stay unread until the
-    // cursor gets there.
+    // "first new" is read; the two below the cursor are too once the
+    // frame that shows them is reported (as the event loop does).
     assert_eq!(app.total_unread(), 3, "carol's 1 and team's 2");
+    let full = ratatui::layout::Rect::new(0, 0, WIDTH, HEIGHT);
+    app.update(AppEvent::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    let (conversation_id, up_to) = raftchat_tui::shown_up_to(&app, full).expect("shown");
+    assert_eq!((conversation_id, up_to), (2, 13));
+    app.update(AppEvent::Shown {
+        conversation_id,
+        up_to,
+    });
+    assert_eq!(app.total_unread(), 1, "carol's 1 only");
 }
 
 /// Another member's read receipt shows as "seen" under one's own messages
@@ -943,4 +955,41 @@ fn control_characters_from_the_network_do_not_reach_the_terminal() {
             "{bad:?} reached the terminal: {text:?}"
         );
     }
+}
+
+/// With more unread than the pane shows, what the frame reports as shown
+/// stops at the last message drawn whole: the rest stays unread.
+#[test]
+fn only_what_the_frame_shows_whole_counts_as_shown() {
+    let mut app = chat_app();
+    app.update(AppEvent::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: ConversationInfo {
+                read_up_to: 10,
+                last_message_id: 60,
+                ..conv(2, ConversationKind::Group, "team", 50, T0 - 60_000)
+            },
+            messages: (10..=60)
+                .map(|i| msg(i, 2, "dave", &format!("line {i}"), T0 - 60_000 + i))
+                .collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    let full = ratatui::layout::Rect::new(0, 0, WIDTH, HEIGHT);
+    let (_, up_to) = raftchat_tui::shown_up_to(&app, full).expect("shown");
+    let text = screen(&app);
+    assert!(
+        text.contains(&format!("line {up_to}\n")) || text.contains(&format!("line {up_to} ")),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("line {}", up_to + 1)), "{text}");
+    assert!(up_to < 60, "not everything fits: {up_to}");
 }

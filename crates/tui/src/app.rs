@@ -195,6 +195,9 @@ pub struct MessageView {
     /// Opened with unread messages: the cursor goes to the first of them
     /// once the history is loaded, so that only what is shown is read.
     pub jump_to_unread: bool,
+    /// The newest message drawn whole, reported after each frame: below
+    /// the cursor when the pane is filled from the top.
+    pub shown_up_to: u64,
 }
 
 /// Presence of an account, as last reported.
@@ -303,6 +306,15 @@ impl App {
         let mut effects = match event {
             AppEvent::Key(key) => self.on_key(key),
             AppEvent::Mouse(mouse) => self.on_mouse(mouse),
+            AppEvent::Shown {
+                conversation_id,
+                up_to,
+            } => {
+                if self.conversations.open().and_then(Conversation::id) == Some(conversation_id) {
+                    self.view.shown_up_to = self.view.shown_up_to.max(up_to);
+                }
+                Vec::new()
+            }
             AppEvent::Resize { width, height } => {
                 self.size = Some(ratatui::layout::Rect::new(0, 0, width, height));
                 Vec::new()

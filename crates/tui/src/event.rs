@@ -15,6 +15,12 @@ pub enum AppEvent {
     Mouse(MouseEvent),
     /// Bracketed paste into whatever text field has focus.
     Paste(String),
+    /// The newest message of conversation `conversation_id` the last frame
+    /// showed whole (`ui::shown_up_to`), for "read when shown".
+    Shown {
+        conversation_id: u64,
+        up_to: u64,
+    },
     /// The terminal's size, at start and after every change.
     Resize {
         width: u16,

@@ -63,7 +63,7 @@ pub use event::{AppEvent, Draft, Effect, NetEvent, QueuedMessage, SendTo, StoreE
 pub use keys::{Action, Binding, Chord, Context, Keymap, BINDINGS};
 pub use model::*;
 pub use store::Store;
-pub use ui::{draw, honour_no_color, strip_colors, Theme};
+pub use ui::{draw, honour_no_color, shown_up_to, strip_colors, Theme};
 
 use std::io::{self, Stdout};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -139,6 +139,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ui::strip_colors(frame.buffer_mut());
             }
         })?;
+        // What the frame showed counts as read (below the cursor too).
+        if let Some((conversation_id, up_to)) = app
+            .size
+            .and_then(|full| ui::shown_up_to(&app, full))
+            .filter(|(_, up_to)| *up_to > app.view.shown_up_to)
+        {
+            handle(
+                &mut app,
+                &mut net,
+                &store,
+                AppEvent::Shown {
+                    conversation_id,
+                    up_to,
+                },
+            );
+        }
         let wanted = app.terminal_title();
         if wanted != title {
             // Best effort: not every terminal supports titles.

@@ -354,6 +354,7 @@ impl App {
             return Vec::new();
         }
         let anchor = self.view.anchor;
+        let shown_below = self.view.shown_up_to;
         let me = self.me().to_string();
         let Some(conv) = self.conversations.open_mut() else {
             return Vec::new();
@@ -368,7 +369,11 @@ impl App {
             None => conv.log.entries.len() - 1,
             Some(key) => conv.log.position(key).unwrap_or(conv.log.entries.len() - 1),
         };
-        let shown_up_to = conv.log.newest_id_through(bottom);
+        let shown_up_to = conv.log.newest_id_through(bottom).max(
+            // Only ids loaded here: a report of an older frame could name
+            // a message since deleted, never one not drawn.
+            shown_below.min(conv.log.newest_id_through(conv.log.entries.len() - 1)),
+        );
         if shown_up_to <= conv.read_up_to {
             return Vec::new();
         }

@@ -1932,3 +1932,52 @@ fn overridden_keys_act_and_the_old_ones_do_not() {
     press_mod(&mut app, KeyCode::Char('Q'), KeyModifiers::SHIFT);
     assert!(app.show_cluster);
 }
+
+/// The frame's report of what it showed marks read; one about another
+/// conversation (a frame before a switch) does not.
+#[test]
+fn what_a_frame_showed_is_read() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            ConversationInfo {
+                last_message_id: 3,
+                ..conv(1, ConversationKind::Direct, "bob", 3, T0)
+            },
+            conv(2, ConversationKind::Direct, "carol", 0, T0 - 1),
+        ]),
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: ConversationInfo {
+                last_message_id: 3,
+                ..conv(1, ConversationKind::Direct, "bob", 3, T0)
+            },
+            messages: (1..=3).map(|i| msg(i, 1, "bob", "x")).collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    // Opened on the first unread: only it is read.
+    assert_eq!(app.total_unread(), 2);
+    let effects = app.update(AppEvent::Shown {
+        conversation_id: 2,
+        up_to: 3,
+    });
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(app.total_unread(), 2);
+    let effects = app.update(AppEvent::Shown {
+        conversation_id: 1,
+        up_to: 3,
+    });
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 1,
+            up_to: 3
+        }]
+    );
+    assert_eq!(app.total_unread(), 0);
+}

@@ -11,7 +11,8 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::pane_style;
-use crate::app::{App, Conversation, Delivery, Entry, Focus, Note};
+use crate::app::{App, Conversation, Delivery, Entry, Focus, Note, Screen};
+use crate::layout;
 use crate::model::ConversationKind;
 use crate::time;
 
@@ -62,15 +63,36 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .border_style(pane_style(focused));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let lines = visible_lines(app, conv, inner, focused);
+    let (lines, _) = visible_lines(app, conv, inner, focused);
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The open conversation and the newest of its messages the pane shows
+/// whole on a `full`-sized screen ("read when shown" counts what is drawn
+/// below the cursor too, when the pane is filled from the top). `None`
+/// under an overlay, or with nothing to show.
+pub fn shown_up_to(app: &App, full: Rect) -> Option<(u64, u64)> {
+    if app.screen != Screen::Chat || app.overlay.is_some() {
+        return None;
+    }
+    let conv = app.conversations.open()?;
+    let areas = layout::chat(layout::screen(full, app).body, app);
+    let (_, last) = visible_lines(app, conv, layout::inner(areas.messages), false);
+    let up_to = conv.log.newest_id_through(last?);
+    Some((conv.id()?, up_to)).filter(|_| up_to > 0)
 }
 
 /// The lines that fit in `area`: normally ending with the cursor
 /// message; when everything from the start of the loaded history to the
 /// cursor fits, the pane is filled from the top instead (the messages
 /// after the cursor follow), not left blank below one message.
-fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> Vec<Line<'static>> {
+/// Also says which entry is the last one shown whole.
+fn visible_lines(
+    app: &App,
+    conv: &Conversation,
+    area: Rect,
+    focused: bool,
+) -> (Vec<Line<'static>>, Option<usize>) {
     let width = usize::from(area.width).max(TIME_COLUMN + 1);
     let height = usize::from(area.height);
     let entries = &conv.log.entries;
@@ -83,7 +105,7 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
         };
         let mut lines: Vec<Line<'static>> = notes.iter().map(|n| note_line(app, n)).collect();
         lines.push(Line::styled(text, Style::default().fg(Color::DarkGray)));
-        return lines;
+        return (lines, None);
     }
     let bottom = app
         .view
@@ -181,14 +203,14 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
         let mut shown: Vec<Line<'static>> = older.into_iter().collect();
         if next == entries.len() && top_rows + lines.len() <= height {
             shown.extend(lines);
-            return shown;
+            return (shown, Some(entries.len() - 1));
         }
         let room = height.saturating_sub(top_rows + 1);
         let whole = ends.iter().take_while(|end| **end <= room).count();
         lines.truncate(room);
         shown.extend(lines);
         shown.push(indicator(entries.len() - whole));
-        return shown;
+        return (shown, whole.checked_sub(1));
     }
 
     let below = entries.len() - 1 - bottom;
@@ -206,7 +228,7 @@ fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> V
     if below > 0 {
         shown.push(indicator(below));
     }
-    shown
+    (shown, Some(bottom))
 }
 
 /// A membership change among the messages: `HH:MM — bob joined`.

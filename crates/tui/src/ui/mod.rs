@@ -14,6 +14,7 @@ mod sign_in;
 mod status;
 mod theme;
 
+pub use messages::shown_up_to;
 pub use theme::Theme;
 
 use ratatui::layout::Rect;
