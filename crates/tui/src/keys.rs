@@ -470,9 +470,9 @@ impl Keymap {
                     .collect();
                 binding.keys = Cow::Owned(kept);
             }
-            let before = bindings.len();
+            let had_rows = bindings.iter().any(|b| b.action == *action);
             bindings.retain(|b| b.action != *action || !b.keys.is_empty());
-            if before > 0 && !bindings.iter().any(|b| b.action == *action) {
+            if had_rows && !bindings.iter().any(|b| b.action == *action) {
                 let plain = keys.iter().map(Chord::label).collect::<Vec<_>>().join(", ");
                 return Err(format!(
                     "'{}' is used while typing, where '{plain}' would be text: \
@@ -601,6 +601,13 @@ mod tests {
             assert_eq!(
                 Action::from_name(binding.action.name()),
                 Some(binding.action)
+            );
+        }
+        // Every action named for the config file is bound somewhere.
+        for (action, name) in Action::ALL {
+            assert!(
+                BINDINGS.iter().any(|b| b.action == *action),
+                "{name} has no binding"
             );
         }
     }

@@ -27,7 +27,8 @@
 //! # Adding a key binding
 //!
 //! 1. Add a row to `keys::BINDINGS` (keys, context, action, description).
-//!    Reuse an `Action` or add a variant to `keys::Action`.
+//!    Reuse an `Action` or add a variant to `keys::Action` (and its name
+//!    for the config file's `[keys]` in `Action::ALL`).
 //! 2. Handle a new action in `App::perform` (app.rs).
 //! 3. Help and hint bar update themselves. Add a test in `app/tests.rs`.
 //!
