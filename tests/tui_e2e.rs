@@ -1,7 +1,8 @@
 //! End to end: the real `chat-tui` binary, driven through tmux, against a
 //! real five-replica cluster (storage on). Two users chat live, the leader
 //! is SIGKILLed, the status line follows the new leader and messages sent
-//! across the failover arrive exactly once.
+//! across the failover arrive exactly once. Messages queued while every
+//! replica is down survive `kill -9` of chat-tui and are stored once.
 //!
 //! Needs `tmux`. Without it the test fails, unless `RAFTCHAT_SKIP_TMUX=1`.
 
@@ -420,6 +421,8 @@ fn saved_bodies(state: &std::path::Path) -> Vec<String> {
 /// its send had got through just before the kill). After a restart and
 /// sign-in both go out with their original request ids: each is stored
 /// exactly once, in order, and the draft is back in the compose box.
+/// Along the way: a config file's key override shows in the hint bar, and
+/// a SIGSTOPped replica in use is not called connected for long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_messages_survive_kill_9_and_are_stored_once() {
     if !tmux_or_skip() {
@@ -442,7 +445,21 @@ async fn queued_messages_survive_kill_9_and_are_stored_once() {
         .prefix("raftchat-state-")
         .tempdir()
         .expect("state dir");
-    let env = vec![format!("XDG_STATE_HOME={}", state.path().display())];
+    // A config file too: its key override shows in the hint bar.
+    let config = tempfile::Builder::new()
+        .prefix("raftchat-config-")
+        .tempdir()
+        .expect("config dir");
+    std::fs::create_dir_all(config.path().join("raftchat")).expect("mkdir");
+    std::fs::write(
+        config.path().join("raftchat").join("config.toml"),
+        "bell = false\n[keys]\ncluster = \"F9\"\n",
+    )
+    .expect("write config");
+    let env = vec![
+        format!("XDG_STATE_HOME={}", state.path().display()),
+        format!("XDG_CONFIG_HOME={}", config.path().display()),
+    ];
     let tmux = Tmux::new();
     let args = chat_tui_args(&cluster, "alice");
     let sign_in = |name: &'static str| {
@@ -451,6 +468,7 @@ async fn queued_messages_survive_kill_9_and_are_stored_once() {
         async move {
             tmux.start_with_env(name, chat_tui, args, env);
             tmux.wait_text(name, "sign in or create an account").await;
+            tmux.wait_text(name, "F9 cluster panel").await;
             tmux.type_text(name, "password-alice");
             tmux.keys(name, &["Enter"]);
             tmux.wait_text(name, "To bob").await;
