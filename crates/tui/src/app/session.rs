@@ -95,6 +95,9 @@ impl App {
     /// waiting to be sent and the compose box for the same user's next
     /// sign-in.
     pub(super) fn session_ended(&mut self) {
+        // Saved as it stands, before it is moved aside (saving after would
+        // write an empty outbox over it).
+        self.end_saving();
         let waiting = self.outbox.len();
         let drafted = !self.compose_body().trim().is_empty();
         let mut info = "Your session ended (password changed, signed out elsewhere, or expired): \

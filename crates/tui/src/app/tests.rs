@@ -1981,3 +1981,33 @@ fn what_a_frame_showed_is_read() {
     );
     assert_eq!(app.total_unread(), 0);
 }
+
+/// A session that ended elsewhere keeps what was unsent on disk as it was:
+/// moving it aside for the next sign-in must not save an empty outbox (a
+/// `kill -9` on the sign-in screen would then lose it).
+#[test]
+fn a_session_ended_elsewhere_leaves_the_saved_outbox_and_draft_alone() {
+    let mut app = chatting();
+    send(&mut app, "in flight");
+    type_text(&mut app, "half a thought");
+    let effects = net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: NetError::new(ErrorKind::Unauthenticated, "session expired"),
+        },
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    for effect in saves(&effects) {
+        match effect {
+            Effect::SaveOutbox { messages, .. } => {
+                assert_eq!(messages.len(), 1, "{effects:?}");
+            }
+            Effect::SaveDrafts { drafts, .. } => {
+                assert_eq!(drafts.len(), 1, "{effects:?}");
+                assert_eq!(drafts[0].text, "half a thought");
+            }
+            _ => {}
+        }
+    }
+}
