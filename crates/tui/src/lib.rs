@@ -171,11 +171,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 Some(Ok(Event::Resize(width, height))) => AppEvent::Resize { width, height },
                 Some(Ok(_)) => continue, // resize, focus: just redraw
                 Some(Err(err)) => return Err(err.into()),
-                None => break, // stdin closed
+                // stdin closed: end as for SIGTERM.
+                None => end_now(&mut app),
             },
             Some(net_event) = net_rx.recv() => AppEvent::Net(net_event),
             _ = ticks.tick() => AppEvent::Tick { now_ms: now_ms() },
-            _ = terminate.recv() => break,
+            _ = terminate.recv() => end_now(&mut app),
         };
         // Keep "now" fresh for whatever the event does.
         handle(
@@ -213,6 +214,13 @@ fn handle(app: &mut App, net: &mut net::Net, store: &Store, event: AppEvent) {
     }
 }
 
+/// Ends the loop after this event without asking; handling it still
+/// saves the drafts at once (queued messages are always saved already).
+fn end_now(app: &mut App) -> AppEvent {
+    app.should_quit = true;
+    AppEvent::Tick { now_ms: now_ms() }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -220,7 +228,8 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// SIGTERM and SIGHUP end the loop like `q`, so the terminal is restored.
+/// SIGTERM and SIGHUP end the loop (without asking, drafts saved), so the
+/// terminal is restored.
 struct Signals {
     term: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
