@@ -251,6 +251,8 @@ pub enum Effect {
         user: String,
         drafts: Vec<Draft>,
     },
+    /// The session is over: let another chat-tui keep the user's files.
+    CloseSaved,
     /// Ring the terminal bell.
     Bell,
     /// Announce on the desktop.

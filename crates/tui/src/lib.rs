@@ -111,7 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bell: settings.bell,
         notify: settings.notify,
     });
-    let store = Store::for_servers(&servers);
+    let mut store = Store::for_servers(&servers);
     app.update(AppEvent::Tick { now_ms: now_ms() });
 
     let no_color = ui::no_color_wanted();
@@ -121,7 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         handle(
             &mut app,
             &mut net,
-            &store,
+            &mut store,
             AppEvent::Resize {
                 width: size.width,
                 height: size.height,
@@ -149,7 +149,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             handle(
                 &mut app,
                 &mut net,
-                &store,
+                &mut store,
                 AppEvent::Shown {
                     conversation_id,
                     up_to,
@@ -182,10 +182,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         handle(
             &mut app,
             &mut net,
-            &store,
+            &mut store,
             AppEvent::Tick { now_ms: now_ms() },
         );
-        handle(&mut app, &mut net, &store, event);
+        handle(&mut app, &mut net, &mut store, event);
         if std::mem::take(&mut app.suspend_requested) {
             terminal.suspend()?;
         }
@@ -199,7 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// local store's at once (a save is done before the next frame is drawn,
 /// a load answered before the next event), the network's in the
 /// background.
-fn handle(app: &mut App, net: &mut net::Net, store: &Store, event: AppEvent) {
+fn handle(app: &mut App, net: &mut net::Net, store: &mut Store, event: AppEvent) {
     let mut effects: std::collections::VecDeque<Effect> = app.update(event).into();
     while let Some(effect) = effects.pop_front() {
         if effect.is_alert() {

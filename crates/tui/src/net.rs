@@ -341,6 +341,7 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
         Effect::LoadSaved { .. }
         | Effect::SaveOutbox { .. }
         | Effect::SaveDrafts { .. }
+        | Effect::CloseSaved
         | Effect::Bell
         | Effect::Notify { .. } => Vec::new(),
     }

@@ -36,9 +36,17 @@ const MAX_USERNAME_BYTES: usize = 32;
 
 /// Where one cluster's saved state lives; `None` when no state directory
 /// is known (no `XDG_STATE_HOME`, no `HOME`).
-#[derive(Debug, Clone)]
+///
+/// One chat-tui at a time keeps a user's files: each writes its whole
+/// outbox, so a second one would write the first one's messages away. The
+/// first to sign in holds a lock (`flock` on `lock` in the user's
+/// directory) until it signs out or exits; another is told, and keeps
+/// its unsent text in memory only.
+#[derive(Debug)]
 pub struct Store {
     dir: Option<PathBuf>,
+    /// The lock of the user whose files this process keeps.
+    held: Option<File>,
 }
 
 impl Store {
@@ -56,19 +64,27 @@ impl Store {
             });
         Self {
             dir: state_home.map(|s| s.join("raftchat").join(servers_hash(servers))),
+            held: None,
         }
     }
 
     /// A store rooted at `dir` (tests).
     pub fn at(dir: PathBuf) -> Self {
-        Self { dir: Some(dir) }
+        Self {
+            dir: Some(dir),
+            held: None,
+        }
     }
 
     /// Carries out a local effect; what the app must hear back, if anything.
     /// `None` for an effect that is not the store's.
-    pub fn execute(&self, effect: &Effect) -> Option<Option<StoreEvent>> {
+    pub fn execute(&mut self, effect: &Effect) -> Option<Option<StoreEvent>> {
         let result = match effect {
             Effect::LoadSaved { user } => return Some(Some(self.load(user))),
+            Effect::CloseSaved => {
+                self.held = None;
+                return Some(None);
+            }
             Effect::SaveOutbox { user, messages } => self.save_outbox(user, messages),
             Effect::SaveDrafts { user, drafts } => self.save_drafts(user, drafts),
             _ => return None,
@@ -82,7 +98,10 @@ impl Store {
     }
 
     /// What an earlier run left for `user`; unreadable files are set aside.
-    pub fn load(&self, user: &str) -> StoreEvent {
+    /// Takes `user`'s lock (see [`Store`]); if another chat-tui holds it,
+    /// nothing is read and the store is not available to this one.
+    pub fn load(&mut self, user: &str) -> StoreEvent {
+        self.held = None;
         let Some(dir) = self.user_dir(user) else {
             return StoreEvent::Loaded {
                 user: user.to_string(),
@@ -96,6 +115,24 @@ impl Store {
                 available: false,
             };
         };
+        match lock(&dir) {
+            Ok(Some(file)) => self.held = Some(file),
+            Ok(None) => {
+                return StoreEvent::Loaded {
+                    user: user.to_string(),
+                    outbox: Vec::new(),
+                    drafts: Vec::new(),
+                    problems: vec![format!(
+                        "Another chat-tui is signed in as {user} on this computer and keeps \
+                         the unsent messages: this one keeps its own in memory only."
+                    )],
+                    available: false,
+                };
+            }
+            // Best effort: without a lock (say, a file system without
+            // locks) the files are used as before.
+            Err(_) => {}
+        }
         let mut problems = Vec::new();
         let outbox = read_checked(&dir.join(OUTBOX_FILE), &mut problems, |file: OutboxFile| {
             check_version(file.version)?;
@@ -140,6 +177,34 @@ impl Store {
         let bytes = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
         write_atomically(&dir, name, &bytes)
             .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    }
+}
+
+/// Takes the lock of the user directory `dir` (made if missing): the open
+/// lock file, or `None` if another process holds it. Released when the
+/// file is closed, also when the process dies.
+fn lock(dir: &Path) -> std::io::Result<Option<File>> {
+    use std::os::fd::AsRawFd;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock(2) on a descriptor this function owns, open for the call.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if taken {
+        return Ok(Some(file));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(err)
     }
 }
 
@@ -427,7 +492,7 @@ mod tests {
         }
     }
 
-    fn loaded(store: &Store, user: &str) -> (Vec<QueuedMessage>, Vec<Draft>, Vec<String>) {
+    fn loaded(store: &mut Store, user: &str) -> (Vec<QueuedMessage>, Vec<Draft>, Vec<String>) {
         match store.load(user) {
             StoreEvent::Loaded {
                 outbox,
@@ -442,7 +507,7 @@ mod tests {
     #[test]
     fn saved_messages_and_drafts_come_back_in_order_and_privately() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::at(tmp.path().to_path_buf());
+        let mut store = Store::at(tmp.path().to_path_buf());
         let messages = vec![
             queued("p-1", SendTo::Conversation(3), "first\nline two"),
             queued("p-2", SendTo::User("Bob".into()), "second"),
@@ -453,15 +518,19 @@ mod tests {
         }];
         store.save_outbox("Alice", &messages).expect("save outbox");
         store.save_drafts("alice", &drafts).expect("save drafts");
-        assert_eq!(loaded(&store, "ALICE"), (messages, drafts, vec![]));
-        assert_eq!(loaded(&store, "bob"), (vec![], vec![], vec![]));
+        assert_eq!(loaded(&mut store, "ALICE"), (messages, drafts, vec![]));
+        assert_eq!(loaded(&mut store, "bob"), (vec![], vec![], vec![]));
 
         let dir = store.user_dir("alice").expect("dir");
         let names: Vec<String> = fs::read_dir(&dir)
             .expect("read dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
+        assert_eq!(
+            names.len(),
+            3,
+            "the files and the lock, no temporary files: {names:?}"
+        );
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
@@ -471,7 +540,7 @@ mod tests {
     #[test]
     fn unusable_files_are_set_aside_and_reported() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::at(tmp.path().to_path_buf());
+        let mut store = Store::at(tmp.path().to_path_buf());
         let dir = store.user_dir("alice").expect("dir");
         fs::create_dir_all(&dir).expect("mkdir");
         let long_body = format!(
@@ -493,7 +562,7 @@ mod tests {
         ] {
             fs::write(dir.join(OUTBOX_FILE), outbox).expect("write");
             fs::write(dir.join(DRAFTS_FILE), r#"{"version":1,"drafts":[]}"#).expect("write");
-            let (messages, drafts, problems) = loaded(&store, "alice");
+            let (messages, drafts, problems) = loaded(&mut store, "alice");
             assert!(messages.is_empty() && drafts.is_empty());
             assert_eq!(problems.len(), 1, "{problems:?}");
             assert!(problems[0].contains(why), "{why}: {problems:?}");
@@ -501,7 +570,7 @@ mod tests {
             assert!(!problems[0].contains('\u{1b}'), "{problems:?}");
             assert!(!dir.join(OUTBOX_FILE).exists(), "moved away");
             // Set aside once: the next load is clean.
-            assert_eq!(loaded(&store, "alice").2, Vec::<String>::new());
+            assert_eq!(loaded(&mut store, "alice").2, Vec::<String>::new());
         }
         let aside = fs::read_dir(&dir)
             .expect("read dir")
@@ -511,6 +580,35 @@ mod tests {
             })
             .count();
         assert!(aside >= 1, "the bad files are kept for a human");
+    }
+
+    /// A second chat-tui of the same user neither reads nor writes the
+    /// files the first keeps; once the first signs out, it can.
+    #[test]
+    fn one_chat_tui_at_a_time_keeps_a_users_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut first = Store::at(tmp.path().to_path_buf());
+        let mut second = Store::at(tmp.path().to_path_buf());
+        first
+            .save_outbox("alice", &[queued("p-1", SendTo::Conversation(1), "mine")])
+            .expect("save");
+        assert_eq!(loaded(&mut first, "alice").0.len(), 1);
+        match second.load("Alice") {
+            StoreEvent::Loaded {
+                outbox,
+                problems,
+                available,
+                ..
+            } => {
+                assert!(outbox.is_empty() && !available);
+                assert!(problems[0].contains("Another chat-tui"), "{problems:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another user is not locked out.
+        assert!(loaded(&mut second, "bob").2.is_empty());
+        first.execute(&Effect::CloseSaved);
+        assert_eq!(loaded(&mut second, "alice").0.len(), 1);
     }
 
     #[test]

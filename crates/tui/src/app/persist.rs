@@ -84,6 +84,9 @@ impl App {
     pub(super) fn end_saving(&mut self) {
         let flush = self.persist(true);
         self.deferred.extend(flush);
+        if self.saved.user.is_some() {
+            self.deferred.push(Effect::CloseSaved);
+        }
         self.saved = SavedState::default();
     }
 

@@ -1169,7 +1169,8 @@ fn deleting_the_account_needs_the_password() {
         matches!(&app.overlay, Some(Overlay::Prompt(p)) if p.error.as_deref() == Some("Wrong password."))
     );
     let effects = net(&mut app, NetEvent::AccountDeleted);
-    assert_eq!(effects, vec![Effect::Logout]);
+    // The user's files are let go (nothing was saved in them here).
+    assert_eq!(effects, vec![Effect::CloseSaved, Effect::Logout]);
     assert_eq!(app.screen, Screen::SignIn);
     // The dying stream of the deleted session changes nothing.
     net(
@@ -1297,7 +1298,8 @@ fn logout_returns_to_sign_in_and_drops_the_session() {
     // Yes: signed out; the waiting message stays saved (no empty outbox
     // is written over it).
     let effects = press(&mut app, KeyCode::Char('y'));
-    assert_eq!(effects, vec![Effect::Logout]);
+    // ...and let go for another chat-tui of alice.
+    assert_eq!(effects, vec![Effect::CloseSaved, Effect::Logout]);
     assert_eq!(app.screen, Screen::SignIn);
     assert!(app.outbox.is_empty());
     assert!(app.conversations.list.is_empty());
