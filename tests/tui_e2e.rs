@@ -1,7 +1,8 @@
 //! End to end: the real `chat-tui` binary, driven through tmux, against a
 //! real five-replica cluster (storage on). Two users chat live, the leader
 //! is SIGKILLed, the status line follows the new leader and messages sent
-//! across the failover arrive exactly once.
+//! across the failover arrive exactly once. Messages queued while every
+//! replica is down survive `kill -9` of chat-tui and are stored once.
 //!
 //! Needs `tmux`. Without it the test fails, unless `RAFTCHAT_SKIP_TMUX=1`.
 
@@ -76,6 +77,11 @@ impl Tmux {
 
     /// Starts `program args...` in a new detached session `name`.
     fn start(&self, name: &str, program: &str, args: &[String]) {
+        self.start_with_env(name, program, args, &[]);
+    }
+
+    /// Like [`Tmux::start`], with `NAME=value` settings in the environment.
+    fn start_with_env(&self, name: &str, program: &str, args: &[String], env: &[String]) {
         let (cols, rows) = (COLS.to_string(), ROWS.to_string());
         let mut argv: Vec<&str> = vec![
             "-u",
@@ -89,11 +95,36 @@ impl Tmux {
             &rows,
             "-e",
             "TERM=xterm-256color",
-            "--",
-            program,
         ];
+        for setting in env {
+            argv.extend(["-e", setting.as_str()]);
+        }
+        argv.extend(["--", program]);
         argv.extend(args.iter().map(String::as_str));
         self.tmux_ok(&argv);
+    }
+
+    /// Whether the program of session `name` has exited.
+    fn pane_dead(&self, name: &str) -> bool {
+        self.tmux_ok(&["display-message", "-p", "-t", name, "#{pane_dead}"])
+            .trim()
+            == "1"
+    }
+
+    /// SIGKILL of the program in session `name`: no chance to clean up.
+    async fn kill_9(&self, name: &str) {
+        let pid: i32 = self
+            .tmux_ok(&["display-message", "-p", "-t", name, "#{pane_pid}"])
+            .trim()
+            .parse()
+            .expect("pane pid");
+        // SAFETY: kill(2) of the process tmux started for this test's pane.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + SCREEN_WAIT;
+        while !self.pane_dead(name) {
+            assert!(Instant::now() < deadline, "{name} survived SIGKILL");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Named keys (`Enter`, `C-n`, `Down`...).
@@ -153,12 +184,22 @@ fn status_line(screen: &str) -> &str {
         .unwrap_or("")
 }
 
-/// The delivery mark line of the message showing `text` (the row above
-/// its body: `HH:MM sender mark`).
+/// The delivery mark line of the message showing `text`: the nearest row
+/// above its body with something in the `HH:MM ` column (`HH:MM sender
+/// mark`); messages of one sender in a row share it, and their text lines
+/// are indented past that column.
 fn header_of<'a>(screen: &'a str, text: &str) -> Option<&'a str> {
     let lines: Vec<&str> = screen.lines().collect();
     let at = lines.iter().position(|l| l.contains(text))?;
-    at.checked_sub(1).map(|i| lines[i])
+    let byte = lines[at].find(text)?;
+    let column = lines[at][..byte].chars().count();
+    let time_column = column.checked_sub(6)?;
+    lines[..at].iter().rev().copied().find(|line| {
+        line.chars()
+            .skip(time_column)
+            .take(6)
+            .any(|c| !c.is_whitespace())
+    })
 }
 
 fn committed(screen: &str, text: &str, sender: &str) -> bool {
@@ -190,18 +231,27 @@ fn chat_tui_args(cluster: &Cluster, user: &str) -> Vec<String> {
     ]
 }
 
+/// Whether tmux is there; without it the test fails unless
+/// `RAFTCHAT_SKIP_TMUX=1` (then it is skipped).
+fn tmux_or_skip() -> bool {
+    if Tmux::available() {
+        return true;
+    }
+    if std::env::var("RAFTCHAT_SKIP_TMUX").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: tmux is not installed and RAFTCHAT_SKIP_TMUX=1");
+        return false;
+    }
+    panic!(
+        "tmux is not installed: the chat-tui end-to-end test drives the real binary \
+         inside tmux. Install it (e.g. `apt-get install tmux`), or set \
+         RAFTCHAT_SKIP_TMUX=1 to skip this test."
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_through_a_leader_kill() {
-    if !Tmux::available() {
-        if std::env::var("RAFTCHAT_SKIP_TMUX").as_deref() == Ok("1") {
-            eprintln!("SKIPPED: tmux is not installed and RAFTCHAT_SKIP_TMUX=1");
-            return;
-        }
-        panic!(
-            "tmux is not installed: the chat-tui end-to-end test drives the real binary \
-             inside tmux. Install it (e.g. `apt-get install tmux`), or set \
-             RAFTCHAT_SKIP_TMUX=1 to skip this test."
-        );
+    if !tmux_or_skip() {
+        return;
     }
     let chat_tui: PathBuf = raftchat_testkit::bins::path("chat-tui");
     let chat_tui = chat_tui.display().to_string();
@@ -333,5 +383,213 @@ async fn two_users_chat_through_a_leader_kill() {
             tmux.capture(name)
         );
     }
+    drop(tmux);
+}
+
+/// The one file `name` under `state/raftchat/<servers-hash>/alice/`, if any.
+fn saved_file(state: &std::path::Path, name: &str) -> Option<serde_json::Value> {
+    let clusters = std::fs::read_dir(state.join("raftchat")).ok()?;
+    let mut found = Vec::new();
+    for cluster in clusters.flatten() {
+        let path = cluster.path().join("alice").join(name);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            found.push(serde_json::from_str(&text).expect("saved file is JSON"));
+        }
+    }
+    assert!(found.len() <= 1, "one cluster directory: {found:?}");
+    found.pop()
+}
+
+/// The bodies of the saved outbox, in order.
+fn saved_bodies(state: &std::path::Path) -> Vec<String> {
+    saved_file(state, "outbox.json")
+        .map(|file| {
+            file["messages"]
+                .as_array()
+                .expect("messages")
+                .iter()
+                .map(|m| m["body"].as_str().expect("body").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Never lose typed text: with every replica down, alice queues two
+/// messages and leaves a draft. Quitting asks first (and `n` stays);
+/// then chat-tui is `kill -9`ed. The first message reaches the cluster
+/// anyway (sent by the library with the request id chat-tui saved, as if
+/// its send had got through just before the kill). After a restart and
+/// sign-in both go out with their original request ids: each is stored
+/// exactly once, in order, and the draft is back in the compose box.
+/// Along the way: a config file's key override shows in the hint bar, and
+/// a SIGSTOPped replica in use is not called connected for long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_survive_kill_9_and_are_stored_once() {
+    if !tmux_or_skip() {
+        return;
+    }
+    let chat_tui = raftchat_testkit::bins::path("chat-tui")
+        .display()
+        .to_string();
+    let mut cluster = Cluster::start(options());
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice_lib = user(&cluster, "alice").await;
+    let bob_lib = user(&cluster, "bob").await;
+    let hello = unique("hello-alice");
+    bob_lib
+        .send(&raftchat_client::Target::User("alice".into()), &hello)
+        .await
+        .expect("bob writes to alice");
+
+    let state = tempfile::Builder::new()
+        .prefix("raftchat-state-")
+        .tempdir()
+        .expect("state dir");
+    // A config file too: its key override shows in the hint bar.
+    let config = tempfile::Builder::new()
+        .prefix("raftchat-config-")
+        .tempdir()
+        .expect("config dir");
+    std::fs::create_dir_all(config.path().join("raftchat")).expect("mkdir");
+    std::fs::write(
+        config.path().join("raftchat").join("config.toml"),
+        "bell = false\n[keys]\ncluster = \"F9\"\n",
+    )
+    .expect("write config");
+    let env = vec![
+        format!("XDG_STATE_HOME={}", state.path().display()),
+        format!("XDG_CONFIG_HOME={}", config.path().display()),
+    ];
+    let tmux = Tmux::new();
+    let args = chat_tui_args(&cluster, "alice");
+    let sign_in = |name: &'static str| {
+        let tmux = &tmux;
+        let (chat_tui, env, args) = (&chat_tui, &env, &args);
+        async move {
+            tmux.start_with_env(name, chat_tui, args, env);
+            tmux.wait_text(name, "sign in or create an account").await;
+            tmux.wait_text(name, "F9 cluster panel").await;
+            tmux.type_text(name, "password-alice");
+            tmux.keys(name, &["Enter"]);
+            tmux.wait_text(name, "To bob").await;
+        }
+    };
+    sign_in("first").await;
+    tmux.wait_text("first", &hello).await;
+
+    // SIGSTOP of the replica in use: its connections stay open and calls
+    // just wait, yet the status line stops saying connected within
+    // seconds (it said so for as long as nothing else failed).
+    let screen = tmux
+        .wait_for("first", "connected", |s| {
+            status_line(s).contains("● connected")
+        })
+        .await;
+    let in_use = (1..=5)
+        .find(|id| status_line(&screen).contains(&format!("server {} ", cluster.url(*id))))
+        .unwrap_or_else(|| panic!("which replica is in use?\n{screen}"));
+    let stopped = Instant::now();
+    cluster.pause(in_use, true);
+    let screen = tmux
+        .wait_for("first", "not connected", |s| {
+            !status_line(s).contains("● connected")
+        })
+        .await;
+    let took = stopped.elapsed();
+    cluster.pause(in_use, false);
+    assert!(
+        took < Duration::from_secs(3),
+        "connected for {took:?} after SIGSTOP:\n{screen}"
+    );
+    assert!(
+        status_line(&screen).contains("waiting for")
+            || status_line(&screen).contains("reconnecting"),
+        "{screen}"
+    );
+    tmux.wait_for("first", "connected again", |s| {
+        status_line(s).contains("● connected")
+    })
+    .await;
+
+    // Every replica down: what alice sends is queued.
+    cluster.kill_all();
+    let (one, two) = (unique("queued-one"), unique("queued-two"));
+    tmux.keys("first", &["i"]);
+    for text in [&one, &two] {
+        tmux.type_text("first", text);
+        tmux.keys("first", &["Enter"]);
+    }
+    tmux.wait_text("first", "2 waiting to send").await;
+    // On disk, in order, as soon as they show as queued.
+    assert_eq!(saved_bodies(state.path()), vec![one.clone(), two.clone()]);
+    let draft = unique("half-typed");
+    tmux.type_text("first", &draft);
+
+    // Quit asks and says how many wait; n stays.
+    tmux.keys("first", &["Escape"]);
+    tmux.wait_for("first", "the compose box left", |s| {
+        !s.contains("Esc stop typing")
+    })
+    .await;
+    tmux.keys("first", &["q"]);
+    tmux.wait_text("first", "2 messages are waiting to be sent. Quit anyway?")
+        .await;
+    tmux.keys("first", &["n"]);
+    tmux.wait_for("first", "the dialog closed", |s| {
+        !s.contains("Quit anyway?")
+    })
+    .await;
+    assert!(!tmux.pane_dead("first"), "n must not quit");
+
+    // The draft is saved within a second of typing; then kill -9.
+    let deadline = Instant::now() + SCREEN_WAIT;
+    while !saved_file(state.path(), "drafts.json").is_some_and(|d| d.to_string().contains(&draft)) {
+        assert!(Instant::now() < deadline, "the draft was never saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux.kill_9("first").await;
+
+    // The first message got through before the kill, as far as the
+    // cluster knows: the library sends it with the saved request id.
+    let outbox = saved_file(state.path(), "outbox.json").expect("outbox saved");
+    let first = &outbox["messages"][0];
+    assert_eq!(first["body"].as_str(), Some(one.as_str()));
+    for id in 1..=5 {
+        cluster.start_replica(id);
+    }
+    cluster.wait_leader(Duration::from_secs(30)).await;
+    alice_lib
+        .send_with_request_id(
+            &raftchat_client::Target::Conversation(
+                first["conversation"].as_u64().expect("conversation id"),
+            ),
+            &one,
+            first["request_id"].as_str().expect("request id"),
+        )
+        .await
+        .expect("the first message reaches the cluster");
+
+    // Restart and sign in: both are sent, the draft is back.
+    sign_in("second").await;
+    for text in [&one, &two] {
+        tmux.wait_for("second", &format!("{text} committed (✓)"), |s| {
+            committed(s, text, "alice")
+        })
+        .await;
+    }
+    tmux.wait_text("second", &draft).await;
+    let deadline = Instant::now() + SCREEN_WAIT;
+    while !saved_bodies(state.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the saved outbox was not emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        bodies_with(&alice_lib, "bob").await,
+        vec![hello, one, two],
+        "each message stored exactly once, in order"
+    );
     drop(tmux);
 }

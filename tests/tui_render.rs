@@ -14,7 +14,7 @@ use ratatui::Terminal;
 use raftchat_tui::{
     draw, AccountInfo, App, AppConfig, AppEvent, ConnectionState, Context, ConversationInfo,
     ConversationKind, ErrorKind, Message, NetError, NetEvent, ReplicaReport, ReplicaStatus,
-    BINDINGS,
+    StoreEvent, BINDINGS,
 };
 
 const WIDTH: u16 = 100;
@@ -29,10 +29,8 @@ fn servers() -> Vec<String> {
 
 fn new_app(user: Option<&str>) -> App {
     let mut app = App::new(AppConfig {
-        request_prefix: "rq".into(),
-        time_zone: jiff::tz::TimeZone::UTC,
         user: user.map(String::from),
-        servers: servers(),
+        ..AppConfig::new("rq", servers())
     });
     app.update(AppEvent::Tick { now_ms: T0 });
     app
@@ -305,6 +303,14 @@ fn accounts_browser() {
             next_after: "dora".into(),
         },
     );
+    net(
+        &mut app,
+        NetEvent::AccountCount {
+            pattern: "*o*".into(),
+            count: Some(23),
+            complete: true,
+        },
+    );
     press(&mut app, KeyCode::Char(' '));
     press(&mut app, KeyCode::Char('j'));
     insta::assert_snapshot!(screen(&app));
@@ -554,10 +560,28 @@ fn opening_a_conversation_shows_where_the_new_messages_start() {
         .unwrap_or_else(|| panic!("{text}"));
     // The line, then the header of dave's message, then its text.
     assert_eq!(new_line + 2, first_new, "{text}");
-    assert!(!text.contains("second new"), "below the cursor: {text}");
-    assert!(text.contains("2 more below"), "{text}");
-    // "first new" is read; the two below it are not.
+    // All of it fits: the pane is filled from the top, so the two below
+    // the cursor show too, after it.
+    let second_new = text
+        .lines()
+        .position(|l| l.contains("second new"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(second_new > first_new, "{text}");
+    // "first new" is read; the two below the cursor are too once the
+    // frame that shows them is reported (as the event loop does).
     assert_eq!(app.total_unread(), 3, "carol's 1 and team's 2");
+    let full = ratatui::layout::Rect::new(0, 0, WIDTH, HEIGHT);
+    app.update(AppEvent::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    let (conversation_id, up_to) = raftchat_tui::shown_up_to(&app, full).expect("shown");
+    assert_eq!((conversation_id, up_to), (2, 13));
+    app.update(AppEvent::Shown {
+        conversation_id,
+        up_to,
+    });
+    assert_eq!(app.total_unread(), 1, "carol's 1 only");
 }
 
 /// Another member's read receipt shows as "seen" under one's own messages
@@ -598,4 +622,374 @@ fn a_read_receipt_from_the_peer_shows_seen() {
     );
     let good = header(&app, "Sounds good");
     assert!(!good.contains("seen"), "{good}");
+}
+
+/// Quitting with a message waiting to be sent asks first and says how many
+/// wait and what becomes of them.
+#[test]
+fn quit_with_a_waiting_message_asks_first() {
+    let mut app = chat_app();
+    app.update(AppEvent::Store(StoreEvent::Loaded {
+        user: "alice".into(),
+        outbox: vec![],
+        drafts: vec![],
+        problems: vec![],
+        available: true,
+    }));
+    net(&mut app, NetEvent::Cluster(cluster(&[1, 2])));
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "typed offline");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: NetError::new(ErrorKind::Unavailable, "no quorum"),
+        },
+    );
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit);
+    insta::assert_snapshot!(screen(&app));
+}
+
+/// At the oldest message the pane is filled from the top: the first
+/// messages, the cursor on the oldest, then what follows, not the oldest
+/// alone above a column of blank rows.
+#[test]
+fn at_the_oldest_message_the_pane_is_filled_from_the_top() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Tab); // to the messages
+    press(&mut app, KeyCode::Char('g'));
+    let text = screen(&app);
+    for body in [
+        "Are we still on for the failover drill?",
+        "Yes, tomorrow 9:00.",
+        "Great. I will kill the leader first",
+        "Sounds good",
+    ] {
+        assert!(text.contains(body), "{body} missing:\n{text}");
+    }
+    assert!(!text.contains("more below"), "{text}");
+
+    // A long history: the pane is full, with how many follow.
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: (10..60)
+                .map(|i| msg(i, 1, "bob", &format!("line {i}"), T0 - 60_000 + i))
+                .collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Char('g'));
+    let text = screen(&app);
+    let pane: Vec<&str> = text.lines().skip(1).take(22).collect();
+    assert!(
+        pane.iter()
+            .all(|l| l.chars().skip(29).any(|c| c != ' ' && c != '│')),
+        "no blank row in the pane:\n{text}"
+    );
+    assert!(text.contains("Are we still on"), "{text}");
+    assert!(text.contains("more below"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+/// Consecutive messages of one sender within 5 minutes share one
+/// `HH:MM sender` line; a pause, another sender, another day or another
+/// delivery mark starts a new one.
+#[test]
+fn messages_of_one_sender_in_a_row_share_a_header() {
+    let mut app = chat_app();
+    let minute = 60_000;
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: vec![
+                msg(11, 1, "bob", "run one a", T0 - 30 * minute),
+                msg(12, 1, "bob", "run one b", T0 - 28 * minute),
+                msg(13, 1, "bob", "run one c", T0 - 24 * minute),
+                msg(14, 1, "bob", "after a pause", T0 - 10 * minute),
+                msg(15, 1, "alice", "mine", T0 - 9 * minute),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "mine, queued");
+    press(&mut app, KeyCode::Enter);
+    let text = screen_sized(&app, 100, 40);
+    let header_above = |body: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(body))
+            .unwrap_or_else(|| panic!("{body}:\n{text}"));
+        lines[at - 1].to_string()
+    };
+    assert!(header_above("run one a").contains("08:35 bob"), "{text}");
+    assert!(header_above("run one b").contains("run one a"), "{text}");
+    assert!(header_above("run one c").contains("run one b"), "{text}");
+    assert!(
+        header_above("after a pause").contains("08:55 bob"),
+        "{text}"
+    );
+    assert!(header_above("mine").contains("08:56 alice ✓"), "{text}");
+    assert!(header_above("mine, queued").contains("alice ○"), "{text}");
+}
+
+/// With every replica down the status line gives no round-trip time from
+/// when one last answered.
+#[test]
+fn no_round_trip_time_is_shown_when_nothing_answers() {
+    let mut app = chat_app();
+    assert!(screen(&app).contains("rtt 3 ms"));
+    net(&mut app, NetEvent::Cluster(cluster(&[])));
+    app.update(AppEvent::Tick { now_ms: T0 + 5_000 });
+    let text = screen(&app);
+    let status = text
+        .lines()
+        .find(|l| l.contains("│ server "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!status.contains("rtt 3 ms"), "{status}");
+    assert!(status.contains("no answer for 5 s"), "{status}");
+    assert!(status.contains("no quorum"), "{status}");
+}
+
+/// Members joining or leaving a group show as a line among its messages,
+/// where it happened, not only in the title.
+#[test]
+fn membership_changes_are_lines_in_the_conversation() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    let team = |last_message_id, members: &[&str]| ConversationInfo {
+        last_message_id,
+        members: members.iter().map(|m| m.to_string()).collect(),
+        ..conv(2, ConversationKind::Group, "team", 0, T0 - 60_000)
+    };
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: team(11, &["alice", "bob", "carol"]),
+            messages: vec![
+                msg(10, 2, "carol", "before dave", T0 - 300_000),
+                msg(11, 2, "bob", "still before", T0 - 240_000),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: team(11, &["alice", "bob", "carol", "dave"]),
+            user: "dave".into(),
+            change: "joined".into(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(12, 2, "dave", "hi all", T0)),
+    );
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: team(12, &["alice", "bob", "dave"]),
+            user: "carol".into(),
+            change: "left".into(),
+        },
+    );
+    let text = screen(&app);
+    let row = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{text}"))
+    };
+    assert!(row("still before") < row("— dave joined"), "{text}");
+    assert!(row("— dave joined") < row("hi all"), "{text}");
+    assert!(row("hi all") < row("— carol left"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+/// The help overlay and the hint bar show the keys in force, from the
+/// config file's `[keys]`, not the defaults.
+#[test]
+fn help_and_hints_show_overridden_keys() {
+    let keymap = raftchat_tui::Keymap::with_overrides(&[
+        (
+            raftchat_tui::Action::ToggleHelp,
+            vec![raftchat_tui::Chord::parse("F9").expect("F9")],
+        ),
+        (
+            raftchat_tui::Action::Quit,
+            vec![raftchat_tui::Chord::parse("C-q").expect("C-q")],
+        ),
+    ])
+    .expect("valid overrides");
+    let mut app = App::new(AppConfig {
+        keymap,
+        ..AppConfig::new("rq", servers())
+    });
+    app.update(AppEvent::Tick { now_ms: T0 });
+    let hints = screen(&app).lines().last().unwrap_or_default().to_string();
+    assert!(hints.contains("F9 help"), "{hints}");
+    assert!(hints.contains("^Q quit"), "{hints}");
+    assert!(!hints.contains("F1"), "{hints}");
+    app.update(AppEvent::Key(KeyEvent::new(
+        KeyCode::F(9),
+        KeyModifiers::NONE,
+    )));
+    let help = screen_sized(&app, 100, 80);
+    assert!(help.contains("  F9                help"), "{help}");
+    assert!(help.contains("  ^Q                quit"), "{help}");
+    assert!(!help.contains("  ^C "), "{help}");
+}
+
+/// A light theme recolours what the dark one draws cyan and yellow.
+#[test]
+fn a_light_theme_recolours_the_frame() {
+    use ratatui::style::Color;
+    let mut app = chat_app();
+    let colours = |app: &App| {
+        let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("terminal");
+        terminal.draw(|frame| draw(frame, app)).expect("draw");
+        let buffer = terminal.backend().buffer().clone();
+        buffer.content.iter().map(|c| c.fg).collect::<Vec<_>>()
+    };
+    let dark = colours(&app);
+    assert!(dark.contains(&Color::Cyan) && dark.contains(&Color::Yellow));
+    app.config.theme = raftchat_tui::Theme::LIGHT;
+    let light = colours(&app);
+    assert!(!light.contains(&Color::Cyan) && !light.contains(&Color::Yellow));
+    assert!(light.contains(&Color::Blue));
+}
+
+/// A note before a day's first message comes after that day's separator.
+#[test]
+fn a_note_before_the_first_message_of_a_day_is_under_its_separator() {
+    let mut app = chat_app();
+    let group = ConversationInfo {
+        members: vec!["alice".into(), "bob".into()],
+        ..conv(9, ConversationKind::Group, "new", 0, T0)
+    };
+    net(
+        &mut app,
+        NetEvent::Membership {
+            conversation: group.clone(),
+            user: "alice".into(),
+            change: "created".into(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: group,
+            messages: vec![],
+            more: false,
+            before: 0,
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(20, 9, "bob", "first words", T0 + 1_000)),
+    );
+    press(&mut app, KeyCode::Char('k')); // the sidebar's cursor to "new"
+    press(&mut app, KeyCode::Enter);
+    let text = screen(&app);
+    let row = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not on screen:\n{text}"))
+    };
+    assert!(
+        row("Mon 23 Nov 2026") < row("— alice created #new"),
+        "{text}"
+    );
+    assert!(row("— alice created #new") < row("first words"), "{text}");
+}
+
+/// Control characters in text from the network (or from saved drafts,
+/// which take the same path) never reach the terminal: a message body or a
+/// draft trying to clear the screen or ring the bell draws as plain text.
+#[test]
+fn control_characters_from_the_network_do_not_reach_the_terminal() {
+    use ratatui::backend::CrosstermBackend;
+    use ratatui::layout::Rect;
+    use ratatui::{TerminalOptions, Viewport};
+
+    let mut app = chat_app();
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(
+            9,
+            1,
+            "bob",
+            "clear\u{1b}[2J bell\u{7} title\u{1b}]0;pwned\u{7} end",
+            T0,
+        )),
+    );
+    press(&mut app, KeyCode::Char('i'));
+    app.update(AppEvent::Paste("draft\u{1b}[?1049l gone\u{7}".into()));
+    let mut out = Vec::new();
+    {
+        let backend = CrosstermBackend::new(&mut out);
+        let mut terminal = Terminal::with_options(
+            backend,
+            TerminalOptions {
+                viewport: Viewport::Fixed(Rect::new(0, 0, 100, 30)),
+            },
+        )
+        .expect("terminal");
+        terminal.draw(|frame| draw(frame, &app)).expect("draw");
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("clear"), "the message is drawn: {text:?}");
+    for bad in ["\u{1b}[2J", "\u{7}", "\u{1b}]0;", "\u{1b}[?1049l"] {
+        assert!(
+            !text.contains(bad),
+            "{bad:?} reached the terminal: {text:?}"
+        );
+    }
+}
+
+/// With more unread than the pane shows, what the frame reports as shown
+/// stops at the last message drawn whole: the rest stays unread.
+#[test]
+fn only_what_the_frame_shows_whole_counts_as_shown() {
+    let mut app = chat_app();
+    app.update(AppEvent::Resize {
+        width: WIDTH,
+        height: HEIGHT,
+    });
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: ConversationInfo {
+                read_up_to: 10,
+                last_message_id: 60,
+                ..conv(2, ConversationKind::Group, "team", 50, T0 - 60_000)
+            },
+            messages: (10..=60)
+                .map(|i| msg(i, 2, "dave", &format!("line {i}"), T0 - 60_000 + i))
+                .collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    let full = ratatui::layout::Rect::new(0, 0, WIDTH, HEIGHT);
+    let (_, up_to) = raftchat_tui::shown_up_to(&app, full).expect("shown");
+    let text = screen(&app);
+    assert!(
+        text.contains(&format!("line {up_to}\n")) || text.contains(&format!("line {up_to} ")),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("line {}", up_to + 1)), "{text}");
+    assert!(up_to < 60, "not everything fits: {up_to}");
 }

@@ -19,6 +19,7 @@ mod conversations;
 mod input;
 mod network;
 mod outbox;
+mod persist;
 mod scroll;
 mod sending;
 mod session;
@@ -31,15 +32,16 @@ use std::collections::HashMap;
 use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
 
-pub use accounts::{AccountsBrowser, PAGE_SIZE};
-pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS};
+pub use accounts::AccountsBrowser;
+pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS, SILENCE_MS};
 pub use conversations::{
-    is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog,
+    is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog, Note,
 };
 pub use outbox::{Outbox, OutboxItem};
+pub use persist::{SavedState, DRAFT_SAVE_MS};
 pub use sign_in::{Field, Pending, SignInForm};
 
-use super::event::{AppEvent, Effect, NetEvent, SendTo};
+use super::event::{AppEvent, Draft, Effect, NetEvent, QueuedMessage, SendTo, StoreEvent};
 use super::keys::{self, Action, Context};
 use super::model::{
     AccountInfo, ConversationInfo, ConversationKind, ErrorKind, Message, NetError, ReplicaReport,
@@ -68,6 +70,34 @@ pub struct AppConfig {
     pub user: Option<String>,
     /// The configured replicas, shown in the cluster panel before any poll.
     pub servers: Vec<String>,
+    /// Capture the mouse at start (clicks, wheel); off lets the terminal
+    /// select text.
+    pub mouse: bool,
+    /// The key bindings in force (the table, with the config's overrides).
+    pub keymap: keys::Keymap,
+    pub theme: crate::ui::Theme,
+    /// Ring the terminal bell for a message outside the open conversation.
+    pub bell: bool,
+    /// Announce such a message on the desktop too.
+    pub notify: crate::config::Notify,
+}
+
+impl AppConfig {
+    /// The defaults for `servers`: UTC, nobody pre-filled, mouse on, the
+    /// default keys and theme, the bell on, no desktop notifications.
+    pub fn new(request_prefix: impl Into<String>, servers: Vec<String>) -> Self {
+        Self {
+            request_prefix: request_prefix.into(),
+            time_zone: jiff::tz::TimeZone::UTC,
+            user: None,
+            servers,
+            mouse: true,
+            keymap: keys::Keymap::default(),
+            theme: crate::ui::Theme::DARK,
+            bell: true,
+            notify: crate::config::Notify::Off,
+        }
+    }
 }
 
 /// Which screen is shown.
@@ -98,6 +128,14 @@ pub enum Overlay {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmKind {
     DeleteMessages(Vec<u64>),
+    /// Quit with messages still waiting to be sent.
+    Quit {
+        waiting: usize,
+    },
+    /// Log out with messages still waiting to be sent.
+    Logout {
+        waiting: usize,
+    },
 }
 
 /// What a one-line question is about.
@@ -157,6 +195,9 @@ pub struct MessageView {
     /// Opened with unread messages: the cursor goes to the first of them
     /// once the history is loaded, so that only what is shown is read.
     pub jump_to_unread: bool,
+    /// The newest message drawn whole, reported after each frame: below
+    /// the cursor when the pane is filled from the top.
+    pub shown_up_to: u64,
 }
 
 /// Presence of an account, as last reported.
@@ -183,18 +224,31 @@ pub struct App {
     pub conversations: Conversations,
     pub view: MessageView,
     pub outbox: Outbox,
+    /// The compose box of the open conversation.
     pub compose: TextArea<'static>,
+    /// Unsent text of the other conversations, back in the compose box
+    /// when one is opened again.
+    pub drafts: HashMap<ConvKey, String>,
+    /// What the local store was last told (see `persist`).
+    pub saved: SavedState,
     pub presence: HashMap<String, Presence>,
     pub connection: Connection,
     pub cluster: Vec<ReplicaReport>,
     pub notice: Option<Notice>,
     pub should_quit: bool,
+    /// The terminal's size, once known (mouse clicks, page sizes).
+    pub size: Option<ratatui::layout::Rect>,
+    /// The terminal loop captures the mouse while this is set.
+    pub mouse_capture: bool,
     /// Ctrl-Z: the terminal loop stops the process (job control) and
     /// redraws when it is resumed; it clears this.
     pub suspend_requested: bool,
     /// What a session that ended elsewhere left unsent (see
     /// `session::Parked`).
     parked: Option<session::Parked>,
+    /// Saves to hand out before the effects of the event being handled
+    /// (those of a session that just ended, before its state is dropped).
+    deferred: Vec<Effect>,
     next_local_id: u64,
 }
 
@@ -207,6 +261,7 @@ fn new_compose() -> TextArea<'static> {
 impl App {
     pub fn new(config: AppConfig) -> Self {
         let sign_in = SignInForm::new(config.user.as_deref());
+        let mouse_capture = config.mouse;
         let cluster = config
             .servers
             .iter()
@@ -229,13 +284,18 @@ impl App {
             view: MessageView::default(),
             outbox: Outbox::default(),
             compose: new_compose(),
+            drafts: HashMap::new(),
+            saved: SavedState::default(),
             presence: HashMap::new(),
             connection: Connection::default(),
             cluster,
             notice: None,
             should_quit: false,
+            size: None,
+            mouse_capture,
             suspend_requested: false,
             parked: None,
+            deferred: Vec::new(),
             next_local_id: 1,
         }
     }
@@ -246,6 +306,19 @@ impl App {
         let mut effects = match event {
             AppEvent::Key(key) => self.on_key(key),
             AppEvent::Mouse(mouse) => self.on_mouse(mouse),
+            AppEvent::Shown {
+                conversation_id,
+                up_to,
+            } => {
+                if self.conversations.open().and_then(Conversation::id) == Some(conversation_id) {
+                    self.view.shown_up_to = self.view.shown_up_to.max(up_to);
+                }
+                Vec::new()
+            }
+            AppEvent::Resize { width, height } => {
+                self.size = Some(ratatui::layout::Rect::new(0, 0, width, height));
+                Vec::new()
+            }
             AppEvent::Paste(text) => {
                 self.on_paste(&text);
                 Vec::new()
@@ -263,14 +336,24 @@ impl App {
                 Vec::new()
             }
             AppEvent::Net(net) => self.on_net(net),
+            AppEvent::Store(event) => {
+                self.on_store(event);
+                Vec::new()
+            }
         };
         if self.screen == Screen::Chat {
             effects.extend(self.open_first_if_none());
+            self.place_outbox_entries();
             effects.extend(self.pump_outbox());
             self.jump_to_first_unread();
             effects.extend(self.mark_shown_read());
         }
-        effects
+        // Saves go first: a message is on disk before it is sent, and
+        // before the next frame shows it as queued.
+        let mut first = std::mem::take(&mut self.deferred);
+        first.extend(self.persist(self.should_quit));
+        first.extend(effects);
+        first
     }
 
     /// Key contexts in force, most specific first (see `keys.rs`).

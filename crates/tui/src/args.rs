@@ -9,13 +9,15 @@ use raftchat_client::ClientConfig;
 pub const DEFAULT_SERVERS: &str =
     "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005";
 
-/// The raftchat terminal client.
+/// The raftchat terminal client. Settings not given here come from the
+/// config file ($XDG_CONFIG_HOME/raftchat/config.toml), else defaults.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "chat-tui", version, about)]
 pub struct Args {
-    /// Replica addresses, comma-separated (host:port).
-    #[arg(long, env = "CHAT_SERVERS", default_value = DEFAULT_SERVERS)]
-    pub servers: String,
+    /// Replica addresses, comma-separated (host:port) [default: the five
+    /// local ports 127.0.0.1:7001-7005, unless the config file says].
+    #[arg(long, env = "CHAT_SERVERS")]
+    pub servers: Option<String>,
     /// User name to pre-fill on the sign-in screen.
     #[arg(long)]
     pub user: Option<String>,
@@ -26,35 +28,37 @@ pub struct Args {
     /// accept only replicas whose certificate it signed.
     #[arg(long, env = "CHAT_CA", value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Start without mouse capture, so the terminal selects text (M or F3
+    /// turns it on and off).
+    #[arg(long)]
+    pub no_mouse: bool,
+    /// The config file to read instead of
+    /// $XDG_CONFIG_HOME/raftchat/config.toml (which may be absent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl Args {
-    /// The server list, trimmed, blanks dropped.
-    pub fn server_list(&self) -> Vec<String> {
-        self.servers
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    }
-
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.max(1))
     }
+}
 
-    /// The client configuration these flags ask for; an unreadable `--ca`
-    /// is an error naming the flag.
-    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
-        let mut config = ClientConfig::new(self.server_list());
-        config.rpc_timeout = self.timeout();
-        if let Some(ca) = &self.ca {
-            config.tls = Some(raftchat_tls::ClientTls::load(
-                ca,
-                None,
-                ["--ca", "--cert", "--key"],
-            )?);
-        }
-        Ok(config)
+/// The client configuration for `servers` and `ca`; an unreadable CA is an
+/// error naming the flag.
+pub fn client_config(
+    servers: &[String],
+    ca: Option<&PathBuf>,
+    timeout: Duration,
+) -> anyhow::Result<ClientConfig> {
+    let mut config = ClientConfig::new(servers.to_vec());
+    config.rpc_timeout = timeout;
+    if let Some(ca) = ca {
+        config.tls = Some(raftchat_tls::ClientTls::load(
+            ca,
+            None,
+            ["--ca", "--cert", "--key"],
+        )?);
     }
+    Ok(config)
 }

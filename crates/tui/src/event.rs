@@ -15,11 +15,58 @@ pub enum AppEvent {
     Mouse(MouseEvent),
     /// Bracketed paste into whatever text field has focus.
     Paste(String),
+    /// The newest message of conversation `conversation_id` the last frame
+    /// showed whole (`ui::shown_up_to`), for "read when shown".
+    Shown {
+        conversation_id: u64,
+        up_to: u64,
+    },
+    /// The terminal's size, at start and after every change.
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// The clock: the only source of "now" for the state (spinner, timers).
     Tick {
         now_ms: u64,
     },
     Net(NetEvent),
+    /// The outcome of a [`Effect::LoadSaved`] or a failed save (`store.rs`).
+    Store(StoreEvent),
+}
+
+/// One of the user's own messages waiting to be committed, as kept on
+/// disk between runs: its request id goes with it, so a resend after a
+/// restart is applied once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub request_id: String,
+    pub to: SendTo,
+    pub body: String,
+}
+
+/// Unsent text of the compose box of one conversation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Draft {
+    pub to: SendTo,
+    pub text: String,
+}
+
+/// What the local store (`store.rs`) reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// What an earlier run left unsent for `user`. `problems` are files
+    /// that could not be read (set aside) or a store that cannot be used.
+    Loaded {
+        user: String,
+        outbox: Vec<QueuedMessage>,
+        drafts: Vec<Draft>,
+        problems: Vec<String>,
+        /// Whether later saves can work (a state directory is known).
+        available: bool,
+    },
+    /// A save failed: the state is only in memory now.
+    SaveFailed { error: String },
 }
 
 /// A result or notification from the network layer.
@@ -88,11 +135,23 @@ pub enum NetEvent {
     SubscriptionFailed(NetError),
     Connection(ConnectionState),
     Cluster(Vec<ReplicaReport>),
+    /// The replica in use answered a probe in `rtt`, or did not (`None`).
+    Answer {
+        server: String,
+        rtt: Option<std::time::Duration>,
+    },
     Accounts {
         pattern: String,
         after: String,
         accounts: Vec<AccountInfo>,
         next_after: String,
+    },
+    /// How many accounts match `pattern`: `None` if counting failed;
+    /// `complete` false when counting stopped at a cap (so "at least").
+    AccountCount {
+        pattern: String,
+        count: Option<u64>,
+        complete: bool,
     },
     /// Presence of specific accounts, looked up once for direct conversations.
     Presences(Vec<AccountInfo>),
@@ -113,7 +172,7 @@ pub enum NetEvent {
 }
 
 /// Who a message goes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SendTo {
     Conversation(u64),
     /// A direct message to a user we have no conversation with yet.
@@ -160,6 +219,10 @@ pub enum Effect {
     LookupPresence {
         usernames: Vec<String>,
     },
+    /// Count the accounts matching `pattern` (answered by `AccountCount`).
+    CountAccounts {
+        pattern: String,
+    },
     CreateGroup {
         name: String,
         members: Vec<String>,
@@ -172,4 +235,37 @@ pub enum Effect {
     DeleteAccount {
         password: String,
     },
+    /// Read what an earlier run left unsent for `user` (answered at once
+    /// with [`StoreEvent::Loaded`]).
+    LoadSaved {
+        user: String,
+    },
+    /// Replace `user`'s saved outbox; carried out before the next frame
+    /// is drawn, so a message is on disk before it shows as queued.
+    SaveOutbox {
+        user: String,
+        messages: Vec<QueuedMessage>,
+    },
+    /// Replace `user`'s saved drafts.
+    SaveDrafts {
+        user: String,
+        drafts: Vec<Draft>,
+    },
+    /// The session is over: let another chat-tui keep the user's files.
+    CloseSaved,
+    /// Ring the terminal bell.
+    Bell,
+    /// Announce on the desktop.
+    Notify {
+        how: crate::config::Notify,
+        title: String,
+        body: String,
+    },
+}
+
+impl Effect {
+    /// Whether it is for the terminal and desktop (`alert.rs`).
+    pub fn is_alert(&self) -> bool {
+        matches!(self, Effect::Bell | Effect::Notify { .. })
+    }
 }

@@ -22,8 +22,15 @@ use raftchat_client::{
 };
 use raftchat_proto::event::Kind;
 
+/// Accounts asked for per page when counting (the server's largest page).
+const COUNT_PAGE: u32 = 1000;
+/// Pages counted at most: past this, the count says "at least".
+const COUNT_PAGES: usize = 100;
+
 /// How often every replica is asked for its status.
 const CLUSTER_POLL: Duration = Duration::from_secs(1);
+/// How often the replica in use is asked whether it answers.
+const PROBE: Duration = Duration::from_millis(500);
 
 /// A prefix for request ids, unique to this run of the client.
 pub fn request_prefix() -> String {
@@ -45,10 +52,21 @@ impl Net {
     /// Connects lazily to `servers` (no network yet) and starts the
     /// connection watcher and the cluster poll.
     pub fn start(config: ClientConfig, events: UnboundedSender<NetEvent>) -> anyhow::Result<Self> {
+        // One client per replica for the probe: it must ask that replica,
+        // not whichever the library would fail over to.
+        let mut probes = std::collections::HashMap::new();
+        for server in &config.servers {
+            let mut one = config.clone();
+            one.servers = vec![server.clone()];
+            let probe = ChatClient::new(one)?;
+            // By the address as the library writes it (its states say it so).
+            probes.insert(probe.current_server(), probe);
+        }
         let client = ChatClient::new(config)?;
         let background = vec![
             tokio::spawn(watch_connection(client.clone(), events.clone())),
             tokio::spawn(poll_cluster(client.clone(), events.clone())),
+            tokio::spawn(probe_current(client.clone(), probes, events.clone())),
         ];
         Ok(Self {
             client,
@@ -246,6 +264,38 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
             }],
             Err(err) => vec![failed("list accounts", &err)],
         },
+        Effect::CountAccounts { pattern } => {
+            // The API has no count: walk the pages (the largest the server
+            // gives), up to a cap.
+            let (mut count, mut after) = (0u64, String::new());
+            for _ in 0..COUNT_PAGES {
+                match client.list_accounts(&pattern, &after, COUNT_PAGE).await {
+                    Ok(reply) => {
+                        count += u64::try_from(reply.accounts.len()).unwrap_or(0);
+                        if reply.next_after.is_empty() {
+                            return vec![NetEvent::AccountCount {
+                                pattern,
+                                count: Some(count),
+                                complete: true,
+                            }];
+                        }
+                        after = reply.next_after;
+                    }
+                    Err(_) => {
+                        return vec![NetEvent::AccountCount {
+                            pattern,
+                            count: None,
+                            complete: false,
+                        }]
+                    }
+                }
+            }
+            vec![NetEvent::AccountCount {
+                pattern,
+                count: Some(count),
+                complete: false,
+            }]
+        }
         Effect::LookupPresence { usernames } => {
             let mut found = Vec::new();
             for name in usernames {
@@ -287,6 +337,13 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
         },
         // Handled synchronously by `Net::execute`.
         Effect::Subscribe | Effect::Logout => Vec::new(),
+        // The local store's (`store.rs`); the event loop never sends them here.
+        Effect::LoadSaved { .. }
+        | Effect::SaveOutbox { .. }
+        | Effect::SaveDrafts { .. }
+        | Effect::CloseSaved
+        | Effect::Bell
+        | Effect::Notify { .. } => Vec::new(),
     }
 }
 
@@ -327,6 +384,35 @@ async fn poll_cluster(client: ChatClient, events: UnboundedSender<NetEvent>) {
             .map(replica_report)
             .collect();
         if events.send(NetEvent::Cluster(reports)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Asks the replica in use for its status every [`PROBE`], so the status
+/// line can tell within a second when it stops answering (a stopped or
+/// cut-off process keeps its connections open: calls just wait).
+async fn probe_current(
+    client: ChatClient,
+    probes: std::collections::HashMap<String, ChatClient>,
+    events: UnboundedSender<NetEvent>,
+) {
+    let mut interval = tokio::time::interval(PROBE);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let server = client.current_server();
+        let Some(probe) = probes.get(&server) else {
+            continue;
+        };
+        let started = std::time::Instant::now();
+        let ok = probe
+            .cluster_status(false)
+            .await
+            .first()
+            .is_some_and(|s| s.result.is_ok());
+        let rtt = ok.then(|| started.elapsed());
+        if events.send(NetEvent::Answer { server, rtt }).is_err() {
             return;
         }
     }

@@ -4,9 +4,6 @@ use ratatui_textarea::TextArea;
 
 use crate::model::AccountInfo;
 
-/// Accounts per page.
-pub const PAGE_SIZE: u32 = 10;
-
 /// The accounts overlay's state.
 #[derive(Debug, Clone)]
 pub struct AccountsBrowser {
@@ -19,6 +16,11 @@ pub struct AccountsBrowser {
     pub marked: Vec<String>,
     /// The `after` cursor of every page up to the current one ("" first).
     pub page_cursors: Vec<String>,
+    /// How many accounts come before each page in `page_cursors`.
+    pub page_starts: Vec<usize>,
+    /// How many accounts match the searched pattern, once counted:
+    /// (count, complete); not complete means "at least".
+    pub total: Option<(u64, bool)>,
     /// The pattern of the shown (or requested) results.
     pub searched: String,
     /// The cursor of the following page; empty on the last page.
@@ -37,6 +39,8 @@ impl AccountsBrowser {
             selected: 0,
             marked: Vec::new(),
             page_cursors: vec![String::new()],
+            page_starts: vec![0],
+            total: None,
             searched: String::new(),
             next_after: String::new(),
             loading: false,
@@ -49,6 +53,11 @@ impl AccountsBrowser {
 
     pub fn page_number(&self) -> usize {
         self.page_cursors.len()
+    }
+
+    /// How many accounts come before the shown page.
+    pub fn first_shown(&self) -> usize {
+        self.page_starts.last().copied().unwrap_or(0)
     }
 
     pub fn current_after(&self) -> String {

@@ -11,20 +11,31 @@ impl App {
     /// Runs the pattern search from the first page (`restart`) or reloads
     /// the current page.
     pub(super) fn search_accounts(&mut self, restart: bool) -> Vec<Effect> {
+        let limit = crate::layout::accounts_page_size(self);
         let Some(Overlay::Accounts(browser)) = &mut self.overlay else {
             return Vec::new();
         };
+        let mut effects = Vec::new();
         if restart {
             browser.searched = browser.pattern_text();
             browser.page_cursors = vec![String::new()];
+            browser.page_starts = vec![0];
             browser.marked.clear();
+            browser.total = None;
+            effects.push(Effect::CountAccounts {
+                pattern: browser.searched.clone(),
+            });
         }
         browser.loading = true;
-        vec![Effect::ListAccounts {
-            pattern: browser.searched.clone(),
-            after: browser.current_after(),
-            limit: PAGE_SIZE,
-        }]
+        effects.insert(
+            0,
+            Effect::ListAccounts {
+                pattern: browser.searched.clone(),
+                after: browser.current_after(),
+                limit,
+            },
+        );
+        effects
     }
 
     pub(super) fn accounts_page(&mut self, forward: bool) -> Vec<Effect> {
@@ -36,11 +47,15 @@ impl App {
                 return Vec::new();
             }
             browser.page_cursors.push(browser.next_after.clone());
+            browser
+                .page_starts
+                .push(browser.first_shown() + browser.results.len());
         } else {
             if browser.page_cursors.len() <= 1 {
                 return Vec::new();
             }
             browser.page_cursors.pop();
+            browser.page_starts.pop();
         }
         self.search_accounts(false)
     }

@@ -1,10 +1,17 @@
 //! What the status line says about the cluster, derived only from what
 //! the client library and the replicas report.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use crate::model::{ConnectionState, ReplicaReport};
 
 /// How long "leader changed" stays on the status line.
 pub const LEADER_CHANGE_SHOWN_MS: u64 = 3_000;
+/// The replica in use is asked every 500 ms (`net.rs`); silent for longer
+/// than this, it is not called connected (a stopped process keeps its
+/// connections open, so nothing else would tell for seconds).
+pub const SILENCE_MS: u64 = 1_200;
 
 /// The subscription stream's health, as the client library reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,6 +43,11 @@ pub enum LinkState {
     },
     /// Writes cannot be committed: too few replicas answer or none knows a leader.
     NoQuorum,
+    /// The replica in use has not answered for `for_ms`.
+    Silent {
+        server: String,
+        for_ms: u64,
+    },
 }
 
 /// Everything the app knows about its link to the cluster.
@@ -57,6 +69,12 @@ pub struct Connection {
     polled: bool,
     /// The term reported by the replica we talk to (or the highest seen).
     pub term: Option<u64>,
+    /// When each replica last answered (unix ms) and its round trip then,
+    /// by address: from the probe and from the library's own calls.
+    answers: HashMap<String, (u64, Duration)>,
+    /// The replica the probe asked last (the one in use, before any call
+    /// of our own has named it).
+    probed: Option<String>,
 }
 
 impl Connection {
@@ -76,6 +94,17 @@ impl Connection {
                 error: Some(error.clone()),
             };
         }
+        if let Some(server) = self.server() {
+            if let Some(for_ms) = self
+                .silence_ms(server, now_ms)
+                .filter(|ms| *ms > SILENCE_MS)
+            {
+                return LinkState::Silent {
+                    server: server.to_string(),
+                    for_ms,
+                };
+            }
+        }
         let changed_recently = self
             .leader_changed_at_ms
             .is_some_and(|at| now_ms.saturating_sub(at) < LEADER_CHANGE_SHOWN_MS);
@@ -91,8 +120,48 @@ impl Connection {
         }
     }
 
+    /// The replica in use: the library's latest, else the one probed.
+    pub fn server(&self) -> Option<&str> {
+        self.info
+            .as_ref()
+            .map(|i| i.server.as_str())
+            .filter(|s| !s.is_empty())
+            .or(self.probed.as_deref())
+    }
+
+    /// How long `server` has not answered; `None` if it never did.
+    pub fn silence_ms(&self, server: &str, now_ms: u64) -> Option<u64> {
+        self.answers
+            .get(server)
+            .map(|(at, _)| now_ms.saturating_sub(*at))
+    }
+
+    /// The round trip of the replica in use, while it answers (the library
+    /// keeps its last one for good, however old).
+    pub fn fresh_rtt(&self, now_ms: u64) -> Option<Duration> {
+        let (at, rtt) = self.answers.get(self.server()?)?;
+        (now_ms.saturating_sub(*at) <= SILENCE_MS).then_some(*rtt)
+    }
+
+    /// The probe asked `server`: it answered in `rtt`, or not (`None`).
+    pub fn observe_answer(&mut self, server: &str, rtt: Option<Duration>, now_ms: u64) {
+        if let Some(rtt) = rtt {
+            self.answers.insert(server.to_string(), (now_ms, rtt));
+        }
+        self.probed = Some(server.to_string());
+    }
+
     /// The client library published a new connection state.
     pub fn observe(&mut self, info: ConnectionState, now_ms: u64) {
+        // A new round trip means an answer now; the state is also
+        // republished for a mere leader hint, with the old one.
+        let previous_rtt = self.info.as_ref().and_then(|i| i.last_rtt);
+        if let Some(rtt) = info
+            .last_rtt
+            .filter(|_| !info.reconnecting && info.last_rtt != previous_rtt)
+        {
+            self.answers.insert(info.server.clone(), (now_ms, rtt));
+        }
         // Library hints are sticky (the last one seen, however old), so
         // they only stand in until the replicas' own reports arrive.
         if let Some(leader) = info.leader.clone().filter(|_| !self.polled) {

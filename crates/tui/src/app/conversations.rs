@@ -221,6 +221,16 @@ impl MessageLog {
     }
 }
 
+/// A line about the conversation itself (a member joined or left), shown
+/// among its messages after message `after_id`. Seen live only: history
+/// does not carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub after_id: u64,
+    pub text: String,
+    pub at_ms: u64,
+}
+
 /// A conversation in the sidebar, with its loaded messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
@@ -236,6 +246,8 @@ pub struct Conversation {
     /// How far each other member has read, from the read receipts seen
     /// since this client started (the server lists only our own pointer).
     pub seen: BTreeMap<String, u64>,
+    /// Membership changes seen since this client started, oldest first.
+    pub notes: Vec<Note>,
 }
 
 impl Conversation {
@@ -251,6 +263,7 @@ impl Conversation {
             read_up_to: info.read_up_to,
             log: MessageLog::default(),
             seen: BTreeMap::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -270,6 +283,7 @@ impl Conversation {
                 ..MessageLog::default()
             },
             seen: BTreeMap::new(),
+            notes: Vec::new(),
         }
     }
 

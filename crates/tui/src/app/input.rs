@@ -1,12 +1,14 @@
 //! Keyboard, mouse and paste: from key events to actions on the state.
 
-use crossterm::event::{KeyCode, KeyModifiers};
+use crossterm::event::{KeyCode, KeyModifiers, MouseButton};
+
+use crate::layout::Spot;
 
 use super::*;
 
 impl App {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        if let Some(action) = keys::resolve(&self.contexts(), &key) {
+        if let Some(action) = self.config.keymap.resolve(&self.contexts(), &key) {
             return self.perform(action);
         }
         // Unbound keys type into the focused text field, if any. Its keys
@@ -29,6 +31,9 @@ impl App {
         let delta = match mouse.kind {
             MouseEventKind::ScrollUp => -1,
             MouseEventKind::ScrollDown => 1,
+            MouseEventKind::Down(MouseButton::Left) => {
+                return self.on_click(mouse.column, mouse.row)
+            }
             _ => return Vec::new(),
         };
         match &mut self.overlay {
@@ -42,6 +47,31 @@ impl App {
             }
             Some(_) => Vec::new(),
             None if self.screen == Screen::Chat => self.move_cursor(delta * WHEEL_MESSAGES),
+            None => Vec::new(),
+        }
+    }
+
+    /// A left click on the chat screen: a conversation in the sidebar
+    /// opens it (as `Enter` does); a pane gets the keyboard.
+    fn on_click(&mut self, column: u16, row: u16) -> Vec<Effect> {
+        match crate::layout::spot(self, column, row) {
+            Some(Spot::Conversation(index)) => {
+                let key = self.conversations.list[index].key.clone();
+                self.focus = Focus::Messages;
+                self.open_conversation(key)
+            }
+            Some(Spot::Sidebar) => {
+                self.focus = Focus::Sidebar;
+                Vec::new()
+            }
+            Some(Spot::Messages) => {
+                self.focus = Focus::Messages;
+                Vec::new()
+            }
+            Some(Spot::Compose) => {
+                self.focus = Focus::Compose;
+                Vec::new()
+            }
             None => Vec::new(),
         }
     }
@@ -78,11 +108,20 @@ impl App {
     pub(super) fn perform(&mut self, action: Action) -> Vec<Effect> {
         match action {
             Action::Quit => {
-                self.should_quit = true;
+                self.quit();
                 Vec::new()
             }
             Action::Suspend => {
                 self.suspend_requested = true;
+                Vec::new()
+            }
+            Action::ToggleMouse => {
+                self.mouse_capture = !self.mouse_capture;
+                self.notify(if self.mouse_capture {
+                    "Mouse on: click a conversation, wheel scrolls."
+                } else {
+                    "Mouse off: the terminal selects text (hold Shift in some terminals when it is on)."
+                });
                 Vec::new()
             }
             Action::ToggleHelp => {
@@ -102,10 +141,13 @@ impl App {
                 Vec::new()
             }
             Action::OpenAccounts => self.open_accounts(),
-            Action::Logout => {
-                self.sign_out(Some("Signed out."));
-                vec![Effect::Logout]
-            }
+            Action::Logout => match self.waiting_to_send() {
+                0 => self.log_out(),
+                waiting => {
+                    self.overlay = Some(Overlay::Confirm(ConfirmKind::Logout { waiting }));
+                    Vec::new()
+                }
+            },
             Action::DeleteAccount => {
                 self.overlay = Some(Overlay::Prompt(Prompt::new(
                     PromptKind::DeleteAccountPassword,
@@ -186,6 +228,35 @@ impl App {
             }
             Action::Submit => self.submit_prompt(),
         }
+    }
+
+    /// Quits, asking first while messages wait to be sent (they are kept
+    /// for the next run). Asked again (e.g. `Ctrl-C` twice), it quits.
+    fn quit(&mut self) {
+        let asked = matches!(
+            self.overlay,
+            Some(Overlay::Confirm(ConfirmKind::Quit { .. }))
+        );
+        match self.waiting_to_send() {
+            waiting if waiting > 0 && !asked => {
+                self.overlay = Some(Overlay::Confirm(ConfirmKind::Quit { waiting }));
+            }
+            _ => self.should_quit = true,
+        }
+    }
+
+    /// Own messages of this session not committed yet.
+    fn waiting_to_send(&self) -> usize {
+        if self.screen == Screen::Chat {
+            self.outbox.len()
+        } else {
+            0
+        }
+    }
+
+    pub(super) fn log_out(&mut self) -> Vec<Effect> {
+        self.sign_out(Some("Signed out."));
+        vec![Effect::Logout]
     }
 
     pub(super) fn cycle_focus(&mut self, forward: bool) {

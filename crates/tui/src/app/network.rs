@@ -91,6 +91,9 @@ impl App {
                     self.outbox.hurry();
                 }
             }
+            NetEvent::Answer { server, rtt } => {
+                self.connection.observe_answer(&server, rtt, self.now_ms);
+            }
             NetEvent::Cluster(reports) => {
                 let had_quorum = !self.connection.quorum_lost;
                 self.connection.observe_cluster(&reports, self.now_ms);
@@ -105,6 +108,17 @@ impl App {
                 accounts,
                 next_after,
             } => self.on_accounts(&pattern, &after, accounts, next_after),
+            NetEvent::AccountCount {
+                pattern,
+                count,
+                complete,
+            } => {
+                if let Some(Overlay::Accounts(browser)) = &mut self.overlay {
+                    if browser.searched == pattern {
+                        browser.total = count.map(|n| (n, complete));
+                    }
+                }
+            }
             NetEvent::Presences(accounts) => {
                 for account in accounts {
                     self.presence.insert(
@@ -137,6 +151,10 @@ impl App {
                 self.notify(format!("Deleted {deleted} message(s)."));
             }
             NetEvent::AccountDeleted => {
+                // Nothing of it can ever be sent: the saved copy goes too.
+                self.outbox.clear();
+                self.drafts.clear();
+                self.compose = new_compose();
                 self.sign_out(Some("Your account was deleted."));
                 // Ends the local session: stream, pending sends, token.
                 return vec![Effect::Logout];

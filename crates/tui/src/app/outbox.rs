@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use super::conversations::ConvKey;
-use crate::event::SendTo;
+use crate::event::{QueuedMessage, SendTo};
 
 /// One message in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,27 @@ impl Outbox {
 
     pub fn contains(&self, local_id: u64) -> bool {
         self.items.iter().any(|i| i.local_id == local_id)
+    }
+
+    pub fn contains_request(&self, request_id: &str) -> bool {
+        self.items.iter().any(|i| i.request_id == request_id)
+    }
+
+    /// In sending order.
+    pub fn items(&self) -> impl Iterator<Item = &OutboxItem> {
+        self.items.iter()
+    }
+
+    /// What the store keeps of each message, in sending order.
+    pub fn queued(&self) -> Vec<QueuedMessage> {
+        self.items
+            .iter()
+            .map(|i| QueuedMessage {
+                request_id: i.request_id.clone(),
+                to: i.to.clone(),
+                body: i.body.clone(),
+            })
+            .collect()
     }
 
     /// The head, if it is due to be sent at `now_ms`; marks it in flight.

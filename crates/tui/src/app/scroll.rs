@@ -88,6 +88,11 @@ impl App {
                 self.view.marked.clear();
                 vec![Effect::DeleteMessages { message_ids }]
             }
+            Some(Overlay::Confirm(ConfirmKind::Quit { .. })) => {
+                self.should_quit = true;
+                Vec::new()
+            }
+            Some(Overlay::Confirm(ConfirmKind::Logout { .. })) => self.log_out(),
             other => {
                 self.overlay = other;
                 Vec::new()

@@ -116,6 +116,11 @@ impl App {
                 .adopt_draft(&peer, message.conversation_id);
             self.outbox
                 .rekey(&from, &ConvKey::Id(message.conversation_id));
+            if let Some(text) = self.drafts.remove(&from) {
+                self.drafts
+                    .entry(ConvKey::Id(message.conversation_id))
+                    .or_insert(text);
+            }
             if !existed {
                 effects.push(Effect::LoadConversations);
             }

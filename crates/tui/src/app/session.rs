@@ -46,7 +46,7 @@ impl App {
         self.sign_in.pending = None;
         self.sign_in.error = None;
         self.sign_in.clear_password();
-        self.me = Some(username);
+        self.me = Some(username.clone());
         self.screen = Screen::Chat;
         self.focus = Focus::Sidebar;
         self.conversations = Conversations::default();
@@ -59,14 +59,19 @@ impl App {
                 .is_some_and(|me| p.user.eq_ignore_ascii_case(me))
         }) {
             self.outbox = parked.outbox;
-            self.compose = parked.compose;
+            self.drafts = parked.drafts;
             match self.outbox.len() {
                 0 => {}
                 1 => self.notify("Sending the message that was waiting."),
                 n => self.notify(format!("Sending the {n} messages that were waiting.")),
             }
         }
-        vec![Effect::LoadConversations, Effect::Subscribe]
+        // What an earlier run left unsent (answered before the next frame).
+        vec![
+            Effect::LoadSaved { user: username },
+            Effect::LoadConversations,
+            Effect::Subscribe,
+        ]
     }
 
     pub(super) fn sign_in_failed(&mut self, error: NetError) {
@@ -90,6 +95,9 @@ impl App {
     /// waiting to be sent and the compose box for the same user's next
     /// sign-in.
     pub(super) fn session_ended(&mut self) {
+        // Saved as it stands, before it is moved aside (saving after would
+        // write an empty outbox over it).
+        self.end_saving();
         let waiting = self.outbox.len();
         let drafted = !self.compose_body().trim().is_empty();
         let mut info = "Your session ended (password changed, signed out elsewhere, or expired): \
@@ -98,11 +106,14 @@ impl App {
         if let Some(user) = self.me.clone().filter(|_| waiting > 0 || drafted) {
             let mut outbox = std::mem::take(&mut self.outbox);
             outbox.reset();
-            let compose = std::mem::replace(&mut self.compose, new_compose());
+            let mut drafts = self.drafts.clone();
+            if let Some(open) = self.conversations.open.clone().filter(|_| drafted) {
+                drafts.insert(open, self.compose_body());
+            }
             self.parked = Some(Parked {
                 user,
                 outbox,
-                compose,
+                drafts,
             });
             let messages = match waiting {
                 0 => String::new(),
@@ -118,8 +129,11 @@ impl App {
         self.sign_out(Some(&info));
     }
 
-    /// Back to the sign-in screen; everything of the session is dropped.
+    /// Back to the sign-in screen; everything of the session is dropped
+    /// (what is unsent stays saved on disk for the same user's next
+    /// sign-in).
     pub(super) fn sign_out(&mut self, info: Option<&str>) {
+        self.end_saving();
         self.screen = Screen::SignIn;
         self.me = None;
         self.overlay = None;
@@ -128,6 +142,7 @@ impl App {
         self.view = MessageView::default();
         self.outbox.clear();
         self.compose = new_compose();
+        self.drafts.clear();
         self.presence.clear();
         self.connection.stream = StreamLink::Off;
         self.sign_in.pending = None;
@@ -138,12 +153,13 @@ impl App {
 }
 
 /// What a session that ended elsewhere left unsent: given back when the
-/// same user signs in again (another user's sign-in drops it). The outbox
-/// keeps its request ids, which the cluster remembers per account, so a
-/// message that did get through before is not stored twice.
+/// same user signs in again (another user's sign-in drops it; it is on
+/// disk too, when the store works). The outbox keeps its request ids,
+/// which the cluster remembers per account, so a message that did get
+/// through before is not stored twice.
 #[derive(Debug, Clone)]
 pub struct Parked {
     user: String,
     outbox: Outbox,
-    compose: TextArea<'static>,
+    drafts: HashMap<ConvKey, String>,
 }

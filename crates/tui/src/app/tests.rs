@@ -10,12 +10,10 @@ use crate::model::{ConnectionState, ReplicaStatus};
 const T0: u64 = 1_795_424_700_000; // Mon 23 Nov 2026 09:05 UTC
 
 fn new_app() -> App {
-    let mut app = App::new(AppConfig {
-        request_prefix: "rq".into(),
-        time_zone: jiff::tz::TimeZone::UTC,
-        user: None,
-        servers: (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect(),
-    });
+    let mut app = App::new(AppConfig::new(
+        "rq",
+        (1..=5).map(|i| format!("127.0.0.1:700{i}")).collect(),
+    ));
     app.update(AppEvent::Tick { now_ms: T0 });
     app
 }
@@ -84,7 +82,27 @@ fn signed_in() -> App {
             username: "alice".into(),
         },
     );
+    // The event loop answers `LoadSaved` at once; nothing was left.
+    app.update(AppEvent::Store(loaded(vec![], vec![])));
     app
+}
+
+/// The store's answer to `LoadSaved` for alice.
+fn loaded(outbox: Vec<QueuedMessage>, drafts: Vec<Draft>) -> StoreEvent {
+    StoreEvent::Loaded {
+        user: "alice".into(),
+        outbox,
+        drafts,
+        problems: vec![],
+        available: true,
+    }
+}
+
+fn saves(effects: &[Effect]) -> Vec<&Effect> {
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::SaveOutbox { .. } | Effect::SaveDrafts { .. }))
+        .collect()
 }
 
 /// Signed in with conversation 1 (bob) open and its (empty) history loaded.
@@ -169,7 +187,16 @@ fn sign_in_sends_credentials_and_opens_the_chat() {
             username: "alice".into(),
         },
     );
-    assert_eq!(effects, vec![Effect::LoadConversations, Effect::Subscribe]);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::LoadSaved {
+                user: "alice".into()
+            },
+            Effect::LoadConversations,
+            Effect::Subscribe
+        ]
+    );
     assert_eq!(app.screen, Screen::Chat);
     assert_eq!(app.me.as_deref(), Some("alice"));
     assert_eq!(app.sign_in.password_text(), "", "the password is not kept");
@@ -280,7 +307,7 @@ fn sending_moves_the_mark_queued_accepted_committed() {
     let effects = send(&mut app, "hello");
     assert_eq!(sends(&effects), vec![(1, "rq-1".into(), "hello".into())]);
     assert!(matches!(
-        &effects[0],
+        &effects[1],
         Effect::Send {
             to: SendTo::Conversation(1),
             ..
@@ -536,7 +563,98 @@ fn rotation_shows_reconnecting_then_leader_changed_then_connected() {
         Some((2, "http://127.0.0.1:7002".into()))
     );
     tick(&mut app, T0 + 1_000 + LEADER_CHANGE_SHOWN_MS + 1);
+    // The probe of the replica in use keeps answering.
+    net(
+        &mut app,
+        NetEvent::Answer {
+            server: "127.0.0.1:7002".into(),
+            rtt: Some(Duration::from_millis(4)),
+        },
+    );
     assert_eq!(app.link_state(), LinkState::Connected);
+}
+
+/// A replica that stops answering (SIGSTOP: its connections stay open, so
+/// calls just wait) is not called connected for long: after SILENCE_MS
+/// without an answer the state says so, and the round-trip time is not
+/// the last one from when it did answer.
+#[test]
+fn a_silent_replica_is_not_called_connected() {
+    let mut app = signed_in();
+    let answer = |app: &mut App, ok: bool| {
+        net(
+            app,
+            NetEvent::Answer {
+                server: "127.0.0.1:7001".into(),
+                rtt: ok.then(|| Duration::from_millis(2)),
+            },
+        )
+    };
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionState {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((1, "http://127.0.0.1:7001".into())),
+            last_rtt: Some(Duration::from_millis(1)),
+            ..ConnectionState::default()
+        }),
+    );
+    tick(&mut app, T0 + 500);
+    answer(&mut app, true);
+    assert_eq!(app.link_state(), LinkState::Connected);
+    assert!(app.connection.fresh_rtt(app.now_ms).is_some());
+    // Probes go unanswered (or fail) from here.
+    tick(&mut app, T0 + 1_000);
+    answer(&mut app, false);
+    tick(&mut app, T0 + 500 + SILENCE_MS);
+    assert_eq!(app.link_state(), LinkState::Connected, "not yet");
+    tick(&mut app, T0 + 500 + SILENCE_MS + 1);
+    assert_eq!(
+        app.link_state(),
+        LinkState::Silent {
+            server: "127.0.0.1:7001".into(),
+            for_ms: SILENCE_MS + 1
+        }
+    );
+    assert_eq!(app.connection.fresh_rtt(app.now_ms), None);
+    // A leader hint republishes the old round trip: not an answer.
+    net(
+        &mut app,
+        NetEvent::Connection(ConnectionState {
+            server: "127.0.0.1:7001".into(),
+            leader: Some((2, "http://127.0.0.1:7002".into())),
+            last_rtt: Some(Duration::from_millis(1)),
+            ..ConnectionState::default()
+        }),
+    );
+    assert!(matches!(app.link_state(), LinkState::Silent { .. }));
+    // It answers again.
+    answer(&mut app, true);
+    assert!(!matches!(app.link_state(), LinkState::Silent { .. }));
+    assert_eq!(
+        app.connection.fresh_rtt(app.now_ms),
+        Some(Duration::from_millis(2)),
+        "the probe's round trip"
+    );
+}
+
+/// Before any call of our own (the sign-in screen) the probe's answers
+/// give the round trip: not "no answer".
+#[test]
+fn the_probe_gives_the_round_trip_before_any_call() {
+    let mut app = new_app();
+    net(
+        &mut app,
+        NetEvent::Answer {
+            server: "127.0.0.1:7003".into(),
+            rtt: Some(Duration::from_millis(5)),
+        },
+    );
+    assert_eq!(app.connection.server(), Some("127.0.0.1:7003"));
+    assert_eq!(
+        app.connection.fresh_rtt(app.now_ms),
+        Some(Duration::from_millis(5))
+    );
 }
 
 #[test]
@@ -835,12 +953,32 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
     let effects = press(&mut app, KeyCode::Enter);
     assert_eq!(
         effects,
-        vec![Effect::ListAccounts {
-            pattern: "b*".into(),
-            after: "".into(),
-            limit: PAGE_SIZE
-        }]
+        vec![
+            Effect::ListAccounts {
+                pattern: "b*".into(),
+                after: "".into(),
+                limit: 10
+            },
+            Effect::CountAccounts {
+                pattern: "b*".into()
+            }
+        ]
     );
+    // A count for another pattern (an earlier search) is not taken.
+    for (pattern, count) in [("*", 60), ("b*", 2)] {
+        net(
+            &mut app,
+            NetEvent::AccountCount {
+                pattern: pattern.into(),
+                count: Some(count),
+                complete: true,
+            },
+        );
+    }
+    let Some(Overlay::Accounts(browser)) = &app.overlay else {
+        panic!("the browser is open");
+    };
+    assert_eq!(browser.total, Some((2, true)));
     let bob = AccountInfo {
         username: "bob".into(),
         online: true,
@@ -862,9 +1000,14 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
         vec![Effect::ListAccounts {
             pattern: "b*".into(),
             after: "bob".into(),
-            limit: PAGE_SIZE
+            limit: 10
         }]
     );
+    let Some(Overlay::Accounts(browser)) = &app.overlay else {
+        panic!("the browser is open");
+    };
+    assert_eq!(browser.first_shown(), 1, "page 2 starts after bob");
+    assert_eq!(browser.total, Some((2, true)), "paging keeps the count");
     // A stale reply for page 1 is ignored.
     net(
         &mut app,
@@ -893,7 +1036,10 @@ fn accounts_browser_pages_and_starts_a_direct_conversation() {
         Some(ConvKey::NewDirect("bob".into()))
     );
     let effects = send(&mut app, "hi bob");
-    assert!(matches!(&effects[..], [Effect::Send { to: SendTo::User(u), .. }] if u == "bob"));
+    assert!(
+        matches!(&effects[..], [Effect::SaveOutbox { .. }, Effect::Send { to: SendTo::User(u), .. }] if u == "bob"),
+        "{effects:?}"
+    );
     let effects = net(
         &mut app,
         NetEvent::Sent {
@@ -1023,7 +1169,8 @@ fn deleting_the_account_needs_the_password() {
         matches!(&app.overlay, Some(Overlay::Prompt(p)) if p.error.as_deref() == Some("Wrong password."))
     );
     let effects = net(&mut app, NetEvent::AccountDeleted);
-    assert_eq!(effects, vec![Effect::Logout]);
+    // The user's files are let go (nothing was saved in them here).
+    assert_eq!(effects, vec![Effect::CloseSaved, Effect::Logout]);
     assert_eq!(app.screen, Screen::SignIn);
     // The dying stream of the deleted session changes nothing.
     net(
@@ -1085,6 +1232,11 @@ fn a_session_ended_elsewhere_keeps_what_was_typed_for_the_next_sign_in() {
     assert_eq!(resent.len(), 1, "{effects:?}");
     assert_eq!(resent[0].1, request_id);
     assert_eq!(resent[0].2, "in flight");
+    // The draft is back in its conversation's compose box.
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
     assert_eq!(app.compose_body(), "half a thought");
 
     // Another user's sign-in after a stream ended does not inherit them.
@@ -1138,8 +1290,16 @@ fn logout_returns_to_sign_in_and_drops_the_session() {
     let mut app = chatting();
     send(&mut app, "pending");
     press(&mut app, KeyCode::Esc);
-    let effects = press(&mut app, KeyCode::Char('L'));
-    assert_eq!(effects, vec![Effect::Logout]);
+    assert!(press(&mut app, KeyCode::Char('L')).is_empty());
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Confirm(ConfirmKind::Logout { waiting: 1 }))
+    ));
+    // Yes: signed out; the waiting message stays saved (no empty outbox
+    // is written over it).
+    let effects = press(&mut app, KeyCode::Char('y'));
+    // ...and let go for another chat-tui of alice.
+    assert_eq!(effects, vec![Effect::CloseSaved, Effect::Logout]);
     assert_eq!(app.screen, Screen::SignIn);
     assert!(app.outbox.is_empty());
     assert!(app.conversations.list.is_empty());
@@ -1294,4 +1454,562 @@ fn a_healthy_status_poll_means_connected_before_signing_in() {
         NetEvent::Cluster((1..=5).map(|i| report(i, i <= 2, 1)).collect()),
     );
     assert_eq!(app.link_state(), LinkState::NoQuorum);
+}
+
+// ------------------------------------------------------------------ kept on disk
+
+fn queued(request_id: &str, to: SendTo, body: &str) -> QueuedMessage {
+    QueuedMessage {
+        request_id: request_id.into(),
+        to,
+        body: body.into(),
+    }
+}
+
+#[test]
+fn a_message_is_saved_before_it_is_sent() {
+    let mut app = chatting();
+    let effects = send(&mut app, "a");
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SaveOutbox {
+                user: "alice".into(),
+                messages: vec![queued("rq-1", SendTo::Conversation(1), "a")],
+            },
+            Effect::Send {
+                local_id: 1,
+                request_id: "rq-1".into(),
+                to: SendTo::Conversation(1),
+                body: "a".into(),
+            },
+        ],
+        "saved first, then sent"
+    );
+    // A retry changes nothing on disk.
+    let effects = net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
+    );
+    assert!(saves(&effects).is_empty(), "{effects:?}");
+    // Committed: it leaves the saved outbox.
+    let effects = net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(10, 1, "alice", "a"),
+        },
+    );
+    assert_eq!(
+        saves(&effects),
+        vec![&Effect::SaveOutbox {
+            user: "alice".into(),
+            messages: vec![],
+        }]
+    );
+}
+
+/// A fresh sign-in has an empty outbox until the saved one is read: saving
+/// it then would erase what an earlier run left.
+#[test]
+fn nothing_is_saved_before_the_saved_state_is_read_back() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0)]),
+    );
+    press(&mut app, KeyCode::Char('i'));
+    let effects = send(&mut app, "typed early");
+    assert!(saves(&effects).is_empty(), "{effects:?}");
+    // Read back: the old message goes first (it was typed first), and
+    // both are saved.
+    let effects = app.update(AppEvent::Store(loaded(
+        vec![queued("old-1", SendTo::Conversation(1), "from before")],
+        vec![],
+    )));
+    assert_eq!(
+        saves(&effects),
+        vec![&Effect::SaveOutbox {
+            user: "alice".into(),
+            messages: vec![
+                queued("rq-1", SendTo::Conversation(1), "typed early"),
+                queued("old-1", SendTo::Conversation(1), "from before"),
+            ],
+        }]
+    );
+}
+
+#[test]
+fn messages_an_earlier_run_left_are_sent_in_order_with_their_request_ids() {
+    let mut app = new_app();
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    let effects = app.update(AppEvent::Store(loaded(
+        vec![
+            queued("old-1", SendTo::Conversation(1), "first"),
+            queued("old-2", SendTo::User("carol".into()), "second"),
+        ],
+        vec![Draft {
+            to: SendTo::Conversation(1),
+            text: "half a thought".into(),
+        }],
+    )));
+    // The head goes out at once, with its original request id; nothing
+    // needs saving (the disk has exactly this).
+    assert_eq!(sends(&effects), vec![(1, "old-1".into(), "first".into())]);
+    assert!(saves(&effects).is_empty(), "{effects:?}");
+    assert_eq!(app.notice.as_ref().map(|n| n.is_error), Some(false));
+    assert!(app.notice.as_ref().unwrap().text.contains("2 messages"));
+
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(1, ConversationKind::Direct, "bob", 0, T0 - 1)]),
+    );
+    // Each shows in its conversation; carol's is a new direct one.
+    let conv1 = app.conversations.get(&ConvKey::Id(1)).unwrap();
+    assert_eq!(conv1.log.entries[0].body, "first");
+    assert_eq!(conv1.log.entries[0].delivery, Some(Delivery::Accepted));
+    let carol = app
+        .conversations
+        .get(&ConvKey::NewDirect("carol".into()))
+        .unwrap();
+    assert_eq!(carol.log.entries[0].delivery, Some(Delivery::Queued));
+    // Opening bob's brings its draft back.
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(1)));
+    assert_eq!(app.compose_body(), "half a thought");
+
+    let effects = net(
+        &mut app,
+        NetEvent::Sent {
+            local_id: 1,
+            message: msg(7, 1, "alice", "first"),
+        },
+    );
+    assert_eq!(sends(&effects), vec![(2, "old-2".into(), "second".into())]);
+}
+
+#[test]
+fn drafts_stay_with_their_conversation_and_are_saved_while_typing() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0),
+            conv(2, ConversationKind::Direct, "carol", 0, T0 - 1),
+        ]),
+    );
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "for bob");
+    // The first change is saved at once; more typing right after waits.
+    tick(&mut app, T0 + 1);
+    // To carol's: an empty box, bob's text kept.
+    press(&mut app, KeyCode::Esc);
+    press_mod(&mut app, KeyCode::BackTab, KeyModifiers::SHIFT);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('i'));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(2)));
+    assert_eq!(app.compose_body(), "");
+    type_text(&mut app, "for carol");
+    let later = tick(&mut app, T0 + DRAFT_SAVE_MS + 1);
+    assert_eq!(
+        saves(&later),
+        vec![&Effect::SaveDrafts {
+            user: "alice".into(),
+            drafts: vec![
+                Draft {
+                    to: SendTo::Conversation(1),
+                    text: "for bob".into()
+                },
+                Draft {
+                    to: SendTo::Conversation(2),
+                    text: "for carol".into()
+                },
+            ],
+        }]
+    );
+    press(&mut app, KeyCode::Esc);
+    press_mod(&mut app, KeyCode::BackTab, KeyModifiers::SHIFT);
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.compose_body(), "for bob");
+}
+
+#[test]
+fn drafts_are_saved_at_most_every_half_second_while_typing() {
+    let mut app = chatting();
+    let mut draft_saves = 0;
+    // The last save (reading back at sign-in) was at T0.
+    for (i, c) in "hello".chars().enumerate() {
+        tick(&mut app, T0 + DRAFT_SAVE_MS + 100 * i as u64);
+        let effects = press(&mut app, KeyCode::Char(c));
+        draft_saves += saves(&effects).len();
+    }
+    assert_eq!(draft_saves, 1, "the first key only");
+    // The rest goes with the next tick due.
+    let effects = tick(&mut app, T0 + 2 * DRAFT_SAVE_MS + 400);
+    assert_eq!(
+        saves(&effects),
+        vec![&Effect::SaveDrafts {
+            user: "alice".into(),
+            drafts: vec![Draft {
+                to: SendTo::Conversation(1),
+                text: "hello".into()
+            }],
+        }]
+    );
+}
+
+#[test]
+fn quit_with_waiting_messages_asks_first() {
+    let mut app = chatting();
+    send(&mut app, "a");
+    net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: unavailable(),
+        },
+    );
+    type_text(&mut app, "unsent draft");
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit);
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Confirm(ConfirmKind::Quit { waiting: 1 }))
+    ));
+    // No: stay.
+    press(&mut app, KeyCode::Char('n'));
+    assert!(app.overlay.is_none() && !app.should_quit);
+    // Ctrl-C asks too; Ctrl-C again quits, and the draft is saved at once.
+    press_mod(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(!app.should_quit);
+    let effects = press_mod(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(app.should_quit);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::SaveDrafts { drafts, .. }
+            if drafts.iter().any(|d| d.text == "unsent draft"))),
+        "{effects:?}"
+    );
+    // y confirms as well.
+    let mut app = chatting();
+    send(&mut app, "b");
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('q'));
+    press(&mut app, KeyCode::Char('y'));
+    assert!(app.should_quit);
+}
+
+#[test]
+fn a_deleted_account_forgets_what_it_had_saved() {
+    let mut app = chatting();
+    send(&mut app, "never to be sent");
+    type_text(&mut app, "draft");
+    assert_eq!(saves(&tick(&mut app, T0 + 1_000)).len(), 1, "the draft");
+    let effects = net(&mut app, NetEvent::AccountDeleted);
+    assert!(effects.contains(&Effect::SaveOutbox {
+        user: "alice".into(),
+        messages: vec![],
+    }));
+    assert!(effects.contains(&Effect::SaveDrafts {
+        user: "alice".into(),
+        drafts: vec![],
+    }));
+}
+
+#[test]
+fn files_that_could_not_be_read_are_reported() {
+    let mut app = signed_in();
+    app.update(AppEvent::Store(StoreEvent::Loaded {
+        user: "alice".into(),
+        outbox: vec![],
+        drafts: vec![],
+        problems: vec!["/x/outbox.json could not be used (not valid); set aside".into()],
+        available: true,
+    }));
+    let notice = app.notice.clone().unwrap();
+    assert!(
+        notice.is_error && notice.text.contains("set aside"),
+        "{notice:?}"
+    );
+}
+
+// ------------------------------------------------------------------ mouse
+
+fn click(app: &mut App, column: u16, row: u16) -> Vec<Effect> {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    app.update(AppEvent::Mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    }))
+}
+
+#[test]
+fn a_click_on_a_conversation_opens_it_and_a_click_on_a_pane_focuses_it() {
+    let mut app = signed_in();
+    app.update(AppEvent::Resize {
+        width: 100,
+        height: 30,
+    });
+    let list: Vec<ConversationInfo> = (1..=40)
+        .map(|i| conv(i, ConversationKind::Direct, &format!("u{i}"), 0, T0 - i))
+        .collect();
+    net(&mut app, NetEvent::Conversations(list));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(1)));
+    // Row 0 is the border; row 3 is the third conversation.
+    let effects = click(&mut app, 5, 3);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(3)));
+    assert_eq!(app.focus, Focus::Messages);
+    assert!(effects.contains(&Effect::LoadHistory {
+        conversation_id: 3,
+        before: 0
+    }));
+    // Below the last row of the list, on the border: nothing opens.
+    click(&mut app, 5, 27);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(3)));
+    assert_eq!(app.focus, Focus::Sidebar);
+    // The list scrolled to keep its cursor in view: a click hits what is
+    // drawn there, not the n-th from the top.
+    for _ in 0..35 {
+        press(&mut app, KeyCode::Char('j'));
+    }
+    let cursor = app.conversations.cursor_index().unwrap();
+    assert_eq!(cursor, 37);
+    let rows = 30 - 2 /* status, hints */ - 2 /* borders */;
+    // The cursor is on the last row of the list.
+    click(&mut app, 5, rows);
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(38)));
+    // Panes.
+    click(&mut app, 60, 28 - 2);
+    assert_eq!(app.focus, Focus::Compose);
+    click(&mut app, 60, 5);
+    assert_eq!(app.focus, Focus::Messages);
+}
+
+#[test]
+fn mouse_capture_is_switched_by_a_key_and_starts_as_configured() {
+    let mut app = chatting();
+    assert!(app.mouse_capture);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('M'));
+    assert!(!app.mouse_capture);
+    assert!(app.notice.as_ref().unwrap().text.contains("selects text"));
+    // F3 works while typing too.
+    press(&mut app, KeyCode::Char('i'));
+    press(&mut app, KeyCode::F(3));
+    assert!(app.mouse_capture);
+    assert_eq!(app.compose_body(), "");
+    let app = App::new(AppConfig {
+        mouse: false,
+        ..new_app().config
+    });
+    assert!(!app.mouse_capture);
+}
+
+/// A page asks for as many accounts as the browser's list shows.
+#[test]
+fn account_pages_fill_the_rows_of_the_list() {
+    let mut app = signed_in();
+    net(&mut app, NetEvent::Conversations(vec![]));
+    let limit_at = |app: &mut App, height: u16| {
+        app.update(AppEvent::Resize { width: 100, height });
+        app.overlay = None;
+        match press(app, KeyCode::Char('a')).first() {
+            Some(Effect::ListAccounts { limit, .. }) => *limit,
+            other => panic!("{other:?}"),
+        }
+    };
+    // 30 rows: 28 for the body, less the box's 9 rows of chrome.
+    assert_eq!(limit_at(&mut app, 30), 19);
+    assert_eq!(limit_at(&mut app, 60), 40 - 9, "the box is at most 40 high");
+    assert_eq!(limit_at(&mut app, 12), 1);
+}
+
+// ------------------------------------------------------------------ bell, config
+
+#[test]
+fn a_message_outside_the_open_conversation_rings_the_bell() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0),
+            conv(2, ConversationKind::Group, "team", 0, T0 - 1),
+        ]),
+    );
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(1)));
+    // In the open conversation: no bell.
+    let effects = net(&mut app, NetEvent::MessageArrived(msg(5, 1, "bob", "hi")));
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+    // Elsewhere: the bell; not for one's own message, nor twice for one.
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(6, 2, "carol", "psst")),
+    );
+    assert!(effects.contains(&Effect::Bell), "{effects:?}");
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(6, 2, "carol", "psst")),
+    );
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+    let effects = net(&mut app, NetEvent::MessageArrived(msg(7, 2, "alice", "me")));
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+
+    // Configured: no bell, a desktop notification saying who (not what).
+    app.config.bell = false;
+    app.config.notify = crate::config::Notify::Osc9;
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(8, 2, "carol", "secret")),
+    );
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| e.is_alert())
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![Effect::Notify {
+            how: crate::config::Notify::Osc9,
+            title: "raftchat".into(),
+            body: "New message from carol in #team".into(),
+        }]
+    );
+}
+
+/// Keys from the config file are the keys: they act, and help and the
+/// hint bar name them.
+#[test]
+fn overridden_keys_act_and_the_old_ones_do_not() {
+    let quit = crate::keys::Chord::parse("Q").unwrap();
+    let mut app = App::new(AppConfig {
+        keymap: crate::keys::Keymap::with_overrides(&[(Action::Quit, vec![quit])]).unwrap(),
+        ..new_app().config
+    });
+    press_mod(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(!app.should_quit, "^C is not quit any more");
+    let mut app = App::new(AppConfig {
+        keymap: crate::keys::Keymap::with_overrides(&[(Action::ToggleCluster, vec![quit])])
+            .unwrap(),
+        ..new_app().config
+    });
+    type_text(&mut app, "alice");
+    press(&mut app, KeyCode::Tab);
+    type_text(&mut app, "pw");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SignedIn {
+            username: "alice".into(),
+        },
+    );
+    press(&mut app, KeyCode::Char('c'));
+    assert!(!app.show_cluster);
+    press_mod(&mut app, KeyCode::Char('Q'), KeyModifiers::SHIFT);
+    assert!(app.show_cluster);
+}
+
+/// The frame's report of what it showed marks read; one about another
+/// conversation (a frame before a switch) does not.
+#[test]
+fn what_a_frame_showed_is_read() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            ConversationInfo {
+                last_message_id: 3,
+                ..conv(1, ConversationKind::Direct, "bob", 3, T0)
+            },
+            conv(2, ConversationKind::Direct, "carol", 0, T0 - 1),
+        ]),
+    );
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: ConversationInfo {
+                last_message_id: 3,
+                ..conv(1, ConversationKind::Direct, "bob", 3, T0)
+            },
+            messages: (1..=3).map(|i| msg(i, 1, "bob", "x")).collect(),
+            more: false,
+            before: 0,
+        },
+    );
+    // Opened on the first unread: only it is read.
+    assert_eq!(app.total_unread(), 2);
+    let effects = app.update(AppEvent::Shown {
+        conversation_id: 2,
+        up_to: 3,
+    });
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(app.total_unread(), 2);
+    let effects = app.update(AppEvent::Shown {
+        conversation_id: 1,
+        up_to: 3,
+    });
+    assert_eq!(
+        effects,
+        vec![Effect::MarkRead {
+            conversation_id: 1,
+            up_to: 3
+        }]
+    );
+    assert_eq!(app.total_unread(), 0);
+}
+
+/// A session that ended elsewhere keeps what was unsent on disk as it was:
+/// moving it aside for the next sign-in must not save an empty outbox (a
+/// `kill -9` on the sign-in screen would then lose it).
+#[test]
+fn a_session_ended_elsewhere_leaves_the_saved_outbox_and_draft_alone() {
+    let mut app = chatting();
+    send(&mut app, "in flight");
+    type_text(&mut app, "half a thought");
+    let effects = net(
+        &mut app,
+        NetEvent::SendFailed {
+            local_id: 1,
+            error: NetError::new(ErrorKind::Unauthenticated, "session expired"),
+        },
+    );
+    assert_eq!(app.screen, Screen::SignIn);
+    for effect in saves(&effects) {
+        match effect {
+            Effect::SaveOutbox { messages, .. } => {
+                assert_eq!(messages.len(), 1, "{effects:?}");
+            }
+            Effect::SaveDrafts { drafts, .. } => {
+                assert_eq!(drafts.len(), 1, "{effects:?}");
+                assert_eq!(drafts[0].text, "half a thought");
+            }
+            _ => {}
+        }
+    }
 }

@@ -6,12 +6,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
 use ratatui::Frame;
 
-use super::{centered, pane_style};
+use super::pane_style;
 use crate::app::{is_me, AccountsBrowser, App};
 use crate::time;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, browser: &AccountsBrowser) {
-    let boxed = centered(area, 64, 22);
+    let boxed = crate::layout::accounts_box(area);
     frame.render_widget(Clear, boxed);
     let block = Block::default()
         .borders(Borders::ALL)
@@ -95,9 +95,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, browser: &AccountsBrowse
         } else {
             "n: next page"
         };
+        let first = browser.first_shown() + 1;
+        let last = browser.first_shown() + browser.results.len();
+        let total = match browser.total {
+            Some((n, true)) => format!(" of {n}"),
+            Some((n, false)) => format!(" of {n}+"),
+            None => String::new(),
+        };
         format!(
-            "{} shown · {} marked · {more}",
-            browser.results.len(),
+            "{first}–{last}{total} · {} marked · {more}",
             browser.marked.len()
         )
     };

@@ -12,15 +12,6 @@ use super::pane_style;
 use crate::app::{App, ConvKey, Focus, LinkState};
 use crate::model::ConversationKind;
 
-/// Most text lines shown before the box scrolls.
-const MAX_LINES: u16 = 5;
-
-/// Rows the compose box needs, borders included.
-pub fn height(app: &App) -> u16 {
-    let lines = u16::try_from(app.compose.lines().len()).unwrap_or(MAX_LINES);
-    lines.clamp(1, MAX_LINES) + 2
-}
-
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Compose && app.overlay.is_none();
     let to = match app.conversations.open() {

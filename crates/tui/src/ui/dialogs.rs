@@ -7,23 +7,50 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::centered;
-use crate::app::{ConfirmKind, Prompt, PromptKind};
+use crate::app::{App, ConfirmKind, Prompt, PromptKind};
+use crate::keys::{Action, Context};
 
-pub fn render_confirm(frame: &mut Frame, area: Rect, kind: &ConfirmKind) {
-    let question = match kind {
-        ConfirmKind::DeleteMessages(ids) => {
-            format!("Delete {} message(s) for everyone?", ids.len())
-        }
-    };
-    let boxed = centered(area, 50, 5);
-    frame.render_widget(Clear, boxed);
-    let text = vec![
-        Line::styled(question, Style::default().add_modifier(Modifier::BOLD)),
-        Line::styled(
-            "y / Enter: yes    n / Esc: no",
-            Style::default().fg(Color::DarkGray),
+pub fn render_confirm(frame: &mut Frame, area: Rect, app: &App, kind: &ConfirmKind) {
+    let (yes, no, question, detail) = match kind {
+        ConfirmKind::DeleteMessages(ids) => (
+            "yes",
+            "no",
+            format!("Delete {} message(s) for everyone?", ids.len()),
+            None,
         ),
-    ];
+        ConfirmKind::Quit { waiting } => (
+            "quit anyway",
+            "stay",
+            format!("{} Quit anyway?", waiting_text(*waiting)),
+            Some(kept_text(app)),
+        ),
+        ConfirmKind::Logout { waiting } => (
+            "log out anyway",
+            "stay",
+            format!("{} Log out anyway?", waiting_text(*waiting)),
+            Some(kept_text(app)),
+        ),
+    };
+    let height = if detail.is_some() { 6 } else { 5 };
+    let boxed = centered(area, 60, height);
+    frame.render_widget(Clear, boxed);
+    let mut text = vec![Line::styled(
+        question,
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
+    if let Some(detail) = detail {
+        text.push(Line::raw(detail));
+    }
+    text.push(Line::styled(
+        format!(
+            "{}: {yes}    {}: {no}",
+            app.config
+                .keymap
+                .label_of(Context::Confirm, Action::Confirm),
+            app.config.keymap.label_of(Context::Confirm, Action::Cancel)
+        ),
+        Style::default().fg(Color::DarkGray),
+    ));
     frame.render_widget(
         Paragraph::new(text).wrap(Wrap { trim: true }).block(
             Block::default()
@@ -33,6 +60,22 @@ pub fn render_confirm(frame: &mut Frame, area: Rect, kind: &ConfirmKind) {
         ),
         boxed,
     );
+}
+
+fn waiting_text(waiting: usize) -> String {
+    match waiting {
+        1 => "1 message is waiting to be sent.".to_string(),
+        n => format!("{n} messages are waiting to be sent."),
+    }
+}
+
+/// What becomes of waiting messages if the user goes anyway.
+fn kept_text(app: &App) -> String {
+    if let Some(user) = app.saved.user.as_ref().filter(|_| app.saved.available) {
+        format!("They are saved on this computer and sent when you next sign in as {user}.")
+    } else {
+        "They could not be saved on this computer: going now loses them.".to_string()
+    }
 }
 
 pub fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {

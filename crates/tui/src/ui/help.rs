@@ -7,12 +7,12 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
 use super::centered;
-use crate::keys::{Context, BINDINGS};
+use crate::keys::{Context, Keymap};
 
 /// The help text: every context with its bindings, then the legend.
-pub fn help_lines() -> Vec<Line<'static>> {
+pub fn help_lines(keymap: &Keymap) -> Vec<Line<'static>> {
     let mut contexts: Vec<Context> = Vec::new();
-    for binding in BINDINGS {
+    for binding in keymap.bindings() {
         if !contexts.contains(&binding.context) {
             contexts.push(binding.context);
         }
@@ -25,7 +25,7 @@ pub fn help_lines() -> Vec<Line<'static>> {
                 .fg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
         ));
-        for binding in BINDINGS.iter().filter(|b| b.context == context) {
+        for binding in keymap.bindings().iter().filter(|b| b.context == context) {
             lines.push(Line::from(vec![
                 Span::styled(
                     format!("  {:<18}", binding.keys_label()),
@@ -41,23 +41,29 @@ pub fn help_lines() -> Vec<Line<'static>> {
         Style::default().fg(Color::Gray),
     ));
     lines.push(Line::styled(
-        "Mouse wheel scrolls. Messages typed offline are sent in order once a quorum is back.",
+        "Mouse: click a conversation to open it, the wheel scrolls; M or F3 turns the mouse off so the terminal selects text.",
+        Style::default().fg(Color::Gray),
+    ));
+    lines.push(Line::styled(
+        "Messages typed offline are sent in order once a quorum is back; unsent text survives a restart.",
         Style::default().fg(Color::Gray),
     ));
     lines
 }
 
-pub fn render(frame: &mut Frame, area: Rect, scroll: u16) {
+pub fn render(frame: &mut Frame, area: Rect, keymap: &Keymap, scroll: u16) {
     let width = area.width.saturating_sub(8).min(90);
     let height = area.height.saturating_sub(4);
     let boxed = centered(area, width, height);
     frame.render_widget(Clear, boxed);
-    let help = Paragraph::new(help_lines()).scroll((scroll, 0)).block(
-        Block::default()
-            .borders(Borders::ALL)
-            .title(" Help — ↑/↓ scroll, Esc or ? close ")
-            .border_style(Style::default().fg(Color::Cyan)),
-    );
+    let help = Paragraph::new(help_lines(keymap))
+        .scroll((scroll, 0))
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" Help — ↑/↓ scroll, Esc or ? close ")
+                .border_style(Style::default().fg(Color::Cyan)),
+        );
     frame.render_widget(help, boxed);
 }
 
@@ -67,8 +73,9 @@ mod tests {
 
     #[test]
     fn help_lists_every_binding_of_the_table() {
-        let text: Vec<String> = help_lines().iter().map(|l| l.to_string()).collect();
-        for binding in BINDINGS {
+        let keymap = Keymap::default();
+        let text: Vec<String> = help_lines(&keymap).iter().map(|l| l.to_string()).collect();
+        for binding in crate::keys::BINDINGS {
             let row = format!("  {:<18}{}", binding.keys_label(), binding.description);
             assert!(text.contains(&row), "missing from help: {row}");
         }

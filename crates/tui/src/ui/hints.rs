@@ -16,7 +16,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let width = usize::from(area.width);
     let cost =
         |b: &keys::Binding| b.keys_label().chars().count() + b.description.chars().count() + 3;
-    let hints = keys::hints(&app.contexts());
+    let contexts = app.contexts();
+    let hints = app.config.keymap.hints(&contexts);
     let help = hints
         .iter()
         .copied()

@@ -1,5 +1,6 @@
-//! The message pane: day separators, sender and time, delivery marks for
-//! own messages, a cursor for selection and a "N more below" indicator.
+//! The message pane: day separators, sender and time (once for a run of
+//! messages by one sender), delivery marks for own messages, a cursor for
+//! selection and a "N more below" indicator.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -10,12 +11,16 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::pane_style;
-use crate::app::{App, Conversation, Delivery, Entry, Focus};
+use crate::app::{App, Conversation, Delivery, Entry, Focus, Note, Screen};
+use crate::layout;
 use crate::model::ConversationKind;
 use crate::time;
 
 /// Width of the `HH:MM ` column; continuation lines are indented by it.
 const TIME_COLUMN: usize = 6;
+/// Messages of one sender this close after the previous one go under its
+/// `HH:MM sender` line instead of repeating it.
+const GROUP_MS: u64 = 5 * 60 * 1000;
 
 /// The mark after an own message's sender name.
 pub fn delivery_mark(entry: &Entry) -> &'static str {
@@ -58,78 +63,186 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         .border_style(pane_style(focused));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let lines = visible_lines(app, conv, inner, focused);
+    let (lines, _) = visible_lines(app, conv, inner, focused);
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// The lines that fit in `area`, ending with the cursor message.
-fn visible_lines(app: &App, conv: &Conversation, area: Rect, focused: bool) -> Vec<Line<'static>> {
+/// The open conversation and the newest of its messages the pane shows
+/// whole on a `full`-sized screen ("read when shown" counts what is drawn
+/// below the cursor too, when the pane is filled from the top). `None`
+/// under an overlay, or with nothing to show.
+pub fn shown_up_to(app: &App, full: Rect) -> Option<(u64, u64)> {
+    if app.screen != Screen::Chat || app.overlay.is_some() {
+        return None;
+    }
+    let conv = app.conversations.open()?;
+    let areas = layout::chat(layout::screen(full, app).body, app);
+    let (_, last) = visible_lines(app, conv, layout::inner(areas.messages), false);
+    let up_to = conv.log.newest_id_through(last?);
+    Some((conv.id()?, up_to)).filter(|_| up_to > 0)
+}
+
+/// The lines that fit in `area`: normally ending with the cursor
+/// message; when everything from the start of the loaded history to the
+/// cursor fits, the pane is filled from the top instead (the messages
+/// after the cursor follow), not left blank below one message.
+/// Also says which entry is the last one shown whole.
+fn visible_lines(
+    app: &App,
+    conv: &Conversation,
+    area: Rect,
+    focused: bool,
+) -> (Vec<Line<'static>>, Option<usize>) {
     let width = usize::from(area.width).max(TIME_COLUMN + 1);
     let height = usize::from(area.height);
     let entries = &conv.log.entries;
+    let notes = &conv.notes;
     if entries.is_empty() {
         let text = if conv.log.loading || !conv.log.loaded {
             "Loading…"
         } else {
             "No messages yet. Say hello!"
         };
-        return vec![Line::styled(text, Style::default().fg(Color::DarkGray))];
+        let mut lines: Vec<Line<'static>> = notes.iter().map(|n| note_line(app, n)).collect();
+        lines.push(Line::styled(text, Style::default().fg(Color::DarkGray)));
+        return (lines, None);
     }
     let bottom = app
         .view
         .anchor
         .and_then(|key| conv.log.position(key))
         .unwrap_or(entries.len() - 1);
-    let below = entries.len() - 1 - bottom;
 
     let mut lines: Vec<Line<'static>> = Vec::new();
+    // Lines after each entry (its separators included).
+    let mut ends: Vec<usize> = Vec::new();
     let mut previous_day = None;
-    for (index, entry) in entries.iter().enumerate().take(bottom + 1) {
-        let day = time::day_of(entry.sent_ms, &app.config.time_zone);
-        if previous_day != Some(day) {
-            lines.push(day_separator(day, width));
-            previous_day = Some(day);
+    // Notes go before the first message newer than they are (pending own
+    // messages are newer than all), the rest after the last message.
+    let mut next_note = 0;
+    let mut render = |index: usize, lines: &mut Vec<Line<'static>>| {
+        let entry = &entries[index];
+        let due = match entry.id {
+            Some(id) => notes[next_note..]
+                .iter()
+                .take_while(|n| n.after_id < id)
+                .count(),
+            None => notes.len() - next_note,
+        };
+        // A day separator before whatever comes first on a new day.
+        let mut new_day = |at_ms: u64, lines: &mut Vec<Line<'static>>| {
+            let day = time::day_of(at_ms, &app.config.time_zone);
+            let changed = previous_day != Some(day);
+            if changed {
+                lines.push(day_separator(day, width));
+                previous_day = Some(day);
+            }
+            changed
+        };
+        for note in &notes[next_note..next_note + due] {
+            new_day(note.at_ms, lines);
+            lines.push(note_line(app, note));
+        }
+        next_note += due;
+        let mut continued = due == 0 && index > 0 && continues(app, &entries[index - 1], entry);
+        if new_day(entry.sent_ms, lines) {
+            continued = false;
         }
         if entry.id.is_some() && entry.id == app.view.new_from {
             lines.push(new_messages_line(width));
+            continued = false;
         }
         let selected = focused && index == bottom;
         let marked = entry.id.is_some_and(|id| app.view.marked.contains(&id));
-        lines.extend(entry_lines(app, entry, width, selected, marked));
+        let mut entry_lines = entry_lines(app, entry, width, selected, marked);
+        if continued {
+            entry_lines.remove(0);
+        }
+        lines.extend(entry_lines);
+        if index + 1 == entries.len() {
+            for note in &notes[next_note..] {
+                let day = time::day_of(note.at_ms, &app.config.time_zone);
+                if previous_day != Some(day) {
+                    lines.push(day_separator(day, width));
+                    previous_day = Some(day);
+                }
+                lines.push(note_line(app, note));
+            }
+            next_note = notes.len();
+        }
+    };
+    for index in 0..=bottom {
+        render(index, &mut lines);
+        ends.push(lines.len());
     }
-
-    let mut room = height;
-    let indicator = (below > 0).then(|| {
+    let older = conv.log.more.then(|| {
+        Line::styled(
+            "  ↑ older messages: scroll up to load",
+            Style::default().fg(Color::DarkGray),
+        )
+    });
+    let top_rows = usize::from(older.is_some());
+    let more_after = bottom + 1 < entries.len();
+    let indicator = |below: usize| {
         Line::styled(
             format!("  ↓ {below} more below (G: newest)"),
             Style::default()
                 .fg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
         )
-    });
-    if indicator.is_some() {
-        room = room.saturating_sub(1);
+    };
+
+    if top_rows + lines.len() + usize::from(more_after) <= height {
+        // From the top: the history's start, the cursor, then what follows.
+        let mut next = bottom + 1;
+        while next < entries.len() && top_rows + lines.len() < height {
+            render(next, &mut lines);
+            ends.push(lines.len());
+            next += 1;
+        }
+        let mut shown: Vec<Line<'static>> = older.into_iter().collect();
+        if next == entries.len() && top_rows + lines.len() <= height {
+            shown.extend(lines);
+            return (shown, Some(entries.len() - 1));
+        }
+        let room = height.saturating_sub(top_rows + 1);
+        let whole = ends.iter().take_while(|end| **end <= room).count();
+        lines.truncate(room);
+        shown.extend(lines);
+        shown.push(indicator(entries.len() - whole));
+        return (shown, whole.checked_sub(1));
     }
+
+    let below = entries.len() - 1 - bottom;
+    let room = height.saturating_sub(usize::from(below > 0));
     let mut shown: Vec<Line<'static>> = if lines.len() > room {
         lines.split_off(lines.len() - room)
     } else {
-        let mut top = Vec::new();
-        if conv.log.more {
-            top.push(Line::styled(
-                "  ↑ older messages: scroll up to load",
-                Style::default().fg(Color::DarkGray),
-            ));
-        }
+        let mut top: Vec<Line<'static>> = older.into_iter().collect();
         if top.len() + lines.len() > room {
             top.clear();
         }
         top.extend(lines);
         top
     };
-    if let Some(indicator) = indicator {
-        shown.push(indicator);
+    if below > 0 {
+        shown.push(indicator(below));
     }
-    shown
+    (shown, Some(bottom))
+}
+
+/// A membership change among the messages: `HH:MM — bob joined`.
+fn note_line(app: &App, note: &Note) -> Line<'static> {
+    Line::styled(
+        format!(
+            "{} — {}",
+            time::clock(note.at_ms, &app.config.time_zone),
+            note.text
+        ),
+        Style::default()
+            .fg(Color::DarkGray)
+            .add_modifier(Modifier::ITALIC),
+    )
 }
 
 /// Above the first message that was unread when the conversation was
@@ -160,6 +273,31 @@ fn rule(label: &str, width: usize, style: Style) -> Line<'static> {
     )
 }
 
+/// Whether `entry` goes under `previous`'s header: same sender, within
+/// [`GROUP_MS`], and a header that would say nothing new (the same
+/// delivery mark and "seen", no failure, not marked for deletion).
+fn continues(app: &App, previous: &Entry, entry: &Entry) -> bool {
+    let same_marks = delivery_mark(previous) == delivery_mark(entry)
+        && previous.failed.is_none()
+        && entry.failed.is_none()
+        && own_seen(app, previous) == own_seen(app, entry);
+    let marked = entry.id.is_some_and(|id| app.view.marked.contains(&id));
+    previous.sender.eq_ignore_ascii_case(&entry.sender)
+        && entry.sent_ms >= previous.sent_ms
+        && entry.sent_ms - previous.sent_ms <= GROUP_MS
+        && same_marks
+        && !marked
+}
+
+/// The "seen" label of an own committed message.
+fn own_seen(app: &App, entry: &Entry) -> Option<String> {
+    entry
+        .id
+        .filter(|_| entry.is_own())
+        .and_then(|id| seen_label(app, id))
+}
+
+/// The lines of one message: its `HH:MM sender` header, then its text.
 fn entry_lines(
     app: &App,
     entry: &Entry,
@@ -204,11 +342,7 @@ fn entry_lines(
             Style::default().fg(Color::Red),
         ));
     }
-    if let Some(seen) = entry
-        .id
-        .filter(|_| entry.is_own())
-        .and_then(|id| seen_label(app, id))
-    {
+    if let Some(seen) = own_seen(app, entry) {
         header.push(Span::styled(
             format!(" {seen}"),
             Style::default().fg(Color::DarkGray),

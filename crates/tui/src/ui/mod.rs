@@ -12,15 +12,17 @@ mod messages;
 mod sidebar;
 mod sign_in;
 mod status;
+mod theme;
 
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+pub use messages::shown_up_to;
+pub use theme::Theme;
+
+use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::Frame;
 
 use super::app::{App, Overlay, Screen};
-
-/// Height of the cluster panel: borders, header and five replicas.
-const CLUSTER_PANEL_HEIGHT: u16 = 8;
+use super::layout;
 
 /// Draws the whole screen for `app`.
 /// Whether the user asked for no colours (`NO_COLOR` set and not empty,
@@ -49,62 +51,39 @@ pub fn strip_colors(buffer: &mut ratatui::buffer::Buffer) {
 }
 
 pub fn draw(frame: &mut Frame, app: &App) {
-    let notice_height = u16::from(app.notice.is_some());
-    let cluster_height = if app.show_cluster {
-        CLUSTER_PANEL_HEIGHT.max(u16::try_from(app.cluster.len()).unwrap_or(0) + 3)
-    } else {
-        0
-    };
-    let [body, cluster_area, notice_area, status_area, hints_area] = Layout::vertical([
-        Constraint::Min(3),
-        Constraint::Length(cluster_height),
-        Constraint::Length(notice_height),
-        Constraint::Length(1),
-        Constraint::Length(1),
-    ])
-    .areas(frame.area());
-
+    let areas = layout::screen(frame.area(), app);
+    let body = areas.body;
     match app.screen {
         Screen::SignIn => sign_in::render(frame, body, app),
         Screen::Chat => render_chat(frame, body, app),
     }
     if app.show_cluster {
-        cluster::render(frame, cluster_area, app);
+        cluster::render(frame, areas.cluster, app);
     }
-    status::render_notice(frame, notice_area, app);
-    status::render(frame, status_area, app);
-    hints::render(frame, hints_area, app);
+    status::render_notice(frame, areas.notice, app);
+    status::render(frame, areas.status, app);
+    hints::render(frame, areas.hints, app);
 
     match &app.overlay {
-        Some(Overlay::Help { scroll }) => help::render(frame, frame.area(), *scroll),
+        Some(Overlay::Help { scroll }) => {
+            help::render(frame, frame.area(), &app.config.keymap, *scroll);
+        }
         Some(Overlay::Accounts(browser)) => accounts::render(frame, body, app, browser),
-        Some(Overlay::Confirm(kind)) => dialogs::render_confirm(frame, body, kind),
+        Some(Overlay::Confirm(kind)) => dialogs::render_confirm(frame, body, app, kind),
         Some(Overlay::Prompt(prompt)) => dialogs::render_prompt(frame, body, prompt),
         None => {}
     }
+    app.config.theme.apply(frame.buffer_mut());
 }
 
 fn render_chat(frame: &mut Frame, area: Rect, app: &App) {
-    let [sidebar_area, right] =
-        Layout::horizontal([Constraint::Length(28), Constraint::Min(20)]).areas(area);
-    let compose_height = compose::height(app);
-    let [messages_area, compose_area] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(compose_height)]).areas(right);
-    sidebar::render(frame, sidebar_area, app);
-    messages::render(frame, messages_area, app);
-    compose::render(frame, compose_area, app);
+    let areas = layout::chat(area, app);
+    sidebar::render(frame, areas.sidebar, app);
+    messages::render(frame, areas.messages, app);
+    compose::render(frame, areas.compose, app);
 }
 
-/// A rectangle of at most `width` x `height` centred in `area`.
-pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
-        .flex(Flex::Center)
-        .areas(area);
-    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
-        .flex(Flex::Center)
-        .areas(row);
-    cell
-}
+pub(crate) use crate::layout::centered;
 
 /// Border style of a pane: highlighted when it has the keyboard.
 pub(crate) fn pane_style(focused: bool) -> Style {

@@ -24,6 +24,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             app.focus == Focus::Sidebar && app.overlay.is_none(),
         ));
     let width = usize::from(block.inner(area).width);
+    let rows = block.inner(area).height;
     let items: Vec<ListItem> = app
         .conversations
         .list
@@ -34,7 +35,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let list = List::new(items)
         .block(block)
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
-    let mut state = ListState::default().with_selected(app.conversations.cursor_index());
+    let offset = crate::layout::sidebar_offset(app, rows);
+    let mut state = ListState::default()
+        .with_offset(offset)
+        .with_selected(app.conversations.cursor_index());
     frame.render_stateful_widget(list, area, &mut state);
     if empty {
         let hint = Line::styled(" a: find people", Style::default().fg(Color::DarkGray));

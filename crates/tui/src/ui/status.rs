@@ -12,12 +12,12 @@ const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "�
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let connection = &app.connection;
-    let info = connection.info.as_ref();
     let mut spans = state_spans(app);
     let sep = || Span::styled(" │ ", Style::default().fg(Color::DarkGray));
 
-    let server = info
-        .map(|i| i.server.clone())
+    let server = connection
+        .server()
+        .map(str::to_string)
         .or_else(|| app.config.servers.first().cloned())
         .unwrap_or_default();
     spans.push(sep());
@@ -35,10 +35,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         None => "term ?".to_string(),
     }));
     spans.push(sep());
+    // Only a round trip of now: the library keeps the last one forever.
+    let silence = connection
+        .server()
+        .and_then(|server| connection.silence_ms(server, app.now_ms));
     spans.push(Span::raw(
-        match info.and_then(|i| i.last_rtt).map(|rtt| rtt.as_millis()) {
-            Some(ms) => format!("rtt {ms} ms"),
-            None => "rtt ?".to_string(),
+        match (connection.fresh_rtt(app.now_ms), silence) {
+            (Some(rtt), _) => format!("rtt {} ms", rtt.as_millis()),
+            (None, Some(ms)) => format!("no answer for {} s", ms.div_ceil(1000)),
+            (None, None) => "rtt ?".to_string(),
         },
     ));
     // No background of its own: a fixed one was unreadable on light
@@ -73,6 +78,14 @@ fn state_spans(app: &App) -> Vec<Span<'static>> {
             }
             spans
         }
+        LinkState::Silent { server, for_ms } => vec![Span::styled(
+            format!(
+                "{} waiting for {server} ({} s)",
+                spinner(app.ticks),
+                for_ms.div_ceil(1000)
+            ),
+            bold(Color::Yellow),
+        )],
         LinkState::NoQuorum => vec![Span::styled(
             "✗ no quorum",
             Style::default()
