@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::raft::consensus::Consensus;
@@ -75,6 +75,10 @@ const OFFER_RETRY: Duration = Duration::from_millis(500);
 /// whose follower restarted or vanished would otherwise wait forever, and
 /// the follower never get a new one.
 const LANE_SILENCE: Duration = Duration::from_secs(3);
+
+/// Calls the leader handles at once on one lane; it reads no more calls
+/// while this many are unanswered. A proposer batch holds at most 1,024.
+const LANE_IN_FLIGHT: usize = 4096;
 
 /// A frame of calls or answers is closed once it holds this many bytes;
 /// the rest go in the next one.
@@ -430,6 +434,7 @@ async fn serve_lane(consensus: Consensus, peer: NodeId, advertised: String) {
         }
         io::Result::Ok(())
     };
+    let in_flight = Arc::new(Semaphore::new(LANE_IN_FLIGHT));
     let reading = async {
         let mut buffered = tokio::io::BufReader::new(&mut reader);
         loop {
@@ -454,9 +459,13 @@ async fn serve_lane(consensus: Consensus, peer: NodeId, advertised: String) {
             let calls = decode_all::<(u64, Received)>(&payload)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             for (id, call) in calls {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return Ok(());
+                };
                 let consensus = consensus.clone();
                 let answers = answers_tx.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let answer = answer(&consensus, call).await;
                     if let Ok(item) = postcard::to_stdvec(&(id, answer)) {
                         let _ = answers.send(item);

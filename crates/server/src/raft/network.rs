@@ -11,9 +11,10 @@
 //! waiting for the late answer, which the next call reads and discards
 //! before it sends its own (so a late answer is never taken for the next
 //! call's, and a busy peer is not dialled anew every heartbeat). Idle
-//! connections go back to a small per-peer pool, which also
-//! serves forwarded proposals and read-index requests, so a linearizable
-//! read does not dial every peer anew.
+//! connections go back to a small per-peer pool. Forwarded proposals,
+//! read-index requests and lease questions go to the leader over the lane
+//! it opened to this replica (`raft::lanes`) when there is one, and over
+//! a pooled connection otherwise.
 //!
 //! With TLS, each connection is mutually authenticated: this replica
 //! presents its certificate and accepts only the peer's own (replica N's

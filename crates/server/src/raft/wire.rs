@@ -407,7 +407,7 @@ mod tests {
     async fn unknown_kind_is_rejected() {
         let (mut a, b) = pair().await;
         let mut b = BufReader::new(b);
-        a.write_all(&[1, 0, 0, 0, 9]).await.unwrap();
+        a.write_all(&[1, 0, 0, 0, 200]).await.unwrap();
         let err = read_frame(&mut b).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
