@@ -22,13 +22,13 @@ pub fn render_confirm(frame: &mut Frame, area: Rect, app: &App, kind: &ConfirmKi
             "quit anyway",
             "stay",
             format!("{} Quit anyway?", waiting_text(*waiting)),
-            Some(kept_text(app)),
+            Some(kept_text(app, *waiting)),
         ),
         ConfirmKind::Logout { waiting } => (
             "log out anyway",
             "stay",
             format!("{} Log out anyway?", waiting_text(*waiting)),
-            Some(kept_text(app)),
+            Some(kept_text(app, *waiting)),
         ),
     };
     let height = if detail.is_some() { 6 } else { 5 };
@@ -70,11 +70,17 @@ fn waiting_text(waiting: usize) -> String {
 }
 
 /// What becomes of waiting messages if the user goes anyway.
-fn kept_text(app: &App) -> String {
-    if let Some(user) = app.saved.user.as_ref().filter(|_| app.saved.available) {
-        format!("They are saved on this computer and sent when you next sign in as {user}.")
+fn kept_text(app: &App, waiting: usize) -> String {
+    let (they, them) = if waiting == 1 {
+        ("It is", "it")
     } else {
-        "They could not be saved on this computer: going now loses them.".to_string()
+        ("They are", "them")
+    };
+    if let Some(user) = app.saved.user.as_ref().filter(|_| app.saved.available) {
+        format!("{they} saved on this computer and sent when you next sign in as {user}.")
+    } else {
+        let they = if waiting == 1 { "It" } else { "They" };
+        format!("{they} could not be saved on this computer: going now loses {them}.")
     }
 }
 
