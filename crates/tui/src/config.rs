@@ -230,16 +230,25 @@ fn split_servers(list: &str) -> Vec<String> {
 
 /// `$XDG_CONFIG_HOME/raftchat/config.toml`, else `~/.config/...`.
 pub fn default_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+    Some(
+        xdg_dir("XDG_CONFIG_HOME", &[".config"])?
+            .join("raftchat")
+            .join("config.toml"),
+    )
+}
+
+/// The XDG base directory `var` names, else `$HOME` joined with
+/// `fallback`. The spec: a relative path is invalid and ignored.
+pub fn xdg_dir(var: &str, fallback: &[&str]) -> Option<PathBuf> {
+    std::env::var_os(var)
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| {
             std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .filter(|p| p.is_absolute())
-                .map(|home| home.join(".config"))
-        })?;
-    Some(base.join("raftchat").join("config.toml"))
+                .map(|home| fallback.iter().fold(home, |dir, part| dir.join(part)))
+        })
 }
 
 /// The line (1-based) of byte `offset` in `text` and the key written on

@@ -52,16 +52,7 @@ pub struct Store {
 impl Store {
     /// The store for the cluster of `servers`, in the user's state directory.
     pub fn for_servers(servers: &[String]) -> Self {
-        let state_home = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            // The XDG spec: a relative path is invalid and ignored.
-            .filter(|p| p.is_absolute())
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .filter(|p| p.is_absolute())
-                    .map(|home| home.join(".local").join("state"))
-            });
+        let state_home = crate::config::xdg_dir("XDG_STATE_HOME", &[".local", "state"]);
         Self {
             dir: state_home.map(|s| s.join("raftchat").join(servers_hash(servers))),
             held: None,

@@ -161,7 +161,13 @@ impl Peers {
     /// A new Raft connection to `peer`, whose membership address is
     /// `advertised`, by its route if it has one.
     pub async fn dial(&self, peer: NodeId, advertised: &str) -> io::Result<wire::Conn> {
-        let url = self.route(peer, advertised);
+        self.dial_at(peer, self.route(peer, advertised), advertised)
+            .await
+    }
+
+    /// A new Raft connection to `peer` at `url`; its certificate must
+    /// name the host of `advertised`.
+    async fn dial_at(&self, peer: NodeId, url: &str, advertised: &str) -> io::Result<wire::Conn> {
         wire::dial(
             peer,
             url,
@@ -236,16 +242,7 @@ impl Peers {
     ) -> io::Result<(wire::Conn, Vec<u8>)> {
         let mut conn = match conn.or_else(|| self.take_idle(peer, url)) {
             Some(conn) => conn,
-            None => {
-                wire::dial(
-                    peer,
-                    url,
-                    advertised,
-                    self.dial_tls.as_ref(),
-                    CONNECT_TIMEOUT,
-                )
-                .await?
-            }
+            None => self.dial_at(peer, url, advertised).await?,
         };
         wire::write_frame(conn.get_mut(), frame).await?;
         match wire::read_frame(&mut conn).await? {
