@@ -84,7 +84,7 @@ const LANE_IN_FLIGHT: usize = 4096;
 /// the rest go in the next one.
 const BATCH_BYTES: usize = 1024 * 1024;
 
-/// A call and its number, encoded, and where its answer goes.
+/// A call, encoded with its number, and the number alone (for the log).
 struct Outgoing {
     id: u64,
     item: Vec<u8>,
@@ -183,11 +183,6 @@ impl Lanes {
         {
             open.remove(&leader);
         }
-    }
-
-    /// Whether `leader` has a lane open to this replica.
-    pub fn has(&self, leader: NodeId) -> bool {
-        self.lock().contains_key(&leader)
     }
 
     /// Asks `leader` over its lane: `None` if it has none open, else its
