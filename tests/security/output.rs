@@ -283,3 +283,70 @@ fn a_closed_stdout_ends_chatctl_quietly() {
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// `chatctl edit`: the new text is shown escaped with "(edited TIME)" in
+/// `history`, `history --json` carries `edited_at_ms`, and editing someone
+/// else's message is refused with a safe one-line error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatctl_edit_shows_the_edit_safely() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let servers = &cluster;
+    ok(servers, "alice", &["register", "alice"]).await;
+    ok(servers, "bob", &["register", "bob"]).await;
+    let sent = ok(
+        servers,
+        "alice",
+        &["--json", "send", "--as", "alice", "bob", "typo"],
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).expect("one JSON line");
+    let id = sent["id"].as_u64().expect("message id").to_string();
+    assert_eq!(sent["edited_at_ms"], 0, "{sent}");
+    ok(servers, "bob", &["send", "--as", "bob", "alice", "hi"]).await;
+
+    let body = evil_body();
+    let edited = ok(servers, "alice", &["edit", "--as", "alice", &id, &body]).await;
+    assert!(
+        edited.starts_with(&format!("edited message {id} ")),
+        "{edited}"
+    );
+
+    let history = ok(
+        servers,
+        "bob",
+        &["history", "--as", "bob", "--with", "alice"],
+    )
+    .await;
+    assert_body_shown("history after edit", &history);
+    assert!(!history.contains("typo"), "{history}");
+    assert_eq!(history.matches("(edited ").count(), 1, "{history}");
+
+    let json = ok(
+        servers,
+        "bob",
+        &["--json", "history", "--as", "bob", "--with", "alice"],
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{json}");
+    assert_eq!(lines[0]["id"].to_string(), id, "same id and place: {json}");
+    assert_eq!(lines[0]["body"], body.as_str(), "{json}");
+    assert!(lines[0]["edited_at_ms"].as_u64() > Some(0), "{json}");
+    assert_eq!(lines[1]["edited_at_ms"], 0, "{json}");
+
+    let refused = run(servers, "bob", &["edit", "--as", "bob", &id, "\x1b[2J"]).await;
+    assert!(!refused.status.success(), "bob edited alice's message");
+    assert_terminal_safe("refused edit stderr", &refused.stderr);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("chatctl: PERMISSION_DENIED: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}

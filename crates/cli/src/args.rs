@@ -194,6 +194,18 @@ pub enum Command {
         ids: Vec<u64>,
     },
 
+    /// Replace the text of one of your own messages, for everyone.
+    Edit {
+        #[command(flatten)]
+        who: AsUser,
+        /// The message id.
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// The new text; several words are joined with spaces.
+        #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+
     /// Delete your account.
     DeleteAccount {
         #[command(flatten)]

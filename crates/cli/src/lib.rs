@@ -138,6 +138,13 @@ async fn execute(cli: Cli) -> Result<()> {
             })
             .await
         }
+        Command::Edit { who, id, text } => {
+            let text = text.join(" ");
+            session::as_user(client, &who.user, |_| {
+                messages::edit(client, out, id, &text)
+            })
+            .await
+        }
         Command::DeleteAccount { who } => accounts::delete_account(client, out, &who.user).await,
         Command::Passwd { who } => accounts::passwd(client, out, &who.user).await,
         Command::Group(GroupCommand::Create { who, name, members }) => {

@@ -1,5 +1,5 @@
 //! Messaging commands: send, read, history, conversations, mark-read,
-//! delete-messages. Each runs inside a `--as USER` session.
+//! delete-messages, edit. Each runs inside a `--as USER` session.
 
 use std::collections::BTreeMap;
 
@@ -204,6 +204,23 @@ pub async fn delete_messages(client: &ChatClient, out: Output, ids: &[u64]) -> R
             )
         },
         || json!({ "deleted": reply.deleted, "requested": ids }),
+    )
+}
+
+/// `edit --as USER ID TEXT...`.
+pub async fn edit(client: &ChatClient, out: Output, id: u64, text: &str) -> Result<()> {
+    let reply = client.edit_message(id, text).await?;
+    let message = reply
+        .message
+        .ok_or_else(|| ClientError::missing_field("message"))?;
+    out.either(
+        || {
+            format!(
+                "edited message {} (conversation {})",
+                message.id, message.conversation_id
+            )
+        },
+        || message_json(&message),
     )
 }
 

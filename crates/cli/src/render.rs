@@ -54,7 +54,7 @@ pub fn kind_name(conversation: &Conversation) -> &'static str {
     }
 }
 
-/// `[id] time  sender: body`; further lines of the body are indented
+/// `[id] time [(edited time)]  sender: body`; further lines of the body are indented
 /// under its first one.
 pub fn message_line(message: &Message) -> String {
     message_line_after("", message)
@@ -63,8 +63,13 @@ pub fn message_line(message: &Message) -> String {
 /// [`message_line`] after `lead` (e.g. `(conversation 3) `), which the
 /// body's further lines are indented past too.
 pub fn message_line_after(lead: &str, message: &Message) -> String {
+    // The edit mark is ours, before the body, where a body cannot forge it.
+    let edited = match message.edited_at_ms {
+        0 => String::new(),
+        at => format!(" (edited {})", format_ms(at)),
+    };
     let head = format!(
-        "{lead}[{}] {}  {}: ",
+        "{lead}[{}] {}{edited}  {}: ",
         message.id,
         format_ms(message.sent_ms),
         escape_line(&message.sender),
@@ -82,6 +87,7 @@ pub fn message_json(message: &Message) -> Value {
         "body": message.body,
         "sent_ms": message.sent_ms,
         "index": message.index,
+        "edited_at_ms": message.edited_at_ms,
     })
 }
 
@@ -120,6 +126,15 @@ pub fn event_line(event: &Event) -> String {
             // its first one.
             let head = format!(
                 "{seq}message {} in conversation {} from {}: ",
+                m.id,
+                m.conversation_id,
+                escape_line(&m.sender)
+            );
+            return with_body(head, &m.body);
+        }
+        Some(Kind::Edited(m)) => {
+            let head = format!(
+                "{seq}edited message {} in conversation {} from {}: ",
                 m.id,
                 m.conversation_id,
                 escape_line(&m.sender)
@@ -182,6 +197,7 @@ pub fn event_line(event: &Event) -> String {
 pub fn event_json(event: &Event) -> Value {
     let (kind, body) = match &event.kind {
         Some(Kind::Message(m)) => ("message", json!({ "message": message_json(m) })),
+        Some(Kind::Edited(m)) => ("edited", json!({ "message": message_json(m) })),
         Some(Kind::Deleted(d)) => (
             "deleted",
             json!({ "conversation_id": d.conversation_id, "message_ids": d.message_ids }),
@@ -235,6 +251,7 @@ mod tests {
             body: "hi".into(),
             sent_ms: 1_795_423_932_000,
             index: 40,
+            edited_at_ms: 0,
         }
     }
 
@@ -248,6 +265,31 @@ mod tests {
         let value = message_json(&message());
         assert_eq!(value["sender"], "alice");
         assert_eq!(value["conversation_id"], 3);
+        assert_eq!(value["edited_at_ms"], 0);
+        let edited = Message {
+            body: "hi\x1b[2J".into(),
+            edited_at_ms: 1_795_423_992_000,
+            ..message()
+        };
+        assert_eq!(
+            message_line(&edited),
+            "[5] 2026-11-23 08:52:12 +00:00 (edited 2026-11-23 08:53:12 +00:00)  alice: hi\\x1b[2J"
+        );
+        assert_eq!(message_json(&edited)["edited_at_ms"], 1_795_423_992_000u64);
+        let event = Event {
+            seq: 12,
+            index: 41,
+            kind: Some(Kind::Edited(edited)),
+        };
+        assert_eq!(
+            event_line(&event),
+            "[12] edited message 5 in conversation 3 from alice: hi\\x1b[2J"
+        );
+        assert_eq!(event_json(&event)["type"], "edited");
+        assert_eq!(
+            event_json(&event)["message"]["edited_at_ms"],
+            1_795_423_992_000u64
+        );
     }
 
     #[test]

@@ -6,10 +6,10 @@ use tonic::Code;
 use raftchat_proto::{
     AddMemberRequest, ChangePasswordRequest, Conversation, CreateAccountReply,
     CreateAccountRequest, CreateGroupReply, CreateGroupRequest, DeleteAccountRequest,
-    DeleteMessagesReply, DeleteMessagesRequest, HistoryReply, HistoryRequest, LeaveGroupRequest,
-    ListAccountsReply, ListAccountsRequest, ListConversationsReply, ListConversationsRequest,
-    LoginReply, LoginRequest, LogoutRequest, MarkReadRequest, ReadUnreadReply, ReadUnreadRequest,
-    SendMessageReply, SendMessageRequest,
+    DeleteMessagesReply, DeleteMessagesRequest, EditMessageReply, EditMessageRequest, HistoryReply,
+    HistoryRequest, LeaveGroupRequest, ListAccountsReply, ListAccountsRequest,
+    ListConversationsReply, ListConversationsRequest, LoginReply, LoginRequest, LogoutRequest,
+    MarkReadRequest, ReadUnreadReply, ReadUnreadRequest, SendMessageReply, SendMessageRequest,
 };
 
 use super::retry::{is_retryable, new_request_id};
@@ -276,6 +276,38 @@ impl ChatClient {
         };
         self.unary("delete messages", message, |mut c, r| async move {
             c.delete_messages(r).await
+        })
+        .await
+    }
+
+    /// Replaces the text of one of the caller's own messages (it keeps its
+    /// id and place, and gets `edited_at_ms`). Retries carry the same
+    /// request id, so the edit applies once.
+    pub async fn edit_message(
+        &self,
+        message_id: u64,
+        body: &str,
+    ) -> Result<EditMessageReply, ClientError> {
+        self.edit_message_with_request_id(message_id, body, &new_request_id())
+            .await
+    }
+
+    /// [`edit_message`](Self::edit_message) with a request id the caller
+    /// chose: calling again with the same id returns the original result
+    /// instead of editing again.
+    pub async fn edit_message_with_request_id(
+        &self,
+        message_id: u64,
+        body: &str,
+        request_id: &str,
+    ) -> Result<EditMessageReply, ClientError> {
+        let message = EditMessageRequest {
+            request_id: request_id.to_string(),
+            message_id,
+            body: body.to_string(),
+        };
+        self.unary("edit message", message, |mut c, r| async move {
+            c.edit_message(r).await
         })
         .await
     }

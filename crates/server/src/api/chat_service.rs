@@ -138,15 +138,7 @@ impl ServiceContext {
             }
         };
         check_target(&target)?;
-        if req.body.is_empty() {
-            return Err(Status::invalid_argument("message body is empty"));
-        }
-        if req.body.len() > MAX_BODY_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "message body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                req.body.len()
-            )));
-        }
+        check_body(&req.body)?;
         let command = Command::Send {
             session,
             target,
@@ -181,6 +173,21 @@ fn check_target(target: &Target) -> Result<(), Status> {
         Target::Group(name) => check_group_lookup_len(name).map_err(chat_error),
         Target::Conversation(_) => Ok(()),
     }
+}
+
+/// A message text: refused here, before it costs a log entry, when apply
+/// would refuse it (apply checks again).
+fn check_body(body: &str) -> Result<(), Status> {
+    if body.is_empty() {
+        return Err(Status::invalid_argument("message body is empty"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "message body is {} bytes; the limit is {MAX_BODY_BYTES}",
+            body.len()
+        )));
+    }
+    Ok(())
 }
 
 fn check_username_len(name: &str) -> Result<(), Status> {
@@ -608,6 +615,31 @@ impl Chat for ChatService {
             };
             match ctx.write(req.request_id, command).await? {
                 Outcome::Deleted(n) => Ok(proto::DeleteMessagesReply { deleted: n }),
+                o => Err(unexpected(o)),
+            }
+        }
+        .await;
+        respond(&ctx.consensus, r)
+    }
+
+    async fn edit_message(
+        &self,
+        req: Request<proto::EditMessageRequest>,
+    ) -> Result<Response<proto::EditMessageReply>, Status> {
+        let ctx = &self.ctx;
+        let r = async {
+            let session = auth::session_from(req.metadata())?;
+            let req = req.into_inner();
+            check_body(&req.body)?;
+            let command = Command::EditMessage {
+                session,
+                id: req.message_id,
+                body: req.body,
+            };
+            match ctx.write(req.request_id, command).await? {
+                Outcome::Changed(m) => Ok(proto::EditMessageReply {
+                    message: Some(convert::message(m)),
+                }),
                 o => Err(unexpected(o)),
             }
         }

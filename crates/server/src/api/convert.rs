@@ -38,6 +38,7 @@ pub fn message(m: MessageView) -> proto::Message {
         body: m.body,
         sent_ms: m.sent_ms,
         index: m.index,
+        edited_at_ms: m.edited_at_ms,
     }
 }
 

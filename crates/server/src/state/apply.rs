@@ -14,6 +14,20 @@ use super::{ChatState, Conversations, Emitter};
 /// Most ids `ReadUnread` returns or `DeleteMessages` accepts at once.
 const MAX_BATCH_IDS: usize = 1000;
 
+/// A message text: not empty, at most [`MAX_BODY_BYTES`].
+fn validate_body(body: &str) -> Result<(), ChatError> {
+    if body.is_empty() {
+        return Err(ChatError::invalid("message body is empty"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ChatError::invalid(format!(
+            "message body is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
 impl ChatState {
     pub(super) fn apply_command(
         &mut self,
@@ -81,6 +95,9 @@ impl ChatState {
                 limit,
             } => self.read_unread(out, session, *conversation, *limit),
             Command::DeleteMessages { session, ids } => self.delete_messages(out, session, ids),
+            Command::EditMessage { session, id, body } => {
+                self.edit_message(out, session, *id, body)
+            }
             Command::SubscriptionOpened {
                 replica,
                 subscription,
@@ -293,15 +310,7 @@ impl ChatState {
     ) -> CommandResult {
         let user = self.auth(session)?;
         let sender = self.name_of(user)?;
-        if body.is_empty() {
-            return Err(ChatError::invalid("message body is empty"));
-        }
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ChatError::invalid(format!(
-                "message body is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
-                body.len()
-            )));
-        }
+        validate_body(body)?;
         let conv = match target {
             Target::User(name) => {
                 let peer = self.accounts.require(name)?;
@@ -581,5 +590,34 @@ impl ChatState {
             self.emit(out, members, kind);
         }
         Ok(Outcome::Deleted(ids.len() as u32))
+    }
+
+    fn edit_message(
+        &mut self,
+        out: &mut Emitter<'_>,
+        session: &TokenHash,
+        id: MessageId,
+        body: &str,
+    ) -> CommandResult {
+        let user = self.auth(session)?;
+        validate_body(body)?;
+        // A deleted message is gone from the store: NOT_FOUND, like one
+        // that never existed.
+        let (conv, mut message) = Conversations::home_of(&*self.store, id)
+            .ok_or_else(|| ChatError::not_found(format!("message {id} does not exist")))?;
+        if message.sender_id != user {
+            return Err(ChatError::denied(format!(
+                "message {id} is not yours; you can edit only your own messages"
+            )));
+        }
+        // Still a member: one who left a group cannot rewrite it.
+        let members = self.conversations.member_of(conv, user)?.member_ids();
+        message.body = body.to_owned();
+        // 0 means "never edited"; state time is 0 only before any entry.
+        message.ext.edited_at_ms = self.now_ms.max(1);
+        let view = message.view(conv, id);
+        self.store.update_message(conv, id, message);
+        self.emit(out, members, EventKind::Edited(view.clone()));
+        Ok(Outcome::Changed(view))
     }
 }

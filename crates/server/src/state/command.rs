@@ -171,6 +171,13 @@ pub enum Command {
     SetRules {
         version: u32,
     },
+    /// Replaces the text of one of the caller's own messages; it keeps its
+    /// id and place, and is marked edited at the entry's state time.
+    EditMessage {
+        session: TokenHash,
+        id: MessageId,
+        body: String,
+    },
 }
 
 /// A replica storage's random id.
@@ -247,6 +254,8 @@ pub struct MessageView {
     pub sent_ms: u64,
     /// Log index of the entry that committed the message.
     pub index: u64,
+    /// State time of its last edit; 0 = never edited.
+    pub edited_at_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +294,8 @@ pub enum Outcome {
         remaining: u64,
     },
     Deleted(u32),
+    /// A message as it is after the command changed it (an edit).
+    Changed(MessageView),
 }
 
 /// A user-visible event produced by applying a command. The state machine
@@ -329,6 +340,8 @@ pub enum EventKind {
     SessionsEnded {
         sessions: Vec<TokenHash>,
     },
+    /// A message changed in place (an edit): the message as it is now.
+    Edited(MessageView),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

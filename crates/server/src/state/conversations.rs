@@ -286,13 +286,7 @@ impl Conversations {
         let conv = self.by_id.get_mut(&id)?;
         self.last_message_id += 1;
         let mid = self.last_message_id;
-        let message = Message {
-            sender_id,
-            sender: sender.into(),
-            body: body.into(),
-            sent_ms: now,
-            index,
-        };
+        let message = Message::new(sender_id, sender, body, now, index);
         let view = message.view(id, mid);
         store.put_message(id, mid, message);
         conv.last_message_id = mid;

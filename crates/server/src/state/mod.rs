@@ -55,6 +55,11 @@
 //!   Its messages stay, under the name they were sent with. A direct
 //!   conversation stays readable by the peer but cannot be sent to; once both
 //!   sides are deleted it is removed, like an empty group.
+//! - **Editing a message** (only one's own, still present) replaces its
+//!   text in place (same id, same place) and sets `edited_at_ms = now`;
+//!   the previous text leaves the state. An `Edited` event with the message
+//!   as it is now goes to every member. The result, `Changed`, is
+//!   remembered by reference like a send.
 //! - **Deleting messages** removes them (bodies included) from the state and
 //!   blanks their bodies in remembered dedup results.
 //! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
@@ -344,15 +349,35 @@ impl ChatState {
                     index,
                 )))
             }
+            Some(Remembered::Changed {
+                id,
+                conversation,
+                sender_id,
+                sent_ms,
+                index,
+            }) => {
+                return Ok(Outcome::Changed(self.sent_view(
+                    id,
+                    conversation,
+                    sender_id,
+                    sent_ms,
+                    index,
+                )))
+            }
             Some(Remembered::Messages {
-                mut messages,
+                messages,
                 remaining,
             }) => {
-                for view in &mut messages {
-                    if let Some(m) = self.store.message(view.conversation, view.id) {
-                        view.body = m.body;
-                    }
-                }
+                let messages = messages
+                    .into_iter()
+                    .map(|stored| {
+                        let view = stored.view();
+                        match self.store.message(view.conversation, view.id) {
+                            Some(m) => m.view(view.conversation, view.id),
+                            None => view,
+                        }
+                    })
+                    .collect();
                 return Ok(Outcome::Messages {
                     messages,
                     remaining,
@@ -444,6 +469,7 @@ impl ChatState {
                 body: String::new(),
                 sent_ms,
                 index,
+                edited_at_ms: 0,
             },
         }
     }
