@@ -434,6 +434,7 @@ async fn a_retry_after_logging_in_again_applies_once() {
             request_id: request_id.clone(),
             to: Some(To::User("bob".into())),
             body: "exactly once".into(),
+            reply_to: 0,
         });
         request.metadata_mut().insert(
             "authorization",
@@ -705,4 +706,81 @@ async fn an_edit_is_seen_everywhere_once_and_bad_edits_are_refused() {
         .await
         .unwrap();
     assert_eq!(page.messages.len(), 3, "{page:?}");
+}
+
+/// Replies: `reply_to` names a message of the same conversation and comes
+/// back in the reply, the history and the other member's event; another
+/// conversation's message or a missing one is refused with a clear status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_names_its_original_and_bad_ones_are_refused() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let _carol = user(&cluster, "carol").await;
+    let to_bob = Target::User("bob".into());
+    let to_alice = Target::User("alice".into());
+    let question = alice
+        .send(&to_bob, "lunch?")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    alice
+        .create_group("team", &["carol".to_string()])
+        .await
+        .unwrap();
+    let team = Target::Group("team".into());
+    let elsewhere = alice.send(&team, "standup").await.unwrap().message.unwrap();
+
+    let mut stream = Box::pin(alice.subscribe(None));
+    loop {
+        if let Some(SubscriptionItem::Live { .. }) = stream.next().await {
+            break;
+        }
+    }
+    let answer = bob
+        .send_reply(&to_alice, "yes", question.id)
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    assert_eq!(answer.reply_to, question.id);
+    let events = take_events(&mut stream, 1, Duration::from_secs(20)).await;
+    let got: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Message(m)) => Some(m.reply_to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![question.id]);
+    for id in cluster.replicas.keys().copied() {
+        let on = cluster.client_on(id);
+        on.login("alice", "password-alice").await.unwrap();
+        let page = on.history(&to_bob, 0, 10).await.unwrap();
+        let seen: Vec<(u64, u64)> = page.messages.iter().map(|m| (m.id, m.reply_to)).collect();
+        assert_eq!(
+            seen,
+            vec![(answer.id, question.id), (question.id, 0)],
+            "replica {id}"
+        );
+    }
+    let msg = expect_code(
+        alice.send_reply(&to_bob, "wrong place", elsewhere.id).await,
+        Code::InvalidArgument,
+        "a reply to another conversation's message",
+    );
+    assert!(msg.contains("not in this conversation"), "{msg}");
+    expect_code(
+        alice.send_reply(&to_bob, "to nothing", 999_999).await,
+        Code::NotFound,
+        "a reply to a missing message",
+    );
+    // Nothing was sent by the refused replies.
+    let page = alice.history(&to_bob, 0, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 2);
 }

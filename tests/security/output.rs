@@ -350,3 +350,84 @@ async fn chatctl_edit_shows_the_edit_safely() {
         "{stderr}"
     );
 }
+
+/// `chatctl send --reply-to`: `history` shows a one-line, escaped quote of
+/// the original above the reply (or "deleted message" once it is gone),
+/// `history --json` carries `reply_to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatctl_replies_quote_their_original_safely() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let servers = &cluster;
+    ok(servers, "alice", &["register", "alice"]).await;
+    ok(servers, "bob", &["register", "bob"]).await;
+    let body = evil_body();
+    let sent = ok(
+        servers,
+        "alice",
+        &["--json", "send", "--as", "alice", "bob", &body],
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).expect("one JSON line");
+    let id = sent["id"].as_u64().expect("message id").to_string();
+    ok(
+        servers,
+        "bob",
+        &["send", "--as", "bob", "--reply-to", &id, "alice", "answer"],
+    )
+    .await;
+
+    let history = ok(
+        servers,
+        "alice",
+        &["history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    let lines: Vec<&str> = history.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with("bob: answer"))
+        .unwrap_or_else(|| panic!("no reply line: {history}"));
+    let quote = lines[at - 1];
+    assert!(
+        quote.starts_with(&format!("  > [{id}] alice: hello \\x1b[2J")) && quote.ends_with('…'),
+        "{history}"
+    );
+    let json = ok(
+        servers,
+        "alice",
+        &["--json", "history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    let last: serde_json::Value =
+        serde_json::from_str(json.lines().last().expect("a line")).expect("JSON");
+    assert_eq!(last["reply_to"].to_string(), id, "{json}");
+
+    // The original deleted; its reply only shows the page (limit 1), so
+    // the quote is looked up, and found gone.
+    ok(servers, "alice", &["delete-messages", "--as", "alice", &id]).await;
+    let history = ok(
+        servers,
+        "alice",
+        &["history", "--as", "alice", "--with", "bob", "--limit", "1"],
+    )
+    .await;
+    assert!(
+        history.contains(&format!("  > [{id}] deleted message\n")),
+        "{history}"
+    );
+
+    let refused = run(
+        servers,
+        "bob",
+        &["send", "--as", "bob", "--reply-to", "999", "alice", "x"],
+    )
+    .await;
+    assert!(!refused.status.success(), "a reply to nothing");
+    assert_terminal_safe("refused reply stderr", &refused.stderr);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.starts_with("chatctl: NOT_FOUND: "), "{stderr}");
+}

@@ -99,10 +99,15 @@ async fn execute(cli: Cli) -> Result<()> {
             )
             .await
         }
-        Command::Send { who, to, text } => {
+        Command::Send {
+            who,
+            reply_to,
+            to,
+            text,
+        } => {
             let text = text.join(" ");
             session::as_user(client, &who.user, |_| {
-                messages::send(client, out, &to, &text)
+                messages::send(client, out, &to, &text, reply_to.unwrap_or(0))
             })
             .await
         }

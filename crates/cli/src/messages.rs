@@ -6,20 +6,26 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use raftchat_client::{ChatClient, ClientError, Conversation, Target};
+use raftchat_client::{ChatClient, ClientError, Conversation, Message, Target};
 
 use super::output::Output;
 use super::render::{
     conversation_json, conversation_name, join_ids, join_names, kind_name, message_json,
-    message_line, message_line_after,
+    message_line, message_line_after, quote_line,
 };
 use super::sanitize::escape_line;
 use super::table::Table;
 use super::time::format_ms;
 
-/// `send --as USER TO TEXT...`.
-pub async fn send(client: &ChatClient, out: Output, to: &Target, text: &str) -> Result<()> {
-    let reply = client.send(to, text).await?;
+/// `send --as USER [--reply-to ID] TO TEXT...`.
+pub async fn send(
+    client: &ChatClient,
+    out: Output,
+    to: &Target,
+    text: &str,
+    reply_to: u64,
+) -> Result<()> {
+    let reply = client.send_reply(to, text, reply_to).await?;
     let message = reply
         .message
         .ok_or_else(|| ClientError::missing_field("message"))?;
@@ -124,7 +130,27 @@ pub async fn history(
     if reply.messages.is_empty() {
         return out.text("no messages");
     }
+    // The messages replies answer: in the page, or looked up (one call
+    // each); absent = deleted.
+    let mut originals: BTreeMap<u64, Option<Message>> = reply
+        .messages
+        .iter()
+        .map(|m| (m.id, Some(m.clone())))
+        .collect();
+    for message in &reply.messages {
+        let id = message.reply_to;
+        if id == 0 || originals.contains_key(&id) {
+            continue;
+        }
+        let page = client.history(with, id.saturating_add(1), 1).await?;
+        let found = page.messages.into_iter().find(|m| m.id == id);
+        originals.insert(id, found);
+    }
     for message in reply.messages.iter().rev() {
+        if message.reply_to != 0 {
+            let original = originals.get(&message.reply_to).and_then(Option::as_ref);
+            out.text(&quote_line(message.reply_to, original))?;
+        }
         out.text(&message_line(message))?;
     }
     Ok(())

@@ -77,6 +77,28 @@ pub fn message_line_after(lead: &str, message: &Message) -> String {
     with_body(head, &message.body)
 }
 
+/// Longest quote of an original, in characters.
+const QUOTE_CHARS: usize = 60;
+
+/// The line shown above a reply: `  > [5] alice: first line of the
+/// original…`, or `  > [5] deleted message`. Indented, so it never passes
+/// for a message line; escaped, one line.
+pub fn quote_line(id: u64, original: Option<&Message>) -> String {
+    let Some(original) = original else {
+        return format!("  > [{id}] deleted message");
+    };
+    let first = original.body.lines().next().unwrap_or("");
+    let mut text: String = first.chars().take(QUOTE_CHARS).collect();
+    if text.len() < original.body.len() {
+        text.push('…');
+    }
+    format!(
+        "  > [{id}] {}: {}",
+        escape_line(&original.sender),
+        escape_line(&text)
+    )
+}
+
 /// A message as JSON.
 pub fn message_json(message: &Message) -> Value {
     json!({
@@ -88,6 +110,7 @@ pub fn message_json(message: &Message) -> Value {
         "sent_ms": message.sent_ms,
         "index": message.index,
         "edited_at_ms": message.edited_at_ms,
+        "reply_to": message.reply_to,
     })
 }
 
@@ -252,6 +275,7 @@ mod tests {
             sent_ms: 1_795_423_932_000,
             index: 40,
             edited_at_ms: 0,
+            reply_to: 0,
         }
     }
 
@@ -290,6 +314,31 @@ mod tests {
             event_json(&event)["message"]["edited_at_ms"],
             1_795_423_992_000u64
         );
+    }
+
+    #[test]
+    fn reply_quotes() {
+        let long = Message {
+            body: format!("{}\nsecond line", "x".repeat(70)),
+            sender: "al\x1bice".into(),
+            ..message()
+        };
+        assert_eq!(
+            quote_line(5, Some(&long)),
+            format!("  > [5] al\\x1bice: {}…", "x".repeat(60))
+        );
+        assert_eq!(quote_line(5, Some(&message())), "  > [5] alice: hi");
+        assert_eq!(quote_line(5, None), "  > [5] deleted message");
+        let evil = Message {
+            body: "\x1b[2J".into(),
+            ..message()
+        };
+        assert_eq!(quote_line(5, Some(&evil)), "  > [5] alice: \\x1b[2J");
+        let reply = Message {
+            reply_to: 4,
+            ..message()
+        };
+        assert_eq!(message_json(&reply)["reply_to"], 4);
     }
 
     #[test]

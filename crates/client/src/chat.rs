@@ -133,10 +133,36 @@ impl ChatClient {
         body: &str,
         request_id: &str,
     ) -> Result<SendMessageReply, ClientError> {
+        self.send_reply_with_request_id(to, body, 0, request_id)
+            .await
+    }
+
+    /// Sends `body` to `to` as an answer to message `reply_to` (of the same
+    /// conversation; 0 = none).
+    pub async fn send_reply(
+        &self,
+        to: &Target,
+        body: &str,
+        reply_to: u64,
+    ) -> Result<SendMessageReply, ClientError> {
+        self.send_reply_with_request_id(to, body, reply_to, &new_request_id())
+            .await
+    }
+
+    /// [`send_reply`](Self::send_reply) with a request id the caller chose
+    /// (see [`send_with_request_id`](Self::send_with_request_id)).
+    pub async fn send_reply_with_request_id(
+        &self,
+        to: &Target,
+        body: &str,
+        reply_to: u64,
+        request_id: &str,
+    ) -> Result<SendMessageReply, ClientError> {
         let message = SendMessageRequest {
             request_id: request_id.to_string(),
             to: Some(to.to_send()),
             body: body.to_string(),
+            reply_to,
         };
         let started = tokio::time::Instant::now();
         match self.send_over_stream(&message).await {

@@ -139,10 +139,19 @@ impl ServiceContext {
         };
         check_target(&target)?;
         check_body(&req.body)?;
-        let command = Command::Send {
-            session,
-            target,
-            body: req.body,
+        // A plain send stays a `Send`, as before replies existed.
+        let command = match req.reply_to {
+            0 => Command::Send {
+                session,
+                target,
+                body: req.body,
+            },
+            reply_to => Command::SendReply {
+                session,
+                target,
+                body: req.body,
+                reply_to,
+            },
         };
         match self.write(req.request_id, command).await? {
             Outcome::Sent(m) => Ok(convert::message(m)),

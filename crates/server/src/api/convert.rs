@@ -39,6 +39,7 @@ pub fn message(m: MessageView) -> proto::Message {
         sent_ms: m.sent_ms,
         index: m.index,
         edited_at_ms: m.edited_at_ms,
+        reply_to: m.reply_to,
     }
 }
 

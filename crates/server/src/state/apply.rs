@@ -64,7 +64,13 @@ impl ChatState {
                 session,
                 target,
                 body,
-            } => self.send(out, session, target, body),
+            } => self.send(out, session, target, body, 0),
+            Command::SendReply {
+                session,
+                target,
+                body,
+                reply_to,
+            } => self.send(out, session, target, body, *reply_to),
             Command::CreateGroup {
                 session,
                 name,
@@ -307,10 +313,24 @@ impl ChatState {
         session: &TokenHash,
         target: &Target,
         body: &str,
+        reply_to: MessageId,
     ) -> CommandResult {
         let user = self.auth(session)?;
         let sender = self.name_of(user)?;
         validate_body(body)?;
+        // Where the original is, checked against the conversation below
+        // (before a first direct message creates one).
+        let original_home = match reply_to {
+            0 => None,
+            id => Some(self.store.home(id).ok_or_else(|| {
+                ChatError::not_found(format!("reply_to: message {id} does not exist"))
+            })?),
+        };
+        let not_here = || {
+            ChatError::invalid(format!(
+                "reply_to: message {reply_to} is not in this conversation"
+            ))
+        };
         let conv = match target {
             Target::User(name) => {
                 let peer = self.accounts.require(name)?;
@@ -319,6 +339,7 @@ impl ChatState {
                 }
                 match self.conversations.direct_between(user, peer) {
                     Some(conv) => conv,
+                    None if original_home.is_some() => return Err(not_here()),
                     None => {
                         let peer_name = self.name_of(peer)?;
                         let conv = self.conversations.create_direct(
@@ -350,6 +371,9 @@ impl ChatState {
                 *id
             }
         };
+        if original_home.is_some_and(|home| home != conv) {
+            return Err(not_here());
+        }
         let view = self
             .conversations
             .post(
@@ -358,8 +382,8 @@ impl ChatState {
                 user,
                 &sender,
                 body,
-                self.now_ms,
-                out.index,
+                (self.now_ms, out.index),
+                reply_to,
             )
             .ok_or_else(|| ChatError::not_found(format!("conversation {conv} does not exist")))?;
         let members = self

@@ -178,6 +178,15 @@ pub enum Command {
         id: MessageId,
         body: String,
     },
+    /// `Send` of a message that answers `reply_to`, a message of the same
+    /// conversation. (A new command, so that `Send` entries already in
+    /// logs keep their encoding.)
+    SendReply {
+        session: TokenHash,
+        target: Target,
+        body: String,
+        reply_to: MessageId,
+    },
 }
 
 /// A replica storage's random id.
@@ -256,6 +265,8 @@ pub struct MessageView {
     pub index: u64,
     /// State time of its last edit; 0 = never edited.
     pub edited_at_ms: u64,
+    /// The message it answers (same conversation); 0 = none.
+    pub reply_to: MessageId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

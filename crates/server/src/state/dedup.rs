@@ -50,6 +50,7 @@ impl Scope {
             | Command::ReadUnread { session, .. }
             | Command::DeleteMessages { session, .. }
             | Command::EditMessage { session, .. }
+            | Command::SendReply { session, .. }
             | Command::SubscriptionOpened { session, .. } => Scope::Token(*session),
             Command::SubscriptionClosed { .. }
             | Command::PresenceLease { .. }
@@ -148,6 +149,7 @@ mod tests {
             sent_ms: 5,
             index: 9,
             edited_at_ms: 0,
+            reply_to: 0,
         }))
     }
 

@@ -60,6 +60,11 @@
 //!   the previous text leaves the state. An `Edited` event with the message
 //!   as it is now goes to every member. The result, `Changed`, is
 //!   remembered by reference like a send.
+//! - **Replies** (`SendReply`) name a message of the same conversation
+//!   that exists at the entry; another conversation's message (or a reply
+//!   whose target has no conversation yet) is INVALID_ARGUMENT, a missing
+//!   or deleted one NOT_FOUND. The reply keeps the id after the original is
+//!   deleted; clients show "deleted message".
 //! - **Deleting messages** removes them (bodies included) from the state and
 //!   blanks their bodies in remembered dedup results.
 //! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
@@ -470,6 +475,7 @@ impl ChatState {
                 sent_ms,
                 index,
                 edited_at_ms: 0,
+                reply_to: 0,
             },
         }
     }

@@ -54,6 +54,8 @@ pub struct Message {
 pub struct MessageExt {
     /// State time of the last edit; 0 = never edited.
     pub edited_at_ms: u64,
+    /// The message of the same conversation this one answers; 0 = none.
+    pub reply_to: MessageId,
 }
 
 impl MessageExt {
@@ -108,6 +110,7 @@ impl Message {
             sent_ms: self.sent_ms,
             index: self.index,
             edited_at_ms: self.ext.edited_at_ms,
+            reply_to: self.ext.reply_to,
         }
     }
 
@@ -174,6 +177,7 @@ impl StoredView {
             sent_ms: self.sent_ms,
             index: self.index,
             edited_at_ms: 0,
+            reply_to: 0,
         }
     }
 }
@@ -673,6 +677,7 @@ mod tests {
         let mut edited = message;
         edited.body = "hello".into();
         edited.ext.edited_at_ms = 6;
+        edited.ext.reply_to = 2;
         let edited = Record::Message {
             conversation: 2,
             id: 3,

@@ -385,6 +385,7 @@ fn first_direct_message_creates_the_conversation() {
             sent_ms: 7_000,
             index: h.index,
             edited_at_ms: 0,
+            reply_to: 0,
         }
     );
     let ev = h.take();
@@ -1042,6 +1043,105 @@ fn edits_are_deterministic_and_in_the_history_digest() {
     assert_eq!(x.s.history_digest(), y.s.history_digest());
     assert_ne!(x.s.digest(), z.s.digest());
     assert_ne!(x.s.history_digest(), z.s.history_digest());
+}
+
+// ------------------------------------------------------------------- replies
+
+fn reply(session: TokenHash, target: Target, body: &str, reply_to: MessageId) -> Command {
+    Command::SendReply {
+        session,
+        target,
+        body: body.into(),
+        reply_to,
+    }
+}
+
+#[test]
+fn a_reply_names_a_message_of_its_own_conversation() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (_, tc) = h.user("c");
+    let original = h.dm(ta, "b", "question");
+    let team = h.group(ta, "team", &["b", "c"]);
+    let in_group = h.send(tc, Target::Group("team".into()), "elsewhere");
+    h.take();
+    let Outcome::Sent(answer) = h.ok(reply(tb, Target::User("a".into()), "answer", original.id))
+    else {
+        panic!("not sent")
+    };
+    assert_eq!(
+        (answer.reply_to, answer.conversation),
+        (original.id, original.conversation)
+    );
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert_eq!(ev[0].kind, EventKind::Message(answer.clone()));
+    let (page, _) = h.s.history(a, original.conversation, 0, 10).unwrap();
+    assert_eq!(page[0], answer);
+    assert_eq!(page[1].reply_to, 0);
+    // By conversation id and in a group too.
+    let target = Target::Conversation(team.id);
+    let Outcome::Sent(v) = h.ok(reply(ta, target.clone(), "re", in_group.id)) else {
+        panic!("not sent")
+    };
+    assert_eq!(v.reply_to, in_group.id);
+
+    // Another conversation's message, a missing one, a deleted one.
+    h.take();
+    let e = h.err(reply(ta, target.clone(), "wrong place", original.id));
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(
+        e.message.contains("not in this conversation"),
+        "{}",
+        e.message
+    );
+    let e = h.err(reply(ta, target.clone(), "nothing", 999));
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    h.ok(Command::DeleteMessages {
+        session: tc,
+        ids: vec![in_group.id],
+    });
+    h.take();
+    assert_eq!(
+        h.err(reply(ta, target, "gone", in_group.id)).kind,
+        ErrorKind::NotFound
+    );
+    // A first direct message cannot answer anything, and creates nothing.
+    let convs = h.s.conversations(b).len();
+    let e = h.err(reply(tb, Target::User("c".into()), "hi", original.id));
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert_eq!(h.s.conversations(b).len(), convs);
+    assert!(h.take().is_empty());
+
+    // The reply keeps naming the original after it is deleted, through a
+    // snapshot too.
+    h.ok(Command::DeleteMessages {
+        session: ta,
+        ids: vec![original.id],
+    });
+    let back = restored(&h.s);
+    assert_eq!(back, h.s);
+    let (page, _) = back.history(b, original.conversation, 0, 10).unwrap();
+    assert_eq!(
+        page.iter().map(|m| (m.id, m.reply_to)).collect::<Vec<_>>(),
+        vec![(answer.id, original.id)]
+    );
+}
+
+#[test]
+fn a_retried_reply_answers_the_original_reply() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    let (_, tb) = h.user("b");
+    let original = h.dm(ta, "b", "q");
+    let to_a = Target::User("a".into());
+    let first = h.with_id("r", reply(tb, to_a.clone(), "ans", original.id));
+    let again = h.with_id("r", reply(tb, to_a, "ans", original.id));
+    assert_eq!(first, again);
+    let (page, _) = h.s.history(1, original.conversation, 0, 10).unwrap();
+    assert_eq!(page.len(), 2);
 }
 
 #[test]

@@ -909,6 +909,7 @@ mod tests {
         if let Some(m) = &mut edited.message {
             m.body = "hello".into();
             m.ext.edited_at_ms = 77;
+            m.ext.reply_to = 1;
         }
         let bytes = edited.encode(Vec::new()).unwrap();
         assert_eq!(Slot::decode(&bytes).unwrap(), edited);

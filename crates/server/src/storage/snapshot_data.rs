@@ -273,6 +273,9 @@ mod tests {
             if id % 7 == 0 {
                 message.ext.edited_at_ms = id + 1;
             }
+            if id % 5 == 0 {
+                message.ext.reply_to = id - 1;
+            }
             store.put_message(id % 4, id, message);
         }
         let state = AppliedState {
