@@ -784,3 +784,78 @@ async fn a_reply_names_its_original_and_bad_ones_are_refused() {
     let page = alice.history(&to_bob, 0, 10).await.unwrap();
     assert_eq!(page.messages.len(), 2);
 }
+
+/// Reactions: toggled per user, counted with who reacted in the reply, the
+/// history and the other member's event; bad emoji and outsiders refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_toggle_and_reach_history_and_events() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let carol = user(&cluster, "carol").await;
+    let to_bob = Target::User("bob".into());
+    let m = alice
+        .send(&to_bob, "ship it")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    let mut stream = Box::pin(alice.subscribe(None));
+    loop {
+        if let Some(SubscriptionItem::Live { .. }) = stream.next().await {
+            break;
+        }
+    }
+    let counts = |m: &raftchat_proto::Message| -> Vec<(String, Vec<String>)> {
+        m.reactions
+            .iter()
+            .map(|r| (r.emoji.clone(), r.users.clone()))
+            .collect()
+    };
+    let reply = bob.react(m.id, "👍").await.unwrap().message.unwrap();
+    assert_eq!(counts(&reply), vec![("👍".into(), vec!["bob".into()])]);
+    alice.react(m.id, "👍").await.unwrap();
+    let reply = bob.react(m.id, "🎉").await.unwrap().message.unwrap();
+    assert_eq!(
+        counts(&reply),
+        vec![
+            ("🎉".into(), vec!["bob".into()]),
+            ("👍".into(), vec!["alice".into()])
+        ]
+    );
+    let reply = alice.react(m.id, "👍").await.unwrap().message.unwrap();
+    assert_eq!(counts(&reply), vec![("🎉".into(), vec!["bob".into()])]);
+    for id in cluster.replicas.keys().copied() {
+        let on = cluster.client_on(id);
+        on.login("alice", "password-alice").await.unwrap();
+        let page = on.history(&to_bob, 0, 10).await.unwrap();
+        assert_eq!(page.messages, vec![reply.clone()], "replica {id}");
+    }
+    alice.send(&to_bob, "marker").await.unwrap();
+    let events = take_events(&mut stream, 1, Duration::from_secs(20)).await;
+    let reacted: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Reacted(m)) => Some(m.reactions.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reacted, vec![1, 1, 2, 1], "{events:?}");
+    for bad in ["", "a b", "\u{1b}[2J", &"x".repeat(33)] {
+        expect_code(alice.react(m.id, bad).await, Code::InvalidArgument, bad);
+    }
+    expect_code(
+        carol.react(m.id, "👍").await,
+        Code::PermissionDenied,
+        "an outsider",
+    );
+    expect_code(
+        alice.react(999_999, "👍").await,
+        Code::NotFound,
+        "no message",
+    );
+}

@@ -431,3 +431,57 @@ async fn chatctl_replies_quote_their_original_safely() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.starts_with("chatctl: NOT_FOUND: "), "{stderr}");
 }
+
+/// `chatctl react`: toggles, says which, and `history` shows the counts
+/// and who reacted under the message (escaped); `--json` has `reactions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatctl_reactions_show_counts_safely() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let servers = &cluster;
+    ok(servers, "alice", &["register", "alice"]).await;
+    ok(servers, "bob", &["register", "bob"]).await;
+    let sent = ok(
+        servers,
+        "alice",
+        &["--json", "send", "--as", "alice", "bob", "ship it"],
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).expect("one JSON line");
+    let id = sent["id"].as_u64().expect("message id").to_string();
+    let on = ok(servers, "bob", &["react", "--as", "bob", &id, "👍"]).await;
+    assert_eq!(on.trim(), format!("reacted 👍 on message {id}"));
+    ok(servers, "alice", &["react", "--as", "alice", &id, "🎉"]).await;
+    ok(servers, "alice", &["react", "--as", "alice", &id, "👍"]).await;
+    let off = ok(servers, "alice", &["react", "--as", "alice", &id, "👍"]).await;
+    assert_eq!(off.trim(), format!("removed reaction 👍 on message {id}"));
+    let history = ok(
+        servers,
+        "alice",
+        &["history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    assert!(history.ends_with("ship it\n  👍 1 (bob)\n"), "{history}");
+    let json = ok(
+        servers,
+        "alice",
+        &["--json", "history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    assert_eq!(
+        value["reactions"],
+        serde_json::json!([{ "emoji": "👍", "count": 1, "users": ["bob"] }]),
+        "{json}"
+    );
+    let refused = run(servers, "bob", &["react", "--as", "bob", &id, "\x1b[2J"]).await;
+    assert!(!refused.status.success(), "an escape as a reaction");
+    assert_terminal_safe("refused reaction stderr", &refused.stderr);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    // After the unread notice that acting for bob prints.
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("chatctl: INVALID_ARGUMENT: "), "{stderr}");
+}

@@ -209,6 +209,18 @@ pub enum Command {
         text: Vec<String>,
     },
 
+    /// React to a message with an emoji; the same emoji again removes it.
+    React {
+        #[command(flatten)]
+        who: AsUser,
+        /// The message id.
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// The emoji (1-32 bytes, no spaces).
+        #[arg(value_name = "EMOJI")]
+        emoji: String,
+    },
+
     /// Delete your account.
     DeleteAccount {
         #[command(flatten)]

@@ -150,6 +150,13 @@ async fn execute(cli: Cli) -> Result<()> {
             })
             .await
         }
+        Command::React { who, id, emoji } => {
+            let me = who.user.clone();
+            session::as_user(client, &who.user, |_| {
+                messages::react(client, out, id, &emoji, &me)
+            })
+            .await
+        }
         Command::DeleteAccount { who } => accounts::delete_account(client, out, &who.user).await,
         Command::Passwd { who } => accounts::passwd(client, out, &who.user).await,
         Command::Group(GroupCommand::Create { who, name, members }) => {

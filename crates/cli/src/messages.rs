@@ -11,7 +11,7 @@ use raftchat_client::{ChatClient, ClientError, Conversation, Message, Target};
 use super::output::Output;
 use super::render::{
     conversation_json, conversation_name, join_ids, join_names, kind_name, message_json,
-    message_line, message_line_after, quote_line,
+    message_line, message_line_after, quote_line, reactions_line,
 };
 use super::sanitize::escape_line;
 use super::table::Table;
@@ -152,6 +152,9 @@ pub async fn history(
             out.text(&quote_line(message.reply_to, original))?;
         }
         out.text(&message_line(message))?;
+        if !message.reactions.is_empty() {
+            out.text(&reactions_line(message))?;
+        }
     }
     Ok(())
 }
@@ -245,6 +248,25 @@ pub async fn edit(client: &ChatClient, out: Output, id: u64, text: &str) -> Resu
                 "edited message {} (conversation {})",
                 message.id, message.conversation_id
             )
+        },
+        || message_json(&message),
+    )
+}
+
+/// `react --as USER ID EMOJI`: says whether the reaction is now on or off.
+pub async fn react(client: &ChatClient, out: Output, id: u64, emoji: &str, me: &str) -> Result<()> {
+    let reply = client.react(id, emoji).await?;
+    let message = reply
+        .message
+        .ok_or_else(|| ClientError::missing_field("message"))?;
+    let on = message
+        .reactions
+        .iter()
+        .any(|r| r.emoji == emoji && r.users.iter().any(|u| u.eq_ignore_ascii_case(me)));
+    out.either(
+        || {
+            let what = if on { "reacted" } else { "removed reaction" };
+            format!("{what} {} on message {}", escape_line(emoji), message.id)
         },
         || message_json(&message),
     )

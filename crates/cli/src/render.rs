@@ -99,6 +99,24 @@ pub fn quote_line(id: u64, original: Option<&Message>) -> String {
     )
 }
 
+/// The line shown under a message with reactions: `  👍 2 (alice, bob)
+/// · 🎉 1 (carol)`. Indented and escaped.
+pub fn reactions_line(message: &Message) -> String {
+    let parts: Vec<String> = message
+        .reactions
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} ({})",
+                escape_line(&r.emoji),
+                r.users.len(),
+                join_names(&r.users, ", ")
+            )
+        })
+        .collect();
+    format!("  {}", parts.join(" · "))
+}
+
 /// A message as JSON.
 pub fn message_json(message: &Message) -> Value {
     json!({
@@ -111,6 +129,11 @@ pub fn message_json(message: &Message) -> Value {
         "index": message.index,
         "edited_at_ms": message.edited_at_ms,
         "reply_to": message.reply_to,
+        "reactions": message
+            .reactions
+            .iter()
+            .map(|r| json!({ "emoji": r.emoji, "count": r.users.len(), "users": r.users }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -164,6 +187,15 @@ pub fn event_line(event: &Event) -> String {
             );
             return with_body(head, &m.body);
         }
+        Some(Kind::Reacted(m)) => format!(
+            "reactions to message {} in conversation {}: {}",
+            m.id,
+            m.conversation_id,
+            match reactions_line(m).trim() {
+                "" => "none".to_string(),
+                line => line.to_string(),
+            }
+        ),
         Some(Kind::Deleted(d)) => format!(
             "deleted messages {} in conversation {}",
             join_ids(&d.message_ids),
@@ -221,6 +253,7 @@ pub fn event_json(event: &Event) -> Value {
     let (kind, body) = match &event.kind {
         Some(Kind::Message(m)) => ("message", json!({ "message": message_json(m) })),
         Some(Kind::Edited(m)) => ("edited", json!({ "message": message_json(m) })),
+        Some(Kind::Reacted(m)) => ("reacted", json!({ "message": message_json(m) })),
         Some(Kind::Deleted(d)) => (
             "deleted",
             json!({ "conversation_id": d.conversation_id, "message_ids": d.message_ids }),
@@ -276,6 +309,7 @@ mod tests {
             index: 40,
             edited_at_ms: 0,
             reply_to: 0,
+            reactions: Vec::new(),
         }
     }
 
@@ -339,6 +373,38 @@ mod tests {
             ..message()
         };
         assert_eq!(message_json(&reply)["reply_to"], 4);
+    }
+
+    #[test]
+    fn reaction_renderings() {
+        use raftchat_proto::Reaction;
+        let m = Message {
+            reactions: vec![
+                Reaction {
+                    emoji: "👍".into(),
+                    users: vec!["alice".into(), "b\x1bob".into()],
+                },
+                Reaction {
+                    emoji: "\x07".into(),
+                    users: vec!["carol".into()],
+                },
+            ],
+            ..message()
+        };
+        assert_eq!(
+            reactions_line(&m),
+            "  👍 2 (alice, b\\x1bob) · \\x07 1 (carol)"
+        );
+        let value = message_json(&m);
+        assert_eq!(value["reactions"][0]["count"], 2);
+        assert_eq!(value["reactions"][0]["users"][1], "b\x1bob");
+        let event = Event {
+            seq: 3,
+            index: 4,
+            kind: Some(Kind::Reacted(m)),
+        };
+        assert!(event_line(&event).starts_with("[3] reactions to message 5 in conversation 3:"));
+        assert_eq!(event_json(&event)["type"], "reacted");
     }
 
     #[test]

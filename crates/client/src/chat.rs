@@ -9,7 +9,8 @@ use raftchat_proto::{
     DeleteMessagesReply, DeleteMessagesRequest, EditMessageReply, EditMessageRequest, HistoryReply,
     HistoryRequest, LeaveGroupRequest, ListAccountsReply, ListAccountsRequest,
     ListConversationsReply, ListConversationsRequest, LoginReply, LoginRequest, LogoutRequest,
-    MarkReadRequest, ReadUnreadReply, ReadUnreadRequest, SendMessageReply, SendMessageRequest,
+    MarkReadRequest, ReactReply, ReactRequest, ReadUnreadReply, ReadUnreadRequest,
+    SendMessageReply, SendMessageRequest,
 };
 
 use super::retry::{is_retryable, new_request_id};
@@ -336,6 +337,19 @@ impl ChatClient {
             c.edit_message(r).await
         })
         .await
+    }
+
+    /// Toggles the caller's reaction `emoji` to a message: the same emoji
+    /// again removes it, another replaces it. Retries carry the same
+    /// request id, so it toggles once.
+    pub async fn react(&self, message_id: u64, emoji: &str) -> Result<ReactReply, ClientError> {
+        let message = ReactRequest {
+            request_id: new_request_id(),
+            message_id,
+            emoji: emoji.to_string(),
+        };
+        self.unary("react", message, |mut c, r| async move { c.react(r).await })
+            .await
     }
 
     /// The caller's conversation that `target` names, found through

@@ -24,7 +24,9 @@ use crate::api::subscribe;
 use crate::api::throttle::{throttle, Keys};
 use crate::raft::consensus::{now_ms, Consensus};
 use crate::state::command::*;
-use crate::state::{check_group_lookup_len, validate_group_name, validate_username};
+use crate::state::{
+    check_group_lookup_len, validate_emoji, validate_group_name, validate_username,
+};
 
 // Clients check the same limit before sending (`raftchat_proto::contract`).
 const _: () = assert!(MAX_BODY_BYTES == raftchat_proto::contract::MAX_BODY_BYTES);
@@ -647,6 +649,31 @@ impl Chat for ChatService {
             };
             match ctx.write(req.request_id, command).await? {
                 Outcome::Changed(m) => Ok(proto::EditMessageReply {
+                    message: Some(convert::message(m)),
+                }),
+                o => Err(unexpected(o)),
+            }
+        }
+        .await;
+        respond(&ctx.consensus, r)
+    }
+
+    async fn react(
+        &self,
+        req: Request<proto::ReactRequest>,
+    ) -> Result<Response<proto::ReactReply>, Status> {
+        let ctx = &self.ctx;
+        let r = async {
+            let session = auth::session_from(req.metadata())?;
+            let req = req.into_inner();
+            validate_emoji(&req.emoji).map_err(chat_error)?;
+            let command = Command::React {
+                session,
+                id: req.message_id,
+                emoji: req.emoji,
+            };
+            match ctx.write(req.request_id, command).await? {
+                Outcome::Changed(m) => Ok(proto::ReactReply {
                     message: Some(convert::message(m)),
                 }),
                 o => Err(unexpected(o)),

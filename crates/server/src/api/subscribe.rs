@@ -225,6 +225,7 @@ fn render(state: &ChatState, user: UserId, e: &ChatEvent) -> Option<proto::Event
     let kind = match &e.kind {
         EventKind::Message(m) => event::Kind::Message(convert::message(m.clone())),
         EventKind::Edited(m) => event::Kind::Edited(convert::message(m.clone())),
+        EventKind::Reacted(m) => event::Kind::Reacted(convert::message(m.clone())),
         EventKind::MessagesDeleted { conversation, ids } => {
             event::Kind::Deleted(proto::MessagesDeleted {
                 conversation_id: *conversation,

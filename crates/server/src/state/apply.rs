@@ -9,6 +9,7 @@ use super::accounts::validate_password_hash;
 use super::conversations::validate_group_name;
 use super::presence::Transition;
 use super::sessions::expired;
+use super::store::Reaction;
 use super::{ChatState, Conversations, Emitter};
 
 /// Most ids `ReadUnread` returns or `DeleteMessages` accepts at once.
@@ -104,6 +105,7 @@ impl ChatState {
             Command::EditMessage { session, id, body } => {
                 self.edit_message(out, session, *id, body)
             }
+            Command::React { session, id, emoji } => self.react(out, session, *id, emoji),
             Command::SubscriptionOpened {
                 replica,
                 subscription,
@@ -644,4 +646,58 @@ impl ChatState {
         self.emit(out, members, EventKind::Edited(view.clone()));
         Ok(Outcome::Changed(view))
     }
+
+    fn react(
+        &mut self,
+        out: &mut Emitter<'_>,
+        session: &TokenHash,
+        id: MessageId,
+        emoji: &str,
+    ) -> CommandResult {
+        let user = self.auth(session)?;
+        let name = self.name_of(user)?;
+        validate_emoji(emoji)?;
+        let (conv, mut message) = Conversations::home_of(&*self.store, id)
+            .ok_or_else(|| ChatError::not_found(format!("message {id} does not exist")))?;
+        let members = self
+            .conversations
+            .member_of(conv, user)
+            .map_err(|_| ChatError::denied(format!("message {id} is not in your conversations")))?
+            .member_ids();
+        let reactions = &mut message.ext.reactions;
+        match reactions.binary_search_by_key(&user, |r| r.user) {
+            Ok(at) if reactions[at].emoji == emoji => {
+                reactions.remove(at);
+            }
+            Ok(at) => reactions[at].emoji = emoji.to_owned(),
+            Err(at) => reactions.insert(
+                at,
+                Reaction {
+                    user,
+                    name,
+                    emoji: emoji.to_owned(),
+                },
+            ),
+        }
+        let view = message.view(conv, id);
+        self.store.update_message(conv, id, message);
+        self.emit(out, members, EventKind::Reacted(view.clone()));
+        Ok(Outcome::Changed(view))
+    }
+}
+
+/// A reaction: 1-[`MAX_EMOJI_BYTES`] bytes, no control characters and no
+/// whitespace (it is shown on one line under a message).
+pub fn validate_emoji(emoji: &str) -> Result<(), ChatError> {
+    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES {
+        return Err(ChatError::invalid(format!(
+            "a reaction must be 1-{MAX_EMOJI_BYTES} bytes"
+        )));
+    }
+    if emoji.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ChatError::invalid(
+            "a reaction must not contain control characters or spaces",
+        ));
+    }
+    Ok(())
 }

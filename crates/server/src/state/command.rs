@@ -187,7 +187,18 @@ pub enum Command {
         body: String,
         reply_to: MessageId,
     },
+    /// Toggles the caller's reaction to message `id` (of a conversation
+    /// they belong to): adds `emoji`, removes it if it is already theirs,
+    /// or replaces their other one.
+    React {
+        session: TokenHash,
+        id: MessageId,
+        emoji: String,
+    },
 }
+
+/// Longest reaction, in bytes (an emoji with skin tone and joiners fits).
+pub const MAX_EMOJI_BYTES: usize = 32;
 
 /// A replica storage's random id.
 pub type Incarnation = [u8; 16];
@@ -267,6 +278,16 @@ pub struct MessageView {
     pub edited_at_ms: u64,
     /// The message it answers (same conversation); 0 = none.
     pub reply_to: MessageId,
+    /// Reactions by emoji.
+    pub reactions: Vec<ReactionView>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionView {
+    pub emoji: String,
+    /// Who reacted with it (names as they were), by user id.
+    pub users: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,6 +374,8 @@ pub enum EventKind {
     },
     /// A message changed in place (an edit): the message as it is now.
     Edited(MessageView),
+    /// A message's reactions changed: the message as it is now.
+    Reacted(MessageView),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

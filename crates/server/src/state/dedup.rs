@@ -51,6 +51,7 @@ impl Scope {
             | Command::DeleteMessages { session, .. }
             | Command::EditMessage { session, .. }
             | Command::SendReply { session, .. }
+            | Command::React { session, .. }
             | Command::SubscriptionOpened { session, .. } => Scope::Token(*session),
             Command::SubscriptionClosed { .. }
             | Command::PresenceLease { .. }
@@ -150,6 +151,7 @@ mod tests {
             index: 9,
             edited_at_ms: 0,
             reply_to: 0,
+            reactions: Vec::new(),
         }))
     }
 

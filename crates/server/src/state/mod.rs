@@ -65,6 +65,10 @@
 //!   whose target has no conversation yet) is INVALID_ARGUMENT, a missing
 //!   or deleted one NOT_FOUND. The reply keeps the id after the original is
 //!   deleted; clients show "deleted message".
+//! - **Reactions** (`React`): any member, one emoji per user per message:
+//!   the same emoji again removes it, another replaces it. 1-32 bytes, no
+//!   control characters or whitespace. A `Reacted` event with the message
+//!   as it is now goes to every member.
 //! - **Deleting messages** removes them (bodies included) from the state and
 //!   blanks their bodies in remembered dedup results.
 //! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
@@ -97,6 +101,7 @@ pub(crate) use sessions::Sessions;
 use store::{MemoryStore, Remembered, Store};
 
 pub use accounts::validate_username;
+pub use apply::validate_emoji;
 pub use conversations::{check_group_lookup_len, validate_group_name};
 pub use pattern::wildcard_match;
 
@@ -476,6 +481,7 @@ impl ChatState {
                 index,
                 edited_at_ms: 0,
                 reply_to: 0,
+                reactions: Vec::new(),
             },
         }
     }

@@ -56,6 +56,17 @@ pub struct MessageExt {
     pub edited_at_ms: u64,
     /// The message of the same conversation this one answers; 0 = none.
     pub reply_to: MessageId,
+    /// One reaction per user, by user id.
+    pub reactions: Vec<Reaction>,
+}
+
+/// A user's reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub user: UserId,
+    /// The user's name when they reacted; survives account deletion.
+    pub name: String,
+    pub emoji: String,
 }
 
 impl MessageExt {
@@ -111,6 +122,7 @@ impl Message {
             index: self.index,
             edited_at_ms: self.ext.edited_at_ms,
             reply_to: self.ext.reply_to,
+            reactions: reaction_views(&self.ext.reactions),
         }
     }
 
@@ -135,6 +147,22 @@ impl Message {
             ext,
         }
     }
+}
+
+/// Reactions grouped by emoji (in emoji order), each with who reacted (in
+/// user id order).
+fn reaction_views(reactions: &[Reaction]) -> Vec<ReactionView> {
+    let mut by_emoji: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in reactions {
+        by_emoji.entry(&r.emoji).or_default().push(r.name.clone());
+    }
+    by_emoji
+        .into_iter()
+        .map(|(emoji, users)| ReactionView {
+            emoji: emoji.to_owned(),
+            users,
+        })
+        .collect()
 }
 
 /// A [`MessageView`] as the request-id window stores it
@@ -178,6 +206,7 @@ impl StoredView {
             index: self.index,
             edited_at_ms: 0,
             reply_to: 0,
+            reactions: Vec::new(),
         }
     }
 }
@@ -678,6 +707,11 @@ mod tests {
         edited.body = "hello".into();
         edited.ext.edited_at_ms = 6;
         edited.ext.reply_to = 2;
+        edited.ext.reactions.push(Reaction {
+            user: 1,
+            name: "a".into(),
+            emoji: "🎉".into(),
+        });
         let edited = Record::Message {
             conversation: 2,
             id: 3,

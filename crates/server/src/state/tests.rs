@@ -386,6 +386,7 @@ fn first_direct_message_creates_the_conversation() {
             index: h.index,
             edited_at_ms: 0,
             reply_to: 0,
+            reactions: Vec::new(),
         }
     );
     let ev = h.take();
@@ -1142,6 +1143,132 @@ fn a_retried_reply_answers_the_original_reply() {
     assert_eq!(first, again);
     let (page, _) = h.s.history(1, original.conversation, 0, 10).unwrap();
     assert_eq!(page.len(), 2);
+}
+
+// ----------------------------------------------------------------- reactions
+
+fn react(session: TokenHash, id: MessageId, emoji: &str) -> Command {
+    Command::React {
+        session,
+        id,
+        emoji: emoji.into(),
+    }
+}
+
+fn reactions_of(o: Outcome) -> Vec<(String, Vec<String>)> {
+    let Outcome::Changed(v) = o else {
+        panic!("not changed: {o:?}")
+    };
+    v.reactions
+        .into_iter()
+        .map(|r| (r.emoji, r.users))
+        .collect()
+}
+
+fn r(emoji: &str, users: &[&str]) -> (String, Vec<String>) {
+    (
+        emoji.to_string(),
+        users.iter().map(|u| u.to_string()).collect(),
+    )
+}
+
+#[test]
+fn reactions_toggle_replace_and_count_per_user() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (_, tc) = h.user("c");
+    h.group(ta, "team", &["b", "c"]);
+    let m = h.send(ta, Target::Group("team".into()), "ship it");
+    h.take();
+    assert_eq!(
+        reactions_of(h.ok(react(tb, m.id, "👍"))),
+        vec![r("👍", &["b"])]
+    );
+    assert_eq!(
+        reactions_of(h.ok(react(ta, m.id, "👍"))),
+        vec![r("👍", &["a", "b"])]
+    );
+    // Another emoji replaces the user's own.
+    assert_eq!(
+        reactions_of(h.ok(react(tc, m.id, "🎉"))),
+        vec![r("🎉", &["c"]), r("👍", &["a", "b"])]
+    );
+    assert_eq!(
+        reactions_of(h.ok(react(tb, m.id, "🎉"))),
+        vec![r("🎉", &["b", "c"]), r("👍", &["a"])]
+    );
+    // The same emoji again removes it.
+    assert_eq!(
+        reactions_of(h.ok(react(ta, m.id, "👍"))),
+        vec![r("🎉", &["b", "c"])]
+    );
+    let ev = h.take();
+    assert_eq!(ev.len(), 5);
+    assert!(ev.iter().all(|e| matches!(e.kind, EventKind::Reacted(_))));
+    assert_eq!(ev[4].recipients.len(), 3);
+    // In the history, and through a snapshot.
+    let (page, _) = h.s.history(a, m.conversation, 0, 10).unwrap();
+    assert_eq!(page[0].reactions.len(), 1);
+    assert_eq!(page[0].reactions[0].users, vec!["b", "c"]);
+    let back = restored(&h.s);
+    assert_eq!(back, h.s);
+    assert_eq!(back.history(b, m.conversation, 0, 1).unwrap().0, page);
+}
+
+#[test]
+fn reactions_are_validated_and_limited_to_members() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let (_, tc) = h.user("c");
+    let m = h.dm(ta, "b", "hi");
+    h.take();
+    for bad in ["", " ", "\u{1b}[2J", "a\nb", "👍 👍", &"x".repeat(33)] {
+        let e = h.err(react(ta, m.id, bad));
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{bad:?}");
+    }
+    assert_eq!(
+        h.err(react(tc, m.id, "👍")).kind,
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(h.err(react(ta, 999, "👍")).kind, ErrorKind::NotFound);
+    h.ok(Command::DeleteMessages {
+        session: ta,
+        ids: vec![m.id],
+    });
+    h.take();
+    assert_eq!(h.err(react(ta, m.id, "👍")).kind, ErrorKind::NotFound);
+    assert!(h.take().is_empty());
+}
+
+#[test]
+fn a_retried_reaction_toggles_once() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let m = h.dm(ta, "b", "hi");
+    let first = h.with_id("x", react(ta, m.id, "👍")).unwrap();
+    let again = h.with_id("x", react(ta, m.id, "👍")).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(reactions_of(again), vec![r("👍", &["a"])]);
+}
+
+#[test]
+fn reactions_are_deterministic_and_in_the_history_digest() {
+    let run = |emoji: &str| {
+        let mut h = H::new();
+        let (_, ta) = h.user("a");
+        let (_, tb) = h.user("b");
+        let m = h.dm(ta, "b", "hi");
+        h.ok(react(tb, m.id, emoji));
+        h
+    };
+    let (x, y, z) = (run("👍"), run("👍"), run("🎉"));
+    assert_eq!(x.s, y.s);
+    assert_eq!(x.s.history_digest(), y.s.history_digest());
+    assert_ne!(x.s.digest(), z.s.digest());
+    assert_ne!(x.s.history_digest(), z.s.history_digest());
 }
 
 #[test]

@@ -910,6 +910,11 @@ mod tests {
             m.body = "hello".into();
             m.ext.edited_at_ms = 77;
             m.ext.reply_to = 1;
+            m.ext.reactions.push(crate::state::store::Reaction {
+                user: 2,
+                name: "bob".into(),
+                emoji: "👍".into(),
+            });
         }
         let bytes = edited.encode(Vec::new()).unwrap();
         assert_eq!(Slot::decode(&bytes).unwrap(), edited);
