@@ -343,8 +343,21 @@ impl ChatClient {
     /// again removes it, another replaces it. Retries carry the same
     /// request id, so it toggles once.
     pub async fn react(&self, message_id: u64, emoji: &str) -> Result<ReactReply, ClientError> {
+        self.react_with_request_id(message_id, emoji, &new_request_id())
+            .await
+    }
+
+    /// [`react`](Self::react) with a request id the caller chose: calling
+    /// again with the same id returns the original result instead of
+    /// toggling again.
+    pub async fn react_with_request_id(
+        &self,
+        message_id: u64,
+        emoji: &str,
+        request_id: &str,
+    ) -> Result<ReactReply, ClientError> {
         let message = ReactRequest {
-            request_id: new_request_id(),
+            request_id: request_id.to_string(),
             message_id,
             emoji: emoji.to_string(),
         };

@@ -350,6 +350,7 @@ pub fn check(
     if let Some(reference) = reference {
         check_final(&index, reference, &mut v);
         check_edits(&index, reference, &mut v);
+        check_reactions(ops, reference, &mut v);
         check_read_up_to(ops, finals, &mut v);
     }
     let universe = universe(ops, &index, reference, &mut v);
@@ -637,6 +638,53 @@ fn check_edits(index: &Index, reference: &BTreeMap<u64, Vec<Seen>>, v: &mut Vec<
                     ops: all(),
                 });
             }
+        }
+    }
+}
+
+/// Each user's final reaction to a message is the one its last
+/// acknowledged toggle left (as the acknowledgement showed it), when every
+/// toggle of that user on that message has a definite outcome (a toggle
+/// that may or may not have applied could have flipped it). A toggle
+/// applied twice, or an acknowledged one lost, shows here. Replicas
+/// agreeing on reactions is `check_convergence`'s.
+fn check_reactions(ops: &[Op], reference: &BTreeMap<u64, Vec<Seen>>, v: &mut Vec<Violation>) {
+    let mut toggles: BTreeMap<(&str, u64), Vec<&Op>> = BTreeMap::new();
+    for op in ops {
+        if let Request::React { id, .. } = &op.request {
+            toggles.entry((op.user.as_str(), *id)).or_default().push(op);
+        }
+    }
+    let finals: HashMap<u64, &Seen> = reference.values().flatten().map(|m| (m.id, m)).collect();
+    for ((user, id), list) in toggles {
+        let Some(m) = finals.get(&id) else { continue };
+        if list
+            .iter()
+            .any(|o| matches!(o.outcome, Outcome::Unknown { .. }))
+        {
+            continue;
+        }
+        let Some((last, shown)) = list
+            .iter()
+            .filter_map(|o| match &o.outcome {
+                Outcome::Sent { message } => Some((*o, message)),
+                _ => None,
+            })
+            .max_by_key(|(o, _)| o.complete)
+        else {
+            continue;
+        };
+        let (want, got) = (shown.reaction_of(user), m.reaction_of(user));
+        if want != got {
+            v.push(Violation {
+                check: "lost",
+                detail: format!(
+                    "message {id}: {user}'s last acknowledged toggle (at {} ms) left {want:?}, \
+                     the final state has {got:?}",
+                    last.complete / 1000
+                ),
+                ops: list.iter().map(|o| (*o).clone()).collect(),
+            });
         }
     }
 }
@@ -1020,6 +1068,7 @@ mod tests {
     fn seen(id: u64, body: &str) -> Seen {
         Seen {
             edit: String::new(),
+            reactions: Vec::new(),
             id,
             body: body.into(),
         }
@@ -1109,6 +1158,55 @@ mod tests {
         wrong.push(edit(5, (80, 90), "a~e6", "x6", acked("a~e7")));
         let r = run(&wrong, &finals(vec![Seen::of(1, "a~e6")]));
         assert_eq!(r.count("divergent"), 1, "{r}");
+    }
+
+    #[test]
+    fn a_lost_or_doubled_reaction_toggle_is_found() {
+        let with = |emoji: Option<&str>| Seen {
+            reactions: emoji
+                .map(|e| vec![(e.to_string(), vec!["u".to_string()])])
+                .unwrap_or_default(),
+            ..seen(1, "a")
+        };
+        let toggle = |opid, t: (Micros, Micros), rid: &str, outcome| {
+            let mut o = op(
+                opid,
+                t.0,
+                t.1,
+                Request::React {
+                    conv: 1,
+                    id: 1,
+                    emoji: "+1".into(),
+                    request_id: rid.into(),
+                    attempt: 1,
+                },
+                outcome,
+            );
+            o.user = "u".into();
+            o
+        };
+        let shown = |emoji| Outcome::Sent {
+            message: with(emoji),
+        };
+        let ops = vec![
+            send(1, (0, 10), "a", "r1", sent(1, "a")),
+            toggle(2, (20, 30), "x1", shown(Some("+1"))),
+            toggle(3, (40, 50), "x2", shown(None)),
+        ];
+        assert!(run(&ops, &finals(vec![with(None)])).ok());
+        let r = run(&ops, &finals(vec![with(Some("+1"))]));
+        assert_eq!(r.count("lost"), 1, "{r}");
+        // A toggle that may or may not have applied: no verdict.
+        let mut unsure = ops.clone();
+        unsure.push(toggle(
+            4,
+            (60, 70),
+            "x3",
+            Outcome::Unknown {
+                error: "timeout".into(),
+            },
+        ));
+        assert!(run(&unsure, &finals(vec![with(Some("+1"))])).ok());
     }
 
     #[test]

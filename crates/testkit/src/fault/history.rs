@@ -71,6 +71,15 @@ pub enum Request {
         request_id: String,
         attempt: u32,
     },
+    /// One attempt of toggling the client's reaction `emoji` to message
+    /// `id`; retries reuse the request id.
+    React {
+        conv: u64,
+        id: u64,
+        emoji: String,
+        request_id: String,
+        attempt: u32,
+    },
 }
 
 /// Separates a message's sent body from the suffix an edit added; bodies
@@ -85,6 +94,7 @@ impl Request {
             Request::MarkRead { .. } => "mark_read",
             Request::Delete { .. } => "delete",
             Request::Edit { .. } => "edit",
+            Request::React { .. } => "react",
         }
     }
 
@@ -101,6 +111,9 @@ pub struct Seen {
     pub body: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub edit: String,
+    /// Its reactions: each emoji with who reacted, as the server lists them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<(String, Vec<String>)>,
 }
 
 impl Seen {
@@ -111,7 +124,28 @@ impl Seen {
             id,
             body: body.to_string(),
             edit: edit.to_string(),
+            reactions: Vec::new(),
         }
+    }
+
+    /// A message as the server returned it.
+    pub fn of_message(m: &raftchat_proto::Message) -> Seen {
+        Seen {
+            reactions: m
+                .reactions
+                .iter()
+                .map(|r| (r.emoji.clone(), r.users.clone()))
+                .collect(),
+            ..Seen::of(m.id, &m.body)
+        }
+    }
+
+    /// The emoji `user` reacted with, if any.
+    pub fn reaction_of(&self, user: &str) -> Option<&str> {
+        self.reactions
+            .iter()
+            .find(|(_, users)| users.iter().any(|u| u == user))
+            .map(|(emoji, _)| emoji.as_str())
     }
 
     /// The text it showed.

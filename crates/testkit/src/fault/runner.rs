@@ -377,7 +377,7 @@ async fn full_history(client: &ChatClient, conv: u64) -> Result<Vec<Seen>, Clien
     let target = Target::Conversation(conv);
     loop {
         let page = retry(|| client.history(&target, before, 1000)).await?;
-        out.extend(page.messages.iter().map(|m| Seen::of(m.id, &m.body)));
+        out.extend(page.messages.iter().map(Seen::of_message));
         match page.messages.last() {
             Some(m) if page.more => before = m.id,
             _ => break,

@@ -136,7 +136,7 @@ impl Recorder {
 }
 
 fn seen(m: &raftchat_proto::Message) -> Seen {
-    Seen::of(m.id, &m.body)
+    Seen::of_message(m)
 }
 
 /// Sends `body` to `conv`, retrying an unknown outcome with the same request
@@ -206,6 +206,47 @@ pub async fn edit(
                 let reply = client
                     .edit_message_with_request_id(id, &text, &request_id)
                     .await?;
+                let message = reply
+                    .message
+                    .ok_or_else(|| ClientError::missing_field("message"))?;
+                Ok(Outcome::Sent {
+                    message: seen(&message),
+                })
+            })
+            .await;
+        let retry = matches!(outcome, Outcome::Unknown { .. })
+            && attempt < SEND_ATTEMPTS
+            && !stop.load(Ordering::Relaxed);
+        if !retry {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Toggles reaction `emoji` to message `id`, retrying an unknown outcome
+/// with the same request id like [`send`].
+pub async fn react(
+    rec: &mut Recorder,
+    client: &ChatClient,
+    (conv, id): (u64, u64),
+    emoji: &str,
+    stop: &AtomicBool,
+) -> Outcome {
+    let request_id = new_request_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let request = Request::React {
+            conv,
+            id,
+            emoji: emoji.to_string(),
+            request_id: request_id.clone(),
+            attempt,
+        };
+        let outcome = rec
+            .record(request, || async {
+                let reply = client.react_with_request_id(id, emoji, &request_id).await?;
                 let message = reply
                     .message
                     .ok_or_else(|| ClientError::missing_field("message"))?;
@@ -307,6 +348,13 @@ impl Worker {
                     self.note(conv, m.id);
                 }
             }
+        } else if roll < 81 {
+            // The newest message seen there, often someone else's.
+            let Some(&id) = self.newest.get(&conv) else {
+                return;
+            };
+            let emoji = if self.rng.gen_bool(0.5) { "+1" } else { "ok" };
+            react(&mut self.rec, &self.client, (conv, id), emoji, stop).await;
         } else if roll < 85 {
             let Some(&up_to) = self.newest.get(&conv) else {
                 return;
