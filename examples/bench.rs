@@ -448,6 +448,7 @@ impl Route {
                     request_id: raftchat_client::new_request_id(),
                     to: Some(To::User("bob".into())),
                     body: body.to_string(),
+                    reply_to: 0,
                 });
                 let Ok(value) = bearer.parse() else {
                     return false;

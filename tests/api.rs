@@ -434,6 +434,7 @@ async fn a_retry_after_logging_in_again_applies_once() {
             request_id: request_id.clone(),
             to: Some(To::User("bob".into())),
             body: "exactly once".into(),
+            reply_to: 0,
         });
         request.metadata_mut().insert(
             "authorization",
@@ -555,4 +556,306 @@ async fn a_conversation_with_a_deleted_peer_is_read_by_its_id() {
     assert_eq!(info.members, vec!["alice".to_string()]);
     let bodies: Vec<String> = page.messages.into_iter().map(|m| m.body).collect();
     assert_eq!(bodies, vec!["before bob left".to_string()]);
+}
+
+/// Editing: the author's edit keeps the message's id and place, every
+/// replica's history shows the latest text with `edited_at_ms`, the other
+/// member's subscription gets an edit event, a retry with the same request
+/// id applies once, and bad edits get a clear status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_is_seen_everywhere_once_and_bad_edits_are_refused() {
+    use raftchat_proto::chat_client::ChatClient as RawChat;
+    use raftchat_proto::EditMessageRequest;
+
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..options()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let to_bob = Target::User("bob".into());
+    let first = alice.send(&to_bob, "helo").await.unwrap().message.unwrap();
+    let second = alice.send(&to_bob, "after").await.unwrap().message.unwrap();
+    let reply = bob
+        .send(&Target::User("alice".into()), "hi")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+
+    // bob watches through a follower.
+    let follower = if leader == 1 { 2 } else { 1 };
+    let watcher = cluster.client_on(follower);
+    watcher.login("bob", "password-bob").await.unwrap();
+    let mut stream = Box::pin(watcher.subscribe(None));
+    loop {
+        if let Some(SubscriptionItem::Live { .. }) = stream.next().await {
+            break;
+        }
+    }
+
+    // The same request id twice (a retry, after logging in again): one edit.
+    wait_rules_raised(&cluster).await;
+    let mut raw = RawChat::new(cluster.channel(leader));
+    let request_id = raftchat_client::new_request_id();
+    let edit = |token: String| {
+        let mut request = tonic::Request::new(EditMessageRequest {
+            request_id: request_id.clone(),
+            message_id: first.id,
+            body: "hello".into(),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii token"),
+        );
+        request
+    };
+    let edited = raw
+        .edit_message(edit(alice.token().unwrap()))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .expect("the edited message");
+    assert_eq!((edited.id, edited.body.as_str()), (first.id, "hello"));
+    assert!(edited.edited_at_ms >= first.sent_ms, "{edited:?}");
+    alice.logout().await.unwrap();
+    alice.login("alice", "password-alice").await.unwrap();
+    let again = raw
+        .edit_message(edit(alice.token().unwrap()))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .expect("the edited message");
+    assert_eq!(again, edited);
+
+    // Every replica: same ids in the same order, the latest text, the time.
+    for id in cluster.replicas.keys().copied() {
+        let on = cluster.client_on(id);
+        on.login("bob", "password-bob").await.unwrap();
+        let page = on
+            .history(&Target::User("alice".into()), 0, 10)
+            .await
+            .unwrap();
+        let seen: Vec<(u64, String, u64)> = page
+            .messages
+            .iter()
+            .rev()
+            .map(|m| (m.id, m.body.clone(), m.edited_at_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (first.id, "hello".to_string(), edited.edited_at_ms),
+                (second.id, "after".to_string(), 0),
+                (reply.id, "hi".to_string(), 0),
+            ],
+            "replica {id}"
+        );
+    }
+
+    // bob's subscription got exactly one edit event, with the new text.
+    alice.send(&to_bob, "marker").await.unwrap();
+    let events = take_events(&mut stream, 1, Duration::from_secs(20)).await;
+    let edits: Vec<&raftchat_proto::Message> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Edited(m)) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edits, vec![&edited], "{events:?}");
+
+    // Refused, with a clear status.
+    let msg = expect_code(
+        bob.edit_message(first.id, "not mine").await,
+        Code::PermissionDenied,
+        "editing another's message",
+    );
+    assert!(msg.contains("not yours"), "{msg}");
+    expect_code(
+        alice.edit_message(second.id, "").await,
+        Code::InvalidArgument,
+        "an empty body",
+    );
+    expect_code(
+        alice
+            .edit_message(
+                second.id,
+                &"x".repeat(raftchat_proto::contract::MAX_BODY_BYTES + 1),
+            )
+            .await,
+        Code::InvalidArgument,
+        "an oversized body",
+    );
+    alice.delete_messages(&[second.id]).await.unwrap();
+    expect_code(
+        alice.edit_message(second.id, "back").await,
+        Code::NotFound,
+        "a deleted message",
+    );
+    expect_code(
+        alice.edit_message(999_999, "x").await,
+        Code::NotFound,
+        "an unknown message",
+    );
+    let page = bob
+        .history(&Target::User("alice".into()), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 3, "{page:?}");
+}
+
+/// Replies: `reply_to` names a message of the same conversation and comes
+/// back in the reply, the history and the other member's event; another
+/// conversation's message or a missing one is refused with a clear status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_names_its_original_and_bad_ones_are_refused() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let _carol = user(&cluster, "carol").await;
+    let to_bob = Target::User("bob".into());
+    let to_alice = Target::User("alice".into());
+    let question = alice
+        .send(&to_bob, "lunch?")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    alice
+        .create_group("team", &["carol".to_string()])
+        .await
+        .unwrap();
+    let team = Target::Group("team".into());
+    let elsewhere = alice.send(&team, "standup").await.unwrap().message.unwrap();
+
+    let mut stream = Box::pin(alice.subscribe(None));
+    loop {
+        if let Some(SubscriptionItem::Live { .. }) = stream.next().await {
+            break;
+        }
+    }
+    let answer = bob
+        .send_reply(&to_alice, "yes", question.id)
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    assert_eq!(answer.reply_to, question.id);
+    let events = take_events(&mut stream, 1, Duration::from_secs(20)).await;
+    let got: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Message(m)) => Some(m.reply_to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![question.id]);
+    for id in cluster.replicas.keys().copied() {
+        let on = cluster.client_on(id);
+        on.login("alice", "password-alice").await.unwrap();
+        let page = on.history(&to_bob, 0, 10).await.unwrap();
+        let seen: Vec<(u64, u64)> = page.messages.iter().map(|m| (m.id, m.reply_to)).collect();
+        assert_eq!(
+            seen,
+            vec![(answer.id, question.id), (question.id, 0)],
+            "replica {id}"
+        );
+    }
+    let msg = expect_code(
+        alice.send_reply(&to_bob, "wrong place", elsewhere.id).await,
+        Code::InvalidArgument,
+        "a reply to another conversation's message",
+    );
+    assert!(msg.contains("not in this conversation"), "{msg}");
+    expect_code(
+        alice.send_reply(&to_bob, "to nothing", 999_999).await,
+        Code::NotFound,
+        "a reply to a missing message",
+    );
+    // Nothing was sent by the refused replies.
+    let page = alice.history(&to_bob, 0, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 2);
+}
+
+/// Reactions: toggled per user, counted with who reacted in the reply, the
+/// history and the other member's event; bad emoji and outsiders refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_toggle_and_reach_history_and_events() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let carol = user(&cluster, "carol").await;
+    let to_bob = Target::User("bob".into());
+    let m = alice
+        .send(&to_bob, "ship it")
+        .await
+        .unwrap()
+        .message
+        .unwrap();
+    let mut stream = Box::pin(alice.subscribe(None));
+    loop {
+        if let Some(SubscriptionItem::Live { .. }) = stream.next().await {
+            break;
+        }
+    }
+    let counts = |m: &raftchat_proto::Message| -> Vec<(String, Vec<String>)> {
+        m.reactions
+            .iter()
+            .map(|r| (r.emoji.clone(), r.users.clone()))
+            .collect()
+    };
+    let reply = bob.react(m.id, "👍").await.unwrap().message.unwrap();
+    assert_eq!(counts(&reply), vec![("👍".into(), vec!["bob".into()])]);
+    alice.react(m.id, "👍").await.unwrap();
+    let reply = bob.react(m.id, "🎉").await.unwrap().message.unwrap();
+    assert_eq!(
+        counts(&reply),
+        vec![
+            ("🎉".into(), vec!["bob".into()]),
+            ("👍".into(), vec!["alice".into()])
+        ]
+    );
+    let reply = alice.react(m.id, "👍").await.unwrap().message.unwrap();
+    assert_eq!(counts(&reply), vec![("🎉".into(), vec!["bob".into()])]);
+    for id in cluster.replicas.keys().copied() {
+        let on = cluster.client_on(id);
+        on.login("alice", "password-alice").await.unwrap();
+        let page = on.history(&to_bob, 0, 10).await.unwrap();
+        assert_eq!(page.messages, vec![reply.clone()], "replica {id}");
+    }
+    alice.send(&to_bob, "marker").await.unwrap();
+    let events = take_events(&mut stream, 1, Duration::from_secs(20)).await;
+    let reacted: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Reacted(m)) => Some(m.reactions.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reacted, vec![1, 1, 2, 1], "{events:?}");
+    for bad in ["", "a b", "\u{1b}[2J", &"x".repeat(33)] {
+        expect_code(alice.react(m.id, bad).await, Code::InvalidArgument, bad);
+    }
+    expect_code(
+        carol.react(m.id, "👍").await,
+        Code::PermissionDenied,
+        "an outsider",
+    );
+    expect_code(
+        alice.react(999_999, "👍").await,
+        Code::NotFound,
+        "no message",
+    );
 }

@@ -205,6 +205,7 @@ async fn a_follower_holds_a_write_through_an_election() {
         request_id: raftchat_client::new_request_id(),
         to: Some(To::User("bob".into())),
         body: "during the election".into(),
+        reply_to: 0,
     });
     request.metadata_mut().insert(
         "authorization",

@@ -25,6 +25,7 @@ fn request(request_id: &str, to: &str, body: &str) -> SendMessageRequest {
         request_id: request_id.into(),
         to: Some(To::User(to.into())),
         body: body.into(),
+        reply_to: 0,
     }
 }
 

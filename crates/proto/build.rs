@@ -8,6 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=../../proto/raftchat.proto");
     tonic_prost_build::configure()
         .build_server(false)
+        // prost derives Eq and Hash only for messages of scalars and
+        // strings; `Message` kept them when it gained `reactions`.
+        .message_attribute(".raftchat.v1.Message", "#[derive(Eq, Hash)]")
         .compile_protos(&["../../proto/raftchat.proto"], &["../../proto"])?;
     Ok(())
 }

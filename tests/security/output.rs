@@ -283,3 +283,205 @@ fn a_closed_stdout_ends_chatctl_quietly() {
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// `chatctl edit`: the new text is shown escaped with "(edited TIME)" in
+/// `history`, `history --json` carries `edited_at_ms`, and editing someone
+/// else's message is refused with a safe one-line error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatctl_edit_shows_the_edit_safely() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let servers = &cluster;
+    ok(servers, "alice", &["register", "alice"]).await;
+    ok(servers, "bob", &["register", "bob"]).await;
+    let sent = ok(
+        servers,
+        "alice",
+        &["--json", "send", "--as", "alice", "bob", "typo"],
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).expect("one JSON line");
+    let id = sent["id"].as_u64().expect("message id").to_string();
+    assert_eq!(sent["edited_at_ms"], 0, "{sent}");
+    ok(servers, "bob", &["send", "--as", "bob", "alice", "hi"]).await;
+
+    let body = evil_body();
+    let edited = ok(servers, "alice", &["edit", "--as", "alice", &id, &body]).await;
+    assert!(
+        edited.starts_with(&format!("edited message {id} ")),
+        "{edited}"
+    );
+
+    let history = ok(
+        servers,
+        "bob",
+        &["history", "--as", "bob", "--with", "alice"],
+    )
+    .await;
+    assert_body_shown("history after edit", &history);
+    assert!(!history.contains("typo"), "{history}");
+    assert_eq!(history.matches("(edited ").count(), 1, "{history}");
+
+    let json = ok(
+        servers,
+        "bob",
+        &["--json", "history", "--as", "bob", "--with", "alice"],
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{json}");
+    assert_eq!(lines[0]["id"].to_string(), id, "same id and place: {json}");
+    assert_eq!(lines[0]["body"], body.as_str(), "{json}");
+    assert!(lines[0]["edited_at_ms"].as_u64() > Some(0), "{json}");
+    assert_eq!(lines[1]["edited_at_ms"], 0, "{json}");
+
+    let refused = run(servers, "bob", &["edit", "--as", "bob", &id, "\x1b[2J"]).await;
+    assert!(!refused.status.success(), "bob edited alice's message");
+    assert_terminal_safe("refused edit stderr", &refused.stderr);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("chatctl: PERMISSION_DENIED: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+/// `chatctl send --reply-to`: `history` shows a one-line, escaped quote of
+/// the original above the reply (or "deleted message" once it is gone),
+/// `history --json` carries `reply_to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatctl_replies_quote_their_original_safely() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let servers = &cluster;
+    ok(servers, "alice", &["register", "alice"]).await;
+    ok(servers, "bob", &["register", "bob"]).await;
+    let body = evil_body();
+    let sent = ok(
+        servers,
+        "alice",
+        &["--json", "send", "--as", "alice", "bob", &body],
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).expect("one JSON line");
+    let id = sent["id"].as_u64().expect("message id").to_string();
+    ok(
+        servers,
+        "bob",
+        &["send", "--as", "bob", "--reply-to", &id, "alice", "answer"],
+    )
+    .await;
+
+    let history = ok(
+        servers,
+        "alice",
+        &["history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    let lines: Vec<&str> = history.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with("bob: answer"))
+        .unwrap_or_else(|| panic!("no reply line: {history}"));
+    let quote = lines[at - 1];
+    assert!(
+        quote.starts_with(&format!("  > [{id}] alice: hello \\x1b[2J")) && quote.ends_with('…'),
+        "{history}"
+    );
+    let json = ok(
+        servers,
+        "alice",
+        &["--json", "history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    let last: serde_json::Value =
+        serde_json::from_str(json.lines().last().expect("a line")).expect("JSON");
+    assert_eq!(last["reply_to"].to_string(), id, "{json}");
+
+    // The original deleted; its reply only shows the page (limit 1), so
+    // the quote is looked up, and found gone.
+    ok(servers, "alice", &["delete-messages", "--as", "alice", &id]).await;
+    let history = ok(
+        servers,
+        "alice",
+        &["history", "--as", "alice", "--with", "bob", "--limit", "1"],
+    )
+    .await;
+    assert!(
+        history.contains(&format!("  > [{id}] deleted message\n")),
+        "{history}"
+    );
+
+    let refused = run(
+        servers,
+        "bob",
+        &["send", "--as", "bob", "--reply-to", "999", "alice", "x"],
+    )
+    .await;
+    assert!(!refused.status.success(), "a reply to nothing");
+    assert_terminal_safe("refused reply stderr", &refused.stderr);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.starts_with("chatctl: NOT_FOUND: "), "{stderr}");
+}
+
+/// `chatctl react`: toggles, says which, and `history` shows the counts
+/// and who reacted under the message (escaped); `--json` has `reactions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatctl_reactions_show_counts_safely() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let servers = &cluster;
+    ok(servers, "alice", &["register", "alice"]).await;
+    ok(servers, "bob", &["register", "bob"]).await;
+    let sent = ok(
+        servers,
+        "alice",
+        &["--json", "send", "--as", "alice", "bob", "ship it"],
+    )
+    .await;
+    let sent: serde_json::Value = serde_json::from_str(sent.trim()).expect("one JSON line");
+    let id = sent["id"].as_u64().expect("message id").to_string();
+    let on = ok(servers, "bob", &["react", "--as", "bob", &id, "👍"]).await;
+    assert_eq!(on.trim(), format!("reacted 👍 on message {id}"));
+    ok(servers, "alice", &["react", "--as", "alice", &id, "🎉"]).await;
+    ok(servers, "alice", &["react", "--as", "alice", &id, "👍"]).await;
+    let off = ok(servers, "alice", &["react", "--as", "alice", &id, "👍"]).await;
+    assert_eq!(off.trim(), format!("removed reaction 👍 on message {id}"));
+    let history = ok(
+        servers,
+        "alice",
+        &["history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    assert!(history.ends_with("ship it\n  👍 1 (bob)\n"), "{history}");
+    let json = ok(
+        servers,
+        "alice",
+        &["--json", "history", "--as", "alice", "--with", "bob"],
+    )
+    .await;
+    let value: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    assert_eq!(
+        value["reactions"],
+        serde_json::json!([{ "emoji": "👍", "count": 1, "users": ["bob"] }]),
+        "{json}"
+    );
+    let refused = run(servers, "bob", &["react", "--as", "bob", &id, "\x1b[2J"]).await;
+    assert!(!refused.status.success(), "an escape as a reaction");
+    assert_terminal_safe("refused reaction stderr", &refused.stderr);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    // After the unread notice that acting for bob prints.
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("chatctl: INVALID_ARGUMENT: "), "{stderr}");
+}

@@ -132,6 +132,9 @@ pub enum Command {
     Send {
         #[command(flatten)]
         who: AsUser,
+        /// Answer this message (of the same conversation).
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<u64>,
         /// Recipient: a user name, or #name for a group.
         #[arg(value_name = "TO", value_parser = parse_target)]
         to: Target,
@@ -192,6 +195,30 @@ pub enum Command {
         /// Message ids.
         #[arg(value_name = "ID", required = true, num_args = 1..)]
         ids: Vec<u64>,
+    },
+
+    /// Replace the text of one of your own messages, for everyone.
+    Edit {
+        #[command(flatten)]
+        who: AsUser,
+        /// The message id.
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// The new text; several words are joined with spaces.
+        #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+
+    /// React to a message with an emoji; the same emoji again removes it.
+    React {
+        #[command(flatten)]
+        who: AsUser,
+        /// The message id.
+        #[arg(value_name = "ID")]
+        id: u64,
+        /// The emoji (1-32 bytes, no spaces).
+        #[arg(value_name = "EMOJI")]
+        emoji: String,
     },
 
     /// Delete your account.
@@ -374,7 +401,13 @@ mod tests {
     fn send_takes_a_target_and_joins_words() {
         let cli = parse(&["send", "--as", "alice", "#team", "hello", "world"]).unwrap();
         match cli.command {
-            Command::Send { who, to, text } => {
+            Command::Send {
+                who,
+                to,
+                text,
+                reply_to,
+            } => {
+                assert_eq!(reply_to, None);
                 assert_eq!(who.user, "alice");
                 assert_eq!(to, Target::Group("team".into()));
                 assert_eq!(text.join(" "), "hello world");
@@ -383,6 +416,14 @@ mod tests {
         }
         let cli = parse(&["send", "--as", "alice", "bob", "hi"]).unwrap();
         assert!(matches!(cli.command, Command::Send { to: Target::User(ref u), .. } if u == "bob"));
+        let cli = parse(&["send", "--as", "alice", "--reply-to", "7", "bob", "yes"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Send {
+                reply_to: Some(7),
+                ..
+            }
+        ));
     }
 
     #[test]

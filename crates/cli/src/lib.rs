@@ -99,10 +99,15 @@ async fn execute(cli: Cli) -> Result<()> {
             )
             .await
         }
-        Command::Send { who, to, text } => {
+        Command::Send {
+            who,
+            reply_to,
+            to,
+            text,
+        } => {
             let text = text.join(" ");
             session::as_user(client, &who.user, |_| {
-                messages::send(client, out, &to, &text)
+                messages::send(client, out, &to, &text, reply_to.unwrap_or(0))
             })
             .await
         }
@@ -135,6 +140,20 @@ async fn execute(cli: Cli) -> Result<()> {
         Command::DeleteMessages { who, ids } => {
             session::as_user(client, &who.user, |_| {
                 messages::delete_messages(client, out, &ids)
+            })
+            .await
+        }
+        Command::Edit { who, id, text } => {
+            let text = text.join(" ");
+            session::as_user(client, &who.user, |_| {
+                messages::edit(client, out, id, &text)
+            })
+            .await
+        }
+        Command::React { who, id, emoji } => {
+            let me = who.user.clone();
+            session::as_user(client, &who.user, |_| {
+                messages::react(client, out, id, &emoji, &me)
             })
             .await
         }

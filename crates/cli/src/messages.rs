@@ -1,25 +1,31 @@
 //! Messaging commands: send, read, history, conversations, mark-read,
-//! delete-messages. Each runs inside a `--as USER` session.
+//! delete-messages, edit. Each runs inside a `--as USER` session.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde_json::json;
 
-use raftchat_client::{ChatClient, ClientError, Conversation, Target};
+use raftchat_client::{ChatClient, ClientError, Conversation, Message, Target};
 
 use super::output::Output;
 use super::render::{
     conversation_json, conversation_name, join_ids, join_names, kind_name, message_json,
-    message_line, message_line_after,
+    message_line, message_line_after, quote_line, reactions_line,
 };
 use super::sanitize::escape_line;
 use super::table::Table;
 use super::time::format_ms;
 
-/// `send --as USER TO TEXT...`.
-pub async fn send(client: &ChatClient, out: Output, to: &Target, text: &str) -> Result<()> {
-    let reply = client.send(to, text).await?;
+/// `send --as USER [--reply-to ID] TO TEXT...`.
+pub async fn send(
+    client: &ChatClient,
+    out: Output,
+    to: &Target,
+    text: &str,
+    reply_to: u64,
+) -> Result<()> {
+    let reply = client.send_reply(to, text, reply_to).await?;
     let message = reply
         .message
         .ok_or_else(|| ClientError::missing_field("message"))?;
@@ -124,8 +130,31 @@ pub async fn history(
     if reply.messages.is_empty() {
         return out.text("no messages");
     }
+    // The messages replies answer: in the page, or looked up (one call
+    // each); absent = deleted.
+    let mut originals: BTreeMap<u64, Option<Message>> = reply
+        .messages
+        .iter()
+        .map(|m| (m.id, Some(m.clone())))
+        .collect();
+    for message in &reply.messages {
+        let id = message.reply_to;
+        if id == 0 || originals.contains_key(&id) {
+            continue;
+        }
+        let page = client.history(with, id.saturating_add(1), 1).await?;
+        let found = page.messages.into_iter().find(|m| m.id == id);
+        originals.insert(id, found);
+    }
     for message in reply.messages.iter().rev() {
+        if message.reply_to != 0 {
+            let original = originals.get(&message.reply_to).and_then(Option::as_ref);
+            out.text(&quote_line(message.reply_to, original))?;
+        }
         out.text(&message_line(message))?;
+        if !message.reactions.is_empty() {
+            out.text(&reactions_line(message))?;
+        }
     }
     Ok(())
 }
@@ -204,6 +233,42 @@ pub async fn delete_messages(client: &ChatClient, out: Output, ids: &[u64]) -> R
             )
         },
         || json!({ "deleted": reply.deleted, "requested": ids }),
+    )
+}
+
+/// `edit --as USER ID TEXT...`.
+pub async fn edit(client: &ChatClient, out: Output, id: u64, text: &str) -> Result<()> {
+    let reply = client.edit_message(id, text).await?;
+    let message = reply
+        .message
+        .ok_or_else(|| ClientError::missing_field("message"))?;
+    out.either(
+        || {
+            format!(
+                "edited message {} (conversation {})",
+                message.id, message.conversation_id
+            )
+        },
+        || message_json(&message),
+    )
+}
+
+/// `react --as USER ID EMOJI`: says whether the reaction is now on or off.
+pub async fn react(client: &ChatClient, out: Output, id: u64, emoji: &str, me: &str) -> Result<()> {
+    let reply = client.react(id, emoji).await?;
+    let message = reply
+        .message
+        .ok_or_else(|| ClientError::missing_field("message"))?;
+    let on = message
+        .reactions
+        .iter()
+        .any(|r| r.emoji == emoji && r.users.iter().any(|u| u.eq_ignore_ascii_case(me)));
+    out.either(
+        || {
+            let what = if on { "reacted" } else { "removed reaction" };
+            format!("{what} {} on message {}", escape_line(emoji), message.id)
+        },
+        || message_json(&message),
     )
 }
 

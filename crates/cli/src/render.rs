@@ -54,7 +54,7 @@ pub fn kind_name(conversation: &Conversation) -> &'static str {
     }
 }
 
-/// `[id] time  sender: body`; further lines of the body are indented
+/// `[id] time [(edited time)]  sender: body`; further lines of the body are indented
 /// under its first one.
 pub fn message_line(message: &Message) -> String {
     message_line_after("", message)
@@ -63,13 +63,58 @@ pub fn message_line(message: &Message) -> String {
 /// [`message_line`] after `lead` (e.g. `(conversation 3) `), which the
 /// body's further lines are indented past too.
 pub fn message_line_after(lead: &str, message: &Message) -> String {
+    // The edit mark is ours, before the body, where a body cannot forge it.
+    let edited = match message.edited_at_ms {
+        0 => String::new(),
+        at => format!(" (edited {})", format_ms(at)),
+    };
     let head = format!(
-        "{lead}[{}] {}  {}: ",
+        "{lead}[{}] {}{edited}  {}: ",
         message.id,
         format_ms(message.sent_ms),
         escape_line(&message.sender),
     );
     with_body(head, &message.body)
+}
+
+/// Longest quote of an original, in characters.
+const QUOTE_CHARS: usize = 60;
+
+/// The line shown above a reply: `  > [5] alice: first line of the
+/// original…`, or `  > [5] deleted message`. Indented, so it never passes
+/// for a message line; escaped, one line.
+pub fn quote_line(id: u64, original: Option<&Message>) -> String {
+    let Some(original) = original else {
+        return format!("  > [{id}] deleted message");
+    };
+    let first = original.body.lines().next().unwrap_or("");
+    let mut text: String = first.chars().take(QUOTE_CHARS).collect();
+    if text.len() < original.body.len() {
+        text.push('…');
+    }
+    format!(
+        "  > [{id}] {}: {}",
+        escape_line(&original.sender),
+        escape_line(&text)
+    )
+}
+
+/// The line shown under a message with reactions: `  👍 2 (alice, bob)
+/// · 🎉 1 (carol)`. Indented and escaped.
+pub fn reactions_line(message: &Message) -> String {
+    let parts: Vec<String> = message
+        .reactions
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} ({})",
+                escape_line(&r.emoji),
+                r.users.len(),
+                join_names(&r.users, ", ")
+            )
+        })
+        .collect();
+    format!("  {}", parts.join(" · "))
 }
 
 /// A message as JSON.
@@ -82,6 +127,13 @@ pub fn message_json(message: &Message) -> Value {
         "body": message.body,
         "sent_ms": message.sent_ms,
         "index": message.index,
+        "edited_at_ms": message.edited_at_ms,
+        "reply_to": message.reply_to,
+        "reactions": message
+            .reactions
+            .iter()
+            .map(|r| json!({ "emoji": r.emoji, "count": r.users.len(), "users": r.users }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -126,6 +178,24 @@ pub fn event_line(event: &Event) -> String {
             );
             return with_body(head, &m.body);
         }
+        Some(Kind::Edited(m)) => {
+            let head = format!(
+                "{seq}edited message {} in conversation {} from {}: ",
+                m.id,
+                m.conversation_id,
+                escape_line(&m.sender)
+            );
+            return with_body(head, &m.body);
+        }
+        Some(Kind::Reacted(m)) => format!(
+            "reactions to message {} in conversation {}: {}",
+            m.id,
+            m.conversation_id,
+            match reactions_line(m).trim() {
+                "" => "none".to_string(),
+                line => line.to_string(),
+            }
+        ),
         Some(Kind::Deleted(d)) => format!(
             "deleted messages {} in conversation {}",
             join_ids(&d.message_ids),
@@ -182,6 +252,8 @@ pub fn event_line(event: &Event) -> String {
 pub fn event_json(event: &Event) -> Value {
     let (kind, body) = match &event.kind {
         Some(Kind::Message(m)) => ("message", json!({ "message": message_json(m) })),
+        Some(Kind::Edited(m)) => ("edited", json!({ "message": message_json(m) })),
+        Some(Kind::Reacted(m)) => ("reacted", json!({ "message": message_json(m) })),
         Some(Kind::Deleted(d)) => (
             "deleted",
             json!({ "conversation_id": d.conversation_id, "message_ids": d.message_ids }),
@@ -235,6 +307,9 @@ mod tests {
             body: "hi".into(),
             sent_ms: 1_795_423_932_000,
             index: 40,
+            edited_at_ms: 0,
+            reply_to: 0,
+            reactions: Vec::new(),
         }
     }
 
@@ -248,6 +323,88 @@ mod tests {
         let value = message_json(&message());
         assert_eq!(value["sender"], "alice");
         assert_eq!(value["conversation_id"], 3);
+        assert_eq!(value["edited_at_ms"], 0);
+        let edited = Message {
+            body: "hi\x1b[2J".into(),
+            edited_at_ms: 1_795_423_992_000,
+            ..message()
+        };
+        assert_eq!(
+            message_line(&edited),
+            "[5] 2026-11-23 08:52:12 +00:00 (edited 2026-11-23 08:53:12 +00:00)  alice: hi\\x1b[2J"
+        );
+        assert_eq!(message_json(&edited)["edited_at_ms"], 1_795_423_992_000u64);
+        let event = Event {
+            seq: 12,
+            index: 41,
+            kind: Some(Kind::Edited(edited)),
+        };
+        assert_eq!(
+            event_line(&event),
+            "[12] edited message 5 in conversation 3 from alice: hi\\x1b[2J"
+        );
+        assert_eq!(event_json(&event)["type"], "edited");
+        assert_eq!(
+            event_json(&event)["message"]["edited_at_ms"],
+            1_795_423_992_000u64
+        );
+    }
+
+    #[test]
+    fn reply_quotes() {
+        let long = Message {
+            body: format!("{}\nsecond line", "x".repeat(70)),
+            sender: "al\x1bice".into(),
+            ..message()
+        };
+        assert_eq!(
+            quote_line(5, Some(&long)),
+            format!("  > [5] al\\x1bice: {}…", "x".repeat(60))
+        );
+        assert_eq!(quote_line(5, Some(&message())), "  > [5] alice: hi");
+        assert_eq!(quote_line(5, None), "  > [5] deleted message");
+        let evil = Message {
+            body: "\x1b[2J".into(),
+            ..message()
+        };
+        assert_eq!(quote_line(5, Some(&evil)), "  > [5] alice: \\x1b[2J");
+        let reply = Message {
+            reply_to: 4,
+            ..message()
+        };
+        assert_eq!(message_json(&reply)["reply_to"], 4);
+    }
+
+    #[test]
+    fn reaction_renderings() {
+        use raftchat_proto::Reaction;
+        let m = Message {
+            reactions: vec![
+                Reaction {
+                    emoji: "👍".into(),
+                    users: vec!["alice".into(), "b\x1bob".into()],
+                },
+                Reaction {
+                    emoji: "\x07".into(),
+                    users: vec!["carol".into()],
+                },
+            ],
+            ..message()
+        };
+        assert_eq!(
+            reactions_line(&m),
+            "  👍 2 (alice, b\\x1bob) · \\x07 1 (carol)"
+        );
+        let value = message_json(&m);
+        assert_eq!(value["reactions"][0]["count"], 2);
+        assert_eq!(value["reactions"][0]["users"][1], "b\x1bob");
+        let event = Event {
+            seq: 3,
+            index: 4,
+            kind: Some(Kind::Reacted(m)),
+        };
+        assert!(event_line(&event).starts_with("[3] reactions to message 5 in conversation 3:"));
+        assert_eq!(event_json(&event)["type"], "reacted");
     }
 
     #[test]

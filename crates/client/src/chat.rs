@@ -6,9 +6,10 @@ use tonic::Code;
 use raftchat_proto::{
     AddMemberRequest, ChangePasswordRequest, Conversation, CreateAccountReply,
     CreateAccountRequest, CreateGroupReply, CreateGroupRequest, DeleteAccountRequest,
-    DeleteMessagesReply, DeleteMessagesRequest, HistoryReply, HistoryRequest, LeaveGroupRequest,
-    ListAccountsReply, ListAccountsRequest, ListConversationsReply, ListConversationsRequest,
-    LoginReply, LoginRequest, LogoutRequest, MarkReadRequest, ReadUnreadReply, ReadUnreadRequest,
+    DeleteMessagesReply, DeleteMessagesRequest, EditMessageReply, EditMessageRequest, HistoryReply,
+    HistoryRequest, LeaveGroupRequest, ListAccountsReply, ListAccountsRequest,
+    ListConversationsReply, ListConversationsRequest, LoginReply, LoginRequest, LogoutRequest,
+    MarkReadRequest, ReactReply, ReactRequest, ReadUnreadReply, ReadUnreadRequest,
     SendMessageReply, SendMessageRequest,
 };
 
@@ -133,10 +134,36 @@ impl ChatClient {
         body: &str,
         request_id: &str,
     ) -> Result<SendMessageReply, ClientError> {
+        self.send_reply_with_request_id(to, body, 0, request_id)
+            .await
+    }
+
+    /// Sends `body` to `to` as an answer to message `reply_to` (of the same
+    /// conversation; 0 = none).
+    pub async fn send_reply(
+        &self,
+        to: &Target,
+        body: &str,
+        reply_to: u64,
+    ) -> Result<SendMessageReply, ClientError> {
+        self.send_reply_with_request_id(to, body, reply_to, &new_request_id())
+            .await
+    }
+
+    /// [`send_reply`](Self::send_reply) with a request id the caller chose
+    /// (see [`send_with_request_id`](Self::send_with_request_id)).
+    pub async fn send_reply_with_request_id(
+        &self,
+        to: &Target,
+        body: &str,
+        reply_to: u64,
+        request_id: &str,
+    ) -> Result<SendMessageReply, ClientError> {
         let message = SendMessageRequest {
             request_id: request_id.to_string(),
             to: Some(to.to_send()),
             body: body.to_string(),
+            reply_to,
         };
         let started = tokio::time::Instant::now();
         match self.send_over_stream(&message).await {
@@ -278,6 +305,64 @@ impl ChatClient {
             c.delete_messages(r).await
         })
         .await
+    }
+
+    /// Replaces the text of one of the caller's own messages (it keeps its
+    /// id and place, and gets `edited_at_ms`). Retries carry the same
+    /// request id, so the edit applies once.
+    pub async fn edit_message(
+        &self,
+        message_id: u64,
+        body: &str,
+    ) -> Result<EditMessageReply, ClientError> {
+        self.edit_message_with_request_id(message_id, body, &new_request_id())
+            .await
+    }
+
+    /// [`edit_message`](Self::edit_message) with a request id the caller
+    /// chose: calling again with the same id returns the original result
+    /// instead of editing again.
+    pub async fn edit_message_with_request_id(
+        &self,
+        message_id: u64,
+        body: &str,
+        request_id: &str,
+    ) -> Result<EditMessageReply, ClientError> {
+        let message = EditMessageRequest {
+            request_id: request_id.to_string(),
+            message_id,
+            body: body.to_string(),
+        };
+        self.unary("edit message", message, |mut c, r| async move {
+            c.edit_message(r).await
+        })
+        .await
+    }
+
+    /// Toggles the caller's reaction `emoji` to a message: the same emoji
+    /// again removes it, another replaces it. Retries carry the same
+    /// request id, so it toggles once.
+    pub async fn react(&self, message_id: u64, emoji: &str) -> Result<ReactReply, ClientError> {
+        self.react_with_request_id(message_id, emoji, &new_request_id())
+            .await
+    }
+
+    /// [`react`](Self::react) with a request id the caller chose: calling
+    /// again with the same id returns the original result instead of
+    /// toggling again.
+    pub async fn react_with_request_id(
+        &self,
+        message_id: u64,
+        emoji: &str,
+        request_id: &str,
+    ) -> Result<ReactReply, ClientError> {
+        let message = ReactRequest {
+            request_id: request_id.to_string(),
+            message_id,
+            emoji: emoji.to_string(),
+        };
+        self.unary("react", message, |mut c, r| async move { c.react(r).await })
+            .await
     }
 
     /// The caller's conversation that `target` names, found through

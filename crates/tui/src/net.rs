@@ -456,6 +456,9 @@ fn subscription_event(item: SubscriptionItem) -> Option<NetEvent> {
             }),
             Kind::Resync(_) => Some(NetEvent::Resync),
             Kind::Live(_) => None,
+            // chat-tui does not show edits or reactions yet (issue 23, a later step): the
+            // new text appears when the history is next loaded.
+            Kind::Edited(_) | Kind::Reacted(_) => None,
         },
     }
 }

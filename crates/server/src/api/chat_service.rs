@@ -24,7 +24,9 @@ use crate::api::subscribe;
 use crate::api::throttle::{throttle, Keys};
 use crate::raft::consensus::{now_ms, Consensus};
 use crate::state::command::*;
-use crate::state::{check_group_lookup_len, validate_group_name, validate_username};
+use crate::state::{
+    check_group_lookup_len, validate_emoji, validate_group_name, validate_username,
+};
 
 // Clients check the same limit before sending (`raftchat_proto::contract`).
 const _: () = assert!(MAX_BODY_BYTES == raftchat_proto::contract::MAX_BODY_BYTES);
@@ -138,19 +140,20 @@ impl ServiceContext {
             }
         };
         check_target(&target)?;
-        if req.body.is_empty() {
-            return Err(Status::invalid_argument("message body is empty"));
-        }
-        if req.body.len() > MAX_BODY_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "message body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                req.body.len()
-            )));
-        }
-        let command = Command::Send {
-            session,
-            target,
-            body: req.body,
+        check_body(&req.body)?;
+        // A plain send stays a `Send`, as before replies existed.
+        let command = match req.reply_to {
+            0 => Command::Send {
+                session,
+                target,
+                body: req.body,
+            },
+            reply_to => Command::SendReply {
+                session,
+                target,
+                body: req.body,
+                reply_to,
+            },
         };
         match self.write(req.request_id, command).await? {
             Outcome::Sent(m) => Ok(convert::message(m)),
@@ -181,6 +184,21 @@ fn check_target(target: &Target) -> Result<(), Status> {
         Target::Group(name) => check_group_lookup_len(name).map_err(chat_error),
         Target::Conversation(_) => Ok(()),
     }
+}
+
+/// A message text: refused here, before it costs a log entry, when apply
+/// would refuse it (apply checks again).
+fn check_body(body: &str) -> Result<(), Status> {
+    if body.is_empty() {
+        return Err(Status::invalid_argument("message body is empty"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "message body is {} bytes; the limit is {MAX_BODY_BYTES}",
+            body.len()
+        )));
+    }
+    Ok(())
 }
 
 fn check_username_len(name: &str) -> Result<(), Status> {
@@ -608,6 +626,56 @@ impl Chat for ChatService {
             };
             match ctx.write(req.request_id, command).await? {
                 Outcome::Deleted(n) => Ok(proto::DeleteMessagesReply { deleted: n }),
+                o => Err(unexpected(o)),
+            }
+        }
+        .await;
+        respond(&ctx.consensus, r)
+    }
+
+    async fn edit_message(
+        &self,
+        req: Request<proto::EditMessageRequest>,
+    ) -> Result<Response<proto::EditMessageReply>, Status> {
+        let ctx = &self.ctx;
+        let r = async {
+            let session = auth::session_from(req.metadata())?;
+            let req = req.into_inner();
+            check_body(&req.body)?;
+            let command = Command::EditMessage {
+                session,
+                id: req.message_id,
+                body: req.body,
+            };
+            match ctx.write(req.request_id, command).await? {
+                Outcome::Changed(m) => Ok(proto::EditMessageReply {
+                    message: Some(convert::message(m)),
+                }),
+                o => Err(unexpected(o)),
+            }
+        }
+        .await;
+        respond(&ctx.consensus, r)
+    }
+
+    async fn react(
+        &self,
+        req: Request<proto::ReactRequest>,
+    ) -> Result<Response<proto::ReactReply>, Status> {
+        let ctx = &self.ctx;
+        let r = async {
+            let session = auth::session_from(req.metadata())?;
+            let req = req.into_inner();
+            validate_emoji(&req.emoji).map_err(chat_error)?;
+            let command = Command::React {
+                session,
+                id: req.message_id,
+                emoji: req.emoji,
+            };
+            match ctx.write(req.request_id, command).await? {
+                Outcome::Changed(m) => Ok(proto::ReactReply {
+                    message: Some(convert::message(m)),
+                }),
                 o => Err(unexpected(o)),
             }
         }

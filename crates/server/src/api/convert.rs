@@ -38,6 +38,16 @@ pub fn message(m: MessageView) -> proto::Message {
         body: m.body,
         sent_ms: m.sent_ms,
         index: m.index,
+        edited_at_ms: m.edited_at_ms,
+        reply_to: m.reply_to,
+        reactions: m
+            .reactions
+            .into_iter()
+            .map(|r| proto::Reaction {
+                emoji: r.emoji,
+                users: r.users,
+            })
+            .collect(),
     }
 }
 

@@ -224,6 +224,8 @@ async fn send(tx: &mpsc::Sender<Item>, item: Item) -> Result<(), String> {
 fn render(state: &ChatState, user: UserId, e: &ChatEvent) -> Option<proto::Event> {
     let kind = match &e.kind {
         EventKind::Message(m) => event::Kind::Message(convert::message(m.clone())),
+        EventKind::Edited(m) => event::Kind::Edited(convert::message(m.clone())),
+        EventKind::Reacted(m) => event::Kind::Reacted(convert::message(m.clone())),
         EventKind::MessagesDeleted { conversation, ids } => {
             event::Kind::Deleted(proto::MessagesDeleted {
                 conversation_id: *conversation,

@@ -9,10 +9,25 @@ use super::accounts::validate_password_hash;
 use super::conversations::validate_group_name;
 use super::presence::Transition;
 use super::sessions::expired;
+use super::store::Reaction;
 use super::{ChatState, Conversations, Emitter};
 
 /// Most ids `ReadUnread` returns or `DeleteMessages` accepts at once.
 const MAX_BATCH_IDS: usize = 1000;
+
+/// A message text: not empty, at most [`MAX_BODY_BYTES`].
+fn validate_body(body: &str) -> Result<(), ChatError> {
+    if body.is_empty() {
+        return Err(ChatError::invalid("message body is empty"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ChatError::invalid(format!(
+            "message body is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
+            body.len()
+        )));
+    }
+    Ok(())
+}
 
 impl ChatState {
     pub(super) fn apply_command(
@@ -50,7 +65,13 @@ impl ChatState {
                 session,
                 target,
                 body,
-            } => self.send(out, session, target, body),
+            } => self.send(out, session, target, body, 0),
+            Command::SendReply {
+                session,
+                target,
+                body,
+                reply_to,
+            } => self.send(out, session, target, body, *reply_to),
             Command::CreateGroup {
                 session,
                 name,
@@ -81,6 +102,10 @@ impl ChatState {
                 limit,
             } => self.read_unread(out, session, *conversation, *limit),
             Command::DeleteMessages { session, ids } => self.delete_messages(out, session, ids),
+            Command::EditMessage { session, id, body } => {
+                self.edit_message(out, session, *id, body)
+            }
+            Command::React { session, id, emoji } => self.react(out, session, *id, emoji),
             Command::SubscriptionOpened {
                 replica,
                 subscription,
@@ -290,18 +315,24 @@ impl ChatState {
         session: &TokenHash,
         target: &Target,
         body: &str,
+        reply_to: MessageId,
     ) -> CommandResult {
         let user = self.auth(session)?;
         let sender = self.name_of(user)?;
-        if body.is_empty() {
-            return Err(ChatError::invalid("message body is empty"));
-        }
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ChatError::invalid(format!(
-                "message body is {} bytes; the limit is {MAX_BODY_BYTES} bytes",
-                body.len()
-            )));
-        }
+        validate_body(body)?;
+        // Where the original is, checked against the conversation below
+        // (before a first direct message creates one).
+        let original_home = match reply_to {
+            0 => None,
+            id => Some(self.store.home(id).ok_or_else(|| {
+                ChatError::not_found(format!("reply_to: message {id} does not exist"))
+            })?),
+        };
+        let not_here = || {
+            ChatError::invalid(format!(
+                "reply_to: message {reply_to} is not in this conversation"
+            ))
+        };
         let conv = match target {
             Target::User(name) => {
                 let peer = self.accounts.require(name)?;
@@ -310,6 +341,7 @@ impl ChatState {
                 }
                 match self.conversations.direct_between(user, peer) {
                     Some(conv) => conv,
+                    None if original_home.is_some() => return Err(not_here()),
                     None => {
                         let peer_name = self.name_of(peer)?;
                         let conv = self.conversations.create_direct(
@@ -341,6 +373,9 @@ impl ChatState {
                 *id
             }
         };
+        if original_home.is_some_and(|home| home != conv) {
+            return Err(not_here());
+        }
         let view = self
             .conversations
             .post(
@@ -349,8 +384,8 @@ impl ChatState {
                 user,
                 &sender,
                 body,
-                self.now_ms,
-                out.index,
+                (self.now_ms, out.index),
+                reply_to,
             )
             .ok_or_else(|| ChatError::not_found(format!("conversation {conv} does not exist")))?;
         let members = self
@@ -582,4 +617,87 @@ impl ChatState {
         }
         Ok(Outcome::Deleted(ids.len() as u32))
     }
+
+    fn edit_message(
+        &mut self,
+        out: &mut Emitter<'_>,
+        session: &TokenHash,
+        id: MessageId,
+        body: &str,
+    ) -> CommandResult {
+        let user = self.auth(session)?;
+        validate_body(body)?;
+        // A deleted message is gone from the store: NOT_FOUND, like one
+        // that never existed.
+        let (conv, mut message) = Conversations::home_of(&*self.store, id)
+            .ok_or_else(|| ChatError::not_found(format!("message {id} does not exist")))?;
+        if message.sender_id != user {
+            return Err(ChatError::denied(format!(
+                "message {id} is not yours; you can edit only your own messages"
+            )));
+        }
+        // Still a member: one who left a group cannot rewrite it.
+        let members = self.conversations.member_of(conv, user)?.member_ids();
+        message.body = body.to_owned();
+        // 0 means "never edited"; state time is 0 only before any entry.
+        message.ext.edited_at_ms = self.now_ms.max(1);
+        let view = message.view(conv, id);
+        self.store.update_message(conv, id, message);
+        self.emit(out, members, EventKind::Edited(view.clone()));
+        Ok(Outcome::Changed(view))
+    }
+
+    fn react(
+        &mut self,
+        out: &mut Emitter<'_>,
+        session: &TokenHash,
+        id: MessageId,
+        emoji: &str,
+    ) -> CommandResult {
+        let user = self.auth(session)?;
+        let name = self.name_of(user)?;
+        validate_emoji(emoji)?;
+        let (conv, mut message) = Conversations::home_of(&*self.store, id)
+            .ok_or_else(|| ChatError::not_found(format!("message {id} does not exist")))?;
+        let members = self
+            .conversations
+            .member_of(conv, user)
+            .map_err(|_| ChatError::denied(format!("message {id} is not in your conversations")))?
+            .member_ids();
+        let reactions = &mut message.ext.reactions;
+        match reactions.binary_search_by_key(&user, |r| r.user) {
+            Ok(at) if reactions[at].emoji == emoji => {
+                reactions.remove(at);
+            }
+            Ok(at) => reactions[at].emoji = emoji.to_owned(),
+            Err(at) => reactions.insert(
+                at,
+                Reaction {
+                    user,
+                    name,
+                    emoji: emoji.to_owned(),
+                },
+            ),
+        }
+        let view = message.view(conv, id);
+        self.store.update_message(conv, id, message);
+        self.emit(out, members, EventKind::Reacted(view.clone()));
+        Ok(Outcome::Changed(view))
+    }
+}
+
+/// A reaction: 1-[`MAX_EMOJI_BYTES`] bytes, no control characters and no
+/// whitespace (it is shown on one line under a message).
+pub fn validate_emoji(emoji: &str) -> Result<(), ChatError> {
+    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES {
+        return Err(ChatError::invalid(format!(
+            "a reaction must be 1-{MAX_EMOJI_BYTES} bytes"
+        )));
+    }
+    if emoji.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ChatError::invalid(
+            "a reaction must not contain control characters or spaces",
+        ));
+    }
+    Ok(())
 }

@@ -171,7 +171,34 @@ pub enum Command {
     SetRules {
         version: u32,
     },
+    /// Replaces the text of one of the caller's own messages; it keeps its
+    /// id and place, and is marked edited at the entry's state time.
+    EditMessage {
+        session: TokenHash,
+        id: MessageId,
+        body: String,
+    },
+    /// `Send` of a message that answers `reply_to`, a message of the same
+    /// conversation. (A new command, so that `Send` entries already in
+    /// logs keep their encoding.)
+    SendReply {
+        session: TokenHash,
+        target: Target,
+        body: String,
+        reply_to: MessageId,
+    },
+    /// Toggles the caller's reaction to message `id` (of a conversation
+    /// they belong to): adds `emoji`, removes it if it is already theirs,
+    /// or replaces their other one.
+    React {
+        session: TokenHash,
+        id: MessageId,
+        emoji: String,
+    },
 }
+
+/// Longest reaction, in bytes (an emoji with skin tone and joiners fits).
+pub const MAX_EMOJI_BYTES: usize = 32;
 
 /// A replica storage's random id.
 pub type Incarnation = [u8; 16];
@@ -247,6 +274,20 @@ pub struct MessageView {
     pub sent_ms: u64,
     /// Log index of the entry that committed the message.
     pub index: u64,
+    /// State time of its last edit; 0 = never edited.
+    pub edited_at_ms: u64,
+    /// The message it answers (same conversation); 0 = none.
+    pub reply_to: MessageId,
+    /// Reactions by emoji.
+    pub reactions: Vec<ReactionView>,
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionView {
+    pub emoji: String,
+    /// Who reacted with it (names as they were), by user id.
+    pub users: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +326,8 @@ pub enum Outcome {
         remaining: u64,
     },
     Deleted(u32),
+    /// A message as it is after the command changed it (an edit).
+    Changed(MessageView),
 }
 
 /// A user-visible event produced by applying a command. The state machine
@@ -329,6 +372,10 @@ pub enum EventKind {
     SessionsEnded {
         sessions: Vec<TokenHash>,
     },
+    /// A message changed in place (an edit): the message as it is now.
+    Edited(MessageView),
+    /// A message's reactions changed: the message as it is now.
+    Reacted(MessageView),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

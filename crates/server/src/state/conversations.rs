@@ -280,19 +280,14 @@ impl Conversations {
         sender_id: UserId,
         sender: &str,
         body: &str,
-        now: u64,
-        index: u64,
+        (now, index): (u64, u64),
+        reply_to: MessageId,
     ) -> Option<MessageView> {
         let conv = self.by_id.get_mut(&id)?;
         self.last_message_id += 1;
         let mid = self.last_message_id;
-        let message = Message {
-            sender_id,
-            sender: sender.into(),
-            body: body.into(),
-            sent_ms: now,
-            index,
-        };
+        let mut message = Message::new(sender_id, sender, body, now, index);
+        message.ext.reply_to = reply_to;
         let view = message.view(id, mid);
         store.put_message(id, mid, message);
         conv.last_message_id = mid;

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::store::{DedupKey, Remembered, RememberedAt, Store};
+use super::store::{DedupKey, Remembered, RememberedAt, Store, StoredView};
 use crate::state::command::*;
 
 /// Who a request id belongs to.
@@ -49,6 +49,9 @@ impl Scope {
             | Command::MarkRead { session, .. }
             | Command::ReadUnread { session, .. }
             | Command::DeleteMessages { session, .. }
+            | Command::EditMessage { session, .. }
+            | Command::SendReply { session, .. }
+            | Command::React { session, .. }
             | Command::SubscriptionOpened { session, .. } => Scope::Token(*session),
             Command::SubscriptionClosed { .. }
             | Command::PresenceLease { .. }
@@ -111,14 +114,15 @@ pub fn remember(store: &mut dyn Store, scope: &Scope, id: &str, now: u64, result
             messages,
             remaining,
         }) => Remembered::Messages {
-            messages: messages
-                .iter()
-                .map(|m| MessageView {
-                    body: String::new(),
-                    ..m.clone()
-                })
-                .collect(),
+            messages: messages.iter().map(StoredView::of).collect(),
             remaining: *remaining,
+        },
+        Ok(Outcome::Changed(view)) => Remembered::Changed {
+            id: view.id,
+            conversation: view.conversation,
+            sender_id: view.sender_id,
+            sent_ms: view.sent_ms,
+            index: view.index,
         },
         other => Remembered::Other(Box::new(other.clone())),
     };
@@ -145,6 +149,9 @@ mod tests {
             body: "hi".into(),
             sent_ms: 5,
             index: 9,
+            edited_at_ms: 0,
+            reply_to: 0,
+            reactions: Vec::new(),
         }))
     }
 
@@ -197,12 +204,13 @@ mod tests {
         else {
             panic!("not remembered as messages");
         };
+        assert_eq!(messages, vec![StoredView::of(&view)]);
         assert_eq!(
-            messages,
-            vec![MessageView {
+            messages[0].clone().view(),
+            MessageView {
                 body: String::new(),
                 ..view
-            }]
+            }
         );
     }
 }

@@ -55,6 +55,20 @@
 //!   Its messages stay, under the name they were sent with. A direct
 //!   conversation stays readable by the peer but cannot be sent to; once both
 //!   sides are deleted it is removed, like an empty group.
+//! - **Editing a message** (only one's own, still present) replaces its
+//!   text in place (same id, same place) and sets `edited_at_ms = now`;
+//!   the previous text leaves the state. An `Edited` event with the message
+//!   as it is now goes to every member. The result, `Changed`, is
+//!   remembered by reference like a send.
+//! - **Replies** (`SendReply`) name a message of the same conversation
+//!   that exists at the entry; another conversation's message (or a reply
+//!   whose target has no conversation yet) is INVALID_ARGUMENT, a missing
+//!   or deleted one NOT_FOUND. The reply keeps the id after the original is
+//!   deleted; clients show "deleted message".
+//! - **Reactions** (`React`): any member, one emoji per user per message:
+//!   the same emoji again removes it, another replaces it. 1-32 bytes, no
+//!   control characters or whitespace. A `Reacted` event with the message
+//!   as it is now goes to every member.
 //! - **Deleting messages** removes them (bodies included) from the state and
 //!   blanks their bodies in remembered dedup results.
 //! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
@@ -87,6 +101,7 @@ pub(crate) use sessions::Sessions;
 use store::{MemoryStore, Remembered, Store};
 
 pub use accounts::validate_username;
+pub use apply::validate_emoji;
 pub use conversations::{check_group_lookup_len, validate_group_name};
 pub use pattern::wildcard_match;
 
@@ -344,15 +359,35 @@ impl ChatState {
                     index,
                 )))
             }
+            Some(Remembered::Changed {
+                id,
+                conversation,
+                sender_id,
+                sent_ms,
+                index,
+            }) => {
+                return Ok(Outcome::Changed(self.sent_view(
+                    id,
+                    conversation,
+                    sender_id,
+                    sent_ms,
+                    index,
+                )))
+            }
             Some(Remembered::Messages {
-                mut messages,
+                messages,
                 remaining,
             }) => {
-                for view in &mut messages {
-                    if let Some(m) = self.store.message(view.conversation, view.id) {
-                        view.body = m.body;
-                    }
-                }
+                let messages = messages
+                    .into_iter()
+                    .map(|stored| {
+                        let view = stored.view();
+                        match self.store.message(view.conversation, view.id) {
+                            Some(m) => m.view(view.conversation, view.id),
+                            None => view,
+                        }
+                    })
+                    .collect();
                 return Ok(Outcome::Messages {
                     messages,
                     remaining,
@@ -444,6 +479,9 @@ impl ChatState {
                 body: String::new(),
                 sent_ms,
                 index,
+                edited_at_ms: 0,
+                reply_to: 0,
+                reactions: Vec::new(),
             },
         }
     }

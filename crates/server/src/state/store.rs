@@ -28,7 +28,14 @@ pub type DedupKey = [u8; 16];
 
 /// A message as the store holds it, under `(conversation, id)`; reads and
 /// events hand out [`MessageView`]s.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Not serialized as it is: stored messages and snapshots encode it as a
+/// [`MessageV0`] (the layout of the releases before messages could be
+/// edited), followed by a [`MessageExt`] only where the extension is not
+/// empty (see [`Record`] and `storage::disk_store`), so that what those
+/// releases wrote still decodes, and a message never edited is written
+/// byte for byte as they wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub sender_id: UserId,
     /// The sender's name when it was sent; survives account deletion.
@@ -37,9 +44,73 @@ pub struct Message {
     pub sent_ms: u64,
     /// The log index of the entry that sent it.
     pub index: u64,
+    /// What later releases added.
+    pub ext: MessageExt,
+}
+
+/// A message's fields added after the first release; all default for a
+/// message written before (see [`Message`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageExt {
+    /// State time of the last edit; 0 = never edited.
+    pub edited_at_ms: u64,
+    /// The message of the same conversation this one answers; 0 = none.
+    pub reply_to: MessageId,
+    /// One reaction per user, by user id.
+    pub reactions: Vec<Reaction>,
+}
+
+/// A user's reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub user: UserId,
+    /// The user's name when they reacted; survives account deletion.
+    pub name: String,
+    pub emoji: String,
+}
+
+impl MessageExt {
+    /// Nothing to write after the [`MessageV0`].
+    pub fn is_empty(&self) -> bool {
+        *self == MessageExt::default()
+    }
+}
+
+/// The encoding of a [`Message`] before the [`MessageExt`]: frozen, it is
+/// what stored data of older releases holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageV0 {
+    pub sender_id: UserId,
+    pub sender: String,
+    pub body: String,
+    pub sent_ms: u64,
+    pub index: u64,
+}
+
+/// [`MessageV0`] borrowed, to encode without copying the text (postcard
+/// writes `&str` and `String` alike).
+#[derive(Serialize)]
+pub struct MessageV0Ref<'a> {
+    pub sender_id: UserId,
+    pub sender: &'a str,
+    pub body: &'a str,
+    pub sent_ms: u64,
+    pub index: u64,
 }
 
 impl Message {
+    /// A message as sent (no extension yet).
+    pub fn new(sender_id: UserId, sender: &str, body: &str, sent_ms: u64, index: u64) -> Message {
+        Message {
+            sender_id,
+            sender: sender.into(),
+            body: body.into(),
+            sent_ms,
+            index,
+            ext: MessageExt::default(),
+        }
+    }
+
     pub fn view(&self, conversation: ConversationId, id: MessageId) -> MessageView {
         MessageView {
             id,
@@ -49,6 +120,93 @@ impl Message {
             body: self.body.clone(),
             sent_ms: self.sent_ms,
             index: self.index,
+            edited_at_ms: self.ext.edited_at_ms,
+            reply_to: self.ext.reply_to,
+            reactions: reaction_views(&self.ext.reactions),
+        }
+    }
+
+    /// The part every release encodes.
+    pub fn v0(&self) -> MessageV0Ref<'_> {
+        MessageV0Ref {
+            sender_id: self.sender_id,
+            sender: &self.sender,
+            body: &self.body,
+            sent_ms: self.sent_ms,
+            index: self.index,
+        }
+    }
+
+    pub fn from_parts(v0: MessageV0, ext: MessageExt) -> Message {
+        Message {
+            sender_id: v0.sender_id,
+            sender: v0.sender,
+            body: v0.body,
+            sent_ms: v0.sent_ms,
+            index: v0.index,
+            ext,
+        }
+    }
+}
+
+/// Reactions grouped by emoji (in emoji order), each with who reacted (in
+/// user id order).
+fn reaction_views(reactions: &[Reaction]) -> Vec<ReactionView> {
+    let mut by_emoji: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in reactions {
+        by_emoji.entry(&r.emoji).or_default().push(r.name.clone());
+    }
+    by_emoji
+        .into_iter()
+        .map(|(emoji, users)| ReactionView {
+            emoji: emoji.to_owned(),
+            users,
+        })
+        .collect()
+}
+
+/// A [`MessageView`] as the request-id window stores it
+/// ([`Remembered::Messages`]): the layout `MessageView` had before messages
+/// could be edited, frozen so that windows written then still decode. A
+/// retry fills in everything else from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredView {
+    pub id: MessageId,
+    pub conversation: ConversationId,
+    pub sender_id: UserId,
+    pub sender: String,
+    pub body: String,
+    pub sent_ms: u64,
+    pub index: u64,
+}
+
+impl StoredView {
+    /// `view` without its body (see [`Remembered::Messages`]).
+    pub fn of(view: &MessageView) -> StoredView {
+        StoredView {
+            id: view.id,
+            conversation: view.conversation,
+            sender_id: view.sender_id,
+            sender: view.sender.clone(),
+            body: String::new(),
+            sent_ms: view.sent_ms,
+            index: view.index,
+        }
+    }
+
+    /// The view with no body and no extension, for the store to fill in.
+    pub fn view(self) -> MessageView {
+        MessageView {
+            id: self.id,
+            conversation: self.conversation,
+            sender_id: self.sender_id,
+            sender: self.sender,
+            body: self.body,
+            sent_ms: self.sent_ms,
+            index: self.index,
+            edited_at_ms: 0,
+            reply_to: 0,
+            reactions: Vec::new(),
         }
     }
 }
@@ -69,11 +227,20 @@ pub enum Remembered {
     /// retry fills them in from the store, so a message deleted since
     /// comes back with an empty body, and the window holds no text.
     Messages {
-        messages: Vec<MessageView>,
+        messages: Vec<StoredView>,
         remaining: u64,
     },
     /// Any other result. Boxed: the window holds mostly `Sent`.
     Other(Box<CommandResult>),
+    /// A message changed (edited): by reference like `Sent`, answered
+    /// with the message as it is when the retry arrives.
+    Changed {
+        id: MessageId,
+        conversation: ConversationId,
+        sender_id: UserId,
+        sent_ms: u64,
+        index: u64,
+    },
 }
 
 /// One remembered request id: the state time it was applied at and its
@@ -86,8 +253,9 @@ pub struct RememberedAt {
 
 /// One item of a store's contents, in the order [`Store::records`] yields
 /// them: every message by id, then every remembered request by key.
-/// Snapshots carry a store as this sequence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Snapshots carry a store as this sequence, encoded as [`RecordWire`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RecordWire")]
 pub enum Record {
     Message {
         conversation: ConversationId,
@@ -98,6 +266,104 @@ pub enum Record {
         key: DedupKey,
         entry: RememberedAt,
     },
+}
+
+/// How a [`Record`] is encoded. The first two variants are the encoding of
+/// the releases before messages could be edited (a message as its
+/// [`MessageV0`]), so their snapshots still decode; a message with a
+/// non-empty [`MessageExt`] is the variant added after them.
+#[derive(Serialize, Deserialize)]
+pub enum RecordWire {
+    Message {
+        conversation: ConversationId,
+        id: MessageId,
+        message: MessageV0,
+    },
+    Remembered {
+        key: DedupKey,
+        entry: RememberedAt,
+    },
+    Extended {
+        conversation: ConversationId,
+        id: MessageId,
+        message: MessageV0,
+        ext: MessageExt,
+    },
+}
+
+/// [`RecordWire`] borrowed: the same variants in the same order.
+#[derive(Serialize)]
+enum RecordWireRef<'a> {
+    Message {
+        conversation: ConversationId,
+        id: MessageId,
+        message: MessageV0Ref<'a>,
+    },
+    Remembered {
+        key: &'a DedupKey,
+        entry: &'a RememberedAt,
+    },
+    Extended {
+        conversation: ConversationId,
+        id: MessageId,
+        message: MessageV0Ref<'a>,
+        ext: &'a MessageExt,
+    },
+}
+
+impl Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let wire = match self {
+            Record::Message {
+                conversation,
+                id,
+                message,
+            } if message.ext.is_empty() => RecordWireRef::Message {
+                conversation: *conversation,
+                id: *id,
+                message: message.v0(),
+            },
+            Record::Message {
+                conversation,
+                id,
+                message,
+            } => RecordWireRef::Extended {
+                conversation: *conversation,
+                id: *id,
+                message: message.v0(),
+                ext: &message.ext,
+            },
+            Record::Remembered { key, entry } => RecordWireRef::Remembered { key, entry },
+        };
+        wire.serialize(serializer)
+    }
+}
+
+impl From<RecordWire> for Record {
+    fn from(wire: RecordWire) -> Record {
+        match wire {
+            RecordWire::Message {
+                conversation,
+                id,
+                message,
+            } => Record::Message {
+                conversation,
+                id,
+                message: Message::from_parts(message, MessageExt::default()),
+            },
+            RecordWire::Extended {
+                conversation,
+                id,
+                message,
+                ext,
+            } => Record::Message {
+                conversation,
+                id,
+                message: Message::from_parts(message, ext),
+            },
+            RecordWire::Remembered { key, entry } => Record::Remembered { key, entry },
+        }
+    }
 }
 
 /// Messages as an iterator of `(id, message)`.
@@ -122,6 +388,8 @@ pub trait Store: std::any::Any + Send + Sync {
         newest_first: bool,
     ) -> Messages<'_>;
     fn put_message(&mut self, conversation: ConversationId, id: MessageId, message: Message);
+    /// Replaces message `id` of `conversation`, which exists, in its place.
+    fn update_message(&mut self, conversation: ConversationId, id: MessageId, message: Message);
     fn remove_message(&mut self, conversation: ConversationId, id: MessageId);
     /// Removes every message of `conversation` (it was removed).
     fn remove_conversation(&mut self, conversation: ConversationId);
@@ -230,6 +498,12 @@ impl Store for MemoryStore {
         self.homes.insert(id, conversation);
     }
 
+    fn update_message(&mut self, conversation: ConversationId, id: MessageId, message: Message) {
+        if let Some(m) = self.messages.get_mut(&(conversation, id)) {
+            *m = message;
+        }
+    }
+
     fn remove_message(&mut self, conversation: ConversationId, id: MessageId) {
         if self.messages.remove(&(conversation, id)).is_some() {
             self.homes.remove(&id);
@@ -289,13 +563,7 @@ mod tests {
     use super::*;
 
     fn msg(body: &str) -> Message {
-        Message {
-            sender_id: 1,
-            sender: "a".into(),
-            body: body.into(),
-            sent_ms: 5,
-            index: 9,
-        }
+        Message::new(1, "a", body, 5, 9)
     }
 
     #[test]
@@ -317,6 +585,140 @@ mod tests {
         assert_eq!(ids(s.messages(1, all, false)), Vec::<u64>::new());
         assert_eq!(s.home(1), None);
         assert_eq!(s.home(2), Some(2));
+    }
+
+    /// Records and remembered results exactly as the releases before
+    /// message extensions derived their encoding.
+    #[derive(Serialize)]
+    enum OldRecord {
+        Message {
+            conversation: ConversationId,
+            id: MessageId,
+            message: MessageV0,
+        },
+        Remembered {
+            key: DedupKey,
+            entry: OldRememberedAt,
+        },
+    }
+    #[derive(Serialize)]
+    struct OldRememberedAt {
+        at: u64,
+        result: OldRemembered,
+    }
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum OldRemembered {
+        Sent {
+            id: MessageId,
+            conversation: ConversationId,
+            sender_id: UserId,
+            sent_ms: u64,
+            index: u64,
+        },
+        Messages {
+            messages: Vec<OldView>,
+            remaining: u64,
+        },
+    }
+    #[derive(Serialize)]
+    struct OldView {
+        id: MessageId,
+        conversation: ConversationId,
+        sender_id: UserId,
+        sender: String,
+        body: String,
+        sent_ms: u64,
+        index: u64,
+    }
+
+    #[test]
+    fn records_written_before_message_extensions_still_decode() {
+        let v0 = MessageV0 {
+            sender_id: 1,
+            sender: "a".into(),
+            body: "hi".into(),
+            sent_ms: 5,
+            index: 9,
+        };
+        let old = [
+            OldRecord::Message {
+                conversation: 2,
+                id: 3,
+                message: v0.clone(),
+            },
+            OldRecord::Remembered {
+                key: [7; 16],
+                entry: OldRememberedAt {
+                    at: 11,
+                    result: OldRemembered::Messages {
+                        messages: vec![OldView {
+                            id: 3,
+                            conversation: 2,
+                            sender_id: 1,
+                            sender: "a".into(),
+                            body: String::new(),
+                            sent_ms: 5,
+                            index: 9,
+                        }],
+                        remaining: 4,
+                    },
+                },
+            },
+        ];
+        // Snapshots write one record after another.
+        let mut bytes = Vec::new();
+        for record in &old {
+            bytes = postcard::to_extend(record, bytes).unwrap();
+        }
+        let (first, rest): (Record, _) = postcard::take_from_bytes(&bytes).unwrap();
+        let (second, rest): (Record, _) = postcard::take_from_bytes(rest).unwrap();
+        assert!(rest.is_empty());
+        let message = Message::new(1, "a", "hi", 5, 9);
+        assert_eq!(
+            first,
+            Record::Message {
+                conversation: 2,
+                id: 3,
+                message: message.clone(),
+            }
+        );
+        let Record::Remembered { key, entry } = second else {
+            panic!("not remembered: {second:?}");
+        };
+        assert_eq!(key, [7; 16]);
+        let Remembered::Messages {
+            messages,
+            remaining: 4,
+        } = entry.result
+        else {
+            panic!("not messages: {:?}", entry.result);
+        };
+        assert_eq!(messages[0].clone().view().sender, "a");
+        // A plain message is written as before; an edited one decodes back.
+        let plain = Record::Message {
+            conversation: 2,
+            id: 3,
+            message: message.clone(),
+        };
+        let first_len = bytes.len() - postcard::to_stdvec(&old[1]).unwrap().len();
+        assert_eq!(postcard::to_stdvec(&plain).unwrap(), bytes[..first_len]);
+        let mut edited = message;
+        edited.body = "hello".into();
+        edited.ext.edited_at_ms = 6;
+        edited.ext.reply_to = 2;
+        edited.ext.reactions.push(Reaction {
+            user: 1,
+            name: "a".into(),
+            emoji: "🎉".into(),
+        });
+        let edited = Record::Message {
+            conversation: 2,
+            id: 3,
+            message: edited,
+        };
+        let bytes = postcard::to_stdvec(&edited).unwrap();
+        assert_eq!(postcard::from_bytes::<Record>(&bytes).unwrap(), edited);
     }
 
     #[test]

@@ -384,6 +384,9 @@ fn first_direct_message_creates_the_conversation() {
             body: "hello".into(),
             sent_ms: 7_000,
             index: h.index,
+            edited_at_ms: 0,
+            reply_to: 0,
+            reactions: Vec::new(),
         }
     );
     let ev = h.take();
@@ -881,6 +884,391 @@ fn delete_messages_is_all_or_nothing() {
     let bytes = bytes_of(&h.s);
     assert!(!bytes.windows(4).any(|w| w == b"four"));
     assert!(bytes.windows(5).any(|w| w == b"three"));
+}
+
+// --------------------------------------------------------------------- edits
+
+fn edit(session: TokenHash, id: MessageId, body: &str) -> Command {
+    Command::EditMessage {
+        session,
+        id,
+        body: body.into(),
+    }
+}
+
+#[test]
+fn editing_keeps_id_and_place_and_only_the_latest_text() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let m1 = h.dm(ta, "b", "first draft");
+    let m2 = h.dm(tb, "a", "reply");
+    let conv = m1.conversation;
+    let unread_before = h.unread(b, conv);
+    h.take();
+    h.ts = 5_000;
+    let Outcome::Changed(v) = h.ok(edit(ta, m1.id, "second thought")) else {
+        panic!("not changed")
+    };
+    assert_eq!(
+        v,
+        MessageView {
+            body: "second thought".into(),
+            edited_at_ms: 5_000,
+            ..m1.clone()
+        }
+    );
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert_eq!(ev[0].kind, EventKind::Edited(v.clone()));
+    // Same id, same place, no new unread, still the newest is m2.
+    let (page, _) = h.s.history(b, conv, 0, 10).unwrap();
+    assert_eq!(page, vec![m2.clone(), v.clone()]);
+    assert_eq!(h.unread(b, conv), unread_before);
+    assert_eq!(h.s.conversation(b, conv).unwrap().last_message_id, m2.id);
+    // Edited again: only the newest text stays in the state.
+    h.ts = 6_000;
+    h.ok(edit(ta, m1.id, "third"));
+    let (page, _) = h.s.history(a, conv, 0, 10).unwrap();
+    assert_eq!(
+        (page[1].body.as_str(), page[1].edited_at_ms),
+        ("third", 6_000)
+    );
+    let bytes = bytes_of(&h.s);
+    assert!(!bytes.windows(6).any(|w| w == b"second"));
+    assert!(!bytes.windows(11).any(|w| w == b"first draft"));
+    // A snapshot keeps the edit.
+    assert_eq!(restored(&h.s), h.s);
+    assert_eq!(
+        restored(&h.s).history(a, conv, 0, 10).unwrap().0[1].edited_at_ms,
+        6_000
+    );
+}
+
+#[test]
+fn editing_is_refused_for_others_deleted_and_bad_bodies() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    let (_, tb) = h.user("b");
+    let (_, tc) = h.user("c");
+    let mine = h.dm(ta, "b", "mine");
+    let theirs = h.dm(tb, "a", "theirs");
+    let gone = h.dm(ta, "b", "gone");
+    h.ok(Command::DeleteMessages {
+        session: ta,
+        ids: vec![gone.id],
+    });
+    h.take();
+    let e = h.err(edit(ta, theirs.id, "hijacked"));
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    assert!(e.message.contains("not yours"), "{}", e.message);
+    // Someone outside the conversation learns nothing more than NOT yours.
+    assert_eq!(
+        h.err(edit(tc, mine.id, "x")).kind,
+        ErrorKind::PermissionDenied
+    );
+    let e = h.err(edit(ta, gone.id, "back"));
+    assert_eq!(
+        (e.kind, e.message),
+        (
+            ErrorKind::NotFound,
+            format!("message {} does not exist", gone.id)
+        )
+    );
+    assert_eq!(h.err(edit(ta, 999, "x")).kind, ErrorKind::NotFound);
+    assert_eq!(
+        h.err(edit(ta, mine.id, "")).kind,
+        ErrorKind::InvalidArgument
+    );
+    let big = "x".repeat(MAX_BODY_BYTES + 1);
+    assert_eq!(
+        h.err(edit(ta, mine.id, &big)).kind,
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        h.err(edit(tok("nobody"), mine.id, "x")).kind,
+        ErrorKind::Unauthenticated
+    );
+    // Nothing changed, nothing emitted.
+    assert!(h.take().is_empty());
+    let (page, _) =
+        h.s.history(h.s.authenticate(&tb, 1).unwrap(), mine.conversation, 0, 10)
+            .unwrap();
+    assert!(page.iter().all(|m| m.edited_at_ms == 0));
+    assert_eq!(page.last().map(|m| m.body.as_str()), Some("mine"));
+}
+
+#[test]
+fn a_retried_edit_applies_once_and_answers_the_original() {
+    let mut h = H::new();
+    h.ok(Command::SetRules { version: RULES });
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let m = h.dm(ta, "b", "one");
+    h.take();
+    h.ts = 2_000;
+    let first = h.with_id("e1", edit(ta, m.id, "two")).unwrap();
+    assert_eq!(h.take().len(), 1);
+    // The same request id again, later, even from another session of the
+    // same account: the original result, no second edit, no event.
+    h.login("a", "a-again");
+    h.ts = 3_000;
+    let again = h.with_id("e1", edit(tok("a-again"), m.id, "two")).unwrap();
+    assert_eq!(again, first);
+    let Outcome::Changed(v) = &again else {
+        panic!("not changed")
+    };
+    assert_eq!(v.edited_at_ms, 2_000);
+    assert!(h.take().is_empty());
+    // Another id is another edit.
+    let Outcome::Changed(v) = h.with_id("e2", edit(ta, m.id, "three")).unwrap() else {
+        panic!("not changed")
+    };
+    assert_eq!((v.body.as_str(), v.edited_at_ms), ("three", 3_000));
+}
+
+#[test]
+fn edits_are_deterministic_and_in_the_history_digest() {
+    let run = |text: &str| {
+        let mut h = H::new();
+        let (_, ta) = h.user("a");
+        h.user("b");
+        let m = h.dm(ta, "b", "one");
+        h.ok(edit(ta, m.id, text));
+        h
+    };
+    let (x, y, z) = (run("two"), run("two"), run("deux"));
+    assert_eq!(x.s, y.s);
+    assert_eq!(x.s.digest(), y.s.digest());
+    assert_eq!(x.s.history_digest(), y.s.history_digest());
+    assert_ne!(x.s.digest(), z.s.digest());
+    assert_ne!(x.s.history_digest(), z.s.history_digest());
+}
+
+// ------------------------------------------------------------------- replies
+
+fn reply(session: TokenHash, target: Target, body: &str, reply_to: MessageId) -> Command {
+    Command::SendReply {
+        session,
+        target,
+        body: body.into(),
+        reply_to,
+    }
+}
+
+#[test]
+fn a_reply_names_a_message_of_its_own_conversation() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (_, tc) = h.user("c");
+    let original = h.dm(ta, "b", "question");
+    let team = h.group(ta, "team", &["b", "c"]);
+    let in_group = h.send(tc, Target::Group("team".into()), "elsewhere");
+    h.take();
+    let Outcome::Sent(answer) = h.ok(reply(tb, Target::User("a".into()), "answer", original.id))
+    else {
+        panic!("not sent")
+    };
+    assert_eq!(
+        (answer.reply_to, answer.conversation),
+        (original.id, original.conversation)
+    );
+    let ev = h.take();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].recipients, vec![a, b]);
+    assert_eq!(ev[0].kind, EventKind::Message(answer.clone()));
+    let (page, _) = h.s.history(a, original.conversation, 0, 10).unwrap();
+    assert_eq!(page[0], answer);
+    assert_eq!(page[1].reply_to, 0);
+    // By conversation id and in a group too.
+    let target = Target::Conversation(team.id);
+    let Outcome::Sent(v) = h.ok(reply(ta, target.clone(), "re", in_group.id)) else {
+        panic!("not sent")
+    };
+    assert_eq!(v.reply_to, in_group.id);
+
+    // Another conversation's message, a missing one, a deleted one.
+    h.take();
+    let e = h.err(reply(ta, target.clone(), "wrong place", original.id));
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert!(
+        e.message.contains("not in this conversation"),
+        "{}",
+        e.message
+    );
+    let e = h.err(reply(ta, target.clone(), "nothing", 999));
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    h.ok(Command::DeleteMessages {
+        session: tc,
+        ids: vec![in_group.id],
+    });
+    h.take();
+    assert_eq!(
+        h.err(reply(ta, target, "gone", in_group.id)).kind,
+        ErrorKind::NotFound
+    );
+    // A first direct message cannot answer anything, and creates nothing.
+    let convs = h.s.conversations(b).len();
+    let e = h.err(reply(tb, Target::User("c".into()), "hi", original.id));
+    assert_eq!(e.kind, ErrorKind::InvalidArgument);
+    assert_eq!(h.s.conversations(b).len(), convs);
+    assert!(h.take().is_empty());
+
+    // The reply keeps naming the original after it is deleted, through a
+    // snapshot too.
+    h.ok(Command::DeleteMessages {
+        session: ta,
+        ids: vec![original.id],
+    });
+    let back = restored(&h.s);
+    assert_eq!(back, h.s);
+    let (page, _) = back.history(b, original.conversation, 0, 10).unwrap();
+    assert_eq!(
+        page.iter().map(|m| (m.id, m.reply_to)).collect::<Vec<_>>(),
+        vec![(answer.id, original.id)]
+    );
+}
+
+#[test]
+fn a_retried_reply_answers_the_original_reply() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    let (_, tb) = h.user("b");
+    let original = h.dm(ta, "b", "q");
+    let to_a = Target::User("a".into());
+    let first = h.with_id("r", reply(tb, to_a.clone(), "ans", original.id));
+    let again = h.with_id("r", reply(tb, to_a, "ans", original.id));
+    assert_eq!(first, again);
+    let (page, _) = h.s.history(1, original.conversation, 0, 10).unwrap();
+    assert_eq!(page.len(), 2);
+}
+
+// ----------------------------------------------------------------- reactions
+
+fn react(session: TokenHash, id: MessageId, emoji: &str) -> Command {
+    Command::React {
+        session,
+        id,
+        emoji: emoji.into(),
+    }
+}
+
+fn reactions_of(o: Outcome) -> Vec<(String, Vec<String>)> {
+    let Outcome::Changed(v) = o else {
+        panic!("not changed: {o:?}")
+    };
+    v.reactions
+        .into_iter()
+        .map(|r| (r.emoji, r.users))
+        .collect()
+}
+
+fn r(emoji: &str, users: &[&str]) -> (String, Vec<String>) {
+    (
+        emoji.to_string(),
+        users.iter().map(|u| u.to_string()).collect(),
+    )
+}
+
+#[test]
+fn reactions_toggle_replace_and_count_per_user() {
+    let mut h = H::new();
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (_, tc) = h.user("c");
+    h.group(ta, "team", &["b", "c"]);
+    let m = h.send(ta, Target::Group("team".into()), "ship it");
+    h.take();
+    assert_eq!(
+        reactions_of(h.ok(react(tb, m.id, "👍"))),
+        vec![r("👍", &["b"])]
+    );
+    assert_eq!(
+        reactions_of(h.ok(react(ta, m.id, "👍"))),
+        vec![r("👍", &["a", "b"])]
+    );
+    // Another emoji replaces the user's own.
+    assert_eq!(
+        reactions_of(h.ok(react(tc, m.id, "🎉"))),
+        vec![r("🎉", &["c"]), r("👍", &["a", "b"])]
+    );
+    assert_eq!(
+        reactions_of(h.ok(react(tb, m.id, "🎉"))),
+        vec![r("🎉", &["b", "c"]), r("👍", &["a"])]
+    );
+    // The same emoji again removes it.
+    assert_eq!(
+        reactions_of(h.ok(react(ta, m.id, "👍"))),
+        vec![r("🎉", &["b", "c"])]
+    );
+    let ev = h.take();
+    assert_eq!(ev.len(), 5);
+    assert!(ev.iter().all(|e| matches!(e.kind, EventKind::Reacted(_))));
+    assert_eq!(ev[4].recipients.len(), 3);
+    // In the history, and through a snapshot.
+    let (page, _) = h.s.history(a, m.conversation, 0, 10).unwrap();
+    assert_eq!(page[0].reactions.len(), 1);
+    assert_eq!(page[0].reactions[0].users, vec!["b", "c"]);
+    let back = restored(&h.s);
+    assert_eq!(back, h.s);
+    assert_eq!(back.history(b, m.conversation, 0, 1).unwrap().0, page);
+}
+
+#[test]
+fn reactions_are_validated_and_limited_to_members() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let (_, tc) = h.user("c");
+    let m = h.dm(ta, "b", "hi");
+    h.take();
+    for bad in ["", " ", "\u{1b}[2J", "a\nb", "👍 👍", &"x".repeat(33)] {
+        let e = h.err(react(ta, m.id, bad));
+        assert_eq!(e.kind, ErrorKind::InvalidArgument, "{bad:?}");
+    }
+    assert_eq!(
+        h.err(react(tc, m.id, "👍")).kind,
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(h.err(react(ta, 999, "👍")).kind, ErrorKind::NotFound);
+    h.ok(Command::DeleteMessages {
+        session: ta,
+        ids: vec![m.id],
+    });
+    h.take();
+    assert_eq!(h.err(react(ta, m.id, "👍")).kind, ErrorKind::NotFound);
+    assert!(h.take().is_empty());
+}
+
+#[test]
+fn a_retried_reaction_toggles_once() {
+    let mut h = H::new();
+    let (_, ta) = h.user("a");
+    h.user("b");
+    let m = h.dm(ta, "b", "hi");
+    let first = h.with_id("x", react(ta, m.id, "👍")).unwrap();
+    let again = h.with_id("x", react(ta, m.id, "👍")).unwrap();
+    assert_eq!(first, again);
+    assert_eq!(reactions_of(again), vec![r("👍", &["a"])]);
+}
+
+#[test]
+fn reactions_are_deterministic_and_in_the_history_digest() {
+    let run = |emoji: &str| {
+        let mut h = H::new();
+        let (_, ta) = h.user("a");
+        let (_, tb) = h.user("b");
+        let m = h.dm(ta, "b", "hi");
+        h.ok(react(tb, m.id, emoji));
+        h
+    };
+    let (x, y, z) = (run("👍"), run("👍"), run("🎉"));
+    assert_eq!(x.s, y.s);
+    assert_eq!(x.s.history_digest(), y.s.history_digest());
+    assert_ne!(x.s.digest(), z.s.digest());
+    assert_ne!(x.s.history_digest(), z.s.history_digest());
 }
 
 #[test]

@@ -12,7 +12,9 @@
 //! # Layout (redb tables)
 //!
 //! ```text
-//! messages    id -> postcard Slot { conversation, prev, message }   (by global id: appends)
+//! messages    id -> postcard Slot { conversation, prev, message } (by global id: appends),
+//!             the message as its `MessageV0`, then its `MessageExt` if
+//!             not empty (see `Slot::encode`)
 //! heads       conversation -> newest id in its chain
 //! remembered-G  request key -> postcard RememberedAt    (one table per
 //!               generation G of state time: see `request_window`)
@@ -48,7 +50,9 @@ use serde::{Deserialize, Serialize};
 
 use super::request_window::{self, Filters, Window};
 use crate::state::command::{ConversationId, MessageId};
-use crate::state::store::{DedupKey, Message, Messages, Record, RememberedAt, Store};
+use crate::state::store::{
+    DedupKey, Message, MessageExt, MessageV0, MessageV0Ref, Messages, Record, RememberedAt, Store,
+};
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
@@ -61,13 +65,65 @@ const FORGET_BEFORE: &str = "forget_before";
 const CACHE_BYTES: usize = 32 << 20;
 
 /// A message's place in its conversation's chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Slot {
     conversation: ConversationId,
     /// The previous message of the conversation (0 = none).
     prev: MessageId,
     /// `None` once deleted.
     message: Option<Message>,
+}
+
+/// A [`Slot`] as the releases before message extensions wrote it, and as
+/// every slot still starts.
+#[derive(Serialize)]
+struct SlotV0Ref<'a> {
+    conversation: ConversationId,
+    prev: MessageId,
+    message: Option<MessageV0Ref<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SlotV0 {
+    conversation: ConversationId,
+    prev: MessageId,
+    message: Option<MessageV0>,
+}
+
+impl Slot {
+    /// Appends the slot to `bytes`: the [`SlotV0Ref`] layout, then the
+    /// message's [`MessageExt`] only when it is not empty. A slot without
+    /// an extension is written exactly as older releases wrote it.
+    fn encode(&self, bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let v0 = SlotV0Ref {
+            conversation: self.conversation,
+            prev: self.prev,
+            message: self.message.as_ref().map(Message::v0),
+        };
+        let bytes = postcard::to_extend(&v0, bytes).map_err(|e| corrupt("encode", e))?;
+        match &self.message {
+            Some(m) if !m.ext.is_empty() => {
+                postcard::to_extend(&m.ext, bytes).map_err(|e| corrupt("encode", e))
+            }
+            _ => Ok(bytes),
+        }
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote, or an older release did
+    /// (no bytes after the [`SlotV0`]).
+    fn decode(bytes: &[u8]) -> Result<Slot, postcard::Error> {
+        let (v0, rest): (SlotV0, _) = postcard::take_from_bytes(bytes)?;
+        let ext = if rest.is_empty() {
+            MessageExt::default()
+        } else {
+            postcard::from_bytes(rest)?
+        };
+        Ok(Slot {
+            conversation: v0.conversation,
+            prev: v0.prev,
+            message: v0.message.map(|m| Message::from_parts(m, ext)),
+        })
+    }
 }
 
 /// Changes not yet in redb.
@@ -190,7 +246,7 @@ impl Base {
             return Ok(None);
         };
         match table.get(id)? {
-            Some(v) => postcard::from_bytes(v.value())
+            Some(v) => Slot::decode(v.value())
                 .map(Some)
                 .map_err(|e| corrupt(&format!("message {id}"), e)),
             None => Ok(None),
@@ -343,8 +399,7 @@ impl DiskStore {
                                 message: Some(message),
                             };
                             bytes.clear();
-                            bytes = postcard::to_extend(&slot, bytes)
-                                .map_err(|e| corrupt("encode", e))?;
+                            bytes = slot.encode(bytes)?;
                             messages.insert(id, bytes.as_slice())?;
                         }
                         Record::Remembered { key, entry } => {
@@ -557,6 +612,17 @@ impl Store for DiskStore {
         self.fresh.heads.insert(conversation, id);
     }
 
+    fn update_message(&mut self, conversation: ConversationId, id: MessageId, message: Message) {
+        if let Some(mut slot) = self
+            .slot(id)
+            .filter(|s| s.conversation == conversation && s.message.is_some())
+        {
+            self.fresh.bytes += Self::weight(&message);
+            slot.message = Some(message);
+            self.fresh.slots.insert(id, slot);
+        }
+    }
+
     fn remove_message(&mut self, conversation: ConversationId, id: MessageId) {
         if let Some(mut slot) = self.slot(id).filter(|s| s.conversation == conversation) {
             slot.message = None;
@@ -660,7 +726,7 @@ impl View {
                         Err(e) => return Some(Err(e.into())),
                     };
                     let id = k.value();
-                    match postcard::from_bytes::<Slot>(v.value()) {
+                    match Slot::decode(v.value()) {
                         Ok(Slot {
                             conversation,
                             message: Some(message),
@@ -731,7 +797,7 @@ impl Checkpoint {
                     continue;
                 }
                 bytes.clear();
-                bytes = postcard::to_extend(slot, bytes).map_err(|e| corrupt("encode", e))?;
+                bytes = slot.encode(bytes)?;
                 messages.insert(id, bytes.as_slice())?;
             }
             for (&conversation, &id) in &d.heads {
@@ -743,7 +809,7 @@ impl Checkpoint {
                 while next != 0 {
                     let slot: Option<Slot> = match messages.remove(next)? {
                         Some(v) => Some(
-                            postcard::from_bytes(v.value())
+                            Slot::decode(v.value())
                                 .map_err(|e| corrupt(&format!("message {next}"), e))?,
                         ),
                         None => None,
@@ -783,13 +849,75 @@ mod tests {
     use crate::state::store::{MemoryStore, Remembered};
 
     fn msg(i: u64) -> Message {
-        Message {
-            sender_id: i % 3,
-            sender: format!("u{}", i % 3),
-            body: format!("body {i}"),
-            sent_ms: i * 10,
-            index: i,
+        Message::new(
+            i % 3,
+            &format!("u{}", i % 3),
+            &format!("body {i}"),
+            i * 10,
+            i,
+        )
+    }
+
+    /// A slot exactly as the releases before message extensions derived
+    /// its encoding.
+    #[derive(Serialize)]
+    struct OldSlot {
+        conversation: ConversationId,
+        prev: MessageId,
+        message: Option<OldMessage>,
+    }
+    #[derive(Serialize)]
+    struct OldMessage {
+        sender_id: u64,
+        sender: String,
+        body: String,
+        sent_ms: u64,
+        index: u64,
+    }
+
+    #[test]
+    fn slots_written_before_message_extensions_still_decode() {
+        let old = OldSlot {
+            conversation: 4,
+            prev: 2,
+            message: Some(OldMessage {
+                sender_id: 1,
+                sender: "ann".into(),
+                body: "hi".into(),
+                sent_ms: 50,
+                index: 5,
+            }),
+        };
+        let bytes = postcard::to_stdvec(&old).unwrap();
+        let slot = Slot::decode(&bytes).unwrap();
+        let plain = Slot {
+            conversation: 4,
+            prev: 2,
+            message: Some(Message::new(1, "ann", "hi", 50, 5)),
+        };
+        assert_eq!(slot, plain);
+        // A message never edited is written byte for byte as before.
+        assert_eq!(plain.encode(Vec::new()).unwrap(), bytes);
+        let deleted = OldSlot {
+            message: None,
+            ..old
+        };
+        let bytes = postcard::to_stdvec(&deleted).unwrap();
+        assert_eq!(Slot::decode(&bytes).unwrap().message, None);
+        // An edited one carries its extension after the old layout.
+        let mut edited = plain.clone();
+        if let Some(m) = &mut edited.message {
+            m.body = "hello".into();
+            m.ext.edited_at_ms = 77;
+            m.ext.reply_to = 1;
+            m.ext.reactions.push(crate::state::store::Reaction {
+                user: 2,
+                name: "bob".into(),
+                emoji: "👍".into(),
+            });
         }
+        let bytes = edited.encode(Vec::new()).unwrap();
+        assert_eq!(Slot::decode(&bytes).unwrap(), edited);
     }
 
     fn entry(at: u64) -> RememberedAt {
@@ -851,6 +979,16 @@ mod tests {
                 let key = [(id % 50) as u8; 16];
                 disk.remember(key, entry(id * 7_000));
                 mem.remember(key, entry(id * 7_000));
+            }
+            // Edits, some of messages already checkpointed.
+            for edited in [id - 1, id.saturating_sub(22), 9] {
+                if let Some(c) = mem.home(edited) {
+                    let mut m = mem.message(c, edited).unwrap();
+                    m.body = format!("edited in round {round}");
+                    m.ext.edited_at_ms = round + 1;
+                    disk.update_message(c, edited, m.clone());
+                    mem.update_message(c, edited, m);
+                }
             }
             for victim in [id - 3, id.saturating_sub(25), 7] {
                 if let Some(c) = mem.home(victim) {

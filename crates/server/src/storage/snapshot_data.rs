@@ -267,13 +267,15 @@ mod tests {
         use crate::state::store::{Message, Store};
         let mut store = MemoryStore::default();
         for id in 1..=500u64 {
-            let message = Message {
-                sender_id: 1,
-                sender: "ann".into(),
-                body: "x".repeat((id as usize * 37) % 3000),
-                sent_ms: id,
-                index: id,
-            };
+            let mut message =
+                Message::new(1, "ann", &"x".repeat((id as usize * 37) % 3000), id, id);
+            // Some edited: their records are the extended variant.
+            if id % 7 == 0 {
+                message.ext.edited_at_ms = id + 1;
+            }
+            if id % 5 == 0 {
+                message.ext.reply_to = id - 1;
+            }
             store.put_message(id % 4, id, message);
         }
         let state = AppliedState {

@@ -183,8 +183,30 @@ impl LogicalSend<'_> {
     }
 }
 
+/// All attempts of one edit's request id.
+#[derive(Debug)]
+struct LogicalEdit<'a> {
+    text: &'a str,
+    attempts: Vec<&'a Op>,
+    first_invoke: Micros,
+    /// The first acknowledging attempt's completion.
+    ack: Option<Micros>,
+}
+
+impl LogicalEdit<'_> {
+    fn may_have_applied(&self) -> bool {
+        self.attempts.iter().any(|a| a.outcome.may_have_applied())
+    }
+
+    fn ops(&self) -> Vec<Op> {
+        self.attempts.iter().map(|o| (*o).clone()).collect()
+    }
+}
+
 /// Indexes of a history the checks share.
 struct Index<'a> {
+    /// Message id → its logical edits, by first invocation.
+    edits: HashMap<u64, Vec<LogicalEdit<'a>>>,
     sends: Vec<LogicalSend<'a>>,
     /// Body → position in `sends`.
     by_body: HashMap<&'a str, usize>,
@@ -197,6 +219,8 @@ impl<'a> Index<'a> {
         let mut by_request: BTreeMap<&str, usize> = BTreeMap::new();
         let mut sends: Vec<LogicalSend> = Vec::new();
         let mut deletes: HashMap<u64, Vec<&Op>> = HashMap::new();
+        let mut edits: HashMap<u64, Vec<LogicalEdit>> = HashMap::new();
+        let mut edit_of: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
         let mut sorted: Vec<&Op> = ops.iter().collect();
         sorted.sort_by_key(|o| (o.invoke, o.id));
         for op in sorted {
@@ -230,6 +254,42 @@ impl<'a> Index<'a> {
                         deletes.entry(*id).or_default().push(op);
                     }
                 }
+                Request::Edit {
+                    id,
+                    text,
+                    request_id,
+                    ..
+                } => {
+                    let list = edits.entry(*id).or_default();
+                    let (_, i) = *edit_of.entry(request_id).or_insert_with(|| {
+                        list.push(LogicalEdit {
+                            text,
+                            attempts: Vec::new(),
+                            first_invoke: op.invoke,
+                            ack: None,
+                        });
+                        (*id, list.len() - 1)
+                    });
+                    let edit = &mut list[i];
+                    edit.attempts.push(op);
+                    if let Outcome::Sent { message } = &op.outcome {
+                        if message.id != *id || message.text() != *text {
+                            violations.push(Violation {
+                                check: "divergent",
+                                detail: format!(
+                                    "an edit of message {id} to {text:?} was acknowledged as \
+                                     message {} {:?}",
+                                    message.id,
+                                    message.text()
+                                ),
+                                ops: vec![op.clone()],
+                            });
+                        }
+                        if edit.ack.is_none_or(|t| op.complete < t) {
+                            edit.ack = Some(op.complete);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -244,6 +304,7 @@ impl<'a> Index<'a> {
             }
         }
         Self {
+            edits,
             sends,
             by_body,
             deletes,
@@ -288,6 +349,8 @@ pub fn check(
     let reference = check_convergence(finals, &mut v);
     if let Some(reference) = reference {
         check_final(&index, reference, &mut v);
+        check_edits(&index, reference, &mut v);
+        check_reactions(ops, reference, &mut v);
         check_read_up_to(ops, finals, &mut v);
     }
     let universe = universe(ops, &index, reference, &mut v);
@@ -493,6 +556,136 @@ fn check_final(index: &Index, reference: &BTreeMap<u64, Vec<Seen>>, v: &mut Vec<
             ),
             ops: send.ops(),
         });
+    }
+}
+
+/// Every message's final text is its latest acknowledged edit's, or that
+/// of an edit that may have applied after it; never the text of an edit
+/// every attempt of which was refused, never a text no edit asked for, and
+/// never an edit's that was acknowledged before another acknowledged edit
+/// of the message began (the later one lost, or the earlier one applied
+/// twice). Replicas agreeing on the text is `check_convergence`'s.
+fn check_edits(index: &Index, reference: &BTreeMap<u64, Vec<Seen>>, v: &mut Vec<Violation>) {
+    for (&conv, messages) in reference {
+        for m in messages {
+            let Some(edits) = index.edits.get(&m.id) else {
+                if !m.edit.is_empty() {
+                    v.push(Violation {
+                        check: "phantom",
+                        detail: format!(
+                            "conversation {conv}: message {} shows {:?}, but nobody edited it",
+                            m.id,
+                            m.text()
+                        ),
+                        ops: Vec::new(),
+                    });
+                }
+                continue;
+            };
+            let all = || edits.iter().flat_map(LogicalEdit::ops).collect::<Vec<_>>();
+            let text = m.text();
+            if m.edit.is_empty() {
+                if let Some(acked) = edits.iter().find(|e| e.ack.is_some()) {
+                    v.push(Violation {
+                        check: "lost",
+                        detail: format!(
+                            "conversation {conv}: message {} still shows {text:?} although its \
+                             edit to {:?} was acknowledged",
+                            m.id, acked.text
+                        ),
+                        ops: all(),
+                    });
+                }
+                continue;
+            }
+            let Some(shown) = edits.iter().find(|e| e.text == text) else {
+                v.push(Violation {
+                    check: "phantom",
+                    detail: format!(
+                        "conversation {conv}: message {} shows {text:?}, which no edit of it asked for",
+                        m.id
+                    ),
+                    ops: all(),
+                });
+                continue;
+            };
+            if !shown.may_have_applied() {
+                v.push(Violation {
+                    check: "phantom",
+                    detail: format!(
+                        "conversation {conv}: message {} shows {text:?}, but every attempt of that \
+                         edit was refused",
+                        m.id
+                    ),
+                    ops: all(),
+                });
+            }
+            let Some(shown_ack) = shown.ack else { continue };
+            if let Some(later) = edits
+                .iter()
+                .find(|e| e.ack.is_some() && e.first_invoke > shown_ack)
+            {
+                v.push(Violation {
+                    check: "lost",
+                    detail: format!(
+                        "conversation {conv}: message {} shows {text:?}, acknowledged at {} ms, \
+                         but its edit to {:?} begun after that was acknowledged too (lost, or \
+                         the first applied twice)",
+                        m.id,
+                        shown_ack / 1000,
+                        later.text
+                    ),
+                    ops: all(),
+                });
+            }
+        }
+    }
+}
+
+/// Each user's final reaction to a message is the one its last
+/// acknowledged toggle left (as the acknowledgement showed it), when every
+/// toggle of that user on that message has a definite outcome (a toggle
+/// that may or may not have applied could have flipped it). A toggle
+/// applied twice, or an acknowledged one lost, shows here. Replicas
+/// agreeing on reactions is `check_convergence`'s.
+fn check_reactions(ops: &[Op], reference: &BTreeMap<u64, Vec<Seen>>, v: &mut Vec<Violation>) {
+    let mut toggles: BTreeMap<(&str, u64), Vec<&Op>> = BTreeMap::new();
+    for op in ops {
+        if let Request::React { id, .. } = &op.request {
+            toggles.entry((op.user.as_str(), *id)).or_default().push(op);
+        }
+    }
+    let finals: HashMap<u64, &Seen> = reference.values().flatten().map(|m| (m.id, m)).collect();
+    for ((user, id), list) in toggles {
+        let Some(m) = finals.get(&id) else { continue };
+        if list
+            .iter()
+            .any(|o| matches!(o.outcome, Outcome::Unknown { .. }))
+        {
+            continue;
+        }
+        let Some((last, shown)) = list
+            .iter()
+            .filter_map(|o| match &o.outcome {
+                Outcome::Sent { message } => Some((*o, message)),
+                _ => None,
+            })
+            .max_by_key(|(o, _)| o.complete)
+        else {
+            continue;
+        };
+        let (want, got) = (shown.reaction_of(user), m.reaction_of(user));
+        if want != got {
+            v.push(Violation {
+                check: "lost",
+                detail: format!(
+                    "message {id}: {user}'s last acknowledged toggle (at {} ms) left {want:?}, \
+                     the final state has {got:?}",
+                    last.complete / 1000
+                ),
+                ops: list.iter().map(|o| (*o).clone()).collect(),
+            });
+        }
     }
 }
 
@@ -874,6 +1067,8 @@ mod tests {
 
     fn seen(id: u64, body: &str) -> Seen {
         Seen {
+            edit: String::new(),
+            reactions: Vec::new(),
             id,
             body: body.into(),
         }
@@ -890,6 +1085,128 @@ mod tests {
 
     fn run(ops: &[Op], f: &FinalState) -> Report {
         check(ops, f, &HealthTimeline::default(), 1_000_000, 0)
+    }
+
+    fn edit(opid: u64, t: (Micros, Micros), text: &str, rid: &str, outcome: Outcome) -> Op {
+        op(
+            opid,
+            t.0,
+            t.1,
+            Request::Edit {
+                conv: 1,
+                id: 1,
+                text: text.into(),
+                request_id: rid.into(),
+                attempt: 1,
+            },
+            outcome,
+        )
+    }
+
+    #[test]
+    fn edits_lost_twice_applied_or_never_asked_for_are_found() {
+        let base = || send(1, (0, 10), "a", "r1", sent(1, "a"));
+        let acked = |text: &str| Outcome::Sent {
+            message: Seen::of(1, text),
+        };
+        let unknown = || Outcome::Unknown {
+            error: "timeout".into(),
+        };
+        let two = vec![
+            base(),
+            edit(2, (20, 30), "a~e1", "x1", acked("a~e1")),
+            edit(3, (40, 50), "a~e2", "x2", unknown()),
+            edit(4, (60, 70), "a~e3", "x3", acked("a~e3")),
+        ];
+        // The latest acknowledged edit shows, or a later maybe-applied one.
+        assert!(run(&two, &finals(vec![Seen::of(1, "a~e3")])).ok());
+        let mut later = two.clone();
+        later.push(edit(5, (80, 90), "a~e4", "x4", unknown()));
+        assert!(run(&later, &finals(vec![Seen::of(1, "a~e4")])).ok());
+        // An unknown edit begun before the acknowledged one may have
+        // applied after it (still in flight).
+        assert!(run(&two, &finals(vec![Seen::of(1, "a~e2")])).ok());
+        // e1 shows: e3, acknowledged after e1 was, is lost (or e1 applied
+        // twice).
+        let r = run(&two, &finals(vec![Seen::of(1, "a~e1")]));
+        assert_eq!(r.count("lost"), 1, "{r}");
+        // The original text: every acknowledged edit lost.
+        let r = run(&two, &finals(vec![seen(1, "a")]));
+        assert_eq!(r.count("lost"), 1, "{r}");
+        // A text no edit asked for, and one whose edit was refused.
+        let r = run(&two, &finals(vec![Seen::of(1, "a~zz")]));
+        assert_eq!(r.count("phantom"), 1, "{r}");
+        let mut refused = two.clone();
+        refused.push(edit(
+            5,
+            (80, 90),
+            "a~e5",
+            "x5",
+            Outcome::Failed {
+                error: "PERMISSION_DENIED".into(),
+            },
+        ));
+        let r = run(&refused, &finals(vec![Seen::of(1, "a~e5")]));
+        assert_eq!(r.count("phantom"), 1, "{r}");
+        // Replicas disagreeing on the final text.
+        let mut f = finals(vec![Seen::of(1, "a~e3")]);
+        f.histories
+            .insert(3, [(1, vec![Seen::of(1, "a~e2")])].into());
+        assert_eq!(run(&two, &f).count("divergent"), 1);
+        // An acknowledgement showing another text.
+        let mut wrong = two.clone();
+        wrong.push(edit(5, (80, 90), "a~e6", "x6", acked("a~e7")));
+        let r = run(&wrong, &finals(vec![Seen::of(1, "a~e6")]));
+        assert_eq!(r.count("divergent"), 1, "{r}");
+    }
+
+    #[test]
+    fn a_lost_or_doubled_reaction_toggle_is_found() {
+        let with = |emoji: Option<&str>| Seen {
+            reactions: emoji
+                .map(|e| vec![(e.to_string(), vec!["u".to_string()])])
+                .unwrap_or_default(),
+            ..seen(1, "a")
+        };
+        let toggle = |opid, t: (Micros, Micros), rid: &str, outcome| {
+            let mut o = op(
+                opid,
+                t.0,
+                t.1,
+                Request::React {
+                    conv: 1,
+                    id: 1,
+                    emoji: "+1".into(),
+                    request_id: rid.into(),
+                    attempt: 1,
+                },
+                outcome,
+            );
+            o.user = "u".into();
+            o
+        };
+        let shown = |emoji| Outcome::Sent {
+            message: with(emoji),
+        };
+        let ops = vec![
+            send(1, (0, 10), "a", "r1", sent(1, "a")),
+            toggle(2, (20, 30), "x1", shown(Some("+1"))),
+            toggle(3, (40, 50), "x2", shown(None)),
+        ];
+        assert!(run(&ops, &finals(vec![with(None)])).ok());
+        let r = run(&ops, &finals(vec![with(Some("+1"))]));
+        assert_eq!(r.count("lost"), 1, "{r}");
+        // A toggle that may or may not have applied: no verdict.
+        let mut unsure = ops.clone();
+        unsure.push(toggle(
+            4,
+            (60, 70),
+            "x3",
+            Outcome::Unknown {
+                error: "timeout".into(),
+            },
+        ));
+        assert!(run(&unsure, &finals(vec![with(Some("+1"))])).ok());
     }
 
     #[test]

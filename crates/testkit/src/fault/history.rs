@@ -61,7 +61,30 @@ pub enum Request {
         conv: u64,
         ids: Vec<u64>,
     },
+    /// One attempt of a logical edit of the client's own message `id`:
+    /// `text` is the sent body, [`EDIT_MARK`] and a suffix unique to this
+    /// edit. Retries reuse the request id, like sends.
+    Edit {
+        conv: u64,
+        id: u64,
+        text: String,
+        request_id: String,
+        attempt: u32,
+    },
+    /// One attempt of toggling the client's reaction `emoji` to message
+    /// `id`; retries reuse the request id.
+    React {
+        conv: u64,
+        id: u64,
+        emoji: String,
+        request_id: String,
+        attempt: u32,
+    },
 }
+
+/// Separates a message's sent body from the suffix an edit added; bodies
+/// never contain it.
+pub const EDIT_MARK: char = '~';
 
 impl Request {
     pub fn kind(&self) -> &'static str {
@@ -70,6 +93,8 @@ impl Request {
             Request::Read { .. } => "read",
             Request::MarkRead { .. } => "mark_read",
             Request::Delete { .. } => "delete",
+            Request::Edit { .. } => "edit",
+            Request::React { .. } => "react",
         }
     }
 
@@ -78,18 +103,66 @@ impl Request {
     }
 }
 
-/// A message as a reply showed it.
+/// A message as a reply showed it: its body as sent, and the suffix of the
+/// edit whose text it showed, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Seen {
     pub id: u64,
     pub body: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub edit: String,
+    /// Its reactions: each emoji with who reacted, as the server lists them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<(String, Vec<String>)>,
+}
+
+impl Seen {
+    /// A message showing `text`: split at [`EDIT_MARK`].
+    pub fn of(id: u64, text: &str) -> Seen {
+        let (body, edit) = text.split_once(EDIT_MARK).unwrap_or((text, ""));
+        Seen {
+            id,
+            body: body.to_string(),
+            edit: edit.to_string(),
+            reactions: Vec::new(),
+        }
+    }
+
+    /// A message as the server returned it.
+    pub fn of_message(m: &raftchat_proto::Message) -> Seen {
+        Seen {
+            reactions: m
+                .reactions
+                .iter()
+                .map(|r| (r.emoji.clone(), r.users.clone()))
+                .collect(),
+            ..Seen::of(m.id, &m.body)
+        }
+    }
+
+    /// The emoji `user` reacted with, if any.
+    pub fn reaction_of(&self, user: &str) -> Option<&str> {
+        self.reactions
+            .iter()
+            .find(|(_, users)| users.iter().any(|u| u == user))
+            .map(|(emoji, _)| emoji.as_str())
+    }
+
+    /// The text it showed.
+    pub fn text(&self) -> String {
+        if self.edit.is_empty() {
+            self.body.clone()
+        } else {
+            format!("{}{EDIT_MARK}{}", self.body, self.edit)
+        }
+    }
 }
 
 /// How an operation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// A send was applied as this message.
+    /// A send (or an edit) was applied; the message as it then was.
     Sent { message: Seen },
     /// A history page, newest first; `more` when older messages exist.
     Page { messages: Vec<Seen>, more: bool },

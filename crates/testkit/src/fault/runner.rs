@@ -313,10 +313,7 @@ async fn send_setup(
         },
         invoke,
         Outcome::Sent {
-            message: Seen {
-                id: message.id,
-                body: message.body.clone(),
-            },
+            message: Seen::of(message.id, &message.body),
         },
     );
     Ok(message.conversation_id)
@@ -380,10 +377,7 @@ async fn full_history(client: &ChatClient, conv: u64) -> Result<Vec<Seen>, Clien
     let target = Target::Conversation(conv);
     loop {
         let page = retry(|| client.history(&target, before, 1000)).await?;
-        out.extend(page.messages.iter().map(|m| Seen {
-            id: m.id,
-            body: m.body.clone(),
-        }));
+        out.extend(page.messages.iter().map(Seen::of_message));
         match page.messages.last() {
             Some(m) if page.more => before = m.id,
             _ => break,

@@ -1,7 +1,7 @@
 //! The clients: users sending uniquely-bodied messages into a few direct
-//! conversations and groups, reading histories, marking read and deleting
-//! their own messages, each through its own preferred replica, recording
-//! every operation.
+//! conversations and groups, reading histories, marking read, editing and
+//! deleting their own messages, each through its own preferred replica,
+//! recording every operation.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use raftchat_client::{new_request_id, ChatClient, ClientConfig, ClientError, Target};
 
-use super::history::{Clock, Op, Outcome, Request, Seen};
+use super::history::{Clock, Op, Outcome, Request, Seen, EDIT_MARK};
 
 /// Messages per history read: the newest page.
 pub const READ_LIMIT: u32 = 100;
@@ -136,10 +136,7 @@ impl Recorder {
 }
 
 fn seen(m: &raftchat_proto::Message) -> Seen {
-    Seen {
-        id: m.id,
-        body: m.body.clone(),
-    }
+    Seen::of_message(m)
 }
 
 /// Sends `body` to `conv`, retrying an unknown outcome with the same request
@@ -184,6 +181,90 @@ pub async fn send(
     }
 }
 
+/// Edits message `id` to `text`, retrying an unknown outcome with the same
+/// request id like [`send`].
+pub async fn edit(
+    rec: &mut Recorder,
+    client: &ChatClient,
+    (conv, id): (u64, u64),
+    text: String,
+    stop: &AtomicBool,
+) -> Outcome {
+    let request_id = new_request_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let request = Request::Edit {
+            conv,
+            id,
+            text: text.clone(),
+            request_id: request_id.clone(),
+            attempt,
+        };
+        let outcome = rec
+            .record(request, || async {
+                let reply = client
+                    .edit_message_with_request_id(id, &text, &request_id)
+                    .await?;
+                let message = reply
+                    .message
+                    .ok_or_else(|| ClientError::missing_field("message"))?;
+                Ok(Outcome::Sent {
+                    message: seen(&message),
+                })
+            })
+            .await;
+        let retry = matches!(outcome, Outcome::Unknown { .. })
+            && attempt < SEND_ATTEMPTS
+            && !stop.load(Ordering::Relaxed);
+        if !retry {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Toggles reaction `emoji` to message `id`, retrying an unknown outcome
+/// with the same request id like [`send`].
+pub async fn react(
+    rec: &mut Recorder,
+    client: &ChatClient,
+    (conv, id): (u64, u64),
+    emoji: &str,
+    stop: &AtomicBool,
+) -> Outcome {
+    let request_id = new_request_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let request = Request::React {
+            conv,
+            id,
+            emoji: emoji.to_string(),
+            request_id: request_id.clone(),
+            attempt,
+        };
+        let outcome = rec
+            .record(request, || async {
+                let reply = client.react_with_request_id(id, emoji, &request_id).await?;
+                let message = reply
+                    .message
+                    .ok_or_else(|| ClientError::missing_field("message"))?;
+                Ok(Outcome::Sent {
+                    message: seen(&message),
+                })
+            })
+            .await;
+        let retry = matches!(outcome, Outcome::Unknown { .. })
+            && attempt < SEND_ATTEMPTS
+            && !stop.load(Ordering::Relaxed);
+        if !retry {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The newest page of a conversation.
 pub async fn read(rec: &mut Recorder, client: &ChatClient, conv: u64, limit: u32) -> Outcome {
     rec.record(Request::Read { conv, limit }, || async {
@@ -205,11 +286,13 @@ pub struct Worker {
     pub convs: Vec<u64>,
     pub rng: StdRng,
     pub timing: Timing,
-    /// This client's acknowledged messages not yet deleted: (conv, id).
-    own: Vec<(u64, u64)>,
+    /// This client's acknowledged messages not yet deleted: (conv, id,
+    /// body as sent).
+    own: Vec<(u64, u64, String)>,
     /// Newest message id seen per conversation, for mark-read.
     newest: BTreeMap<u64, u64>,
     sent: u64,
+    edited: u64,
 }
 
 impl Worker {
@@ -231,6 +314,7 @@ impl Worker {
             own: Vec::new(),
             newest: BTreeMap::new(),
             sent: 0,
+            edited: 0,
         }
     }
 
@@ -248,15 +332,15 @@ impl Worker {
     async fn step(&mut self, stop: &AtomicBool) {
         let conv = self.convs[self.rng.gen_range(0..self.convs.len())];
         let roll: u32 = self.rng.gen_range(0..100);
-        if roll < 60 {
+        if roll < 55 {
             self.sent += 1;
             let body = format!("{}-{}", self.rec.user, self.sent);
             let outcome = send(&mut self.rec, &self.client, conv, body, stop).await;
             if let Outcome::Sent { message } = outcome {
-                self.own.push((conv, message.id));
+                self.own.push((conv, message.id, message.body));
                 self.note(conv, message.id);
             }
-        } else if roll < 82 {
+        } else if roll < 77 {
             if let Outcome::Page { messages, .. } =
                 read(&mut self.rec, &self.client, conv, READ_LIMIT).await
             {
@@ -264,7 +348,14 @@ impl Worker {
                     self.note(conv, m.id);
                 }
             }
-        } else if roll < 92 {
+        } else if roll < 81 {
+            // The newest message seen there, often someone else's.
+            let Some(&id) = self.newest.get(&conv) else {
+                return;
+            };
+            let emoji = if self.rng.gen_bool(0.5) { "+1" } else { "ok" };
+            react(&mut self.rec, &self.client, (conv, id), emoji, stop).await;
+        } else if roll < 85 {
             let Some(&up_to) = self.newest.get(&conv) else {
                 return;
             };
@@ -274,8 +365,17 @@ impl Worker {
                     client.mark_read(conv, up_to).await.map(|()| Outcome::Done)
                 })
                 .await;
+        } else if roll < 93 {
+            if self.own.is_empty() {
+                return;
+            }
+            let (conv, id, body) = self.own[self.rng.gen_range(0..self.own.len())].clone();
+            self.edited += 1;
+            // Unique per edit: the body as sent, then this client's count.
+            let text = format!("{body}{EDIT_MARK}e{}", self.edited);
+            edit(&mut self.rec, &self.client, (conv, id), text, stop).await;
         } else if !self.own.is_empty() {
-            let (conv, id) = self.own.swap_remove(self.rng.gen_range(0..self.own.len()));
+            let (conv, id, _) = self.own.swap_remove(self.rng.gen_range(0..self.own.len()));
             let client = &self.client;
             self.rec
                 .record(
