@@ -139,8 +139,42 @@ fn seen(m: &raftchat_proto::Message) -> Seen {
     Seen::of_message(m)
 }
 
-/// Sends `body` to `conv`, retrying an unknown outcome with the same request
-/// id up to [`SEND_ATTEMPTS`] times (fewer once `stop` is set).
+/// Records `call` as `request(attempt)`, retrying an unknown outcome (the
+/// call keeps its request id) up to [`SEND_ATTEMPTS`] times, fewer once
+/// `stop` is set. `call` answers with the message it sent or changed.
+async fn retried<Fut>(
+    rec: &mut Recorder,
+    stop: &AtomicBool,
+    request: impl Fn(u32) -> Request,
+    call: impl Fn() -> Fut,
+) -> Outcome
+where
+    Fut: std::future::Future<Output = Result<Option<raftchat_proto::Message>, ClientError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = rec
+            .record(request(attempt), || async {
+                let message = call()
+                    .await?
+                    .ok_or_else(|| ClientError::missing_field("message"))?;
+                Ok(Outcome::Sent {
+                    message: seen(&message),
+                })
+            })
+            .await;
+        let retry = matches!(outcome, Outcome::Unknown { .. })
+            && attempt < SEND_ATTEMPTS
+            && !stop.load(Ordering::Relaxed);
+        if !retry {
+            return outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `body` to `conv` (see [`retried`]).
 pub async fn send(
     rec: &mut Recorder,
     client: &ChatClient,
@@ -148,41 +182,29 @@ pub async fn send(
     body: String,
     stop: &AtomicBool,
 ) -> Outcome {
-    let request_id = new_request_id();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let request = Request::Send {
+    let request_id = &new_request_id();
+    let body = &body;
+    retried(
+        rec,
+        stop,
+        |attempt| Request::Send {
             conv,
             body: body.clone(),
             request_id: request_id.clone(),
             attempt,
-        };
-        let outcome = rec
-            .record(request, || async {
-                let reply = client
-                    .send_with_request_id(&Target::Conversation(conv), &body, &request_id)
-                    .await?;
-                let message = reply
-                    .message
-                    .ok_or_else(|| ClientError::missing_field("message"))?;
-                Ok(Outcome::Sent {
-                    message: seen(&message),
-                })
-            })
-            .await;
-        let retry = matches!(outcome, Outcome::Unknown { .. })
-            && attempt < SEND_ATTEMPTS
-            && !stop.load(Ordering::Relaxed);
-        if !retry {
-            return outcome;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+        || async move {
+            let target = Target::Conversation(conv);
+            Ok(client
+                .send_with_request_id(&target, body, request_id)
+                .await?
+                .message)
+        },
+    )
+    .await
 }
 
-/// Edits message `id` to `text`, retrying an unknown outcome with the same
-/// request id like [`send`].
+/// Edits message `id` to `text` (see [`retried`]).
 pub async fn edit(
     rec: &mut Recorder,
     client: &ChatClient,
@@ -190,42 +212,29 @@ pub async fn edit(
     text: String,
     stop: &AtomicBool,
 ) -> Outcome {
-    let request_id = new_request_id();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let request = Request::Edit {
+    let request_id = &new_request_id();
+    let text = &text;
+    retried(
+        rec,
+        stop,
+        |attempt| Request::Edit {
             conv,
             id,
             text: text.clone(),
             request_id: request_id.clone(),
             attempt,
-        };
-        let outcome = rec
-            .record(request, || async {
-                let reply = client
-                    .edit_message_with_request_id(id, &text, &request_id)
-                    .await?;
-                let message = reply
-                    .message
-                    .ok_or_else(|| ClientError::missing_field("message"))?;
-                Ok(Outcome::Sent {
-                    message: seen(&message),
-                })
-            })
-            .await;
-        let retry = matches!(outcome, Outcome::Unknown { .. })
-            && attempt < SEND_ATTEMPTS
-            && !stop.load(Ordering::Relaxed);
-        if !retry {
-            return outcome;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+        || async move {
+            Ok(client
+                .edit_message_with_request_id(id, text, request_id)
+                .await?
+                .message)
+        },
+    )
+    .await
 }
 
-/// Toggles reaction `emoji` to message `id`, retrying an unknown outcome
-/// with the same request id like [`send`].
+/// Toggles reaction `emoji` to message `id` (see [`retried`]).
 pub async fn react(
     rec: &mut Recorder,
     client: &ChatClient,
@@ -233,36 +242,25 @@ pub async fn react(
     emoji: &str,
     stop: &AtomicBool,
 ) -> Outcome {
-    let request_id = new_request_id();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let request = Request::React {
+    let request_id = &new_request_id();
+    retried(
+        rec,
+        stop,
+        |attempt| Request::React {
             conv,
             id,
             emoji: emoji.to_string(),
             request_id: request_id.clone(),
             attempt,
-        };
-        let outcome = rec
-            .record(request, || async {
-                let reply = client.react_with_request_id(id, emoji, &request_id).await?;
-                let message = reply
-                    .message
-                    .ok_or_else(|| ClientError::missing_field("message"))?;
-                Ok(Outcome::Sent {
-                    message: seen(&message),
-                })
-            })
-            .await;
-        let retry = matches!(outcome, Outcome::Unknown { .. })
-            && attempt < SEND_ATTEMPTS
-            && !stop.load(Ordering::Relaxed);
-        if !retry {
-            return outcome;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+        || async move {
+            Ok(client
+                .react_with_request_id(id, emoji, request_id)
+                .await?
+                .message)
+        },
+    )
+    .await
 }
 
 /// The newest page of a conversation.
