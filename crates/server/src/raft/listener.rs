@@ -14,7 +14,9 @@
 //! - **Without TLS** (loopback only), a connection opening with
 //!   [`wire::MAGIC`] is a Raft connection and anything else goes to tonic.
 //!
-//! A Raft connection is served here, one frame in, one frame out, in turn.
+//! A Raft connection is served here, one frame in, one frame out, in turn,
+//! unless the peer, leading, offers it as a lane ([`Kind::Lane`]): then it
+//! goes to `raft::lanes`, still counted among the Raft connections.
 //! Even from an authenticated peer, a frame is checked before openraft sees
 //! it ([`check_frame`]): its size against its kind's limit, its sender
 //! against the certificate, its term against absurd jumps (a term near
