@@ -681,6 +681,7 @@ async fn vs_etcd(args: &Args) -> anyhow::Result<Vec<Value>> {
         println!("etcd: no /usr/bin/etcd (apt-get install etcd-server) and no ETCD_BIN; skipped");
         return Ok(Vec::new());
     };
+    let version = etcd::version(&binary);
     let mut rows = Vec::new();
     for &senders in &args.levels {
         let (mut ours, mut theirs) = (0f64, 0f64);
@@ -704,7 +705,7 @@ async fn vs_etcd(args: &Args) -> anyhow::Result<Vec<Value>> {
                 theirs += rate;
                 println!(
                     "{} clients={senders:>3}: {rate:>8.0} put/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  steal {steal:.0} %  ({ok} puts, {errors} errors)",
-                    etcd::version(&binary),
+                    version,
                     pct(&lat, 0.5),
                     pct(&lat, 0.99),
                     pct(&lat, 0.999),

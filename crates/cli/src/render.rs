@@ -167,20 +167,15 @@ pub fn conversation_json(conversation: &Conversation) -> Value {
 pub fn event_line(event: &Event) -> String {
     let seq = format!("[{}] ", event.seq);
     let what = match &event.kind {
-        Some(Kind::Message(m)) => {
+        Some(kind @ (Kind::Message(m) | Kind::Edited(m))) => {
+            let verb = match kind {
+                Kind::Edited(_) => "edited message",
+                _ => "message",
+            };
             // Whole line at once, so the body's further lines align under
             // its first one.
             let head = format!(
-                "{seq}message {} in conversation {} from {}: ",
-                m.id,
-                m.conversation_id,
-                escape_line(&m.sender)
-            );
-            return with_body(head, &m.body);
-        }
-        Some(Kind::Edited(m)) => {
-            let head = format!(
-                "{seq}edited message {} in conversation {} from {}: ",
+                "{seq}{verb} {} in conversation {} from {}: ",
                 m.id,
                 m.conversation_id,
                 escape_line(&m.sender)

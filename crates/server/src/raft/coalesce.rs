@@ -50,10 +50,6 @@ impl<S> Coalesced<S> {
             yielded: false,
         }
     }
-
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncWrite + Unpin> Coalesced<S> {
