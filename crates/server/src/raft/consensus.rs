@@ -263,10 +263,10 @@ impl Consensus {
         }
     }
 
-    /// Whether this replica leads and hears from a majority: what it
-    /// answers a follower's or a restarted replica's `Lease` question.
-    pub fn leads_with_quorum(&self) -> bool {
-        self.is_leader() && self.check_quorum().is_ok()
+    /// What this replica answers a follower's or a restarted replica's
+    /// `Lease` question: its id if it leads and hears from a majority.
+    pub fn lease(&self) -> Option<NodeId> {
+        (self.is_leader() && self.check_quorum().is_ok()).then_some(self.id)
     }
 
     /// Records what the leader last said of its quorum.

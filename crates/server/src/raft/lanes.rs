@@ -483,7 +483,7 @@ async fn answer(consensus: &Consensus, call: Received) -> LaneAnswer {
     match call {
         Received::Forward(proposal) => LaneAnswer::Forward(consensus.propose_local(proposal).await),
         Received::ReadIndex => LaneAnswer::ReadIndex(consensus.read_index_local().await),
-        Received::Lease => LaneAnswer::Lease(consensus.leads_with_quorum().then_some(consensus.id)),
+        Received::Lease => LaneAnswer::Lease(consensus.lease()),
     }
 }
 

@@ -437,7 +437,7 @@ async fn dispatch(
     if kind == Kind::Lease {
         // Asked at start-up too: a replica not yet in Raft leads nothing.
         let () = postcard::from_bytes(payload)?;
-        let leads = consensus.leads_with_quorum().then_some(consensus.id);
+        let leads = consensus.lease();
         return Ok(wire::encode_frame(kind, &leads)?);
     }
     if !*side.raft_open.borrow() {
