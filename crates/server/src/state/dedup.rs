@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::store::{DedupKey, Remembered, RememberedAt, Store, StoredView};
+use super::store::{DedupKey, MessageRef, Remembered, RememberedAt, Store, StoredView};
 use crate::state::command::*;
 
 /// Who a request id belongs to.
@@ -103,13 +103,7 @@ pub fn lookup(store: &dyn Store, scope: &Scope, id: &str, now: u64) -> Option<Re
 /// [`Remembered`]).
 pub fn remember(store: &mut dyn Store, scope: &Scope, id: &str, now: u64, result: &CommandResult) {
     let result = match result {
-        Ok(Outcome::Sent(view)) => Remembered::Sent {
-            id: view.id,
-            conversation: view.conversation,
-            sender_id: view.sender_id,
-            sent_ms: view.sent_ms,
-            index: view.index,
-        },
+        Ok(Outcome::Sent(view)) => Remembered::Sent(MessageRef::of(view)),
         Ok(Outcome::Messages {
             messages,
             remaining,
@@ -117,13 +111,7 @@ pub fn remember(store: &mut dyn Store, scope: &Scope, id: &str, now: u64, result
             messages: messages.iter().map(StoredView::of).collect(),
             remaining: *remaining,
         },
-        Ok(Outcome::Changed(view)) => Remembered::Changed {
-            id: view.id,
-            conversation: view.conversation,
-            sender_id: view.sender_id,
-            sent_ms: view.sent_ms,
-            index: view.index,
-        },
+        Ok(Outcome::Changed(view)) => Remembered::Changed(MessageRef::of(view)),
         other => Remembered::Other(Box::new(other.clone())),
     };
     store.remember(key(scope, id), RememberedAt { at: now, result });
@@ -167,7 +155,7 @@ mod tests {
         let found = |s: &MemoryStore, id: &str, now| lookup(s, &scope, id, now);
         assert!(matches!(
             found(&s, "r7", 600),
-            Some(Remembered::Sent { id: 70, .. })
+            Some(Remembered::Sent(MessageRef { id: 70, .. }))
         ));
         // Expired at exactly the window's end, whether or not evicted yet.
         assert!(found(&s, "r8", 8 + DEDUP_WINDOW_MS - 1).is_some());
@@ -176,7 +164,7 @@ mod tests {
         assert_eq!(s.remembered_len(), 500 - 10);
         assert!(matches!(
             found(&s, "r7", 601),
-            Some(Remembered::Sent { id: 70, .. })
+            Some(Remembered::Sent(MessageRef { id: 70, .. }))
         ));
         assert!(
             lookup(&s, &Scope::Token([8; 32]), "r100", 601).is_none(),

@@ -98,7 +98,7 @@ pub(crate) use conversations::Conversations;
 pub(crate) use dedup::Scope;
 pub(crate) use presence::Presence;
 pub(crate) use sessions::Sessions;
-use store::{MemoryStore, Remembered, Store};
+use store::{MemoryStore, MessageRef, Remembered, Store};
 
 pub use accounts::validate_username;
 pub use apply::validate_emoji;
@@ -344,35 +344,9 @@ impl ChatState {
         let scope = self.dedup_scope(&proposal.command);
         match self.dedup_lookup(&proposal.command, &scope, id) {
             Some(Remembered::Other(original)) => return *original,
-            Some(Remembered::Sent {
-                id,
-                conversation,
-                sender_id,
-                sent_ms,
-                index,
-            }) => {
-                return Ok(Outcome::Sent(self.sent_view(
-                    id,
-                    conversation,
-                    sender_id,
-                    sent_ms,
-                    index,
-                )))
-            }
-            Some(Remembered::Changed {
-                id,
-                conversation,
-                sender_id,
-                sent_ms,
-                index,
-            }) => {
-                return Ok(Outcome::Changed(self.sent_view(
-                    id,
-                    conversation,
-                    sender_id,
-                    sent_ms,
-                    index,
-                )))
+            Some(Remembered::Sent(sent)) => return Ok(Outcome::Sent(self.sent_view(sent))),
+            Some(Remembered::Changed(changed)) => {
+                return Ok(Outcome::Changed(self.sent_view(changed)))
             }
             Some(Remembered::Messages {
                 messages,
@@ -457,14 +431,14 @@ impl ChatState {
     /// A retried send's original result, rebuilt from the stored message;
     /// once the message is deleted, its body is empty and the sender is
     /// named from the account, if it still exists.
-    fn sent_view(
-        &self,
-        id: MessageId,
-        conversation: ConversationId,
-        sender_id: UserId,
-        sent_ms: u64,
-        index: u64,
-    ) -> MessageView {
+    fn sent_view(&self, sent: MessageRef) -> MessageView {
+        let MessageRef {
+            id,
+            conversation,
+            sender_id,
+            sent_ms,
+            index,
+        } = sent;
         match self.store.message(conversation, id) {
             Some(m) => m.view(conversation, id),
             None => MessageView {

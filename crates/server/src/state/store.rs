@@ -211,18 +211,36 @@ impl StoredView {
     }
 }
 
+/// A message by reference: what a retry needs to rebuild its result from
+/// the store, without its body or names. Encoded as the fields of the
+/// struct variant `Remembered::Sent` were, so older windows still decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub id: MessageId,
+    pub conversation: ConversationId,
+    pub sender_id: UserId,
+    pub sent_ms: u64,
+    pub index: u64,
+}
+
+impl MessageRef {
+    pub fn of(view: &MessageView) -> MessageRef {
+        MessageRef {
+            id: view.id,
+            conversation: view.conversation,
+            sender_id: view.sender_id,
+            sent_ms: view.sent_ms,
+            index: view.index,
+        }
+    }
+}
+
 /// A remembered result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Remembered {
     /// A sent message, by reference: a retry rebuilds the result from the
     /// stored message, so the window holds no bodies or names.
-    Sent {
-        id: MessageId,
-        conversation: ConversationId,
-        sender_id: UserId,
-        sent_ms: u64,
-        index: u64,
-    },
+    Sent(MessageRef),
     /// Messages handed out (`ReadUnread`) with their bodies left out: a
     /// retry fills them in from the store, so a message deleted since
     /// comes back with an empty body, and the window holds no text.
@@ -234,13 +252,7 @@ pub enum Remembered {
     Other(Box<CommandResult>),
     /// A message changed (edited): by reference like `Sent`, answered
     /// with the message as it is when the retry arrives.
-    Changed {
-        id: MessageId,
-        conversation: ConversationId,
-        sender_id: UserId,
-        sent_ms: u64,
-        index: u64,
-    },
+    Changed(MessageRef),
 }
 
 /// One remembered request id: the state time it was applied at and its
@@ -607,7 +619,6 @@ mod tests {
         result: OldRemembered,
     }
     #[derive(Serialize)]
-    #[allow(dead_code)]
     enum OldRemembered {
         Sent {
             id: MessageId,
@@ -719,6 +730,33 @@ mod tests {
         };
         let bytes = postcard::to_stdvec(&edited).unwrap();
         assert_eq!(postcard::from_bytes::<Record>(&bytes).unwrap(), edited);
+        // A remembered send by reference keeps its encoding too.
+        let old_sent = postcard::to_stdvec(&OldRememberedAt {
+            at: 11,
+            result: OldRemembered::Sent {
+                id: 3,
+                conversation: 2,
+                sender_id: 1,
+                sent_ms: 5,
+                index: 9,
+            },
+        })
+        .unwrap();
+        let sent = RememberedAt {
+            at: 11,
+            result: Remembered::Sent(MessageRef {
+                id: 3,
+                conversation: 2,
+                sender_id: 1,
+                sent_ms: 5,
+                index: 9,
+            }),
+        };
+        assert_eq!(postcard::to_stdvec(&sent).unwrap(), old_sent);
+        assert_eq!(
+            postcard::from_bytes::<RememberedAt>(&old_sent).unwrap(),
+            sent
+        );
     }
 
     #[test]

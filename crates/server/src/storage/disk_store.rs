@@ -846,7 +846,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::store::{MemoryStore, Remembered};
+    use crate::state::store::{MemoryStore, MessageRef, Remembered};
 
     fn msg(i: u64) -> Message {
         Message::new(
@@ -923,13 +923,13 @@ mod tests {
     fn entry(at: u64) -> RememberedAt {
         RememberedAt {
             at,
-            result: Remembered::Sent {
+            result: Remembered::Sent(MessageRef {
                 id: at,
                 conversation: 1,
                 sender_id: 2,
                 sent_ms: at,
                 index: at,
-            },
+            }),
         }
     }
 
