@@ -459,6 +459,8 @@ fn subscription_event(item: SubscriptionItem) -> Option<NetEvent> {
             // chat-tui does not show edits or reactions yet (issue 23, a later step): the
             // new text appears when the history is next loaded.
             Kind::Edited(_) | Kind::Reacted(_) => None,
+            // Not shown yet.
+            Kind::Typing(_) => None,
         },
     }
 }

@@ -153,6 +153,18 @@ impl Consensus {
         Some((id, url))
     }
 
+    /// The other replicas of the current membership and their URLs.
+    pub fn other_members(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.raft.server_metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
+    }
+
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow();

@@ -56,6 +56,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::raft::incarnation::Known;
 use crate::raft::lanes::{LaneAnswer, LaneRequest, Lanes};
 use crate::raft::snapshots;
+use crate::raft::typing::TypingNotice;
 use crate::raft::wire::{self, Kind};
 use crate::state::command::{CommandResult, Proposal};
 use crate::storage::durability::Durability;
@@ -335,6 +336,17 @@ impl Peers {
             return answer?.lease();
         }
         self.call(peer, url, Kind::Lease, &(), timeout).await
+    }
+
+    /// Hands a typing notice to `peer` (membership address `url`).
+    pub async fn typing(
+        &self,
+        peer: NodeId,
+        url: &str,
+        notice: &TypingNotice,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        self.call(peer, url, Kind::Typing, notice, timeout).await
     }
 
     /// Asks the leader `leader` (membership address `url`) for a
