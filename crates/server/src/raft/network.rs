@@ -223,6 +223,21 @@ impl Peers {
         contacts.insert(peer, Instant::now());
     }
 
+    /// How many of `replicas` there are, and how many answered within
+    /// `within` (`me` always counts as answering).
+    pub fn heard_within(
+        &self,
+        replicas: impl Iterator<Item = NodeId>,
+        me: NodeId,
+        within: Duration,
+    ) -> (usize, usize) {
+        let contacts = self.contacts.lock().unwrap_or_else(|e| e.into_inner());
+        replicas.fold((0, 0), |(total, heard), id| {
+            let recent = id == me || contacts.get(&id).is_some_and(|t| t.elapsed() < within);
+            (total + 1, heard + usize::from(recent))
+        })
+    }
+
     /// Time since `peer` last answered an RPC, if it ever did.
     pub fn since_contact(&self, peer: NodeId) -> Option<Duration> {
         let contacts = self.contacts.lock().unwrap_or_else(|e| e.into_inner());
