@@ -225,18 +225,25 @@ impl App {
                 && message.id > conv.read_up_to
             {
                 conv.unread = conv.unread.saturating_add(1);
-                if open.as_ref() != Some(&conv.key) {
+                // A mention in a group calls for us even in the open
+                // conversation: the screen may not be watched.
+                if conv.kind == ConversationKind::Group && mentions(&message.body, &me) {
+                    alert = Some(format!(
+                        "{} mentioned you in #{}",
+                        message.sender, conv.name
+                    ));
+                } else if open.as_ref() != Some(&conv.key) {
                     alert = Some(match conv.kind {
                         ConversationKind::Group => {
-                            format!("{} in #{}", message.sender, conv.name)
+                            format!("New message from {} in #{}", message.sender, conv.name)
                         }
-                        ConversationKind::Direct => message.sender.clone(),
+                        ConversationKind::Direct => format!("New message from {}", message.sender),
                     });
                 }
             }
         }
-        if let Some(from) = alert {
-            effects.extend(self.alert(&from));
+        if let Some(text) = alert {
+            effects.extend(self.alert(text));
         }
         self.conversations.sort();
         // A commit seen means the cluster works again: resend promptly.
@@ -245,9 +252,10 @@ impl App {
         effects
     }
 
-    /// A new message outside the open conversation: the bell and a desktop
-    /// notification, as configured (the text says who, never what).
-    fn alert(&self, from: &str) -> Vec<Effect> {
+    /// A new message outside the open conversation, or one mentioning us:
+    /// the bell and a desktop notification, as configured (`text` says
+    /// who, never what).
+    fn alert(&self, text: String) -> Vec<Effect> {
         let mut effects = Vec::new();
         if self.config.bell {
             effects.push(Effect::Bell);
@@ -256,7 +264,7 @@ impl App {
             effects.push(Effect::Notify {
                 how: self.config.notify,
                 title: "raftchat".to_string(),
-                body: format!("New message from {from}"),
+                body: text,
             });
         }
         effects
