@@ -8,8 +8,9 @@
 //! State types live in their own files (`conversations`, `outbox`,
 //! `connection`, `sign_in`, `accounts`); the transitions are split by
 //! concern into `impl App` blocks: `input` (keys → actions), `session`,
-//! `chat` (server data, read-when-shown), `scroll`, `sending`, `browse`
-//! (accounts browser) and `network` (dispatch of [`NetEvent`]s).
+//! `chat` (server data, read-when-shown), `scroll`, `sending`,
+//! `compose_mode` (editing and replying), `reactions` (the picker),
+//! `browse` (accounts browser) and `network` (dispatch of [`NetEvent`]s).
 
 mod accounts;
 mod browse;
@@ -81,7 +82,8 @@ pub struct AppConfig {
     /// The key bindings in force (the table, with the config's overrides).
     pub keymap: keys::Keymap,
     pub theme: crate::ui::Theme,
-    /// Ring the terminal bell for a message outside the open conversation.
+    /// Ring the terminal bell for a message outside the open conversation
+    /// (or one mentioning us in a group).
     pub bell: bool,
     /// Announce such a message on the desktop too.
     pub notify: crate::config::Notify,
