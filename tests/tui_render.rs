@@ -1101,6 +1101,17 @@ fn our_reaction_stands_out() {
 #[test]
 fn a_mention_is_highlighted_in_a_group() {
     let mut app = chat_app();
+    // Unread, in the sidebar: `@` before the count.
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(13, 2, "dave", "@alice ping", T0 - 10_000)),
+    );
+    let text = screen(&app);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("# team") && l.contains(" @4│")),
+        "{text}"
+    );
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Enter);
     net(

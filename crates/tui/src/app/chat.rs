@@ -178,6 +178,7 @@ impl App {
         for message in &messages {
             conv.log.insert_committed(message, &me);
             conv.note_message(message);
+            conv.note_mention(message, &me);
         }
         conv.log.loading = false;
         if before == 0 {
@@ -219,6 +220,7 @@ impl App {
             let already_counted = message.id <= conv.last_message_id;
             let is_new = conv.log.insert_committed(&message, &me);
             conv.note_message(&message);
+            let named = conv.note_mention(&message, &me);
             if is_new
                 && !already_counted
                 && !is_me(&message.sender, &me)
@@ -227,7 +229,7 @@ impl App {
                 conv.unread = conv.unread.saturating_add(1);
                 // A mention in a group calls for us even in the open
                 // conversation: the screen may not be watched.
-                if conv.kind == ConversationKind::Group && mentions(&message.body, &me) {
+                if named {
                     alert = Some(format!(
                         "{} mentioned you in #{}",
                         message.sender, conv.name

@@ -179,6 +179,9 @@ pub fn mentions(body: &str, me: &str) -> bool {
             .char_indices()
             .find(|(_, c)| !name_char(*c))
             .map_or(rest.len(), |(i, _)| i);
+        if rest[name_len..].chars().next().is_some_and(word_char) {
+            return false; // `@meé`: a longer word
+        }
         let name = &rest[..name_len];
         name.eq_ignore_ascii_case(me) || name.trim_end_matches(['.', '-']).eq_ignore_ascii_case(me)
     })
@@ -346,6 +349,8 @@ pub struct Conversation {
     pub seen: BTreeMap<String, u64>,
     /// Membership changes seen since this client started, oldest first.
     pub notes: Vec<Note>,
+    /// The newest loaded message of a group naming us (`@me`); 0 = none.
+    pub last_mention: u64,
 }
 
 impl Conversation {
@@ -362,6 +367,7 @@ impl Conversation {
             log: MessageLog::default(),
             seen: BTreeMap::new(),
             notes: Vec::new(),
+            last_mention: 0,
         }
     }
 
@@ -382,6 +388,7 @@ impl Conversation {
             },
             seen: BTreeMap::new(),
             notes: Vec::new(),
+            last_mention: 0,
         }
     }
 
@@ -419,6 +426,23 @@ impl Conversation {
     pub fn note_message(&mut self, message: &Message) {
         self.last_message_id = self.last_message_id.max(message.id);
         self.last_activity_ms = self.last_activity_ms.max(message.sent_ms);
+    }
+
+    /// Notes whether a group message (of someone else) names `me`; true
+    /// if it does.
+    pub fn note_mention(&mut self, message: &Message, me: &str) -> bool {
+        let named = self.kind == ConversationKind::Group
+            && !is_me(&message.sender, me)
+            && mentions(&message.body, me);
+        if named {
+            self.last_mention = self.last_mention.max(message.id);
+        }
+        named
+    }
+
+    /// Whether an unread message names us: the sidebar says so.
+    pub fn mentioned_unread(&self) -> bool {
+        self.unread > 0 && self.last_mention > self.read_up_to
     }
 }
 

@@ -1509,6 +1509,14 @@ fn a_mention_in_a_group_alerts_even_in_the_open_conversation() {
         }),
         "{effects:?}"
     );
+    // The sidebar marks the conversation until the mention is read.
+    let team = |app: &App| {
+        app.conversations
+            .get(&ConvKey::Id(2))
+            .cloned()
+            .expect("team")
+    };
+    assert!(team(&app).mentioned_unread());
     // Not a mention: inside a word, or a longer name.
     for (id, body) in [
         (7, "mail alice@alice.org"),
@@ -1518,6 +1526,21 @@ fn a_mention_in_a_group_alerts_even_in_the_open_conversation() {
         let effects = net(&mut app, NetEvent::MessageArrived(msg(id, 2, "bob", body)));
         assert!(!effects.contains(&Effect::Bell), "{body}: {effects:?}");
     }
+    net(
+        &mut app,
+        NetEvent::ReadReceipt {
+            conversation_id: 2,
+            reader: "alice".into(),
+            up_to: 6,
+        },
+    );
+    assert!(!team(&app).mentioned_unread(), "{:?}", team(&app));
+    // Our own message naming us is no call for us.
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(10, 2, "alice", "@alice")),
+    );
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
 }
 
 #[test]
@@ -1525,7 +1548,9 @@ fn mentions_are_word_bounded_and_case_insensitive() {
     for yes in ["@alice", "hi @ALICE!", "(@alice)", "@alice.", "ok,@alice's"] {
         assert!(mentions(yes, "alice"), "{yes}");
     }
-    for no in ["alice", "x@alice", "@alicex", "@alice.x", "@ali", "@"] {
+    for no in [
+        "alice", "x@alice", "@alicex", "@alice.x", "@ali", "@", "@aliceé",
+    ] {
         assert!(!mentions(no, "alice"), "{no}");
     }
     assert!(mentions("@bob- hi", "bob-"));
