@@ -162,7 +162,10 @@ impl App {
             .and_then(|c| c.log.find_id_mut(message_id))
         else {
             self.cancel_compose_mode();
-            self.notify_error("That message is gone (deleted): the edit was not saved.");
+            self.keep_in_compose(&body);
+            self.notify_error(
+                "That message is gone (deleted): your text is in the box, to send as a new one.",
+            );
             return Vec::new();
         };
         entry.edit_failed = None;
@@ -215,7 +218,34 @@ impl App {
                     "Edit not saved: {error} (e on the message: try again, your text is kept)"
                 ));
             }
-            None => self.notify_error(format!("Edit not saved: {error}")),
+            // The message is gone (deleted meanwhile): the text goes to
+            // the compose box.
+            None => {
+                self.keep_in_compose(&body);
+                self.notify_error(format!(
+                    "Edit not saved: {error} (your text is in the compose box)"
+                ));
+            }
+        }
+    }
+
+    /// Keeps `text` where it will be found: after what the compose box
+    /// holds, or while editing, after the draft set aside.
+    fn keep_in_compose(&mut self, text: &str) {
+        let join = |before: &str| {
+            if before.is_empty() {
+                text.to_string()
+            } else {
+                format!("{before}\n{text}")
+            }
+        };
+        match &mut self.compose_mode {
+            Some(ComposeMode::Editing { draft, .. }) => *draft = join(draft),
+            _ => {
+                let kept = join(&self.compose_body());
+                self.compose = new_compose();
+                self.compose.insert_str(kept);
+            }
         }
     }
 

@@ -1393,6 +1393,19 @@ fn a_refused_edit_keeps_its_text_for_the_next_try() {
     // e (here: Up on the empty box) brings the refused text back.
     press(&mut app, KeyCode::Up);
     assert_eq!(app.compose_body(), "new words");
+
+    // The message deleted meanwhile: the text stays, as a draft.
+    net(
+        &mut app,
+        NetEvent::MessagesDeleted {
+            conversation_id: 1,
+            message_ids: vec![5],
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.compose_mode, None);
+    assert_eq!(app.compose_body(), "new words");
+    assert!(app.notice.as_ref().is_some_and(|n| n.is_error));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use super::centered;
 use crate::app::{App, ReactPicker, COMMON_EMOJI};
-use crate::keys::{Action, Context};
+use crate::keys::{Action, Chord, Context};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, picker: &ReactPicker) {
     let boxed = centered(area, 44, 9);
@@ -49,14 +49,25 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, picker: &ReactPicker) {
     frame.render_widget(&input, input_area);
 
     let keymap = &app.config.keymap;
+    // The first key of each, to fit: `←/→: choose`.
+    let first = |action: Action| {
+        keymap
+            .bindings()
+            .iter()
+            .find(|b| b.context == Context::React && b.action == action)
+            .and_then(|b| b.keys.first())
+            .map(Chord::label)
+            .unwrap_or_default()
+    };
     let status = match &picker.error {
         Some(error) => Line::styled(error.clone(), Style::default().fg(Color::Red)),
         None => Line::styled(
             format!(
-                "{}: choose  {}: toggle  {}: cancel",
-                keymap.label_of(Context::React, Action::Down),
-                keymap.label_of(Context::React, Action::Submit),
-                keymap.label_of(Context::React, Action::Cancel),
+                "{}/{}: choose  {}: toggle  {}: cancel",
+                first(Action::Up),
+                first(Action::Down),
+                first(Action::Submit),
+                first(Action::Cancel),
             ),
             Style::default().fg(Color::DarkGray),
         ),
