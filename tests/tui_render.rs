@@ -13,9 +13,9 @@ use ratatui::Terminal;
 
 use raftchat_proto::Reaction;
 use raftchat_tui::{
-    draw, AccountInfo, App, AppConfig, AppEvent, ConnectionState, Context, ConversationInfo,
-    ConversationKind, ErrorKind, Message, NetError, NetEvent, ReplicaReport, ReplicaStatus,
-    StoreEvent, BINDINGS,
+    draw, AccountInfo, App, AppConfig, AppEvent, ComposeMode, ConnectionState, Context,
+    ConversationInfo, ConversationKind, ErrorKind, Message, NetError, NetEvent, ReplicaReport,
+    ReplicaStatus, StoreEvent, BINDINGS,
 };
 use ratatui::style::Modifier;
 
@@ -935,7 +935,31 @@ fn control_characters_from_the_network_do_not_reach_the_terminal() {
             T0,
         )),
     );
-    press(&mut app, KeyCode::Char('i'));
+    // Quoted in a reply, as a reaction, in the compose box's title.
+    net(
+        &mut app,
+        NetEvent::MessageArrived(Message {
+            reply_to: 9,
+            ..msg(10, 1, "bob", "answer", T0)
+        }),
+    );
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            reactions: vec![Reaction {
+                emoji: "\u{1b}[2J\u{7}".into(),
+                users: vec!["bob".into()],
+            }],
+            ..msg(10, 1, "bob", "answer", T0)
+        }),
+    );
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Char('R'));
+    assert!(matches!(
+        app.compose_mode,
+        Some(ComposeMode::Replying { .. })
+    ));
     app.update(AppEvent::Paste("draft\u{1b}[?1049l gone\u{7}".into()));
     let mut out = Vec::new();
     {
@@ -951,6 +975,11 @@ fn control_characters_from_the_network_do_not_reach_the_terminal() {
     }
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("clear"), "the message is drawn: {text:?}");
+    assert!(
+        text.contains("> bob: clear"),
+        "the quote is drawn: {text:?}"
+    );
+    assert!(text.contains("Replying to bob: clear"), "{text:?}");
     for bad in ["\u{1b}[2J", "\u{7}", "\u{1b}]0;", "\u{1b}[?1049l"] {
         assert!(
             !text.contains(bad),
