@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
+use ratatui::style::Modifier;
 use ratatui::Terminal;
 
-use raftchat_proto::Reaction;
 use raftchat_tui::{
     draw, AccountInfo, App, AppConfig, AppEvent, ComposeMode, ConnectionState, Context,
-    ConversationInfo, ConversationKind, ErrorKind, Message, NetError, NetEvent, ReplicaReport,
-    ReplicaStatus, StoreEvent, BINDINGS,
+    ConversationInfo, ConversationKind, ErrorKind, Message, NetError, NetEvent, Reaction,
+    ReplicaReport, ReplicaStatus, StoreEvent, BINDINGS,
 };
-use ratatui::style::Modifier;
 
 const WIDTH: u16 = 100;
 const HEIGHT: u16 = 30;

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use raftchat_proto::Reaction;
-
-use crate::model::{ConversationInfo, ConversationKind, Message};
+use crate::model::{ConversationInfo, ConversationKind, Message, Reaction};
 
 /// How far one of the user's own messages got. Ordered: a mark only ever
 /// moves forward (see [`Entry::advance`]).

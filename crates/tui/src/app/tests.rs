@@ -1483,7 +1483,7 @@ fn a_reaction_is_picked_and_toggled_and_shown_from_the_event() {
     net(
         &mut app,
         NetEvent::MessageChanged(Message {
-            reactions: vec![raftchat_proto::Reaction {
+            reactions: vec![crate::model::Reaction {
                 emoji: "🎉".into(),
                 users: vec!["alice".into(), "bob".into()],
             }],
