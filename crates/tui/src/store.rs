@@ -512,6 +512,11 @@ mod tests {
         let messages = vec![
             queued("p-1", SendTo::Conversation(3), "first\nline two"),
             queued("p-2", SendTo::User("Bob".into()), "second"),
+            // A reply keeps what it answers.
+            QueuedMessage {
+                reply_to: 7,
+                ..queued("p-3", SendTo::Conversation(3), "third")
+            },
         ];
         let drafts = vec![Draft {
             to: SendTo::Conversation(3),
