@@ -2,8 +2,9 @@
 //! real five-replica cluster (storage on). Two users chat live, the leader
 //! is SIGKILLed, the status line follows the new leader and messages sent
 //! across the failover arrive exactly once; an edit and a reply show on
-//! the other screen. Messages queued while every
-//! replica is down survive `kill -9` of chat-tui and are stored once.
+//! the other screen, and so does alice typing before she sends. Messages
+//! queued while every replica is down survive `kill -9` of chat-tui and
+//! are stored once.
 //!
 //! Needs `tmux`. Without it the test fails, unless `RAFTCHAT_SKIP_TMUX=1`.
 
@@ -395,7 +396,7 @@ async fn two_users_chat_through_a_leader_kill() {
 /// In the open conversation of `alice` (her compose box focused): Up on
 /// the empty box edits her last message, then `R` on `bob`'s message
 /// `bobs` (`above` messages up from the newest) answers it. Both show on
-/// bob's screen.
+/// bob's screen, and while alice types the answer, that she is typing.
 async fn edit_and_reply(tmux: &Tmux, alice: &str, bob: &str, bobs: &str, above: usize) {
     tmux.keys(alice, &["Up"]);
     tmux.wait_text(alice, "Editing your message").await;
@@ -419,6 +420,9 @@ async fn edit_and_reply(tmux: &Tmux, alice: &str, bob: &str, bobs: &str, above: 
     tmux.wait_text(alice, &format!("Replying to {bob}:")).await;
     let answer = unique("answer");
     tmux.type_text(alice, &answer);
+    // Before it is sent, bob sees alice typing (her edit above was not
+    // typing: no notice went out for it).
+    tmux.wait_text(bob, &format!("{alice} is typing…")).await;
     tmux.keys(alice, &["Enter"]);
     let quote = format!("> {bob}: {bobs}");
     let screen = tmux
@@ -430,6 +434,8 @@ async fn edit_and_reply(tmux: &Tmux, alice: &str, bob: &str, bobs: &str, above: 
         })
         .await;
     assert_eq!(screen.matches(answer.as_str()).count(), 1, "{screen}");
+    // Her message ends it.
+    assert!(!screen.contains("is typing"), "{screen}");
 }
 
 /// The one file `name` under `state/raftchat/<servers-hash>/alice/`, if any.

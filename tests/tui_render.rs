@@ -952,6 +952,15 @@ fn control_characters_from_the_network_do_not_reach_the_terminal() {
             ..msg(10, 1, "bob", "answer", T0)
         }),
     );
+    // A typist's name.
+    net(
+        &mut app,
+        NetEvent::Typing {
+            conversation_id: 1,
+            user: "eve\u{1b}[2J\u{7}".into(),
+            expires_in_ms: 5_000,
+        },
+    );
     press(&mut app, KeyCode::Tab);
     press(&mut app, KeyCode::Char('k'));
     press(&mut app, KeyCode::Char('R'));
@@ -979,6 +988,7 @@ fn control_characters_from_the_network_do_not_reach_the_terminal() {
         "the quote is drawn: {text:?}"
     );
     assert!(text.contains("Replying to bob: clear"), "{text:?}");
+    assert!(text.contains("is typing"), "{text:?}");
     for bad in ["\u{1b}[2J", "\u{7}", "\u{1b}]0;", "\u{1b}[?1049l"] {
         assert!(
             !text.contains(bad),
@@ -1190,6 +1200,51 @@ fn the_compose_box_shows_editing_and_replying() {
     assert!(editing.contains("Editing your message"), "{editing}");
     assert!(editing.contains("│Sounds good"), "{editing}");
     insta::assert_snapshot!("editing", editing);
+}
+
+fn typing(app: &mut App, conversation_id: u64, user: &str) {
+    net(
+        app,
+        NetEvent::Typing {
+            conversation_id,
+            user: user.into(),
+            expires_in_ms: 5_000,
+        },
+    );
+}
+
+/// Who is typing: on the message pane's bottom border, over the compose
+/// box, for the open conversation; a `✎` in the sidebar for another.
+#[test]
+fn someone_typing_shows_over_the_compose_box() {
+    let mut app = chat_app();
+    typing(&mut app, 1, "bob");
+    typing(&mut app, 3, "carol");
+    let text = screen(&app);
+    assert!(text.contains("└ bob is typing… ─"), "{text}");
+    assert!(text.contains("│○ carol                ✎ 1│"), "{text}");
+    insta::assert_snapshot!(text);
+    // A narrow terminal: the line fits the pane, cut if need be.
+    let narrow = screen_sized(&app, 50, 16);
+    assert!(narrow.contains("bob is typing…"), "{narrow}");
+    let mut group = chat_app();
+    for user in ["bob", "carol", "dave"] {
+        typing(&mut group, 1, user);
+    }
+    for width in [40, 50, 60] {
+        let narrow = screen_sized(&group, width, 16);
+        let row = narrow
+            .lines()
+            .find(|l| l.contains("└ 3 p"))
+            .unwrap_or_else(|| panic!("{narrow}"));
+        assert_eq!(row.chars().count(), usize::from(width), "{narrow}");
+    }
+    assert!(screen(&group).contains("3 people are typing…"));
+    // 5 s after the notice, by the app's clock: gone.
+    app.update(AppEvent::Tick { now_ms: T0 + 5_000 });
+    let text = screen(&app);
+    assert!(!text.contains("typing"), "{text}");
+    assert!(!text.contains("✎"), "{text}");
 }
 
 /// `+` on a message opens the picker: common emoji, or type one.

@@ -10,7 +10,8 @@
 //! concern into `impl App` blocks: `input` (keys → actions), `session`,
 //! `chat` (server data, read-when-shown), `scroll`, `sending`,
 //! `compose_mode` (editing and replying), `reactions` (the picker),
-//! `browse` (accounts browser) and `network` (dispatch of [`NetEvent`]s).
+//! `typing` (typing notices, both ways), `browse` (accounts browser) and
+//! `network` (dispatch of [`NetEvent`]s).
 
 mod accounts;
 mod browse;
@@ -29,6 +30,7 @@ mod session;
 mod sign_in;
 #[cfg(test)]
 mod tests;
+mod typing;
 
 use std::collections::HashMap;
 
@@ -46,6 +48,7 @@ pub use outbox::{Outbox, OutboxItem};
 pub use persist::{SavedState, DRAFT_SAVE_MS};
 pub use reactions::{ReactPicker, COMMON_EMOJI};
 pub use sign_in::{Field, Pending, SignInForm};
+pub use typing::{typing_label, Typist, TYPING_REPEAT_MS};
 
 use super::event::{AppEvent, Draft, Effect, NetEvent, QueuedMessage, SendTo, StoreEvent};
 use super::keys::{self, Action, Context};
@@ -259,6 +262,9 @@ pub struct App {
     /// What a session that ended elsewhere left unsent (see
     /// `session::Parked`).
     parked: Option<session::Parked>,
+    /// The conversation and time of the last typing notice sent while
+    /// the user keeps typing there (see `typing`).
+    typing_sent: Option<(u64, u64)>,
     /// Saves to hand out before the effects of the event being handled
     /// (those of a session that just ended, before its state is dropped).
     deferred: Vec<Effect>,
@@ -309,6 +315,7 @@ impl App {
             mouse_capture,
             suspend_requested: false,
             parked: None,
+            typing_sent: None,
             deferred: Vec::new(),
             next_local_id: 1,
         }
@@ -317,6 +324,9 @@ impl App {
     /// The single state transition: applies `event`, returns the network
     /// work it calls for.
     pub fn update(&mut self, event: AppEvent) -> Vec<Effect> {
+        // Typing is what keys and pastes do to the compose box.
+        let compose_before =
+            matches!(event, AppEvent::Key(_) | AppEvent::Paste(_)).then(|| self.compose_snapshot());
         let mut effects = match event {
             AppEvent::Key(key) => self.on_key(key),
             AppEvent::Mouse(mouse) => self.on_mouse(mouse),
@@ -347,6 +357,7 @@ impl App {
                 {
                     self.notice = None;
                 }
+                self.expire_typing();
                 Vec::new()
             }
             AppEvent::Net(net) => self.on_net(net),
@@ -361,6 +372,7 @@ impl App {
             effects.extend(self.pump_outbox());
             self.jump_to_first_unread();
             effects.extend(self.mark_shown_read());
+            effects.extend(self.typing_notice(compose_before));
         }
         // Saves go first: a message is on disk before it is sent, and
         // before the next frame shows it as queued.
@@ -383,6 +395,11 @@ impl App {
                 (Screen::SignIn, _) => vec![Context::SignIn],
                 (Screen::Chat, Focus::Sidebar) => vec![Context::Sidebar, Context::Navigation],
                 (Screen::Chat, Focus::Messages) => vec![Context::Messages, Context::Navigation],
+                (Screen::Chat, Focus::Compose)
+                    if matches!(self.compose_mode, Some(ComposeMode::Editing { .. })) =>
+                {
+                    vec![Context::Editing, Context::Compose]
+                }
                 (Screen::Chat, Focus::Compose) => vec![Context::Compose],
             },
         };

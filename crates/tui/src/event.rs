@@ -132,6 +132,13 @@ pub enum NetEvent {
         online: bool,
         last_seen_ms: u64,
     },
+    /// `user` is typing in `conversation_id`: show it for `expires_in_ms`
+    /// unless their message comes first.
+    Typing {
+        conversation_id: u64,
+        user: String,
+        expires_in_ms: u32,
+    },
     /// The subscription is live on `server`.
     SubscriptionLive {
         server: String,
@@ -236,6 +243,11 @@ pub enum Effect {
     MarkRead {
         conversation_id: u64,
         up_to: u64,
+    },
+    /// Tell the other members we are typing in `conversation_id`. Best
+    /// effort: nothing answers it, a failure is dropped.
+    Typing {
+        conversation_id: u64,
     },
     DeleteMessages {
         message_ids: Vec<u64>,

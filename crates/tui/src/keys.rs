@@ -24,6 +24,8 @@ pub enum Context {
     Sidebar,
     Messages,
     Compose,
+    /// The compose box while it edits one of our messages (over `Compose`).
+    Editing,
     AccountsSearch,
     AccountsList,
     /// A yes/no question.
@@ -45,6 +47,7 @@ impl Context {
             Context::Sidebar => "Conversations",
             Context::Messages => "Messages",
             Context::Compose => "Compose",
+            Context::Editing => "Compose: editing a message",
             Context::AccountsSearch => "Accounts: search",
             Context::AccountsList => "Accounts: list",
             Context::Confirm => "Confirmation",
@@ -265,6 +268,9 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[plain(K::Esc)], C::Compose, A::Back, "stop typing"),
     bind(&[ctrl('r')], C::Compose, A::Retry, "retry failed"),
     bind(&[plain(K::Up)], C::Compose, A::RecallLast, "edit your last message (empty box)"),
+    // Compose, editing a message.
+    bind(&[plain(K::Enter)], C::Editing, A::Send, "save"),
+    bind(&[plain(K::Esc)], C::Editing, A::Back, "cancel editing"),
     // Chat screen, not typing.
     bind(&[ch('n')], C::Navigation, A::NextUnread, "next unread"),
     bind(&[ch('a')], C::Navigation, A::OpenAccounts, "accounts / new chat"),
@@ -446,6 +452,7 @@ fn is_typing(context: Context) -> bool {
         context,
         Context::Global
             | Context::Compose
+            | Context::Editing
             | Context::SignIn
             | Context::AccountsSearch
             | Context::Prompt

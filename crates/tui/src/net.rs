@@ -46,6 +46,9 @@ pub struct Net {
     /// ends, so a message of one session can never go out under the next
     /// one's token.
     sends: Vec<JoinHandle<()>>,
+    /// The typing notice under way, if any: a newer one replaces it (it
+    /// says the same, later), so a slow replica never piles them up.
+    typing: Option<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -74,6 +77,7 @@ impl Net {
             events,
             subscription: None,
             sends: Vec::new(),
+            typing: None,
             background,
         })
     }
@@ -84,6 +88,17 @@ impl Net {
         self.sends.retain(|task| !task.is_finished());
         match effect {
             Effect::Subscribe => self.subscribe(),
+            Effect::Typing { conversation_id } => {
+                if let Some(task) = self.typing.take() {
+                    task.abort();
+                }
+                let client = self.client.clone();
+                // Nothing to report: a notice that does not get through
+                // only means the others do not see us typing for a while.
+                self.typing = Some(tokio::spawn(async move {
+                    let _ = client.typing(conversation_id).await;
+                }));
+            }
             Effect::Logout => {
                 self.stop_subscription();
                 self.abort_sends();
@@ -120,6 +135,9 @@ impl Net {
 
     fn abort_sends(&mut self) {
         for task in self.sends.drain(..) {
+            task.abort();
+        }
+        if let Some(task) = self.typing.take() {
             task.abort();
         }
     }
@@ -376,7 +394,7 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
             Err(err) => vec![failed("delete account", &err)],
         },
         // Handled synchronously by `Net::execute`.
-        Effect::Subscribe | Effect::Logout => Vec::new(),
+        Effect::Subscribe | Effect::Logout | Effect::Typing { .. } => Vec::new(),
         // The local store's (`store.rs`); the event loop never sends them here.
         Effect::LoadSaved { .. }
         | Effect::SaveOutbox { .. }
@@ -499,8 +517,11 @@ fn subscription_event(item: SubscriptionItem) -> Option<NetEvent> {
             Kind::Edited(message) | Kind::Reacted(message) => {
                 Some(NetEvent::MessageChanged(message))
             }
-            // Not shown yet.
-            Kind::Typing(_) => None,
+            Kind::Typing(notice) => Some(NetEvent::Typing {
+                conversation_id: notice.conversation_id,
+                user: notice.user,
+                expires_in_ms: notice.expires_in_ms,
+            }),
         },
     }
 }

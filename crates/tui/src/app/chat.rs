@@ -212,6 +212,7 @@ impl App {
                 }));
             effects.push(Effect::LoadConversations);
         }
+        self.typing_stopped(message.conversation_id, &message.sender);
         let open = self.conversations.open.clone();
         let mut alert = None;
         if let Some(conv) = self.conversations.by_id_mut(message.conversation_id) {

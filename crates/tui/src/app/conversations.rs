@@ -349,6 +349,8 @@ pub struct Conversation {
     pub notes: Vec<Note>,
     /// The newest loaded message of a group naming us (`@me`); 0 = none.
     pub last_mention: u64,
+    /// Others typing here, as their notices said (see `typing`).
+    pub typing: Vec<super::Typist>,
 }
 
 impl Conversation {
@@ -366,6 +368,7 @@ impl Conversation {
             seen: BTreeMap::new(),
             notes: Vec::new(),
             last_mention: 0,
+            typing: Vec::new(),
         }
     }
 
@@ -387,6 +390,7 @@ impl Conversation {
             seen: BTreeMap::new(),
             notes: Vec::new(),
             last_mention: 0,
+            typing: Vec::new(),
         }
     }
 

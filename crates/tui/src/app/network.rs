@@ -60,6 +60,11 @@ impl App {
                     },
                 );
             }
+            NetEvent::Typing {
+                conversation_id,
+                user,
+                expires_in_ms,
+            } => self.on_typing(conversation_id, &user, expires_in_ms),
             NetEvent::SubscriptionLive { server } => {
                 self.connection.stream = StreamLink::Live { server };
                 self.outbox.hurry();

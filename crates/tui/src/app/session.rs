@@ -145,6 +145,7 @@ impl App {
         self.outbox.clear();
         self.compose = new_compose();
         self.compose_mode = None;
+        self.typing_sent = None;
         self.drafts.clear();
         self.presence.clear();
         self.connection.stream = StreamLink::Off;

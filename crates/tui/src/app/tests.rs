@@ -2312,3 +2312,229 @@ fn a_session_ended_elsewhere_leaves_the_saved_outbox_and_draft_alone() {
         }
     }
 }
+
+// ------------------------------------------------------------------ typing
+
+/// The conversations the effects tell we are typing in.
+fn typing_notices(effects: &[Effect]) -> Vec<u64> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Typing { conversation_id } => Some(*conversation_id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn typing(app: &mut App, conversation_id: u64, user: &str) -> Vec<Effect> {
+    net(
+        app,
+        NetEvent::Typing {
+            conversation_id,
+            user: user.into(),
+            expires_in_ms: 5_000,
+        },
+    )
+}
+
+#[test]
+fn a_typing_notice_shows_until_it_expires() {
+    let mut app = chatting();
+    assert_eq!(app.typing_label(), None);
+    typing(&mut app, 1, "bob");
+    assert_eq!(app.typing_label().as_deref(), Some("bob is typing…"));
+    // Our own notices (from another device) never show.
+    typing(&mut app, 1, "ALICE");
+    assert_eq!(app.typing_label().as_deref(), Some("bob is typing…"));
+    tick(&mut app, T0 + 4_999);
+    assert_eq!(app.typing_label().as_deref(), Some("bob is typing…"));
+    tick(&mut app, T0 + 5_000);
+    assert_eq!(app.typing_label(), None);
+    assert_eq!(app.conversations.open().map(|c| c.typing.len()), Some(0));
+    // A notice renews it: 5 s from the last one.
+    typing(&mut app, 1, "bob");
+    tick(&mut app, T0 + 8_000);
+    typing(&mut app, 1, "bob");
+    tick(&mut app, T0 + 12_000);
+    assert_eq!(app.typing_label().as_deref(), Some("bob is typing…"));
+    tick(&mut app, T0 + 13_000);
+    assert_eq!(app.typing_label(), None);
+    // Notices for a conversation we do not have are dropped.
+    typing(&mut app, 99, "mallory");
+    assert!(app.conversations.by_id_mut(99).is_none());
+}
+
+#[test]
+fn a_typists_message_ends_their_notice_and_the_wording_counts_them() {
+    let mut app = chatting();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0),
+            conv(2, ConversationKind::Group, "team", 0, T0),
+        ]),
+    );
+    app.open_conversation(ConvKey::Id(2));
+    typing(&mut app, 2, "bob");
+    typing(&mut app, 2, "carol");
+    assert_eq!(
+        app.typing_label().as_deref(),
+        Some("bob and carol are typing…")
+    );
+    typing(&mut app, 2, "dave");
+    assert_eq!(app.typing_label().as_deref(), Some("3 people are typing…"));
+    // bob's message: he is done; a message elsewhere changes nothing.
+    net(&mut app, NetEvent::MessageArrived(msg(7, 1, "carol", "hi")));
+    net(&mut app, NetEvent::MessageArrived(msg(8, 2, "Bob", "done")));
+    assert_eq!(
+        app.typing_label().as_deref(),
+        Some("carol and dave are typing…")
+    );
+    // Only the open conversation's typists are in its line.
+    typing(&mut app, 1, "bob");
+    assert_eq!(
+        app.typing_label().as_deref(),
+        Some("carol and dave are typing…")
+    );
+    assert_eq!(typing_label(&[]), None);
+    assert_eq!(
+        typing_label(&["a", "b", "c", "d"]).as_deref(),
+        Some("4 people are typing…")
+    );
+}
+
+#[test]
+fn typing_notices_go_out_on_the_first_change_then_at_most_every_3_s() {
+    let mut app = chatting();
+    let effects = press(&mut app, KeyCode::Char('h'));
+    assert_eq!(typing_notices(&effects), vec![1]);
+    let effects = press(&mut app, KeyCode::Char('i'));
+    assert_eq!(typing_notices(&effects), Vec::<u64>::new());
+    tick(&mut app, T0 + 2_999);
+    assert!(typing_notices(&press(&mut app, KeyCode::Char('!'))).is_empty());
+    tick(&mut app, T0 + 3_000);
+    // Moving the cursor is not typing; changing the text is.
+    assert!(typing_notices(&press(&mut app, KeyCode::Left)).is_empty());
+    assert_eq!(
+        typing_notices(&press(&mut app, KeyCode::Backspace)),
+        vec![1]
+    );
+    tick(&mut app, T0 + 4_000);
+    assert!(typing_notices(&app.update(AppEvent::Paste("x".into()))).is_empty());
+    tick(&mut app, T0 + 6_000);
+    assert_eq!(
+        typing_notices(&app.update(AppEvent::Paste(" pasted".into()))),
+        vec![1]
+    );
+    // Sent: nothing about it; the next message starts afresh at once.
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(typing_notices(&effects).is_empty(), "{effects:?}");
+    assert_eq!(
+        typing_notices(&press(&mut app, KeyCode::Char('a'))),
+        vec![1]
+    );
+    // Emptied (Ctrl-U), then typed again: at once too.
+    press_mod(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    assert_eq!(app.compose_body(), "");
+    assert_eq!(
+        typing_notices(&press(&mut app, KeyCode::Char('b'))),
+        vec![1]
+    );
+    // Nothing goes out for events that are not typing.
+    assert!(typing_notices(&tick(&mut app, T0 + 60_000)).is_empty());
+    assert!(typing_notices(&net(
+        &mut app,
+        NetEvent::MessageArrived(msg(9, 1, "bob", "?"))
+    ))
+    .is_empty());
+}
+
+#[test]
+fn no_typing_notice_while_editing_or_when_switching_conversations() {
+    let mut app = chatting();
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(5, 1, "alice", "helo")),
+    );
+    // Editing our message: not typing a new one.
+    let effects = press(&mut app, KeyCode::Up);
+    assert!(matches!(
+        app.compose_mode,
+        Some(ComposeMode::Editing { message_id: 5, .. })
+    ));
+    assert!(typing_notices(&effects).is_empty());
+    assert!(typing_notices(&press(&mut app, KeyCode::Char('x'))).is_empty());
+    // The hint bar says what Enter does here.
+    let hints = app.config.keymap.hints(&app.contexts());
+    assert_eq!(
+        hints
+            .iter()
+            .find(|b| b.keys.iter().any(|k| k.code == KeyCode::Enter))
+            .map(|b| b.description),
+        Some("save")
+    );
+    // Saved: back to a new message; its first change is a notice.
+    assert!(typing_notices(&press(&mut app, KeyCode::Enter)).is_empty());
+    assert_eq!(
+        typing_notices(&press(&mut app, KeyCode::Char('y'))),
+        vec![1]
+    );
+    let hints = app.config.keymap.hints(&app.contexts());
+    assert_eq!(hints.first().map(|b| b.description), Some("send"));
+
+    // A reply is a new message: typing it is typing.
+    tick(&mut app, T0 + 10_000);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('R'));
+    assert!(matches!(
+        app.compose_mode,
+        Some(ComposeMode::Replying { message_id: 5, .. })
+    ));
+    assert_eq!(
+        typing_notices(&press(&mut app, KeyCode::Char('z'))),
+        vec![1]
+    );
+
+    // Switching brings another draft into the box: that is not typing.
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![
+            conv(1, ConversationKind::Direct, "bob", 0, T0),
+            conv(2, ConversationKind::Direct, "carol", 0, T0),
+        ]),
+    );
+    tick(&mut app, T0 + 20_000);
+    press(&mut app, KeyCode::Tab); // to the sidebar
+    let to_carol = app
+        .conversations
+        .list
+        .iter()
+        .position(|c| c.name == "carol")
+        .and_then(|i| isize::try_from(i).ok())
+        .unwrap_or(0)
+        - app
+            .conversations
+            .open_index()
+            .and_then(|i| isize::try_from(i).ok())
+            .unwrap_or(0);
+    app.select_conversation(to_carol);
+    let effects = press(&mut app, KeyCode::Char('i'));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(2)));
+    assert!(typing_notices(&effects).is_empty());
+    assert_eq!(
+        typing_notices(&press(&mut app, KeyCode::Char('c'))),
+        vec![2]
+    );
+    // Back to bob's, where the draft waits: opening it is not typing;
+    // typing there is, less than 3 s after carol's box.
+    press(&mut app, KeyCode::Tab);
+    app.select_conversation(-to_carol);
+    let effects = press(&mut app, KeyCode::Char('i'));
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(1)));
+    assert_eq!(app.compose_body(), "yz");
+    assert!(typing_notices(&effects).is_empty());
+    assert_eq!(
+        typing_notices(&press(&mut app, KeyCode::Char('!'))),
+        vec![1]
+    );
+}

@@ -24,13 +24,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Some(conv) => conv.name.clone(),
         None => "nobody".to_string(),
     };
-    let cancel = app.config.keymap.label_of(Context::Compose, Action::Back);
+    let keymap = &app.config.keymap;
+    let cancel = keymap.label_of(Context::Compose, Action::Back);
     let mode = Style::default().fg(Color::Yellow);
     let mut title = match &app.compose_mode {
         Some(ComposeMode::Editing { .. }) => vec![Span::styled(
             format!(
-                " Editing your message · {}: save · {cancel}: cancel ",
-                app.config.keymap.label_of(Context::Compose, Action::Send)
+                " Editing your message · {}: save · {}: cancel ",
+                keymap.label_of(Context::Editing, Action::Send),
+                keymap.label_of(Context::Editing, Action::Back),
             ),
             mode,
         )],

@@ -54,13 +54,27 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         ConversationKind::Group => format!(" #{} · {} ", conv.name, conv.members.join(", ")),
         ConversationKind::Direct => format!(" {} ", conv.name),
     };
-    let block = Block::default()
+    let mut block = Block::default()
         .borders(Borders::ALL)
         .title(super::truncate(
             &title,
             usize::from(area.width.saturating_sub(4)),
         ))
         .border_style(pane_style(focused));
+    // Who is typing: on the pane's bottom border, right above the compose
+    // box, so the messages do not move when it comes and goes.
+    if let Some(label) = app.typing_label() {
+        let room = usize::from(area.width.saturating_sub(4));
+        let label = truncate_columns(&one_line(&label), room.saturating_sub(2));
+        if !label.is_empty() {
+            block = block.title_bottom(Line::styled(
+                format!(" {label} "),
+                Style::default()
+                    .fg(Color::Gray)
+                    .add_modifier(Modifier::ITALIC),
+            ));
+        }
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let (lines, _) = visible_lines(app, conv, inner, focused);

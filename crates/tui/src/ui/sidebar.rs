@@ -67,10 +67,19 @@ fn item_line(app: &App, conv: &Conversation, width: usize) -> Line<'static> {
         n if conv.mentioned_unread() => format!(" @{n}"),
         n => format!(" {n}"),
     };
+    // `✎`: someone is typing there (the open conversation says who).
+    let typing = if app.conversations.open.as_ref() != Some(&conv.key)
+        && !conv.typing_at(app.now_ms).is_empty()
+    {
+        " ✎"
+    } else {
+        ""
+    };
     let draft = matches!(conv.key, ConvKey::NewDirect(_));
     let name_width = width
         .saturating_sub(2)
-        .saturating_sub(unread.chars().count());
+        .saturating_sub(unread.chars().count())
+        .saturating_sub(typing.chars().count());
     let mut name = truncate(&conv.name, name_width);
     if draft && name.chars().count() + 6 <= name_width {
         name.push_str(" (new)");
@@ -86,6 +95,7 @@ fn item_line(app: &App, conv: &Conversation, width: usize) -> Line<'static> {
         Span::raw(" "),
         Span::styled(name, name_style),
         Span::raw(" ".repeat(pad)),
+        Span::styled(typing, Style::default().fg(Color::DarkGray)),
         Span::styled(
             unread,
             Style::default()
