@@ -49,7 +49,9 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use super::request_window::{self, Filters, Window};
+use super::search_index::{self, Pending};
 use crate::state::command::{ConversationId, MessageId};
+use crate::state::search::{self, Query};
 use crate::state::store::{
     DedupKey, Message, MessageExt, MessageV0, MessageV0Ref, Messages, Record, RememberedAt, Store,
 };
@@ -177,6 +179,7 @@ struct Base {
     // Tables first: they hold pages of the transaction.
     messages: Option<ReadOnlyTable<u64, &'static [u8]>>,
     heads: Option<ReadOnlyTable<u64, u64>>,
+    search: search_index::Reader,
     window: Window,
     /// The applied-state blob written with this commit.
     applied: Option<Vec<u8>>,
@@ -216,6 +219,7 @@ impl Base {
         // A table that was never written does not exist yet.
         let messages = optional(tx.open_table(MESSAGES))?;
         let heads = optional(tx.open_table(HEADS))?;
+        let search = search_index::Reader::open(&tx)?;
         let window = Window::open(&tx, filters)?;
         let (applied, forget_before) = match optional(tx.open_table(META))? {
             Some(meta) => (
@@ -234,6 +238,7 @@ impl Base {
         Ok(Base {
             messages,
             heads,
+            search,
             window,
             applied,
             forget_before,
@@ -261,6 +266,77 @@ impl Base {
     }
 }
 
+/// Rebuilds the search index from the messages unless its marker matches
+/// the applied state (see `search_index`): the file was written by a
+/// release without the index, or by one that did not keep it.
+fn ensure_search_index(db: &Database, path: &Path) -> Result<(), Error> {
+    /// Messages per transaction: bounds the RAM a rebuild holds.
+    const BATCH: usize = 100_000;
+    let read = db.begin_read()?;
+    let Some(meta) = optional(read.open_table(META))? else {
+        return Ok(());
+    };
+    let Some(applied) = meta.get(APPLIED)?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    let marker = search_index::marker(&applied);
+    if meta
+        .get(search_index::MARKER)?
+        .is_some_and(|v| v.value() == marker.as_slice())
+    {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let commit = |mut tx: redb::WriteTransaction, last: bool| -> Result<(), Error> {
+        let durability = if last {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        tx.set_durability(durability)
+            .map_err(|e| corrupt("durability", e))?;
+        tx.set_quick_repair(last);
+        tx.commit()?;
+        Ok(())
+    };
+    let tx = db.begin_write()?;
+    search_index::clear(&tx)?;
+    tx.open_table(META)?.remove(search_index::MARKER)?;
+    commit(tx, false)?;
+    let mut search = Pending::default();
+    let mut indexed = 0u64;
+    if let Some(messages) = optional(read.open_table(MESSAGES))? {
+        for item in messages.iter()? {
+            let (k, v) = item?;
+            let id = k.value();
+            let slot = Slot::decode(v.value()).map_err(|e| corrupt(&format!("message {id}"), e))?;
+            if let Some(m) = &slot.message {
+                search.add(id, slot.conversation, &m.body);
+                indexed += 1;
+            }
+            if search.messages() >= BATCH {
+                let tx = db.begin_write()?;
+                search.write(&tx)?;
+                commit(tx, false)?;
+            }
+        }
+    }
+    let tx = db.begin_write()?;
+    search.write(&tx)?;
+    tx.open_table(META)?
+        .insert(search_index::MARKER, marker.as_slice())?;
+    commit(tx, true)?;
+    let bytes = search_index::stored_bytes(&db.begin_read()?)?;
+    tracing::info!(
+        file = %path.display(),
+        messages = indexed,
+        bytes,
+        ms = started.elapsed().as_millis(),
+        "search index rebuilt"
+    );
+    Ok(())
+}
+
 fn optional<T>(r: Result<T, redb::TableError>) -> Result<Option<T>, Error> {
     match r {
         Ok(t) => Ok(Some(t)),
@@ -285,6 +361,7 @@ impl DiskStore {
             tx.commit()?;
             tracing::info!(file = %path.display(), "request-id window moved to one table per generation");
         }
+        ensure_search_index(&db, path)?;
         let base = Base::open(&db, &Filters::new())?;
         let applied = base.applied.clone();
         let fresh = Delta {
@@ -372,6 +449,7 @@ impl DiskStore {
             .create(path)?;
         let mut heads: BTreeMap<ConversationId, MessageId> = BTreeMap::new();
         let mut remembered = BTreeMap::new();
+        let mut search = Pending::default();
         let mut records = records.peekable();
         let mut last_id = 0;
         loop {
@@ -393,6 +471,7 @@ impl DiskStore {
                                 ));
                             }
                             last_id = id;
+                            search.add(id, conversation, &message.body);
                             let slot = Slot {
                                 conversation,
                                 prev: heads.insert(conversation, id).unwrap_or(0),
@@ -410,6 +489,7 @@ impl DiskStore {
                 // Records come in key order: each table is appended to.
                 request_window::write(&tx, &remembered, 0, None)?;
                 remembered.clear();
+                search.write(&tx)?;
                 records.peek().is_none()
             };
             if last {
@@ -418,7 +498,13 @@ impl DiskStore {
                     table.insert(conversation, id)?;
                 }
                 drop(table);
-                tx.open_table(META)?.insert(APPLIED, applied)?;
+                let mut meta = tx.open_table(META)?;
+                meta.insert(APPLIED, applied)?;
+                meta.insert(
+                    search_index::MARKER,
+                    search_index::marker(applied).as_slice(),
+                )?;
+                drop(meta);
                 tx.set_durability(Durability::Immediate)
                     .map_err(|e| corrupt("durability", e))?;
                 tx.set_quick_repair(true);
@@ -662,6 +748,83 @@ impl Store for DiskStore {
         self.fresh.forget_before = self.fresh.forget_before.max(cutoff);
     }
 
+    /// Messages changed since the last checkpoint (the deltas) are checked
+    /// one by one; the rest are the index's candidates at the last
+    /// checkpoint that no delta changed, checked against their text.
+    fn search(
+        &self,
+        scope: &BTreeSet<ConversationId>,
+        query: &Query,
+        before: MessageId,
+        limit: usize,
+    ) -> Vec<search::Found> {
+        let upper = match before {
+            0 => MessageId::MAX,
+            before => before,
+        };
+        let (sealed, base) = self.layers();
+        let deltas: Vec<&Delta> = std::iter::once(&self.fresh)
+            .chain(sealed.as_deref())
+            .collect();
+        let live = |conversation: &ConversationId| {
+            scope.contains(conversation) && !self.is_removed(*conversation, sealed.as_deref())
+        };
+        let mut found = Vec::new();
+        for (n, delta) in deltas.iter().enumerate() {
+            let newer = &deltas[..n];
+            let matches = delta
+                .slots
+                .range(..upper)
+                .rev()
+                .filter(|(id, slot)| {
+                    live(&slot.conversation) && !newer.iter().any(|d| d.slots.contains_key(id))
+                })
+                .filter_map(|(&id, slot)| {
+                    let message = slot.message.as_ref()?;
+                    query.matches(&message.body).then(|| search::Found {
+                        conversation: slot.conversation,
+                        id,
+                        message: message.clone(),
+                    })
+                })
+                .take(limit);
+            found.extend(matches);
+        }
+        let mut from_index = 0;
+        let mut failure = None;
+        let walked = base
+            .search
+            .candidates(scope, &query.lookup(), before, |id| {
+                if deltas.iter().any(|d| d.slots.contains_key(&id)) {
+                    return true;
+                }
+                match base.slot(id) {
+                    Ok(Some(Slot {
+                        conversation,
+                        message: Some(message),
+                        ..
+                    })) if live(&conversation) && query.matches(&message.body) => {
+                        found.push(search::Found {
+                            conversation,
+                            id,
+                            message,
+                        });
+                        from_index += 1;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+                from_index < limit
+            });
+        if let Some(e) = walked.err().or(failure) {
+            self.failed(e);
+        }
+        search::newest(found, limit)
+    }
+
     fn records(&self) -> Box<dyn Iterator<Item = Record> + '_> {
         // Every id any layer knows, resolved through the layers.
         let (sealed, base) = self.layers();
@@ -792,9 +955,13 @@ impl Checkpoint {
             let mut messages = tx.open_table(MESSAGES)?;
             let mut heads = tx.open_table(HEADS)?;
             let mut bytes = Vec::new();
+            let mut search = Pending::default();
             for (&id, slot) in &d.slots {
                 if d.removed.contains(&slot.conversation) {
                     continue;
+                }
+                if let Some(m) = &slot.message {
+                    search.add(id, slot.conversation, &m.body);
                 }
                 bytes.clear();
                 bytes = slot.encode(bytes)?;
@@ -820,9 +987,14 @@ impl Checkpoint {
                 }
             }
             drop((messages, heads));
+            search.write(&tx)?;
             request_window::write(&tx, &d.remembered, d.forget_before, Some(&mut filters))?;
             let mut meta = tx.open_table(META)?;
             meta.insert(APPLIED, applied)?;
+            meta.insert(
+                search_index::MARKER,
+                search_index::marker(applied).as_slice(),
+            )?;
             meta.insert(FORGET_BEFORE, d.forget_before.to_le_bytes().as_slice())?;
         }
         tx.commit()?;
@@ -920,6 +1092,111 @@ mod tests {
         assert_eq!(Slot::decode(&bytes).unwrap(), edited);
     }
 
+    /// The disk store finds what a walk of the memory store finds.
+    fn same_search(disk: &DiskStore, mem: &MemoryStore) {
+        let scopes: Vec<BTreeSet<ConversationId>> =
+            vec![(1..=6).collect(), [2].into(), [1, 3, 6].into(), [9].into()];
+        for query in [
+            "body 1", "BODY", "Edited", "round 3", "1", "y 2", "9", "zzz",
+        ] {
+            let query = Query::new(query).unwrap();
+            for scope in &scopes {
+                for before in [0, 1, 40, 41, 97, 1000] {
+                    for limit in [1, 3, 200] {
+                        assert_eq!(
+                            disk.search(scope, &query, before, limit),
+                            search::scan(mem, scope, &query, before, limit),
+                            "{query:?} in {scope:?} before {before}, limit {limit}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Search through the state machine, with the changes written at
+    /// every other step and left sealed (being written) at the others.
+    #[test]
+    fn search_over_the_disk_store_follows_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, _) = DiskStore::open(&dir.path().join("state.redb")).unwrap();
+        let mut sealed: Option<Checkpoint> = None;
+        crate::state::tests::search_scenario(Box::new(disk), &mut |state| {
+            let disk = state.store_as_mut::<DiskStore>().unwrap();
+            match sealed.take() {
+                Some(checkpoint) => checkpoint.run(b"applied").unwrap(),
+                None => sealed = disk.seal(),
+            }
+        });
+    }
+
+    /// An index that does not match the applied state is rebuilt at open;
+    /// a loaded snapshot comes with one.
+    #[test]
+    fn the_search_index_is_rebuilt_when_it_does_not_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let (mut disk, _) = DiskStore::open(&path).unwrap();
+        let mut mem = MemoryStore::default();
+        for id in 1..=300u64 {
+            let m = msg(id);
+            disk.put_message(id % 4 + 1, id, m.clone());
+            mem.put_message(id % 4 + 1, id, m);
+        }
+        disk.seal().unwrap().run(b"one").unwrap();
+        for id in [5, 6, 7] {
+            let c = mem.home(id).unwrap();
+            disk.remove_message(c, id);
+            mem.remove_message(c, id);
+        }
+        // A release without the index writes a checkpoint: the marker no
+        // longer matches, and the messages it wrote are not indexed.
+        disk.seal().unwrap().run(b"two").unwrap();
+        drop(disk);
+        {
+            let db = Database::open(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut messages = tx.open_table(MESSAGES).unwrap();
+                let slot = Slot {
+                    conversation: 2,
+                    prev: 0,
+                    message: Some(Message::new(1, "u1", "unindexed words", 1, 1)),
+                };
+                messages
+                    .insert(1000, slot.encode(Vec::new()).unwrap().as_slice())
+                    .unwrap();
+                tx.open_table(META)
+                    .unwrap()
+                    .insert(APPLIED, &b"three"[..])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        mem.put_message(2, 1000, Message::new(1, "u1", "unindexed words", 1, 1));
+        let (disk, _) = DiskStore::open(&path).unwrap();
+        same_search(&disk, &mem);
+        let query = Query::new("unindexed").unwrap();
+        assert_eq!(disk.search(&[2].into(), &query, 0, 5).len(), 1);
+        // A snapshot loaded elsewhere.
+        let loaded = dir.path().join("loaded.redb");
+        DiskStore::load(&loaded, b"snap", mem.records().map(Ok::<_, String>)).unwrap();
+        let (disk, applied) = DiskStore::open(&loaded).unwrap();
+        assert_eq!(applied.as_deref(), Some(&b"snap"[..]));
+        same_search(&disk, &mem);
+        drop(disk);
+        let marker = Database::open(&loaded)
+            .unwrap()
+            .begin_read()
+            .unwrap()
+            .open_table(META)
+            .unwrap()
+            .get(search_index::MARKER)
+            .unwrap()
+            .map(|v| v.value().to_vec());
+        assert_eq!(marker, Some(search_index::marker(b"snap")));
+    }
+
     fn entry(at: u64) -> RememberedAt {
         RememberedAt {
             at,
@@ -961,6 +1238,7 @@ mod tests {
             for id in 0..130 {
                 assert_eq!(disk.home(id), mem.home(id), "home of {id}");
             }
+            same_search(disk, mem);
             assert_eq!(disk.failure(), None);
         };
         let mut id = 0;

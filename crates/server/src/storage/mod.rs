@@ -101,6 +101,7 @@ mod meta_file;
 pub mod power_cut;
 pub mod raft_types;
 mod request_window;
+mod search_index;
 mod snapshot_body;
 mod snapshot_data;
 mod state_store;
