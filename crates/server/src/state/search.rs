@@ -181,7 +181,7 @@ pub fn scan<S: Store + ?Sized>(
 
 /// The `limit` newest of `found`, newest first.
 pub fn newest(mut found: Vec<Found>, limit: usize) -> Vec<Found> {
-    found.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    found.sort_unstable_by_key(|f| std::cmp::Reverse(f.id));
     found.truncate(limit);
     found
 }
