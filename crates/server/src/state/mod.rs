@@ -74,6 +74,11 @@
 //! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
 //!   `last_seen_ms = now` and sends `Presence` to the user and everyone who
 //!   shares a conversation with them.
+//! - **Search** (a read, [`ChatState::search`]): the messages of the
+//!   conversations the caller is a member of now (or of one of them, checked
+//!   like `history`) whose current text contains the query, folded as
+//!   [`search`] says, newest first. How a store finds them (an index, a
+//!   walk) is its own affair and no part of the state or its digest.
 
 mod accounts;
 mod apply;

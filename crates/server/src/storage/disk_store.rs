@@ -21,6 +21,10 @@
 //! remembered_filters  G -> that table's key filter
 //! meta        "applied" -> the caller's blob (last applied id, membership, chat core)
 //!             "forget_before" -> state time before which requests are forgotten
+//!             "search_index" -> which checkpoint the search index matches
+//! search_grams, search_scopes   this replica's search index (`search_index`):
+//!             written by each checkpoint with its messages, rebuilt at open
+//!             when it does not match, built by `load`; never a `Record`
 //! ```
 //!
 //! Messages are keyed by their global id, so a checkpoint appends to the
