@@ -7,6 +7,10 @@
 //! (100-180 bytes), and about one message in 100 also holds "harbor",
 //! one in 10,000 "kumquat". With `CHATD_BIN` pointing at a chatd without
 //! `Search`, the fill runs alone: the A/B of the index's cost on writes.
+//!
+//! Then all five restart, on `REOPEN_CHATD_BIN` if set: after a fill by a
+//! chatd without the index, a chatd with it rebuilds the index when it
+//! opens the store, and its log says how long that took.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -300,7 +304,10 @@ pub async fn search(args: &Args) -> anyhow::Result<Value> {
         keep_storage(&cluster, keep)?;
     }
     let _ = leader;
+    let reopened = reopen(&mut cluster, searcher).await?;
+    cluster.kill_all();
     Ok(json!({
+        "reopen": reopened,
         "messages": written,
         "errors": errors,
         "fill_seconds": seconds,
@@ -308,4 +315,46 @@ pub async fn search(args: &Args) -> anyhow::Result<Value> {
         "disk_bytes_per_message_per_replica": per_message,
         "queries": timed,
     }))
+}
+
+/// Starts all five again (on `REOPEN_CHATD_BIN` if set) and waits for the
+/// first answered search; reports that time and what each replica's log
+/// says of the index it rebuilt, if any.
+async fn reopen(cluster: &mut Cluster, searcher: &ChatClient) -> anyhow::Result<Value> {
+    if let Some(bin) = std::env::var_os("REOPEN_CHATD_BIN") {
+        cluster.opts.chatd = Some(bin.into());
+    }
+    let logs_before: Vec<usize> = (1..=5)
+        .map(|id| std::fs::read_to_string(cluster.log_path(id)).map_or(0, |l| l.len()))
+        .collect();
+    let started = Instant::now();
+    for id in 1..=5 {
+        cluster.start_replica(id);
+    }
+    let mut answered = None;
+    while started.elapsed() < Duration::from_secs(600) {
+        if searcher.search(None, "kumquat", 0, 1).await.is_ok() {
+            answered = Some(started.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut rebuilt = Vec::new();
+    for id in 1..=5 {
+        let log = std::fs::read_to_string(cluster.log_path(id)).unwrap_or_default();
+        let new = log.get(logs_before[id as usize - 1]..).unwrap_or("");
+        rebuilt.extend(
+            new.lines()
+                .filter(|l| l.contains("search index rebuilt"))
+                .map(|l| format!("replica {id}: {}", l.trim())),
+        );
+    }
+    match answered {
+        Some(s) => println!("search: restart of all five to the first answered search {s:.2} s"),
+        None => println!("search: no search answered within 600 s of the restart"),
+    }
+    for line in &rebuilt {
+        println!("search: {line}");
+    }
+    Ok(json!({"first_search_seconds": answered, "rebuilt": rebuilt}))
 }
