@@ -51,6 +51,9 @@ pub struct Found {
 
 /// Folds `text` for matching (see the module docs).
 pub fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii() {
@@ -72,13 +75,30 @@ fn gram(a: char, b: u32, c: u32) -> Gram {
     ((a as u64) << (2 * CHAR_BITS)) | ((b as u64) << CHAR_BITS) | c as u64
 }
 
-/// The distinct trigrams of a folded text (see the module docs).
+/// Calls `f` with each trigram of a folded text, in text order, repeats
+/// included (see the module docs).
+pub fn each_gram(folded: &str, mut f: impl FnMut(Gram)) {
+    let mut chars = folded.chars().map(|c| c as u32);
+    let (Some(mut a), mut b, mut c) = (chars.next(), chars.next(), chars.next()) else {
+        return;
+    };
+    loop {
+        let (b_or_pad, c_or_pad) = (b.unwrap_or(PAD), c.unwrap_or(PAD));
+        f(((a as u64) << (2 * CHAR_BITS)) | ((b_or_pad as u64) << CHAR_BITS) | c_or_pad as u64);
+        match b {
+            Some(next) => (a, b, c) = (next, c, chars.next()),
+            None => return,
+        }
+    }
+}
+
+/// The distinct trigrams of a folded text.
 pub fn text_grams(folded: &str) -> BTreeSet<Gram> {
-    let chars: Vec<char> = folded.chars().collect();
-    let at = |i: usize| chars.get(i).map_or(PAD, |&c| c as u32);
-    (0..chars.len())
-        .map(|i| gram(chars[i], at(i + 1), at(i + 2)))
-        .collect()
+    let mut grams = BTreeSet::new();
+    each_gram(folded, |g| {
+        grams.insert(g);
+    });
+    grams
 }
 
 /// What an index looks up for a query.
@@ -240,5 +260,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(text_grams("ab").len(), 2, "short texts are indexed");
+        assert_eq!(text_grams("a").len(), 1);
+        assert!(text_grams("").is_empty());
+        let mut all = Vec::new();
+        each_gram("abcabc", |g| all.push(g));
+        assert_eq!(all.len(), 6, "repeats included");
+        assert_eq!(all[0], all[3]);
     }
 }

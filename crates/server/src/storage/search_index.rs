@@ -34,7 +34,8 @@
 //! it) rebuilds the index from the messages; installing a snapshot builds
 //! it with the file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use redb::{
     ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -43,7 +44,7 @@ use redb::{
 use sha2::{Digest, Sha256};
 
 use crate::state::command::{ConversationId, MessageId};
-use crate::state::search::{fold, text_grams, Gram, Lookup};
+use crate::state::search::{each_gram, fold, Lookup};
 
 const GRAMS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("search_grams");
 const SCOPES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("search_scopes");
@@ -216,21 +217,48 @@ fn merged(existing: Option<&[u8]>, lows: &[u16]) -> Result<Vec<u8>, Error> {
     }
 }
 
+/// FxHash's step: keys here are integers, which need no DoS-proof hash,
+/// and gathering a message's hundred-odd trigrams was most of the cost.
+#[derive(Default)]
+struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type Postings = HashMap<(u64, u64), Vec<u16>, BuildHasherDefault<IntHasher>>;
+
 /// Postings to add, gathered in RAM before one write.
 #[derive(Default)]
 pub struct Pending {
-    grams: BTreeMap<(u64, Gram), Vec<u16>>,
-    scopes: BTreeMap<(u64, ConversationId), Vec<u16>>,
+    grams: Postings,
+    scopes: Postings,
     messages: usize,
 }
 
 impl Pending {
-    /// Adds message `id` of `conversation` with text `body`.
+    /// Adds message `id` of `conversation` with text `body`. A trigram
+    /// repeated in the text is pushed again and dropped at the write.
     pub fn add(&mut self, id: MessageId, conversation: ConversationId, body: &str) {
         let (segment, low) = (segment(id), low(id));
-        for gram in text_grams(&fold(body)) {
-            self.grams.entry((segment, gram)).or_default().push(low);
-        }
+        each_gram(&fold(body), |gram| {
+            let lows = self.grams.entry((segment, gram)).or_default();
+            if lows.last() != Some(&low) {
+                lows.push(low);
+            }
+        });
         self.scopes
             .entry((segment, conversation))
             .or_default()
@@ -250,6 +278,9 @@ impl Pending {
             (SCOPES, std::mem::take(&mut self.scopes)),
         ] {
             let mut table = tx.open_table(table)?;
+            // In key order: the tree is written leaf after leaf.
+            let mut pending: Vec<((u64, u64), Vec<u16>)> = pending.into_iter().collect();
+            pending.sort_unstable_by_key(|(key, _)| *key);
             for (key, mut lows) in pending {
                 lows.sort_unstable();
                 lows.dedup();
