@@ -22,7 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::{chatd_log, dir_bytes, keep_storage, pct, settled_leader, Args};
+use super::{chatd_log, cluster_cpu, dir_bytes, keep_storage, pct, settled_leader, Args};
 
 const USERS: usize = 8;
 const SENDERS: usize = 64;
@@ -283,12 +283,16 @@ pub async fn search(args: &Args) -> anyhow::Result<Value> {
     });
     let (leader, _) = settled_leader(&cluster).await;
     let clients = users(&cluster).await?;
+    let cpu_before = cluster_cpu(&cluster);
     let (written, errors, seconds) = fill(&clients, args.messages).await?;
     cluster.wait_converged(Duration::from_secs(300)).await;
+    // Less sensitive than the rate to what else runs on the machine; the
+    // changes not checkpointed yet (up to ~37 MiB a replica) are not in it.
+    let cpu_per_1000 = (cluster_cpu(&cluster) - cpu_before) / written.max(1) as f64 * 1000.0;
     let disk: u64 = (1..=5).map(|id| dir_bytes(&cluster.storage_dir(id))).sum();
     let per_message = disk as f64 / 5.0 / written.max(1) as f64;
     println!(
-        "search: filled {written} messages by {SENDERS} senders in {seconds:.1} s ({:.0} msg/s, {errors} errors); disk {per_message:.0} bytes per message per replica",
+        "search: filled {written} messages by {SENDERS} senders in {seconds:.1} s ({:.0} msg/s, {errors} errors); replicas' CPU {cpu_per_1000:.3} s per 1,000 messages; disk {per_message:.0} bytes per message per replica",
         written as f64 / seconds
     );
     let searcher = &clients[0];
@@ -312,6 +316,7 @@ pub async fn search(args: &Args) -> anyhow::Result<Value> {
         "errors": errors,
         "fill_seconds": seconds,
         "fill_msg_per_s": written as f64 / seconds,
+        "replicas_cpu_seconds_per_1000": cpu_per_1000,
         "disk_bytes_per_message_per_replica": per_message,
         "queries": timed,
     }))
