@@ -1,7 +1,8 @@
 //! End to end: the real `chat-tui` binary, driven through tmux, against a
 //! real five-replica cluster (storage on). Two users chat live, the leader
 //! is SIGKILLed, the status line follows the new leader and messages sent
-//! across the failover arrive exactly once. Messages queued while every
+//! across the failover arrive exactly once; an edit and a reply show on
+//! the other screen. Messages queued while every
 //! replica is down survive `kill -9` of chat-tui and are stored once.
 //!
 //! Needs `tmux`. Without it the test fails, unless `RAFTCHAT_SKIP_TMUX=1`.
@@ -373,6 +374,11 @@ async fn two_users_chat_through_a_leader_kill() {
         "history as bob reads it"
     );
 
+    // alice edits her last message and answers bob's: bob sees the new
+    // text marked "(edited", and the answer under a quote of his.
+    let above_bobs = usize::from(stored.last() != Some(&after));
+    edit_and_reply(&tmux, alice, bob, &after, above_bobs).await;
+
     // Both clients still alive (remain-on-exit would show a dead pane).
     for name in [alice, bob] {
         let dead = tmux.tmux_ok(&["display-message", "-p", "-t", name, "#{pane_dead}"]);
@@ -384,6 +390,46 @@ async fn two_users_chat_through_a_leader_kill() {
         );
     }
     drop(tmux);
+}
+
+/// In the open conversation of `alice` (her compose box focused): Up on
+/// the empty box edits her last message, then `R` on `bob`'s message
+/// `bobs` (`above` messages up from the newest) answers it. Both show on
+/// bob's screen.
+async fn edit_and_reply(tmux: &Tmux, alice: &str, bob: &str, bobs: &str, above: usize) {
+    tmux.keys(alice, &["Up"]);
+    tmux.wait_text(alice, "Editing your message").await;
+    let edited = unique("edited-text");
+    tmux.keys(alice, &["C-u"]);
+    tmux.type_text(alice, &edited);
+    tmux.keys(alice, &["Enter"]);
+    tmux.wait_for(bob, "the edit, marked (edited", |s| {
+        s.lines()
+            .any(|l| l.contains(&edited) && l.contains("(edited "))
+    })
+    .await;
+
+    // Out of the box (the hint bar then offers R), onto bob's message.
+    tmux.keys(alice, &["Escape"]);
+    tmux.wait_text(alice, "R reply").await;
+    for _ in 0..above {
+        tmux.keys(alice, &["k"]);
+    }
+    tmux.keys(alice, &["R"]);
+    tmux.wait_text(alice, &format!("Replying to {bob}:")).await;
+    let answer = unique("answer");
+    tmux.type_text(alice, &answer);
+    tmux.keys(alice, &["Enter"]);
+    let quote = format!("> {bob}: {bobs}");
+    let screen = tmux
+        .wait_for(bob, "the answer under its quote", |s| {
+            let lines: Vec<&str> = s.lines().collect();
+            lines
+                .windows(2)
+                .any(|w| w[0].contains(&quote) && w[1].contains(&answer))
+        })
+        .await;
+    assert_eq!(screen.matches(answer.as_str()).count(), 1, "{screen}");
 }
 
 /// The one file `name` under `state/raftchat/<servers-hash>/alice/`, if any.

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
+use ratatui::style::Modifier;
 use ratatui::Terminal;
 
 use raftchat_tui::{
-    draw, AccountInfo, App, AppConfig, AppEvent, ConnectionState, Context, ConversationInfo,
-    ConversationKind, ErrorKind, Message, NetError, NetEvent, ReplicaReport, ReplicaStatus,
-    StoreEvent, BINDINGS,
+    draw, AccountInfo, App, AppConfig, AppEvent, ComposeMode, ConnectionState, Context,
+    ConversationInfo, ConversationKind, ErrorKind, Message, NetError, NetEvent, Reaction,
+    ReplicaReport, ReplicaStatus, StoreEvent, BINDINGS,
 };
 
 const WIDTH: u16 = 100;
@@ -933,7 +934,31 @@ fn control_characters_from_the_network_do_not_reach_the_terminal() {
             T0,
         )),
     );
-    press(&mut app, KeyCode::Char('i'));
+    // Quoted in a reply, as a reaction, in the compose box's title.
+    net(
+        &mut app,
+        NetEvent::MessageArrived(Message {
+            reply_to: 9,
+            ..msg(10, 1, "bob", "answer", T0)
+        }),
+    );
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            reactions: vec![Reaction {
+                emoji: "\u{1b}[2J\u{7}".into(),
+                users: vec!["bob".into()],
+            }],
+            ..msg(10, 1, "bob", "answer", T0)
+        }),
+    );
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Char('R'));
+    assert!(matches!(
+        app.compose_mode,
+        Some(ComposeMode::Replying { .. })
+    ));
     app.update(AppEvent::Paste("draft\u{1b}[?1049l gone\u{7}".into()));
     let mut out = Vec::new();
     {
@@ -949,6 +974,11 @@ fn control_characters_from_the_network_do_not_reach_the_terminal() {
     }
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("clear"), "the message is drawn: {text:?}");
+    assert!(
+        text.contains("> bob: clear"),
+        "the quote is drawn: {text:?}"
+    );
+    assert!(text.contains("Replying to bob: clear"), "{text:?}");
     for bad in ["\u{1b}[2J", "\u{7}", "\u{1b}]0;", "\u{1b}[?1049l"] {
         assert!(
             !text.contains(bad),
@@ -992,4 +1022,201 @@ fn only_what_the_frame_shows_whole_counts_as_shown() {
     );
     assert!(!text.contains(&format!("line {}", up_to + 1)), "{text}");
     assert!(up_to < 60, "not everything fits: {up_to}");
+}
+
+/// An edited message says so after its text; a reply quotes the start of
+/// the message it answers (or says it is gone); reactions are counted
+/// under a message, ours standing out.
+#[test]
+fn edits_replies_and_reactions_in_the_message_pane() {
+    let mut app = chat_app();
+    // bob edits his message 3; alice's 2 gets reactions.
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            edited_at_ms: T0 - 90_000,
+            ..msg(
+                3,
+                1,
+                "bob",
+                "Great. I will kill the leader first, then watch the clients rotate.",
+                T0 - 120_000,
+            )
+        }),
+    );
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            reactions: vec![
+                Reaction {
+                    emoji: "👍".into(),
+                    users: vec!["bob".into(), "alice".into()],
+                },
+                Reaction {
+                    emoji: "🎉".into(),
+                    users: vec!["carol".into()],
+                },
+            ],
+            ..msg(4, 1, "alice", "Sounds good", T0 - 60_000)
+        }),
+    );
+    // bob answers message 3 (long: the quote is cut to one line) and a
+    // message deleted since.
+    net(
+        &mut app,
+        NetEvent::MessageArrived(Message {
+            reply_to: 3,
+            ..msg(5, 1, "bob", "Also: the 🎉 is for the drill.", T0)
+        }),
+    );
+    net(
+        &mut app,
+        NetEvent::MessageArrived(Message {
+            reply_to: 2,
+            ..msg(6, 1, "bob", "Never mind that one.", T0)
+        }),
+    );
+    net(
+        &mut app,
+        NetEvent::MessagesDeleted {
+            conversation_id: 1,
+            message_ids: vec![2],
+        },
+    );
+    let text = screen_sized(&app, 70, HEIGHT);
+    assert!(text.contains("(edited 09:03)"), "{text}");
+    // Cut to one line, by display width.
+    assert!(
+        text.contains("> bob: Great. I will kill the lea…│"),
+        "{text}"
+    );
+    assert!(text.contains("> (deleted message)"), "{text}");
+    // (A wide character's second cell reads as a space here.)
+    assert!(text.contains("👍  2  🎉  1"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+/// Our own reaction is drawn differently from the others'.
+#[test]
+fn our_reaction_stands_out() {
+    let mut app = chat_app();
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            reactions: vec![
+                Reaction {
+                    emoji: "👍".into(),
+                    users: vec!["alice".into()],
+                },
+                Reaction {
+                    emoji: "🎉".into(),
+                    users: vec!["bob".into()],
+                },
+            ],
+            ..msg(4, 1, "alice", "Sounds good", T0 - 60_000)
+        }),
+    );
+    let (buffer, text) = drawn(&app, WIDTH, HEIGHT);
+    let (x, y) = find(&buffer, "👍").expect(&text);
+    let (x2, _) = find(&buffer, "🎉").expect(&text);
+    let ours = buffer[(x, y)].style();
+    let theirs = buffer[(x2, y)].style();
+    assert!(ours.add_modifier.contains(Modifier::BOLD), "{ours:?}");
+    assert!(!theirs.add_modifier.contains(Modifier::BOLD), "{theirs:?}");
+}
+
+/// In a group, a message naming us (`@alice`) is highlighted.
+#[test]
+fn a_mention_is_highlighted_in_a_group() {
+    let mut app = chat_app();
+    // Unread, in the sidebar: `@` before the count.
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(13, 2, "dave", "@alice ping", T0 - 10_000)),
+    );
+    let text = screen(&app);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("# team") && l.contains(" @4│")),
+        "{text}"
+    );
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(2, ConversationKind::Group, "team", 0, T0 - 60_000),
+            messages: vec![
+                msg(10, 2, "bob", "Who runs the drill tomorrow?", T0 - 120_000),
+                msg(11, 2, "carol", "@alice does, I think.", T0 - 60_000),
+                msg(12, 2, "bob", "ask alice@example.org", T0 - 30_000),
+            ],
+            more: false,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Char('i'));
+    let (buffer, text) = drawn(&app, WIDTH, HEIGHT);
+    let bold = |needle: &str| {
+        let (x, y) = find(&buffer, needle).expect(needle);
+        buffer[(x, y)].style().add_modifier.contains(Modifier::BOLD)
+    };
+    assert!(bold("@alice does"), "{text}");
+    assert!(!bold("Who runs"), "{text}");
+    assert!(!bold("ask alice@"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+/// The compose box says when it edits a message or answers one.
+#[test]
+fn the_compose_box_shows_editing_and_replying() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Char('i'));
+    type_text(&mut app, "a draft");
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Char('R'));
+    let replying = screen(&app);
+    assert!(
+        replying.contains("Replying to bob: Great. I will kill the leader"),
+        "{replying}"
+    );
+    insta::assert_snapshot!("replying", replying);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('e'));
+    let editing = screen(&app);
+    assert!(editing.contains("Editing your message"), "{editing}");
+    assert!(editing.contains("│Sounds good"), "{editing}");
+    insta::assert_snapshot!("editing", editing);
+}
+
+/// `+` on a message opens the picker: common emoji, or type one.
+#[test]
+fn the_reaction_picker() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('+'));
+    press(&mut app, KeyCode::Right);
+    insta::assert_snapshot!(screen(&app));
+}
+
+/// The frame drawn for `app` and its text (as [`screen_sized`]).
+fn drawn(app: &App, width: u16, height: u16) -> (ratatui::buffer::Buffer, String) {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(|frame| draw(frame, app)).expect("draw");
+    let buffer = terminal.backend().buffer().clone();
+    (buffer, screen_sized(app, width, height))
+}
+
+/// The cell where `needle` starts in `buffer`: (column, row).
+fn find(buffer: &ratatui::buffer::Buffer, needle: &str) -> Option<(u16, u16)> {
+    let area = buffer.area;
+    (0..area.height).find_map(|y| {
+        (0..area.width).find_map(|x| {
+            let rest: String = (x..area.width).map(|x| buffer[(x, y)].symbol()).collect();
+            rest.starts_with(needle).then_some((x, y))
+        })
+    })
 }

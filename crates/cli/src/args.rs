@@ -269,6 +269,16 @@ pub enum Command {
     #[command(subcommand)]
     Certs(CertsCommand),
 
+    /// Tell a conversation's other members you are typing (they see it
+    /// for 5 s; nothing is stored).
+    Typing {
+        #[command(flatten)]
+        who: AsUser,
+        /// The conversation: a user name, #group or id:N (its id).
+        #[arg(value_name = "PEER|#GROUP|id:N", value_parser = parse_target)]
+        to: Target,
+    },
+
     /// Print your events as they happen, one per line, until Ctrl-C.
     Watch {
         #[command(flatten)]

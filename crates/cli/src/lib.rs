@@ -197,6 +197,9 @@ async fn execute(cli: Cli) -> Result<()> {
         Command::Members { action } => {
             members::run(client.config(), out, action.unwrap_or(MembersCommand::List)).await
         }
+        Command::Typing { who, to } => {
+            session::as_user(client, &who.user, |_| messages::typing(client, out, &to)).await
+        }
         Command::Watch { who, after } => {
             session::as_user(client, &who.user, |_| watch::watch(client, out, after)).await
         }

@@ -1,5 +1,6 @@
 //! Messaging commands: send, read, history, search, conversations,
-//! mark-read, delete-messages, edit. Each runs inside a `--as USER` session.
+//! mark-read, delete-messages, edit, react, typing. Each runs inside a
+//! `--as USER` session.
 
 use std::collections::BTreeMap;
 
@@ -308,6 +309,22 @@ pub async fn edit(client: &ChatClient, out: Output, id: u64, text: &str) -> Resu
             )
         },
         || message_json(&message),
+    )
+}
+
+/// `typing --as USER TO`: one typing notice.
+pub async fn typing(client: &ChatClient, out: Output, to: &Target) -> Result<()> {
+    let conversation = client.find_conversation(to).await?;
+    client.typing(conversation.id).await?;
+    out.either(
+        || {
+            format!(
+                "told {} you are typing (conversation {})",
+                escape_line(&conversation_name(&conversation)),
+                conversation.id
+            )
+        },
+        || json!({ "typing": true, "conversation_id": conversation.id }),
     )
 }
 

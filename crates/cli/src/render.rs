@@ -238,6 +238,11 @@ pub fn event_line(event: &Event) -> String {
         ),
         Some(Kind::Resync(r)) => format!("resync needed (oldest event {})", r.oldest_seq),
         Some(Kind::Live(l)) => format!("live at {}", l.seq),
+        Some(Kind::Typing(t)) => format!(
+            "{} is typing in conversation {}",
+            escape_line(&t.user),
+            t.conversation_id
+        ),
         None => "unknown event (newer server?)".to_string(),
     };
     format!("{seq}{what}")
@@ -271,6 +276,14 @@ pub fn event_json(event: &Event) -> Value {
         ),
         Some(Kind::Resync(r)) => ("resync", json!({ "oldest_seq": r.oldest_seq })),
         Some(Kind::Live(l)) => ("live", json!({ "live_seq": l.seq })),
+        Some(Kind::Typing(t)) => (
+            "typing",
+            json!({
+                "conversation_id": t.conversation_id,
+                "user": t.user,
+                "expires_in_ms": t.expires_in_ms,
+            }),
+        ),
         None => ("unknown", json!({})),
     };
     let mut value = json!({ "type": kind, "seq": event.seq, "index": event.index });
@@ -291,7 +304,7 @@ pub fn join_ids(ids: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raftchat_proto::{MembershipChanged, MessagesDeleted, PresenceChanged};
+    use raftchat_proto::{MembershipChanged, MessagesDeleted, PresenceChanged, TypingNotice};
 
     fn message() -> Message {
         Message {
@@ -442,6 +455,24 @@ mod tests {
             })),
         };
         assert_eq!(event_line(&presence), "[11] bob is online");
+
+        let typing = Event {
+            seq: 11,
+            index: 0,
+            kind: Some(Kind::Typing(TypingNotice {
+                conversation_id: 3,
+                user: "bob\x1b[2J".into(),
+                expires_in_ms: 5000,
+            })),
+        };
+        assert_eq!(
+            event_line(&typing),
+            "[11] bob\\x1b[2J is typing in conversation 3"
+        );
+        let value = event_json(&typing);
+        assert_eq!(value["type"], "typing");
+        assert_eq!(value["user"], "bob\x1b[2J");
+        assert_eq!(value["expires_in_ms"], 5000);
     }
 
     #[test]

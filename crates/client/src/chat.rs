@@ -10,7 +10,7 @@ use raftchat_proto::{
     HistoryRequest, LeaveGroupRequest, ListAccountsReply, ListAccountsRequest,
     ListConversationsReply, ListConversationsRequest, LoginReply, LoginRequest, LogoutRequest,
     MarkReadRequest, ReactReply, ReactRequest, ReadUnreadReply, ReadUnreadRequest, SearchReply,
-    SearchRequest, SendMessageReply, SendMessageRequest,
+    SearchRequest, SendMessageReply, SendMessageRequest, TypingRequest,
 };
 
 use super::retry::{is_retryable, new_request_id};
@@ -314,6 +314,20 @@ impl ChatClient {
         };
         self.unary("mark read", message, |mut c, r| async move {
             c.mark_read(r).await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Tells the other members of `conversation_id` that the caller is
+    /// typing there. Nothing is stored; they see it for a few seconds
+    /// (`TypingNotice::expires_in_ms`). Call it again every 3 s while the
+    /// user keeps typing; calls closer than 1 s apart are dropped by the
+    /// server.
+    pub async fn typing(&self, conversation_id: u64) -> Result<(), ClientError> {
+        let message = TypingRequest { conversation_id };
+        self.unary("typing notice", message, |mut c, r| async move {
+            c.typing(r).await
         })
         .await
         .map(drop)

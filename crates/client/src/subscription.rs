@@ -24,8 +24,9 @@ use super::{ChatClient, ClientError};
 #[derive(Debug, Clone, PartialEq)]
 pub enum SubscriptionItem {
     /// An event for the caller (message, deletion, read receipt, membership
-    /// or presence change). Never `Live` or `Resync`: those become the
-    /// variants below.
+    /// or presence change, typing notice). Never `Live` or `Resync`: those
+    /// become the variants below. A typing notice is not a position: it is
+    /// never replayed after a reconnection and does not move the cursor.
     Event(Event),
     /// The stream is live on `server`; `seq` is the newest event position
     /// there. Sent after every (re)connection.
@@ -248,6 +249,11 @@ impl Subscription {
                 // once the new stream is open (see `connect`).
                 self.resync = Some(resync.oldest_seq);
                 false
+            }
+            // Ephemeral: never a duplicate, and not a position.
+            Some(Kind::Typing(_)) => {
+                self.out.push_back(SubscriptionItem::Event(event));
+                true
             }
             _ => {
                 if self.last_seq.is_some_and(|last| event.seq <= last) {

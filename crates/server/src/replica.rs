@@ -36,12 +36,14 @@ use crate::api::cluster_service::ClusterService;
 use crate::api::presence::Presence;
 use crate::api::proto::chat_server::ChatServer;
 use crate::api::proto::cluster_server::ClusterServer;
+use crate::api::typing::TypingLimits;
 use crate::api::{health, metrics_http};
 use crate::config::ChatdArgs;
 use crate::raft::consensus::{Consensus, Timeouts};
 use crate::raft::elections::ElectionHold;
 use crate::raft::listener::Incoming;
 use crate::raft::network::{Network, Peers};
+use crate::raft::typing::TypingRelay;
 use crate::raft::{incarnation, lanes, listener, quorum, snapshots};
 use crate::state::command::{Command, Proposal};
 use crate::storage;
@@ -157,6 +159,7 @@ pub async fn run(
     // the rest to tonic; it stops accepting when the server drains. Peers
     // get only start-up checks until this replica may take part in Raft.
     let (raft_open, raft_open_rx) = watch::channel(false);
+    let typing = Arc::new(TypingRelay::default());
     let (incoming, accept) = listener::serve(
         listener,
         listener::PeerSide {
@@ -164,6 +167,7 @@ pub async fn run(
             state: state.clone(),
             raft_open: raft_open_rx,
             elections,
+            typing: typing.clone(),
         },
         tls.as_ref().map(|t| t.server.clone()),
         stop_rx.clone(),
@@ -231,6 +235,8 @@ pub async fn run(
         state,
         hub,
         presence,
+        typing,
+        typing_limits: TypingLimits::default(),
         session_ttl: args.session_ttl(),
         shutdown: stop_rx.clone(),
     });

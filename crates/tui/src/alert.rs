@@ -1,5 +1,5 @@
 //! The bell and desktop notifications for messages outside the open
-//! conversation: the only code that writes them.
+//! conversation and mentions of the user: the only code that writes them.
 //!
 //! Text from the network goes into escape sequences here, so every
 //! control character (and `;`, OSC 777's separator) is dropped first.

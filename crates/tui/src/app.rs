@@ -8,18 +8,21 @@
 //! State types live in their own files (`conversations`, `outbox`,
 //! `connection`, `sign_in`, `accounts`); the transitions are split by
 //! concern into `impl App` blocks: `input` (keys → actions), `session`,
-//! `chat` (server data, read-when-shown), `scroll`, `sending`, `browse`
-//! (accounts browser) and `network` (dispatch of [`NetEvent`]s).
+//! `chat` (server data, read-when-shown), `scroll`, `sending`,
+//! `compose_mode` (editing and replying), `reactions` (the picker),
+//! `browse` (accounts browser) and `network` (dispatch of [`NetEvent`]s).
 
 mod accounts;
 mod browse;
 mod chat;
+mod compose_mode;
 mod connection;
 mod conversations;
 mod input;
 mod network;
 mod outbox;
 mod persist;
+mod reactions;
 mod scroll;
 mod sending;
 mod session;
@@ -33,12 +36,15 @@ use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
 
 pub use accounts::AccountsBrowser;
+pub use compose_mode::ComposeMode;
 pub use connection::{Connection, LinkState, StreamLink, LEADER_CHANGE_SHOWN_MS, SILENCE_MS};
 pub use conversations::{
-    is_me, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog, Note,
+    is_me, mentions, ConvKey, Conversation, Conversations, Delivery, Entry, EntryKey, MessageLog,
+    Note,
 };
 pub use outbox::{Outbox, OutboxItem};
 pub use persist::{SavedState, DRAFT_SAVE_MS};
+pub use reactions::{ReactPicker, COMMON_EMOJI};
 pub use sign_in::{Field, Pending, SignInForm};
 
 use super::event::{AppEvent, Draft, Effect, NetEvent, QueuedMessage, SendTo, StoreEvent};
@@ -76,7 +82,8 @@ pub struct AppConfig {
     /// The key bindings in force (the table, with the config's overrides).
     pub keymap: keys::Keymap,
     pub theme: crate::ui::Theme,
-    /// Ring the terminal bell for a message outside the open conversation.
+    /// Ring the terminal bell for a message outside the open conversation
+    /// (or one mentioning us in a group).
     pub bell: bool,
     /// Announce such a message on the desktop too.
     pub notify: crate::config::Notify,
@@ -118,10 +125,14 @@ pub enum Focus {
 /// A modal layer over the screen.
 #[derive(Debug, Clone)]
 pub enum Overlay {
-    Help { scroll: u16 },
+    Help {
+        scroll: u16,
+    },
     Accounts(AccountsBrowser),
     Confirm(ConfirmKind),
     Prompt(Prompt),
+    /// The reaction picker over a message.
+    React(ReactPicker),
 }
 
 /// What a yes/no dialog is about.
@@ -226,6 +237,8 @@ pub struct App {
     pub outbox: Outbox,
     /// The compose box of the open conversation.
     pub compose: TextArea<'static>,
+    /// Editing one of our messages or answering one (see `compose_mode`).
+    pub compose_mode: Option<ComposeMode>,
     /// Unsent text of the other conversations, back in the compose box
     /// when one is opened again.
     pub drafts: HashMap<ConvKey, String>,
@@ -284,6 +297,7 @@ impl App {
             view: MessageView::default(),
             outbox: Outbox::default(),
             compose: new_compose(),
+            compose_mode: None,
             drafts: HashMap::new(),
             saved: SavedState::default(),
             presence: HashMap::new(),
@@ -362,6 +376,7 @@ impl App {
             Some(Overlay::Help { .. }) => vec![Context::Help],
             Some(Overlay::Confirm(_)) => vec![Context::Confirm],
             Some(Overlay::Prompt(_)) => vec![Context::Prompt],
+            Some(Overlay::React(_)) => vec![Context::React],
             Some(Overlay::Accounts(b)) if b.list_focused => vec![Context::AccountsList],
             Some(Overlay::Accounts(_)) => vec![Context::AccountsSearch],
             None => match (self.screen, self.focus) {

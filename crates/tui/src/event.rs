@@ -43,6 +43,8 @@ pub struct QueuedMessage {
     pub request_id: String,
     pub to: SendTo,
     pub body: String,
+    /// The message it answers (0 = none).
+    pub reply_to: u64,
 }
 
 /// Unsent text of the compose box of one conversation.
@@ -99,6 +101,17 @@ pub enum NetEvent {
     },
     /// A message arrived on the subscription (ours included).
     MessageArrived(Message),
+    /// A message was edited or its reactions changed (the subscription's
+    /// `edited` and `reacted` events): the message as it is now.
+    MessageChanged(Message),
+    /// The cluster committed our edit: the message as the edit left it.
+    EditSaved(Message),
+    /// Our edit of `message_id` to `body` failed for good.
+    EditFailed {
+        message_id: u64,
+        body: String,
+        error: NetError,
+    },
     MessagesDeleted {
         conversation_id: u64,
         message_ids: Vec<u64>,
@@ -203,6 +216,22 @@ pub enum Effect {
         request_id: String,
         to: SendTo,
         body: String,
+        /// The message it answers (0 = none).
+        reply_to: u64,
+    },
+    /// Replace the text of our message `message_id` (answered by
+    /// `EditSaved` or `EditFailed`).
+    EditMessage {
+        message_id: u64,
+        request_id: String,
+        body: String,
+    },
+    /// Toggle our reaction `emoji` on `message_id` (the change arrives as
+    /// `MessageChanged`; a failure as `Failed`).
+    React {
+        message_id: u64,
+        request_id: String,
+        emoji: String,
     },
     MarkRead {
         conversation_id: u64,

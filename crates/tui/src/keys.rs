@@ -30,6 +30,8 @@ pub enum Context {
     Confirm,
     /// A one-line question (group name, password).
     Prompt,
+    /// The reaction picker.
+    React,
     Help,
 }
 
@@ -47,6 +49,7 @@ impl Context {
             Context::AccountsList => "Accounts: list",
             Context::Confirm => "Confirmation",
             Context::Prompt => "Question",
+            Context::React => "Reaction picker",
             Context::Help => "Help",
         }
     }
@@ -73,9 +76,15 @@ pub enum Action {
     Open,
     /// Open the next conversation with unread messages.
     NextUnread,
-    /// On an empty compose box: your last message's text, to edit and
-    /// send again; otherwise the cursor goes up a line.
+    /// On an empty compose box: edit your last sent message here;
+    /// otherwise the cursor goes up a line.
     RecallLast,
+    /// Edit the selected message (your own).
+    Edit,
+    /// Answer the selected message.
+    Reply,
+    /// Open the reaction picker on the selected message.
+    React,
     PageUp,
     PageDown,
     Top,
@@ -120,6 +129,9 @@ impl Action {
         (Action::Open, "open"),
         (Action::NextUnread, "next_unread"),
         (Action::RecallLast, "recall_last"),
+        (Action::Edit, "edit"),
+        (Action::Reply, "reply"),
+        (Action::React, "react"),
         (Action::PageUp, "page_up"),
         (Action::PageDown, "page_down"),
         (Action::Top, "oldest"),
@@ -237,6 +249,9 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[plain(K::Up), ch('k')], C::Messages, A::Up, "older"),
     bind(&[plain(K::Down), ch('j')], C::Messages, A::Down, "newer"),
     bind(&[plain(K::Enter), ch('i')], C::Messages, A::FocusCompose, "write"),
+    bind(&[ch('R')], C::Messages, A::Reply, "reply"),
+    bind(&[ch('+')], C::Messages, A::React, "react"),
+    bind(&[ch('e')], C::Messages, A::Edit, "edit own message"),
     bind(&[ch(' ')], C::Messages, A::ToggleMark, "mark own message"),
     bind(&[ch('d'), plain(K::Delete)], C::Messages, A::DeleteMessages, "delete marked/selected"),
     bind(&[ch('r')], C::Messages, A::Retry, "retry failed"),
@@ -249,7 +264,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[alt(K::Enter)], C::Compose, A::Newline, "new line"),
     bind(&[plain(K::Esc)], C::Compose, A::Back, "stop typing"),
     bind(&[ctrl('r')], C::Compose, A::Retry, "retry failed"),
-    bind(&[plain(K::Up)], C::Compose, A::RecallLast, "edit last sent (empty box)"),
+    bind(&[plain(K::Up)], C::Compose, A::RecallLast, "edit your last message (empty box)"),
     // Chat screen, not typing.
     bind(&[ch('n')], C::Navigation, A::NextUnread, "next unread"),
     bind(&[ch('a')], C::Navigation, A::OpenAccounts, "accounts / new chat"),
@@ -278,6 +293,10 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[ch('n'), plain(K::Esc)], C::Confirm, A::Cancel, "no"),
     bind(&[plain(K::Enter)], C::Prompt, A::Submit, "ok"),
     bind(&[plain(K::Esc)], C::Prompt, A::Cancel, "cancel"),
+    bind(&[plain(K::Enter)], C::React, A::Submit, "toggle reaction"),
+    bind(&[plain(K::Left), plain(K::Up)], C::React, A::Up, "previous emoji"),
+    bind(&[plain(K::Right), plain(K::Down)], C::React, A::Down, "next emoji"),
+    bind(&[plain(K::Esc)], C::React, A::Cancel, "cancel"),
     bind(&[plain(K::Esc), ch('?'), ch('q')], C::Help, A::ToggleHelp, "close help"),
     bind(&[plain(K::Up), ch('k')], C::Help, A::Up, "scroll up"),
     bind(&[plain(K::Down), ch('j')], C::Help, A::Down, "scroll down"),
@@ -430,6 +449,7 @@ fn is_typing(context: Context) -> bool {
             | Context::SignIn
             | Context::AccountsSearch
             | Context::Prompt
+            | Context::React
     )
 }
 

@@ -8,6 +8,8 @@
 //! cluster, so state, rendering and tests are built from plain values.
 
 pub use raftchat_client::{ConnectionState, Message};
+/// One emoji's reactions to a [`Message`], as the server reports them.
+pub use raftchat_proto::Reaction;
 
 /// Whether a conversation is between two people or a named group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

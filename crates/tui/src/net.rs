@@ -42,8 +42,9 @@ pub struct Net {
     client: ChatClient,
     events: UnboundedSender<NetEvent>,
     subscription: Option<JoinHandle<()>>,
-    /// Send calls under way; aborted when the session ends, so a message
-    /// of one session can never go out under the next one's token.
+    /// Send, edit and react calls under way; aborted when the session
+    /// ends, so a message of one session can never go out under the next
+    /// one's token.
     sends: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
 }
@@ -97,7 +98,10 @@ impl Net {
                 if matches!(effect, Effect::SignIn { .. } | Effect::CreateAccount { .. }) {
                     self.abort_sends();
                 }
-                let is_send = matches!(effect, Effect::Send { .. });
+                let is_send = matches!(
+                    effect,
+                    Effect::Send { .. } | Effect::EditMessage { .. } | Effect::React { .. }
+                );
                 let client = self.client.clone();
                 let events = self.events.clone();
                 let task = tokio::spawn(async move {
@@ -208,6 +212,7 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
             request_id,
             to,
             body,
+            reply_to,
         } => {
             // The app keeps one request id per message across all its
             // resends (see `app::outbox`), so a message queued during an
@@ -217,7 +222,7 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
                 SendTo::User(name) => Target::User(name),
             };
             match client
-                .send_with_request_id(&target, &body, &request_id)
+                .send_reply_with_request_id(&target, &body, reply_to, &request_id)
                 .await
             {
                 Ok(reply) => match reply.message.as_ref() {
@@ -236,6 +241,41 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
                 }],
             }
         }
+        Effect::EditMessage {
+            message_id,
+            request_id,
+            body,
+        } => match client
+            .edit_message_with_request_id(message_id, &body, &request_id)
+            .await
+        {
+            Ok(reply) => match reply.message {
+                Some(message) => vec![NetEvent::EditSaved(message)],
+                None => vec![NetEvent::EditFailed {
+                    message_id,
+                    body,
+                    error: net_error(&ClientError::missing_field("message")),
+                }],
+            },
+            Err(err) => vec![NetEvent::EditFailed {
+                message_id,
+                body,
+                error: net_error(&err),
+            }],
+        },
+        // The new reactions arrive as the subscription's `reacted` event,
+        // in order with everyone else's (the reply could be older news).
+        Effect::React {
+            message_id,
+            request_id,
+            emoji,
+        } => match client
+            .react_with_request_id(message_id, &emoji, &request_id)
+            .await
+        {
+            Ok(_) => Vec::new(),
+            Err(err) => vec![failed("react", &err)],
+        },
         Effect::MarkRead {
             conversation_id,
             up_to,
@@ -456,9 +496,11 @@ fn subscription_event(item: SubscriptionItem) -> Option<NetEvent> {
             }),
             Kind::Resync(_) => Some(NetEvent::Resync),
             Kind::Live(_) => None,
-            // chat-tui does not show edits or reactions yet (issue 23, a later step): the
-            // new text appears when the history is next loaded.
-            Kind::Edited(_) | Kind::Reacted(_) => None,
+            Kind::Edited(message) | Kind::Reacted(message) => {
+                Some(NetEvent::MessageChanged(message))
+            }
+            // Not shown yet.
+            Kind::Typing(_) => None,
         },
     }
 }

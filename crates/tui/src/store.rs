@@ -403,6 +403,13 @@ struct OnDiskMessage {
     #[serde(flatten)]
     to: Recipient,
     body: String,
+    /// Absent in files of versions that had no replies: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    reply_to: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl OnDiskMessage {
@@ -411,6 +418,7 @@ impl OnDiskMessage {
             request_id: m.request_id.clone(),
             to: Recipient::of(&m.to),
             body: m.body.clone(),
+            reply_to: m.reply_to,
         }
     }
 
@@ -430,6 +438,7 @@ impl OnDiskMessage {
             request_id: self.request_id,
             to: self.to.check()?,
             body: self.body,
+            reply_to: self.reply_to,
         })
     }
 }
@@ -480,6 +489,7 @@ mod tests {
             request_id: rid.into(),
             to,
             body: body.into(),
+            reply_to: 0,
         }
     }
 
@@ -502,6 +512,11 @@ mod tests {
         let messages = vec![
             queued("p-1", SendTo::Conversation(3), "first\nline two"),
             queued("p-2", SendTo::User("Bob".into()), "second"),
+            // A reply keeps what it answers.
+            QueuedMessage {
+                reply_to: 7,
+                ..queued("p-3", SendTo::Conversation(3), "third")
+            },
         ];
         let drafts = vec![Draft {
             to: SendTo::Conversation(3),

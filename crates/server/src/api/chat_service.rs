@@ -22,7 +22,9 @@ use crate::api::proto::{self, history_request, search_request, send_message_requ
 use crate::api::send_stream;
 use crate::api::subscribe;
 use crate::api::throttle::{throttle, Keys};
+use crate::api::typing::TypingLimits;
 use crate::raft::consensus::{now_ms, Consensus};
+use crate::raft::typing::{TypingNotice, TypingRelay};
 use crate::state::command::*;
 use crate::state::search::{Query, MAX_QUERY_BYTES};
 use crate::state::{
@@ -41,6 +43,9 @@ pub struct ServiceContext {
     pub state: SharedState,
     pub hub: Arc<EventHub>,
     pub presence: Presence,
+    /// Typing notices to and from every replica, and their rate limit.
+    pub typing: Arc<TypingRelay>,
+    pub typing_limits: TypingLimits,
     pub session_ttl: Duration,
     /// Becomes `true` when the replica starts shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -739,6 +744,43 @@ impl Chat for ChatService {
     }
 
     type SubscribeStream = EventStream;
+
+    async fn typing(
+        &self,
+        req: Request<proto::TypingRequest>,
+    ) -> Result<Response<proto::Ack>, Status> {
+        let ctx = &self.ctx;
+        let r = async {
+            let session = auth::session_from(req.metadata())?;
+            let conversation = req.into_inner().conversation_id;
+            let member = |ctx: &ServiceContext| -> Result<UserId, Status> {
+                let user = ctx.user(&session)?;
+                ctx.read(|s| s.conversation_member(user, conversation))
+                    .map_err(chat_error)?;
+                Ok(user)
+            };
+            // Local state first: no round trip to the leader for what is
+            // worth nothing in a few seconds. A session or membership this
+            // replica has not applied yet gets the read barrier.
+            let user = match member(ctx) {
+                Ok(user) => user,
+                Err(_) => {
+                    ctx.barrier().await?;
+                    member(ctx)?
+                }
+            };
+            if ctx
+                .typing_limits
+                .admit(user, conversation, std::time::Instant::now())
+            {
+                ctx.typing
+                    .publish(&ctx.consensus, TypingNotice { conversation, user });
+            }
+            Ok(proto::Ack {})
+        }
+        .await;
+        respond(&ctx.consensus, r)
+    }
 
     async fn subscribe(
         &self,

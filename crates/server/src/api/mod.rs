@@ -17,3 +17,4 @@ pub mod proto;
 pub mod send_stream;
 pub mod subscribe;
 pub mod throttle;
+pub mod typing;

@@ -4,7 +4,9 @@
 //! cursor that this replica still holds), then sends `Live`, then follows new
 //! events as they are applied. A cursor older than the ring gets `Resync`.
 //! The stream ends when the client goes away, its session ends, or the
-//! replica shuts down; while it lives, the user counts as online.
+//! replica shuts down; while it lives, the user counts as online. Typing
+//! notices (`api::typing`) join the stream while it waits for events; they
+//! are not in the ring and are never replayed.
 //!
 //! A cursor beyond the newest event (no event of this cluster had it: a
 //! client of another, or of a wiped cluster, or a forged request) also gets
@@ -21,14 +23,16 @@ use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::api::chat_service::{until_shutdown, ServiceContext};
 use crate::api::convert;
 use crate::api::proto::{self, event};
+use crate::api::typing;
 use crate::raft::consensus::now_ms;
+use crate::raft::typing::TypingNotice;
 use crate::state::command::{ChatEvent, EventKind, TokenHash, UserId};
 use crate::state::ChatState;
 
@@ -127,9 +131,13 @@ async fn pump(
     after: Option<u64>,
 ) -> Result<(), String> {
     let mut wake = ctx.hub.watch();
+    let mut typing = ctx.typing.subscribe();
     let mut shutdown = ctx.shutdown.clone();
     let mut cursor = after.unwrap_or_else(|| ctx.hub.latest());
     let mut live_sent = false;
+    // The newest position the client has seen (what it would resume
+    // from): typing events carry it, so no client takes one for news.
+    let mut delivered = after;
     loop {
         match ctx.hub.since(cursor, CHUNK) {
             Err(resync) => {
@@ -169,6 +177,7 @@ async fn pump(
                     cursor = events.last().map_or(cursor, |e| e.seq);
                 }
                 for ev in mine {
+                    delivered = Some(ev.seq);
                     send(tx, Ok(ev)).await?;
                 }
                 if ended {
@@ -195,6 +204,7 @@ async fn pump(
         }
         if !live_sent {
             live_sent = true;
+            delivered.get_or_insert(cursor);
             let ev = proto::Event {
                 seq: cursor,
                 index: 0,
@@ -204,6 +214,16 @@ async fn pump(
         }
         tokio::select! {
             changed = wake.changed() => changed.map_err(|_| "event hub closed".to_string())?,
+            notice = typing.recv() => match notice {
+                Ok(notice) => {
+                    if let Some(ev) = typing_event(ctx, user, notice, delivered.unwrap_or(cursor)) {
+                        send(tx, Ok(ev)).await?;
+                    }
+                }
+                // Missed notices are replaced by the next ones.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err("typing relay closed".into()),
+            },
             () = until_shutdown(&mut shutdown) => {
                 let _ = tx.send(Err(Status::unavailable("replica is shutting down"))).await;
                 return Err("shutting down".into());
@@ -211,6 +231,38 @@ async fn pump(
             _ = tx.closed() => return Err("client went away".into()),
         }
     }
+}
+
+/// The `typing` event for `user`, if `notice` is for them: another
+/// member typing in one of their conversations. `seq` is the last one the
+/// client saw, so a typing event never moves a client's cursor (and a
+/// client that predates typing events drops it as a duplicate).
+fn typing_event(
+    ctx: &ServiceContext,
+    user: UserId,
+    notice: TypingNotice,
+    seen: u64,
+) -> Option<proto::Event> {
+    if notice.user == user {
+        return None;
+    }
+    let guard = ctx.state.read().unwrap_or_else(|e| e.into_inner());
+    let chat = &guard.chat;
+    if !chat.is_member(user, notice.conversation)
+        || !chat.is_member(notice.user, notice.conversation)
+    {
+        return None;
+    }
+    let typist = chat.username(notice.user)?;
+    Some(proto::Event {
+        seq: seen,
+        index: 0,
+        kind: Some(event::Kind::Typing(proto::TypingNotice {
+            conversation_id: notice.conversation,
+            user: typist.to_string(),
+            expires_in_ms: typing::EXPIRES_MS,
+        })),
+    })
 }
 
 async fn send(tx: &mpsc::Sender<Item>, item: Item) -> Result<(), String> {

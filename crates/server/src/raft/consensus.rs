@@ -153,6 +153,18 @@ impl Consensus {
         Some((id, url))
     }
 
+    /// The other replicas of the current membership and their URLs.
+    pub fn other_members(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.raft.server_metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
+    }
+
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow();
@@ -277,27 +289,20 @@ impl Consensus {
     /// Refuses at once when the leader has not heard from a majority of
     /// voters within `quorum_silence`.
     pub fn check_quorum(&self) -> Result<(), RemoteFailure> {
+        // Asked for every proposal: no allocation, one lock of the contacts.
         let metrics = self.raft.server_metrics();
         let m = metrics.borrow();
-        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let voters = m.membership_config.membership().voter_ids();
+        let (total, reachable) =
+            self.peers
+                .heard_within(voters, self.id, self.timeouts.quorum_silence);
         drop(m);
-        let needed = voters.len() / 2 + 1;
-        let reachable = voters
-            .iter()
-            .filter(|v| {
-                **v == self.id
-                    || self
-                        .peers
-                        .since_contact(**v)
-                        .is_some_and(|d| d < self.timeouts.quorum_silence)
-            })
-            .count();
+        let needed = total / 2 + 1;
         if reachable >= needed {
             Ok(())
         } else {
             Err(RemoteFailure::Unavailable(format!(
-                "no quorum: the leader reaches {reachable} of {} replicas, {needed} needed",
-                voters.len()
+                "no quorum: the leader reaches {reachable} of {total} replicas, {needed} needed"
             )))
         }
     }

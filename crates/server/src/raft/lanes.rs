@@ -354,16 +354,7 @@ pub async fn offer_while_leading(consensus: Consensus) {
                 task.abort();
             }
         } else {
-            let members: Vec<(NodeId, String)> = {
-                let metrics = consensus.raft.server_metrics();
-                let m = metrics.borrow();
-                m.membership_config
-                    .membership()
-                    .nodes()
-                    .filter(|(id, _)| **id != consensus.id)
-                    .map(|(id, node)| (*id, node.addr.clone()))
-                    .collect()
-            };
+            let members = consensus.other_members();
             serving.retain(|id, (task, _)| {
                 let keep = members.iter().any(|(m, _)| m == id);
                 if !keep {

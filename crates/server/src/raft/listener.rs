@@ -47,6 +47,7 @@ use crate::raft::consensus::Consensus;
 use crate::raft::elections::{ElectionHold, Hold};
 use crate::raft::incarnation::Known;
 use crate::raft::network::ForwardRequest;
+use crate::raft::typing::{TypingNotice, TypingRelay};
 use crate::raft::wire::{self, Kind, Stream};
 use crate::storage::raft_types::{NodeId, TypeConfig};
 use crate::storage::SharedState;
@@ -113,6 +114,8 @@ pub struct PeerSide {
     /// (`server::incarnation`) and bootstraps.
     pub raft_open: watch::Receiver<bool>,
     pub elections: Arc<ElectionHold>,
+    /// Where peers' typing notices go.
+    pub typing: Arc<TypingRelay>,
 }
 
 /// How long a snapshot chunk holds elections (`raft::elections`); the last
@@ -487,6 +490,11 @@ async fn dispatch(
                 kind,
                 &consensus.read_index_local().await,
             )?)
+        }
+        Kind::Typing => {
+            let notice: TypingNotice = postcard::from_bytes(payload)?;
+            side.typing.deliver(notice);
+            Ok(wire::encode_frame(kind, &())?)
         }
         Kind::Hello | Kind::Lease => Err(Refused::NotReady),
         Kind::Lane | Kind::LaneCalls | Kind::LaneAnswers => Err(Refused::Misplaced(kind)),

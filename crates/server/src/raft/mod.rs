@@ -6,8 +6,9 @@
 //! writes coalesced: [`coalesce`]), membership
 //! changes ([`membership`]), which storage each replica runs on
 //! ([`incarnation`]), when a replica snapshots ([`snapshots`]) and when it
-//! holds its elections ([`elections`]), and whether the group has a
-//! working quorum ([`quorum`]).
+//! holds its elections ([`elections`]), whether the group has a
+//! working quorum ([`quorum`]), and the typing notices replicas pass to
+//! each other outside the log ([`typing`]).
 //!
 //! The openraft type configuration is [`crate::storage::raft_types`]: it
 //! names the storage's snapshot type, and storage implements openraft's
@@ -25,4 +26,5 @@ pub mod membership;
 pub mod network;
 pub mod quorum;
 pub mod snapshots;
+pub mod typing;
 pub mod wire;

@@ -56,6 +56,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::raft::incarnation::Known;
 use crate::raft::lanes::{LaneAnswer, LaneRequest, Lanes};
 use crate::raft::snapshots;
+use crate::raft::typing::TypingNotice;
 use crate::raft::wire::{self, Kind};
 use crate::state::command::{CommandResult, Proposal};
 use crate::storage::durability::Durability;
@@ -222,6 +223,21 @@ impl Peers {
         contacts.insert(peer, Instant::now());
     }
 
+    /// How many of `replicas` there are, and how many answered within
+    /// `within` (`me` always counts as answering).
+    pub fn heard_within(
+        &self,
+        replicas: impl Iterator<Item = NodeId>,
+        me: NodeId,
+        within: Duration,
+    ) -> (usize, usize) {
+        let contacts = self.contacts.lock().unwrap_or_else(|e| e.into_inner());
+        replicas.fold((0, 0), |(total, heard), id| {
+            let recent = id == me || contacts.get(&id).is_some_and(|t| t.elapsed() < within);
+            (total + 1, heard + usize::from(recent))
+        })
+    }
+
     /// Time since `peer` last answered an RPC, if it ever did.
     pub fn since_contact(&self, peer: NodeId) -> Option<Duration> {
         let contacts = self.contacts.lock().unwrap_or_else(|e| e.into_inner());
@@ -335,6 +351,17 @@ impl Peers {
             return answer?.lease();
         }
         self.call(peer, url, Kind::Lease, &(), timeout).await
+    }
+
+    /// Hands a typing notice to `peer` (membership address `url`).
+    pub async fn typing(
+        &self,
+        peer: NodeId,
+        url: &str,
+        notice: &TypingNotice,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        self.call(peer, url, Kind::Typing, notice, timeout).await
     }
 
     /// Asks the leader `leader` (membership address `url`) for a

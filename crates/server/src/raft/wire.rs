@@ -136,6 +136,8 @@ pub enum Kind {
     LaneCalls = 9,
     /// The leader's answers on a lane, any number back to back.
     LaneAnswers = 10,
+    /// A typing notice for the peer's subscriptions (`raft::typing`).
+    Typing = 11,
 }
 
 impl Kind {
@@ -151,6 +153,7 @@ impl Kind {
             8 => Some(Self::Lane),
             9 => Some(Self::LaneCalls),
             10 => Some(Self::LaneAnswers),
+            11 => Some(Self::Typing),
             _ => None,
         }
     }
@@ -162,7 +165,12 @@ impl Kind {
     /// is closed at 1 MiB plus the call or answer that passed it.
     pub fn max_len(self) -> usize {
         match self {
-            Kind::Vote | Kind::ReadIndex | Kind::Hello | Kind::Lease | Kind::Lane => 4 * 1024,
+            Kind::Vote
+            | Kind::ReadIndex
+            | Kind::Hello
+            | Kind::Lease
+            | Kind::Lane
+            | Kind::Typing => 4 * 1024,
             Kind::Forward => 1024 * 1024,
             Kind::LaneCalls | Kind::LaneAnswers => 4 * 1024 * 1024,
             Kind::Snapshot => 4 * 1024 * 1024,

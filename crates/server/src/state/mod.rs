@@ -515,6 +515,26 @@ impl ChatState {
         })
     }
 
+    /// The current name of an account (deleted accounts are `None`).
+    pub fn username(&self, user: UserId) -> Option<&str> {
+        self.accounts.name(user)
+    }
+
+    /// Whether `user` is a member of `conversation`.
+    pub fn is_member(&self, user: UserId, conversation: ConversationId) -> bool {
+        self.conversation_member(user, conversation).is_ok()
+    }
+
+    /// Ok if `user` is a member of `conversation`; NOT_FOUND or
+    /// PERMISSION_DENIED as for any other read of it.
+    pub fn conversation_member(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<(), ChatError> {
+        self.conversations.member_of(conversation, user).map(|_| ())
+    }
+
     /// Whether `user` holds at least one live subscription.
     pub fn is_online(&self, user: UserId) -> bool {
         self.presence.is_online(user)

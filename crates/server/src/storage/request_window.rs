@@ -408,9 +408,9 @@ impl Iterator for Merge<'_> {
 /// checkpoint's (or a load's) transaction. With `filters` (the window's
 /// before this write), extends them with `entries` and stores the ones
 /// that changed; without, opening builds them from the tables.
-pub fn write(
+pub fn write<'a>(
     tx: &WriteTransaction,
-    entries: &BTreeMap<DedupKey, RememberedAt>,
+    entries: impl IntoIterator<Item = (&'a DedupKey, &'a RememberedAt)>,
     forget_before: u64,
     mut filters: Option<&mut Filters>,
 ) -> Result<(), Error> {
@@ -422,6 +422,10 @@ pub fn write(
             .push((key, entry));
     }
     let mut bytes = Vec::new();
+    for entries in by_generation.values_mut() {
+        // In key order, each table is appended to page by page.
+        entries.sort_unstable_by_key(|(key, _)| *key);
+    }
     for (generation, entries) in &by_generation {
         let mut table = tx.open_table(definition(&name(*generation)))?;
         for (key, entry) in entries {

@@ -124,6 +124,7 @@ impl fmt::Display for Report {
             "stale-read",
             "resurrected",
             "read-up-to",
+            "reply",
         ];
         let line: Vec<String> = checks
             .iter()
@@ -167,6 +168,8 @@ fn percent(n: u64, d: u64) -> String {
 struct LogicalSend<'a> {
     conv: u64,
     body: &'a str,
+    /// The message it answers; 0 = none.
+    reply_to: u64,
     attempts: Vec<&'a Op>,
     first_invoke: Micros,
     /// The first acknowledging attempt's completion and message id.
@@ -229,12 +232,14 @@ impl<'a> Index<'a> {
                     conv,
                     body,
                     request_id,
+                    reply_to,
                     ..
                 } => {
                     let i = *by_request.entry(request_id).or_insert_with(|| {
                         sends.push(LogicalSend {
                             conv: *conv,
                             body,
+                            reply_to: *reply_to,
                             attempts: Vec::new(),
                             first_invoke: op.invoke,
                             ack: None,
@@ -350,6 +355,7 @@ pub fn check(
     if let Some(reference) = reference {
         check_final(&index, reference, &mut v);
         check_edits(&index, reference, &mut v);
+        check_replies(ops, &index, reference, &mut v);
         check_reactions(ops, reference, &mut v);
         check_read_up_to(ops, finals, &mut v);
     }
@@ -371,6 +377,13 @@ fn tally(ops: &[Op], index: &Index, report: &mut Report) {
             _ => op.request.kind(),
         };
         report.tallies.entry(kind).or_default().add(&op.outcome);
+        if matches!(op.request, Request::Send { reply_to, .. } if reply_to != 0) {
+            report
+                .tallies
+                .entry("reply-attempt")
+                .or_default()
+                .add(&op.outcome);
+        }
     }
     let sends = report.tallies.entry("send").or_default();
     for s in &index.sends {
@@ -381,6 +394,45 @@ fn tally(ops: &[Op], index: &Index, report: &mut Report) {
             sends.unknown += 1;
         } else {
             sends.failed += 1;
+        }
+    }
+}
+
+/// Every message, wherever it was seen (the final state, a send's answer,
+/// a read), answers the message its send asked it to answer, an older one.
+fn check_replies(
+    ops: &[Op],
+    index: &Index,
+    reference: &BTreeMap<u64, Vec<Seen>>,
+    v: &mut Vec<Violation>,
+) {
+    let seen = ops.iter().flat_map(|op| {
+        let messages = match &op.outcome {
+            Outcome::Sent { message } if matches!(op.request, Request::Send { .. }) => {
+                std::slice::from_ref(message)
+            }
+            Outcome::Page { messages, .. } => messages.as_slice(),
+            _ => &[],
+        };
+        messages.iter().map(move |m| (m, Some(op)))
+    });
+    let finals = reference.values().flatten().map(|m| (m, None));
+    for (m, op) in finals.chain(seen) {
+        let Some(&i) = index.by_body.get(m.body.as_str()) else {
+            continue; // "phantom" elsewhere
+        };
+        let asked = index.sends[i].reply_to;
+        if m.reply_to != asked || (asked != 0 && asked >= m.id) {
+            let mut ops = index.sends[i].ops();
+            ops.extend(op.cloned());
+            v.push(Violation {
+                check: "reply",
+                detail: format!(
+                    "message {} {:?} answers message {}, but its send asked for {}",
+                    m.id, m.body, m.reply_to, asked
+                ),
+                ops,
+            });
         }
     }
 }
@@ -1054,6 +1106,7 @@ mod tests {
                 body: body.into(),
                 request_id: rid.into(),
                 attempt: 1,
+                reply_to: 0,
             },
             outcome,
         )
@@ -1069,6 +1122,7 @@ mod tests {
         Seen {
             edit: String::new(),
             reactions: Vec::new(),
+            reply_to: 0,
             id,
             body: body.into(),
         }
@@ -1158,6 +1212,42 @@ mod tests {
         wrong.push(edit(5, (80, 90), "a~e6", "x6", acked("a~e7")));
         let r = run(&wrong, &finals(vec![Seen::of(1, "a~e6")]));
         assert_eq!(r.count("divergent"), 1, "{r}");
+    }
+
+    #[test]
+    fn a_reply_to_the_wrong_message_is_found() {
+        let reply = |rid: &str, reply_to, outcome| {
+            let mut o = send(2, (10, 20), "b", rid, outcome);
+            if let Request::Send { reply_to: r, .. } = &mut o.request {
+                *r = reply_to;
+            }
+            o
+        };
+        let answering = |id| Seen {
+            reply_to: id,
+            ..seen(2, "b")
+        };
+        let ops = |shown| {
+            vec![
+                send(1, (0, 5), "a", "r1", sent(1, "a")),
+                reply(
+                    "r2",
+                    1,
+                    Outcome::Sent {
+                        message: answering(shown),
+                    },
+                ),
+            ]
+        };
+        let ok = run(&ops(1), &finals(vec![seen(1, "a"), answering(1)]));
+        assert_eq!(ok.count("reply"), 0, "{ok}");
+        assert!(ok.violations.is_empty(), "{ok}");
+        // The answer and the final state lost the reply.
+        let lost = run(&ops(0), &finals(vec![seen(1, "a"), answering(0)]));
+        assert_eq!(lost.count("reply"), 2, "{lost}");
+        // A reply never asked for (the final state only).
+        let phantom = run(&ops(1), &finals(vec![seen(1, "a"), answering(3)]));
+        assert_eq!(phantom.count("reply"), 1, "{phantom}");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum Request {
         body: String,
         request_id: String,
         attempt: u32,
+        /// The message it answers; 0 = none.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        reply_to: u64,
     },
     /// The newest page (`limit` messages) of a conversation's history.
     Read {
@@ -114,6 +117,13 @@ pub struct Seen {
     /// Its reactions: each emoji with who reacted, as the server lists them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<(String, Vec<String>)>,
+    /// The message it answers; 0 = none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reply_to: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Seen {
@@ -125,6 +135,7 @@ impl Seen {
             body: body.to_string(),
             edit: edit.to_string(),
             reactions: Vec::new(),
+            reply_to: 0,
         }
     }
 
@@ -136,6 +147,7 @@ impl Seen {
                 .iter()
                 .map(|r| (r.emoji.clone(), r.users.clone()))
                 .collect(),
+            reply_to: m.reply_to,
             ..Seen::of(m.id, &m.body)
         }
     }

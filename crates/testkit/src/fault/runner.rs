@@ -310,6 +310,7 @@ async fn send_setup(
             body: body.to_string(),
             request_id,
             attempt: 1,
+            reply_to: 0,
         },
         invoke,
         Outcome::Sent {

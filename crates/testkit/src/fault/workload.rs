@@ -1,6 +1,6 @@
-//! The clients: users sending uniquely-bodied messages into a few direct
-//! conversations and groups, reading histories, marking read, editing and
-//! deleting their own messages, each through its own preferred replica,
+//! The clients: users sending uniquely-bodied messages (some of them
+//! replies) into a few direct conversations and groups, reading histories,
+//! marking read, reacting, editing and deleting their own messages, each through its own preferred replica,
 //! recording every operation.
 
 use std::collections::BTreeMap;
@@ -174,11 +174,12 @@ where
     }
 }
 
-/// Sends `body` to `conv` (see [`retried`]).
+/// Sends `body` to `conv`, as an answer to `reply_to` unless it is 0
+/// (see [`retried`]).
 pub async fn send(
     rec: &mut Recorder,
     client: &ChatClient,
-    conv: u64,
+    (conv, reply_to): (u64, u64),
     body: String,
     stop: &AtomicBool,
 ) -> Outcome {
@@ -192,11 +193,12 @@ pub async fn send(
             body: body.clone(),
             request_id: request_id.clone(),
             attempt,
+            reply_to,
         },
         || async move {
             let target = Target::Conversation(conv);
             Ok(client
-                .send_with_request_id(&target, body, request_id)
+                .send_reply_with_request_id(&target, body, reply_to, request_id)
                 .await?
                 .message)
         },
@@ -333,7 +335,13 @@ impl Worker {
         if roll < 55 {
             self.sent += 1;
             let body = format!("{}-{}", self.rec.user, self.sent);
-            let outcome = send(&mut self.rec, &self.client, conv, body, stop).await;
+            // A quarter answer the newest message seen there (which may
+            // have been deleted since: NOT_FOUND).
+            let reply_to = match self.newest.get(&conv) {
+                Some(&id) if self.rng.gen_ratio(1, 4) => id,
+                _ => 0,
+            };
+            let outcome = send(&mut self.rec, &self.client, (conv, reply_to), body, stop).await;
             if let Outcome::Sent { message } = outcome {
                 self.own.push((conv, message.id, message.body));
                 self.note(conv, message.id);

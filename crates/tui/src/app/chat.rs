@@ -178,6 +178,7 @@ impl App {
         for message in &messages {
             conv.log.insert_committed(message, &me);
             conv.note_message(message);
+            conv.note_mention(message, &me);
         }
         conv.log.loading = false;
         if before == 0 {
@@ -219,24 +220,32 @@ impl App {
             let already_counted = message.id <= conv.last_message_id;
             let is_new = conv.log.insert_committed(&message, &me);
             conv.note_message(&message);
+            let named = conv.note_mention(&message, &me);
             if is_new
                 && !already_counted
                 && !is_me(&message.sender, &me)
                 && message.id > conv.read_up_to
             {
                 conv.unread = conv.unread.saturating_add(1);
-                if open.as_ref() != Some(&conv.key) {
+                // A mention in a group calls for us even in the open
+                // conversation: the screen may not be watched.
+                if named {
+                    alert = Some(format!(
+                        "{} mentioned you in #{}",
+                        message.sender, conv.name
+                    ));
+                } else if open.as_ref() != Some(&conv.key) {
                     alert = Some(match conv.kind {
                         ConversationKind::Group => {
-                            format!("{} in #{}", message.sender, conv.name)
+                            format!("New message from {} in #{}", message.sender, conv.name)
                         }
-                        ConversationKind::Direct => message.sender.clone(),
+                        ConversationKind::Direct => format!("New message from {}", message.sender),
                     });
                 }
             }
         }
-        if let Some(from) = alert {
-            effects.extend(self.alert(&from));
+        if let Some(text) = alert {
+            effects.extend(self.alert(text));
         }
         self.conversations.sort();
         // A commit seen means the cluster works again: resend promptly.
@@ -245,9 +254,10 @@ impl App {
         effects
     }
 
-    /// A new message outside the open conversation: the bell and a desktop
-    /// notification, as configured (the text says who, never what).
-    fn alert(&self, from: &str) -> Vec<Effect> {
+    /// A new message outside the open conversation, or one mentioning us:
+    /// the bell and a desktop notification, as configured (`text` says
+    /// who, never what).
+    fn alert(&self, text: String) -> Vec<Effect> {
         let mut effects = Vec::new();
         if self.config.bell {
             effects.push(Effect::Bell);
@@ -256,7 +266,7 @@ impl App {
             effects.push(Effect::Notify {
                 how: self.config.notify,
                 title: "raftchat".to_string(),
-                body: format!("New message from {from}"),
+                body: text,
             });
         }
         effects

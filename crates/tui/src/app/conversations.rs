@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{ConversationInfo, ConversationKind, Message};
+use crate::model::{ConversationInfo, ConversationKind, Message, Reaction};
 
 /// How far one of the user's own messages got. Ordered: a mark only ever
 /// moves forward (see [`Entry::advance`]).
@@ -55,6 +55,18 @@ pub struct Entry {
     pub delivery: Option<Delivery>,
     /// Why the last attempt failed for good (retryable with a key).
     pub failed: Option<String>,
+    /// When its sender last edited it (Unix ms); 0 = never.
+    pub edited_at_ms: u64,
+    /// The message it answers (0 = none).
+    pub reply_to: u64,
+    /// Reactions by emoji, as the server last reported them.
+    pub reactions: Vec<Reaction>,
+    /// Our edit on its way to the cluster: shown instead of the body
+    /// until the cluster answers.
+    pub edit_pending: Option<String>,
+    /// Our edit the cluster refused: its text and why. `e` on the message
+    /// brings the text back, so nothing typed is lost.
+    pub edit_failed: Option<(String, String)>,
 }
 
 impl Entry {
@@ -69,7 +81,55 @@ impl Entry {
             sent_ms: message.sent_ms,
             delivery: is_me(&message.sender, me).then_some(Delivery::Committed),
             failed: None,
+            edited_at_ms: message.edited_at_ms,
+            reply_to: message.reply_to,
+            reactions: message.reactions.clone(),
+            edit_pending: None,
+            edit_failed: None,
         }
+    }
+
+    /// One of our messages as typed at `sent_ms`, not committed yet.
+    pub fn pending(
+        local_id: u64,
+        request_id: String,
+        sender: String,
+        body: String,
+        sent_ms: u64,
+    ) -> Self {
+        Self {
+            id: None,
+            local_id: Some(local_id),
+            request_id: Some(request_id),
+            sender,
+            body,
+            sent_ms,
+            delivery: Some(Delivery::Queued),
+            failed: None,
+            edited_at_ms: 0,
+            reply_to: 0,
+            reactions: Vec::new(),
+            edit_pending: None,
+            edit_failed: None,
+        }
+    }
+
+    /// Takes what the server says the message is now: its text if this
+    /// edit is not older than the one shown, its reactions if
+    /// `with_reactions` (only the subscription's events are in order).
+    pub fn apply_change(&mut self, message: &Message, with_reactions: bool) {
+        if message.edited_at_ms >= self.edited_at_ms {
+            self.body = message.body.clone();
+            self.edited_at_ms = message.edited_at_ms;
+        }
+        if with_reactions {
+            self.reactions = message.reactions.clone();
+        }
+    }
+
+    /// The text to show: our edit while it is on its way, else the body.
+    pub fn text(&self) -> &str {
+        self.edit_pending.as_deref().unwrap_or(&self.body)
     }
 
     pub fn key(&self) -> EntryKey {
@@ -97,6 +157,34 @@ pub fn is_me(name: &str, me: &str) -> bool {
     name.eq_ignore_ascii_case(me)
 }
 
+/// Whether `body` mentions `me`: `@me`, in any case, not inside a longer
+/// word or name on either side (`x@me`, `@mel` and `@me.x` do not count).
+pub fn mentions(body: &str, me: &str) -> bool {
+    if me.is_empty() {
+        return false;
+    }
+    // Characters of a user name (the server's rule): a mention ends at
+    // the first character that cannot be part of one. A trailing `.` or
+    // `-` ends a sentence, not the name.
+    let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let word_char = |c: char| c.is_alphanumeric() || c == '_';
+    body.match_indices('@').any(|(at, _)| {
+        if body[..at].chars().next_back().is_some_and(word_char) {
+            return false;
+        }
+        let rest = &body[at + 1..];
+        let name_len = rest
+            .char_indices()
+            .find(|(_, c)| !name_char(*c))
+            .map_or(rest.len(), |(i, _)| i);
+        if rest[name_len..].chars().next().is_some_and(word_char) {
+            return false; // `@meé`: a longer word
+        }
+        let name = &rest[..name_len];
+        name.eq_ignore_ascii_case(me) || name.trim_end_matches(['.', '-']).eq_ignore_ascii_case(me)
+    })
+}
+
 /// The loaded part of a conversation: committed messages by id, then own
 /// pending ones in typing order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,9 +209,12 @@ impl MessageLog {
     }
 
     /// Adds a committed message, matching it to an own pending message
-    /// with the same body when there is one. False if already present.
+    /// with the same body when there is one. False if already present
+    /// (then its text and reactions are brought up to date: a reloaded
+    /// history carries edits the stream may have missed).
     pub fn insert_committed(&mut self, message: &Message, me: &str) -> bool {
-        if self.contains_id(message.id) {
+        if let Some(entry) = self.find_id_mut(message.id) {
+            entry.apply_change(message, true);
             return false;
         }
         let pending = is_me(&message.sender, me)
@@ -179,6 +270,14 @@ impl MessageLog {
     pub fn push_pending(&mut self, entry: Entry) {
         self.entries.push(entry);
         self.sort();
+    }
+
+    pub fn find_id_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|e| e.id == Some(id))
+    }
+
+    pub fn find_id(&self, id: u64) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.id == Some(id))
     }
 
     pub fn find_local_mut(&mut self, local_id: u64) -> Option<&mut Entry> {
@@ -248,6 +347,8 @@ pub struct Conversation {
     pub seen: BTreeMap<String, u64>,
     /// Membership changes seen since this client started, oldest first.
     pub notes: Vec<Note>,
+    /// The newest loaded message of a group naming us (`@me`); 0 = none.
+    pub last_mention: u64,
 }
 
 impl Conversation {
@@ -264,6 +365,7 @@ impl Conversation {
             log: MessageLog::default(),
             seen: BTreeMap::new(),
             notes: Vec::new(),
+            last_mention: 0,
         }
     }
 
@@ -284,6 +386,7 @@ impl Conversation {
             },
             seen: BTreeMap::new(),
             notes: Vec::new(),
+            last_mention: 0,
         }
     }
 
@@ -321,6 +424,23 @@ impl Conversation {
     pub fn note_message(&mut self, message: &Message) {
         self.last_message_id = self.last_message_id.max(message.id);
         self.last_activity_ms = self.last_activity_ms.max(message.sent_ms);
+    }
+
+    /// Notes whether a group message (of someone else) names `me`; true
+    /// if it does.
+    pub fn note_mention(&mut self, message: &Message, me: &str) -> bool {
+        let named = self.kind == ConversationKind::Group
+            && !is_me(&message.sender, me)
+            && mentions(&message.body, me);
+        if named {
+            self.last_mention = self.last_mention.max(message.id);
+        }
+        named
+    }
+
+    /// Whether an unread message names us: the sidebar says so.
+    pub fn mentioned_unread(&self) -> bool {
+        self.unread > 0 && self.last_mention > self.read_up_to
     }
 }
 

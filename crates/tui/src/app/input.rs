@@ -24,6 +24,9 @@ impl App {
                 self.sign_in.error = None;
             }
         }
+        if let Some(Overlay::React(picker)) = &mut self.overlay {
+            picker.error = None;
+        }
         Vec::new()
     }
 
@@ -94,6 +97,7 @@ impl App {
         match &mut self.overlay {
             Some(Overlay::Accounts(browser)) if !browser.list_focused => Some(&mut browser.pattern),
             Some(Overlay::Prompt(prompt)) if !prompt.busy => Some(&mut prompt.input),
+            Some(Overlay::React(picker)) => Some(&mut picker.input),
             Some(_) => None,
             None => match self.screen {
                 Screen::SignIn if self.sign_in.pending.is_none() => Some(self.sign_in.field_mut()),
@@ -164,9 +168,11 @@ impl App {
                 Vec::new()
             }
             Action::Back => {
-                match self.overlay {
-                    Some(_) => self.overlay = None,
-                    None => self.focus = Focus::Messages,
+                if self.overlay.is_some() {
+                    self.overlay = None;
+                } else if self.focus != Focus::Compose || !self.cancel_compose_mode() {
+                    // Esc first leaves editing or replying, then the box.
+                    self.focus = Focus::Messages;
                 }
                 Vec::new()
             }
@@ -187,10 +193,25 @@ impl App {
             }
             Action::NextUnread => self.open_next_unread(),
             Action::RecallLast => {
-                self.recall_last_message();
+                self.edit_last();
                 Vec::new()
             }
-            Action::Send => self.send_compose(),
+            Action::Edit => {
+                self.edit_selected();
+                Vec::new()
+            }
+            Action::Reply => {
+                self.reply_to_selected();
+                Vec::new()
+            }
+            Action::React => {
+                self.open_react_picker();
+                Vec::new()
+            }
+            Action::Send => match &self.compose_mode {
+                Some(ComposeMode::Editing { message_id, .. }) => self.save_edit(*message_id),
+                _ => self.send_compose(),
+            },
             Action::Newline => {
                 self.compose.insert_newline();
                 Vec::new()
@@ -225,6 +246,9 @@ impl App {
             Action::Cancel => {
                 self.overlay = None;
                 Vec::new()
+            }
+            Action::Submit if matches!(self.overlay, Some(Overlay::React(_))) => {
+                self.submit_reaction()
             }
             Action::Submit => self.submit_prompt(),
         }
@@ -285,6 +309,10 @@ impl App {
             }
             Some(Overlay::Accounts(browser)) => {
                 browser.move_selection(delta);
+                Vec::new()
+            }
+            Some(Overlay::React(picker)) => {
+                picker.move_selection(delta);
                 Vec::new()
             }
             Some(_) => Vec::new(),

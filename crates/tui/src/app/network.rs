@@ -26,6 +26,13 @@ impl App {
             NetEvent::Sent { local_id, message } => return self.on_sent(local_id, message),
             NetEvent::SendFailed { local_id, error } => self.on_send_failed(local_id, error),
             NetEvent::MessageArrived(message) => return self.on_message(message),
+            NetEvent::MessageChanged(message) => self.on_message_changed(&message),
+            NetEvent::EditSaved(message) => self.on_edit_saved(&message),
+            NetEvent::EditFailed {
+                message_id,
+                body,
+                error,
+            } => self.on_edit_failed(message_id, body, &error),
             NetEvent::MessagesDeleted {
                 conversation_id,
                 message_ids,

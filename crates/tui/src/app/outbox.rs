@@ -18,6 +18,8 @@ pub struct OutboxItem {
     pub conv: ConvKey,
     pub to: SendTo,
     pub body: String,
+    /// The message it answers (0 = none).
+    pub reply_to: u64,
     /// A send effect is out and has not come back yet.
     pub in_flight: bool,
     /// Do not resend before this time (after the cluster was unavailable).
@@ -69,6 +71,7 @@ impl Outbox {
                 request_id: i.request_id.clone(),
                 to: i.to.clone(),
                 body: i.body.clone(),
+                reply_to: i.reply_to,
             })
             .collect()
     }

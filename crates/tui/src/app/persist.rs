@@ -62,7 +62,7 @@ impl App {
             .conversations
             .open
             .clone()
-            .map(|key| (key, self.compose_body()));
+            .map(|key| (key, self.draft_text()));
         let mut drafts: Vec<Draft> = self
             .drafts
             .iter()
@@ -148,6 +148,7 @@ impl App {
             conv: conv_key(&message.to),
             to: message.to,
             body: message.body,
+            reply_to: message.reply_to,
             in_flight: false,
             retry_at_ms: 0,
         });
@@ -183,26 +184,26 @@ impl App {
             let Some(conv) = self.conversations.get_mut(&key) else {
                 continue;
             };
-            conv.log.push_pending(Entry {
-                id: None,
-                local_id: Some(item.local_id),
-                request_id: Some(item.request_id.clone()),
-                sender: me.clone(),
-                body: item.body.clone(),
-                sent_ms: now,
-                delivery: Some(if item.in_flight {
-                    Delivery::Accepted
-                } else {
-                    Delivery::Queued
-                }),
-                failed: None,
-            });
+            let mut entry = Entry::pending(
+                item.local_id,
+                item.request_id.clone(),
+                me.clone(),
+                item.body.clone(),
+                now,
+            );
+            entry.reply_to = item.reply_to;
+            if item.in_flight {
+                entry.advance(Delivery::Accepted);
+            }
+            conv.log.push_pending(entry);
         }
     }
 
     /// The compose box goes with the conversation: leaving one keeps its
     /// text as a draft, opening one brings its draft back.
     pub(super) fn switch_compose(&mut self, to: &ConvKey) {
+        // An edit or reply belongs to the conversation being left.
+        self.cancel_compose_mode();
         let text = self.compose_body();
         match self.conversations.open.clone() {
             Some(from) => {

@@ -32,17 +32,17 @@ impl App {
         let request_id = format!("{}-{local_id}", self.config.request_prefix);
         let me = self.me().to_string();
         let now = self.now_ms;
+        let reply_to = match self.compose_mode.take() {
+            Some(ComposeMode::Replying { message_id, .. }) => message_id,
+            other => {
+                self.compose_mode = other;
+                0
+            }
+        };
         if let Some(conv) = self.conversations.get_mut(&key) {
-            conv.log.push_pending(Entry {
-                id: None,
-                local_id: Some(local_id),
-                request_id: Some(request_id.clone()),
-                sender: me,
-                body: body.clone(),
-                sent_ms: now,
-                delivery: Some(Delivery::Queued),
-                failed: None,
-            });
+            let mut entry = Entry::pending(local_id, request_id.clone(), me, body.clone(), now);
+            entry.reply_to = reply_to;
+            conv.log.push_pending(entry);
             conv.last_activity_ms = conv.last_activity_ms.max(now);
         }
         self.conversations.sort();
@@ -52,34 +52,13 @@ impl App {
             conv: key,
             to,
             body,
+            reply_to,
             in_flight: false,
             retry_at_ms: 0,
         });
         self.compose = new_compose();
         self.view.anchor = None;
         Vec::new()
-    }
-
-    /// Up on an empty compose box: the text of your newest message in the
-    /// open conversation, to edit and send as a new one. With text in the
-    /// box, Up moves its cursor a line up as usual.
-    pub(super) fn recall_last_message(&mut self) {
-        if !self.compose_body().is_empty() {
-            self.compose.move_cursor(ratatui_textarea::CursorMove::Up);
-            return;
-        }
-        let last = self
-            .conversations
-            .open()
-            .and_then(|c| c.log.entries.iter().rev().find(|e| e.is_own()))
-            .map(|e| e.body.clone());
-        match last {
-            Some(body) => {
-                self.compose = new_compose();
-                self.compose.insert_str(body);
-            }
-            None => self.notify("You have not written here yet."),
-        }
     }
 
     /// Sends the head of the outbox when it is due; its mark becomes Accepted.
@@ -99,6 +78,7 @@ impl App {
             request_id: item.request_id,
             to: item.to,
             body: item.body,
+            reply_to: item.reply_to,
         }]
     }
 
@@ -205,6 +185,7 @@ impl App {
             conv: key,
             to,
             body: entry.body.clone(),
+            reply_to: entry.reply_to,
             in_flight: false,
             retry_at_ms: 0,
         };

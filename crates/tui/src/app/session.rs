@@ -98,6 +98,8 @@ impl App {
         // Saved as it stands, before it is moved aside (saving after would
         // write an empty outbox over it).
         self.end_saving();
+        // What was being edited is not kept: the draft set aside is.
+        self.cancel_compose_mode();
         let waiting = self.outbox.len();
         let drafted = !self.compose_body().trim().is_empty();
         let mut info = "Your session ended (password changed, signed out elsewhere, or expired): \
@@ -142,6 +144,7 @@ impl App {
         self.view = MessageView::default();
         self.outbox.clear();
         self.compose = new_compose();
+        self.compose_mode = None;
         self.drafts.clear();
         self.presence.clear();
         self.connection.stream = StreamLink::Off;

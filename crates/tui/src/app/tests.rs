@@ -1258,19 +1258,316 @@ fn a_session_ended_elsewhere_keeps_what_was_typed_for_the_next_sign_in() {
 }
 
 #[test]
-fn up_on_an_empty_compose_box_brings_back_the_last_message() {
+fn up_on_an_empty_compose_box_edits_the_last_own_message() {
     let mut app = chatting();
     press(&mut app, KeyCode::Up);
     assert_eq!(app.compose_body(), "", "nothing written here yet");
-    send(&mut app, "helo wrold");
-    assert_eq!(app.compose_body(), "");
+    assert_eq!(app.compose_mode, None);
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(5, 1, "alice", "helo wrold")),
+    );
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(6, 1, "bob", "what?")),
+    );
+    // Not sent yet: not the one to edit.
+    send(&mut app, "pending");
     press(&mut app, KeyCode::Up);
     assert_eq!(app.compose_body(), "helo wrold");
-    // With text in the box, Up is a cursor move, not a recall.
+    assert!(matches!(
+        app.compose_mode,
+        Some(ComposeMode::Editing { message_id: 5, .. })
+    ));
+    // With text in the box, Up is a cursor move.
     press_mod(&mut app, KeyCode::Enter, KeyModifiers::ALT);
     type_text(&mut app, "x");
     press(&mut app, KeyCode::Up);
     assert_eq!(app.compose_body(), "helo wrold\nx");
+}
+
+#[test]
+fn editing_sends_the_new_text_and_the_edit_event_updates_in_place() {
+    let mut app = chatting();
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(5, 1, "alice", "helo")),
+    );
+    net(&mut app, NetEvent::MessageArrived(msg(6, 1, "bob", "hi")));
+    type_text(&mut app, "half a draft");
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.focus, Focus::Messages);
+    // e on bob's message: refused, nothing changes.
+    press(&mut app, KeyCode::Char('e'));
+    assert_eq!(app.compose_mode, None);
+    assert!(app.notice.as_ref().is_some_and(|n| n.is_error));
+    press(&mut app, KeyCode::Char('k'));
+    press(&mut app, KeyCode::Char('e'));
+    assert_eq!(app.focus, Focus::Compose);
+    assert_eq!(app.compose_body(), "helo");
+    // The draft set aside is still the conversation's draft.
+    assert_eq!(app.current_drafts()[0].text, "half a draft");
+    press_mod(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    type_text(&mut app, "hello");
+    let effects = press(&mut app, KeyCode::Enter);
+    let edits: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::EditMessage {
+                message_id, body, ..
+            } => Some((*message_id, body.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edits, vec![(5, "hello".to_string())]);
+    assert!(sends(&effects).is_empty());
+    assert_eq!(app.compose_mode, None);
+    assert_eq!(app.compose_body(), "half a draft", "the draft is back");
+    let entry = |app: &App, id: u64| {
+        app.conversations
+            .open()
+            .and_then(|c| c.log.find_id(id))
+            .cloned()
+            .expect("entry")
+    };
+    assert_eq!(entry(&app, 5).text(), "hello", "shown while being saved");
+    // The edited event (ours, and later bob's own) updates in place.
+    let edited = Message {
+        edited_at_ms: T0 + 60_000,
+        ..msg(5, 1, "alice", "hello")
+    };
+    net(&mut app, NetEvent::MessageChanged(edited.clone()));
+    net(&mut app, NetEvent::EditSaved(edited));
+    let five = entry(&app, 5);
+    assert_eq!(
+        (five.body.as_str(), five.edit_pending.clone()),
+        ("hello", None)
+    );
+    assert_eq!(five.edited_at_ms, T0 + 60_000);
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            edited_at_ms: T0 + 70_000,
+            ..msg(6, 1, "bob", "hi there")
+        }),
+    );
+    assert_eq!(entry(&app, 6).body, "hi there");
+    let bodies: Vec<String> = entries(&app).into_iter().map(|e| e.0).collect();
+    assert_eq!(bodies, vec!["hello", "hi there"], "same places");
+    // An older edit arriving late does not undo a newer one.
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            edited_at_ms: T0 + 65_000,
+            ..msg(6, 1, "bob", "hi th")
+        }),
+    );
+    assert_eq!(entry(&app, 6).body, "hi there");
+}
+
+#[test]
+fn a_refused_edit_keeps_its_text_for_the_next_try() {
+    let mut app = chatting();
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(5, 1, "alice", "old")),
+    );
+    press(&mut app, KeyCode::Up);
+    press_mod(&mut app, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    type_text(&mut app, "new words");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::EditFailed {
+            message_id: 5,
+            body: "new words".into(),
+            error: NetError::new(ErrorKind::PermissionDenied, "too late to edit"),
+        },
+    );
+    let notice = app.notice.clone().expect("a notice");
+    assert!(
+        notice.is_error && notice.text.contains("too late to edit"),
+        "{notice:?}"
+    );
+    assert_eq!(entries(&app)[0].0, "old", "the old text is shown again");
+    // e (here: Up on the empty box) brings the refused text back.
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.compose_body(), "new words");
+
+    // The message deleted meanwhile: the text stays, as a draft.
+    net(
+        &mut app,
+        NetEvent::MessagesDeleted {
+            conversation_id: 1,
+            message_ids: vec![5],
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.compose_mode, None);
+    assert_eq!(app.compose_body(), "new words");
+    assert!(app.notice.as_ref().is_some_and(|n| n.is_error));
+}
+
+#[test]
+fn esc_cancels_a_reply_and_an_edit_restores_the_draft() {
+    let mut app = chatting();
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(5, 1, "bob", "lunch?")),
+    );
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('R'));
+    assert_eq!(app.focus, Focus::Compose);
+    assert!(matches!(
+        app.compose_mode,
+        Some(ComposeMode::Replying { message_id: 5, .. })
+    ));
+    type_text(&mut app, "sure");
+    // Esc: no longer a reply; the text stays, and so does the box.
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.compose_mode, None);
+    assert_eq!(app.focus, Focus::Compose);
+    assert_eq!(app.compose_body(), "sure");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(matches!(
+        effects.iter().find(|e| matches!(e, Effect::Send { .. })),
+        Some(Effect::Send { reply_to: 0, .. })
+    ));
+
+    // A reply that is sent carries reply_to, on disk too.
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('g'));
+    press(&mut app, KeyCode::Char('R'));
+    type_text(&mut app, "yes!");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::SaveOutbox { messages, .. }
+                if messages.iter().any(|m| m.body == "yes!" && m.reply_to == 5)
+        )),
+        "{effects:?}"
+    );
+    assert_eq!(app.compose_mode, None);
+}
+
+#[test]
+fn a_reaction_is_picked_and_toggled_and_shown_from_the_event() {
+    let mut app = chatting();
+    net(
+        &mut app,
+        NetEvent::MessageArrived(msg(5, 1, "bob", "ship it")),
+    );
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('+'));
+    assert!(matches!(app.overlay, Some(Overlay::React(_))));
+    press(&mut app, KeyCode::Right);
+    press(&mut app, KeyCode::Right);
+    press(&mut app, KeyCode::Right);
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(app.overlay.is_none());
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::React { message_id: 5, emoji, .. } if emoji == "🎉"
+        )),
+        "{effects:?}"
+    );
+    // Free input; a space is refused by the picker itself.
+    press(&mut app, KeyCode::Char('+'));
+    type_text(&mut app, "a b");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(matches!(&app.overlay, Some(Overlay::React(p)) if p.error.is_some()));
+    press(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
+    net(
+        &mut app,
+        NetEvent::MessageChanged(Message {
+            reactions: vec![crate::model::Reaction {
+                emoji: "🎉".into(),
+                users: vec!["alice".into(), "bob".into()],
+            }],
+            ..msg(5, 1, "bob", "ship it")
+        }),
+    );
+    let entry = app.cursor_entry().expect("entry");
+    assert_eq!(entry.reactions.len(), 1);
+    assert_eq!(entry.reactions[0].users.len(), 2);
+}
+
+#[test]
+fn a_mention_in_a_group_alerts_even_in_the_open_conversation() {
+    let mut app = signed_in();
+    net(
+        &mut app,
+        NetEvent::Conversations(vec![conv(2, ConversationKind::Group, "team", 0, T0)]),
+    );
+    assert_eq!(app.conversations.open, Some(ConvKey::Id(2)));
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(5, 2, "bob", "lunch anyone?")),
+    );
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+    app.config.notify = crate::config::Notify::Osc9;
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(6, 2, "bob", "@Alice, lunch?")),
+    );
+    assert!(effects.contains(&Effect::Bell), "{effects:?}");
+    assert!(
+        effects.contains(&Effect::Notify {
+            how: crate::config::Notify::Osc9,
+            title: "raftchat".into(),
+            body: "bob mentioned you in #team".into(),
+        }),
+        "{effects:?}"
+    );
+    // The sidebar marks the conversation until the mention is read.
+    let team = |app: &App| {
+        app.conversations
+            .get(&ConvKey::Id(2))
+            .cloned()
+            .expect("team")
+    };
+    assert!(team(&app).mentioned_unread());
+    // Not a mention: inside a word, or a longer name.
+    for (id, body) in [
+        (7, "mail alice@alice.org"),
+        (8, "@alice_b hi"),
+        (9, "@alicex"),
+    ] {
+        let effects = net(&mut app, NetEvent::MessageArrived(msg(id, 2, "bob", body)));
+        assert!(!effects.contains(&Effect::Bell), "{body}: {effects:?}");
+    }
+    net(
+        &mut app,
+        NetEvent::ReadReceipt {
+            conversation_id: 2,
+            reader: "alice".into(),
+            up_to: 6,
+        },
+    );
+    assert!(!team(&app).mentioned_unread(), "{:?}", team(&app));
+    // Our own message naming us is no call for us.
+    let effects = net(
+        &mut app,
+        NetEvent::MessageArrived(msg(10, 2, "alice", "@alice")),
+    );
+    assert!(!effects.contains(&Effect::Bell), "{effects:?}");
+}
+
+#[test]
+fn mentions_are_word_bounded_and_case_insensitive() {
+    for yes in ["@alice", "hi @ALICE!", "(@alice)", "@alice.", "ok,@alice's"] {
+        assert!(mentions(yes, "alice"), "{yes}");
+    }
+    for no in [
+        "alice", "x@alice", "@alicex", "@alice.x", "@ali", "@", "@aliceé",
+    ] {
+        assert!(!mentions(no, "alice"), "{no}");
+    }
+    assert!(mentions("@bob- hi", "bob-"));
+    assert!(!mentions("@alice", ""));
 }
 
 #[test]
@@ -1463,6 +1760,7 @@ fn queued(request_id: &str, to: SendTo, body: &str) -> QueuedMessage {
         request_id: request_id.into(),
         to,
         body: body.into(),
+        reply_to: 0,
     }
 }
 
@@ -1482,6 +1780,7 @@ fn a_message_is_saved_before_it_is_sent() {
                 request_id: "rq-1".into(),
                 to: SendTo::Conversation(1),
                 body: "a".into(),
+                reply_to: 0,
             },
         ],
         "saved first, then sent"

@@ -5,12 +5,17 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders};
 use ratatui::Frame;
+use unicode_width::UnicodeWidthStr;
 
 use raftchat_proto::contract::MAX_BODY_BYTES;
 
-use super::pane_style;
-use crate::app::{App, ConvKey, Focus, LinkState};
+use super::{one_line, pane_style, truncate_columns};
+use crate::app::{App, ComposeMode, ConvKey, Focus, LinkState};
+use crate::keys::{Action, Context};
 use crate::model::ConversationKind;
+
+/// Columns of a quoted message in the title while replying.
+const QUOTE_COLUMNS: usize = 40;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Compose && app.overlay.is_none();
@@ -19,7 +24,28 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         Some(conv) => conv.name.clone(),
         None => "nobody".to_string(),
     };
-    let mut title = vec![Span::raw(format!(" To {to} "))];
+    let cancel = app.config.keymap.label_of(Context::Compose, Action::Back);
+    let mode = Style::default().fg(Color::Yellow);
+    let mut title = match &app.compose_mode {
+        Some(ComposeMode::Editing { .. }) => vec![Span::styled(
+            format!(
+                " Editing your message · {}: save · {cancel}: cancel ",
+                app.config.keymap.label_of(Context::Compose, Action::Send)
+            ),
+            mode,
+        )],
+        Some(ComposeMode::Replying { sender, text, .. }) => {
+            let lead = format!(" Replying to {}: ", one_line(sender));
+            let tail = format!(" · {cancel}: cancel ");
+            // The quote gets what the border leaves of the title's room.
+            let room = usize::from(area.width.saturating_sub(2))
+                .saturating_sub(lead.width() + tail.width())
+                .min(QUOTE_COLUMNS);
+            let quote = truncate_columns(one_line(text).trim(), room);
+            vec![Span::styled(format!("{lead}{quote}{tail}"), mode)]
+        }
+        None => vec![Span::raw(format!(" To {to} "))],
+    };
     if matches!(app.conversations.open, Some(ConvKey::NewDirect(_))) {
         title.push(Span::styled(
             "(the first message starts the conversation) ",

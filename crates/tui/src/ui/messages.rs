@@ -10,8 +10,8 @@ use ratatui::Frame;
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
-use super::pane_style;
-use crate::app::{App, Conversation, Delivery, Entry, Focus, Note, Screen};
+use super::{one_line, pane_style, truncate_columns};
+use crate::app::{is_me, mentions, App, Conversation, Delivery, Entry, Focus, Note, Screen};
 use crate::layout;
 use crate::model::ConversationKind;
 use crate::time;
@@ -280,6 +280,7 @@ fn continues(app: &App, previous: &Entry, entry: &Entry) -> bool {
     let same_marks = delivery_mark(previous) == delivery_mark(entry)
         && previous.failed.is_none()
         && entry.failed.is_none()
+        && entry.edit_failed.is_none()
         && own_seen(app, previous) == own_seen(app, entry);
     let marked = entry.id.is_some_and(|id| app.view.marked.contains(&id));
     previous.sender.eq_ignore_ascii_case(&entry.sender)
@@ -342,6 +343,12 @@ fn entry_lines(
             Style::default().fg(Color::Red),
         ));
     }
+    if let Some((_, reason)) = &entry.edit_failed {
+        header.push(Span::styled(
+            format!(" edit not saved: {reason} (e: try again)"),
+            Style::default().fg(Color::Red),
+        ));
+    }
     if let Some(seen) = own_seen(app, entry) {
         header.push(Span::styled(
             format!(" {seen}"),
@@ -350,10 +357,34 @@ fn entry_lines(
     }
     let mut lines = vec![Line::from(header)];
     let indent = " ".repeat(TIME_COLUMN);
-    for text_line in entry.body.split('\n') {
-        for chunk in wrap(text_line, width - TIME_COLUMN) {
-            lines.push(Line::raw(format!("{indent}{chunk}")));
+    let text_width = width - TIME_COLUMN;
+    if entry.reply_to != 0 {
+        lines.push(quote_line(app, entry.reply_to, text_width));
+    }
+    let body_style = if mentions_me(app, entry) {
+        Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::default()
+    };
+    for text_line in entry.text().split('\n') {
+        for chunk in wrap(text_line, text_width) {
+            lines.push(Line::styled(format!("{indent}{chunk}"), body_style));
         }
+    }
+    if let Some(marker) = edit_marker(app, entry) {
+        let fits = lines
+            .last()
+            .is_some_and(|last| last.width() + marker.width() <= width);
+        let span = Span::styled(marker, Style::default().fg(Color::DarkGray));
+        match lines.last_mut() {
+            Some(last) if fits => last.push_span(span),
+            _ => lines.push(Line::from(vec![Span::raw(indent.clone()), span])),
+        }
+    }
+    if !entry.reactions.is_empty() {
+        lines.push(reactions_line(app, entry, width));
     }
     if selected {
         for line in &mut lines {
@@ -361,6 +392,90 @@ fn entry_lines(
         }
     }
     lines
+}
+
+/// Whether `entry` is someone else's group message that mentions us.
+fn mentions_me(app: &App, entry: &Entry) -> bool {
+    let me = app.me.as_deref().unwrap_or_default();
+    !entry.is_own()
+        && !is_me(&entry.sender, me)
+        && app
+            .conversations
+            .open()
+            .is_some_and(|c| c.kind == ConversationKind::Group)
+        && mentions(entry.text(), me)
+}
+
+/// ` (edited HH:MM)` after an edited message's text; ` (saving edit…)`
+/// while our edit is on its way.
+fn edit_marker(app: &App, entry: &Entry) -> Option<String> {
+    if entry.edit_pending.is_some() {
+        return Some(" (saving edit…)".to_string());
+    }
+    (entry.edited_at_ms > 0).then(|| {
+        format!(
+            " (edited {})",
+            time::clock(entry.edited_at_ms, &app.config.time_zone)
+        )
+    })
+}
+
+/// The one-line quote above a reply: `> bob: the start of its text…`.
+/// The original is looked up among the loaded messages: older than all
+/// of them (with more on the server) it is "an earlier message", else
+/// it was deleted.
+fn quote_line(app: &App, reply_to: u64, width: usize) -> Line<'static> {
+    let indent = " ".repeat(TIME_COLUMN);
+    let style = Style::default()
+        .fg(Color::DarkGray)
+        .add_modifier(Modifier::ITALIC);
+    let log = app.conversations.open().map(|c| &c.log);
+    let original = log.and_then(|log| log.find_id(reply_to));
+    let Some(original) = original else {
+        let earlier = log
+            .is_some_and(|log| log.more && log.oldest_id().is_some_and(|oldest| reply_to < oldest));
+        let text = if earlier {
+            "> (an earlier message)"
+        } else {
+            "> (deleted message)"
+        };
+        return Line::styled(format!("{indent}{text}"), style);
+    };
+    let sender = one_line(&original.sender);
+    let lead = format!("> {sender}: ");
+    let room = width.saturating_sub(lead.width());
+    let text = truncate_columns(one_line(original.text()).trim(), room);
+    Line::from(vec![
+        Span::styled(format!("{indent}{lead}"), style),
+        Span::styled(text, style),
+    ])
+}
+
+/// `👍 2  🎉 1` under a message; the reaction that is ours stands out.
+fn reactions_line(app: &App, entry: &Entry, width: usize) -> Line<'static> {
+    let me = app.me.as_deref().unwrap_or_default();
+    let mut spans = vec![Span::raw(" ".repeat(TIME_COLUMN))];
+    let mut used = TIME_COLUMN;
+    for reaction in &entry.reactions {
+        // At most a few columns of whatever the server holds.
+        let emoji = truncate_columns(&one_line(&reaction.emoji), 8);
+        let text = format!("{emoji} {}", reaction.users.len());
+        if used + text.width() + 2 > width {
+            spans.push(Span::raw("…"));
+            break;
+        }
+        used += text.width() + 2;
+        let style = if reaction.users.iter().any(|u| is_me(u, me)) {
+            Style::default()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            Style::default().fg(Color::Gray)
+        };
+        spans.push(Span::styled(text, style));
+        spans.push(Span::raw("  "));
+    }
+    Line::from(spans)
 }
 
 /// "seen" under an own message another member has read (in a group, who:

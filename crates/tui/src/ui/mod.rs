@@ -9,6 +9,7 @@ mod dialogs;
 mod help;
 mod hints;
 mod messages;
+mod reactions;
 mod sidebar;
 mod sign_in;
 mod status;
@@ -71,6 +72,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::Accounts(browser)) => accounts::render(frame, body, app, browser),
         Some(Overlay::Confirm(kind)) => dialogs::render_confirm(frame, body, app, kind),
         Some(Overlay::Prompt(prompt)) => dialogs::render_prompt(frame, body, prompt),
+        Some(Overlay::React(picker)) => reactions::render(frame, body, app, picker),
         None => {}
     }
     app.config.theme.apply(frame.buffer_mut());
@@ -103,5 +105,40 @@ pub(crate) fn truncate(text: &str, width: usize) -> String {
     }
     let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
     out.push('…');
+    out
+}
+
+/// `text` on one line: line breaks, tabs and every other control
+/// character become spaces (for quotes and titles; ratatui drops control
+/// characters anyway, but a line break must not glue words together).
+pub(crate) fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `text` cut to at most `width` terminal columns, by whole grapheme
+/// clusters (an emoji is two columns and is never split), with an
+/// ellipsis when cut.
+pub(crate) fn truncate_columns(text: &str, width: usize) -> String {
+    use unicode_segmentation::UnicodeSegmentation;
+    use unicode_width::UnicodeWidthStr;
+    if text.width() <= width {
+        return text.to_string();
+    }
+    let room = width.saturating_sub(1);
+    let mut out = String::new();
+    let mut used = 0;
+    for grapheme in text.graphemes(true) {
+        let w = grapheme.width();
+        if used + w > room {
+            break;
+        }
+        out.push_str(grapheme);
+        used += w;
+    }
+    if width > 0 {
+        out.push('…');
+    }
     out
 }

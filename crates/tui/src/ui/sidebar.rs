@@ -61,10 +61,11 @@ fn item_line(app: &App, conv: &Conversation, width: usize) -> Line<'static> {
             None => ("·", Style::default().fg(Color::DarkGray)),
         },
     };
-    let unread = if conv.unread > 0 {
-        format!(" {}", conv.unread)
-    } else {
-        String::new()
+    // `@` before the count: an unread message names us.
+    let unread = match conv.unread {
+        0 => String::new(),
+        n if conv.mentioned_unread() => format!(" @{n}"),
+        n => format!(" {n}"),
     };
     let draft = matches!(conv.key, ConvKey::NewDirect(_));
     let name_width = width
