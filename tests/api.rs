@@ -860,6 +860,156 @@ async fn reactions_toggle_and_reach_history_and_events() {
     );
 }
 
+/// Opens `client`'s subscription and waits until it is live; returns the
+/// stream and its position.
+async fn live_stream(
+    client: &raftchat_client::ChatClient,
+) -> (
+    std::pin::Pin<Box<impl futures::Stream<Item = SubscriptionItem>>>,
+    u64,
+) {
+    let mut stream = Box::pin(client.subscribe(None));
+    let seq = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.next().await {
+                Some(SubscriptionItem::Live { seq, .. }) => return seq,
+                Some(SubscriptionItem::Failed(e)) => panic!("subscription failed: {e}"),
+                Some(_) => {}
+                None => panic!("subscription ended before it was live"),
+            }
+        }
+    })
+    .await
+    .expect("a subscription went live within 20 s");
+    (stream, seq)
+}
+
+/// The events `stream` yields for `window`.
+async fn events_for(
+    stream: &mut (impl futures::Stream<Item = SubscriptionItem> + Unpin),
+    window: Duration,
+) -> Vec<raftchat_proto::Event> {
+    let mut events = Vec::new();
+    let _ = tokio::time::timeout(window, async {
+        while let Some(item) = stream.next().await {
+            match item {
+                SubscriptionItem::Event(e) => events.push(e),
+                SubscriptionItem::Failed(e) => panic!("subscription failed: {e}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    events
+}
+
+/// A typing notice, sent to a follower, reaches the other member's
+/// subscriptions on every replica, once per second at most, and nobody
+/// else's (not the typist's, not a non-member's). It is not a position:
+/// the next message arrives after it as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_reaches_the_other_member_on_every_replica_and_no_one_else() {
+    let cluster = Cluster::start(options());
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let _ = user(&cluster, "bob").await;
+    let carol = user(&cluster, "carol").await;
+    let to_bob = Target::User("bob".into());
+    let conversation = alice
+        .send(&to_bob, "hello")
+        .await
+        .unwrap()
+        .message
+        .expect("the stored message")
+        .conversation_id;
+
+    // alice types on a follower; bob listens on every other replica.
+    let typed_on = if leader == 1 { 2 } else { 1 };
+    let typist = cluster.client_on(typed_on);
+    typist.login("alice", "password-alice").await.unwrap();
+    let (mut own, _) = live_stream(&typist).await;
+    let mut bobs = Vec::new();
+    for id in (1..=5).filter(|id| *id != typed_on) {
+        let bob = cluster.client_on(id);
+        bob.login("bob", "password-bob").await.unwrap();
+        let (stream, seq) = live_stream(&bob).await;
+        bobs.push((id, bob, stream, seq));
+    }
+    let (mut carols, _) = live_stream(&carol).await;
+
+    let asked = std::time::Instant::now();
+    typist.typing(conversation).await.unwrap();
+    // At once again: acknowledged, not relayed.
+    typist.typing(conversation).await.unwrap();
+    let refused = carol.typing(conversation).await.unwrap_err();
+    assert!(
+        matches!(refused.code(), Code::PermissionDenied | Code::NotFound),
+        "a non-member's notice: {refused}"
+    );
+
+    // Every bob stream at once, each for the same window.
+    let windows = futures::future::join_all(bobs.iter_mut().map(|(_, _, stream, _)| async {
+        let mut events = Vec::new();
+        let mut first = None;
+        let _ = tokio::time::timeout(Duration::from_millis(2500), async {
+            while let Some(item) = stream.next().await {
+                match item {
+                    SubscriptionItem::Event(e) => {
+                        if matches!(e.kind, Some(Kind::Typing(_))) && first.is_none() {
+                            first = Some(asked.elapsed());
+                        }
+                        events.push(e);
+                    }
+                    SubscriptionItem::Failed(e) => panic!("subscription failed: {e}"),
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        (events, first)
+    }))
+    .await;
+    for ((id, _, _, live_seq), (events, first)) in bobs.iter().zip(windows) {
+        let notices: Vec<_> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(at, e)| match &e.kind {
+                Some(Kind::Typing(t)) => Some((at, e, t)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notices.len(), 1, "bob on replica {id}: {events:?}");
+        let (at, event, notice) = notices[0];
+        assert_eq!(notice.conversation_id, conversation);
+        assert_eq!(notice.user, "alice");
+        assert_eq!(notice.expires_in_ms, 5000);
+        // The last position bob saw, so no cursor moves.
+        let seen = events[..at].last().map_or(*live_seq, |e| e.seq);
+        assert_eq!((event.seq, event.index), (seen, 0), "{events:?}");
+        eprintln!("replica {id}: notice {first:?} after the call");
+    }
+    for (who, stream) in [("alice", &mut own), ("carol", &mut carols)] {
+        let events = events_for(stream, Duration::from_millis(300)).await;
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e.kind, Some(Kind::Typing(_)))),
+            "{who} got a typing notice: {events:?}"
+        );
+    }
+
+    // The next message comes through every stream after the notice.
+    typist.send(&to_bob, "typed it").await.unwrap();
+    for (id, _, stream, live_seq) in &mut bobs {
+        let events = take_events(stream, 1, Duration::from_secs(10)).await;
+        let message = events
+            .iter()
+            .find(|e| matches!(&e.kind, Some(Kind::Message(m)) if m.body == "typed it"));
+        let message = message.unwrap_or_else(|| panic!("bob on replica {id}: {events:?}"));
+        assert!(message.seq > *live_seq, "{message:?} after the notice");
+    }
+}
+
 /// Every match `client` finds for `query` (all pages of `page`), newest
 /// first, as (id, body).
 async fn search_all(
@@ -1099,152 +1249,4 @@ async fn search_finds_old_messages_after_a_snapshot_install_and_restarts() {
     cluster.wait_leader(Duration::from_secs(30)).await;
     cluster.wait_converged(Duration::from_secs(60)).await;
     check(&cluster, "after restarting every replica").await;
-/// Opens `client`'s subscription and waits until it is live; returns the
-/// stream and its position.
-async fn live_stream(
-    client: &raftchat_client::ChatClient,
-) -> (
-    std::pin::Pin<Box<impl futures::Stream<Item = SubscriptionItem>>>,
-    u64,
-) {
-    let mut stream = Box::pin(client.subscribe(None));
-    let seq = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stream.next().await {
-                Some(SubscriptionItem::Live { seq, .. }) => return seq,
-                Some(SubscriptionItem::Failed(e)) => panic!("subscription failed: {e}"),
-                Some(_) => {}
-                None => panic!("subscription ended before it was live"),
-            }
-        }
-    })
-    .await
-    .expect("a subscription went live within 20 s");
-    (stream, seq)
-}
-
-/// The events `stream` yields for `window`.
-async fn events_for(
-    stream: &mut (impl futures::Stream<Item = SubscriptionItem> + Unpin),
-    window: Duration,
-) -> Vec<raftchat_proto::Event> {
-    let mut events = Vec::new();
-    let _ = tokio::time::timeout(window, async {
-        while let Some(item) = stream.next().await {
-            match item {
-                SubscriptionItem::Event(e) => events.push(e),
-                SubscriptionItem::Failed(e) => panic!("subscription failed: {e}"),
-                _ => {}
-            }
-        }
-    })
-    .await;
-    events
-}
-
-/// A typing notice, sent to a follower, reaches the other member's
-/// subscriptions on every replica, once per second at most, and nobody
-/// else's (not the typist's, not a non-member's). It is not a position:
-/// the next message arrives after it as usual.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typing_reaches_the_other_member_on_every_replica_and_no_one_else() {
-    let cluster = Cluster::start(options());
-    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
-    let alice = user(&cluster, "alice").await;
-    let _ = user(&cluster, "bob").await;
-    let carol = user(&cluster, "carol").await;
-    let to_bob = Target::User("bob".into());
-    let conversation = alice
-        .send(&to_bob, "hello")
-        .await
-        .unwrap()
-        .message
-        .expect("the stored message")
-        .conversation_id;
-
-    // alice types on a follower; bob listens on every other replica.
-    let typed_on = if leader == 1 { 2 } else { 1 };
-    let typist = cluster.client_on(typed_on);
-    typist.login("alice", "password-alice").await.unwrap();
-    let (mut own, _) = live_stream(&typist).await;
-    let mut bobs = Vec::new();
-    for id in (1..=5).filter(|id| *id != typed_on) {
-        let bob = cluster.client_on(id);
-        bob.login("bob", "password-bob").await.unwrap();
-        let (stream, seq) = live_stream(&bob).await;
-        bobs.push((id, bob, stream, seq));
-    }
-    let (mut carols, _) = live_stream(&carol).await;
-
-    let asked = std::time::Instant::now();
-    typist.typing(conversation).await.unwrap();
-    // At once again: acknowledged, not relayed.
-    typist.typing(conversation).await.unwrap();
-    let refused = carol.typing(conversation).await.unwrap_err();
-    assert!(
-        matches!(refused.code(), Code::PermissionDenied | Code::NotFound),
-        "a non-member's notice: {refused}"
-    );
-
-    // Every bob stream at once, each for the same window.
-    let windows = futures::future::join_all(bobs.iter_mut().map(|(_, _, stream, _)| async {
-        let mut events = Vec::new();
-        let mut first = None;
-        let _ = tokio::time::timeout(Duration::from_millis(2500), async {
-            while let Some(item) = stream.next().await {
-                match item {
-                    SubscriptionItem::Event(e) => {
-                        if matches!(e.kind, Some(Kind::Typing(_))) && first.is_none() {
-                            first = Some(asked.elapsed());
-                        }
-                        events.push(e);
-                    }
-                    SubscriptionItem::Failed(e) => panic!("subscription failed: {e}"),
-                    _ => {}
-                }
-            }
-        })
-        .await;
-        (events, first)
-    }))
-    .await;
-    for ((id, _, _, live_seq), (events, first)) in bobs.iter().zip(windows) {
-        let notices: Vec<_> = events
-            .iter()
-            .enumerate()
-            .filter_map(|(at, e)| match &e.kind {
-                Some(Kind::Typing(t)) => Some((at, e, t)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(notices.len(), 1, "bob on replica {id}: {events:?}");
-        let (at, event, notice) = notices[0];
-        assert_eq!(notice.conversation_id, conversation);
-        assert_eq!(notice.user, "alice");
-        assert_eq!(notice.expires_in_ms, 5000);
-        // The last position bob saw, so no cursor moves.
-        let seen = events[..at].last().map_or(*live_seq, |e| e.seq);
-        assert_eq!((event.seq, event.index), (seen, 0), "{events:?}");
-        eprintln!("replica {id}: notice {first:?} after the call");
-    }
-    for (who, stream) in [("alice", &mut own), ("carol", &mut carols)] {
-        let events = events_for(stream, Duration::from_millis(300)).await;
-        assert!(
-            !events
-                .iter()
-                .any(|e| matches!(e.kind, Some(Kind::Typing(_)))),
-            "{who} got a typing notice: {events:?}"
-        );
-    }
-
-    // The next message comes through every stream after the notice.
-    typist.send(&to_bob, "typed it").await.unwrap();
-    for (id, _, stream, live_seq) in &mut bobs {
-        let events = take_events(stream, 1, Duration::from_secs(10)).await;
-        let message = events
-            .iter()
-            .find(|e| matches!(&e.kind, Some(Kind::Message(m)) if m.body == "typed it"));
-        let message = message.unwrap_or_else(|| panic!("bob on replica {id}: {events:?}"));
-        assert!(message.seq > *live_seq, "{message:?} after the notice");
-    }
 }

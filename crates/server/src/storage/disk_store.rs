@@ -1158,10 +1158,10 @@ mod tests {
             disk.remove_message(c, id);
             mem.remove_message(c, id);
         }
-        // A release without the index writes a checkpoint: the marker no
-        // longer matches, and the messages it wrote are not indexed.
         disk.seal().unwrap().run(b"two").unwrap();
         drop(disk);
+        // A release without the index writes a checkpoint: the marker no
+        // longer matches, and the message it wrote is not indexed.
         {
             let db = Database::open(&path).unwrap();
             let tx = db.begin_write().unwrap();
