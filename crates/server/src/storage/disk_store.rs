@@ -279,8 +279,6 @@ impl Base {
 /// the applied state (see `search_index`): the file was written by a
 /// release without the index, or by one that did not keep it.
 fn ensure_search_index(db: &Database, path: &Path) -> Result<(), Error> {
-    /// Messages per transaction: bounds the RAM a rebuild holds.
-    const BATCH: usize = 100_000;
     let read = db.begin_read()?;
     let Some(meta) = optional(read.open_table(META))? else {
         return Ok(());
@@ -323,7 +321,7 @@ fn ensure_search_index(db: &Database, path: &Path) -> Result<(), Error> {
                 search.add(id, slot.conversation, &m.body);
                 indexed += 1;
             }
-            if search.messages() >= BATCH {
+            if search.full() {
                 let tx = db.begin_write()?;
                 search.write(&tx)?;
                 commit(tx, false)?;
@@ -481,6 +479,9 @@ impl DiskStore {
                             }
                             last_id = id;
                             search.add(id, conversation, &message.body);
+                            if search.full() {
+                                search.write(&tx)?;
+                            }
                             let slot = Slot {
                                 conversation,
                                 prev: heads.insert(conversation, id).unwrap_or(0),
@@ -971,6 +972,9 @@ impl Checkpoint {
                 }
                 if let Some(m) = &slot.message {
                     search.add(id, slot.conversation, &m.body);
+                    if search.full() {
+                        search.write(&tx)?;
+                    }
                 }
                 bytes.clear();
                 bytes = slot.encode(bytes)?;
@@ -1204,6 +1208,66 @@ mod tests {
             .unwrap()
             .map(|v| v.value().to_vec());
         assert_eq!(marker, Some(search_index::marker(b"snap")));
+    }
+
+    /// More messages than one write of gathered postings holds: a load
+    /// and a checkpoint write them in parts, a rebuild in transactions.
+    #[test]
+    fn the_search_index_is_written_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = search_index::PENDING_MESSAGES as u64 + 700;
+        let mut mem = MemoryStore::default();
+        for id in 1..=n {
+            let body = format!(
+                "w{} {}",
+                id % 1000,
+                if id % 7 == 0 { "seventh" } else { "" }
+            );
+            mem.put_message(id % 3 + 1, id, Message::new(1, "a", &body, id, id));
+        }
+        let check = |disk: &DiskStore| {
+            for (query, before) in [("seventh", 0), ("W99 ", 0), ("w5", 40_000), ("w5", n)] {
+                let query = Query::new(query).unwrap();
+                for scope in [[1, 2, 3].into(), [2].into()] {
+                    assert_eq!(
+                        disk.search(&scope, &query, before, 500),
+                        search::scan(&mem, &scope, &query, before, 500),
+                        "{query:?} in {scope:?} before {before}"
+                    );
+                }
+            }
+        };
+        let loaded = dir.path().join("loaded.redb");
+        DiskStore::load(&loaded, b"snap", mem.records().map(Ok::<_, String>)).unwrap();
+        let (disk, _) = DiskStore::open(&loaded).unwrap();
+        check(&disk);
+        drop(disk);
+        // The marker gone: rebuilt at open.
+        {
+            let db = Database::open(&loaded).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .remove(search_index::MARKER)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let (disk, _) = DiskStore::open(&loaded).unwrap();
+        check(&disk);
+        // Written by one checkpoint.
+        let (mut disk, _) = DiskStore::open(&dir.path().join("state.redb")).unwrap();
+        for record in mem.records() {
+            if let Record::Message {
+                conversation,
+                id,
+                message,
+            } = record
+            {
+                disk.put_message(conversation, id, message);
+            }
+        }
+        disk.seal().unwrap().run(b"one").unwrap();
+        check(&disk);
     }
 
     fn entry(at: u64) -> RememberedAt {
