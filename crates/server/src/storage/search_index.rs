@@ -271,11 +271,6 @@ impl Pending {
         self.messages += 1;
     }
 
-    /// Messages added since the last write.
-    pub fn messages(&self) -> usize {
-        self.messages
-    }
-
     /// Whether enough is gathered to write it now (see [`PENDING_MESSAGES`]).
     pub fn full(&self) -> bool {
         self.messages >= PENDING_MESSAGES
