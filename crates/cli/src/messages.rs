@@ -83,9 +83,8 @@ pub async fn read(
     Ok(())
 }
 
-/// From several conversations, each message is led by its conversation's
-/// name (the peer, or #group), or its id if the list cannot be had: the
-/// names by id, or none.
+/// The caller's conversations' names (the peer, or #group) by id, to lead
+/// messages of several conversations; empty if the list cannot be had.
 async fn conversation_names(client: &ChatClient) -> BTreeMap<u64, String> {
     match client.list_conversations().await {
         Ok(list) => list
