@@ -6,6 +6,7 @@
 //! ./target/release/examples/bench                      # everything, defaults
 //! ./target/release/examples/bench --only throughput --seconds 5
 //! ./target/release/examples/bench --only scale --messages 3000000   # history at scale
+//! ./target/release/examples/bench --only search --messages 1000000  # Search over 1M
 //! ```
 //!
 //! Flags (all optional): `--help` prints them (see `USAGE` below); `-- FLAGS`
@@ -28,6 +29,8 @@ use tonic::transport::Channel;
 
 #[path = "bench/etcd.rs"]
 mod etcd;
+#[path = "bench/search.rs"]
+mod search;
 
 /// The load generator shares the two cores with the five replicas, so it
 /// allocates with mimalloc as `chatd` does: under glibc malloc its
@@ -45,11 +48,12 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
   --catchup N          messages written while a replica is down (default 100000)
   --cold N             messages on disk before a cold restart (default 1000000)
   --cold-restarts N    times the cold restart is repeated (default 5)
-  --messages N         the scale part: messages written by 64 senders (default 1000000)
+  --messages N         the scale and search parts: messages written by 64
+                       senders (default 1000000)
   --restarts N         the restarts part: follower restarts (default 20), each
                        after 1,000 writes it missed, 8 senders running
-  --only PART          throughput|failover|catchup|cold|restarts|tls|paths|etcd|scale
-                       (repeatable; default all but tls, paths, etcd and scale)
+  --only PART          throughput|failover|catchup|cold|restarts|tls|paths|etcd|scale|search
+                       (repeatable; default all but tls, paths, etcd, scale and search)
   --tls-pairs N        the tls part: N pairs of runs per level, TLS on and off
                        in alternating order, same flags (default 3)
   --vs-etcd            also run the etcd part: raftchat and a five-member etcd
@@ -62,13 +66,13 @@ usage: bench [FLAGS] [-- CHATD_FLAGS]
   --no-memory          skip the storage-off reference runs
   --json FILE          also write the results as JSON
   --keep DIR           copy the replicas' storage and logs to DIR at the end
-                       of the catch-up, cold, restarts or scale part (stopped
+                       of the catch-up, cold, restarts, scale or search part (stopped
                        by SIGKILL)
   -- CHATD_FLAGS       pass the rest to every chatd
 environment: CHATD_BIN another chatd binary; CHATD_LOG the replicas' RUST_LOG";
 
 /// The parts `--only` names.
-const PARTS: [&str; 9] = [
+const PARTS: [&str; 10] = [
     "throughput",
     "failover",
     "catchup",
@@ -78,11 +82,12 @@ const PARTS: [&str; 9] = [
     "paths",
     "etcd",
     "scale",
+    "search",
 ];
 
 /// Parts that run only when `--only` names them: they take long or need
 /// another program.
-const ON_REQUEST: [&str; 4] = ["tls", "paths", "etcd", "scale"];
+const ON_REQUEST: [&str; 5] = ["tls", "paths", "etcd", "scale", "search"];
 
 struct Args {
     seconds: u64,
@@ -1335,6 +1340,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.wants("scale") {
         out["scale"] = scale(&args).await?;
+    }
+    if args.wants("search") {
+        out["search"] = search::search(&args).await?;
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&out)?)?;

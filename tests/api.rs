@@ -1009,3 +1009,244 @@ async fn typing_reaches_the_other_member_on_every_replica_and_no_one_else() {
         assert!(message.seq > *live_seq, "{message:?} after the notice");
     }
 }
+
+/// Every match `client` finds for `query` (all pages of `page`), newest
+/// first, as (id, body).
+async fn search_all(
+    client: &raftchat_client::ChatClient,
+    scope: Option<&Target>,
+    query: &str,
+    page: u32,
+) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut before = 0;
+    loop {
+        let reply = client
+            .search(scope, query, before, page)
+            .await
+            .unwrap_or_else(|e| panic!("search {query:?}: {e}"));
+        assert!(reply.messages.len() <= page as usize, "{reply:?}");
+        out.extend(reply.messages.iter().map(|m| (m.id, m.body.clone())));
+        match (reply.more, reply.messages.last()) {
+            (true, Some(last)) => before = last.id,
+            _ => return out,
+        }
+    }
+}
+
+/// Search on every replica: case-insensitive beyond ASCII, only the
+/// caller's conversations, newest first in pages, current text only;
+/// bad input gets the codes History gives; `chatctl search` prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_only_ones_own_messages_on_every_replica() {
+    let cluster = Cluster::start(Options {
+        replicas: 3,
+        ..options()
+    });
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let alice = user(&cluster, "alice").await;
+    let bob = user(&cluster, "bob").await;
+    let carol = user(&cluster, "carol").await;
+    let to_bob = Target::User("bob".into());
+    let to_carol = Target::User("carol".into());
+    alice
+        .create_group("club", &["bob".to_string()])
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let body = format!("Die Straße Nr. {n}");
+        ids.push(
+            alice
+                .send(&to_bob, &body)
+                .await
+                .unwrap()
+                .message
+                .unwrap()
+                .id,
+        );
+    }
+    let in_club = bob
+        .send(&Target::Group("club".into()), "straße im CLUB")
+        .await
+        .unwrap()
+        .message
+        .unwrap()
+        .id;
+    let secret = bob
+        .send(&to_carol, "a STRASSE only carol and bob see")
+        .await
+        .unwrap()
+        .message
+        .unwrap()
+        .id;
+    let edited = alice
+        .send(&to_bob, "ÉCOLE typo")
+        .await
+        .unwrap()
+        .message
+        .unwrap()
+        .id;
+    alice.edit_message(edited, "fixed now").await.unwrap();
+    alice.delete_messages(&[ids[6]]).await.unwrap();
+    let mut want: Vec<u64> = ids[..6].iter().copied().chain([in_club]).collect();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+
+    for id in cluster.running() {
+        let here = cluster.client_on(id);
+        here.login("alice", "password-alice").await.unwrap();
+        let found: Vec<u64> = search_all(&here, None, "STRASSE", 3)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(found, want, "alice's matches on replica {id}");
+        let only_club = search_all(&here, Some(&Target::Group("club".into())), "straße", 20).await;
+        assert_eq!(only_club, vec![(in_club, "straße im CLUB".to_string())]);
+        assert!(search_all(&here, None, "école", 20).await.is_empty());
+        assert_eq!(search_all(&here, None, "FIXED", 20).await.len(), 1);
+    }
+    let carols = search_all(&carol, None, "strasse", 20).await;
+    assert_eq!(
+        carols,
+        vec![(secret, "a STRASSE only carol and bob see".to_string())]
+    );
+
+    // Bad input: the codes History gives, and a message.
+    let message = expect_code(
+        alice.search(None, "  ", 0, 10).await,
+        Code::InvalidArgument,
+        "blank",
+    );
+    assert!(message.contains("empty"), "{message}");
+    let long = "x".repeat(257);
+    let message = expect_code(
+        alice.search(None, &long, 0, 10).await,
+        Code::InvalidArgument,
+        "long",
+    );
+    assert!(message.contains("256"), "{message}");
+    expect_code(
+        alice.search(Some(&to_carol), "a", 0, 10).await,
+        Code::NotFound,
+        "no conversation with carol",
+    );
+    let secret_conversation = Target::Conversation(
+        carol
+            .history(&to_bob, 0, 1)
+            .await
+            .unwrap()
+            .conversation
+            .unwrap()
+            .id,
+    );
+    expect_code(
+        alice.search(Some(&secret_conversation), "a", 0, 10).await,
+        Code::PermissionDenied,
+        "another's conversation",
+    );
+    expect_code(
+        alice
+            .search(Some(&Target::Conversation(9_999)), "a", 0, 10)
+            .await,
+        Code::NotFound,
+        "an unknown conversation",
+    );
+    let anonymous = cluster.client();
+    expect_code(
+        anonymous.search(None, "a", 0, 10).await,
+        Code::Unauthenticated,
+        "no session",
+    );
+    // The limit is clamped, not refused.
+    let all = alice.search(None, "e", 0, 100_000).await.unwrap();
+    assert!(all.messages.len() <= 100);
+
+    // chatctl search, as JSON lines and as text.
+    let chatctl = |args: &[&str]| {
+        let out = std::process::Command::new(raftchat_testkit::bins::path("chatctl"))
+            .envs(cluster.chatctl_env(false))
+            .env("CHAT_PASSWORD", "password-bob")
+            .arg("--servers")
+            .arg(cluster.urls().join(","))
+            .args(args)
+            .output()
+            .expect("run chatctl");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "chatctl {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let json = chatctl(&["--json", "search", "--as", "bob", "--limit", "2", "STRASSE"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{json}");
+    assert_eq!(lines[0]["id"], secret);
+    assert_eq!(lines[1]["id"], in_club);
+    assert_eq!(lines[2]["before"], in_club);
+    let text = chatctl(&["search", "--as", "bob", "--with", "#club", "straße"]);
+    assert!(text.contains(&format!("[{in_club}]")), "{text}");
+    assert!(text.contains("bob: straße im CLUB"), "{text}");
+    assert!(!text.contains("Nr."), "{text}");
+}
+
+/// The search index is each replica's own: a replica that caught up
+/// through a snapshot built it with the snapshot, and replicas restarted
+/// on their storage find what they held before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_old_messages_after_a_snapshot_install_and_restarts() {
+    let mut cluster = Cluster::start(Options {
+        replicas: 3,
+        snapshot_every: Some(40),
+        ..options()
+    });
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let down = if leader == 3 { 2 } else { 3 };
+    cluster.kill(down);
+    let alice = user(&cluster, "alice").await;
+    let _bob = user(&cluster, "bob").await;
+    let to_bob = Target::User("bob".into());
+    for n in 0..150 {
+        let body = match n % 3 {
+            0 => format!("Ünïcode needle {n}"),
+            _ => format!("hay {n}"),
+        };
+        alice.send(&to_bob, &body).await.unwrap();
+    }
+    let status = cluster.status(leader, false).await.unwrap();
+    assert!(status.snapshot_index > 0, "no snapshot taken: {status:?}");
+    cluster.start_replica(down);
+    cluster.wait_converged(Duration::from_secs(60)).await;
+    let restarted = cluster.status(down, false).await.unwrap();
+    assert!(restarted.snapshot_index > 0, "caught up without a snapshot");
+
+    let check = |cluster: &Cluster, when: &'static str| {
+        let clients: Vec<(u64, raftchat_client::ChatClient)> = cluster
+            .running()
+            .into_iter()
+            .map(|id| (id, cluster.client_on(id)))
+            .collect();
+        async move {
+            for (id, client) in clients {
+                client.login("bob", "password-bob").await.unwrap();
+                let found = search_all(&client, None, "üNÏCODE NEEDLE", 100).await;
+                assert_eq!(found.len(), 50, "{when}, replica {id}");
+                assert_eq!(found[0].1, "Ünïcode needle 147", "{when}, replica {id}");
+                assert_eq!(search_all(&client, None, "needle 3", 100).await.len(), 5);
+            }
+        }
+    };
+    check(&cluster, "after the snapshot install").await;
+    cluster.kill_all();
+    for id in 1..=3 {
+        cluster.start_replica(id);
+    }
+    cluster.wait_leader(Duration::from_secs(30)).await;
+    cluster.wait_converged(Duration::from_secs(60)).await;
+    check(&cluster, "after restarting every replica").await;
+}

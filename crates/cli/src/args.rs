@@ -170,6 +170,25 @@ pub enum Command {
         limit: u32,
     },
 
+    /// Find messages containing a text (ignoring case), newest first, in
+    /// all your conversations or one.
+    Search {
+        #[command(flatten)]
+        who: AsUser,
+        /// Only this conversation: a user name, #group or id:N.
+        #[arg(long, value_name = "PEER|#GROUP|id:N", value_parser = parse_target)]
+        with: Option<Target>,
+        /// Only messages older than this message id.
+        #[arg(long, value_name = "ID")]
+        before: Option<u64>,
+        /// At most this many messages (the server allows up to 100).
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: u32,
+        /// The text to find; several words are joined with spaces.
+        #[arg(value_name = "QUERY", required = true, num_args = 1..)]
+        query: Vec<String>,
+    },
+
     /// List your conversations with unread counts.
     Conversations {
         #[command(flatten)]
@@ -452,6 +471,24 @@ mod tests {
                 ..
             }
         ));
+        let cli = parse(&["search", "--as", "a", "--with", "#g", "big", "Straße"]).unwrap();
+        match cli.command {
+            Command::Search {
+                with: Some(Target::Group(g)),
+                before: None,
+                limit: 20,
+                query,
+                ..
+            } => {
+                assert_eq!(g, "g");
+                assert_eq!(query, vec!["big", "Straße"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(
+            parse(&["search", "--as", "a"]).is_err(),
+            "a query is required"
+        );
         let cli = parse(&["mark-read", "--as", "a", "--with", "bob", "--up-to", "7"]).unwrap();
         assert!(matches!(
             cli.command,

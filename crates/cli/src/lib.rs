@@ -128,6 +128,26 @@ async fn execute(cli: Cli) -> Result<()> {
             })
             .await
         }
+        Command::Search {
+            who,
+            with,
+            before,
+            limit,
+            query,
+        } => {
+            let query = query.join(" ");
+            session::as_user(client, &who.user, |_| {
+                messages::search(
+                    client,
+                    out,
+                    with.as_ref(),
+                    &query,
+                    before.unwrap_or(0),
+                    limit,
+                )
+            })
+            .await
+        }
         Command::Conversations { who } => {
             session::as_user(client, &who.user, |_| messages::conversations(client, out)).await
         }

@@ -1,12 +1,13 @@
-//! Messaging commands: send, read, history, conversations, mark-read,
-//! delete-messages, edit, react, typing. Each runs inside a `--as USER` session.
+//! Messaging commands: send, read, history, search, conversations,
+//! mark-read, delete-messages, edit, react, typing. Each runs inside a
+//! `--as USER` session.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde_json::json;
 
-use raftchat_client::{ChatClient, ClientError, Conversation, Message, Target};
+use raftchat_client::{ChatClient, ClientError, Conversation, Message, SearchReply, Target};
 
 use super::output::Output;
 use super::render::{
@@ -64,28 +65,14 @@ pub async fn read(
     if reply.messages.is_empty() {
         return out.text("no unread messages");
     }
-    // From several conversations: each message is led by its
-    // conversation's name (the peer, or #group), or its id if the list
-    // cannot be had.
-    let names: BTreeMap<u64, String> = if conversation_id == 0 {
-        match client.list_conversations().await {
-            Ok(list) => list
-                .conversations
-                .iter()
-                .map(|c| (c.id, conversation_name(c)))
-                .collect(),
-            Err(_) => BTreeMap::new(),
-        }
+    let names = if conversation_id == 0 {
+        conversation_names(client).await
     } else {
         BTreeMap::new()
     };
     for message in &reply.messages {
         if conversation_id == 0 {
-            let lead = match names.get(&message.conversation_id) {
-                Some(name) => format!("({name}) "),
-                None => format!("(conversation {}) ", message.conversation_id),
-            };
-            out.text(&message_line_after(&lead, message))?;
+            out.text(&message_line_after(&lead(&names, message), message))?;
         } else {
             out.text(&message_line(message))?;
         }
@@ -94,6 +81,77 @@ pub async fn read(
         out.text(&format!("{} more unread", reply.remaining))?;
     }
     Ok(())
+}
+
+/// The caller's conversations' names (the peer, or #group) by id, to lead
+/// messages of several conversations; empty if the list cannot be had.
+async fn conversation_names(client: &ChatClient) -> BTreeMap<u64, String> {
+    match client.list_conversations().await {
+        Ok(list) => list
+            .conversations
+            .iter()
+            .map(|c| (c.id, conversation_name(c)))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+/// `(name) ` or `(conversation N) ` before a message of several
+/// conversations' (see [`conversation_names`]).
+fn lead(names: &BTreeMap<u64, String>, message: &Message) -> String {
+    match names.get(&message.conversation_id) {
+        Some(name) => format!("({name}) "),
+        None => format!("(conversation {}) ", message.conversation_id),
+    }
+}
+
+/// `search --as USER [--with T] [--before ID] [--limit N] QUERY`: one page
+/// of matches, newest first like any search result, each led by its
+/// conversation when all were searched.
+pub async fn search(
+    client: &ChatClient,
+    out: Output,
+    with: Option<&Target>,
+    query: &str,
+    before: u64,
+    limit: u32,
+) -> Result<()> {
+    let reply = client.search(with, query, before, limit).await?;
+    if out.is_json() {
+        for message in &reply.messages {
+            out.object(&message_json(message))?;
+        }
+        if let (true, Some(last)) = (reply.more, reply.messages.last()) {
+            out.object(&json!({ "more": true, "before": last.id }))?;
+        }
+        return Ok(());
+    }
+    let names = match with {
+        None if !reply.messages.is_empty() => Some(conversation_names(client).await),
+        _ => None,
+    };
+    out.text(&search_text(&reply, names.as_ref()))
+}
+
+/// A search page as [`search`] prints it: each match on its line(s),
+/// newest first, led by its conversation's name when `names` is given
+/// (all conversations searched); then how to page on, if more remain.
+pub fn search_text(reply: &SearchReply, names: Option<&BTreeMap<u64, String>>) -> String {
+    if reply.messages.is_empty() {
+        return "no matching messages".into();
+    }
+    let mut lines: Vec<String> = reply
+        .messages
+        .iter()
+        .map(|message| match names {
+            Some(names) => message_line_after(&lead(names, message), message),
+            None => message_line(message),
+        })
+        .collect();
+    if let (true, Some(last)) = (reply.more, reply.messages.last()) {
+        lines.push(format!("(older matches: --before {})", last.id));
+    }
+    lines.join("\n")
 }
 
 /// `history --as USER --with T [--before ID] [--limit N]`: one page, shown
@@ -292,6 +350,49 @@ pub async fn react(client: &ChatClient, out: Output, id: u64, emoji: &str, me: &
 mod tests {
     use super::*;
     use raftchat_client::ConversationKind;
+
+    #[test]
+    fn search_results_are_newest_first_escaped_and_led_by_their_conversation() {
+        crate::time::show_in_utc(true);
+        let message = |id: u64, conversation_id: u64, sender: &str, body: &str| Message {
+            id,
+            conversation_id,
+            sender: sender.into(),
+            body: body.into(),
+            sent_ms: 1_795_423_932_000,
+            ..Default::default()
+        };
+        let reply = SearchReply {
+            messages: vec![
+                message(9, 4, "bob", "the Straße\x1b[2Jis long"),
+                message(7, 3, "alice", "STRASSE\nsecond line"),
+            ],
+            more: true,
+        };
+        let names: BTreeMap<u64, String> = [(4, "#team".to_string())].into();
+        // The body's control characters are escaped; its further lines
+        // are indented past the lead.
+        let indent = " ".repeat("(conversation 3) [7] 2026-11-23 08:52:12 +00:00  alice: ".len());
+        assert_eq!(
+            search_text(&reply, Some(&names)),
+            format!(
+                "(#team) [9] 2026-11-23 08:52:12 +00:00  bob: the Straße\\x1b[2Jis long\n\
+                 (conversation 3) [7] 2026-11-23 08:52:12 +00:00  alice: STRASSE\n\
+                 {indent}second line\n\
+                 (older matches: --before 7)"
+            )
+        );
+        let one = SearchReply {
+            messages: vec![message(9, 4, "bob", "hi")],
+            more: false,
+        };
+        assert_eq!(
+            search_text(&one, None),
+            "[9] 2026-11-23 08:52:12 +00:00  bob: hi"
+        );
+        let none = SearchReply::default();
+        assert_eq!(search_text(&none, None), "no matching messages");
+    }
 
     #[test]
     fn conversations_table_names_groups_with_a_hash() {

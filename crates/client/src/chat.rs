@@ -9,8 +9,8 @@ use raftchat_proto::{
     DeleteMessagesReply, DeleteMessagesRequest, EditMessageReply, EditMessageRequest, HistoryReply,
     HistoryRequest, LeaveGroupRequest, ListAccountsReply, ListAccountsRequest,
     ListConversationsReply, ListConversationsRequest, LoginReply, LoginRequest, LogoutRequest,
-    MarkReadRequest, ReactReply, ReactRequest, ReadUnreadReply, ReadUnreadRequest,
-    SendMessageReply, SendMessageRequest, TypingRequest,
+    MarkReadRequest, ReactReply, ReactRequest, ReadUnreadReply, ReadUnreadRequest, SearchReply,
+    SearchRequest, SendMessageReply, SendMessageRequest, TypingRequest,
 };
 
 use super::retry::{is_retryable, new_request_id};
@@ -256,6 +256,33 @@ impl ChatClient {
             "history",
             message,
             |mut c, r| async move { c.history(r).await },
+        )
+        .await
+    }
+
+    /// Messages whose text contains `query` (case-insensitive), newest
+    /// first: in the conversation `scope` names, or in all of the caller's
+    /// conversations when `None`. Only ids below `before` (0 = from the
+    /// newest); `limit` 0 means the server's default (20), at most 100.
+    /// `more` says whether older matches remain: page on with `before` =
+    /// the last message's id.
+    pub async fn search(
+        &self,
+        scope: Option<&Target>,
+        query: &str,
+        before: u64,
+        limit: u32,
+    ) -> Result<SearchReply, ClientError> {
+        let message = SearchRequest {
+            r#in: scope.map(Target::to_search),
+            query: query.to_string(),
+            before,
+            limit,
+        };
+        self.unary(
+            "search",
+            message,
+            |mut c, r| async move { c.search(r).await },
         )
         .await
     }

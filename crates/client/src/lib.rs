@@ -66,5 +66,5 @@ pub use target::Target;
 /// users need not reach into `raftchat_proto`.
 pub use raftchat_proto::{
     Account, Conversation, ConversationKind, Event, HistoryReply, ListAccountsReply,
-    ListConversationsReply, LoginReply, Message, ReadUnreadReply, StatusReply,
+    ListConversationsReply, LoginReply, Message, ReadUnreadReply, SearchReply, StatusReply,
 };

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use raftchat_proto::{history_request, send_message_request, Conversation, ConversationKind};
+use raftchat_proto::{
+    history_request, search_request, send_message_request, Conversation, ConversationKind,
+};
 
 use super::ClientError;
 
@@ -69,6 +71,15 @@ impl Target {
             Self::User(name) => history_request::With::User(name.clone()),
             Self::Group(name) => history_request::With::Group(name.clone()),
             Self::Conversation(id) => history_request::With::ConversationId(*id),
+        }
+    }
+
+    /// The `in` field of a `SearchRequest`.
+    pub fn to_search(&self) -> search_request::In {
+        match self {
+            Self::User(name) => search_request::In::User(name.clone()),
+            Self::Group(name) => search_request::In::Group(name.clone()),
+            Self::Conversation(id) => search_request::In::ConversationId(*id),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Rules both sides of the wire share, so a client can check what the
 //! server will check (and say so before a round trip): the shortest
-//! password, the longest message, and how a replica is named on command
+//! password, the longest message and search query, and how a replica is named on command
 //! lines.
 
 /// Shortest new password, in characters.
@@ -8,6 +8,10 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// Longest message body a server takes, in bytes of UTF-8.
 pub const MAX_BODY_BYTES: usize = 4096;
+
+/// Longest search query a server takes, in bytes of UTF-8 (after trimming
+/// surrounding blanks).
+pub const MAX_SEARCH_QUERY_BYTES: usize = 256;
 
 /// One replica as `ID=HOST:PORT`, e.g. `2=host2:7002` → (2, "host2:7002").
 /// Shared by `chatd --replica-urls`, `chatctl members add` and `chatctl certs`.

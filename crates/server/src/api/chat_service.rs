@@ -18,7 +18,7 @@ use crate::api::auth;
 use crate::api::convert::{self, chat_error, remote_failure, respond};
 use crate::api::presence::Presence;
 use crate::api::proto::chat_server::Chat;
-use crate::api::proto::{self, history_request, send_message_request};
+use crate::api::proto::{self, history_request, search_request, send_message_request};
 use crate::api::send_stream;
 use crate::api::subscribe;
 use crate::api::throttle::{throttle, Keys};
@@ -26,12 +26,14 @@ use crate::api::typing::TypingLimits;
 use crate::raft::consensus::{now_ms, Consensus};
 use crate::raft::typing::{TypingNotice, TypingRelay};
 use crate::state::command::*;
+use crate::state::search::{Query, MAX_QUERY_BYTES};
 use crate::state::{
     check_group_lookup_len, validate_emoji, validate_group_name, validate_username,
 };
 
 // Clients check the same limit before sending (`raftchat_proto::contract`).
 const _: () = assert!(MAX_BODY_BYTES == raftchat_proto::contract::MAX_BODY_BYTES);
+const _: () = assert!(MAX_QUERY_BYTES == raftchat_proto::contract::MAX_SEARCH_QUERY_BYTES);
 use crate::storage::events::EventHub;
 use crate::storage::SharedState;
 
@@ -51,6 +53,9 @@ pub struct ServiceContext {
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
+/// Search pages are smaller: each match is a message read and checked.
+const DEFAULT_SEARCH_PAGE: u32 = 20;
+const MAX_SEARCH_PAGE: u32 = 100;
 
 impl ServiceContext {
     pub fn check_running(&self) -> Result<(), Status> {
@@ -171,6 +176,14 @@ impl ServiceContext {
 /// `shutdown` is gone, which means the same): for long-lived streams.
 pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|down| *down).await;
+}
+
+fn search_page(limit: u32) -> usize {
+    let n = match limit {
+        0 => DEFAULT_SEARCH_PAGE,
+        n => n.min(MAX_SEARCH_PAGE),
+    };
+    n as usize
 }
 
 fn page(limit: u32) -> usize {
@@ -559,6 +572,48 @@ impl Chat for ChatService {
                     s.history(user, conversation, req.before, page(req.limit))?;
                 Ok(proto::HistoryReply {
                     conversation: Some(convert::conversation(view)),
+                    messages: messages.into_iter().map(convert::message).collect(),
+                    more,
+                })
+            })
+            .map_err(chat_error)
+        }
+        .await;
+        respond(&ctx.consensus, r)
+    }
+
+    /// A read like `history`: after the barrier, from this replica's
+    /// state and its own search index.
+    async fn search(
+        &self,
+        req: Request<proto::SearchRequest>,
+    ) -> Result<Response<proto::SearchReply>, Status> {
+        let ctx = &self.ctx;
+        let r = async {
+            let session = auth::session_from(req.metadata())?;
+            let req = req.into_inner();
+            let scope = match req.r#in {
+                Some(search_request::In::User(u)) => Some(Target::User(u)),
+                Some(search_request::In::Group(g)) => Some(Target::Group(g)),
+                Some(search_request::In::ConversationId(id)) => Some(Target::Conversation(id)),
+                None => None,
+            };
+            if let Some(target) = &scope {
+                check_target(target)?;
+            }
+            let query = Query::new(&req.query).map_err(chat_error)?;
+            ctx.barrier().await?;
+            let user = ctx.user(&session)?;
+            ctx.read(|s| {
+                let conversation = scope.map(|t| s.resolve(user, &t)).transpose()?;
+                let (messages, more) = s.search(
+                    user,
+                    conversation,
+                    &query,
+                    req.before,
+                    search_page(req.limit),
+                )?;
+                Ok(proto::SearchReply {
                     messages: messages.into_iter().map(convert::message).collect(),
                     more,
                 })

@@ -74,6 +74,11 @@
 //! - **Presence.** Online iff holding ≥ 1 subscription; each transition sets
 //!   `last_seen_ms = now` and sends `Presence` to the user and everyone who
 //!   shares a conversation with them.
+//! - **Search** (a read, [`ChatState::search`]): the messages of the
+//!   conversations the caller is a member of now (or of one of them, checked
+//!   like `history`) whose current text contains the query, folded as
+//!   [`search`] says, newest first. How a store finds them (an index, a
+//!   walk) is its own affair and no part of the state or its digest.
 
 mod accounts;
 mod apply;
@@ -82,6 +87,7 @@ mod conversations;
 mod dedup;
 mod pattern;
 mod presence;
+pub mod search;
 mod sessions;
 pub mod store;
 #[cfg(test)]
@@ -674,6 +680,41 @@ impl ChatState {
             .map(|(id, m)| m.view(conversation, id))
             .collect();
         Ok((page, older.next().is_some()))
+    }
+
+    /// A page of `user`'s messages matching `query`, newest first, ids
+    /// below `before` (0 = newest), from `conversation` or, if `None`, from
+    /// every conversation `user` is a member of now; and whether more
+    /// matches remain below the page. Membership is checked like
+    /// [`history`](Self::history)'s.
+    pub fn search(
+        &self,
+        user: UserId,
+        conversation: Option<ConversationId>,
+        query: &search::Query,
+        before: MessageId,
+        limit: usize,
+    ) -> Result<(Vec<MessageView>, bool), ChatError> {
+        let scope: std::collections::BTreeSet<ConversationId> = match conversation {
+            Some(id) => {
+                self.conversations.member_of(id, user)?;
+                [id].into()
+            }
+            None => self.conversations.of_user(user).collect(),
+        };
+        if scope.is_empty() || limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let mut found = self
+            .store
+            .search(&scope, query, before, limit.saturating_add(1));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let page = found
+            .into_iter()
+            .map(|f| f.message.view(f.conversation, f.id))
+            .collect();
+        Ok((page, more))
     }
 
     /// Total unread messages of `user` across conversations.

@@ -21,6 +21,7 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 
 use crate::state::command::*;
+use crate::state::search::{self, Found, Query};
 
 /// A remembered request: who asked and the id they chose, as the first 128
 /// bits of a SHA-256 (see `dedup::key`).
@@ -417,6 +418,21 @@ pub trait Store: std::any::Any + Send + Sync {
 
     /// Everything held, in [`Record`] order.
     fn records(&self) -> Box<dyn Iterator<Item = Record> + '_>;
+
+    /// At most `limit` messages of the conversations in `scope`, with ids
+    /// below `before` (0 = no bound), whose current text matches `query`,
+    /// newest first. A read of what is held, not part of it: a store may
+    /// keep an index for it (a disk store does), which is no [`Record`].
+    /// By default it walks the scope ([`search::scan`]).
+    fn search(
+        &self,
+        scope: &BTreeSet<ConversationId>,
+        query: &Query,
+        before: MessageId,
+        limit: usize,
+    ) -> Vec<Found> {
+        search::scan(self, scope, query, before, limit)
+    }
 }
 
 /// A [`Store`] in RAM: ordered maps. Unit tests and memory mode use it.

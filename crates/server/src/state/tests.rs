@@ -47,8 +47,13 @@ struct H {
 
 impl H {
     fn new() -> Self {
+        H::over(Box::new(store::MemoryStore::default()))
+    }
+
+    /// A harness over an empty `store`.
+    fn over(store: Box<dyn store::Store>) -> Self {
         H {
-            s: ChatState::default(),
+            s: ChatState::with_store(store),
             index: 0,
             ts: 1_000,
             events: Vec::new(),
@@ -2192,4 +2197,157 @@ fn forged_proposals_are_refused_and_change_nothing() {
         verified_hash: hash("a"),
         new_hash: "$argon2id$v=19$m=19456,t=2,p=1$LZE2/AHF3D9xpX9cVZHC/Q$3GkX48ImIBi3C/dzB1HB35sDkNUV3V8pP71+AuMoHpw".into(),
     });
+}
+
+// -------------------------------------------------------------------- search
+
+/// Ids and bodies `user` finds for `query`: in `conversation` or all.
+fn found(
+    s: &ChatState,
+    user: UserId,
+    conversation: Option<ConversationId>,
+    query: &str,
+    before: MessageId,
+    limit: usize,
+) -> (Vec<(MessageId, String)>, bool) {
+    let query = search::Query::new(query).unwrap();
+    let (page, more) = s
+        .search(user, conversation, &query, before, limit)
+        .expect("search");
+    (page.into_iter().map(|m| (m.id, m.body)).collect(), more)
+}
+
+/// Search through the state machine over `store`: case-insensitive beyond
+/// ASCII, only in the caller's conversations, newest first and paged,
+/// current text only, after leaving and account deletion. `checkpoint`
+/// runs between steps (a disk store writes its changes there: see
+/// `storage::disk_store`'s tests, which run this too).
+pub(crate) fn search_scenario(
+    store: Box<dyn store::Store>,
+    checkpoint: &mut dyn FnMut(&mut ChatState),
+) {
+    let mut h = H::over(store);
+    let (a, ta) = h.user("a");
+    let (b, tb) = h.user("b");
+    let (c, tc) = h.user("c");
+    let club = h.group(ta, "club", &["b"]).id;
+    let ab = h.dm(ta, "b", "Meet at the ÉCOLE at noon");
+    let street = h.send(tb, Target::Conversation(club), "Die Straße ist lang");
+    checkpoint(&mut h.s);
+    let bc = h.dm(tb, "c", "secret école plan");
+    let hello = h.send(ta, Target::Conversation(club), "hello world");
+    checkpoint(&mut h.s);
+
+    // Only the caller's conversations; case and ß/ss ignored.
+    let ids =
+        |r: (Vec<(MessageId, String)>, bool)| r.0.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(ids(found(&h.s, a, None, "école", 0, 10)), vec![ab.id]);
+    assert_eq!(
+        ids(found(&h.s, b, None, "ÉCOLE", 0, 10)),
+        vec![bc.id, ab.id]
+    );
+    assert_eq!(ids(found(&h.s, c, None, "École", 0, 10)), vec![bc.id]);
+    assert_eq!(ids(found(&h.s, a, None, "STRASSE", 0, 10)), vec![street.id]);
+    assert_eq!(
+        ids(found(&h.s, a, Some(club), "straße", 0, 10)),
+        vec![street.id]
+    );
+    assert_eq!(
+        ids(found(&h.s, a, Some(ab.conversation), "straße", 0, 10)),
+        Vec::<u64>::new()
+    );
+    // One- and two-character queries, and a text's last characters.
+    assert_eq!(ids(found(&h.s, a, None, "É", 0, 10)), vec![ab.id]);
+    assert_eq!(ids(found(&h.s, a, None, "ng", 0, 10)), vec![street.id]);
+    assert_eq!(ids(found(&h.s, a, None, "x", 0, 10)), Vec::<u64>::new());
+    // Others' conversations are refused as History refuses them.
+    let query = search::Query::new("plan").unwrap();
+    let e =
+        h.s.search(a, Some(bc.conversation), &query, 0, 10)
+            .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    let e = h.s.search(a, Some(999), &query, 0, 10).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+
+    // Pages, newest first, some written before a checkpoint.
+    let mut pages = Vec::new();
+    for n in 0..5 {
+        pages.push(h.dm(ta, "b", &format!("Page {n}")).id);
+        if n == 2 {
+            checkpoint(&mut h.s);
+        }
+    }
+    let (first, more) = found(&h.s, b, None, "page", 0, 2);
+    assert_eq!(
+        first,
+        vec![(pages[4], "Page 4".into()), (pages[3], "Page 3".into())]
+    );
+    assert!(more);
+    let (second, more) = found(&h.s, b, None, "page", pages[3], 2);
+    assert_eq!(
+        second.iter().map(|m| m.0).collect::<Vec<_>>(),
+        vec![pages[2], pages[1]]
+    );
+    assert!(more);
+    let (last, more) = found(&h.s, b, None, "page", pages[1], 2);
+    assert_eq!(last.iter().map(|m| m.0).collect::<Vec<_>>(), vec![pages[0]]);
+    assert!(!more);
+
+    // Current text only: an edit and a deletion, before and after a
+    // checkpoint.
+    h.ok(edit(ta, hello.id, "goodbye world"));
+    h.ok(Command::DeleteMessages {
+        session: ta,
+        ids: vec![pages[3]],
+    });
+    for _ in 0..2 {
+        assert_eq!(ids(found(&h.s, b, None, "hello", 0, 10)), Vec::<u64>::new());
+        assert_eq!(ids(found(&h.s, b, None, "GOODBYE", 0, 10)), vec![hello.id]);
+        assert_eq!(
+            ids(found(&h.s, b, None, "page 3", 0, 10)),
+            Vec::<u64>::new()
+        );
+        assert_eq!(ids(found(&h.s, b, None, "page", 0, 10)).len(), 4);
+        checkpoint(&mut h.s);
+    }
+
+    // Leaving a group leaves its messages out of the search.
+    h.ok(Command::LeaveGroup {
+        session: ta,
+        conversation: club,
+    });
+    assert_eq!(
+        ids(found(&h.s, a, None, "straße", 0, 10)),
+        Vec::<u64>::new()
+    );
+    let e = h.s.search(a, Some(club), &query, 0, 10).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::PermissionDenied);
+    assert_eq!(ids(found(&h.s, b, None, "straße", 0, 10)), vec![street.id]);
+    checkpoint(&mut h.s);
+
+    // A deleted peer's messages stay findable by the other member; once
+    // both sides are gone the conversation is.
+    h.ok(Command::DeleteAccount {
+        session: tc,
+        verified_hash: hash("c"),
+    });
+    assert_eq!(ids(found(&h.s, b, None, "secret", 0, 10)), vec![bc.id]);
+    checkpoint(&mut h.s);
+    h.ok(Command::DeleteAccount {
+        session: tb,
+        verified_hash: hash("b"),
+    });
+    assert_eq!(ids(found(&h.s, a, None, "page", 0, 10)).len(), 4);
+    assert_eq!(
+        ids(found(&h.s, a, None, "secret", 0, 10)),
+        Vec::<u64>::new()
+    );
+    checkpoint(&mut h.s);
+    assert_eq!(ids(found(&h.s, a, None, "page", 0, 10)).len(), 4);
+    assert_eq!(found(&h.s, b, None, "page", 0, 10).0.len(), 0);
+}
+
+#[test]
+fn search_finds_current_text_in_own_conversations_only() {
+    search_scenario(Box::new(store::MemoryStore::default()), &mut |_| {});
 }

@@ -21,6 +21,10 @@
 //! remembered_filters  G -> that table's key filter
 //! meta        "applied" -> the caller's blob (last applied id, membership, chat core)
 //!             "forget_before" -> state time before which requests are forgotten
+//!             "search_index" -> which checkpoint the search index matches
+//! search_grams, search_scopes   this replica's search index (`search_index`):
+//!             written by each checkpoint with its messages, rebuilt at open
+//!             when it does not match, built by `load`; never a `Record`
 //! ```
 //!
 //! Messages are keyed by their global id, so a checkpoint appends to the
@@ -49,7 +53,9 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use super::request_window::{self, Filters, Window};
+use super::search_index::{self, Pending};
 use crate::state::command::{ConversationId, MessageId};
+use crate::state::search::{self, Query};
 use crate::state::store::{
     DedupKey, Message, MessageExt, MessageV0, MessageV0Ref, Messages, Record, RememberedAt, Store,
 };
@@ -182,6 +188,7 @@ struct Base {
     // Tables first: they hold pages of the transaction.
     messages: Option<ReadOnlyTable<u64, &'static [u8]>>,
     heads: Option<ReadOnlyTable<u64, u64>>,
+    search: search_index::Reader,
     window: Window,
     /// The applied-state blob written with this commit.
     applied: Option<Vec<u8>>,
@@ -221,6 +228,7 @@ impl Base {
         // A table that was never written does not exist yet.
         let messages = optional(tx.open_table(MESSAGES))?;
         let heads = optional(tx.open_table(HEADS))?;
+        let search = search_index::Reader::open(&tx)?;
         let window = Window::open(&tx, filters)?;
         let (applied, forget_before) = match optional(tx.open_table(META))? {
             Some(meta) => (
@@ -239,6 +247,7 @@ impl Base {
         Ok(Base {
             messages,
             heads,
+            search,
             window,
             applied,
             forget_before,
@@ -266,6 +275,75 @@ impl Base {
     }
 }
 
+/// Rebuilds the search index from the messages unless its marker matches
+/// the applied state (see `search_index`): the file was written by a
+/// release without the index, or by one that did not keep it.
+fn ensure_search_index(db: &Database, path: &Path) -> Result<(), Error> {
+    let read = db.begin_read()?;
+    let Some(meta) = optional(read.open_table(META))? else {
+        return Ok(());
+    };
+    let Some(applied) = meta.get(APPLIED)?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    let marker = search_index::marker(&applied);
+    if meta
+        .get(search_index::MARKER)?
+        .is_some_and(|v| v.value() == marker.as_slice())
+    {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let commit = |mut tx: redb::WriteTransaction, last: bool| -> Result<(), Error> {
+        let durability = if last {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        tx.set_durability(durability)
+            .map_err(|e| corrupt("durability", e))?;
+        tx.set_quick_repair(last);
+        tx.commit()?;
+        Ok(())
+    };
+    let tx = db.begin_write()?;
+    search_index::clear(&tx)?;
+    tx.open_table(META)?.remove(search_index::MARKER)?;
+    commit(tx, false)?;
+    let mut search = Pending::default();
+    let mut indexed = 0u64;
+    if let Some(messages) = optional(read.open_table(MESSAGES))? {
+        for item in messages.iter()? {
+            let (k, v) = item?;
+            let id = k.value();
+            let slot = Slot::decode(v.value()).map_err(|e| corrupt(&format!("message {id}"), e))?;
+            if let Some(m) = &slot.message {
+                search.add(id, slot.conversation, &m.body);
+                indexed += 1;
+            }
+            if search.full() {
+                let tx = db.begin_write()?;
+                search.write(&tx)?;
+                commit(tx, false)?;
+            }
+        }
+    }
+    let tx = db.begin_write()?;
+    search.write(&tx)?;
+    tx.open_table(META)?
+        .insert(search_index::MARKER, marker.as_slice())?;
+    commit(tx, true)?;
+    let bytes = search_index::stored_bytes(&db.begin_read()?)?;
+    tracing::info!(
+        file = %path.display(),
+        messages = indexed,
+        bytes,
+        ms = started.elapsed().as_millis(),
+        "search index rebuilt"
+    );
+    Ok(())
+}
+
 fn optional<T>(r: Result<T, redb::TableError>) -> Result<Option<T>, Error> {
     match r {
         Ok(t) => Ok(Some(t)),
@@ -290,6 +368,7 @@ impl DiskStore {
             tx.commit()?;
             tracing::info!(file = %path.display(), "request-id window moved to one table per generation");
         }
+        ensure_search_index(&db, path)?;
         let base = Base::open(&db, &Filters::new())?;
         let applied = base.applied.clone();
         let fresh = Delta {
@@ -377,6 +456,7 @@ impl DiskStore {
             .create(path)?;
         let mut heads: BTreeMap<ConversationId, MessageId> = BTreeMap::new();
         let mut remembered = BTreeMap::new();
+        let mut search = Pending::default();
         let mut records = records.peekable();
         let mut last_id = 0;
         loop {
@@ -398,6 +478,10 @@ impl DiskStore {
                                 ));
                             }
                             last_id = id;
+                            search.add(id, conversation, &message.body);
+                            if search.full() {
+                                search.write(&tx)?;
+                            }
                             let slot = Slot {
                                 conversation,
                                 prev: heads.insert(conversation, id).unwrap_or(0),
@@ -415,6 +499,7 @@ impl DiskStore {
                 // Records come in key order: each table is appended to.
                 request_window::write(&tx, &remembered, 0, None)?;
                 remembered.clear();
+                search.write(&tx)?;
                 records.peek().is_none()
             };
             if last {
@@ -423,7 +508,13 @@ impl DiskStore {
                     table.insert(conversation, id)?;
                 }
                 drop(table);
-                tx.open_table(META)?.insert(APPLIED, applied)?;
+                let mut meta = tx.open_table(META)?;
+                meta.insert(APPLIED, applied)?;
+                meta.insert(
+                    search_index::MARKER,
+                    search_index::marker(applied).as_slice(),
+                )?;
+                drop(meta);
                 tx.set_durability(Durability::Immediate)
                     .map_err(|e| corrupt("durability", e))?;
                 tx.set_quick_repair(true);
@@ -667,6 +758,83 @@ impl Store for DiskStore {
         self.fresh.forget_before = self.fresh.forget_before.max(cutoff);
     }
 
+    /// Messages changed since the last checkpoint (the deltas) are checked
+    /// one by one; the rest are the index's candidates at the last
+    /// checkpoint that no delta changed, checked against their text.
+    fn search(
+        &self,
+        scope: &BTreeSet<ConversationId>,
+        query: &Query,
+        before: MessageId,
+        limit: usize,
+    ) -> Vec<search::Found> {
+        let upper = match before {
+            0 => MessageId::MAX,
+            before => before,
+        };
+        let (sealed, base) = self.layers();
+        let deltas: Vec<&Delta> = std::iter::once(&self.fresh)
+            .chain(sealed.as_deref())
+            .collect();
+        let live = |conversation: &ConversationId| {
+            scope.contains(conversation) && !self.is_removed(*conversation, sealed.as_deref())
+        };
+        let mut found = Vec::new();
+        for (n, delta) in deltas.iter().enumerate() {
+            let newer = &deltas[..n];
+            let matches = delta
+                .slots
+                .range(..upper)
+                .rev()
+                .filter(|(id, slot)| {
+                    live(&slot.conversation) && !newer.iter().any(|d| d.slots.contains_key(id))
+                })
+                .filter_map(|(&id, slot)| {
+                    let message = slot.message.as_ref()?;
+                    query.matches(&message.body).then(|| search::Found {
+                        conversation: slot.conversation,
+                        id,
+                        message: message.clone(),
+                    })
+                })
+                .take(limit);
+            found.extend(matches);
+        }
+        let mut from_index = 0;
+        let mut failure = None;
+        let walked = base
+            .search
+            .candidates(scope, &query.lookup(), before, |id| {
+                if deltas.iter().any(|d| d.slots.contains_key(&id)) {
+                    return true;
+                }
+                match base.slot(id) {
+                    Ok(Some(Slot {
+                        conversation,
+                        message: Some(message),
+                        ..
+                    })) if live(&conversation) && query.matches(&message.body) => {
+                        found.push(search::Found {
+                            conversation,
+                            id,
+                            message,
+                        });
+                        from_index += 1;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+                from_index < limit
+            });
+        if let Some(e) = walked.err().or(failure) {
+            self.failed(e);
+        }
+        search::newest(found, limit)
+    }
+
     fn records(&self) -> Box<dyn Iterator<Item = Record> + '_> {
         // Every id any layer knows, resolved through the layers.
         let (sealed, base) = self.layers();
@@ -797,9 +965,16 @@ impl Checkpoint {
             let mut messages = tx.open_table(MESSAGES)?;
             let mut heads = tx.open_table(HEADS)?;
             let mut bytes = Vec::new();
+            let mut search = Pending::default();
             for (&id, slot) in &d.slots {
                 if d.removed.contains(&slot.conversation) {
                     continue;
+                }
+                if let Some(m) = &slot.message {
+                    search.add(id, slot.conversation, &m.body);
+                    if search.full() {
+                        search.write(&tx)?;
+                    }
                 }
                 bytes.clear();
                 bytes = slot.encode(bytes)?;
@@ -825,9 +1000,14 @@ impl Checkpoint {
                 }
             }
             drop((messages, heads));
+            search.write(&tx)?;
             request_window::write(&tx, &d.remembered, d.forget_before, Some(&mut filters))?;
             let mut meta = tx.open_table(META)?;
             meta.insert(APPLIED, applied)?;
+            meta.insert(
+                search_index::MARKER,
+                search_index::marker(applied).as_slice(),
+            )?;
             meta.insert(FORGET_BEFORE, d.forget_before.to_le_bytes().as_slice())?;
         }
         tx.commit()?;
@@ -925,6 +1105,171 @@ mod tests {
         assert_eq!(Slot::decode(&bytes).unwrap(), edited);
     }
 
+    /// The disk store finds what a walk of the memory store finds.
+    fn same_search(disk: &DiskStore, mem: &MemoryStore) {
+        let scopes: Vec<BTreeSet<ConversationId>> =
+            vec![(1..=6).collect(), [2].into(), [1, 3, 6].into(), [9].into()];
+        for query in [
+            "body 1", "BODY", "Edited", "round 3", "1", "y 2", "9", "zzz",
+        ] {
+            let query = Query::new(query).unwrap();
+            for scope in &scopes {
+                for before in [0, 1, 40, 41, 97, 1000] {
+                    for limit in [1, 3, 200] {
+                        assert_eq!(
+                            disk.search(scope, &query, before, limit),
+                            search::scan(mem, scope, &query, before, limit),
+                            "{query:?} in {scope:?} before {before}, limit {limit}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Search through the state machine, with the changes written at
+    /// every other step and left sealed (being written) at the others.
+    #[test]
+    fn search_over_the_disk_store_follows_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, _) = DiskStore::open(&dir.path().join("state.redb")).unwrap();
+        let mut sealed: Option<Checkpoint> = None;
+        crate::state::tests::search_scenario(Box::new(disk), &mut |state| {
+            let disk = state.store_as_mut::<DiskStore>().unwrap();
+            match sealed.take() {
+                Some(checkpoint) => checkpoint.run(b"applied").unwrap(),
+                None => sealed = disk.seal(),
+            }
+        });
+    }
+
+    /// An index that does not match the applied state is rebuilt at open;
+    /// a loaded snapshot comes with one.
+    #[test]
+    fn the_search_index_is_rebuilt_when_it_does_not_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let (mut disk, _) = DiskStore::open(&path).unwrap();
+        let mut mem = MemoryStore::default();
+        for id in 1..=300u64 {
+            let m = msg(id);
+            disk.put_message(id % 4 + 1, id, m.clone());
+            mem.put_message(id % 4 + 1, id, m);
+        }
+        disk.seal().unwrap().run(b"one").unwrap();
+        for id in [5, 6, 7] {
+            let c = mem.home(id).unwrap();
+            disk.remove_message(c, id);
+            mem.remove_message(c, id);
+        }
+        disk.seal().unwrap().run(b"two").unwrap();
+        drop(disk);
+        // A release without the index writes a checkpoint: the marker no
+        // longer matches, and the message it wrote is not indexed.
+        {
+            let db = Database::open(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut messages = tx.open_table(MESSAGES).unwrap();
+                let slot = Slot {
+                    conversation: 2,
+                    prev: 0,
+                    message: Some(Message::new(1, "u1", "unindexed words", 1, 1)),
+                };
+                messages
+                    .insert(1000, slot.encode(Vec::new()).unwrap().as_slice())
+                    .unwrap();
+                tx.open_table(META)
+                    .unwrap()
+                    .insert(APPLIED, &b"three"[..])
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        mem.put_message(2, 1000, Message::new(1, "u1", "unindexed words", 1, 1));
+        let (disk, _) = DiskStore::open(&path).unwrap();
+        same_search(&disk, &mem);
+        let query = Query::new("unindexed").unwrap();
+        assert_eq!(disk.search(&[2].into(), &query, 0, 5).len(), 1);
+        // A snapshot loaded elsewhere.
+        let loaded = dir.path().join("loaded.redb");
+        DiskStore::load(&loaded, b"snap", mem.records().map(Ok::<_, String>)).unwrap();
+        let (disk, applied) = DiskStore::open(&loaded).unwrap();
+        assert_eq!(applied.as_deref(), Some(&b"snap"[..]));
+        same_search(&disk, &mem);
+        drop(disk);
+        let marker = Database::open(&loaded)
+            .unwrap()
+            .begin_read()
+            .unwrap()
+            .open_table(META)
+            .unwrap()
+            .get(search_index::MARKER)
+            .unwrap()
+            .map(|v| v.value().to_vec());
+        assert_eq!(marker, Some(search_index::marker(b"snap")));
+    }
+
+    /// More messages than one write of gathered postings holds: a load
+    /// and a checkpoint write them in parts, a rebuild in transactions.
+    #[test]
+    fn the_search_index_is_written_in_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = search_index::PENDING_MESSAGES as u64 + 700;
+        let mut mem = MemoryStore::default();
+        for id in 1..=n {
+            let body = format!(
+                "w{} {}",
+                id % 1000,
+                if id % 7 == 0 { "seventh" } else { "" }
+            );
+            mem.put_message(id % 3 + 1, id, Message::new(1, "a", &body, id, id));
+        }
+        let check = |disk: &DiskStore| {
+            for (query, before) in [("seventh", 0), ("W99 ", 0), ("w5", 40_000), ("w5", n)] {
+                let query = Query::new(query).unwrap();
+                for scope in [[1, 2, 3].into(), [2].into()] {
+                    assert_eq!(
+                        disk.search(&scope, &query, before, 500),
+                        search::scan(&mem, &scope, &query, before, 500),
+                        "{query:?} in {scope:?} before {before}"
+                    );
+                }
+            }
+        };
+        let loaded = dir.path().join("loaded.redb");
+        DiskStore::load(&loaded, b"snap", mem.records().map(Ok::<_, String>)).unwrap();
+        let (disk, _) = DiskStore::open(&loaded).unwrap();
+        check(&disk);
+        drop(disk);
+        // The marker gone: rebuilt at open.
+        {
+            let db = Database::open(&loaded).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .remove(search_index::MARKER)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let (disk, _) = DiskStore::open(&loaded).unwrap();
+        check(&disk);
+        // Written by one checkpoint.
+        let (mut disk, _) = DiskStore::open(&dir.path().join("state.redb")).unwrap();
+        for record in mem.records() {
+            if let Record::Message {
+                conversation,
+                id,
+                message,
+            } = record
+            {
+                disk.put_message(conversation, id, message);
+            }
+        }
+        disk.seal().unwrap().run(b"one").unwrap();
+        check(&disk);
+    }
+
     fn entry(at: u64) -> RememberedAt {
         RememberedAt {
             at,
@@ -966,6 +1311,7 @@ mod tests {
             for id in 0..130 {
                 assert_eq!(disk.home(id), mem.home(id), "home of {id}");
             }
+            same_search(disk, mem);
             assert_eq!(disk.failure(), None);
         };
         let mut id = 0;

@@ -19,7 +19,8 @@
 //! DIR/log/NNN….seg    the log: segments named by their first index (see `wal`)
 //! DIR/state.redb      the applied state at its last checkpoint: history,
 //!                     remembered request ids, and the rest of the chat state
-//!                     with last_applied and membership (see `disk_store`)
+//!                     with last_applied and membership (see `disk_store`);
+//!                     and this replica's search index (`search_index`)
 //! DIR/state.redb.new  a received snapshot being loaded (removed at start)
 //! DIR/snapshot-dump-ID  the newest snapshot as sent to followers, written
 //!                     when one first needs it (not synced; removed at start)
@@ -101,6 +102,7 @@ mod meta_file;
 pub mod power_cut;
 pub mod raft_types;
 mod request_window;
+mod search_index;
 mod snapshot_body;
 mod snapshot_data;
 mod state_store;
