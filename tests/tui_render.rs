@@ -421,6 +421,11 @@ fn tiny_terminals_do_not_panic() {
     let mut help = chat_app();
     press(&mut help, KeyCode::Char('?'));
     apps.push(help);
+    let mut search = chat_app();
+    press(&mut search, KeyCode::Tab);
+    press(&mut search, KeyCode::Char('/'));
+    type_text(&mut search, "x");
+    apps.push(search);
     for app in &apps {
         for (width, height) in [(1, 1), (10, 3), (30, 8), (45, 12)] {
             let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
@@ -1245,6 +1250,73 @@ fn someone_typing_shows_over_the_compose_box() {
     let text = screen(&app);
     assert!(!text.contains("typing"), "{text}");
     assert!(!text.contains("✎"), "{text}");
+}
+
+/// `/` in the messages: the matches of the open conversation, newest
+/// first, the match highlighted and in view, control characters gone.
+#[test]
+fn search_results_in_a_conversation() {
+    let mut app = chat_app();
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "leader");
+    press(&mut app, KeyCode::Enter);
+    assert!(screen(&app).contains("Searching…"), "{}", screen(&app));
+    let long = format!(
+        "{}and then the LEADER goes away\u{1b}[2J for good",
+        "words before the match ".repeat(5)
+    );
+    net(
+        &mut app,
+        NetEvent::SearchResults {
+            conversation_id: 1,
+            query: "leader".into(),
+            before: 0,
+            messages: vec![
+                msg(
+                    3,
+                    1,
+                    "bob",
+                    "Great. I will kill the leader first, then watch the client rotate.",
+                    T0 - 120_000,
+                ),
+                msg(2, 1, "alice", &long, T0 - DAY),
+                msg(1, 1, "bob\u{7}", "which leader?\nthe new one", T0 - 2 * DAY),
+            ],
+            more: true,
+        },
+    );
+    let (buffer, text) = drawn(&app, WIDTH, HEIGHT);
+    assert!(
+        text.contains("3 matches · more at the end of the list"),
+        "{text}"
+    );
+    assert!(text.contains("…"), "{text}");
+    let (x, y) = find(&buffer, "LEADER").expect("the long one's match is in view");
+    assert!(buffer[(x, y)]
+        .style()
+        .add_modifier
+        .contains(Modifier::UNDERLINED));
+    insta::assert_snapshot!(text);
+    // Nothing found says so.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "x");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SearchResults {
+            conversation_id: 1,
+            query: "leaderx".into(),
+            before: 0,
+            messages: vec![],
+            more: false,
+        },
+    );
+    assert!(
+        screen(&app).contains("No messages match “leaderx”."),
+        "{}",
+        screen(&app)
+    );
 }
 
 /// `+` on a message opens the picker: common emoji, or type one.

@@ -10,7 +10,8 @@
 //! concern into `impl App` blocks: `input` (keys → actions), `session`,
 //! `chat` (server data, read-when-shown), `scroll`, `sending`,
 //! `compose_mode` (editing and replying), `reactions` (the picker),
-//! `typing` (typing notices, both ways), `browse` (accounts browser) and
+//! `typing` (typing notices, both ways), `search` (`/` in a conversation),
+//! `browse` (accounts browser) and
 //! `network` (dispatch of [`NetEvent`]s).
 
 mod accounts;
@@ -25,6 +26,7 @@ mod outbox;
 mod persist;
 mod reactions;
 mod scroll;
+mod search;
 mod sending;
 mod session;
 mod sign_in;
@@ -47,6 +49,7 @@ pub use conversations::{
 pub use outbox::{Outbox, OutboxItem};
 pub use persist::{SavedState, DRAFT_SAVE_MS};
 pub use reactions::{ReactPicker, COMMON_EMOJI};
+pub use search::{SearchPanel, SEARCH_PAGE};
 pub use sign_in::{Field, Pending, SignInForm};
 pub use typing::{typing_label, Typist, TYPING_REPEAT_MS};
 
@@ -136,6 +139,8 @@ pub enum Overlay {
     Prompt(Prompt),
     /// The reaction picker over a message.
     React(ReactPicker),
+    /// Searching the open conversation (`/`).
+    Search(SearchPanel),
 }
 
 /// What a yes/no dialog is about.
@@ -212,6 +217,9 @@ pub struct MessageView {
     /// The newest message drawn whole, reported after each frame: below
     /// the cursor when the pane is filled from the top.
     pub shown_up_to: u64,
+    /// A search result to put the cursor on once its history page is
+    /// loaded (see `search`).
+    pub jump_to: Option<u64>,
 }
 
 /// Presence of an account, as last reported.
@@ -371,6 +379,7 @@ impl App {
             self.place_outbox_entries();
             effects.extend(self.pump_outbox());
             self.jump_to_first_unread();
+            effects.extend(self.continue_jump());
             effects.extend(self.mark_shown_read());
             effects.extend(self.typing_notice(compose_before));
         }
@@ -389,6 +398,8 @@ impl App {
             Some(Overlay::Confirm(_)) => vec![Context::Confirm],
             Some(Overlay::Prompt(_)) => vec![Context::Prompt],
             Some(Overlay::React(_)) => vec![Context::React],
+            Some(Overlay::Search(panel)) if panel.list_focused => vec![Context::SearchResults],
+            Some(Overlay::Search(_)) => vec![Context::SearchQuery],
             Some(Overlay::Accounts(b)) if b.list_focused => vec![Context::AccountsList],
             Some(Overlay::Accounts(_)) => vec![Context::AccountsSearch],
             None => match (self.screen, self.focus) {

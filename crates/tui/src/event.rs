@@ -132,6 +132,15 @@ pub enum NetEvent {
         online: bool,
         last_seen_ms: u64,
     },
+    /// A page of the messages of `conversation_id` matching `query`,
+    /// newest first, asked for with `before`.
+    SearchResults {
+        conversation_id: u64,
+        query: String,
+        before: u64,
+        messages: Vec<Message>,
+        more: bool,
+    },
     /// `user` is typing in `conversation_id`: show it for `expires_in_ms`
     /// unless their message comes first.
     Typing {
@@ -243,6 +252,14 @@ pub enum Effect {
     MarkRead {
         conversation_id: u64,
         up_to: u64,
+    },
+    /// Find the messages of `conversation_id` containing `query`, the
+    /// page below `before` (0 = the newest); answered by `SearchResults`
+    /// or `Failed`.
+    SearchMessages {
+        conversation_id: u64,
+        query: String,
+        before: u64,
     },
     /// Tell the other members we are typing in `conversation_id`. Best
     /// effort: nothing answers it, a failure is dropped.

@@ -34,6 +34,10 @@ pub enum Context {
     Prompt,
     /// The reaction picker.
     React,
+    /// The search overlay's query field.
+    SearchQuery,
+    /// The search overlay's results.
+    SearchResults,
     Help,
 }
 
@@ -53,6 +57,8 @@ impl Context {
             Context::Confirm => "Confirmation",
             Context::Prompt => "Question",
             Context::React => "Reaction picker",
+            Context::SearchQuery => "Search: query",
+            Context::SearchResults => "Search: results",
             Context::Help => "Help",
         }
     }
@@ -88,6 +94,8 @@ pub enum Action {
     Reply,
     /// Open the reaction picker on the selected message.
     React,
+    /// Search the open conversation's messages.
+    Find,
     PageUp,
     PageDown,
     Top,
@@ -135,6 +143,7 @@ impl Action {
         (Action::Edit, "edit"),
         (Action::Reply, "reply"),
         (Action::React, "react"),
+        (Action::Find, "find"),
         (Action::PageUp, "page_up"),
         (Action::PageDown, "page_down"),
         (Action::Top, "oldest"),
@@ -258,6 +267,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[ch(' ')], C::Messages, A::ToggleMark, "mark own message"),
     bind(&[ch('d'), plain(K::Delete)], C::Messages, A::DeleteMessages, "delete marked/selected"),
     bind(&[ch('r')], C::Messages, A::Retry, "retry failed"),
+    bind(&[ch('/')], C::Messages, A::Find, "search messages"),
     bind(&[plain(K::End), ch('G')], C::Messages, A::Bottom, "newest"),
     bind(&[plain(K::Home), ch('g')], C::Messages, A::Top, "oldest loaded"),
     bind(&[plain(K::PageUp), ctrl('b')], C::Messages, A::PageUp, "page up"),
@@ -303,6 +313,14 @@ pub const BINDINGS: &[Binding] = &[
     bind(&[plain(K::Left), plain(K::Up)], C::React, A::Up, "previous emoji"),
     bind(&[plain(K::Right), plain(K::Down)], C::React, A::Down, "next emoji"),
     bind(&[plain(K::Esc)], C::React, A::Cancel, "cancel"),
+    bind(&[plain(K::Enter)], C::SearchQuery, A::Search, "search"),
+    bind(&[plain(K::Down), plain(K::Tab)], C::SearchQuery, A::FocusNext, "to results"),
+    bind(&[plain(K::Esc)], C::SearchQuery, A::Back, "close"),
+    bind(&[plain(K::Enter)], C::SearchResults, A::Open, "go to message"),
+    bind(&[plain(K::Up), ch('k')], C::SearchResults, A::Up, "newer"),
+    bind(&[plain(K::Down), ch('j')], C::SearchResults, A::Down, "older (the end loads more)"),
+    bind(&[ch('/'), plain(K::Tab)], C::SearchResults, A::EditPattern, "edit query"),
+    bind(&[plain(K::Esc), ch('q')], C::SearchResults, A::Back, "close"),
     bind(&[plain(K::Esc), ch('?'), ch('q')], C::Help, A::ToggleHelp, "close help"),
     bind(&[plain(K::Up), ch('k')], C::Help, A::Up, "scroll up"),
     bind(&[plain(K::Down), ch('j')], C::Help, A::Down, "scroll down"),
@@ -457,6 +475,7 @@ fn is_typing(context: Context) -> bool {
             | Context::AccountsSearch
             | Context::Prompt
             | Context::React
+            | Context::SearchQuery
     )
 }
 

@@ -114,6 +114,11 @@ pub fn accounts_box(body: Rect) -> Rect {
     centered(body, ACCOUNTS_BOX.0, ACCOUNTS_BOX.1)
 }
 
+/// The search overlay's box in the screen's body (at most 90 x 30).
+pub fn search_box(body: Rect) -> Rect {
+    centered(body, 90, 30)
+}
+
 /// Accounts per page: as many as the list shows on this screen (at least
 /// one; 10 before the size is known).
 pub fn accounts_page_size(app: &App) -> u32 {

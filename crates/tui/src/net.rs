@@ -294,6 +294,26 @@ async fn run(client: &ChatClient, effect: Effect) -> Vec<NetEvent> {
             Ok(_) => Vec::new(),
             Err(err) => vec![failed("react", &err)],
         },
+        Effect::SearchMessages {
+            conversation_id,
+            query,
+            before,
+        } => {
+            let target = Target::Conversation(conversation_id);
+            match client
+                .search(Some(&target), &query, before, super::app::SEARCH_PAGE)
+                .await
+            {
+                Ok(reply) => vec![NetEvent::SearchResults {
+                    conversation_id,
+                    query,
+                    before,
+                    messages: reply.messages,
+                    more: reply.more,
+                }],
+                Err(err) => vec![failed("search messages", &err)],
+            }
+        }
         Effect::MarkRead {
             conversation_id,
             up_to,

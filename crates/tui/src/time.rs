@@ -46,17 +46,28 @@ pub fn clock(unix_ms: u64, zone: &TimeZone) -> String {
     format!("{hour:02}:{minute:02}")
 }
 
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// The month's short name (`Nov`).
+fn month_name(day: Day) -> &'static str {
+    MONTHS
+        .get((day.month as usize).saturating_sub(1))
+        .unwrap_or(&"?")
+}
+
 /// `Mon 23 Nov 2026`.
 pub fn day_label(day: Day) -> String {
     const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
     let weekday = WEEKDAYS.get(day.weekday as usize).unwrap_or(&"?");
-    let month = MONTHS
-        .get((day.month as usize).saturating_sub(1))
-        .unwrap_or(&"?");
-    format!("{weekday} {} {month} {}", day.day, day.year)
+    format!("{weekday} {} {} {}", day.day, month_name(day), day.year)
+}
+
+/// `23 Nov 09:05`, local time: for lists that span days.
+pub fn date_time(unix_ms: u64, zone: &TimeZone) -> String {
+    let (day, hour, minute) = local(unix_ms, zone);
+    format!("{} {} {hour:02}:{minute:02}", day.day, month_name(day))
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 d ago": for last-seen times.
@@ -81,6 +92,7 @@ mod tests {
         assert_eq!(clock(ms, &TimeZone::UTC), "09:05");
         assert_eq!(day_label(day_of(ms, &TimeZone::UTC)), "Mon 23 Nov 2026");
         assert_eq!(clock(ms, &TimeZone::fixed(jiff::tz::offset(1))), "10:05");
+        assert_eq!(date_time(ms, &TimeZone::UTC), "23 Nov 09:05");
     }
 
     #[test]

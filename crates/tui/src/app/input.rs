@@ -48,6 +48,7 @@ impl App {
                 browser.move_selection(delta);
                 Vec::new()
             }
+            Some(Overlay::Search(_)) => self.search_step(delta),
             Some(_) => Vec::new(),
             None if self.screen == Screen::Chat => self.move_cursor(delta * WHEEL_MESSAGES),
             None => Vec::new(),
@@ -98,6 +99,7 @@ impl App {
             Some(Overlay::Accounts(browser)) if !browser.list_focused => Some(&mut browser.pattern),
             Some(Overlay::Prompt(prompt)) if !prompt.busy => Some(&mut prompt.input),
             Some(Overlay::React(picker)) => Some(&mut picker.input),
+            Some(Overlay::Search(panel)) if !panel.list_focused => Some(&mut panel.input),
             Some(_) => None,
             None => match self.screen {
                 Screen::SignIn if self.sign_in.pending.is_none() => Some(self.sign_in.field_mut()),
@@ -165,6 +167,7 @@ impl App {
             Action::Top => self.move_cursor(isize::MIN / 2),
             Action::Bottom => {
                 self.view.anchor = None;
+                self.view.jump_to = None;
                 Vec::new()
             }
             Action::Back => {
@@ -185,6 +188,9 @@ impl App {
                 };
                 self.focus = Focus::Compose;
                 effects
+            }
+            Action::Open if matches!(self.overlay, Some(Overlay::Search(_))) => {
+                self.open_search_result()
             }
             Action::Open => {
                 let effects = self.open_highlighted();
@@ -227,6 +233,11 @@ impl App {
             Action::Retry => self.retry_failed(),
             Action::SignIn => self.submit_sign_in(false),
             Action::CreateAccount => self.submit_sign_in(true),
+            Action::Find => {
+                self.open_search();
+                Vec::new()
+            }
+            Action::Search if matches!(self.overlay, Some(Overlay::Search(_))) => self.run_search(),
             Action::Search => self.search_accounts(true),
             Action::NextPage => self.accounts_page(true),
             Action::PrevPage => self.accounts_page(false),
@@ -237,8 +248,10 @@ impl App {
             }
             Action::AddMember => self.add_members(),
             Action::EditPattern => {
-                if let Some(Overlay::Accounts(browser)) = &mut self.overlay {
-                    browser.list_focused = false;
+                match &mut self.overlay {
+                    Some(Overlay::Accounts(browser)) => browser.list_focused = false,
+                    Some(Overlay::Search(panel)) => panel.list_focused = false,
+                    _ => {}
                 }
                 Vec::new()
             }
@@ -286,6 +299,9 @@ impl App {
     pub(super) fn cycle_focus(&mut self, forward: bool) {
         match &mut self.overlay {
             Some(Overlay::Accounts(browser)) => browser.list_focused = !browser.list_focused,
+            Some(Overlay::Search(panel)) => {
+                panel.list_focused = !panel.list_focused && !panel.results.is_empty();
+            }
             Some(_) => {}
             None if self.screen == Screen::SignIn => self.sign_in.toggle_field(),
             None => {
@@ -315,6 +331,7 @@ impl App {
                 picker.move_selection(delta);
                 Vec::new()
             }
+            Some(Overlay::Search(_)) => self.search_step(delta),
             Some(_) => Vec::new(),
             None if self.focus == Focus::Sidebar => self.select_conversation(delta),
             None => self.move_cursor(delta),

@@ -21,6 +21,8 @@ impl App {
                 if let Some(conv) = self.conversations.by_id_mut(conversation_id) {
                     conv.log.loading = false;
                 }
+                // Not again and again: a jump to a search result stops.
+                self.view.jump_to = None;
                 self.note_failure("load history", &error);
             }
             NetEvent::Sent { local_id, message } => return self.on_sent(local_id, message),
@@ -60,6 +62,13 @@ impl App {
                     },
                 );
             }
+            NetEvent::SearchResults {
+                conversation_id,
+                query,
+                before,
+                messages,
+                more,
+            } => self.on_search_results(conversation_id, &query, before, messages, more),
             NetEvent::Typing {
                 conversation_id,
                 user,
@@ -199,8 +208,10 @@ impl App {
                 return;
             }
         }
-        if let Some(Overlay::Accounts(browser)) = &mut self.overlay {
-            browser.loading = false;
+        match &mut self.overlay {
+            Some(Overlay::Accounts(browser)) => browser.loading = false,
+            Some(Overlay::Search(panel)) => panel.loading = false,
+            _ => {}
         }
         self.note_failure(op, &error);
     }

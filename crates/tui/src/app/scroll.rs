@@ -6,6 +6,8 @@ impl App {
     /// Moves the message cursor by `delta` (negative = older); loads older
     /// history at the top, follows new messages at the bottom.
     pub(super) fn move_cursor(&mut self, delta: isize) -> Vec<Effect> {
+        // The user moves: a jump to a search result still loading is off.
+        self.view.jump_to = None;
         let anchor = self.view.anchor;
         let Some(conv) = self.conversations.open_mut() else {
             return Vec::new();

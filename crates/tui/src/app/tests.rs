@@ -2538,3 +2538,220 @@ fn no_typing_notice_while_editing_or_when_switching_conversations() {
         vec![1]
     );
 }
+
+// ------------------------------------------------------------------ search
+
+fn searches(effects: &[Effect]) -> Vec<(u64, String, u64)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SearchMessages {
+                conversation_id,
+                query,
+                before,
+            } => Some((*conversation_id, query.clone(), *before)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn found(app: &mut App, query: &str, before: u64, ids: &[u64], more: bool) -> Vec<Effect> {
+    net(
+        app,
+        NetEvent::SearchResults {
+            conversation_id: 1,
+            query: query.into(),
+            before,
+            messages: ids
+                .iter()
+                .map(|id| msg(*id, 1, "bob", &format!("failover {id}")))
+                .collect(),
+            more,
+        },
+    )
+}
+
+fn panel(app: &App) -> &SearchPanel {
+    match &app.overlay {
+        Some(Overlay::Search(panel)) => panel,
+        other => panic!("no search overlay: {other:?}"),
+    }
+}
+
+/// Conversation 1 (bob) with messages 100..=102 loaded and older ones on
+/// the server; the message pane has the keyboard.
+fn chatting_with_history() -> App {
+    let mut app = chatting();
+    net(
+        &mut app,
+        NetEvent::History {
+            conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+            messages: (100..=102).map(|i| msg(i, 1, "bob", "newer")).collect(),
+            more: true,
+            before: 0,
+        },
+    );
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.focus, Focus::Messages);
+    app
+}
+
+#[test]
+fn slash_opens_the_search_and_enter_asks_for_the_first_page() {
+    let mut app = chatting_with_history();
+    press(&mut app, KeyCode::Char('/'));
+    assert_eq!(
+        app.contexts(),
+        vec![
+            crate::keys::Context::SearchQuery,
+            crate::keys::Context::Global
+        ]
+    );
+    // Nothing to search for yet: Enter does nothing.
+    assert!(searches(&press(&mut app, KeyCode::Enter)).is_empty());
+    type_text(&mut app, "FAILover");
+    let effects = press(&mut app, KeyCode::Enter);
+    assert_eq!(searches(&effects), vec![(1, "FAILover".to_string(), 0)]);
+    assert!(panel(&app).loading);
+    // An answer for another query is not this one's.
+    found(&mut app, "fail", 0, &[90], false);
+    assert!(panel(&app).results.is_empty());
+    found(&mut app, "FAILover", 0, &[], false);
+    assert!(!panel(&app).loading);
+    assert!(!panel(&app).list_focused, "nothing to pick");
+    // A failure is a notice, and the panel stops waiting.
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::Failed {
+            op: "search messages".into(),
+            error: NetError::new(ErrorKind::InvalidArgument, "query too short"),
+        },
+    );
+    assert!(!panel(&app).loading);
+    let notice = app.notice.clone().expect("a notice");
+    assert!(
+        notice.is_error && notice.text.contains("query too short"),
+        "{notice:?}"
+    );
+    // Esc closes it.
+    press(&mut app, KeyCode::Esc);
+    assert!(app.overlay.is_none());
+    assert_eq!(app.focus, Focus::Messages);
+}
+
+#[test]
+fn search_results_page_on_at_the_end_of_the_list() {
+    let mut app = chatting_with_history();
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "failover");
+    press(&mut app, KeyCode::Enter);
+    found(&mut app, "failover", 0, &[90, 50], true);
+    assert!(panel(&app).list_focused);
+    assert_eq!(
+        app.contexts(),
+        vec![
+            crate::keys::Context::SearchResults,
+            crate::keys::Context::Global
+        ]
+    );
+    // Onto the last match: the page below it.
+    let effects = press(&mut app, KeyCode::Char('j'));
+    assert_eq!(searches(&effects), vec![(1, "failover".to_string(), 50)]);
+    assert_eq!(panel(&app).selected, 1);
+    assert!(searches(&press(&mut app, KeyCode::Down)).is_empty(), "once");
+    found(&mut app, "failover", 50, &[40, 20], false);
+    let ids: Vec<u64> = panel(&app).results.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![90, 50, 40, 20]);
+    for _ in 0..5 {
+        assert!(searches(&press(&mut app, KeyCode::Down)).is_empty());
+    }
+    assert_eq!(panel(&app).selected, 3);
+    // A late copy of a page is not added twice.
+    found(&mut app, "failover", 50, &[40, 20], false);
+    assert_eq!(panel(&app).results.len(), 4);
+    // Up past the first match: back to the query.
+    for _ in 0..4 {
+        press(&mut app, KeyCode::Up);
+    }
+    assert!(!panel(&app).list_focused);
+}
+
+#[test]
+fn enter_on_a_match_puts_the_cursor_on_it_loading_older_pages() {
+    let mut app = chatting_with_history();
+    // Loaded already: the cursor goes there at once.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "newer");
+    press(&mut app, KeyCode::Enter);
+    found(&mut app, "newer", 0, &[101], false);
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(app.overlay.is_none());
+    assert_eq!(app.focus, Focus::Messages);
+    assert_eq!(app.view.anchor, Some(EntryKey::Server(101)));
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, Effect::LoadHistory { .. })));
+
+    // Older than what is loaded: pages below the oldest, until it is there.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "failover");
+    press(&mut app, KeyCode::Enter);
+    found(&mut app, "failover", 0, &[40], false);
+    let effects = press(&mut app, KeyCode::Enter);
+    assert!(effects.contains(&Effect::LoadHistory {
+        conversation_id: 1,
+        before: 100
+    }));
+    let page = |app: &mut App, ids: std::ops::RangeInclusive<u64>, before| {
+        net(
+            app,
+            NetEvent::History {
+                conversation: conv(1, ConversationKind::Direct, "bob", 0, T0),
+                messages: ids.map(|i| msg(i, 1, "bob", "older")).collect(),
+                more: true,
+                before,
+            },
+        )
+    };
+    let effects = page(&mut app, 50..=99, 100);
+    assert!(effects.contains(&Effect::LoadHistory {
+        conversation_id: 1,
+        before: 50
+    }));
+    assert_eq!(app.view.anchor, Some(EntryKey::Server(101)), "not yet");
+    let effects = page(&mut app, 1..=49, 50);
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, Effect::LoadHistory { .. })));
+    assert_eq!(app.view.anchor, Some(EntryKey::Server(40)));
+    assert_eq!(app.view.jump_to, None);
+    assert_eq!(app.cursor_entry().and_then(|e| e.id), Some(40));
+
+    // Deleted since it was found: said so, the cursor stays.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "gone");
+    press(&mut app, KeyCode::Enter);
+    net(
+        &mut app,
+        NetEvent::SearchResults {
+            conversation_id: 1,
+            query: "gone".into(),
+            before: 0,
+            messages: vec![msg(77, 1, "bob", "gone")],
+            more: false,
+        },
+    );
+    net(
+        &mut app,
+        NetEvent::MessagesDeleted {
+            conversation_id: 1,
+            message_ids: vec![77],
+        },
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.view.jump_to, None);
+    assert_eq!(app.cursor_entry().and_then(|e| e.id), Some(40));
+    let notice = app.notice.clone().expect("a notice");
+    assert!(notice.text.contains("not there any more"), "{notice:?}");
+}

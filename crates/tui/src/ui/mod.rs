@@ -10,6 +10,7 @@ mod help;
 mod hints;
 mod messages;
 mod reactions;
+mod search;
 mod sidebar;
 mod sign_in;
 mod status;
@@ -73,6 +74,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::Confirm(kind)) => dialogs::render_confirm(frame, body, app, kind),
         Some(Overlay::Prompt(prompt)) => dialogs::render_prompt(frame, body, prompt),
         Some(Overlay::React(picker)) => reactions::render(frame, body, app, picker),
+        Some(Overlay::Search(panel)) => search::render(frame, body, app, panel),
         None => {}
     }
     app.config.theme.apply(frame.buffer_mut());
