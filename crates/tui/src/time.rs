@@ -64,10 +64,11 @@ pub fn day_label(day: Day) -> String {
     format!("{weekday} {} {} {}", day.day, month_name(day), day.year)
 }
 
-/// `23 Nov 09:05`, local time: for lists that span days.
+/// `23 Nov 09:05`, local time, the day padded (` 3 Dec 23:27`) so that
+/// a list of them lines up: for lists that span days.
 pub fn date_time(unix_ms: u64, zone: &TimeZone) -> String {
     let (day, hour, minute) = local(unix_ms, zone);
-    format!("{} {} {hour:02}:{minute:02}", day.day, month_name(day))
+    format!("{:>2} {} {hour:02}:{minute:02}", day.day, month_name(day))
 }
 
 /// "just now", "5 min ago", "3 h ago", "2 d ago": for last-seen times.
@@ -93,6 +94,7 @@ mod tests {
         assert_eq!(day_label(day_of(ms, &TimeZone::UTC)), "Mon 23 Nov 2026");
         assert_eq!(clock(ms, &TimeZone::fixed(jiff::tz::offset(1))), "10:05");
         assert_eq!(date_time(ms, &TimeZone::UTC), "23 Nov 09:05");
+        assert_eq!(date_time(0, &TimeZone::UTC), " 1 Jan 00:00");
     }
 
     #[test]
