@@ -29,6 +29,10 @@ pub const FORWARDED: &str = "x-raftchat-forwarded";
 /// Default time a new replica gets to catch up before promotion.
 const DEFAULT_CATCH_UP: Duration = Duration::from_secs(60);
 
+/// How long a membership reply waits for the change to show in the
+/// metrics it is built from.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// Time allowed for a forwarded call on top of its own work (a membership
 /// change commits two log entries; the catch-up wait is added for adds).
 const FORWARD_SLACK: Duration = Duration::from_secs(30);
@@ -213,6 +217,13 @@ pub async fn add_here(
         .await
         .map_err(change_error)?;
     tracing::info!(id, %url, "promoted to voter");
+    settle(consensus, "the promotion", move |m| {
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    })
+    .await;
     Ok(view(
         consensus,
         format!("added replica {id} ({url}) as a voter"),
@@ -248,6 +259,10 @@ pub async fn remove_here(
         .await
         .map_err(change_error)?;
     tracing::info!(id, "removed replica from the membership");
+    settle(consensus, "the removal", move |m| {
+        m.membership_config.membership().get_node(&id).is_none()
+    })
+    .await;
     let note = if id == consensus.id {
         " (it was the leader: it steps down and the others elect a new one)"
     } else {
@@ -257,6 +272,25 @@ pub async fn remove_here(
         consensus,
         format!("removed replica {id}{note}; stop its process now"),
     ))
+}
+
+/// Waits, at most [`SETTLE`], until this replica's metrics show a
+/// membership change it made: openraft answers a change once it is
+/// applied and may publish its metrics after, so a reply built at once
+/// could still list the old membership.
+async fn settle(
+    consensus: &Consensus,
+    what: &str,
+    shows: impl Fn(&RaftMetrics) -> bool + Send + 'static,
+) {
+    let waited = consensus
+        .raft
+        .wait(Some(SETTLE))
+        .metrics(shows, format!("{what} shows in the metrics"))
+        .await;
+    if let Err(e) = waited {
+        tracing::debug!(error = %e, "answering with the membership as it is");
+    }
 }
 
 fn change_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Status {
