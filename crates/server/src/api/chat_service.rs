@@ -57,6 +57,10 @@ const MAX_PAGE: u32 = 1000;
 const DEFAULT_SEARCH_PAGE: u32 = 20;
 const MAX_SEARCH_PAGE: u32 = 100;
 
+/// Searches running at once on this replica (one replica per process);
+/// more wait their turn.
+static SEARCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 impl ServiceContext {
     pub fn check_running(&self) -> Result<(), Status> {
         if *self.shutdown.borrow() {
@@ -604,21 +608,33 @@ impl Chat for ChatService {
             let query = Query::new(&req.query).map_err(chat_error)?;
             ctx.barrier().await?;
             let user = ctx.user(&session)?;
-            ctx.read(|s| {
-                let conversation = scope.map(|t| s.resolve(user, &t)).transpose()?;
-                let (messages, more) = s.search(
-                    user,
-                    conversation,
-                    &query,
-                    req.before,
-                    search_page(req.limit),
-                )?;
-                Ok(proto::SearchReply {
-                    messages: messages.into_iter().map(convert::message).collect(),
-                    more,
+            // A search reads the disk and can take milliseconds: off the
+            // runtime's workers, and a few at a time, so searches cannot
+            // stall the replica's other work or hold apply back for long.
+            let _turn = SEARCHES
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("replica is shutting down"))?;
+            let ctx = ctx.clone();
+            tokio::task::spawn_blocking(move || {
+                ctx.read(|s| {
+                    let conversation = scope.map(|t| s.resolve(user, &t)).transpose()?;
+                    let (messages, more) = s.search(
+                        user,
+                        conversation,
+                        &query,
+                        req.before,
+                        search_page(req.limit),
+                    )?;
+                    Ok(proto::SearchReply {
+                        messages: messages.into_iter().map(convert::message).collect(),
+                        more,
+                    })
                 })
+                .map_err(chat_error)
             })
-            .map_err(chat_error)
+            .await
+            .map_err(|e| Status::internal(format!("search failed: {e}")))?
         }
         .await;
         respond(&ctx.consensus, r)
