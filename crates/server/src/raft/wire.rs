@@ -1,5 +1,6 @@
 //! The replica-to-replica wire format: openraft's AppendEntries, Vote and
-//! InstallSnapshot, and our forwarded proposals and read-index requests, as
+//! InstallSnapshot, and our forwarded proposals, read-index requests and
+//! typing notices, as
 //! length-prefixed postcard frames on one connection per call stream, on
 //! the same port as the gRPC API (`listener.rs` tells the two apart;
 //! `network.rs` is the dialling side). One replica-to-replica protocol:
