@@ -15,11 +15,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers};
+use openraft::raft::ClientWriteResponse;
+use openraft::{BasicNode, ChangeMembers, Membership};
 use tonic::{Request, Status};
 
 use crate::raft::consensus::Consensus;
-use crate::storage::raft_types::{NodeId, RaftMetrics};
+use crate::storage::raft_types::{NodeId, TypeConfig};
 use raftchat_proto::cluster_client::ClusterClient;
 use raftchat_proto::{self as proto, AddReplicaRequest, MembershipReply, RemoveReplicaRequest};
 
@@ -28,10 +29,6 @@ pub const FORWARDED: &str = "x-raftchat-forwarded";
 
 /// Default time a new replica gets to catch up before promotion.
 const DEFAULT_CATCH_UP: Duration = Duration::from_secs(60);
-
-/// How long a membership reply waits for the change to show in the
-/// metrics it is built from.
-const SETTLE: Duration = Duration::from_secs(2);
 
 /// Time allowed for a forwarded call on top of its own work (a membership
 /// change commits two log entries; the catch-up wait is added for adds).
@@ -44,11 +41,40 @@ pub fn is_forwarded<T>(req: &Request<T>) -> bool {
 
 /// The membership as this replica sees it.
 pub fn view(consensus: &Consensus, outcome: impl Into<String>) -> MembershipReply {
-    describe(&consensus.metrics(), outcome.into())
+    let m = consensus.metrics();
+    let log_index = m.membership_config.log_id().as_ref().map_or(0, |l| l.index);
+    describe(
+        m.membership_config.membership(),
+        log_index,
+        m.current_leader.unwrap_or(0),
+        outcome.into(),
+    )
 }
 
-fn describe(m: &RaftMetrics, outcome: String) -> MembershipReply {
-    let membership = m.membership_config.membership();
+/// The membership a change committed, from openraft's answer to it: the
+/// metrics may not show it yet when the answer arrives.
+fn changed(
+    consensus: &Consensus,
+    response: &ClientWriteResponse<TypeConfig>,
+    outcome: String,
+) -> MembershipReply {
+    match &response.membership {
+        Some(membership) => describe(
+            membership,
+            response.log_id.index,
+            consensus.metrics().current_leader.unwrap_or(0),
+            outcome,
+        ),
+        None => view(consensus, outcome),
+    }
+}
+
+fn describe(
+    membership: &Membership<NodeId, BasicNode>,
+    log_index: u64,
+    leader_id: NodeId,
+    outcome: String,
+) -> MembershipReply {
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     MembershipReply {
         members: membership
@@ -64,13 +90,8 @@ fn describe(m: &RaftMetrics, outcome: String) -> MembershipReply {
                 .into(),
             })
             .collect(),
-        leader_id: m.current_leader.unwrap_or(0),
-        log_index: m
-            .membership_config
-            .log_id()
-            .as_ref()
-            .map(|l| l.index)
-            .unwrap_or(0),
+        leader_id,
+        log_index,
         outcome,
     }
 }
@@ -213,19 +234,14 @@ pub async fn add_here(
             timeout.as_secs()
         )));
     }
-    raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+    let promoted = raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
         .await
         .map_err(change_error)?;
     tracing::info!(id, %url, "promoted to voter");
-    settle(consensus, "the promotion", move |m| {
-        m.membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id)
-    })
-    .await;
-    Ok(view(
+    Ok(changed(
         consensus,
+        &promoted,
         format!("added replica {id} ({url}) as a voter"),
     ))
 }
@@ -253,44 +269,22 @@ pub async fn remove_here(
     } else {
         ChangeMembers::RemoveNodes(ids)
     };
-    consensus
+    let removed = consensus
         .raft
         .change_membership(change, false)
         .await
         .map_err(change_error)?;
     tracing::info!(id, "removed replica from the membership");
-    settle(consensus, "the removal", move |m| {
-        m.membership_config.membership().get_node(&id).is_none()
-    })
-    .await;
     let note = if id == consensus.id {
         " (it was the leader: it steps down and the others elect a new one)"
     } else {
         ""
     };
-    Ok(view(
+    Ok(changed(
         consensus,
+        &removed,
         format!("removed replica {id}{note}; stop its process now"),
     ))
-}
-
-/// Waits, at most [`SETTLE`], until this replica's metrics show a
-/// membership change it made: openraft answers a change once it is
-/// applied and may publish its metrics after, so a reply built at once
-/// could still list the old membership.
-async fn settle(
-    consensus: &Consensus,
-    what: &str,
-    shows: impl Fn(&RaftMetrics) -> bool + Send + 'static,
-) {
-    let waited = consensus
-        .raft
-        .wait(Some(SETTLE))
-        .metrics(shows, format!("{what} shows in the metrics"))
-        .await;
-    if let Err(e) = waited {
-        tracing::debug!(error = %e, "answering with the membership as it is");
-    }
 }
 
 fn change_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Status {
