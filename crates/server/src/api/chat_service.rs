@@ -182,20 +182,21 @@ pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|down| *down).await;
 }
 
-fn search_page(limit: u32) -> usize {
+/// A request's page size: `default` for 0, at most `max`.
+fn page_of(limit: u32, default: u32, max: u32) -> usize {
     let n = match limit {
-        0 => DEFAULT_SEARCH_PAGE,
-        n => n.min(MAX_SEARCH_PAGE),
+        0 => default,
+        n => n.min(max),
     };
     n as usize
 }
 
 fn page(limit: u32) -> usize {
-    let n = match limit {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    };
-    n as usize
+    page_of(limit, DEFAULT_PAGE, MAX_PAGE)
+}
+
+fn search_page(limit: u32) -> usize {
+    page_of(limit, DEFAULT_SEARCH_PAGE, MAX_SEARCH_PAGE)
 }
 
 /// Names a request looks up: refused here when no account or group can
