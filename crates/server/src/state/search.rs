@@ -71,7 +71,7 @@ pub fn fold(text: &str) -> String {
     out
 }
 
-fn gram(a: char, b: u32, c: u32) -> Gram {
+fn gram(a: u32, b: u32, c: u32) -> Gram {
     ((a as u64) << (2 * CHAR_BITS)) | ((b as u64) << CHAR_BITS) | c as u64
 }
 
@@ -83,22 +83,12 @@ pub fn each_gram(folded: &str, mut f: impl FnMut(Gram)) {
         return;
     };
     loop {
-        let (b_or_pad, c_or_pad) = (b.unwrap_or(PAD), c.unwrap_or(PAD));
-        f(((a as u64) << (2 * CHAR_BITS)) | ((b_or_pad as u64) << CHAR_BITS) | c_or_pad as u64);
+        f(gram(a, b.unwrap_or(PAD), c.unwrap_or(PAD)));
         match b {
             Some(next) => (a, b, c) = (next, c, chars.next()),
             None => return,
         }
     }
-}
-
-/// The distinct trigrams of a folded text.
-pub fn text_grams(folded: &str) -> BTreeSet<Gram> {
-    let mut grams = BTreeSet::new();
-    each_gram(folded, |g| {
-        grams.insert(g);
-    });
-    grams
 }
 
 /// What an index looks up for a query.
@@ -154,22 +144,15 @@ impl Query {
 
     /// What an index looks up for this query.
     pub fn lookup(&self) -> Lookup {
-        let chars: Vec<char> = self.folded.chars().collect();
+        let chars: Vec<u32> = self.folded.chars().map(|c| c as u32).collect();
+        let last = (1 << CHAR_BITS) - 1;
         match chars[..] {
-            [a] => Lookup::AnyIn(
-                gram(a, 0, 0),
-                gram(a, (1 << CHAR_BITS) - 1, (1 << CHAR_BITS) - 1),
-            ),
-            [a, b] => Lookup::AnyIn(
-                gram(a, b as u32, 0),
-                gram(a, b as u32, (1 << CHAR_BITS) - 1),
-            ),
+            [a] => Lookup::AnyIn(gram(a, 0, 0), gram(a, last, last)),
+            [a, b] => Lookup::AnyIn(gram(a, b, 0), gram(a, b, last)),
             _ => {
                 // Internal trigrams only: the query may go on in the text.
-                let grams: BTreeSet<Gram> = chars
-                    .windows(3)
-                    .map(|w| gram(w[0], w[1] as u32, w[2] as u32))
-                    .collect();
+                let grams: BTreeSet<Gram> =
+                    chars.windows(3).map(|w| gram(w[0], w[1], w[2])).collect();
                 // Spread over the query rather than its start.
                 let step = grams.len().div_ceil(MAX_LOOKUP_GRAMS).max(1);
                 Lookup::All(grams.into_iter().step_by(step).collect())
@@ -218,6 +201,15 @@ pub fn newest(mut found: Vec<Found>, limit: usize) -> Vec<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The distinct trigrams of a folded text.
+    fn text_grams(folded: &str) -> BTreeSet<Gram> {
+        let mut grams = BTreeSet::new();
+        each_gram(folded, |g| {
+            grams.insert(g);
+        });
+        grams
+    }
 
     #[test]
     fn folding_is_case_insensitive_beyond_ascii() {
