@@ -275,6 +275,18 @@ impl Base {
     }
 }
 
+/// Writes the applied-state blob and the marker saying the search index
+/// (written in the same transaction) matches it: always together.
+fn record_applied(tx: &redb::WriteTransaction, applied: &[u8]) -> Result<(), Error> {
+    let mut meta = tx.open_table(META)?;
+    meta.insert(APPLIED, applied)?;
+    meta.insert(
+        search_index::MARKER,
+        search_index::marker(applied).as_slice(),
+    )?;
+    Ok(())
+}
+
 /// Rebuilds the search index from the messages unless its marker matches
 /// the applied state (see `search_index`): the file was written by a
 /// release without the index, or by one that did not keep it.
@@ -508,13 +520,7 @@ impl DiskStore {
                     table.insert(conversation, id)?;
                 }
                 drop(table);
-                let mut meta = tx.open_table(META)?;
-                meta.insert(APPLIED, applied)?;
-                meta.insert(
-                    search_index::MARKER,
-                    search_index::marker(applied).as_slice(),
-                )?;
-                drop(meta);
+                record_applied(&tx, applied)?;
                 tx.set_durability(Durability::Immediate)
                     .map_err(|e| corrupt("durability", e))?;
                 tx.set_quick_repair(true);
@@ -1002,13 +1008,9 @@ impl Checkpoint {
             drop((messages, heads));
             search.write(&tx)?;
             request_window::write(&tx, &d.remembered, d.forget_before, Some(&mut filters))?;
-            let mut meta = tx.open_table(META)?;
-            meta.insert(APPLIED, applied)?;
-            meta.insert(
-                search_index::MARKER,
-                search_index::marker(applied).as_slice(),
-            )?;
-            meta.insert(FORGET_BEFORE, d.forget_before.to_le_bytes().as_slice())?;
+            record_applied(&tx, applied)?;
+            tx.open_table(META)?
+                .insert(FORGET_BEFORE, d.forget_before.to_le_bytes().as_slice())?;
         }
         tx.commit()?;
         let base = Base::open(&self.shared.db, &filters)?;
