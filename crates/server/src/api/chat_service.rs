@@ -28,7 +28,7 @@ use crate::raft::typing::{TypingNotice, TypingRelay};
 use crate::state::command::*;
 use crate::state::search::{Query, MAX_QUERY_BYTES};
 use crate::state::{
-    check_group_lookup_len, validate_emoji, validate_group_name, validate_username,
+    check_group_lookup_len, validate_body, validate_emoji, validate_group_name, validate_username,
 };
 
 // Clients check the same limit before sending (`raftchat_proto::contract`).
@@ -212,16 +212,7 @@ fn check_target(target: &Target) -> Result<(), Status> {
 /// A message text: refused here, before it costs a log entry, when apply
 /// would refuse it (apply checks again).
 fn check_body(body: &str) -> Result<(), Status> {
-    if body.is_empty() {
-        return Err(Status::invalid_argument("message body is empty"));
-    }
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Status::invalid_argument(format!(
-            "message body is {} bytes; the limit is {MAX_BODY_BYTES}",
-            body.len()
-        )));
-    }
-    Ok(())
+    validate_body(body).map_err(chat_error)
 }
 
 fn check_username_len(name: &str) -> Result<(), Status> {

@@ -16,7 +16,7 @@ use super::{ChatState, Conversations, Emitter};
 const MAX_BATCH_IDS: usize = 1000;
 
 /// A message text: not empty, at most [`MAX_BODY_BYTES`].
-fn validate_body(body: &str) -> Result<(), ChatError> {
+pub fn validate_body(body: &str) -> Result<(), ChatError> {
     if body.is_empty() {
         return Err(ChatError::invalid("message body is empty"));
     }

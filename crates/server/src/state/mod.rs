@@ -107,7 +107,7 @@ pub(crate) use sessions::Sessions;
 use store::{MemoryStore, MessageRef, Remembered, Store};
 
 pub use accounts::validate_username;
-pub use apply::validate_emoji;
+pub use apply::{validate_body, validate_emoji};
 pub use conversations::{check_group_lookup_len, validate_group_name};
 pub use pattern::wildcard_match;
 
