@@ -6,8 +6,6 @@
 //! leaving the mode brings it back. A reply keeps what is typed: leaving
 //! the mode only forgets which message it answers.
 
-use raftchat_proto::contract::MAX_BODY_BYTES;
-
 use super::*;
 
 /// What the compose box is doing besides writing a new message.
@@ -149,11 +147,7 @@ impl App {
             );
             return Vec::new();
         }
-        if body.len() > MAX_BODY_BYTES {
-            self.notify_error(format!(
-                "The message is {} bytes; the limit is {MAX_BODY_BYTES}. Shorten it and save again.",
-                body.len()
-            ));
+        if self.refuse_too_long(&body, "save") {
             return Vec::new();
         }
         let Some(entry) = self
@@ -178,8 +172,7 @@ impl App {
             self.notify("Nothing changed.");
             return Vec::new();
         }
-        let request_id = format!("{}-e{}", self.config.request_prefix, self.next_local_id);
-        self.next_local_id += 1;
+        let request_id = self.new_request_id("e");
         vec![Effect::EditMessage {
             message_id,
             request_id,

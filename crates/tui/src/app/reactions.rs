@@ -103,8 +103,7 @@ impl App {
         }
         let message_id = picker.message_id;
         self.overlay = None;
-        let request_id = format!("{}-r{}", self.config.request_prefix, self.next_local_id);
-        self.next_local_id += 1;
+        let request_id = self.new_request_id("r");
         vec![Effect::React {
             message_id,
             request_id,

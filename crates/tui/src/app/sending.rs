@@ -5,18 +5,34 @@ use raftchat_proto::contract::MAX_BODY_BYTES;
 use super::*;
 
 impl App {
+    /// Whether `body` is over the server's limit, saying so if it is: the
+    /// server would refuse it, and no retry could help, so the text stays
+    /// in the box to be shortened and `again` (sent, saved) after.
+    pub(super) fn refuse_too_long(&mut self, body: &str, again: &str) -> bool {
+        if body.len() <= MAX_BODY_BYTES {
+            return false;
+        }
+        self.notify_error(format!(
+            "The message is {} bytes; the limit is {MAX_BODY_BYTES}. Shorten it and {again} again.",
+            body.len()
+        ));
+        true
+    }
+
+    /// A fresh request id for a write other than a send (`kind`: `e` an
+    /// edit, `r` a reaction), unique for this run like a send's.
+    pub(super) fn new_request_id(&mut self, kind: &str) -> String {
+        let n = self.next_local_id;
+        self.next_local_id += 1;
+        format!("{}-{kind}{n}", self.config.request_prefix)
+    }
+
     pub(super) fn send_compose(&mut self) -> Vec<Effect> {
         let body = self.compose_body();
         if body.trim().is_empty() {
             return Vec::new();
         }
-        // The server would refuse it, and no retry could help: the text
-        // stays in the box to be shortened.
-        if body.len() > MAX_BODY_BYTES {
-            self.notify_error(format!(
-                "The message is {} bytes; the limit is {MAX_BODY_BYTES}. Shorten it and send again.",
-                body.len()
-            ));
+        if self.refuse_too_long(&body, "send") {
             return Vec::new();
         }
         let Some(key) = self.conversations.open.clone() else {
