@@ -3,22 +3,21 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
 use ratatui::Frame;
 
-use super::pane_style;
+use super::{overlay, pane_style};
 use crate::app::{is_me, AccountsBrowser, App};
 use crate::time;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, browser: &AccountsBrowser) {
     let boxed = crate::layout::accounts_box(area);
-    frame.render_widget(Clear, boxed);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" Accounts — start a chat or build a group ")
-        .border_style(Style::default().fg(Color::Cyan));
-    let inner = block.inner(boxed);
-    frame.render_widget(block, boxed);
+    let inner = overlay(
+        frame,
+        boxed,
+        " Accounts — start a chat or build a group ",
+        Style::default().fg(Color::Cyan),
+    );
     let [pattern_area, list_area, footer_area] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Min(1),

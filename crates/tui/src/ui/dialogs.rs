@@ -6,7 +6,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::centered;
+use super::{centered, overlay};
 use crate::app::{App, ConfirmKind, Prompt, PromptKind};
 use crate::keys::{Action, Context};
 
@@ -100,13 +100,7 @@ pub fn render_prompt(frame: &mut Frame, area: Rect, prompt: &Prompt) {
         ),
     };
     let boxed = centered(area, 60, 9);
-    frame.render_widget(Clear, boxed);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(title)
-        .border_style(Style::default().fg(Color::Yellow));
-    let inner = block.inner(boxed);
-    frame.render_widget(block, boxed);
+    let inner = overlay(frame, boxed, title, Style::default().fg(Color::Yellow));
     let [question_area, input_area, status_area] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(3),

@@ -21,6 +21,8 @@ pub use theme::Theme;
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Clear};
 use ratatui::Frame;
 
 use super::app::{App, Overlay, Screen};
@@ -88,6 +90,25 @@ fn render_chat(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 pub(crate) use crate::layout::centered;
+
+/// Clears `boxed` over whatever is under it and draws a bordered box
+/// there, `title` on its top edge in `border`'s style; returns the area
+/// inside the border. Every overlay starts this way.
+pub(crate) fn overlay<'a>(
+    frame: &mut Frame,
+    boxed: Rect,
+    title: impl Into<Line<'a>>,
+    border: Style,
+) -> Rect {
+    frame.render_widget(Clear, boxed);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(title)
+        .border_style(border);
+    let inner = block.inner(boxed);
+    frame.render_widget(block, boxed);
+    inner
+}
 
 /// Border style of a pane: highlighted when it has the keyboard.
 pub(crate) fn pane_style(focused: bool) -> Style {

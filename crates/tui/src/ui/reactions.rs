@@ -4,22 +4,16 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use super::centered;
+use super::{centered, overlay};
 use crate::app::{App, ReactPicker, COMMON_EMOJI};
 use crate::keys::{Action, Chord, Context};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, picker: &ReactPicker) {
     let boxed = centered(area, 44, 9);
-    frame.render_widget(Clear, boxed);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" React ")
-        .border_style(Style::default().fg(Color::Yellow));
-    let inner = block.inner(boxed);
-    frame.render_widget(block, boxed);
+    let inner = overlay(frame, boxed, " React ", Style::default().fg(Color::Yellow));
     let [row_area, input_area, status_area] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(3),

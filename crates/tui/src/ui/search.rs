@@ -4,12 +4,12 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
 use ratatui::Frame;
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
-use super::{one_line, pane_style, truncate_columns};
+use super::{one_line, overlay, pane_style, truncate_columns};
 use crate::app::{App, SearchPanel};
 use crate::model::ConversationKind;
 use crate::time;
@@ -19,7 +19,6 @@ const SENDER_COLUMNS: usize = 12;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, panel: &SearchPanel) {
     let boxed = crate::layout::search_box(area);
-    frame.render_widget(Clear, boxed);
     let name = app
         .conversations
         .list
@@ -31,15 +30,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, panel: &SearchPanel) {
         })
         .unwrap_or_default();
     let title = format!(" Search {} ", one_line(&name));
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(truncate_columns(
-            &title,
-            usize::from(boxed.width.saturating_sub(2)),
-        ))
-        .border_style(Style::default().fg(Color::Cyan));
-    let inner = block.inner(boxed);
-    frame.render_widget(block, boxed);
+    let inner = overlay(
+        frame,
+        boxed,
+        truncate_columns(&title, usize::from(boxed.width.saturating_sub(2))),
+        Style::default().fg(Color::Cyan),
+    );
     let [query_area, list_area, footer_area] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Min(1),

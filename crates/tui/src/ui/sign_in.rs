@@ -3,23 +3,22 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 use ratatui_textarea::TextArea;
 
-use super::{centered, pane_style};
+use super::{centered, overlay, pane_style};
 use crate::app::{App, Field, Pending};
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let form = &app.sign_in;
     let boxed = centered(area, 56, 13);
-    frame.render_widget(Clear, boxed);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" raftchat — sign in or create an account ")
-        .border_style(pane_style(true));
-    let inner = block.inner(boxed);
-    frame.render_widget(block, boxed);
+    let inner = overlay(
+        frame,
+        boxed,
+        " raftchat — sign in or create an account ",
+        pane_style(true),
+    );
 
     let [_, user_area, pass_area, _, message_area] = Layout::vertical([
         Constraint::Length(1),
