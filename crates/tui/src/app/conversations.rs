@@ -403,6 +403,15 @@ impl Conversation {
             .collect()
     }
 
+    /// Its name as titles show it: `#team` for a group, the peer's name
+    /// for a direct conversation (unsanitised: the caller makes it safe).
+    pub fn label(&self) -> String {
+        match self.kind {
+            ConversationKind::Group => format!("#{}", self.name),
+            ConversationKind::Direct => self.name.clone(),
+        }
+    }
+
     pub fn id(&self) -> Option<u64> {
         match self.key {
             ConvKey::Id(id) => Some(id),

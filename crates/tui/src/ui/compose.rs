@@ -12,18 +12,16 @@ use raftchat_proto::contract::MAX_BODY_BYTES;
 use super::{one_line, pane_style, truncate_columns};
 use crate::app::{App, ComposeMode, ConvKey, Focus, LinkState};
 use crate::keys::{Action, Context};
-use crate::model::ConversationKind;
 
 /// Columns of a quoted message in the title while replying.
 const QUOTE_COLUMNS: usize = 40;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Compose && app.overlay.is_none();
-    let to = match app.conversations.open() {
-        Some(conv) if conv.kind == ConversationKind::Group => format!("#{}", conv.name),
-        Some(conv) => conv.name.clone(),
-        None => "nobody".to_string(),
-    };
+    let to = app
+        .conversations
+        .open()
+        .map_or_else(|| "nobody".to_string(), |conv| conv.label());
     let keymap = &app.config.keymap;
     let cancel = keymap.label_of(Context::Compose, Action::Back);
     let mode = Style::default().fg(Color::Yellow);

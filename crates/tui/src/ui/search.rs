@@ -11,7 +11,6 @@ use unicode_width::UnicodeWidthStr;
 
 use super::{one_line, overlay, pane_style, truncate_columns};
 use crate::app::{App, SearchPanel};
-use crate::model::ConversationKind;
 use crate::time;
 
 /// Columns of the sender's name in a row.
@@ -24,10 +23,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, panel: &SearchPanel) {
         .list
         .iter()
         .find(|c| c.id() == Some(panel.conversation_id))
-        .map(|c| match c.kind {
-            ConversationKind::Group => format!("#{}", c.name),
-            ConversationKind::Direct => c.name.clone(),
-        })
+        .map(|c| c.label())
         .unwrap_or_default();
     let title = format!(" Search {} ", one_line(&name));
     let inner = overlay(
